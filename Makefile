@@ -1,0 +1,33 @@
+# The two commands a user runs: `make lab` and `make test`. Both install what is missing
+# (Debian packages when root, the venv in .venv/) and skip what is already there.
+VENV := .venv
+PY := $(VENV)/bin/python
+DEBIAN_PACKAGES := mariadb-server mariadb-client openssh-server rsync python3-venv
+
+.PHONY: all lab test lint deps debian-packages clean
+
+all: test
+
+deps: debian-packages $(VENV)/.installed
+
+debian-packages:
+	@tools/install-debian-packages $(DEBIAN_PACKAGES)
+
+# Reinstalls only when pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+lint: deps
+	$(VENV)/bin/ruff check .
+
+test: lint
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+lab: deps
+	$(VENV)/bin/lab harvest-demo $(LAB_ARGS)
+
+clean:
+	rm -rf $(VENV) .lab .pytest_cache .ruff_cache

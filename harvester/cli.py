@@ -1,0 +1,177 @@
+"""`harvester` command line: migrate, seed search tasks, work on them, show status.
+
+Every failure ends in one line on stderr and a non-zero exit (2 for a bad command line,
+1 for anything else), with nothing written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import socket
+import sys
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pymysql
+
+from harvester.config import ConfigError, Settings, load_settings
+from harvester.db import DatabaseError, connect
+from harvester.flickr_api import FlickrError
+from harvester.migrate import available_migrations, current_version, migrate
+from harvester.search_tasks import SeedError, seed_queries, seed_timeslices
+from harvester.status import format_status, harvest_status
+
+FLICKR_EPOCH = "2004-01-01"
+
+
+class CommandError(RuntimeError):
+    """A failure to report as one line."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not usage + error
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def parse_time(text: str) -> int:
+    """UTC unix seconds from YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS][Z] or plain unix seconds."""
+    text = text.strip()
+    if text.isdigit():
+        return int(text)
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a date: {text!r} (use YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS, UTC)"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp())
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, not {text!r}")
+    return value
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="harvester", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", help="YAML settings file (default /etc/ccmirror/...)")
+    parser.add_argument("--verbose", "-v", action="store_true", help="log debug detail")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    commands.add_parser("migrate", help="apply the database migrations not applied yet")
+
+    seed = commands.add_parser("seed", help="create search tasks")
+    kinds = seed.add_subparsers(dest="kind", required=True, parser_class=Parser)
+    slices = kinds.add_parser("timeslices", help="upload-time slices of [start, end)")
+    slices.add_argument("--start", type=parse_time, required=True, help="UTC date, inclusive")
+    slices.add_argument("--end", type=parse_time, required=True, help="UTC date, exclusive")
+    slices.add_argument("--stride", type=positive_int, default=600, help="seconds (600)")
+    queries = kinds.add_parser("queries", help="one task per search text in FILE")
+    queries.add_argument("file", type=Path, help="one search text per line; # comments")
+    queries.add_argument("--start", type=parse_time, default=parse_time(FLICKR_EPOCH))
+    queries.add_argument("--end", type=parse_time, default=None, help="default: tomorrow")
+
+    work = commands.add_parser("work", help="harvest search tasks until none is left")
+    work.add_argument("--worker", default=socket.gethostname(), help="worker id (hostname)")
+
+    status = commands.add_parser("status", help="tasks by state, photos per source, calls")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        settings = load_settings(args.config)
+        return COMMANDS[args.command](args, settings)
+    except (ConfigError, DatabaseError, FlickrError, SeedError, CommandError) as exc:
+        print(f"harvester: {exc}", file=sys.stderr)
+        return 1
+    except pymysql.err.MySQLError as exc:
+        print(f"harvester: database error: {exc.args[-1]}", file=sys.stderr)
+        return 1
+
+
+def open_database(settings: Settings, *, migrated: bool = True):
+    conn = connect(settings.db_url)
+    if migrated:
+        latest = available_migrations()[-1].version
+        if current_version(conn) < latest:
+            conn.close()
+            raise CommandError("the database schema is not up to date: run `harvester migrate`")
+    return conn
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    conn = open_database(settings, migrated=False)
+    applied = migrate(conn)
+    for migration in applied:
+        print(f"applied {migration.version:04d} {migration.name}")
+    print(f"schema version {current_version(conn)}")
+    return 0
+
+
+def cmd_seed(args: argparse.Namespace, settings: Settings) -> int:
+    if args.kind == "timeslices":
+        if args.end <= args.start:
+            raise CommandError("--end must be after --start")
+        conn = open_database(settings)
+        created = seed_timeslices(conn, args.start, args.end, args.stride)
+    else:
+        try:
+            texts = [
+                line.strip()
+                for line in args.file.read_text(encoding="utf-8").splitlines()
+                if line.strip() and not line.lstrip().startswith("#")
+            ]
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CommandError(f"cannot read {args.file}: {exc}") from None
+        end = args.end or (datetime.now(UTC).timestamp() // 86400 + 1) * 86400
+        if int(end) <= args.start:
+            raise CommandError("--end must be after --start")
+        conn = open_database(settings)
+        created = seed_queries(conn, texts, args.start, int(end))
+    print(f"created {created:,} search tasks")
+    return 0
+
+
+def cmd_work(args: argparse.Namespace, settings: Settings) -> int:
+    from harvester.worker import Worker  # the worker pulls in requests; other commands don't
+
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    open_database(settings).close()
+    worker = Worker(settings, args.worker, stop=stop)
+    stats = worker.run()
+    print(
+        f"worker {args.worker}: {stats.tasks_done:,} tasks done, {stats.tasks_failed:,} failed,"
+        f" {stats.photos:,} photos stored" + (" (stopped)" if stop.is_set() else "")
+    )
+    return 0
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    conn = open_database(settings)
+    status = harvest_status(conn)
+    print(json.dumps(status, indent=2) if args.json else format_status(status))
+    return 0
+
+
+COMMANDS = {"migrate": cmd_migrate, "seed": cmd_seed, "work": cmd_work, "status": cmd_status}

@@ -1,0 +1,111 @@
+"""Harvester settings: a YAML file (rendered by Salt on real machines) with environment overrides.
+
+Every setting has a default except the database URL and the Flickr API key. Environment
+variables (`CCMIRROR_*`) win over the file, so a test or an operator can override one value
+without writing a file. Secrets are kept out of `repr()` so they never reach a log line.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_CONFIG_PATH = Path("/etc/ccmirror/harvester.yaml")
+FLICKR_API_URL = "https://api.flickr.com/services/rest/"
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message says which setting and why."""
+
+
+@dataclass
+class FlickrSettings:
+    api_url: str = FLICKR_API_URL
+    api_key: str = field(default="", repr=False)
+    rate_limit_per_hour: float = 3600.0  # Flickr's limit per key; 0 lifts it (benchmarks)
+    timeout: float = 30.0
+    retries: int = 4  # further tries of one call on 5xx, 429, 105/201, malformed JSON
+    retry_backoff: float = 1.0  # seconds before the first retry, doubled each time
+    per_page: int = 500
+
+
+@dataclass
+class WorkerSettings:
+    lease_seconds: int = 300
+    max_attempts: int = 5  # a task that failed this many times is marked failed
+    backoff_seconds: float = 30.0  # before a failed task is retried, doubled per attempt
+    idle_poll_seconds: float = 2.0
+
+
+@dataclass
+class Settings:
+    db_url: str = field(default="", repr=False)
+    flickr: FlickrSettings = field(default_factory=FlickrSettings)
+    worker: WorkerSettings = field(default_factory=WorkerSettings)
+
+
+# Environment variable -> (section or None for top level, setting name).
+ENVIRONMENT = {
+    "CCMIRROR_DB_URL": (None, "db_url"),
+    "CCMIRROR_FLICKR_API_URL": ("flickr", "api_url"),
+    "CCMIRROR_FLICKR_API_KEY": ("flickr", "api_key"),
+    "CCMIRROR_FLICKR_RATE_LIMIT": ("flickr", "rate_limit_per_hour"),
+    "CCMIRROR_FLICKR_TIMEOUT": ("flickr", "timeout"),
+    "CCMIRROR_FLICKR_RETRIES": ("flickr", "retries"),
+    "CCMIRROR_FLICKR_RETRY_BACKOFF": ("flickr", "retry_backoff"),
+    "CCMIRROR_LEASE_SECONDS": ("worker", "lease_seconds"),
+    "CCMIRROR_MAX_ATTEMPTS": ("worker", "max_attempts"),
+    "CCMIRROR_TASK_BACKOFF": ("worker", "backoff_seconds"),
+}
+
+
+def load_settings(
+    path: str | Path | None = None, environ: dict[str, str] | None = None
+) -> Settings:
+    """Read `path`, else $CCMIRROR_CONFIG, else the default file if present; then the env."""
+    environ = os.environ if environ is None else environ
+    settings = Settings()
+    config_path = path or environ.get("CCMIRROR_CONFIG")
+    if config_path is None and DEFAULT_CONFIG_PATH.exists():
+        config_path = DEFAULT_CONFIG_PATH
+    if config_path is not None:
+        _apply_file(settings, Path(config_path))
+    for name, (section, key) in ENVIRONMENT.items():
+        if name in environ:
+            target = getattr(settings, section) if section else settings
+            _set(target, key, environ[name], source=name)
+    return settings
+
+
+def _apply_file(settings: Settings, path: Path) -> None:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config {path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path} must be a mapping")
+    for key, value in data.items():
+        if key in ("flickr", "worker"):
+            if not isinstance(value, dict):
+                raise ConfigError(f"config {path}: '{key}' must be a mapping")
+            for sub_key, sub_value in value.items():
+                _set(getattr(settings, key), sub_key, sub_value, source=f"{path}: {key}")
+        else:
+            _set(settings, key, value, source=str(path))
+
+
+def _set(target: Any, key: str, value: Any, source: str) -> None:
+    known = {f.name: f for f in fields(target)}
+    if key not in known or key in ("flickr", "worker"):
+        raise ConfigError(f"{source}: unknown setting '{key}'")
+    kind = type(getattr(target, key))
+    try:
+        setattr(target, key, kind(value) if kind is not str else str(value))
+    except (TypeError, ValueError):
+        raise ConfigError(f"{source}: '{key}' must be a {kind.__name__}, not {value!r}") from None

@@ -1,0 +1,79 @@
+"""MariaDB connections from a `mysql://user:pass@host:port/db` URL (`?unix_socket=` allowed)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import pymysql
+from pymysql.constants import CLIENT
+
+
+class DatabaseError(RuntimeError):
+    """The database cannot be reached or used; the message never holds the password."""
+
+
+@dataclass(frozen=True)
+class DatabaseURL:
+    host: str
+    port: int
+    user: str
+    password: str = field(repr=False)
+    database: str
+    unix_socket: str | None = None
+
+    @property
+    def where(self) -> str:
+        """Where the database is, for messages (no credentials)."""
+        place = self.unix_socket or f"{self.host}:{self.port}"
+        return f"{place}/{self.database}"
+
+
+def parse_db_url(url: str) -> DatabaseURL:
+    if not url:
+        raise DatabaseError("no database URL: set CCMIRROR_DB_URL or db_url in the config")
+    parts = urlsplit(url)
+    if parts.scheme not in ("mysql", "mariadb"):
+        raise DatabaseError("database URL must start with mysql:// (or mariadb://)")
+    database = parts.path.lstrip("/")
+    if not database:
+        raise DatabaseError("database URL names no database (mysql://user:pass@host:port/DB)")
+    query = parse_qs(parts.query)
+    try:
+        port = parts.port or 3306
+    except ValueError:
+        raise DatabaseError("database URL has an invalid port") from None
+    return DatabaseURL(
+        host=parts.hostname or "localhost",
+        port=port,
+        user=unquote(parts.username or ""),
+        password=unquote(parts.password or ""),
+        database=unquote(database),
+        unix_socket=query.get("unix_socket", [None])[0],
+    )
+
+
+def connect(url: str | DatabaseURL, *, autocommit: bool = False, timeout: float = 10.0):
+    """A PyMySQL connection; `DatabaseError` with a one-line reason when it cannot be made."""
+    target = parse_db_url(url) if isinstance(url, str) else url
+    try:
+        return pymysql.connect(
+            host=target.host,
+            port=target.port,
+            user=target.user,
+            password=target.password,
+            database=target.database,
+            unix_socket=target.unix_socket,
+            charset="utf8mb4",
+            autocommit=autocommit,
+            connect_timeout=timeout,
+            # Matched rows, not changed rows: a lease check must see its row even when
+            # the values written are the same.
+            client_flag=CLIENT.FOUND_ROWS,
+            local_infile=True,
+        )
+    except pymysql.err.OperationalError as exc:
+        code, message = (exc.args + ("",))[:2]
+        raise DatabaseError(
+            f"cannot connect to the database at {target.where}: {message or exc} (error {code})"
+        ) from None

@@ -1,0 +1,74 @@
+"""Versioned SQL migrations: `harvester/migrations/NNNN_name.sql`, applied in order, once each.
+
+The applied versions are recorded in `schema_migrations`. MariaDB cannot roll DDL back, so
+each migration is written to be re-runnable (IF NOT EXISTS) and is recorded only after all of
+its statements ran: a migration cut off midway is applied again on the next run.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from importlib import resources
+
+MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+    def statements(self) -> list[str]:
+        # Comments are whole lines starting with "--"; statements end with ";".
+        text = "\n".join(
+            line for line in self.sql.splitlines() if not line.lstrip().startswith("--")
+        )
+        return [stmt.strip() for stmt in text.split(";") if stmt.strip()]
+
+
+def available_migrations() -> list[Migration]:
+    folder = resources.files("harvester.migrations")
+    found = []
+    for entry in folder.iterdir():
+        match = MIGRATION_NAME.match(entry.name)
+        if match:
+            found.append(Migration(int(match[1]), match[2], entry.read_text(encoding="utf-8")))
+    return sorted(found, key=lambda m: m.version)
+
+
+def applied_versions(conn) -> set[int]:
+    with conn.cursor() as cur:
+        cur.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version INT UNSIGNED NOT NULL PRIMARY KEY,"
+            " name VARCHAR(200) NOT NULL,"
+            " applied_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6))"
+            " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
+        )
+        cur.execute("SELECT version FROM schema_migrations")
+        return {row[0] for row in cur.fetchall()}
+
+
+def migrate(conn) -> list[Migration]:
+    """Apply every migration not applied yet; returns those applied by this call."""
+    done = applied_versions(conn)
+    applied = []
+    for migration in available_migrations():
+        if migration.version in done:
+            continue
+        with conn.cursor() as cur:
+            for statement in migration.statements():
+                cur.execute(statement)
+            cur.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
+                (migration.version, migration.name),
+            )
+        conn.commit()
+        applied.append(migration)
+    return applied
+
+
+def current_version(conn) -> int:
+    return max(applied_versions(conn), default=0)

@@ -1,0 +1,101 @@
+"""From a search result to the row each source table keeps: only what attribution needs.
+
+The image URL is the original (`url_o`) when its owner allows it, else the largest size the
+answer offers; `image_size` records which, so the downloader and an auditor can tell.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Flickr size suffixes, largest first (long edge: o = original, 6k 6144 … m 500).
+SIZES_BY_PREFERENCE = ("o", "6k", "5k", "4k", "3k", "k", "h", "l", "c", "z", "m")
+SOURCE_TABLES = {"timeslice": "flickr_timeslice_photos", "query": "flickr_query_photos"}
+ROW_COLUMNS = (
+    "photo_id", "owner", "owner_name", "title", "license_id", "page_url",
+    "image_url", "image_size", "width", "height", "uploaded_at", "task_id",
+)  # fmt: skip
+
+
+class BadPhoto(ValueError):
+    """A result without the fields every photo must have."""
+
+
+@dataclass(frozen=True)
+class PhotoRow:
+    photo_id: int
+    owner: str
+    owner_name: str
+    title: str
+    license_id: int
+    page_url: str
+    image_url: str
+    image_size: str
+    width: int | None
+    height: int | None
+    uploaded_at: int
+
+    def values(self, task_id: int) -> tuple:
+        return (
+            self.photo_id, self.owner, self.owner_name, self.title, self.license_id,
+            self.page_url, self.image_url, self.image_size, self.width, self.height,
+            self.uploaded_at, task_id,
+        )  # fmt: skip
+
+
+def photo_row(photo: dict) -> PhotoRow | None:
+    """The row for one search result; None when it offers no image URL at all."""
+    try:
+        photo_id = int(photo["id"])
+        owner = str(photo["owner"])
+        license_id = int(photo["license"])
+        uploaded_at = int(photo["dateupload"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BadPhoto(f"photo without {exc}") from None
+    chosen = best_size(photo)
+    if chosen is None:
+        return None
+    size, url, width, height = chosen
+    return PhotoRow(
+        photo_id=photo_id,
+        owner=owner,
+        owner_name=str(photo.get("ownername") or "")[:255],
+        title=str(photo.get("title") or "")[:1024],
+        license_id=license_id,
+        page_url=f"https://www.flickr.com/photos/{owner}/{photo_id}/",
+        image_url=url,
+        image_size=size,
+        width=width,
+        height=height,
+        uploaded_at=uploaded_at,
+    )
+
+
+def best_size(photo: dict) -> tuple[str, str, int | None, int | None] | None:
+    for size in SIZES_BY_PREFERENCE:
+        url = photo.get(f"url_{size}")
+        if url:
+            width, height = photo.get(f"width_{size}"), photo.get(f"height_{size}")
+            return size, str(url), _dim(width), _dim(height)
+    return None
+
+
+def store_rows(cur, source: str, task_id: int, rows: list[PhotoRow]) -> None:
+    """One multi-row upsert: a photo seen again refreshes its fields, never duplicates."""
+    if not rows:
+        return
+    table = SOURCE_TABLES[source]
+    updates = ", ".join(f"{c} = VALUES({c})" for c in ROW_COLUMNS if c != "photo_id")
+    cur.executemany(
+        f"INSERT INTO {table} ({', '.join(ROW_COLUMNS)})"
+        f" VALUES ({', '.join(['%s'] * len(ROW_COLUMNS))})"
+        f" ON DUPLICATE KEY UPDATE {updates}, last_seen = CURRENT_TIMESTAMP(6)",
+        [row.values(task_id) for row in rows],
+    )
+
+
+def _dim(value: object) -> int | None:
+    try:
+        return int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,66 @@
+"""Progress of a long harvest: tasks done of all, photos, API calls per second, ETA.
+
+On a terminal one line is redrawn every couple of seconds; otherwise (systemd, a pipe) a log
+line is written every half minute, so the journal shows the same story.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+from harvester.search_tasks import counts_by_state
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    seconds = int(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    if seconds >= 60:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds}s"
+
+
+class Progress:
+    def __init__(self, conn, label: str, stream: TextIO | None = None) -> None:
+        self.conn = conn
+        self.label = label
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.interval = 2.0 if self.tty else 30.0
+        self.started = time.monotonic()
+        self.last = self.started
+        self.first_done: int | None = None
+
+    def maybe_report(self, calls: int, photos: int) -> None:
+        if time.monotonic() - self.last >= self.interval:
+            self.report(calls, photos)
+
+    def report(self, calls: int, photos: int, final: bool = False) -> None:
+        self.last = time.monotonic()
+        counts = counts_by_state(self.conn)
+        line = self.line(counts, calls, photos)
+        if self.tty and not final:
+            self.stream.write("\r\x1b[K" + line)
+        else:
+            self.stream.write(("\r\x1b[K" if self.tty else "") + line + "\n")
+        self.stream.flush()
+
+    def line(self, counts: dict[str, int], calls: int, photos: int) -> str:
+        elapsed = max(time.monotonic() - self.started, 1e-6)
+        total = sum(counts.values())
+        finished = counts.get("done", 0) + counts.get("failed", 0)
+        if self.first_done is None:
+            self.first_done = finished
+        rate = (finished - self.first_done) / elapsed
+        eta = (total - finished) / rate if rate > 0 else None
+        percent = 100.0 * finished / total if total else 100.0
+        return (
+            f"{self.label}: tasks {finished:,}/{total:,} ({percent:.1f}%)"
+            f" running {counts.get('running', 0)} failed {counts.get('failed', 0)}"
+            f" | photos {photos:,} | {calls / elapsed:.1f} calls/s"
+            f" | ETA {format_duration(eta)}"
+        )

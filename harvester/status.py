@@ -1,0 +1,60 @@
+"""`harvester status`: what the harvest has done, from the database alone."""
+
+from __future__ import annotations
+
+from harvester.migrate import current_version
+from harvester.photos import SOURCE_TABLES
+
+TASK_STATES = ("pending", "running", "done", "failed")
+RATE_WINDOW_MINUTES = 5
+
+
+def harvest_status(conn) -> dict:
+    with conn.cursor() as cur:
+        cur.execute("SELECT state, COUNT(*) FROM search_tasks GROUP BY state")
+        tasks = dict.fromkeys(TASK_STATES, 0) | {s: int(n) for s, n in cur.fetchall()}
+        photos = {}
+        for source, table in SOURCE_TABLES.items():
+            cur.execute(f"SELECT COUNT(*) FROM {table}")
+            photos[source] = int(cur.fetchone()[0])
+        cur.execute(
+            "SELECT COALESCE(SUM(calls), 0), COALESCE(SUM(photos), 0) FROM api_call_minutes"
+        )
+        calls, photos_fetched = (int(v) for v in cur.fetchone())
+        # The current minute is partial: the rate is over the last full minutes and this one.
+        cur.execute(
+            "SELECT COALESCE(SUM(calls), 0), COALESCE(SUM(photos), 0),"
+            " TIMESTAMPDIFF(SECOND, MIN(minute), UTC_TIMESTAMP()) FROM api_call_minutes"
+            " WHERE minute >= UTC_TIMESTAMP() - INTERVAL %s MINUTE",
+            (RATE_WINDOW_MINUTES,),
+        )
+        recent_calls, recent_photos, span = cur.fetchone()
+        cur.execute("SELECT COUNT(*) FROM licenses WHERE is_cc")
+        cc_licenses = int(cur.fetchone()[0])
+    conn.commit()
+    span = max(int(span or 0), 60)
+    return {
+        "schema_version": current_version(conn),
+        "tasks": tasks,
+        "photos": photos,
+        "api_calls": calls,
+        "photos_fetched": photos_fetched,
+        "calls_per_second": round(int(recent_calls) / span, 2),
+        "photos_per_second": round(int(recent_photos) / span, 1),
+        "cc_licenses": cc_licenses,
+    }
+
+
+def format_status(status: dict) -> str:
+    tasks = status["tasks"]
+    total = sum(tasks.values())
+    lines = [
+        f"search tasks: {total:,} ("
+        + ", ".join(f"{state} {tasks[state]:,}" for state in TASK_STATES)
+        + ")",
+        "photos: " + ", ".join(f"{src} {n:,}" for src, n in status["photos"].items()),
+        f"API calls: {status['api_calls']:,}, now {status['calls_per_second']} calls/s,"
+        f" {status['photos_per_second']} photos/s",
+        f"CC licenses known: {status['cc_licenses']}; schema version {status['schema_version']}",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,170 @@
+"""`harvester work`: claim search tasks one at a time and walk them to the end.
+
+The worker reads the license table from Flickr first (only CC licenses are requested), then
+loops: claim a task under a lease, request its pages, store each page with the task's cursor
+in one transaction, and mark it done. It exits 0 when no task is left. SIGTERM (the `stop`
+event) ends the current call, gives the lease back and exits; a task that keeps failing is
+retried with backoff and finally marked failed with its reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, replace
+
+import pymysql
+
+from harvester.config import Settings
+from harvester.db import connect
+from harvester.flickr_api import APIError, FlickrClient, Interrupted, SearchPage, TransientError
+from harvester.licenses import store_licenses
+from harvester.photos import PhotoRow, photo_row
+from harvester.progress import Progress
+from harvester.search_tasks import (
+    LeaseLost,
+    PageResult,
+    SearchTask,
+    claim,
+    fail,
+    record_page,
+    release,
+    seconds_until_claimable,
+)
+from harvester.walk import next_step
+
+log = logging.getLogger("harvester.worker")
+DB_RETRIES = 5  # a page commit is retried this many times when MariaDB goes away
+
+
+@dataclass
+class WorkerStats:
+    tasks_done: int = 0
+    tasks_failed: int = 0
+    photos: int = 0
+
+
+class Worker:
+    def __init__(
+        self,
+        settings: Settings,
+        worker_id: str,
+        *,
+        stop: threading.Event | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        self.settings = settings
+        self.worker_id = worker_id
+        self.stop = stop or threading.Event()
+        self.client = FlickrClient(settings.flickr, self.stop)
+        self.conn = connect(settings.db_url)
+        self.progress = progress or Progress(self.conn, worker_id)
+        self.stats = WorkerStats()
+        self.cc_license_ids: list[int] = []
+        self._calls_reported = 0
+
+    def run(self) -> WorkerStats:
+        """Work until no task is left or `stop` is set."""
+        licenses = self.client.licenses()
+        store_licenses(self.conn, licenses)
+        self.cc_license_ids = sorted(lic.id for lic in licenses if lic.is_cc)
+        log.info("worker %s: CC licenses %s", self.worker_id, self.cc_license_ids)
+        while not self.stop.is_set():
+            task = claim(self.conn, self.worker_id, self.settings.worker.lease_seconds)
+            if task is None:
+                wait = seconds_until_claimable(self.conn)
+                if wait is None:
+                    break
+                self.stop.wait(min(max(wait, 0.05), self.settings.worker.idle_poll_seconds))
+                continue
+            self.work_on(task)
+            self.progress.maybe_report(self.client.calls, self.stats.photos)
+        self.progress.report(self.client.calls, self.stats.photos, final=True)
+        return self.stats
+
+    def work_on(self, task: SearchTask) -> None:
+        log.debug("task %s (%s) from %s", task.id, task.task_key, task.cursor)
+        while True:
+            if self.stop.is_set():
+                release(self.conn, task, self.worker_id, self._new_calls())
+                log.info("task %s released on stop", task.id)
+                return
+            try:
+                page = self._search(task)
+            except Interrupted:
+                release(self.conn, task, self.worker_id, self._new_calls())
+                return
+            except (TransientError, APIError) as exc:
+                final = fail(
+                    self.conn, task, self.worker_id, str(exc),
+                    max_attempts=self.settings.worker.max_attempts,
+                    backoff_seconds=self.settings.worker.backoff_seconds,
+                    calls=self._new_calls(),
+                )  # fmt: skip
+                self.stats.tasks_failed += final
+                log.warning("task %s %s: %s", task.id, "failed" if final else "will retry", exc)
+                return
+            rows = [row for row in map(photo_row, page.photos) if row is not None]
+            result = next_step(
+                task,
+                cc_license_ids=self.cc_license_ids,
+                page=task.cursor.page,
+                pages=page.pages,
+                per_page=page.per_page,
+                returned=len(page.photos),
+                oldest_upload=min((int(p["dateupload"]) for p in page.photos), default=None),
+                total_reported=page.total,
+            )
+            stored = self._keep(task, rows)
+            try:
+                self._record(task, stored, result)
+            except LeaseLost as exc:
+                log.warning("%s", exc)
+                return
+            self.stats.photos += len(stored)
+            self.progress.maybe_report(self.client.calls, self.stats.photos)
+            if result.done:
+                self.stats.tasks_done += 1
+                return
+            task = replace(task, cursor=result.cursor)
+
+    def _search(self, task: SearchTask) -> SearchPage:
+        licenses = [task.license_id] if task.license_id is not None else self.cc_license_ids
+        return self.client.search(
+            min_upload=task.min_upload,
+            max_upload=task.cursor.max_upload,
+            licenses=licenses,
+            page=task.cursor.page,
+            text=task.query_text,
+        )
+
+    def _keep(self, task: SearchTask, rows: list[PhotoRow]) -> list[PhotoRow]:
+        """Only CC photos inside the task's range are stored, whatever the API sent."""
+        cc = set(self.cc_license_ids)
+        return [
+            row
+            for row in rows
+            if row.license_id in cc and task.min_upload <= row.uploaded_at <= task.max_upload
+        ]
+
+    def _record(self, task: SearchTask, rows: list[PhotoRow], result: PageResult) -> None:
+        calls = self._new_calls()
+        for attempt in range(DB_RETRIES):
+            try:
+                record_page(
+                    self.conn, task, self.worker_id, rows, result,
+                    calls=calls, lease_seconds=self.settings.worker.lease_seconds,
+                )  # fmt: skip
+                return
+            except pymysql.err.OperationalError as exc:
+                if attempt == DB_RETRIES - 1:
+                    raise
+                log.warning("database went away (%s); reconnecting", exc.args[-1])
+                time.sleep(min(2**attempt, 30))
+                self.conn.ping(reconnect=True)
+
+    def _new_calls(self) -> int:
+        """API calls made since the last count was written to the database."""
+        calls, self._calls_reported = self.client.calls - self._calls_reported, self.client.calls
+        return calls

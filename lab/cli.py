@@ -1,0 +1,156 @@
+"""`lab` command line: the whole mirror on one machine.
+
+Until the lab's droplets exist (issue #6), `lab harvest-demo` runs the first stage for real:
+a private MariaDB, the Flickr simulator on loopback, `harvester migrate`, `seed`, several
+`harvester work` processes, and a check of what they stored against the simulator's truth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from lab.mariadb import LocalMariaDB
+
+ROOT = Path(__file__).resolve().parent.parent
+LAB_DIR = Path(os.environ.get("LAB_DIR", ROOT / ".lab"))
+BIN = Path(sys.executable).parent
+DEMO_QUERIES = ("sunset", "river bridge", "portrait", "cat")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lab", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser("harvest-demo", help="harvest a simulated range end to end")
+    demo.add_argument("--day", default="2020-01-01", help="UTC day to harvest (2020-01-01)")
+    demo.add_argument("--days", type=int, default=int(os.environ.get("LAB_DAYS", "1")))
+    demo.add_argument("--workers", type=int, default=int(os.environ.get("LAB_HARVESTERS", "2")))
+    demo.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args(argv)
+    return harvest_demo(args)
+
+
+def harvest_demo(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    start = int(datetime.fromisoformat(args.day).replace(tzinfo=UTC).timestamp())
+    end = start + args.days * 86400
+    logs = LAB_DIR / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+
+    step("MariaDB (private instance under .lab/mariadb, port 13307)")
+    db = LocalMariaDB(LAB_DIR / "mariadb", port=13307)
+    db.ensure_running()
+    with db.root_connection() as conn, conn.cursor() as cur:
+        cur.execute("DROP DATABASE IF EXISTS ccmirror_lab")
+        cur.execute("CREATE DATABASE ccmirror_lab CHARACTER SET utf8mb4")
+
+    key = "lab-" + secrets.token_hex(8)  # a throw-away key, never written anywhere
+    step("Flickr simulator on 127.0.0.1 (3,600 calls/hour per key lifted for the demo)")
+    sim = subprocess.Popen(
+        [sys.executable, "-m", "lab.flickr_sim", "--host", "127.0.0.1", "--port", "0",
+         "--seed", str(args.seed), "--keys", key, "--rate-limit", "0",
+         "--start", "2004-01-01", "--hot-window-every", "70", "--hot-second-every", "100"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        api_url = sim.stdout.readline().split("listening on", 1)[1].strip()
+        env = dict(os.environ, CCMIRROR_DB_URL=db.url("ccmirror_lab"),
+                   CCMIRROR_FLICKR_API_URL=api_url, CCMIRROR_FLICKR_API_KEY=key)  # fmt: skip
+        return run_harvest(args, env, api_url, start, end, logs, started)
+    finally:
+        sim.terminate()
+        sim.wait(10)
+
+
+def run_harvest(args, env, api_url, start, end, logs, started) -> int:
+    harvester = str(BIN / "harvester")
+    subprocess.run([harvester, "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
+    day, last = iso(start), iso(end)
+    step(f"seeding time slices {day} .. {last} and {len(DEMO_QUERIES)} search texts")
+    subprocess.run([harvester, "seed", "timeslices", "--start", day, "--end", last],
+                   env=env, check=True)  # fmt: skip
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as queries:
+        queries.write("\n".join(DEMO_QUERIES) + "\n")
+    subprocess.run([harvester, "seed", "queries", queries.name, "--start", day, "--end", last],
+                   env=env, check=True)  # fmt: skip
+    os.unlink(queries.name)
+
+    step(f"{args.workers} harvester workers (logs in {logs})")
+    workers = [
+        subprocess.Popen([harvester, "work", "--worker", f"hv-{n}"], env=env,
+                         stdout=subprocess.DEVNULL,
+                         stderr=open(logs / f"hv-{n}.log", "w"))  # noqa: SIM115
+        for n in range(1, args.workers + 1)
+    ]  # fmt: skip
+    while any(w.poll() is None for w in workers):
+        show_progress(harvester, env)
+        time.sleep(2)
+    print()
+    failed = [w.args[3] for w in workers if w.returncode != 0]
+    status = json.loads(subprocess.run([harvester, "status", "--json"], env=env, check=True,
+                                       capture_output=True, text=True).stdout)  # fmt: skip
+    truth = fetch_truth(api_url, start, end - 1)
+    return summary(status, truth, env, failed, time.monotonic() - started)
+
+
+def show_progress(harvester: str, env: dict) -> None:
+    result = subprocess.run([harvester, "status", "--json"], env=env, capture_output=True,
+                            text=True)  # fmt: skip
+    if result.returncode != 0:
+        return
+    status = json.loads(result.stdout)
+    tasks = status["tasks"]
+    total = sum(tasks.values())
+    finished = tasks["done"] + tasks["failed"]
+    photos = sum(status["photos"].values())
+    sys.stdout.write(f"\r  tasks {finished}/{total} done, {tasks['running']} running,"
+                     f" {photos:,} photos, {status['calls_per_second']} calls/s   ")  # fmt: skip
+    sys.stdout.flush()
+
+
+def fetch_truth(api_url: str, lo: int, hi: int) -> set[int]:
+    import requests
+
+    base = api_url.split("/services/", 1)[0]
+    answer = requests.get(f"{base}/_sim/truth", timeout=60,
+                          params={"min_upload_date": lo, "max_upload_date": hi})  # fmt: skip
+    return set(answer.json()["ids"])
+
+
+def summary(status: dict, truth: set[int], env: dict, failed: list, seconds: float) -> int:
+    from harvester.db import connect
+
+    conn = connect(env["CCMIRROR_DB_URL"])
+    with conn.cursor() as cur:
+        cur.execute("SELECT photo_id FROM flickr_timeslice_photos")
+        stored = {row[0] for row in cur.fetchall()}
+    conn.close()
+    exact = stored == truth
+    tasks = status["tasks"]
+    print("\n== harvest summary ==")
+    print(f"  photos by source:   " + ", ".join(f"{k} {v:,}" for k, v in status["photos"].items()))
+    print(f"  search tasks:       {tasks['done']:,} done, {tasks['failed']:,} failed")
+    print(f"  API calls:          {status['api_calls']:,}"
+          f" ({status['api_calls'] / max(len(stored), 1) * 500:.2f}x the ideal ceil(n/500))")
+    print(f"  ground truth:       {len(truth):,} CC photos in range;"
+          f" time slices stored {len(stored):,}: {'EXACT' if exact else 'MISMATCH'}")
+    print(f"  time:               {seconds:.1f}s")
+    if failed:
+        print(f"  workers failed:     {failed} (see .lab/logs)")
+    return 0 if exact and not failed and tasks["failed"] == 0 else 1
+
+
+def step(text: str) -> None:
+    print(f"==> {text}", flush=True)
+
+
+def iso(ts: int) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S")

@@ -1,0 +1,177 @@
+"""Shared fixtures: a private MariaDB server, a fresh migrated database per test, the
+Flickr simulator as a real HTTP server, and running the CLIs as real processes."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pymysql
+import pytest
+import requests
+
+from lab.mariadb import LocalMariaDB
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT.parent / "shared" / "fixtures"
+VENV_BIN = Path(sys.executable).parent
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, what: str, interval=0.05):
+    """Poll `predicate` until it returns something true, or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+@pytest.fixture(scope="session")
+def mariadb() -> Iterator[LocalMariaDB]:
+    """The tests' own MariaDB (datadir under the temp folder, port 13306 or $CCMIRROR_TEST_DB_PORT),
+    started if it does not answer and stopped again at the end if this run started it."""
+    base = Path(os.environ.get("CCMIRROR_TEST_MARIADB_DIR", Path(tempfile.gettempdir())
+                               / "ccmirror-test-mariadb"))  # fmt: skip
+    server = LocalMariaDB(base, port=int(os.environ.get("CCMIRROR_TEST_DB_PORT", "13306")))
+    started = server.ensure_running()
+    yield server
+    if started:
+        server.stop()
+
+
+@pytest.fixture
+def database(mariadb: LocalMariaDB) -> Iterator[str]:
+    """A new empty database for one test; yields its URL and drops it afterwards."""
+    name = f"ccm_test_{secrets.token_hex(4)}"
+    with mariadb.root_connection() as conn, conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
+    yield mariadb.url(name)
+    with mariadb.root_connection() as conn, conn.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS {name}")
+
+
+@pytest.fixture
+def db_url(database: str) -> str:
+    """A migrated database for one test."""
+    from harvester.db import connect
+    from harvester.migrate import migrate
+
+    conn = connect(database)
+    migrate(conn)
+    conn.close()
+    return database
+
+
+@pytest.fixture
+def sql(db_url: str) -> Iterator[Callable[..., list[tuple]]]:
+    """Run one query on the test database and return all rows (autocommit)."""
+    conn = pymysql.connect(**_connect_args(db_url), autocommit=True)
+
+    def run(query: str, *args) -> list[tuple]:
+        with conn.cursor() as cur:
+            cur.execute(query, args or None)
+            return list(cur.fetchall())
+
+    yield run
+    conn.close()
+
+
+def _connect_args(url: str) -> dict:
+    from harvester.db import parse_db_url
+
+    target = parse_db_url(url)
+    return dict(host=target.host, port=target.port, user=target.user,
+                password=target.password, database=target.database)  # fmt: skip
+
+
+@dataclass
+class FlickrSim:
+    """A running `python -m lab.flickr_sim`."""
+
+    process: subprocess.Popen
+    api_url: str
+    base_url: str
+    key: str
+
+    def get(self, path: str, **params) -> dict:
+        response = requests.get(self.base_url + path, params=params, timeout=30)
+        response.raise_for_status()
+        return response.json()
+
+    def control(self, **settings) -> dict:
+        response = requests.post(self.base_url + "/_sim/control", json=settings, timeout=10)
+        response.raise_for_status()
+        return response.json()
+
+    def truth(self, start: int, end_inclusive: int) -> set[int]:
+        answer = self.get("/_sim/truth", min_upload_date=start, max_upload_date=end_inclusive)
+        return set(answer["ids"])
+
+
+def start_flickr_sim(*args: str, key: str = "test-flickr-key") -> FlickrSim:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lab.flickr_sim", "--host", "127.0.0.1", "--port", "0",
+         "--keys", key, *args],
+        stdout=subprocess.PIPE, text=True, cwd=ROOT,
+    )  # fmt: skip
+    line = process.stdout.readline()
+    if "listening on" not in line:
+        process.kill()
+        raise AssertionError(f"flickr_sim did not start: {line!r}")
+    api_url = line.split("listening on", 1)[1].strip()
+    base_url = api_url.split("/services/", 1)[0]
+    return FlickrSim(process, api_url, base_url, key)
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def flickr_sim_factory() -> Iterator[Callable[..., FlickrSim]]:
+    started: list[FlickrSim] = []
+
+    def start(*args: str) -> FlickrSim:
+        sim = start_flickr_sim(*args)
+        started.append(sim)
+        return sim
+
+    yield start
+    for sim in started:
+        stop_process(sim.process)
+
+
+def harvester_env(db_url: str, sim: FlickrSim | None = None, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CCMIRROR_")}
+    env["CCMIRROR_DB_URL"] = db_url
+    if sim is not None:
+        env["CCMIRROR_FLICKR_API_URL"] = sim.api_url
+        env["CCMIRROR_FLICKR_API_KEY"] = sim.key
+    # Tests shorten every wait; the behaviour is the same as in production.
+    env.setdefault("CCMIRROR_FLICKR_RETRY_BACKOFF", "0.05")
+    env.setdefault("CCMIRROR_FLICKR_TIMEOUT", "5")
+    env.setdefault("CCMIRROR_TASK_BACKOFF", "0.2")
+    env.update(extra)
+    return env
+
+
+def run_harvester(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(VENV_BIN / "harvester"), *args], env=env, capture_output=True, text=True,
+        timeout=timeout, cwd=ROOT,
+    )  # fmt: skip

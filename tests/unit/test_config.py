@@ -1,0 +1,66 @@
+"""Settings: YAML file, environment overrides, clear errors, secrets out of repr."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from harvester.cli import parse_time
+from harvester.config import ConfigError, load_settings
+from harvester.db import DatabaseError, parse_db_url
+
+
+def test_file_then_environment(tmp_path):
+    path = tmp_path / "harvester.yaml"
+    path.write_text(
+        "db_url: mysql://u:p@db:3306/ccmirror\n"
+        "flickr:\n  api_key: file-key\n  rate_limit_per_hour: 1800\n"
+        "worker:\n  lease_seconds: 60\n"
+    )
+    settings = load_settings(path, environ={"CCMIRROR_FLICKR_API_KEY": "env-key"})
+    assert settings.db_url == "mysql://u:p@db:3306/ccmirror"
+    assert settings.flickr.api_key == "env-key"
+    assert settings.flickr.rate_limit_per_hour == 1800.0
+    assert settings.worker.lease_seconds == 60
+    assert "env-key" not in repr(settings) and "u:p" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("flickr:\n  api_kee: x\n", "unknown setting 'api_kee'"),
+        ("worker:\n  lease_seconds: soon\n", "'lease_seconds' must be a int"),
+        ("- a list\n", "must be a mapping"),
+        ("flickr: [\n", "not valid YAML"),
+    ],
+)
+def test_bad_file_is_one_clear_error(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_settings(path, environ={})
+
+
+def test_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_settings(tmp_path / "nope.yaml", environ={})
+
+
+def test_db_url_forms():
+    url = parse_db_url("mysql://ccm:p%40ss@10.0.0.5:3307/catalog")
+    assert (url.host, url.port, url.user, url.password, url.database) == (
+        "10.0.0.5", 3307, "ccm", "p@ss", "catalog")  # fmt: skip
+    sock = parse_db_url("mysql://ccm@localhost/catalog?unix_socket=/run/mysqld/mysqld.sock")
+    assert sock.unix_socket == "/run/mysqld/mysqld.sock" and "p@ss" not in url.where
+    for bad in ("", "postgres://x@y/z", "mysql://x@y/"):
+        with pytest.raises(DatabaseError):
+            parse_db_url(bad)
+
+
+def test_dates_are_utc():
+    assert parse_time("2004-01-01") == 1072915200
+    assert parse_time("2004-01-01T00:10:00Z") == 1072915800
+    assert parse_time("1072915200") == 1072915200
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_time("2024-13-01")
