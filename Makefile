@@ -22,6 +22,7 @@ $(VENV)/.installed: pyproject.toml
 
 lint: deps
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 test: lint
 	$(VENV)/bin/pytest $(PYTEST_ARGS)

@@ -12,9 +12,19 @@ from dataclasses import dataclass
 SIZES_BY_PREFERENCE = ("o", "6k", "5k", "4k", "3k", "k", "h", "l", "c", "z", "m")
 SOURCE_TABLES = {"timeslice": "flickr_timeslice_photos", "query": "flickr_query_photos"}
 ROW_COLUMNS = (
-    "photo_id", "owner", "owner_name", "title", "license_id", "page_url",
-    "image_url", "image_size", "width", "height", "uploaded_at", "task_id",
-)  # fmt: skip
+    "photo_id",
+    "owner",
+    "owner_name",
+    "title",
+    "license_id",
+    "page_url",
+    "image_url",
+    "image_size",
+    "width",
+    "height",
+    "uploaded_at",
+    "task_id",
+)
 
 
 class BadPhoto(ValueError):
@@ -37,10 +47,19 @@ class PhotoRow:
 
     def values(self, task_id: int) -> tuple:
         return (
-            self.photo_id, self.owner, self.owner_name, self.title, self.license_id,
-            self.page_url, self.image_url, self.image_size, self.width, self.height,
-            self.uploaded_at, task_id,
-        )  # fmt: skip
+            self.photo_id,
+            self.owner,
+            self.owner_name,
+            self.title,
+            self.license_id,
+            self.page_url,
+            self.image_url,
+            self.image_size,
+            self.width,
+            self.height,
+            self.uploaded_at,
+            task_id,
+        )
 
 
 def photo_row(photo: dict) -> PhotoRow | None:

@@ -18,9 +18,20 @@ from harvester.photos import PhotoRow, store_rows
 
 SEED_BATCH = 10_000
 TASK_COLUMNS = (
-    "id", "task_key", "source", "query_text", "min_upload", "max_upload", "license_id",
-    "cursor_max_upload", "cursor_page", "window_seen", "window_oldest", "attempts",
-)  # fmt: skip
+    "id",
+    "task_key",
+    "source",
+    "query_text",
+    "min_upload",
+    "max_upload",
+    "licenses",
+    "cursor_max_upload",
+    "cursor_page",
+    "window_seen",
+    "window_oldest",
+    "window_oldest_count",
+    "attempts",
+)
 
 
 class LeaseLost(RuntimeError):
@@ -40,6 +51,7 @@ class Cursor:
     page: int = 1
     window_seen: int = 0
     window_oldest: int | None = None
+    window_oldest_count: int = 0  # results seen so far in the window's oldest second
 
 
 @dataclass(frozen=True)
@@ -50,7 +62,7 @@ class SearchTask:
     query_text: str | None
     min_upload: int
     max_upload: int
-    license_id: int | None
+    licenses: tuple[int, ...] | None  # None: every CC license
     cursor: Cursor
     attempts: int
 
@@ -62,7 +74,9 @@ class SearchTask:
             values.pop("cursor_page"),
             values.pop("window_seen"),
             values.pop("window_oldest"),
+            values.pop("window_oldest_count"),
         )
+        values["licenses"] = parse_licenses(values["licenses"])
         return cls(cursor=cursor, **values)
 
 
@@ -70,7 +84,7 @@ class SearchTask:
 class ChildTask:
     min_upload: int
     max_upload: int
-    license_id: int | None
+    licenses: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -87,9 +101,17 @@ class PageResult:
 # --- seeding -------------------------------------------------------------------------------
 
 
-def timeslice_key(min_upload: int, max_upload: int, license_id: int | None = None) -> str:
+def format_licenses(licenses: tuple[int, ...] | None) -> str | None:
+    return None if licenses is None else ",".join(str(i) for i in licenses)
+
+
+def parse_licenses(text: str | None) -> tuple[int, ...] | None:
+    return None if text is None else tuple(int(i) for i in text.split(","))
+
+
+def timeslice_key(min_upload: int, max_upload: int, licenses: tuple[int, ...] | None = None) -> str:
     key = f"timeslice:{min_upload}:{max_upload}"
-    return key if license_id is None else f"{key}:license={license_id}"
+    return key if licenses is None else f"{key}:licenses={format_licenses(licenses)}"
 
 
 def query_key(text: str, child: ChildTask | None = None) -> str:
@@ -97,7 +119,7 @@ def query_key(text: str, child: ChildTask | None = None) -> str:
     key = "query:" + hashlib.sha1(normalize_query(text).encode()).hexdigest()[:20]
     if child is None:
         return key
-    return f"{key}:{child.min_upload}:{child.max_upload}:license={child.license_id}"
+    return f"{key}:{child.min_upload}:{child.max_upload}:licenses={format_licenses(child.licenses)}"
 
 
 def normalize_query(text: str) -> str:
@@ -126,10 +148,7 @@ def seed_queries(conn, texts: Iterable[str], start: int, end: int) -> int:
     for text in texts:
         if normalize_query(text):
             seen.setdefault(normalize_query(text), " ".join(text.split()))
-    rows = (
-        (query_key(text), "query", text, start, end - 1, end - 1)
-        for text in seen.values()
-    )
+    rows = ((query_key(text), "query", text, start, end - 1, end - 1) for text in seen.values())
     return _insert_tasks(conn, rows)
 
 
@@ -233,7 +252,7 @@ def record_page(
             store_rows(cur, task.source, task.id, rows)
             cur.execute(
                 "UPDATE search_tasks SET cursor_max_upload = %s, cursor_page = %s,"
-                " window_seen = %s, window_oldest = %s,"
+                " window_seen = %s, window_oldest = %s, window_oldest_count = %s,"
                 " total_reported = COALESCE(%s, total_reported),"
                 " photos_seen = photos_seen + %s, api_calls = api_calls + %s,"
                 " note = COALESCE(%s, note),"
@@ -245,11 +264,19 @@ def record_page(
                 )
                 + " WHERE id = %s AND worker = %s AND state = 'running'",
                 (
-                    cursor.max_upload, cursor.page, cursor.window_seen, cursor.window_oldest,
-                    result.total_reported, len(rows), calls, result.note,
+                    cursor.max_upload,
+                    cursor.page,
+                    cursor.window_seen,
+                    cursor.window_oldest,
+                    cursor.window_oldest_count,
+                    result.total_reported,
+                    len(rows),
+                    calls,
+                    result.note,
                     *(() if result.done else (lease_seconds,)),
-                    task.id, worker,
-                ),  # fmt: skip
+                    task.id,
+                    worker,
+                ),
             )
             if cur.rowcount != 1:
                 raise LeaseLost(f"task {task.id}: lease lost to another worker")
@@ -269,14 +296,22 @@ def _insert_children(cur, task: SearchTask, children: tuple[ChildTask, ...]) -> 
         if task.source == "query":
             key = query_key(task.query_text or "", child)
         else:
-            key = timeslice_key(child.min_upload, child.max_upload, child.license_id)
+            key = timeslice_key(child.min_upload, child.max_upload, child.licenses)
         rows.append(
-            (key, task.source, task.query_text, child.min_upload, child.max_upload,
-             child.max_upload, child.license_id, task.id)
-        )  # fmt: skip
+            (
+                key,
+                task.source,
+                task.query_text,
+                child.min_upload,
+                child.max_upload,
+                child.max_upload,
+                format_licenses(child.licenses),
+                task.id,
+            )
+        )
     cur.executemany(
         "INSERT IGNORE INTO search_tasks (task_key, source, query_text, min_upload,"
-        " max_upload, cursor_max_upload, license_id, parent_id)"
+        " max_upload, cursor_max_upload, licenses, parent_id)"
         " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
         rows,
     )
@@ -327,9 +362,17 @@ def fail(
             " finished_at = IF(%s, CURRENT_TIMESTAMP(6), NULL), worker = NULL,"
             " lease_expires = NULL, api_calls = api_calls + %s"
             " WHERE id = %s AND worker = %s AND state = 'running'",
-            (attempts, reason[:1000], "failed" if final else "pending", int(delay * 1e6),
-             final, calls, task.id, worker),
-        )  # fmt: skip
+            (
+                attempts,
+                reason[:1000],
+                "failed" if final else "pending",
+                int(delay * 1e6),
+                final,
+                calls,
+                task.id,
+                worker,
+            ),
+        )
         count_calls(cur, worker, calls, 0)
     conn.commit()
     return final

@@ -97,11 +97,14 @@ class Worker:
                 return
             except (TransientError, APIError) as exc:
                 final = fail(
-                    self.conn, task, self.worker_id, str(exc),
+                    self.conn,
+                    task,
+                    self.worker_id,
+                    str(exc),
                     max_attempts=self.settings.worker.max_attempts,
                     backoff_seconds=self.settings.worker.backoff_seconds,
                     calls=self._new_calls(),
-                )  # fmt: skip
+                )
                 self.stats.tasks_failed += final
                 log.warning("task %s %s: %s", task.id, "failed" if final else "will retry", exc)
                 return
@@ -112,8 +115,7 @@ class Worker:
                 page=task.cursor.page,
                 pages=page.pages,
                 per_page=page.per_page,
-                returned=len(page.photos),
-                oldest_upload=min((int(p["dateupload"]) for p in page.photos), default=None),
+                uploads=[int(p["dateupload"]) for p in page.photos],
                 total_reported=page.total,
             )
             stored = self._keep(task, rows)
@@ -130,7 +132,7 @@ class Worker:
             task = replace(task, cursor=result.cursor)
 
     def _search(self, task: SearchTask) -> SearchPage:
-        licenses = [task.license_id] if task.license_id is not None else self.cc_license_ids
+        licenses = list(task.licenses) if task.licenses is not None else self.cc_license_ids
         return self.client.search(
             min_upload=task.min_upload,
             max_upload=task.cursor.max_upload,
@@ -153,9 +155,14 @@ class Worker:
         for attempt in range(DB_RETRIES):
             try:
                 record_page(
-                    self.conn, task, self.worker_id, rows, result,
-                    calls=calls, lease_seconds=self.settings.worker.lease_seconds,
-                )  # fmt: skip
+                    self.conn,
+                    task,
+                    self.worker_id,
+                    rows,
+                    result,
+                    calls=calls,
+                    lease_seconds=self.settings.worker.lease_seconds,
+                )
                 return
             except pymysql.err.OperationalError as exc:
                 if attempt == DB_RETRIES - 1:

@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--days", type=int, default=int(os.environ.get("LAB_DAYS", "1")))
     demo.add_argument("--workers", type=int, default=int(os.environ.get("LAB_HARVESTERS", "2")))
     demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--stride", type=int, default=int(os.environ.get("LAB_STRIDE", "7200")))
     args = parser.parse_args(argv)
     return harvest_demo(args)
 
@@ -53,17 +54,40 @@ def harvest_demo(args: argparse.Namespace) -> int:
         cur.execute("CREATE DATABASE ccmirror_lab CHARACTER SET utf8mb4")
 
     key = "lab-" + secrets.token_hex(8)  # a throw-away key, never written anywhere
-    step("Flickr simulator on 127.0.0.1 (3,600 calls/hour per key lifted for the demo)")
+    step("Flickr simulator on 127.0.0.1 (the 3,600 calls/hour per key lifted for the demo)")
     sim = subprocess.Popen(
-        [sys.executable, "-m", "lab.flickr_sim", "--host", "127.0.0.1", "--port", "0",
-         "--seed", str(args.seed), "--keys", key, "--rate-limit", "0",
-         "--start", "2004-01-01", "--hot-window-every", "70", "--hot-second-every", "100"],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "lab.flickr_sim",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--seed",
+            str(args.seed),
+            "--keys",
+            key,
+            "--rate-limit",
+            "0",
+            "--start",
+            "2004-01-01",
+            "--hot-window-every",
+            "70",
+            "--hot-second-every",
+            "100",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         api_url = sim.stdout.readline().split("listening on", 1)[1].strip()
-        env = dict(os.environ, CCMIRROR_DB_URL=db.url("ccmirror_lab"),
-                   CCMIRROR_FLICKR_API_URL=api_url, CCMIRROR_FLICKR_API_KEY=key)  # fmt: skip
+        env = dict(
+            os.environ,
+            CCMIRROR_DB_URL=db.url("ccmirror_lab"),
+            CCMIRROR_FLICKR_API_URL=api_url,
+            CCMIRROR_FLICKR_API_KEY=key,
+        )
         return run_harvest(args, env, api_url, start, end, logs, started)
     finally:
         sim.terminate()
@@ -75,35 +99,63 @@ def run_harvest(args, env, api_url, start, end, logs, started) -> int:
     subprocess.run([harvester, "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
     day, last = iso(start), iso(end)
     step(f"seeding time slices {day} .. {last} and {len(DEMO_QUERIES)} search texts")
-    subprocess.run([harvester, "seed", "timeslices", "--start", day, "--end", last],
-                   env=env, check=True)  # fmt: skip
+    subprocess.run(
+        [
+            harvester,
+            "seed",
+            "timeslices",
+            "--start",
+            day,
+            "--end",
+            last,
+            "--stride",
+            str(args.stride),
+        ],
+        env=env,
+        check=True,
+    )
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as queries:
         queries.write("\n".join(DEMO_QUERIES) + "\n")
-    subprocess.run([harvester, "seed", "queries", queries.name, "--start", day, "--end", last],
-                   env=env, check=True)  # fmt: skip
+    subprocess.run(
+        [harvester, "seed", "queries", queries.name, "--start", day, "--end", last],
+        env=env,
+        check=True,
+    )
     os.unlink(queries.name)
 
     step(f"{args.workers} harvester workers (logs in {logs})")
     workers = [
-        subprocess.Popen([harvester, "work", "--worker", f"hv-{n}"], env=env,
-                         stdout=subprocess.DEVNULL,
-                         stderr=open(logs / f"hv-{n}.log", "w"))  # noqa: SIM115
+        subprocess.Popen(
+            [harvester, "work", "--worker", f"hv-{n}"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=open(logs / f"hv-{n}.log", "w"),  # noqa: SIM115 - the worker's own log
+        )
         for n in range(1, args.workers + 1)
-    ]  # fmt: skip
+    ]
+    shown = 0.0
     while any(w.poll() is None for w in workers):
-        show_progress(harvester, env)
-        time.sleep(2)
+        # Redrawn in place on a terminal; a line every 10 s in a log.
+        if sys.stdout.isatty() or time.monotonic() - shown >= 10:
+            show_progress(harvester, env)
+            shown = time.monotonic()
+        time.sleep(1)
+    show_progress(harvester, env)
     print()
     failed = [w.args[3] for w in workers if w.returncode != 0]
-    status = json.loads(subprocess.run([harvester, "status", "--json"], env=env, check=True,
-                                       capture_output=True, text=True).stdout)  # fmt: skip
+    status = json.loads(
+        subprocess.run(
+            [harvester, "status", "--json"], env=env, check=True, capture_output=True, text=True
+        ).stdout
+    )
     truth = fetch_truth(api_url, start, end - 1)
     return summary(status, truth, env, failed, time.monotonic() - started)
 
 
 def show_progress(harvester: str, env: dict) -> None:
-    result = subprocess.run([harvester, "status", "--json"], env=env, capture_output=True,
-                            text=True)  # fmt: skip
+    result = subprocess.run(
+        [harvester, "status", "--json"], env=env, capture_output=True, text=True
+    )
     if result.returncode != 0:
         return
     status = json.loads(result.stdout)
@@ -111,8 +163,11 @@ def show_progress(harvester: str, env: dict) -> None:
     total = sum(tasks.values())
     finished = tasks["done"] + tasks["failed"]
     photos = sum(status["photos"].values())
-    sys.stdout.write(f"\r  tasks {finished}/{total} done, {tasks['running']} running,"
-                     f" {photos:,} photos, {status['calls_per_second']} calls/s   ")  # fmt: skip
+    sys.stdout.write(
+        ("\r" if sys.stdout.isatty() else "\n")
+        + f"  tasks {finished}/{total} done, {tasks['running']} running,"
+        f" {photos:,} photos, {status['calls_per_second']} calls/s   "
+    )
     sys.stdout.flush()
 
 
@@ -120,8 +175,9 @@ def fetch_truth(api_url: str, lo: int, hi: int) -> set[int]:
     import requests
 
     base = api_url.split("/services/", 1)[0]
-    answer = requests.get(f"{base}/_sim/truth", timeout=60,
-                          params={"min_upload_date": lo, "max_upload_date": hi})  # fmt: skip
+    answer = requests.get(
+        f"{base}/_sim/truth", timeout=60, params={"min_upload_date": lo, "max_upload_date": hi}
+    )
     return set(answer.json()["ids"])
 
 
@@ -132,19 +188,27 @@ def summary(status: dict, truth: set[int], env: dict, failed: list, seconds: flo
     with conn.cursor() as cur:
         cur.execute("SELECT photo_id FROM flickr_timeslice_photos")
         stored = {row[0] for row in cur.fetchall()}
+        cur.execute("SELECT photo_id FROM flickr_query_photos")
+        unique = stored | {row[0] for row in cur.fetchall()}
     conn.close()
     exact = stored == truth
     tasks = status["tasks"]
+    ideal = max(1, -(-len(unique) // 500))
+    photos = ", ".join(f"{source} {n:,}" for source, n in status["photos"].items())
     print("\n== harvest summary ==")
-    print(f"  photos by source:   " + ", ".join(f"{k} {v:,}" for k, v in status["photos"].items()))
-    print(f"  search tasks:       {tasks['done']:,} done, {tasks['failed']:,} failed")
-    print(f"  API calls:          {status['api_calls']:,}"
-          f" ({status['api_calls'] / max(len(stored), 1) * 500:.2f}x the ideal ceil(n/500))")
-    print(f"  ground truth:       {len(truth):,} CC photos in range;"
-          f" time slices stored {len(stored):,}: {'EXACT' if exact else 'MISMATCH'}")
-    print(f"  time:               {seconds:.1f}s")
+    print(f"  photos by source:  {photos} ({len(unique):,} unique)")
+    print(f"  search tasks:      {tasks['done']:,} done, {tasks['failed']:,} failed")
+    print(
+        f"  API calls:         {status['api_calls']:,}, {status['api_calls'] / ideal:.2f}x"
+        f" the ideal ceil(n/500) = {ideal:,}"
+    )
+    print(
+        f"  ground truth:      {len(truth):,} CC photos in the range; time slices stored"
+        f" {len(stored):,}: {'EXACT' if exact else 'MISMATCH'}"
+    )
+    print(f"  time:              {seconds:.1f}s")
     if failed:
-        print(f"  workers failed:     {failed} (see .lab/logs)")
+        print(f"  workers failed:    {failed} (see {LAB_DIR / 'logs'})")
     return 0 if exact and not failed and tasks["failed"] == 0 else 1
 
 

@@ -39,8 +39,11 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str, interva
 def mariadb() -> Iterator[LocalMariaDB]:
     """The tests' own MariaDB (datadir under the temp folder, port 13306 or $CCMIRROR_TEST_DB_PORT),
     started if it does not answer and stopped again at the end if this run started it."""
-    base = Path(os.environ.get("CCMIRROR_TEST_MARIADB_DIR", Path(tempfile.gettempdir())
-                               / "ccmirror-test-mariadb"))  # fmt: skip
+    base = Path(
+        os.environ.get(
+            "CCMIRROR_TEST_MARIADB_DIR", Path(tempfile.gettempdir()) / "ccmirror-test-mariadb"
+        )
+    )
     server = LocalMariaDB(base, port=int(os.environ.get("CCMIRROR_TEST_DB_PORT", "13306")))
     started = server.ensure_running()
     yield server
@@ -89,8 +92,13 @@ def _connect_args(url: str) -> dict:
     from harvester.db import parse_db_url
 
     target = parse_db_url(url)
-    return dict(host=target.host, port=target.port, user=target.user,
-                password=target.password, database=target.database)  # fmt: skip
+    return dict(
+        host=target.host,
+        port=target.port,
+        user=target.user,
+        password=target.password,
+        database=target.database,
+    )
 
 
 @dataclass
@@ -119,10 +127,22 @@ class FlickrSim:
 
 def start_flickr_sim(*args: str, key: str = "test-flickr-key") -> FlickrSim:
     process = subprocess.Popen(
-        [sys.executable, "-m", "lab.flickr_sim", "--host", "127.0.0.1", "--port", "0",
-         "--keys", key, *args],
-        stdout=subprocess.PIPE, text=True, cwd=ROOT,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "lab.flickr_sim",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--keys",
+            key,
+            *args,
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     line = process.stdout.readline()
     if "listening on" not in line:
         process.kill()
@@ -163,6 +183,7 @@ def harvester_env(db_url: str, sim: FlickrSim | None = None, **extra: str) -> di
         env["CCMIRROR_FLICKR_API_URL"] = sim.api_url
         env["CCMIRROR_FLICKR_API_KEY"] = sim.key
     # Tests shorten every wait; the behaviour is the same as in production.
+    env.setdefault("CCMIRROR_FLICKR_RATE_LIMIT", "0")
     env.setdefault("CCMIRROR_FLICKR_RETRY_BACKOFF", "0.05")
     env.setdefault("CCMIRROR_FLICKR_TIMEOUT", "5")
     env.setdefault("CCMIRROR_TASK_BACKOFF", "0.2")
@@ -170,8 +191,14 @@ def harvester_env(db_url: str, sim: FlickrSim | None = None, **extra: str) -> di
     return env
 
 
-def run_harvester(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
+def run_harvester(
+    *args: str, env: dict[str, str], timeout: float = 300
+) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [str(VENV_BIN / "harvester"), *args], env=env, capture_output=True, text=True,
-        timeout=timeout, cwd=ROOT,
-    )  # fmt: skip
+        [str(VENV_BIN / "harvester"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )

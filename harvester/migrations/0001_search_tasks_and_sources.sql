@@ -12,7 +12,7 @@ CREATE TABLE IF NOT EXISTS licenses (
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
 
 -- One unit of harvest work: an inclusive upload-time range, optionally narrowed to a search
--- text and to one license. `task_key` makes seeding idempotent. A worker holds a task under a
+-- text and to a set of licenses (`licenses`, comma-separated ids; NULL = every CC license). `task_key` makes seeding idempotent. A worker holds a task under a
 -- lease (worker + lease_expires) and saves its page cursor after every stored page.
 CREATE TABLE IF NOT EXISTS search_tasks (
     id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
@@ -21,7 +21,7 @@ CREATE TABLE IF NOT EXISTS search_tasks (
     query_text VARCHAR(500) NULL,
     min_upload BIGINT NOT NULL,
     max_upload BIGINT NOT NULL,
-    license_id SMALLINT UNSIGNED NULL,
+    licenses VARCHAR(100) NULL,
     parent_id BIGINT UNSIGNED NULL,
     state ENUM('pending', 'running', 'done', 'failed') NOT NULL DEFAULT 'pending',
     -- The page cursor: results are walked newest first, in windows of at most the API's cap.
@@ -29,6 +29,7 @@ CREATE TABLE IF NOT EXISTS search_tasks (
     cursor_page INT UNSIGNED NOT NULL DEFAULT 1,
     window_seen INT UNSIGNED NOT NULL DEFAULT 0,
     window_oldest BIGINT NULL,
+    window_oldest_count INT UNSIGNED NOT NULL DEFAULT 0,
     total_reported INT UNSIGNED NULL,
     photos_seen INT UNSIGNED NOT NULL DEFAULT 0,
     api_calls INT UNSIGNED NOT NULL DEFAULT 0,

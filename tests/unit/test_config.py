@@ -50,7 +50,12 @@ def test_missing_file_is_a_clear_error(tmp_path):
 def test_db_url_forms():
     url = parse_db_url("mysql://ccm:p%40ss@10.0.0.5:3307/catalog")
     assert (url.host, url.port, url.user, url.password, url.database) == (
-        "10.0.0.5", 3307, "ccm", "p@ss", "catalog")  # fmt: skip
+        "10.0.0.5",
+        3307,
+        "ccm",
+        "p@ss",
+        "catalog",
+    )
     sock = parse_db_url("mysql://ccm@localhost/catalog?unix_socket=/run/mysqld/mysqld.sock")
     assert sock.unix_socket == "/run/mysqld/mysqld.sock" and "p@ss" not in url.where
     for bad in ("", "postgres://x@y/z", "mysql://x@y/"):
