@@ -9,9 +9,11 @@ retried with backoff and finally marked failed with its reason.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 import pymysql
@@ -61,6 +63,7 @@ class Worker:
         self.conn = connect(settings.db_url)
         self.progress = progress or Progress(self.conn, worker_id)
         self.stats = WorkerStats()
+        self.fetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fetch")
         self.cc_license_ids: list[int] = []
         self._calls_reported = 0
 
@@ -84,31 +87,19 @@ class Worker:
         return self.stats
 
     def work_on(self, task: SearchTask) -> None:
+        """Walk one task to its end. The next page is fetched while this one is stored: the
+        cursor after a page is known before its commit, and the two waits overlap."""
         log.debug("task %s (%s) from %s", task.id, task.task_key, task.cursor)
+        fetching = self.fetcher.submit(self._search, task)
         while True:
-            if self.stop.is_set():
-                release(self.conn, task, self.worker_id, self._new_calls())
-                log.info("task %s released on stop", task.id)
-                return
             try:
-                page = self._search(task)
+                page = fetching.result()
             except Interrupted:
                 release(self.conn, task, self.worker_id, self._new_calls())
                 return
             except (TransientError, APIError) as exc:
-                final = fail(
-                    self.conn,
-                    task,
-                    self.worker_id,
-                    str(exc),
-                    max_attempts=self.settings.worker.max_attempts,
-                    backoff_seconds=self.settings.worker.backoff_seconds,
-                    calls=self._new_calls(),
-                )
-                self.stats.tasks_failed += final
-                log.warning("task %s %s: %s", task.id, "failed" if final else "will retry", exc)
+                self._fail(task, exc)
                 return
-            rows = [row for row in map(photo_row, page.photos) if row is not None]
             result = next_step(
                 task,
                 cc_license_ids=self.cc_license_ids,
@@ -118,18 +109,40 @@ class Worker:
                 uploads=[int(p["dateupload"]) for p in page.photos],
                 total_reported=page.total,
             )
-            stored = self._keep(task, rows)
+            following = replace(task, cursor=result.cursor)
+            if not result.done and not self.stop.is_set():
+                fetching = self.fetcher.submit(self._search, following)
+            stored = self._keep(task, page)
             try:
                 self._record(task, stored, result)
             except LeaseLost as exc:
                 log.warning("%s", exc)
+                _wait_quietly(fetching)
                 return
             self.stats.photos += len(stored)
             self.progress.maybe_report(self.client.calls, self.stats.photos)
             if result.done:
                 self.stats.tasks_done += 1
                 return
-            task = replace(task, cursor=result.cursor)
+            if self.stop.is_set():
+                _wait_quietly(fetching)
+                release(self.conn, following, self.worker_id, self._new_calls())
+                log.info("task %s released on stop", task.id)
+                return
+            task = following
+
+    def _fail(self, task: SearchTask, exc: Exception) -> None:
+        final = fail(
+            self.conn,
+            task,
+            self.worker_id,
+            str(exc),
+            max_attempts=self.settings.worker.max_attempts,
+            backoff_seconds=self.settings.worker.backoff_seconds,
+            calls=self._new_calls(),
+        )
+        self.stats.tasks_failed += final
+        log.warning("task %s %s: %s", task.id, "failed" if final else "will retry", exc)
 
     def _search(self, task: SearchTask) -> SearchPage:
         licenses = list(task.licenses) if task.licenses is not None else self.cc_license_ids
@@ -141,13 +154,16 @@ class Worker:
             text=task.query_text,
         )
 
-    def _keep(self, task: SearchTask, rows: list[PhotoRow]) -> list[PhotoRow]:
+    def _keep(self, task: SearchTask, page: SearchPage) -> list[PhotoRow]:
         """Only CC photos inside the task's range are stored, whatever the API sent."""
         cc = set(self.cc_license_ids)
+        rows = (photo_row(photo) for photo in page.photos)
         return [
             row
             for row in rows
-            if row.license_id in cc and task.min_upload <= row.uploaded_at <= task.max_upload
+            if row is not None
+            and row.license_id in cc
+            and task.min_upload <= row.uploaded_at <= task.max_upload
         ]
 
     def _record(self, task: SearchTask, rows: list[PhotoRow], result: PageResult) -> None:
@@ -175,3 +191,9 @@ class Worker:
         """API calls made since the last count was written to the database."""
         calls, self._calls_reported = self.client.calls - self._calls_reported, self.client.calls
         return calls
+
+
+def _wait_quietly(fetching: Future) -> None:
+    """Let a prefetch that is no longer wanted end; its page is not stored."""
+    with contextlib.suppress(Exception):  # the page is dropped whatever happened to it
+        fetching.result()
