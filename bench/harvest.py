@@ -24,8 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import requests
-
+from lab.flickr_sim_process import RunningSim, spawn
 from lab.mariadb import LocalMariaDB
 
 BIN = Path(sys.executable).parent
@@ -56,38 +55,12 @@ def main() -> int:
 
     db = LocalMariaDB(Path(tempfile.gettempdir()) / "ccmirror-bench-mariadb", port=13308)
     db.ensure_running()
-    sim = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "lab.flickr_sim",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--keys",
-            "bench-key",
-            "--rate-limit",
-            "0",
-            *UNIVERSE,
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    sim = spawn("--rate-limit", "0", *UNIVERSE, key="bench-key")
     try:
-        api_url = sim.stdout.readline().split("listening on", 1)[1].strip()
-        base = api_url.split("/services/", 1)[0]
         end = START + args.days * 86400
-        truth = requests.get(
-            f"{base}/_sim/truth",
-            timeout=300,
-            params={"min_upload_date": START, "max_upload_date": end - 1},
-        ).json()["count"]
-        hot = requests.get(
-            f"{base}/_sim/hotspots",
-            timeout=60,
-            params={"min_upload_date": START, "max_upload_date": end - 1},
-        ).json()["hotspots"]
+        truth = len(sim.truth(START, end - 1))
+        hot = sim.get("/_sim/hotspots", min_upload_date=START, max_upload_date=end - 1)
+        hot = hot["hotspots"]
         print(
             f"universe: {args.days} days, {truth:,} CC photos, "
             f"{sum(h['kind'] == 'window' for h in hot)} hot windows, "
@@ -95,14 +68,13 @@ def main() -> int:
             f"{args.workers} workers on {os.cpu_count()} cores"
         )
         for stride in (int(s) for s in args.strides.split(",")):
-            run(db, api_url, base, stride, args, truth)
+            run(db, sim, stride, args, truth)
     finally:
-        sim.terminate()
-        sim.wait(10)
+        sim.stop()
     return 0
 
 
-def run(db: LocalMariaDB, api_url: str, base: str, stride: int, args, truth: int) -> None:
+def run(db: LocalMariaDB, sim: RunningSim, stride: int, args, truth: int) -> None:
     name = f"ccmirror_bench_{stride}"
     with db.root_connection() as conn, conn.cursor() as cur:
         cur.execute(f"DROP DATABASE IF EXISTS {name}")
@@ -110,7 +82,7 @@ def run(db: LocalMariaDB, api_url: str, base: str, stride: int, args, truth: int
     env = dict(
         os.environ,
         CCMIRROR_DB_URL=db.url(name),
-        CCMIRROR_FLICKR_API_URL=api_url,
+        CCMIRROR_FLICKR_API_URL=sim.api_url,
         CCMIRROR_FLICKR_API_KEY="bench-key",
         CCMIRROR_FLICKR_RATE_LIMIT="0",
     )
@@ -133,7 +105,7 @@ def run(db: LocalMariaDB, api_url: str, base: str, stride: int, args, truth: int
         check=True,
         stdout=subprocess.DEVNULL,
     )
-    calls_before = search_calls(base)
+    calls_before = sim.search_calls()
     began = time.monotonic()
     workers = [
         subprocess.Popen(
@@ -150,7 +122,7 @@ def run(db: LocalMariaDB, api_url: str, base: str, stride: int, args, truth: int
         worker.returncode = os.waitstatus_to_exitcode(status)
         worker_cpu += usage.ru_utime + usage.ru_stime
     seconds = time.monotonic() - began
-    calls = search_calls(base) - calls_before
+    calls = sim.search_calls() - calls_before
     with db.root_connection(database=name) as conn, conn.cursor() as cur:
         cur.execute("SELECT COUNT(*) FROM flickr_timeslice_photos")
         stored = cur.fetchone()[0]
@@ -167,11 +139,6 @@ def run(db: LocalMariaDB, api_url: str, base: str, stride: int, args, truth: int
         f" ({worker_cpu / seconds:.2f} of {os.cpu_count()} cores; the simulator and MariaDB"
         " share the rest)"
     )
-
-
-def search_calls(base: str) -> int:
-    stats = requests.get(f"{base}/_sim/stats", timeout=10).json()
-    return stats["calls"].get("flickr.photos.search", 0)
 
 
 if __name__ == "__main__":

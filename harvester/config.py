@@ -39,6 +39,7 @@ class WorkerSettings:
     max_attempts: int = 5  # a task that failed this many times is marked failed
     backoff_seconds: float = 30.0  # before a failed task is retried, doubled per attempt
     idle_poll_seconds: float = 2.0
+    db_reconnect_seconds: float = 600.0  # how long a worker waits for MariaDB to come back
 
 
 @dataclass

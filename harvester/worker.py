@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 import pymysql
 
 from harvester.config import Settings
-from harvester.db import connect
+from harvester.db import DatabaseError, connect
 from harvester.flickr_api import APIError, FlickrClient, Interrupted, SearchPage, TransientError
 from harvester.licenses import store_licenses
 from harvester.photos import PhotoRow, photo_row
@@ -37,7 +37,8 @@ from harvester.search_tasks import (
 from harvester.walk import next_step
 
 log = logging.getLogger("harvester.worker")
-DB_RETRIES = 5  # a page commit is retried this many times when MariaDB goes away
+# What PyMySQL raises when the server restarts or the connection drops.
+DATABASE_GONE = (pymysql.err.OperationalError, pymysql.err.InterfaceError)
 
 
 @dataclass
@@ -65,7 +66,7 @@ class Worker:
         self.stats = WorkerStats()
         self.fetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fetch")
         self.cc_license_ids: list[int] = []
-        self._calls_reported = 0
+        self._calls_reported = 0  # API calls already counted in the database
 
     def run(self) -> WorkerStats:
         """Work until no task is left or `stop` is set."""
@@ -74,17 +75,46 @@ class Worker:
         self.cc_license_ids = sorted(lic.id for lic in licenses if lic.is_cc)
         log.info("worker %s: CC licenses %s", self.worker_id, self.cc_license_ids)
         while not self.stop.is_set():
-            task = claim(self.conn, self.worker_id, self.settings.worker.lease_seconds)
-            if task is None:
-                wait = seconds_until_claimable(self.conn)
-                if wait is None:
+            try:
+                if not self.work_once():
                     break
-                self.stop.wait(min(max(wait, 0.05), self.settings.worker.idle_poll_seconds))
-                continue
-            self.work_on(task)
-            self.progress.maybe_report(self.client.calls, self.stats.photos)
+            except DATABASE_GONE as exc:
+                self._reconnect(exc)
         self.progress.report(self.client.calls, self.stats.photos, final=True)
         return self.stats
+
+    def work_once(self) -> bool:
+        """Claim a task and walk it; False when no task is left to claim, now or later."""
+        task = claim(self.conn, self.worker_id, self.settings.worker.lease_seconds)
+        if task is None:
+            wait = seconds_until_claimable(self.conn)
+            if wait is None:
+                return False
+            self.stop.wait(min(max(wait, 0.05), self.settings.worker.idle_poll_seconds))
+            return True
+        self.work_on(task)
+        self.progress.maybe_report(self.client.calls, self.stats.photos)
+        return True
+
+    def _reconnect(self, exc: Exception) -> None:
+        """MariaDB went away (a restart, a failover): wait for it to answer again. The task in
+        hand stays leased to this worker, which claims it first and resumes from its cursor;
+        only the page in flight is fetched again."""
+        log.warning("database connection lost (%s); reconnecting", exc.args[-1])
+        deadline = time.monotonic() + self.settings.worker.db_reconnect_seconds
+        delay = 0.5
+        with contextlib.suppress(Exception):
+            self.conn.close()
+        while not self.stop.is_set():
+            try:
+                self.conn = self.progress.conn = connect(self.settings.db_url)
+                log.info("database connection back")
+                return
+            except DatabaseError:
+                if time.monotonic() > deadline:
+                    raise
+                self.stop.wait(delay)
+                delay = min(delay * 2, 30.0)
 
     def work_on(self, task: SearchTask) -> None:
         """Walk one task to its end. The next page is fetched while this one is stored: the
@@ -167,25 +197,15 @@ class Worker:
         ]
 
     def _record(self, task: SearchTask, rows: list[PhotoRow], result: PageResult) -> None:
-        calls = self._new_calls()
-        for attempt in range(DB_RETRIES):
-            try:
-                record_page(
-                    self.conn,
-                    task,
-                    self.worker_id,
-                    rows,
-                    result,
-                    calls=calls,
-                    lease_seconds=self.settings.worker.lease_seconds,
-                )
-                return
-            except pymysql.err.OperationalError as exc:
-                if attempt == DB_RETRIES - 1:
-                    raise
-                log.warning("database went away (%s); reconnecting", exc.args[-1])
-                time.sleep(min(2**attempt, 30))
-                self.conn.ping(reconnect=True)
+        record_page(
+            self.conn,
+            task,
+            self.worker_id,
+            rows,
+            result,
+            calls=self._new_calls(),
+            lease_seconds=self.settings.worker.lease_seconds,
+        )
 
     def _new_calls(self) -> int:
         """API calls made since the last count was written to the database."""

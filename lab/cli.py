@@ -18,6 +18,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from lab.flickr_sim_process import RunningSim, spawn
 from lab.mariadb import LocalMariaDB
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,46 +56,33 @@ def harvest_demo(args: argparse.Namespace) -> int:
 
     key = "lab-" + secrets.token_hex(8)  # a throw-away key, never written anywhere
     step("Flickr simulator on 127.0.0.1 (the 3,600 calls/hour per key lifted for the demo)")
-    sim = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "lab.flickr_sim",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--seed",
-            str(args.seed),
-            "--keys",
-            key,
-            "--rate-limit",
-            "0",
-            "--start",
-            "2004-01-01",
-            "--hot-window-every",
-            "70",
-            "--hot-second-every",
-            "100",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
+    sim = spawn(
+        "--seed",
+        str(args.seed),
+        "--rate-limit",
+        "0",
+        "--start",
+        "2004-01-01",
+        "--hot-window-every",
+        "70",
+        "--hot-second-every",
+        "100",
+        key=key,
     )
     try:
-        api_url = sim.stdout.readline().split("listening on", 1)[1].strip()
         env = dict(
             os.environ,
             CCMIRROR_DB_URL=db.url("ccmirror_lab"),
-            CCMIRROR_FLICKR_API_URL=api_url,
+            CCMIRROR_FLICKR_API_URL=sim.api_url,
             CCMIRROR_FLICKR_API_KEY=key,
+            CCMIRROR_FLICKR_RATE_LIMIT="0",
         )
-        return run_harvest(args, env, api_url, start, end, logs, started)
+        return run_harvest(args, env, sim, start, end, logs, started)
     finally:
-        sim.terminate()
-        sim.wait(10)
+        sim.stop()
 
 
-def run_harvest(args, env, api_url, start, end, logs, started) -> int:
+def run_harvest(args, env, sim: RunningSim, start, end, logs, started) -> int:
     harvester = str(BIN / "harvester")
     subprocess.run([harvester, "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
     day, last = iso(start), iso(end)
@@ -148,7 +136,7 @@ def run_harvest(args, env, api_url, start, end, logs, started) -> int:
             [harvester, "status", "--json"], env=env, check=True, capture_output=True, text=True
         ).stdout
     )
-    truth = fetch_truth(api_url, start, end - 1)
+    truth = sim.truth(start, end - 1)
     return summary(status, truth, env, failed, time.monotonic() - started)
 
 
@@ -169,16 +157,6 @@ def show_progress(harvester: str, env: dict) -> None:
         f" {photos:,} photos, {status['calls_per_second']} calls/s   "
     )
     sys.stdout.flush()
-
-
-def fetch_truth(api_url: str, lo: int, hi: int) -> set[int]:
-    import requests
-
-    base = api_url.split("/services/", 1)[0]
-    answer = requests.get(
-        f"{base}/_sim/truth", timeout=60, params={"min_upload_date": lo, "max_upload_date": hi}
-    )
-    return set(answer.json()["ids"])
 
 
 def summary(status: dict, truth: set[int], env: dict, failed: list, seconds: float) -> int:

@@ -10,13 +10,12 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pymysql
 import pytest
-import requests
 
+from lab.flickr_sim_process import RunningSim, spawn
 from lab.mariadb import LocalMariaDB
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,15 +76,19 @@ def db_url(database: str) -> str:
 @pytest.fixture
 def sql(db_url: str) -> Iterator[Callable[..., list[tuple]]]:
     """Run one query on the test database and return all rows (autocommit)."""
-    conn = pymysql.connect(**_connect_args(db_url), autocommit=True)
+    conns = [pymysql.connect(**_connect_args(db_url), autocommit=True)]
 
     def run(query: str, *args) -> list[tuple]:
-        with conn.cursor() as cur:
+        try:
+            conns[0].ping()
+        except pymysql.err.Error:  # a test restarted the server
+            conns[0] = pymysql.connect(**_connect_args(db_url), autocommit=True)
+        with conns[0].cursor() as cur:
             cur.execute(query, args or None)
             return list(cur.fetchall())
 
     yield run
-    conn.close()
+    conns[0].close()
 
 
 def _connect_args(url: str) -> dict:
@@ -101,82 +104,21 @@ def _connect_args(url: str) -> dict:
     )
 
 
-@dataclass
-class FlickrSim:
-    """A running `python -m lab.flickr_sim`."""
-
-    process: subprocess.Popen
-    api_url: str
-    base_url: str
-    key: str
-
-    def get(self, path: str, **params) -> dict:
-        response = requests.get(self.base_url + path, params=params, timeout=30)
-        response.raise_for_status()
-        return response.json()
-
-    def control(self, **settings) -> dict:
-        response = requests.post(self.base_url + "/_sim/control", json=settings, timeout=10)
-        response.raise_for_status()
-        return response.json()
-
-    def truth(self, start: int, end_inclusive: int) -> set[int]:
-        answer = self.get("/_sim/truth", min_upload_date=start, max_upload_date=end_inclusive)
-        return set(answer["ids"])
-
-
-def start_flickr_sim(*args: str, key: str = "test-flickr-key") -> FlickrSim:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "lab.flickr_sim",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--keys",
-            key,
-            *args,
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
-    line = process.stdout.readline()
-    if "listening on" not in line:
-        process.kill()
-        raise AssertionError(f"flickr_sim did not start: {line!r}")
-    api_url = line.split("listening on", 1)[1].strip()
-    base_url = api_url.split("/services/", 1)[0]
-    return FlickrSim(process, api_url, base_url, key)
-
-
-def stop_process(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 @pytest.fixture
-def flickr_sim_factory() -> Iterator[Callable[..., FlickrSim]]:
-    started: list[FlickrSim] = []
+def flickr_sim_factory() -> Iterator[Callable[..., RunningSim]]:
+    """Starts simulators with the given options; stops them after the test."""
+    started: list[RunningSim] = []
 
-    def start(*args: str) -> FlickrSim:
-        sim = start_flickr_sim(*args)
-        started.append(sim)
-        return sim
+    def start(*args: str) -> RunningSim:
+        started.append(spawn(*args, key="test-flickr-key"))
+        return started[-1]
 
     yield start
     for sim in started:
-        stop_process(sim.process)
+        sim.stop()
 
 
-def harvester_env(db_url: str, sim: FlickrSim | None = None, **extra: str) -> dict[str, str]:
+def harvester_env(db_url: str, sim: RunningSim | None = None, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CCMIRROR_")}
     env["CCMIRROR_DB_URL"] = db_url
     if sim is not None:

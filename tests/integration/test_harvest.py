@@ -7,9 +7,9 @@ import subprocess
 
 import pytest
 
+from lab.flickr_sim_process import RunningSim
 from tests.conftest import (
     VENV_BIN,
-    FlickrSim,
     harvester_env,
     run_harvester,
     wait_for,
@@ -32,7 +32,7 @@ UNIVERSE = (
 
 
 @pytest.fixture
-def sim(flickr_sim_factory) -> FlickrSim:
+def sim(flickr_sim_factory) -> RunningSim:
     sim = flickr_sim_factory(*UNIVERSE, "--rate-limit", "0")
     hot = sim.get("/_sim/hotspots", min_upload_date=START, max_upload_date=START + DAY - 1)
     kinds = {h["kind"] for h in hot["hotspots"]}
@@ -69,10 +69,6 @@ def start_worker(worker: str, env) -> subprocess.Popen:
     )
 
 
-def search_calls(sim: FlickrSim) -> int:
-    return sim.get("/_sim/stats")["calls"].get("flickr.photos.search", 0)
-
-
 def test_a_harvest_stores_exactly_the_cc_photos_of_the_range(db_url, sim, sql):
     env = harvester_env(db_url, sim)
     seed_day(env)
@@ -103,7 +99,7 @@ def test_a_harvest_stores_exactly_the_cc_photos_of_the_range(db_url, sim, sql):
     report = json.loads(status.stdout)
     assert report["photos"]["timeslice"] == len(truth)
     assert report["tasks"]["pending"] == 0 and report["tasks"]["done"] >= 144
-    assert report["api_calls"] == search_calls(sim) + 1  # + the getInfo call
+    assert report["api_calls"] == sim.search_calls() + 1  # + the getInfo call
 
 
 def test_two_workers_share_the_tasks_and_none_is_done_twice(db_url, sim, sql):
@@ -123,9 +119,9 @@ def test_a_killed_worker_resumes_from_its_cursor(db_url, database, sim, sql, mar
     # Baseline: the calls an uninterrupted harvest of the same range makes.
     env = harvester_env(db_url, sim)
     seed_day(env, stride=DAY)  # one task: it walks all its windows under one lease
-    before = search_calls(sim)
+    before = sim.search_calls()
     assert run_harvester("work", "--worker", "hv-1", env=env).returncode == 0
-    baseline = search_calls(sim) - before
+    baseline = sim.search_calls() - before
     truth = sim.truth(START, START + DAY - 1)
     assert set(stored_ids(sql)) == truth
 
@@ -139,7 +135,7 @@ def test_a_killed_worker_resumes_from_its_cursor(db_url, database, sim, sql, mar
     slow = harvester_env(
         db_url, sim, CCMIRROR_FLICKR_RATE_LIMIT="72000", CCMIRROR_LEASE_SECONDS="2"
     )
-    before = search_calls(sim)
+    before = sim.search_calls()
     proc = start_worker("hv-1", slow)
     wait_for(
         lambda: sql("SELECT COUNT(*) FROM flickr_timeslice_photos")[0][0] >= 3000,
@@ -158,7 +154,7 @@ def test_a_killed_worker_resumes_from_its_cursor(db_url, database, sim, sql, mar
     ids = stored_ids(sql)
     assert len(ids) == len(set(ids)) and set(ids) == truth
     # Resumed, not restarted: at most the page in flight when killed was fetched twice.
-    assert search_calls(sim) - before <= baseline + 2
+    assert sim.search_calls() - before <= baseline + 2
 
 
 def test_faults_on_a_fifth_of_calls_still_give_the_exact_set(db_url, flickr_sim_factory, sql):
@@ -333,3 +329,22 @@ def test_reseeding_creates_nothing_twice_and_misaligned_seeds_are_refused(db_url
     bounds = sql("SELECT min_upload, max_upload FROM search_tasks ORDER BY min_upload")
     assert bounds[0][0] == START and bounds[-1][1] == START + DAY - 1
     assert all(a[1] + 1 == b[0] for a, b in zip(bounds, bounds[1:], strict=False))
+
+
+def test_mariadb_restarted_mid_harvest_loses_nothing(db_url, sim, sql, mariadb):
+    env = harvester_env(db_url, sim, CCMIRROR_FLICKR_RATE_LIMIT="36000")
+    seed_day(env, stride=3 * 3600)
+    proc = start_worker("hv-1", env)
+    wait_for(
+        lambda: sql("SELECT COUNT(*) FROM flickr_timeslice_photos")[0][0] >= 2000,
+        60,
+        "a few pages stored",
+    )
+    mariadb.stop()
+    assert proc.poll() is None
+    mariadb.ensure_running()
+    assert proc.wait(120) == 0, proc.stderr.read()
+    assert "database connection lost" in proc.stderr.read()
+    ids = stored_ids(sql)
+    assert len(ids) == len(set(ids)) and set(ids) == sim.truth(START, START + DAY - 1)
+    assert sql("SELECT MIN(completions), MAX(completions) FROM search_tasks") == [(1, 1)]

@@ -1,0 +1,88 @@
+"""Run the Flickr simulator as a child process and talk to its `/_sim/` endpoints.
+
+Tests, benchmarks and the lab start the simulator the same way: a real server on an
+ephemeral loopback port, whose first stdout line gives its URL.
+"""
+
+from __future__ import annotations
+
+import select
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+READY = "flickr_sim listening on "
+
+
+@dataclass
+class RunningSim:
+    process: subprocess.Popen
+    api_url: str  # http://127.0.0.1:PORT/services/rest/
+    key: str
+
+    @property
+    def base_url(self) -> str:
+        return self.api_url.split("/services/", 1)[0]
+
+    def get(self, path: str, **params: object) -> dict:
+        response = requests.get(self.base_url + path, params=params, timeout=300)
+        response.raise_for_status()
+        return response.json()
+
+    def control(self, **settings: object) -> dict:
+        response = requests.post(self.base_url + "/_sim/control", json=settings, timeout=10)
+        response.raise_for_status()
+        return response.json()
+
+    def truth(self, min_upload: int, max_upload: int) -> set[int]:
+        """The CC photo ids uploaded in [min_upload, max_upload] (inclusive)."""
+        answer = self.get("/_sim/truth", min_upload_date=min_upload, max_upload_date=max_upload)
+        return set(answer["ids"])
+
+    def search_calls(self) -> int:
+        return self.get("/_sim/stats")["calls"].get("flickr.photos.search", 0)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def spawn(*args: str, key: str, timeout: float = 30.0) -> RunningSim:
+    """Start `python -m lab.flickr_sim` on 127.0.0.1 with `key` accepted; `args` add options."""
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "lab.flickr_sim",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--keys",
+            key,
+            *args,
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + timeout
+    line = ""
+    while not line and time.monotonic() < deadline and process.poll() is None:
+        ready, _, _ = select.select([process.stdout], [], [], 0.1)
+        line = process.stdout.readline() if ready else ""
+    if not line.startswith(READY):
+        process.kill()
+        process.wait()
+        raise RuntimeError(f"flickr_sim did not start (exit {process.returncode}): {line!r}")
+    return RunningSim(process, line[len(READY) :].strip(), key)
