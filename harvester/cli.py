@@ -21,7 +21,7 @@ import pymysql
 from harvester.config import ConfigError, Settings, load_settings
 from harvester.db import DatabaseError, connect
 from harvester.flickr_api import FlickrError
-from harvester.migrate import available_migrations, current_version, migrate
+from harvester.migrate import current_version, migrate, unapplied
 from harvester.search_tasks import SeedError, seed_queries, seed_timeslices
 from harvester.status import format_status, harvest_status
 
@@ -87,6 +87,18 @@ def build_parser() -> Parser:
 
     status = commands.add_parser("status", help="tasks by state, photos per source, calls")
     status.add_argument("--json", action="store_true", help="print JSON")
+
+    yfcc = commands.add_parser("import-yfcc", help="import YFCC100M files into yfcc_photos")
+    yfcc.add_argument("files", nargs="+", type=Path, help="dataset files: plain, .gz or .bz2")
+    yfcc.add_argument(
+        "--chunk-lines", type=positive_int, default=200_000, help="rows per bulk load (200000)"
+    )
+    yfcc.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+    merge = commands.add_parser("reconcile", help="merge every source into the images catalog")
+    merge.add_argument("--batch-size", type=positive_int, default=10_000, help="rows (10000)")
+    merge.add_argument("--parallel", type=positive_int, default=2, help="batches at once (2)")
+    merge.add_argument("--restart", action="store_true", help="a new pass, not a resumed one")
     return parser
 
 
@@ -110,11 +122,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def open_database(settings: Settings, *, migrated: bool = True):
     conn = connect(settings.db_url)
-    if migrated:
-        latest = available_migrations()[-1].version
-        if current_version(conn) < latest:
-            conn.close()
-            raise CommandError("the database schema is not up to date: run `harvester migrate`")
+    if migrated and unapplied(conn):
+        conn.close()
+        raise CommandError("the database schema is not up to date: run `harvester migrate`")
     return conn
 
 
@@ -174,4 +184,55 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-COMMANDS = {"migrate": cmd_migrate, "seed": cmd_seed, "work": cmd_work, "status": cmd_status}
+def cmd_import_yfcc(args: argparse.Namespace, settings: Settings) -> int:
+    from harvester.yfcc_import import (
+        YfccImportError,
+        check_files,
+        format_summary,
+        import_files,
+    )
+
+    try:
+        check_files(args.files)  # a bad path fails before the database is touched
+        open_database(settings).close()
+        stats = import_files(settings.db_url, args.files, chunk_lines=args.chunk_lines)
+    except YfccImportError as exc:
+        raise CommandError(str(exc)) from None
+    except KeyboardInterrupt:
+        raise CommandError(
+            "import-yfcc interrupted: the chunks loaded so far are kept;"
+            " run the same command again to finish"
+        ) from None
+    print(json.dumps(stats.as_dict(), indent=2) if args.json else format_summary(stats))
+    if stats.broken_files:
+        raise CommandError(
+            f"{len(stats.broken_files)} file(s) ended early: the rows before the break are"
+            " imported; fetch the file again and re-run"
+        )
+    return 0
+
+
+def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
+    from harvester.reconcile import ReconcileProgress, reconcile
+
+    open_database(settings).close()
+    progress = ReconcileProgress(settings.db_url)
+    stats = reconcile(
+        settings.db_url,
+        batch_size=args.batch_size,
+        parallel=args.parallel,
+        restart=args.restart,
+        on_progress=progress.report,
+    )
+    progress.done(stats)
+    return 0
+
+
+COMMANDS = {
+    "migrate": cmd_migrate,
+    "reconcile": cmd_reconcile,
+    "seed": cmd_seed,
+    "work": cmd_work,
+    "status": cmd_status,
+    "import-yfcc": cmd_import_yfcc,
+}

@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 CC_HOSTS = ("creativecommons.org", "www.creativecommons.org")
+# Flickr's CC ids as of 2025 (2.0: 1-6, CC0 9, PDM 10, 4.0: 11-16): only for when the table
+# from getInfo has not been read yet (a YFCC100M import before any harvest).
+DEFAULT_CC_LICENSE_IDS = frozenset({1, 2, 3, 4, 5, 6, 9, 10, 11, 12, 13, 14, 15, 16})
 CC_PATH_PREFIXES = ("/licenses/", "/publicdomain/zero/", "/publicdomain/mark/")
 
 

@@ -72,3 +72,8 @@ def migrate(conn) -> list[Migration]:
 
 def current_version(conn) -> int:
     return max(applied_versions(conn), default=0)
+
+
+def unapplied(conn) -> list[Migration]:
+    done = applied_versions(conn)
+    return [m for m in available_migrations() if m.version not in done]

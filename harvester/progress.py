@@ -1,7 +1,7 @@
-"""Progress of a long harvest: tasks done of all, photos, API calls per second, ETA.
+"""Progress of long jobs: one line, redrawn on a terminal, logged when there is none.
 
-On a terminal one line is redrawn every couple of seconds; otherwise (systemd, a pipe) a log
-line is written every half minute, so the journal shows the same story.
+On a terminal the line is redrawn every couple of seconds; otherwise (systemd, a pipe) a line
+is written every half minute, so the journal shows the same story.
 """
 
 from __future__ import annotations
@@ -24,33 +24,53 @@ def format_duration(seconds: float | None) -> str:
     return f"{seconds}s"
 
 
-class Progress:
-    def __init__(self, conn, label: str, stream: TextIO | None = None) -> None:
-        self.conn = conn
-        self.label = label
+class ProgressLine:
+    def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty()
         self.interval = 2.0 if self.tty else 30.0
         self.started = time.monotonic()
         self.last = self.started
-        self.first_done: int | None = None
 
-    def maybe_report(self, calls: int, photos: int) -> None:
-        if time.monotonic() - self.last >= self.interval:
-            self.report(calls, photos)
+    @property
+    def elapsed(self) -> float:
+        return max(time.monotonic() - self.started, 1e-6)
 
-    def report(self, calls: int, photos: int, final: bool = False) -> None:
+    def due(self) -> bool:
+        return time.monotonic() - self.last >= self.interval
+
+    def show(self, line: str, final: bool = False) -> None:
         self.last = time.monotonic()
-        counts = counts_by_state(self.conn)
-        line = self.line(counts, calls, photos)
         if self.tty and not final:
             self.stream.write("\r\x1b[K" + line)
         else:
             self.stream.write(("\r\x1b[K" if self.tty else "") + line + "\n")
         self.stream.flush()
 
+    def clear(self) -> None:
+        """Before another message on a terminal, so it does not land mid-line."""
+        if self.tty:
+            self.stream.write("\r\x1b[K")
+
+
+class HarvestProgress:
+    """Search tasks done of all, photos, API calls per second, ETA."""
+
+    def __init__(self, conn, label: str, stream: TextIO | None = None) -> None:
+        self.conn = conn
+        self.label = label
+        self.out = ProgressLine(stream)
+        self.first_done: int | None = None
+
+    def maybe_report(self, calls: int, photos: int) -> None:
+        if self.out.due():
+            self.report(calls, photos)
+
+    def report(self, calls: int, photos: int, final: bool = False) -> None:
+        self.out.show(self.line(counts_by_state(self.conn), calls, photos), final)
+
     def line(self, counts: dict[str, int], calls: int, photos: int) -> str:
-        elapsed = max(time.monotonic() - self.started, 1e-6)
+        elapsed = self.out.elapsed
         total = sum(counts.values())
         finished = counts.get("done", 0) + counts.get("failed", 0)
         if self.first_done is None:

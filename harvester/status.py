@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from harvester.migrate import current_version
 from harvester.photos import SOURCE_TABLES
+from harvester.reconcile import image_counts
 
 TASK_STATES = ("pending", "running", "done", "failed")
 RATE_WINDOW_MINUTES = 5
@@ -17,6 +18,8 @@ def harvest_status(conn) -> dict:
         for source, table in SOURCE_TABLES.items():
             cur.execute(f"SELECT COUNT(*) FROM {table}")
             photos[source] = int(cur.fetchone()[0])
+        cur.execute("SELECT COUNT(*) FROM yfcc_photos")
+        photos["yfcc"] = int(cur.fetchone()[0])
         cur.execute(
             "SELECT COALESCE(SUM(calls), 0), COALESCE(SUM(photos), 0) FROM api_call_minutes"
         )
@@ -32,11 +35,13 @@ def harvest_status(conn) -> dict:
         cur.execute("SELECT COUNT(*) FROM licenses WHERE is_cc")
         cc_licenses = int(cur.fetchone()[0])
     conn.commit()
+    images = image_counts(conn)
     span = max(int(span or 0), 60)
     return {
         "schema_version": current_version(conn),
         "tasks": tasks,
         "photos": photos,
+        "images": images,
         "api_calls": calls,
         "photos_fetched": photos_fetched,
         "calls_per_second": round(int(recent_calls) / span, 2),
@@ -55,6 +60,8 @@ def format_status(status: dict) -> str:
         "photos: " + ", ".join(f"{src} {n:,}" for src, n in status["photos"].items()),
         f"API calls: {status['api_calls']:,}, now {status['calls_per_second']} calls/s,"
         f" {status['photos_per_second']} photos/s",
+        "catalog: "
+        + (", ".join(f"{state} {n:,}" for state, n in status["images"].items()) or "empty"),
         f"CC licenses known: {status['cc_licenses']}; schema version {status['schema_version']}",
     ]
     return "\n".join(lines)

@@ -23,7 +23,7 @@ from harvester.db import DatabaseError, connect
 from harvester.flickr_api import APIError, FlickrClient, Interrupted, SearchPage, TransientError
 from harvester.licenses import store_licenses
 from harvester.photos import PhotoRow, photo_row
-from harvester.progress import Progress
+from harvester.progress import HarvestProgress
 from harvester.search_tasks import (
     LeaseLost,
     PageResult,
@@ -55,14 +55,14 @@ class Worker:
         worker_id: str,
         *,
         stop: threading.Event | None = None,
-        progress: Progress | None = None,
+        progress: HarvestProgress | None = None,
     ) -> None:
         self.settings = settings
         self.worker_id = worker_id
         self.stop = stop or threading.Event()
         self.client = FlickrClient(settings.flickr, self.stop)
         self.conn = connect(settings.db_url)
-        self.progress = progress or Progress(self.conn, worker_id)
+        self.progress = progress or HarvestProgress(self.conn, worker_id)
         self.stats = WorkerStats()
         self.fetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fetch")
         self.cc_license_ids: list[int] = []

@@ -301,7 +301,7 @@ def test_migrate_is_idempotent_and_records_versions(database):
     assert first.returncode == 0 and "applied 0001" in first.stdout
     second = run_harvester("migrate", env=env)
     assert second.returncode == 0 and "applied" not in second.stdout
-    assert "schema version 1" in second.stdout
+    assert "schema version 3" in second.stdout
 
 
 def test_commands_refuse_an_unmigrated_database(database):

@@ -1,0 +1,88 @@
+"""Reconcile benchmark: catalog rows merged per second for 1M and 5M photos.
+
+The three source tables are filled with `lab.catalog_sample` (every photo in YFCC100M, two
+thirds in the time slices, one in five in the query results), then one `reconcile` pass
+builds the catalog from nothing, and a second pass re-reads it all after every time-slice
+title changed. Printed: photos/s and source rows/s of each pass, against the 50,000 rows/s
+target, the longest batch (the longest any catalog row stays locked), and the 5M/1M ratio of
+time per row (target: no worse at 5M).
+
+    .venv/bin/python bench/reconcile.py [--sizes 1000000,5000000] [--batch-size 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from harvester.db import connect
+from harvester.migrate import migrate
+from harvester.reconcile import reconcile
+from lab.catalog_sample import fill_sources
+from lab.mariadb import LocalMariaDB
+
+TARGET_ROWS_PER_SECOND = 50_000
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1000000,5000000")
+    parser.add_argument("--batch-size", type=int, default=10_000)
+    args = parser.parse_args()
+    db = LocalMariaDB(Path(tempfile.gettempdir()) / "ccmirror-bench-mariadb", port=13308)
+    db.ensure_running()
+    per_row = {}
+    for n in (int(s) for s in args.sizes.split(",")):
+        per_row[n] = run(db, n, args.batch_size)
+    sizes = sorted(per_row)
+    if len(sizes) > 1:
+        ratio = per_row[sizes[-1]] / per_row[sizes[0]]
+        print(f"time per row at {sizes[-1]:,} vs {sizes[0]:,}: {ratio:.2f}x (target <= 1.0)")
+    return 0
+
+
+def run(db: LocalMariaDB, n: int, batch_size: int) -> float:
+    name = f"ccmirror_bench_reconcile_{n}"
+    with db.root_connection() as conn, conn.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS {name}")
+        cur.execute(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
+    conn = connect(db.url(name))
+    migrate(conn)
+    began = time.monotonic()
+    fill_sources(conn, n)
+    print(f"{n:,} photos: sources filled in {time.monotonic() - began:.0f}s")
+    first = timed_pass(db.url(name), conn, batch_size, "first pass (catalog empty)")
+    with conn.cursor() as cur:
+        cur.execute("UPDATE flickr_timeslice_photos SET title = CONCAT(title, ' (edited)')")
+    conn.commit()
+    timed_pass(db.url(name), conn, batch_size, "second pass (titles changed)")
+    conn.close()
+    with db.root_connection() as root, root.cursor() as cur:
+        cur.execute(f"DROP DATABASE {name}")
+    return first
+
+
+def timed_pass(url: str, conn, batch_size: int, label: str) -> float:
+    began = time.monotonic()
+    stats = reconcile(url, batch_size=batch_size, restart=True)
+    seconds = time.monotonic() - began
+    photos = stats.inserted + stats.updated
+    with conn.cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM images")
+        catalog = cur.fetchone()[0]
+    rate = catalog / seconds
+    print(
+        f"  {label}: {catalog:,} catalog rows ({photos:,} written) from"
+        f" {stats.source_rows:,} source rows in {seconds:.1f}s = {rate:,.0f} rows/s"
+        f" = {rate / TARGET_ROWS_PER_SECOND:.2f}x the {TARGET_ROWS_PER_SECOND:,}/s target"
+        f" ({stats.source_rows / seconds:,.0f} source rows/s); {stats.batches} batches,"
+        f" longest {stats.longest_batch_seconds:.2f}s"
+    )
+    return seconds / catalog
+
+
+if __name__ == "__main__":
+    sys.exit(main())

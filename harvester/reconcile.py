@@ -1,0 +1,422 @@
+"""`harvester reconcile`: merge every source table into the `images` catalog.
+
+A pass walks photo ids in bounded batches (each at most `batch_size` rows of every source),
+and each batch is one transaction of a few set-based statements, so the queue never sees a
+half-applied batch and no row lock is held for long. Per photo:
+
+- the fields come from the newest API row (time slices or queries, by `last_seen`), else from
+  YFCC100M (2014); the catalog records every source that saw the photo;
+- a license different from the catalog's is recorded in `image_license_changes`;
+- a new photo enters the download queue as `pending` if its license is CC, else `withdrawn`;
+  a `pending` photo whose license is no longer CC is `withdrawn` (and comes back when it is
+  CC again); `stored`, `leased`, `failed` and `gone` are never reset, and a stored or leased
+  photo keeps the image URL it was fetched from.
+
+A pass records where it stands in `reconcile_runs`; a pass that was killed resumes there, and
+since every batch is idempotent, the end state is the same as an uninterrupted pass.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from harvester.db import connect
+from harvester.licenses import DEFAULT_CC_LICENSE_IDS
+from harvester.progress import ProgressLine, format_duration
+
+log = logging.getLogger("harvester.reconcile")
+
+# Every source table, in the order of `images.sources` (its SET bits 1, 2, 4). Which one a
+# photo's fields come from is decided in `_merged_select`.
+SOURCE_TABLES = ("flickr_timeslice_photos", "flickr_query_photos", "yfcc_photos")
+DATA_COLUMNS = (
+    "owner",
+    "owner_name",
+    "title",
+    "license_id",
+    "page_url",
+    "image_url",
+    "image_size",
+    "fallback_url",
+    "width",
+    "height",
+    "uploaded_at",
+)
+# Fields a stored or leased photo keeps: they say which bytes were (or are being) fetched.
+FETCHED_COLUMNS = ("image_url", "image_size", "fallback_url", "width", "height")
+MAX_PHOTO_ID = 2**64 - 1
+
+
+@dataclass
+class ReconcileStats:
+    run_id: int = 0
+    batches: int = 0
+    source_rows: int = 0
+    inserted: int = 0
+    updated: int = 0
+    license_changes: int = 0
+    longest_batch_seconds: float = 0.0
+    resumed_from: int = 0
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    high: int
+    source_rows: int
+    inserted: int
+    updated: int
+    license_changes: int
+    seconds: float
+
+
+def cc_license_ids(conn) -> list[int]:
+    """CC ids from the license table Flickr gave the harvester, or the known ones."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT id, is_cc FROM licenses")
+        rows = cur.fetchall()
+    return sorted(i for i, cc in rows if cc) if rows else sorted(DEFAULT_CC_LICENSE_IDS)
+
+
+def reconcile(
+    db_url: str,
+    *,
+    batch_size: int = 10_000,
+    parallel: int = 2,
+    restart: bool = False,
+    on_progress: Callable[[ReconcileStats, int], None] | None = None,
+) -> ReconcileStats:
+    """One pass over every source; resumes an interrupted pass unless `restart`.
+
+    `parallel` batches of disjoint photo-id ranges run at once, each on its own connection:
+    they touch disjoint catalog rows, so the result is the same as one at a time."""
+    main = connect(db_url)
+    connections: list = []
+    local = threading.local()
+
+    def run_batch(bounds: tuple[int, int]) -> BatchResult:
+        if not hasattr(local, "conn"):
+            local.conn = _batch_connection(db_url)
+            connections.append(local.conn)
+        return _apply_batch(local.conn, *bounds, cc)
+
+    try:
+        stats = _start_run(main, restart)
+        cc = ",".join(str(i) for i in cc_license_ids(main))
+        low = stats.resumed_from
+        with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="reconcile") as pool:
+            while ranges := _next_ranges(main, low, batch_size, parallel):
+                results = list(pool.map(run_batch, ranges))
+                _record_progress(main, stats, results)
+                if on_progress:
+                    on_progress(stats, ranges[-1][1])
+                if ranges[-1][1] >= MAX_PHOTO_ID:
+                    break
+                low = ranges[-1][1] + 1
+        _finish_run(main, stats)
+        return stats
+    finally:
+        for conn in (main, *connections):
+            conn.close()
+
+
+def _batch_connection(db_url: str):
+    conn = connect(db_url)
+    with conn.cursor() as cur:
+        # Consistent reads of the sources without locking them: the harvester keeps writing.
+        cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        _create_batch_table(cur)
+    return conn
+
+
+def _next_ranges(conn, low: int, size: int, count: int) -> list[tuple[int, int]]:
+    """Up to `count` consecutive batches from `low`, each at most `size` rows per source."""
+    ranges: list[tuple[int, int]] = []
+    with conn.cursor() as cur:
+        while len(ranges) < count:
+            start = _next_photo_id(cur, low)
+            if start is None:
+                break
+            high = _batch_end(cur, start, size)
+            ranges.append((start, high))
+            if high >= MAX_PHOTO_ID:
+                break
+            low = high + 1
+    conn.commit()
+    return ranges
+
+
+def _record_progress(conn, stats: ReconcileStats, results: list[BatchResult]) -> None:
+    """Move the resume point past batches that all committed; a kill before this only
+    means they are applied again, which changes nothing."""
+    stats.batches += len(results)
+    stats.source_rows += sum(r.source_rows for r in results)
+    stats.inserted += sum(r.inserted for r in results)
+    stats.updated += sum(r.updated for r in results)
+    stats.license_changes += sum(r.license_changes for r in results)
+    stats.longest_batch_seconds = max(stats.longest_batch_seconds, *(r.seconds for r in results))
+    with conn.cursor() as cur:
+        cur.execute(
+            "UPDATE reconcile_runs SET next_photo_id = %s, batches = %s, source_rows = %s,"
+            " inserted = %s, updated = %s, license_changes = %s WHERE id = %s",
+            (
+                min(results[-1].high + 1, MAX_PHOTO_ID),
+                stats.batches,
+                stats.source_rows,
+                stats.inserted,
+                stats.updated,
+                stats.license_changes,
+                stats.run_id,
+            ),
+        )
+    conn.commit()
+
+
+def _finish_run(conn, stats: ReconcileStats) -> None:
+    with conn.cursor() as cur:
+        cur.execute(
+            "UPDATE reconcile_runs SET state = 'done', finished_at = CURRENT_TIMESTAMP(6)"
+            " WHERE id = %s",
+            (stats.run_id,),
+        )
+    conn.commit()
+
+
+def _start_run(conn, restart: bool) -> ReconcileStats:
+    with conn.cursor() as cur:
+        if restart:
+            cur.execute(
+                "UPDATE reconcile_runs SET state = 'done', finished_at = CURRENT_TIMESTAMP(6)"
+                " WHERE state = 'running'"
+            )
+        cur.execute(
+            "SELECT id, next_photo_id, batches, source_rows, inserted, updated, license_changes"
+            " FROM reconcile_runs WHERE state = 'running' ORDER BY id DESC LIMIT 1"
+        )
+        row = cur.fetchone()
+        if row is None:
+            cur.execute("INSERT INTO reconcile_runs () VALUES ()")
+            stats = ReconcileStats(run_id=cur.lastrowid)
+        else:
+            run_id, next_id, batches, rows, inserted, updated, changes = row
+            stats = ReconcileStats(
+                run_id, batches, rows, inserted, updated, changes, resumed_from=next_id
+            )
+            log.info("resuming reconcile pass %s at photo id %s", run_id, next_id)
+    conn.commit()
+    return stats
+
+
+def _create_batch_table(cur) -> None:
+    """The batch's new and changed photos, with what the catalog held before."""
+    cur.execute("DROP TEMPORARY TABLE IF EXISTS reconcile_batch")
+    cur.execute(
+        "CREATE TEMPORARY TABLE reconcile_batch ("
+        " photo_id BIGINT UNSIGNED NOT NULL PRIMARY KEY,"
+        " owner VARCHAR(64) NOT NULL, owner_name VARCHAR(255) NOT NULL,"
+        " title VARCHAR(1024) NOT NULL, license_id SMALLINT UNSIGNED NOT NULL,"
+        " page_url VARCHAR(255) NOT NULL, image_url VARCHAR(512) NOT NULL,"
+        " image_size VARCHAR(4) NOT NULL, fallback_url VARCHAR(512) NULL,"
+        " width INT UNSIGNED NULL, height INT UNSIGNED NULL, uploaded_at BIGINT NOT NULL,"
+        " sources SET('timeslice', 'query', 'yfcc') NOT NULL,"
+        " data_source ENUM('timeslice', 'query', 'yfcc') NOT NULL,"
+        " image_id BIGINT UNSIGNED NULL, old_license_id SMALLINT UNSIGNED NULL,"
+        " state_before VARCHAR(16) NULL, state VARCHAR(16) NOT NULL"
+        ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci"
+    )
+
+
+def _next_photo_id(cur, low: int) -> int | None:
+    """The smallest photo id at or above `low` in any source (skips empty id ranges)."""
+    found = []
+    for table in SOURCE_TABLES:
+        cur.execute(f"SELECT MIN(photo_id) FROM {table} WHERE photo_id >= %s", (low,))
+        value = cur.fetchone()[0]
+        if value is not None:
+            found.append(int(value))
+    return min(found) if found else None
+
+
+def _batch_end(cur, low: int, size: int) -> int:
+    """The last photo id of a batch from `low` holding at most `size` rows of each source."""
+    ends = []
+    for table in SOURCE_TABLES:
+        cur.execute(
+            f"SELECT photo_id FROM {table} WHERE photo_id >= %s ORDER BY photo_id"
+            " LIMIT 1 OFFSET %s",
+            (low, size),
+        )
+        row = cur.fetchone()
+        if row is not None:
+            ends.append(int(row[0]) - 1)
+    return min(ends) if ends else MAX_PHOTO_ID
+
+
+def _merged_select(cc: str) -> str:
+    """Each photo of [low, high] that is new to the catalog or differs from it, with the
+    fields of its chosen source row: the newest API row (time slices on a tie), else YFCC.
+
+    One row per photo id of any source, then a primary-key lookup into each source and the
+    catalog: no sort of wide rows."""
+    # Which source the fields come from: 1 time slices, 2 queries, 4 YFCC (the SET bits).
+    pick = (
+        "CASE WHEN t.photo_id IS NOT NULL"
+        " AND (q.photo_id IS NULL OR t.last_seen >= q.last_seen) THEN 1"
+        " WHEN q.photo_id IS NOT NULL THEN 2 ELSE 4 END"
+    )
+    fields = [
+        f"CASE {pick} WHEN 1 THEN t.{c} WHEN 2 THEN q.{c} ELSE y.{c} END"
+        for c in DATA_COLUMNS
+        if c != "fallback_url"
+    ]
+    fields.insert(DATA_COLUMNS.index("fallback_url"), "y.fallback_url")
+    sources = (
+        "(t.photo_id IS NOT NULL) | (q.photo_id IS NOT NULL) << 1 | (y.photo_id IS NOT NULL) << 2"
+    )
+    data_source = f"ELT({pick}, 'timeslice', 'query', NULL, 'yfcc')"
+    # The catalog row, if any: unchanged photos are left out of the batch. A stored or leased
+    # photo keeps its image fields (see FETCHED_COLUMNS), so only the others count there.
+    new = dict(zip(DATA_COLUMNS, fields, strict=True))
+    same_data = " AND ".join(
+        f"i.{c} <=> ({new[c]})" for c in DATA_COLUMNS if c not in FETCHED_COLUMNS
+    )
+    same_image = " AND ".join(f"i.{c} <=> ({new[c]})" for c in FETCHED_COLUMNS)
+    same = f"{same_data} AND (i.state IN ('stored', 'leased') OR ({same_image}))"
+    license_id = fields[DATA_COLUMNS.index("license_id")]
+    state = (
+        f"CASE WHEN i.id IS NULL THEN IF({license_id} IN ({cc}), 'pending', 'withdrawn')"
+        f" WHEN i.state = 'pending' AND {license_id} NOT IN ({cc}) THEN 'withdrawn'"
+        f" WHEN i.state = 'withdrawn' AND {license_id} IN ({cc}) THEN 'pending'"
+        " ELSE i.state END"
+    )
+    ids = " UNION ".join(
+        f"SELECT photo_id FROM {table} WHERE photo_id BETWEEN %(low)s AND %(high)s"
+        for table in SOURCE_TABLES
+    )
+    return (
+        f"SELECT ids.photo_id, {', '.join(fields)}, {sources}, {data_source},"
+        f" i.id, i.license_id, i.state, {state}"
+        f" FROM ({ids}) ids"
+        " LEFT JOIN flickr_timeslice_photos t ON t.photo_id = ids.photo_id"
+        " LEFT JOIN flickr_query_photos q ON q.photo_id = ids.photo_id"
+        " LEFT JOIN yfcc_photos y ON y.photo_id = ids.photo_id"
+        " LEFT JOIN images i ON i.photo_id = ids.photo_id"
+        f" WHERE i.id IS NULL OR NOT ({same} AND i.sources <=> ({sources})"
+        f" AND i.data_source <=> {data_source})"
+    )
+
+
+def _apply_batch(conn, low: int, high: int, cc: str) -> BatchResult:
+    """One batch, one transaction."""
+    began = time.monotonic()
+    columns = ", ".join(DATA_COLUMNS)
+    keep_fetched = ", ".join(
+        f"i.{c} = IF(i.state IN ('stored', 'leased'), i.{c}, b.{c})" for c in FETCHED_COLUMNS
+    )
+    refresh = ", ".join(f"i.{c} = b.{c}" for c in DATA_COLUMNS if c not in FETCHED_COLUMNS)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("DELETE FROM reconcile_batch")
+            cur.execute(
+                f"INSERT INTO reconcile_batch (photo_id, {columns}, sources, data_source,"
+                f" image_id, old_license_id, state_before, state) {_merged_select(cc)}",
+                {"low": low, "high": high},
+            )
+            cur.execute(
+                "INSERT INTO image_license_changes"
+                " (photo_id, old_license_id, new_license_id, source, state_before)"
+                " SELECT photo_id, old_license_id, license_id, data_source, state_before"
+                " FROM reconcile_batch"
+                " WHERE image_id IS NOT NULL AND old_license_id <> license_id"
+            )
+            changes = cur.rowcount
+            # i.state is read before or after its own assignment alike: a stored or leased
+            # photo's state never changes here.
+            # Driven from the batch: the catalog's statistics may be stale enough for the
+            # optimizer to scan it whole otherwise.
+            cur.execute(
+                "UPDATE reconcile_batch b STRAIGHT_JOIN images i ON i.id = b.image_id"
+                f" SET {refresh}, {keep_fetched}, i.sources = b.sources,"
+                " i.data_source = b.data_source, i.state = b.state"
+            )
+            updated = cur.rowcount
+            cur.execute(
+                f"INSERT INTO images ({columns}, photo_id, sources, data_source, state)"
+                f" SELECT {columns}, photo_id, sources, data_source, state"
+                " FROM reconcile_batch WHERE image_id IS NULL ORDER BY photo_id"
+            )
+            inserted = cur.rowcount
+            source_rows = _count_source_rows(cur, low, high)
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+    return BatchResult(high, source_rows, inserted, updated, changes, time.monotonic() - began)
+
+
+def _count_source_rows(cur, low: int, high: int) -> int:
+    total = 0
+    for table in SOURCE_TABLES:
+        cur.execute(f"SELECT COUNT(*) FROM {table} WHERE photo_id BETWEEN %s AND %s", (low, high))
+        total += int(cur.fetchone()[0])
+    return total
+
+
+class ReconcileProgress:
+    """How far through the photo ids a pass is, rows merged per second, ETA."""
+
+    def __init__(self, db_url: str) -> None:
+        conn = connect(db_url)
+        with conn.cursor() as cur:
+            self.first, self.last = _id_span(cur)
+        conn.close()
+        self.out = ProgressLine()
+
+    def report(self, stats: ReconcileStats, high: int) -> None:
+        if self.out.due():
+            self.out.show(self.line(stats, high))
+
+    def line(self, stats: ReconcileStats, high: int) -> str:
+        span = max(self.last - self.first, 1)
+        done = min(max(high - self.first, 0), span) / span
+        rate = stats.source_rows / self.out.elapsed
+        eta = self.out.elapsed * (1 - done) / done if done > 0 else None
+        return (
+            f"reconcile: {100 * done:.1f}% of photo ids | {stats.batches:,} batches,"
+            f" {stats.source_rows:,} source rows ({rate:,.0f}/s) | new {stats.inserted:,},"
+            f" changed {stats.updated:,}, license changes {stats.license_changes:,}"
+            f" | ETA {format_duration(eta)}"
+        )
+
+    def done(self, stats: ReconcileStats) -> None:
+        self.out.show(self.line(stats, self.last), final=True)
+        print(
+            f"reconcile pass {stats.run_id} done: {stats.inserted:,} new photos,"
+            f" {stats.updated:,} changed, {stats.license_changes:,} license changes"
+            f" from {stats.source_rows:,} source rows in {self.out.elapsed:.1f}s"
+            + (f" (resumed at photo id {stats.resumed_from})" if stats.resumed_from else "")
+        )
+
+
+def _id_span(cur) -> tuple[int, int]:
+    lows, highs = [], []
+    for table in SOURCE_TABLES:
+        cur.execute(f"SELECT MIN(photo_id), MAX(photo_id) FROM {table}")
+        low, high = cur.fetchone()
+        if low is not None:
+            lows.append(int(low))
+            highs.append(int(high))
+    return (min(lows), max(highs)) if lows else (0, 0)
+
+
+def image_counts(conn) -> dict[str, int]:
+    """Catalog rows by download state."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT state, COUNT(*) FROM images GROUP BY state")
+        counts = {state: int(n) for state, n in cur.fetchall()}
+    conn.commit()
+    return counts
