@@ -19,19 +19,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from lab.flickr_sim_process import RunningSim, spawn
+from lab.flickr_universe import Universe
 from lab.mariadb import LocalMariaDB
+from lab.yfcc_from_universe import write_yfcc_sample
 
 ROOT = Path(__file__).resolve().parent.parent
 LAB_DIR = Path(os.environ.get("LAB_DIR", ROOT / ".lab"))
 BIN = Path(sys.executable).parent
 DEMO_QUERIES = ("sunset", "river bridge", "portrait", "cat")
+HOT_WINDOW_EVERY, HOT_SECOND_EVERY = 70, 100  # ten-minute buckets: about twice a day
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lab", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("harvest-demo", help="harvest a simulated range end to end")
-    demo.add_argument("--day", default="2020-01-01", help="UTC day to harvest (2020-01-01)")
+    demo.add_argument("--day", default="2013-06-01", help="UTC day to harvest (2013-06-01)")
     demo.add_argument("--days", type=int, default=int(os.environ.get("LAB_DAYS", "1")))
     demo.add_argument("--workers", type=int, default=int(os.environ.get("LAB_HARVESTERS", "2")))
     demo.add_argument("--seed", type=int, default=7)
@@ -56,19 +59,7 @@ def harvest_demo(args: argparse.Namespace) -> int:
 
     key = "lab-" + secrets.token_hex(8)  # a throw-away key, never written anywhere
     step("Flickr simulator on 127.0.0.1 (the 3,600 calls/hour per key lifted for the demo)")
-    sim = spawn(
-        "--seed",
-        str(args.seed),
-        "--rate-limit",
-        "0",
-        "--start",
-        "2004-01-01",
-        "--hot-window-every",
-        "70",
-        "--hot-second-every",
-        "100",
-        key=key,
-    )
+    sim = spawn(*sim_options(args), "--rate-limit", "0", key=key)
     try:
         env = dict(
             os.environ,
@@ -82,10 +73,41 @@ def harvest_demo(args: argparse.Namespace) -> int:
         sim.stop()
 
 
+def sim_options(args: argparse.Namespace) -> list[str]:
+    """The simulated universe: hot windows and hot seconds every day or so."""
+    return [
+        "--seed",
+        str(args.seed),
+        "--start",
+        "2004-01-01",
+        "--hot-window-every",
+        str(HOT_WINDOW_EVERY),
+        "--hot-second-every",
+        str(HOT_SECOND_EVERY),
+    ]
+
+
+def universe(args: argparse.Namespace) -> Universe:
+    """The simulator's universe, in this process (for the YFCC100M sample)."""
+    return Universe(
+        seed=args.seed, hot_window_every=HOT_WINDOW_EVERY, hot_second_every=HOT_SECOND_EVERY
+    )
+
+
 def run_harvest(args, env, sim: RunningSim, start, end, logs, started) -> int:
     harvester = str(BIN / "harvester")
     subprocess.run([harvester, "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
     day, last = iso(start), iso(end)
+    # The old system's order: the 2014 snapshot first, then the API harvest over it.
+    sample = LAB_DIR / "yfcc100m-sample.tsv"
+    lines = write_yfcc_sample(universe(args), start - 86400, end - 1, sample)
+    step(
+        f"YFCC100M sample: {lines['lines']:,} lines of {iso(start - 86400)} .. {iso(end)},"
+        f" {lines['older_license']:,} with the license of 2014"
+    )
+    subprocess.run([harvester, "import-yfcc", str(sample)], env=env, check=True)
+    reconcile_step(harvester, env)
+
     step(f"seeding time slices {day} .. {last} and {len(DEMO_QUERIES)} search texts")
     subprocess.run(
         [
@@ -131,6 +153,8 @@ def run_harvest(args, env, sim: RunningSim, start, end, logs, started) -> int:
     show_progress(harvester, env)
     print()
     failed = [w.args[3] for w in workers if w.returncode != 0]
+    reconcile_step(harvester, env)
+
     status = json.loads(
         subprocess.run(
             [harvester, "status", "--json"], env=env, check=True, capture_output=True, text=True
@@ -138,6 +162,11 @@ def run_harvest(args, env, sim: RunningSim, start, end, logs, started) -> int:
     )
     truth = sim.truth(start, end - 1)
     return summary(status, truth, env, failed, time.monotonic() - started)
+
+
+def reconcile_step(harvester: str, env: dict) -> None:
+    step("reconcile: every source into the images catalog")
+    subprocess.run([harvester, "reconcile"], env=env, check=True)
 
 
 def show_progress(harvester: str, env: dict) -> None:
@@ -168,6 +197,10 @@ def summary(status: dict, truth: set[int], env: dict, failed: list, seconds: flo
         stored = {row[0] for row in cur.fetchall()}
         cur.execute("SELECT photo_id FROM flickr_query_photos")
         unique = stored | {row[0] for row in cur.fetchall()}
+        cur.execute("SELECT sources, COUNT(*) FROM images GROUP BY sources ORDER BY 2 DESC")
+        by_sources = ", ".join(f"{k} {n:,}" for k, n in cur.fetchall())
+        cur.execute("SELECT COUNT(*) FROM image_license_changes")
+        license_changes = cur.fetchone()[0]
     conn.close()
     exact = stored == truth
     tasks = status["tasks"]
@@ -184,6 +217,9 @@ def summary(status: dict, truth: set[int], env: dict, failed: list, seconds: flo
         f"  ground truth:      {len(truth):,} CC photos in the range; time slices stored"
         f" {len(stored):,}: {'EXACT' if exact else 'MISMATCH'}"
     )
+    images = ", ".join(f"{state} {n:,}" for state, n in status["images"].items())
+    print(f"  catalog:           {images}; {license_changes:,} license changes recorded")
+    print(f"  seen by:           {by_sources}")
     print(f"  time:              {seconds:.1f}s")
     if failed:
         print(f"  workers failed:    {failed} (see {LAB_DIR / 'logs'})")
