@@ -102,11 +102,11 @@ def reconcile(
         if not hasattr(local, "conn"):
             local.conn = _batch_connection(db_url)
             connections.append(local.conn)
-        return _apply_batch(local.conn, *bounds, cc)
+        return _apply_batch(local.conn, sql, *bounds)
 
     try:
         stats = _start_run(main, restart)
-        cc = ",".join(str(i) for i in cc_license_ids(main))
+        sql = BatchSQL(cc_license_ids(main))
         low = stats.resumed_from
         with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="reconcile") as pool:
             while ranges := _next_ranges(main, low, batch_size, parallel):
@@ -129,7 +129,6 @@ def _batch_connection(db_url: str):
     with conn.cursor() as cur:
         # Consistent reads of the sources without locking them: the harvester keeps writing.
         cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
-        _create_batch_table(cur)
     return conn
 
 
@@ -211,25 +210,6 @@ def _start_run(conn, restart: bool) -> ReconcileStats:
     return stats
 
 
-def _create_batch_table(cur) -> None:
-    """The batch's new and changed photos, with what the catalog held before."""
-    cur.execute("DROP TEMPORARY TABLE IF EXISTS reconcile_batch")
-    cur.execute(
-        "CREATE TEMPORARY TABLE reconcile_batch ("
-        " photo_id BIGINT UNSIGNED NOT NULL PRIMARY KEY,"
-        " owner VARCHAR(64) NOT NULL, owner_name VARCHAR(255) NOT NULL,"
-        " title VARCHAR(1024) NOT NULL, license_id SMALLINT UNSIGNED NOT NULL,"
-        " page_url VARCHAR(255) NOT NULL, image_url VARCHAR(512) NOT NULL,"
-        " image_size VARCHAR(4) NOT NULL, fallback_url VARCHAR(512) NULL,"
-        " width INT UNSIGNED NULL, height INT UNSIGNED NULL, uploaded_at BIGINT NOT NULL,"
-        " sources SET('timeslice', 'query', 'yfcc') NOT NULL,"
-        " data_source ENUM('timeslice', 'query', 'yfcc') NOT NULL,"
-        " image_id BIGINT UNSIGNED NULL, old_license_id SMALLINT UNSIGNED NULL,"
-        " state_before VARCHAR(16) NULL, state VARCHAR(16) NOT NULL"
-        ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci"
-    )
-
-
 def _next_photo_id(cur, low: int) -> int | None:
     """The smallest photo id at or above `low` in any source (skips empty id ranges)."""
     found = []
@@ -256,100 +236,99 @@ def _batch_end(cur, low: int, size: int) -> int:
     return min(ends) if ends else MAX_PHOTO_ID
 
 
-def _merged_select(cc: str) -> str:
-    """Each photo of [low, high] that is new to the catalog or differs from it, with the
-    fields of its chosen source row: the newest API row (time slices on a tie), else YFCC.
+class BatchSQL:
+    """The statements of one batch over photo ids [%(low)s, %(high)s].
 
-    One row per photo id of any source, then a primary-key lookup into each source and the
-    catalog: no sort of wide rows."""
-    # Which source the fields come from: 1 time slices, 2 queries, 4 YFCC (the SET bits).
-    pick = (
-        "CASE WHEN t.photo_id IS NOT NULL"
-        " AND (q.photo_id IS NULL OR t.last_seen >= q.last_seen) THEN 1"
-        " WHEN q.photo_id IS NOT NULL THEN 2 ELSE 4 END"
-    )
-    fields = [
-        f"CASE {pick} WHEN 1 THEN t.{c} WHEN 2 THEN q.{c} ELSE y.{c} END"
-        for c in DATA_COLUMNS
-        if c != "fallback_url"
-    ]
-    fields.insert(DATA_COLUMNS.index("fallback_url"), "y.fallback_url")
-    sources = (
-        "(t.photo_id IS NOT NULL) | (q.photo_id IS NOT NULL) << 1 | (y.photo_id IS NOT NULL) << 2"
-    )
-    data_source = f"ELT({pick}, 'timeslice', 'query', NULL, 'yfcc')"
-    # The catalog row, if any: unchanged photos are left out of the batch. A stored or leased
-    # photo keeps its image fields (see FETCHED_COLUMNS), so only the others count there.
-    new = dict(zip(DATA_COLUMNS, fields, strict=True))
-    same_data = " AND ".join(
-        f"i.{c} <=> ({new[c]})" for c in DATA_COLUMNS if c not in FETCHED_COLUMNS
-    )
-    same_image = " AND ".join(f"i.{c} <=> ({new[c]})" for c in FETCHED_COLUMNS)
-    same = f"{same_data} AND (i.state IN ('stored', 'leased') OR ({same_image}))"
-    license_id = fields[DATA_COLUMNS.index("license_id")]
-    state = (
-        f"CASE WHEN i.id IS NULL THEN IF({license_id} IN ({cc}), 'pending', 'withdrawn')"
-        f" WHEN i.state = 'pending' AND {license_id} NOT IN ({cc}) THEN 'withdrawn'"
-        f" WHEN i.state = 'withdrawn' AND {license_id} IN ({cc}) THEN 'pending'"
-        " ELSE i.state END"
-    )
-    ids = " UNION ".join(
-        f"SELECT photo_id FROM {table} WHERE photo_id BETWEEN %(low)s AND %(high)s"
-        for table in SOURCE_TABLES
-    )
-    return (
-        f"SELECT ids.photo_id, {', '.join(fields)}, {sources}, {data_source},"
-        f" i.id, i.license_id, i.state, {state}"
-        f" FROM ({ids}) ids"
-        " LEFT JOIN flickr_timeslice_photos t ON t.photo_id = ids.photo_id"
-        " LEFT JOIN flickr_query_photos q ON q.photo_id = ids.photo_id"
-        " LEFT JOIN yfcc_photos y ON y.photo_id = ids.photo_id"
-        " LEFT JOIN images i ON i.photo_id = ids.photo_id"
-        f" WHERE i.id IS NULL OR NOT ({same} AND i.sources <=> ({sources})"
-        f" AND i.data_source <=> {data_source})"
-    )
+    Every photo id of any source is looked up by primary key in each source and in the
+    catalog (no sort of wide rows); only photos that are new or differ from their catalog row
+    are written, with the fields of the chosen source row: the newest API row (time slices on
+    a tie), else YFCC100M."""
+
+    def __init__(self, cc_license_ids: list[int]) -> None:
+        cc = ",".join(str(i) for i in cc_license_ids)
+        # Which source the fields come from: 1 time slices, 2 queries, 4 YFCC (the SET bits).
+        pick = (
+            "CASE WHEN t.photo_id IS NOT NULL"
+            " AND (q.photo_id IS NULL OR t.last_seen >= q.last_seen) THEN 1"
+            " WHEN q.photo_id IS NOT NULL THEN 2 ELSE 4 END"
+        )
+        new = {
+            c: f"CASE {pick} WHEN 1 THEN t.{c} WHEN 2 THEN q.{c} ELSE y.{c} END"
+            for c in DATA_COLUMNS
+        }
+        new["fallback_url"] = "y.fallback_url"  # only the dataset has one
+        sources = (
+            "(t.photo_id IS NOT NULL) | (q.photo_id IS NOT NULL) << 1"
+            " | (y.photo_id IS NOT NULL) << 2"
+        )
+        data_source = f"ELT({pick}, 'timeslice', 'query', NULL, 'yfcc')"
+        ids = " UNION ".join(
+            f"SELECT photo_id FROM {table} WHERE photo_id BETWEEN %(low)s AND %(high)s"
+            for table in SOURCE_TABLES
+        )
+        joined = (
+            f"({ids}) ids"
+            " LEFT JOIN flickr_timeslice_photos t ON t.photo_id = ids.photo_id"
+            " LEFT JOIN flickr_query_photos q ON q.photo_id = ids.photo_id"
+            " LEFT JOIN yfcc_photos y ON y.photo_id = ids.photo_id"
+            " LEFT JOIN images i ON i.photo_id = ids.photo_id"
+        )
+        # A stored or leased photo keeps its image fields, so only the others count there.
+        same_data = " AND ".join(
+            f"i.{c} <=> {new[c]}" for c in DATA_COLUMNS if c not in FETCHED_COLUMNS
+        )
+        same_image = " AND ".join(f"i.{c} <=> {new[c]}" for c in FETCHED_COLUMNS)
+        same = (
+            f"{same_data} AND i.sources <=> ({sources}) AND i.data_source <=> {data_source}"
+            f" AND (i.state IN ('stored', 'leased') OR ({same_image}))"
+        )
+        self.license_changes = (
+            "INSERT INTO image_license_changes"
+            " (photo_id, old_license_id, new_license_id, source, state_before)"
+            f" SELECT ids.photo_id, i.license_id, {new['license_id']}, {data_source}, i.state"
+            f" FROM {joined} WHERE i.license_id <> {new['license_id']}"
+        )
+        self.new_photos = f"SELECT COUNT(*) FROM {joined} WHERE i.id IS NULL"
+        columns = ", ".join(DATA_COLUMNS)
+        fields = ", ".join(f"{new[c]} AS {c}" for c in DATA_COLUMNS)
+        # State first: it reads the old license-independent state and the new license, and a
+        # stored or leased photo's state and image fields never change here.
+        state = (
+            f"images.state = CASE WHEN images.state = 'pending'"
+            f" AND VALUES(license_id) NOT IN ({cc}) THEN 'withdrawn'"
+            f" WHEN images.state = 'withdrawn' AND VALUES(license_id) IN ({cc}) THEN 'pending'"
+            " ELSE images.state END"
+        )
+        refresh = ", ".join(
+            f"images.{c} = IF(images.state IN ('stored', 'leased'), images.{c}, VALUES({c}))"
+            if c in FETCHED_COLUMNS
+            else f"images.{c} = VALUES({c})"
+            for c in (*DATA_COLUMNS, "sources", "data_source")
+        )
+        self.upsert = (
+            f"INSERT INTO images (photo_id, {columns}, sources, data_source, state)"
+            f" SELECT * FROM (SELECT ids.photo_id, {fields}, {sources} AS sources,"
+            f" {data_source} AS data_source,"
+            f" IF({new['license_id']} IN ({cc}), 'pending', 'withdrawn') AS state"
+            f" FROM {joined} WHERE i.id IS NULL OR NOT ({same}) ORDER BY ids.photo_id) merged"
+            f" ON DUPLICATE KEY UPDATE {state}, {refresh}"
+        )
 
 
-def _apply_batch(conn, low: int, high: int, cc: str) -> BatchResult:
-    """One batch, one transaction."""
+def _apply_batch(conn, sql: BatchSQL, low: int, high: int) -> BatchResult:
+    """One batch, one transaction: the license log first (it reads the old licenses), then
+    one upsert of every new or changed photo."""
     began = time.monotonic()
-    columns = ", ".join(DATA_COLUMNS)
-    keep_fetched = ", ".join(
-        f"i.{c} = IF(i.state IN ('stored', 'leased'), i.{c}, b.{c})" for c in FETCHED_COLUMNS
-    )
-    refresh = ", ".join(f"i.{c} = b.{c}" for c in DATA_COLUMNS if c not in FETCHED_COLUMNS)
+    bounds = {"low": low, "high": high}
     try:
         with conn.cursor() as cur:
-            cur.execute("DELETE FROM reconcile_batch")
-            cur.execute(
-                f"INSERT INTO reconcile_batch (photo_id, {columns}, sources, data_source,"
-                f" image_id, old_license_id, state_before, state) {_merged_select(cc)}",
-                {"low": low, "high": high},
-            )
-            cur.execute(
-                "INSERT INTO image_license_changes"
-                " (photo_id, old_license_id, new_license_id, source, state_before)"
-                " SELECT photo_id, old_license_id, license_id, data_source, state_before"
-                " FROM reconcile_batch"
-                " WHERE image_id IS NOT NULL AND old_license_id <> license_id"
-            )
+            cur.execute(sql.license_changes, bounds)
             changes = cur.rowcount
-            # i.state is read before or after its own assignment alike: a stored or leased
-            # photo's state never changes here.
-            # Driven from the batch: the catalog's statistics may be stale enough for the
-            # optimizer to scan it whole otherwise.
-            cur.execute(
-                "UPDATE reconcile_batch b STRAIGHT_JOIN images i ON i.id = b.image_id"
-                f" SET {refresh}, {keep_fetched}, i.sources = b.sources,"
-                " i.data_source = b.data_source, i.state = b.state"
-            )
-            updated = cur.rowcount
-            cur.execute(
-                f"INSERT INTO images ({columns}, photo_id, sources, data_source, state)"
-                f" SELECT {columns}, photo_id, sources, data_source, state"
-                " FROM reconcile_batch WHERE image_id IS NULL ORDER BY photo_id"
-            )
-            inserted = cur.rowcount
+            cur.execute(sql.new_photos, bounds)
+            inserted = int(cur.fetchone()[0])
+            cur.execute(sql.upsert, bounds)
+            # An upsert counts 1 per new row and 2 per updated one.
+            updated = (cur.rowcount - inserted) // 2
             source_rows = _count_source_rows(cur, low, high)
         conn.commit()
     except BaseException:

@@ -10,16 +10,33 @@ TASK_STATES = ("pending", "running", "done", "failed")
 RATE_WINDOW_MINUTES = 5
 
 
+EXACT_COUNT_LIMIT = 2_000_000  # above this, COUNT(*) scans too long for a status command
+
+
+def row_count(cur, table: str) -> tuple[int, bool]:
+    """Rows in `table`, and whether the count is exact: InnoDB's own estimate is used for
+    tables too large to count while an operator waits."""
+    cur.execute(
+        "SELECT TABLE_ROWS FROM information_schema.TABLES"
+        " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s",
+        (table,),
+    )
+    estimate = int(cur.fetchone()[0] or 0)
+    if estimate > EXACT_COUNT_LIMIT:
+        return estimate, False
+    cur.execute(f"SELECT COUNT(*) FROM {table}")
+    return int(cur.fetchone()[0]), True
+
+
 def harvest_status(conn) -> dict:
     with conn.cursor() as cur:
         cur.execute("SELECT state, COUNT(*) FROM search_tasks GROUP BY state")
         tasks = dict.fromkeys(TASK_STATES, 0) | {s: int(n) for s, n in cur.fetchall()}
-        photos = {}
-        for source, table in SOURCE_TABLES.items():
-            cur.execute(f"SELECT COUNT(*) FROM {table}")
-            photos[source] = int(cur.fetchone()[0])
-        cur.execute("SELECT COUNT(*) FROM yfcc_photos")
-        photos["yfcc"] = int(cur.fetchone()[0])
+        photos, estimated = {}, []
+        for source, table in {**SOURCE_TABLES, "yfcc": "yfcc_photos"}.items():
+            photos[source], exact = row_count(cur, table)
+            if not exact:
+                estimated.append(source)
         cur.execute(
             "SELECT COALESCE(SUM(calls), 0), COALESCE(SUM(photos), 0) FROM api_call_minutes"
         )
@@ -41,6 +58,7 @@ def harvest_status(conn) -> dict:
         "schema_version": current_version(conn),
         "tasks": tasks,
         "photos": photos,
+        "photos_estimated": estimated,
         "images": images,
         "api_calls": calls,
         "photos_fetched": photos_fetched,
@@ -57,7 +75,11 @@ def format_status(status: dict) -> str:
         f"search tasks: {total:,} ("
         + ", ".join(f"{state} {tasks[state]:,}" for state in TASK_STATES)
         + ")",
-        "photos: " + ", ".join(f"{src} {n:,}" for src, n in status["photos"].items()),
+        "photos: "
+        + ", ".join(
+            f"{src} {'~' if src in status['photos_estimated'] else ''}{n:,}"
+            for src, n in status["photos"].items()
+        ),
         f"API calls: {status['api_calls']:,}, now {status['calls_per_second']} calls/s,"
         f" {status['photos_per_second']} photos/s",
         "catalog: "

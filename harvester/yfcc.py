@@ -12,6 +12,15 @@ field count, photo id, owner, upload date, marker (a video is skipped), license 
 skipped), then the two text fields kept (owner nickname and title) are URL-decoded, and the
 image URLs are built. Only the fields attribution needs are decoded at all: descriptions,
 tags and geo are never touched, which is most of what keeps this fast.
+
+What a row holds:
+- image_url: the original, `https://farm{farm}.staticflickr.com/{server}/{id}_{secret
+  original}_o.{ext}`, image_size 'o'; fallback_url: the dataset's download URL (500 px),
+  as https. A line without the original's parts (empty or odd secret original, extension,
+  farm or server) has the download URL as image_url with image_size 'm' (the API's name
+  for 500 px, as in harvester.photos) and no fallback; a line with neither is `bad_url`.
+- page_url: the dataset's page URL as https, rebuilt from owner and id when missing.
+- owner_name, title: URL-decoded (`+`, `%XX` as UTF-8), cut to their columns' widths.
 """
 
 from __future__ import annotations
@@ -62,6 +71,8 @@ PAGE_URL_MAX = 255
 IMAGE_URL_MAX = 512
 UPLOADED_MAX = 4_102_444_800  # 2100-01-01: later is not a date YFCC100M can hold
 PHOTO_ID_MAX = (1 << 64) - 1  # BIGINT UNSIGNED
+NAMES_CACHED = 100_000  # decoded owner nicknames remembered (a few MB at most)
+_NAMES: dict[str, str] = {}
 
 # The dataset's download URL is Flickr's 500 px size, which the API calls `url_m`
 # (harvester.photos.SIZES_BY_PREFERENCE): the size recorded when it is the image URL.
@@ -213,14 +224,17 @@ def parse_fields(line: str, licenses: LicenseMap) -> tuple | str:
         marker,
     ) = fields
 
-    if not (id_text.isdigit() and id_text.isascii()):
+    # One scan of the whole line: most lines are ASCII without a backslash (YFCC100M
+    # URL-encodes its text), which spares each field its own checks below.
+    plain = line.isascii() and "\\" not in line
+    if not (id_text.isdigit() and (plain or id_text.isascii())):
         return "bad_id"
     photo_id = int(id_text)
     if not 0 < photo_id <= PHOTO_ID_MAX:
         return "bad_id"
-    if not owner or len(owner) > OWNER_MAX or "@" not in owner or "\\" in owner:
+    if not owner or len(owner) > OWNER_MAX or "@" not in owner or not (plain or _clean(owner)):
         return "bad_owner"
-    if not (uploaded_text.isdigit() and uploaded_text.isascii()):
+    if not (uploaded_text.isdigit() and (plain or uploaded_text.isascii())):
         return "bad_upload_date"
     uploaded_at = int(uploaded_text)
     if not 0 < uploaded_at < UPLOADED_MAX:
@@ -240,7 +254,13 @@ def parse_fields(line: str, licenses: LicenseMap) -> tuple | str:
             return "not_cc"
 
     try:
-        owner_name = url_decode(nickname)[:OWNER_NAME_MAX]
+        # An owner's photos come in runs and share a nickname: decode it once.
+        owner_name = _NAMES.get(nickname)
+        if owner_name is None:
+            owner_name = url_decode(nickname)[:OWNER_NAME_MAX]
+            if len(_NAMES) >= NAMES_CACHED:
+                _NAMES.clear()
+            _NAMES[nickname] = owner_name
         title = url_decode(title)[:TITLE_MAX]
     except UnicodeDecodeError:
         return "bad_encoding"
@@ -252,7 +272,9 @@ def parse_fields(line: str, licenses: LicenseMap) -> tuple | str:
         fallback_url = download_url
     else:
         fallback_url = None
-    if fallback_url is not None and not _usable_url(fallback_url, IMAGE_URL_MAX):
+    if fallback_url is not None and (
+        len(fallback_url) > IMAGE_URL_MAX or not (plain or _clean(fallback_url))
+    ):
         fallback_url = None
     image_size = ORIGINAL_SIZE
     if farm.isdigit() and server.isdigit() and secret_original.isalnum() and extension.isalnum():
@@ -260,7 +282,7 @@ def parse_fields(line: str, licenses: LicenseMap) -> tuple | str:
             f"https://farm{farm}.staticflickr.com/{server}/"
             f"{photo_id}_{secret_original}_o.{extension}"
         )
-        if not _usable_url(image_url, IMAGE_URL_MAX):
+        if len(image_url) > IMAGE_URL_MAX or not (plain or _clean(image_url)):
             image_url = None
     else:
         image_url = None
@@ -271,7 +293,9 @@ def parse_fields(line: str, licenses: LicenseMap) -> tuple | str:
 
     if page_url.startswith("http://"):
         page_url = "https://" + page_url[7:]
-    if not (page_url.startswith("https://") and _usable_url(page_url, PAGE_URL_MAX)):
+    elif not page_url.startswith("https://"):
+        page_url = ""
+    if not page_url or len(page_url) > PAGE_URL_MAX or not (plain or _clean(page_url)):
         page_url = f"https://www.flickr.com/photos/{owner}/{photo_id}/"
     return (
         photo_id,
@@ -311,13 +335,13 @@ def original_url(photo_id: int, farm: str, server: str, secret: str, extension: 
     if not (farm.isdigit() and server.isdigit() and secret.isalnum() and extension.isalnum()):
         return None
     url = f"https://farm{farm}.staticflickr.com/{server}/{photo_id}_{secret}_o.{extension}"
-    return url if _usable_url(url, IMAGE_URL_MAX) else None
+    return url if len(url) <= IMAGE_URL_MAX and _clean(url) else None
 
 
-def _usable_url(url: str, limit: int) -> bool:
-    # ASCII (isalnum/isdigit also accept other scripts' letters and digits), short enough
-    # for its column, and no backslash, which LOAD DATA would read as an escape.
-    return len(url) <= limit and url.isascii() and "\\" not in url
+def _clean(text: str) -> bool:
+    # ASCII (isdigit/isalnum also accept other scripts' digits and letters), and no
+    # backslash, which LOAD DATA would read as an escape. Raw fields never need either.
+    return text.isascii() and "\\" not in text
 
 
 def tsv_line(row: tuple) -> str:

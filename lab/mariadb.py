@@ -122,6 +122,9 @@ class LocalMariaDB:
             "--innodb-buffer-pool-size=256M",
             "--innodb-log-file-size=256M",
             "--innodb-flush-log-at-trx-commit=2",
+            # Interleaved auto-increment: a bulk INSERT ... SELECT (reconcile) holds no
+            # table-wide lock, so batches on other id ranges run beside it.
+            "--innodb-autoinc-lock-mode=2",
             "--max-connections=500",
             "--local-infile=1",
             "--character-set-server=utf8mb4",

@@ -167,6 +167,8 @@ def _variant(tmp_path: Path, form: str) -> Path:
         return _write(tmp_path / "yfcc.tsv.bz2", bz2.compress(data))
     if form == "gz-no-suffix":  # told by its magic bytes, not its name
         return _write(tmp_path / "yfcc.tsv", gzip.compress(data))
+    if form == "crlf-bom":  # saved by a Windows editor
+        return _write(tmp_path / "yfcc.tsv", b"\xef\xbb\xbf" + data.replace(b"\n", b"\r\n"))
     return _write(tmp_path / "yfcc.tsv", data)
 
 
@@ -175,7 +177,9 @@ def _write(path: Path, data: bytes) -> Path:
     return path
 
 
-@pytest.mark.parametrize("form", ["25", "25-hash-first", "gz", "bz2", "25-gz", "gz-no-suffix"])
+@pytest.mark.parametrize(
+    "form", ["25", "25-hash-first", "gz", "bz2", "25-gz", "gz-no-suffix", "crlf-bom"]
+)
 def test_other_forms_of_the_file_give_the_same_rows(db_url, tmp_path, form):
     env = harvester_env(db_url)
     import_yfcc(env, REAL_FILE)
@@ -202,6 +206,16 @@ def test_bad_lines_are_counted_by_reason_and_listed_with_file_and_line(db_url, s
         assert line.startswith(f"{path}:{number}: corrupt line: {reason}")
     assert "further corrupt lines are counted" in listed[-1]
     assert photo_ids(sql) == set(stats.good_ids)
+
+
+def test_a_line_too_long_to_be_yfcc_is_counted_and_skipped(db_url, sql, tmp_path):
+    lines = REAL_FILE.read_bytes().splitlines(keepends=True)
+    path = _write(tmp_path / "long.tsv", lines[0] + b"x" * (17 << 20) + b"\n" + lines[1])
+    summary, result = import_yfcc(harvester_env(db_url), path)
+    assert summary["corrupt"] == {"line_too_long": 1}
+    assert (summary["lines"], summary["imported"]) == (3, 2)
+    assert f"{path}:2: corrupt line: line_too_long" in result.stderr
+    assert photo_ids(sql) == {7088065, 343224206}
 
 
 def test_running_the_same_file_again_changes_nothing(db_url, tmp_path):
