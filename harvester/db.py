@@ -53,8 +53,18 @@ def parse_db_url(url: str) -> DatabaseURL:
     )
 
 
-def connect(url: str | DatabaseURL, *, autocommit: bool = False, timeout: float = 10.0):
-    """A PyMySQL connection; `DatabaseError` with a one-line reason when it cannot be made."""
+def connect(
+    url: str | DatabaseURL,
+    *,
+    autocommit: bool = False,
+    timeout: float = 10.0,
+    found_rows: bool = True,
+):
+    """A PyMySQL connection; `DatabaseError` with a one-line reason when it cannot be made.
+
+    With `found_rows` (the default) an UPDATE counts the rows it matched, so a lease check
+    sees its row even when the values written are the same; without it an upsert counts 1
+    per inserted row, 2 per changed row and 0 per row left as it was."""
     target = parse_db_url(url) if isinstance(url, str) else url
     try:
         return pymysql.connect(
@@ -67,9 +77,7 @@ def connect(url: str | DatabaseURL, *, autocommit: bool = False, timeout: float 
             charset="utf8mb4",
             autocommit=autocommit,
             connect_timeout=timeout,
-            # Matched rows, not changed rows: a lease check must see its row even when
-            # the values written are the same.
-            client_flag=CLIENT.FOUND_ROWS,
+            client_flag=CLIENT.FOUND_ROWS if found_rows else 0,
             local_infile=True,
         )
     except pymysql.err.OperationalError as exc:

@@ -45,8 +45,8 @@ from typing import BinaryIO, TextIO
 
 import pymysql
 
-from harvester.db import DatabaseError, parse_db_url
-from harvester.progress import format_duration
+from harvester.db import connect
+from harvester.progress import ProgressLine, format_duration
 from harvester.yfcc import SKIP_REASONS, TSV_COLUMNS, LicenseMap, parse_fields, tsv_line
 
 CHUNK_LINES = 200_000  # rows per LOAD DATA + upsert: a couple of seconds of MariaDB work
@@ -199,30 +199,8 @@ def open_dataset(path: Path) -> Iterator[tuple[BinaryIO, BinaryIO]]:
 
 
 def connect_loader(db_url: str):
-    """A connection like harvester.db.connect's, but without CLIENT.FOUND_ROWS.
-
-    Without it an upsert reports 1 per inserted row, 2 per changed row and 0 per row left
-    as it was, which is how the summary tells new, changed and unchanged photos apart.
-    """
-    target = parse_db_url(db_url)
-    try:
-        return pymysql.connect(
-            host=target.host,
-            port=target.port,
-            user=target.user,
-            password=target.password,
-            database=target.database,
-            unix_socket=target.unix_socket,
-            charset="utf8mb4",
-            autocommit=False,
-            connect_timeout=10,
-            local_infile=True,
-        )
-    except pymysql.err.OperationalError as exc:
-        code, message = (exc.args + ("",))[:2]
-        raise DatabaseError(
-            f"cannot connect to the database at {target.where}: {message or exc} (error {code})"
-        ) from None
+    """Without CLIENT.FOUND_ROWS: the upsert's counts tell new, changed and unchanged apart."""
+    return connect(db_url, found_rows=False)
 
 
 def load_license_map(conn) -> LicenseMap:
@@ -378,38 +356,24 @@ class ChunkLoader:
 
 
 class ImportProgress:
-    """Lines read and their rate, bytes read of all files (compressed), ETA.
-
-    On a terminal one line is redrawn every 2 s; otherwise a line is written every 30 s."""
+    """Lines read and their rate, bytes read of all files (compressed), ETA."""
 
     def __init__(self, total_bytes: int, stream: TextIO | None = None) -> None:
         self.total_bytes = max(total_bytes, 1)
-        self.stream = stream or sys.stderr
-        self.tty = self.stream.isatty()
-        self.interval = 2.0 if self.tty else 30.0
-        self.started = time.monotonic()
-        self.last = self.started
+        self.out = ProgressLine(stream)
 
     def maybe_report(self, stats: ImportStats, done_bytes: int) -> None:
-        if time.monotonic() - self.last >= self.interval:
+        if self.out.due():
             self.report(stats, done_bytes)
 
     def report(self, stats: ImportStats, done_bytes: int, final: bool = False) -> None:
-        self.last = time.monotonic()
-        line = self.line(stats, done_bytes)
-        if self.tty and not final:
-            self.stream.write("\r\x1b[K" + line)
-        else:
-            self.stream.write(("\r\x1b[K" if self.tty else "") + line + "\n")
-        self.stream.flush()
+        self.out.show(self.line(stats, done_bytes), final)
 
     def clear(self) -> None:
-        """Before another message on a terminal, so it does not land mid-line."""
-        if self.tty:
-            self.stream.write("\r\x1b[K")
+        self.out.clear()
 
     def line(self, stats: ImportStats, done_bytes: int) -> str:
-        elapsed = max(time.monotonic() - self.started, 1e-6)
+        elapsed = self.out.elapsed
         rate = done_bytes / elapsed
         eta = (self.total_bytes - done_bytes) / rate if rate > 0 else None
         return (
