@@ -305,9 +305,11 @@ class BatchSQL:
             else f"images.{c} = VALUES({c})"
             for c in (*DATA_COLUMNS, "sources", "data_source")
         )
+        # A known photo carries its catalog id, so the upsert meets it on the primary key
+        # and updates in place; on the photo_id key it would first insert a row, then undo it.
         self.upsert = (
-            f"INSERT INTO images (photo_id, {columns}, sources, data_source, state)"
-            f" SELECT * FROM (SELECT ids.photo_id, {fields}, {sources} AS sources,"
+            f"INSERT INTO images (id, photo_id, {columns}, sources, data_source, state)"
+            f" SELECT * FROM (SELECT i.id, ids.photo_id, {fields}, {sources} AS sources,"
             f" {data_source} AS data_source,"
             f" IF({new['license_id']} IN ({cc}), 'pending', 'withdrawn') AS state"
             f" FROM {joined} WHERE i.id IS NULL OR NOT ({same}) ORDER BY ids.photo_id) merged"
