@@ -21,26 +21,48 @@ SOURCE_TABLES = {
 }
 
 
-def add(sql, source: str, photo_id: int, license_id: int = 4, title: str = "title",
-        seen: str = "2026-01-01", image_url: str | None = None) -> None:  # fmt: skip
+def add(
+    sql,
+    source: str,
+    photo_id: int,
+    license_id: int = 4,
+    title: str = "title",
+    seen: str = "2026-01-01",
+    image_url: str | None = None,
+) -> None:
     """One source row, as the harvester or the YFCC import would have written it."""
     url = image_url or f"https://live.staticflickr.com/1/{photo_id}_{source}_o.jpg"
     page = f"https://www.flickr.com/photos/1@N01/{photo_id}/"
     if source == "yfcc":
-        sql("INSERT INTO yfcc_photos (photo_id, owner, owner_name, title, license_id, page_url,"
+        sql(
+            "INSERT INTO yfcc_photos (photo_id, owner, owner_name, title, license_id, page_url,"
             " image_url, image_size, fallback_url, uploaded_at, last_seen)"
             " VALUES (%s, '1@N01', 'owner', %s, %s, %s, %s, 'o', %s, 1100000000, %s)"
             " ON DUPLICATE KEY UPDATE title = VALUES(title), license_id = VALUES(license_id),"
             " last_seen = VALUES(last_seen)",
-            photo_id, title, license_id, page, url, url.replace("_o.", "."), seen)  # fmt: skip
+            photo_id,
+            title,
+            license_id,
+            page,
+            url,
+            url.replace("_o.", "."),
+            seen,
+        )
     else:
-        sql(f"INSERT INTO {SOURCE_TABLES[source]} (photo_id, owner, owner_name, title,"
+        sql(
+            f"INSERT INTO {SOURCE_TABLES[source]} (photo_id, owner, owner_name, title,"
             " license_id, page_url, image_url, image_size, width, height, uploaded_at,"
             " task_id, last_seen) VALUES (%s, '1@N01', 'owner', %s, %s, %s, %s, 'o', 800, 600,"
             " 1100000000, 1, %s) ON DUPLICATE KEY UPDATE title = VALUES(title),"
             " license_id = VALUES(license_id), last_seen = VALUES(last_seen),"
             " image_url = VALUES(image_url)",
-            photo_id, title, license_id, page, url, seen)  # fmt: skip
+            photo_id,
+            title,
+            license_id,
+            page,
+            url,
+            seen,
+        )
 
 
 def run_reconcile(db_url: str, **kwargs):
@@ -48,11 +70,21 @@ def run_reconcile(db_url: str, **kwargs):
 
 
 def catalog(sql) -> dict[int, dict]:
-    rows = sql("SELECT photo_id, title, license_id, sources, data_source, state, fallback_url,"
-               " image_url, (SELECT COUNT(*) FROM image_license_changes c"
-               "  WHERE c.photo_id = images.photo_id) FROM images")  # fmt: skip
-    keys = ("title", "license_id", "sources", "data_source", "state", "fallback_url",
-            "image_url", "license_changes")  # fmt: skip
+    rows = sql(
+        "SELECT photo_id, title, license_id, sources, data_source, state, fallback_url,"
+        " image_url, (SELECT COUNT(*) FROM image_license_changes c"
+        "  WHERE c.photo_id = images.photo_id) FROM images"
+    )
+    keys = (
+        "title",
+        "license_id",
+        "sources",
+        "data_source",
+        "state",
+        "fallback_url",
+        "image_url",
+        "license_changes",
+    )
     return {row[0]: dict(zip(keys, row[1:], strict=True)) for row in rows}
 
 
@@ -104,10 +136,15 @@ def test_license_changes_are_recorded_and_a_photo_no_longer_cc_leaves_the_queue(
     assert (images[12]["state"], images[12]["title"]) == ("stored", "renamed")
     assert images[12]["image_url"] == "https://live.staticflickr.com/1/12_yfcc_o.jpg"
     assert {i["license_changes"] for i in images.values()} == {1}
-    changes = sql("SELECT photo_id, old_license_id, new_license_id, source, state_before"
-                  " FROM image_license_changes ORDER BY photo_id")  # fmt: skip
-    assert changes == [(10, 2, 4, "timeslice", "pending"), (11, 4, 0, "timeslice", "pending"),
-                       (12, 4, 0, "timeslice", "stored")]  # fmt: skip
+    changes = sql(
+        "SELECT photo_id, old_license_id, new_license_id, source, state_before"
+        " FROM image_license_changes ORDER BY photo_id"
+    )
+    assert changes == [
+        (10, 2, 4, "timeslice", "pending"),
+        (11, 4, 0, "timeslice", "pending"),
+        (12, 4, 0, "timeslice", "stored"),
+    ]
 
     add(sql, "timeslice", 11, license_id=5, seen="2026-03-01")  # CC again: back in the queue
     run_reconcile(db_url)
@@ -126,23 +163,35 @@ def test_a_second_pass_changes_nothing(db_url, sql):
     assert sql("SELECT COUNT(*) FROM image_license_changes")[0][0] == changes
     # The sample's expectations: every photo once, sources as generated.
     assert sql("SELECT sources, COUNT(*) FROM images GROUP BY sources ORDER BY sources") == [
-        ("yfcc", 8_000), ("timeslice,yfcc", 16_000), ("query,yfcc", 2_000),
-        ("timeslice,query,yfcc", 4_000)]  # fmt: skip
+        ("yfcc", 8_000),
+        ("timeslice,yfcc", 16_000),
+        ("query,yfcc", 2_000),
+        ("timeslice,query,yfcc", 4_000),
+    ]
 
 
 def content(sql) -> list[tuple]:
-    return sql("SELECT photo_id, owner, owner_name, title, license_id, page_url, image_url,"
-               " image_size, fallback_url, width, height, uploaded_at, sources, data_source,"
-               " state FROM images ORDER BY photo_id")  # fmt: skip
+    return sql(
+        "SELECT photo_id, owner, owner_name, title, license_id, page_url, image_url,"
+        " image_size, fallback_url, width, height, uploaded_at, sources, data_source,"
+        " state FROM images ORDER BY photo_id"
+    )
 
 
 def test_a_killed_reconcile_run_again_ends_as_if_never_interrupted(mariadb, db_url, sql):
     fill_sources(connect(db_url), 60_000)
     env = harvester_env(db_url)
-    proc = subprocess.Popen([str(VENV_BIN / "harvester"), "reconcile", "--batch-size", "1000"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
-    wait_for(lambda: (sql("SELECT MAX(batches) FROM reconcile_runs")[0][0] or 0) >= 5, 60,
-             "a few batches")  # fmt: skip
+    proc = subprocess.Popen(
+        [str(VENV_BIN / "harvester"), "reconcile", "--batch-size", "1000"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    wait_for(
+        lambda: (sql("SELECT MAX(batches) FROM reconcile_runs")[0][0] or 0) >= 5,
+        60,
+        "a few batches",
+    )
     proc.kill()
     proc.wait()
     total = sql("SELECT COUNT(*) FROM images")[0][0]
@@ -178,8 +227,10 @@ def test_the_queue_keeps_updating_the_catalog_while_reconcile_runs(db_url, sql):
             while not stop.is_set():
                 began = time.monotonic()
                 try:
-                    cur.execute("UPDATE images SET updated_at = NOW(6) WHERE state = 'pending'"
-                                " ORDER BY RAND() LIMIT 20")  # fmt: skip
+                    cur.execute(
+                        "UPDATE images SET updated_at = NOW(6) WHERE state = 'pending'"
+                        " ORDER BY RAND() LIMIT 20"
+                    )
                 except pymysql.err.OperationalError as exc:
                     errors.append(exc)
                 longest[0] = max(longest[0], time.monotonic() - began)
@@ -205,10 +256,13 @@ def conn_args(url: str) -> dict:
     return dict(host=t.host, port=t.port, user=t.user, password=t.password, database=t.database)
 
 
-@pytest.mark.parametrize("args, message", [
-    (("reconcile", "--batch-size", "0"), "must be a positive whole number"),
-    (("reconcile", "--bogus"), "unrecognized arguments"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("reconcile", "--batch-size", "0"), "must be a positive whole number"),
+        (("reconcile", "--bogus"), "unrecognized arguments"),
+    ],
+)
 def test_bad_reconcile_arguments_are_one_line(db_url, sql, args, message):
     result = run_harvester(*args, env=harvester_env(db_url))
     assert result.returncode == 2 and message in result.stderr
