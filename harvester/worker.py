@@ -80,7 +80,8 @@ class Worker:
                     break
             except DATABASE_GONE as exc:
                 self._reconnect(exc)
-        self.progress.report(self.client.calls, self.stats.photos, final=True)
+        with contextlib.suppress(*DATABASE_GONE):  # stopped while the database was away
+            self.progress.report(self.client.calls, self.stats.photos, final=True)
         return self.stats
 
     def work_once(self) -> bool:
