@@ -5,6 +5,7 @@ from __future__ import annotations
 from harvester.migrate import current_version
 from harvester.photos import SOURCE_TABLES
 from harvester.reconcile import image_counts
+from harvester.search_tasks import counts_by_state
 
 TASK_STATES = ("pending", "running", "done", "failed")
 RATE_WINDOW_MINUTES = 5
@@ -29,9 +30,8 @@ def row_count(cur, table: str) -> tuple[int, bool]:
 
 
 def harvest_status(conn) -> dict:
+    tasks = dict.fromkeys(TASK_STATES, 0) | counts_by_state(conn)
     with conn.cursor() as cur:
-        cur.execute("SELECT state, COUNT(*) FROM search_tasks GROUP BY state")
-        tasks = dict.fromkeys(TASK_STATES, 0) | {s: int(n) for s, n in cur.fetchall()}
         photos, estimated = {}, []
         for source, table in {**SOURCE_TABLES, "yfcc": "yfcc_photos"}.items():
             photos[source], exact = row_count(cur, table)

@@ -15,6 +15,7 @@ from pathlib import Path
 import pymysql
 import pytest
 
+from harvester.db import connect
 from lab.flickr_sim_process import RunningSim, spawn
 from lab.mariadb import LocalMariaDB
 
@@ -64,7 +65,6 @@ def database(mariadb: LocalMariaDB) -> Iterator[str]:
 @pytest.fixture
 def db_url(database: str) -> str:
     """A migrated database for one test."""
-    from harvester.db import connect
     from harvester.migrate import migrate
 
     conn = connect(database)
@@ -76,32 +76,19 @@ def db_url(database: str) -> str:
 @pytest.fixture
 def sql(db_url: str) -> Iterator[Callable[..., list[tuple]]]:
     """Run one query on the test database and return all rows (autocommit)."""
-    conns = [pymysql.connect(**_connect_args(db_url), autocommit=True)]
+    conns = [connect(db_url, autocommit=True)]
 
     def run(query: str, *args) -> list[tuple]:
         try:
             conns[0].ping()
         except pymysql.err.Error:  # a test restarted the server
-            conns[0] = pymysql.connect(**_connect_args(db_url), autocommit=True)
+            conns[0] = connect(db_url, autocommit=True)
         with conns[0].cursor() as cur:
             cur.execute(query, args or None)
             return list(cur.fetchall())
 
     yield run
     conns[0].close()
-
-
-def _connect_args(url: str) -> dict:
-    from harvester.db import parse_db_url
-
-    target = parse_db_url(url)
-    return dict(
-        host=target.host,
-        port=target.port,
-        user=target.user,
-        password=target.password,
-        database=target.database,
-    )
 
 
 @pytest.fixture

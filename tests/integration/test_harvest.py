@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 
@@ -94,8 +95,6 @@ def test_a_harvest_stores_exactly_the_cc_photos_of_the_range(db_url, sim, sql):
     assert "o" in sizes and sizes - {"o"}
 
     status = run_harvester("status", "--json", env=env)
-    import json
-
     report = json.loads(status.stdout)
     assert report["photos"]["timeslice"] == len(truth)
     assert report["tasks"]["pending"] == 0 and report["tasks"]["done"] >= 144

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import threading
 import time
@@ -65,6 +66,14 @@ def add(
         )
 
 
+def fill(db_url: str, photos: int) -> None:
+    conn = connect(db_url)
+    try:
+        fill_sources(conn, photos)
+    finally:
+        conn.close()
+
+
 def run_reconcile(db_url: str, **kwargs):
     return reconcile(db_url, **kwargs)
 
@@ -112,8 +121,6 @@ def test_overlapping_sources_become_one_row_per_photo_with_api_data_first(db_url
     assert images[5]["data_source"] == "timeslice"  # same last_seen: time slices first
     assert {i["state"] for i in images.values()} == {"pending"}
     counts = run_harvester("status", "--json", env=harvester_env(db_url))
-    import json
-
     assert json.loads(counts.stdout)["images"] == {"pending": 5}
 
 
@@ -152,7 +159,7 @@ def test_license_changes_are_recorded_and_a_photo_no_longer_cc_leaves_the_queue(
 
 
 def test_a_second_pass_changes_nothing(db_url, sql):
-    fill_sources(connect(db_url), 30_000)
+    fill(db_url, 30_000)
     first = run_reconcile(db_url, batch_size=4000)
     assert first.inserted == 30_000 and first.batches >= 5
     checksum = sql("CHECKSUM TABLE images")[0][1]
@@ -179,7 +186,7 @@ def content(sql) -> list[tuple]:
 
 
 def test_a_killed_reconcile_run_again_ends_as_if_never_interrupted(mariadb, db_url, sql):
-    fill_sources(connect(db_url), 60_000)
+    fill(db_url, 60_000)
     env = harvester_env(db_url)
     proc = subprocess.Popen(
         [str(VENV_BIN / "harvester"), "reconcile", "--batch-size", "1000"],
@@ -213,7 +220,7 @@ def test_a_killed_reconcile_run_again_ends_as_if_never_interrupted(mariadb, db_u
 
 
 def test_the_queue_keeps_updating_the_catalog_while_reconcile_runs(db_url, sql):
-    fill_sources(connect(db_url), 100_000)
+    fill(db_url, 100_000)
     run_reconcile(db_url, batch_size=20_000)
     sql("UPDATE flickr_timeslice_photos SET title = CONCAT(title, '!')")  # every row changes
     errors: list[Exception] = []
@@ -221,7 +228,7 @@ def test_the_queue_keeps_updating_the_catalog_while_reconcile_runs(db_url, sql):
     stop = threading.Event()
 
     def queue_like_updates() -> None:
-        conn = pymysql.connect(**conn_args(db_url), autocommit=True)
+        conn = connect(db_url, autocommit=True)
         with conn.cursor() as cur:
             cur.execute("SET SESSION innodb_lock_wait_timeout = 2")
             while not stop.is_set():
@@ -247,13 +254,6 @@ def test_the_queue_keeps_updating_the_catalog_while_reconcile_runs(db_url, sql):
     assert stats.updated == 60_000
     assert not errors, errors[:1]
     assert stats.longest_batch_seconds < 1.5 and longest[0] < 1.5
-
-
-def conn_args(url: str) -> dict:
-    from harvester.db import parse_db_url
-
-    t = parse_db_url(url)
-    return dict(host=t.host, port=t.port, user=t.user, password=t.password, database=t.database)
 
 
 @pytest.mark.parametrize(
