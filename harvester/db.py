@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -85,3 +86,32 @@ def connect(
         raise DatabaseError(
             f"cannot connect to the database at {target.where}: {message or exc} (error {code})"
         ) from None
+
+
+@dataclass(frozen=True)
+class UpsertCounts:
+    """What an `INSERT ... ON DUPLICATE KEY UPDATE` did, row by row."""
+
+    new: int
+    changed: int
+    unchanged: int
+
+
+# The info message of an INSERT ... SELECT or LOAD DATA: "Records: N  Duplicates: D  ...".
+_INSERT_INFO = re.compile(rb"Records: (\d+)\s+Duplicates: (\d+)")
+
+
+def upsert_counts(cur, affected: int) -> UpsertCounts | None:
+    """Split the `affected` rows of the upsert `cur` just ran, read from the server's info
+    message, with no second pass over the rows; None if the server sent no such message.
+
+    The connection must count changed rows, not found ones (`connect(found_rows=False)`):
+    `affected` is then 1 per new row and 2 per changed row. Records are every row the
+    upsert was given, Duplicates the existing rows it changed."""
+    message = getattr(getattr(cur, "_result", None), "message", None) or b""
+    info = _INSERT_INFO.search(message)
+    if info is None:
+        return None
+    records, changed = int(info[1]), int(info[2])
+    new = affected - 2 * changed
+    return UpsertCounts(new, changed, records - new - changed)

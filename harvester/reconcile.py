@@ -25,7 +25,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from harvester.db import connect
+from harvester.db import connect, upsert_counts
 from harvester.licenses import DEFAULT_CC_LICENSE_IDS
 from harvester.progress import ProgressLine, format_duration
 
@@ -125,7 +125,8 @@ def reconcile(
 
 
 def _batch_connection(db_url: str):
-    conn = connect(db_url)
+    # Changed rows counted, not found ones: the upsert's counts then need no second pass.
+    conn = connect(db_url, found_rows=False)
     with conn.cursor() as cur:
         # Consistent reads of the sources without locking them: the harvester keeps writing.
         cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
@@ -288,7 +289,6 @@ class BatchSQL:
             f" SELECT ids.photo_id, i.license_id, {new['license_id']}, {data_source}, i.state"
             f" FROM {joined} WHERE i.license_id <> {new['license_id']}"
         )
-        self.new_photos = f"SELECT COUNT(*) FROM {joined} WHERE i.id IS NULL"
         columns = ", ".join(DATA_COLUMNS)
         fields = ", ".join(f"{new[c]} AS {c}" for c in DATA_COLUMNS)
         # State first: it reads the old license-independent state and the new license, and a
@@ -319,24 +319,24 @@ class BatchSQL:
 
 def _apply_batch(conn, sql: BatchSQL, low: int, high: int) -> BatchResult:
     """One batch, one transaction: the license log first (it reads the old licenses), then
-    one upsert of every new or changed photo."""
+    one upsert of every new or changed photo, whose info message counts them."""
     began = time.monotonic()
     bounds = {"low": low, "high": high}
     try:
         with conn.cursor() as cur:
             cur.execute(sql.license_changes, bounds)
             changes = cur.rowcount
-            cur.execute(sql.new_photos, bounds)
-            inserted = int(cur.fetchone()[0])
-            cur.execute(sql.upsert, bounds)
-            # An upsert counts 1 per new row and 2 per updated one.
-            updated = (cur.rowcount - inserted) // 2
+            counts = upsert_counts(cur, cur.execute(sql.upsert, bounds))
+            if counts is None:
+                raise RuntimeError("the catalog upsert reported no counts")
             source_rows = _count_source_rows(cur, low, high)
         conn.commit()
     except BaseException:
         conn.rollback()
         raise
-    return BatchResult(high, source_rows, inserted, updated, changes, time.monotonic() - began)
+    return BatchResult(
+        high, source_rows, counts.new, counts.changed, changes, time.monotonic() - began
+    )
 
 
 def _count_source_rows(cur, low: int, high: int) -> int:

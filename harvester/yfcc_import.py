@@ -30,7 +30,6 @@ import bz2
 import gzip
 import os
 import queue
-import re
 import sys
 import tempfile
 import threading
@@ -45,7 +44,7 @@ from typing import BinaryIO, TextIO
 
 import pymysql
 
-from harvester.db import connect
+from harvester.db import connect, upsert_counts
 from harvester.progress import ProgressLine, format_duration
 from harvester.yfcc import SKIP_REASONS, TSV_COLUMNS, LicenseMap, parse_fields, tsv_line
 
@@ -95,7 +94,6 @@ UPSERT_SQL = (
     f" IF({_UNCHANGED}, yfcc_photos.last_seen, CURRENT_TIMESTAMP(6)), "
     + ", ".join(f"yfcc_photos.{c} = VALUES({c})" for c in _DATA_COLUMNS)
 )
-_INFO = re.compile(rb"Records: (\d+)\s+Duplicates: (\d+)")
 
 
 class YfccImportError(RuntimeError):
@@ -331,17 +329,14 @@ class ChunkLoader:
         with self.conn.cursor() as cur:
             cur.execute(LOAD_SQL, (chunk.path,))
             self._check_warnings(cur, "LOAD DATA")
-            affected = cur.execute(UPSERT_SQL)
-            info = _INFO.search(getattr(getattr(cur, "_result", None), "message", b"") or b"")
+            counts = upsert_counts(cur, cur.execute(UPSERT_SQL))
             self._check_warnings(cur, "the upsert")
             self.conn.commit()
             cur.execute(f"TRUNCATE TABLE {STAGING}")
-        if info:  # Records: distinct photos; Duplicates: existing rows that changed
-            records, changed = int(info[1]), int(info[2])
-            new = affected - 2 * changed
-            self.stats.new += new
-            self.stats.changed += changed
-            self.stats.unchanged += records - new - changed
+        if counts:
+            self.stats.new += counts.new
+            self.stats.changed += counts.changed
+            self.stats.unchanged += counts.unchanged
 
     def _check_warnings(self, cur, what: str) -> None:
         # Every row was checked before it was written: a warning is a bug to stop on, not
