@@ -99,6 +99,25 @@ def build_parser() -> Parser:
     merge.add_argument("--batch-size", type=positive_int, default=10_000, help="rows (10000)")
     merge.add_argument("--parallel", type=positive_int, default=2, help="batches at once (2)")
     merge.add_argument("--restart", action="store_true", help="a new pass, not a resumed one")
+
+    serve = commands.add_parser("serve", help="the download queue's HTTP service (foreground)")
+    serve.add_argument("--bind", help="address to listen on (queue.bind, 127.0.0.1)")
+    serve.add_argument("--port", type=positive_int, help="TCP port (queue.port, 8700)")
+
+    token = commands.add_parser("token", help="the queue's bearer tokens, one per worker")
+    token_actions = token.add_subparsers(dest="action", required=True, parser_class=Parser)
+    add = token_actions.add_parser("add", help="print a new token for WORKER, once")
+    add.add_argument("worker")
+    add.add_argument("--replace", action="store_true", help="replace the worker's token")
+    revoke = token_actions.add_parser("revoke", help="remove WORKER's token")
+    revoke.add_argument("worker")
+    token_actions.add_parser("list", help="the workers that have a token")
+
+    maintenance = commands.add_parser("maintenance", help="stop or resume leasing fleet-wide")
+    maintenance.add_argument("switch", choices=("on", "off", "status"))
+    maintenance.add_argument(
+        "--retry-after", type=positive_int, default=300, help="seconds workers wait (300)"
+    )
     return parser
 
 
@@ -228,8 +247,60 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from harvester.queue_service import QueueStartError, serve
+
+    open_database(settings).close()
+    if args.bind:
+        settings.queue.bind = args.bind
+    if args.port:
+        settings.queue.port = args.port
+    try:
+        return serve(settings, verbose=args.verbose)
+    except QueueStartError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
+    from harvester.queue_tokens import TokenError, add_token, read_tokens, revoke_token
+
+    path = Path(settings.queue.tokens_file)
+    try:
+        if args.action == "add":
+            token = add_token(path, args.worker, replace=args.replace)
+            print(token)
+            print(f"token for {args.worker} stored as its hash in {path}", file=sys.stderr)
+        elif args.action == "revoke":
+            revoke_token(path, args.worker)
+            print(f"revoked the token of {args.worker}")
+        else:
+            for worker in sorted(read_tokens(path)):
+                print(worker)
+    except TokenError as exc:
+        raise CommandError(str(exc)) from None
+    return 0
+
+
+def cmd_maintenance(args: argparse.Namespace, settings: Settings) -> int:
+    from harvester.download_queue import get_maintenance, set_maintenance
+
+    conn = open_database(settings)
+    if args.switch == "status":
+        state = get_maintenance(conn)
+    else:
+        state = set_maintenance(conn, args.switch == "on", args.retry_after)
+    print(
+        f"maintenance {'on' if state.on else 'off'}"
+        + (f": workers are told to come back in {state.retry_after}s" if state.on else "")
+    )
+    return 0
+
+
 COMMANDS = {
     "migrate": cmd_migrate,
+    "serve": cmd_serve,
+    "token": cmd_token,
+    "maintenance": cmd_maintenance,
     "reconcile": cmd_reconcile,
     "seed": cmd_seed,
     "work": cmd_work,

@@ -43,10 +43,30 @@ class WorkerSettings:
 
 
 @dataclass
+class QueueSettings:
+    """`harvester serve`: the download queue's HTTP service on the database server."""
+
+    bind: str = "127.0.0.1"  # the private-network address; never all interfaces by default
+    port: int = 8700
+    tokens_file: str = "/etc/ccmirror/queue-tokens.yaml"
+    lease_seconds: int = 600  # a lease's life unless the worker asks for another
+    max_lease_seconds: int = 3600
+    max_items: int = 1000  # per lease
+    max_attempts: int = 5  # `retry` reports before a photo is failed
+    reap_interval: float = 5.0  # seconds between sweeps for lapsed leases
+    lease_retention_days: int = 7  # closed leases are kept this long, then pruned
+    db_connections: int = 8
+
+
+@dataclass
 class Settings:
     db_url: str = field(default="", repr=False)
     flickr: FlickrSettings = field(default_factory=FlickrSettings)
     worker: WorkerSettings = field(default_factory=WorkerSettings)
+    queue: QueueSettings = field(default_factory=QueueSettings)
+
+
+SECTIONS = ("flickr", "worker", "queue")
 
 
 # Environment variable -> (section or None for top level, setting name).
@@ -61,6 +81,12 @@ ENVIRONMENT = {
     "CCMIRROR_LEASE_SECONDS": ("worker", "lease_seconds"),
     "CCMIRROR_MAX_ATTEMPTS": ("worker", "max_attempts"),
     "CCMIRROR_TASK_BACKOFF": ("worker", "backoff_seconds"),
+    "CCMIRROR_QUEUE_BIND": ("queue", "bind"),
+    "CCMIRROR_QUEUE_PORT": ("queue", "port"),
+    "CCMIRROR_QUEUE_TOKENS_FILE": ("queue", "tokens_file"),
+    "CCMIRROR_QUEUE_LEASE_SECONDS": ("queue", "lease_seconds"),
+    "CCMIRROR_QUEUE_MAX_ATTEMPTS": ("queue", "max_attempts"),
+    "CCMIRROR_QUEUE_REAP_INTERVAL": ("queue", "reap_interval"),
 }
 
 
@@ -92,7 +118,7 @@ def _apply_file(settings: Settings, path: Path) -> None:
     if not isinstance(data, dict):
         raise ConfigError(f"config {path} must be a mapping")
     for key, value in data.items():
-        if key in ("flickr", "worker"):
+        if key in SECTIONS:
             if not isinstance(value, dict):
                 raise ConfigError(f"config {path}: '{key}' must be a mapping")
             for sub_key, sub_value in value.items():
@@ -103,7 +129,7 @@ def _apply_file(settings: Settings, path: Path) -> None:
 
 def _set(target: Any, key: str, value: Any, source: str) -> None:
     known = {f.name: f for f in fields(target)}
-    if key not in known or key in ("flickr", "worker"):
+    if key not in known or key in SECTIONS:
         raise ConfigError(f"{source}: unknown setting '{key}'")
     kind = type(getattr(target, key))
     try:

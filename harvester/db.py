@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+import threading
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -115,3 +117,53 @@ def upsert_counts(cur, affected: int) -> UpsertCounts | None:
     records, changed = int(info[1]), int(info[2])
     new = affected - 2 * changed
     return UpsertCounts(new, changed, records - new - changed)
+
+
+class ConnectionPool:
+    """At most `size` connections shared by threads (the queue service's request threads).
+
+    A connection that failed with a connection error is closed, not reused, so a restarted
+    server costs one failed request per stale connection and nothing more."""
+
+    def __init__(self, url: str, size: int, *, session_sql: tuple[str, ...] = ()) -> None:
+        self.target = parse_db_url(url)
+        self.session_sql = session_sql
+        self._slots = threading.BoundedSemaphore(size)
+        self._idle: list = []
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def connection(self, wait: float = 10.0):
+        if not self._slots.acquire(timeout=wait):
+            raise DatabaseError(f"every database connection stayed busy for {wait:.0f}s")
+        conn = None
+        try:
+            with self._lock:
+                conn = self._idle.pop() if self._idle else None
+            if conn is None:
+                conn = self._open()
+            yield conn
+        except (pymysql.err.OperationalError, pymysql.err.InterfaceError) as exc:
+            if conn is not None and exc.args and exc.args[0] not in (1205, 1213):
+                with contextlib.suppress(pymysql.err.Error):
+                    conn.close()
+                conn = None
+            raise
+        finally:
+            if conn is not None:
+                with self._lock:
+                    self._idle.append(conn)
+            self._slots.release()
+
+    def _open(self):
+        conn = connect(self.target)
+        with conn.cursor() as cur:
+            for statement in self.session_sql:
+                cur.execute(statement)
+        return conn
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()

@@ -1,0 +1,441 @@
+"""`harvester serve`: the download queue over HTTP, for the downloaders on the private network.
+
+FastAPI under uvicorn: the request and response models are the OpenAPI description
+(`/openapi.json`), and malformed input is refused by validation with a 4xx that says what is
+wrong before any handler runs. Handlers are plain functions run in uvicorn's thread pool,
+each borrowing a MariaDB connection from a small pool; the queue logic is in
+`harvester.download_queue`.
+
+    POST /v1/leases                      lease up to N photos
+    POST /v1/leases/{id}/complete        report stored/failed photos of a lease
+    POST /v1/leases/{id}/extend          keep a lease alive
+    POST /v1/leases/{id}/release         give photos back unreported
+    GET  /v1/status, /metrics, /         counts, Prometheus metrics, a page for people
+
+Every `/v1/leases` call needs `Authorization: Bearer TOKEN` (one token per worker).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Literal
+
+import pymysql
+import uvicorn
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from harvester import download_queue as dq
+from harvester.config import QueueSettings, Settings
+from harvester.db import ConnectionPool, DatabaseError
+from harvester.queue_metrics import QueueMetrics
+from harvester.queue_page import render_status_page
+from harvester.queue_status import CachedStatus, queue_status
+from harvester.queue_tokens import TokenError, TokenStore
+
+log = logging.getLogger("harvester.queue_service")
+API_VERSION = "v1"
+MAX_ID = 2**63 - 1
+EMPTY_WAIT = 30  # seconds a worker is told to wait when nothing is pending
+DATABASE_GONE = (pymysql.err.OperationalError, pymysql.err.InterfaceError, DatabaseError)
+
+
+def _encodable(text: str) -> str:
+    """Refuse text that is not valid Unicode (lone surrogates from a JSON escape)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("text must be valid UTF-8 (no lone surrogates)") from None
+    return text
+
+
+Text = Annotated[str, AfterValidator(_encodable)]
+ImageId = Annotated[int, Field(ge=1, le=MAX_ID, description="catalog id (`id` of an item)")]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LeaseRequest(Strict):
+    max_items: int = Field(500, ge=1, description="at most this many photos")
+    lease_seconds: int | None = Field(
+        None, ge=1, description="how long the lease lives (the service's default if absent)"
+    )
+
+
+class Item(BaseModel):
+    id: int = Field(description="catalog id: name it in reports")
+    photo_id: int
+    image_url: str
+    image_size: str = Field(description="Flickr size letter of image_url ('o' original)")
+    fallback_url: str | None = Field(description="a smaller size if the original is refused")
+    license_id: int
+    license_name: str | None
+    license_url: str | None
+    owner: str = Field(description="owner NSID")
+    owner_name: str
+    title: str
+    page_url: str
+    uploaded_at: int = Field(description="unix seconds")
+    width: int | None
+    height: int | None
+
+
+class LeaseResponse(BaseModel):
+    lease_id: int | None = Field(description="null when nothing was leased")
+    expires_at: str | None = Field(description="UTC, ISO 8601")
+    lease_seconds: int | None
+    maintenance: bool
+    retry_after: int | None = Field(description="seconds to wait when no items came")
+    items: list[Item]
+
+
+class StoredReport(Strict):
+    id: ImageId
+    result: Literal["stored"]
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="hex SHA-256 of the bytes")
+    bytes: int = Field(ge=0, le=2**53)
+    path: Text = Field(min_length=1, max_length=1024, description="where storage keeps it")
+
+
+class FailedReport(Strict):
+    id: ImageId
+    result: Literal["gone", "retry", "bad"] = Field(
+        description="gone: 404/410 or photo unavailable (final); retry: 5xx, timeout, 429;"
+        " bad: not an image or too large (final)"
+    )
+    error: Text = Field("", max_length=1000)
+
+
+Report = Annotated[StoredReport | FailedReport, Field(discriminator="result")]
+
+
+class CompleteRequest(Strict):
+    items: list[Report] = Field(max_length=10_000)
+
+
+class CompleteResponse(BaseModel):
+    lease_id: int
+    stored: list[int]
+    already_stored: list[int]
+    requeued: list[int]
+    failed: list[int]
+    gone: list[int]
+    ignored: list[int] = Field(description="failures of photos this lease no longer holds")
+
+
+class ExtendRequest(Strict):
+    seconds: int | None = Field(None, ge=1, description="new life from now")
+
+
+class ExtendResponse(BaseModel):
+    lease_id: int
+    expires_at: str
+
+
+class ReleaseRequest(Strict):
+    items: list[ImageId] | None = Field(None, max_length=10_000, description="all if absent")
+
+
+class ReleaseResponse(BaseModel):
+    lease_id: int
+    released: int
+
+
+class Problem(BaseModel):
+    detail: str
+
+
+LeaseId = Annotated[int, Field(ge=1, le=MAX_ID)]
+PROBLEMS = {
+    401: {"model": Problem, "description": "no or unknown bearer token"},
+    403: {"model": Problem, "description": "the lease belongs to another worker"},
+    404: {"model": Problem, "description": "no such lease"},
+    503: {"model": Problem, "description": "the database is unavailable; retry"},
+}
+
+
+def utc_now() -> datetime:
+    """Naive UTC, as the DATETIME columns hold it."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class QueueService:
+    """Everything a request needs: the settings, connections, tokens, cached switches."""
+
+    def __init__(self, settings: QueueSettings, db_url: str) -> None:
+        self.settings = settings
+        self.pool = ConnectionPool(
+            db_url,
+            settings.db_connections,
+            # Locking reads lock only the rows they return: no gap locks between leasers.
+            session_sql=("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",),
+        )
+        self.tokens = TokenStore(Path(settings.tokens_file))
+        self.metrics = QueueMetrics(self.status)
+        self._licenses: dict[int, tuple[str, str]] = {}
+        self._maintenance = (dq.Maintenance(False, dq.DEFAULT_RETRY_AFTER), -1e9)
+        self._status = CachedStatus(self._compute_status)
+        self._stop = threading.Event()
+        self._reaper: threading.Thread | None = None
+
+    # --- switches and reference data, cached ---
+
+    def maintenance(self) -> dq.Maintenance:
+        value, taken = self._maintenance
+        now = time.monotonic()
+        if now - taken >= 1.0:  # one read a second, shared by all requests
+            with self.pool.connection() as conn:
+                value = dq.get_maintenance(conn)
+            self._maintenance = (value, now)
+        return value
+
+    def license(self, license_id: int, conn) -> tuple[str | None, str | None]:
+        if license_id not in self._licenses:
+            with conn.cursor() as cur:
+                cur.execute("SELECT id, name, url FROM licenses")
+                self._licenses = {row[0]: (row[1], row[2]) for row in cur.fetchall()}
+            conn.commit()
+        return self._licenses.get(license_id, (None, None))
+
+    def status(self) -> dict:
+        return self._status.get()
+
+    def _compute_status(self) -> dict:
+        with self.pool.connection() as conn:
+            return queue_status(conn, utc_now(), self.tokens.workers(), self.maintenance().on)
+
+    # --- the reaper: lapsed leases back to the queue ---
+
+    def start_reaper(self) -> None:
+        self._reaper = threading.Thread(target=self._reap_loop, name="reaper", daemon=True)
+        self._reaper.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._reaper is not None:
+            self._reaper.join(timeout=10)
+        self.pool.close()
+
+    def reap_once(self) -> tuple[int, int]:
+        expired = requeued = 0
+        with self.pool.connection() as conn:
+            while True:
+                leases, photos = dq.reap(conn, utc_now())
+                expired, requeued = expired + leases, requeued + photos
+                if leases == 0:
+                    break
+            retention = timedelta(days=self.settings.lease_retention_days)
+            dq.prune_leases(conn, utc_now() - retention)
+        if expired:
+            log.info("expired %d leases: %d photos back in the queue", expired, requeued)
+            self.metrics.expired(expired, requeued)
+        return expired, requeued
+
+    def _reap_loop(self) -> None:
+        while not self._stop.wait(self.settings.reap_interval):
+            try:
+                self.reap_once()
+            except DATABASE_GONE as exc:
+                log.warning("reaper: database unavailable (%s); trying again", exc)
+
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def _worker_of(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str:
+    """The worker whose bearer token came with the request."""
+    tokens = request.app.state.service.tokens
+    worker = tokens.worker_for(credentials.credentials) if credentials else None
+    if worker is None:
+        raise Unauthorized
+    return worker
+
+
+Worker = Annotated[str, Depends(_worker_of)]
+
+
+def create_app(service: QueueService) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        service.start_reaper()
+        yield
+        service.stop()
+
+    app = FastAPI(
+        title="ccmirror download queue",
+        version=API_VERSION,
+        description=__doc__.split("\n\n")[1],
+        lifespan=lifespan,
+    )
+
+    app.state.service = service
+
+    @app.exception_handler(Unauthorized)
+    def _unauthorized(_: Request, __: Exception) -> JSONResponse:
+        return JSONResponse(
+            {"detail": "a worker's bearer token is required (Authorization: Bearer TOKEN)"},
+            status_code=401,
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+    @app.exception_handler(dq.QueueError)
+    def _refused(_: Request, exc: dq.QueueError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+
+    for gone in DATABASE_GONE:
+
+        @app.exception_handler(gone)
+        def _database_gone(_: Request, exc: Exception) -> JSONResponse:
+            log.warning("database unavailable: %s", exc)
+            return JSONResponse(
+                {"detail": "the database is unavailable; try again shortly"},
+                status_code=503,
+                headers={"Retry-After": "5"},
+            )
+
+    @app.post("/v1/leases", response_model=LeaseResponse, responses=PROBLEMS)
+    def lease(worker: Worker, body: LeaseRequest | None = None) -> Response:
+        body = body or LeaseRequest()
+        maintenance = service.maintenance()
+        if maintenance.on:
+            service.metrics.maintenance_refusal()
+            return _lease_json(None, None, maintenance, True)
+        settings = service.settings
+        seconds = min(body.lease_seconds or settings.lease_seconds, settings.max_lease_seconds)
+        count = min(body.max_items, settings.max_items)
+        with service.pool.connection() as conn:
+            leased = dq.lease(conn, worker, count, seconds, utc_now())
+            if leased is not None:
+                for item in leased.items:
+                    item["license_name"], item["license_url"] = service.license(
+                        item["license_id"], conn
+                    )
+        service.metrics.leased(worker, len(leased.items) if leased else 0)
+        return _lease_json(leased, seconds, maintenance, False)
+
+    @app.post(
+        "/v1/leases/{lease_id}/complete",
+        response_model=CompleteResponse,
+        responses={**PROBLEMS, 422: {"model": Problem, "description": "bad report"}},
+    )
+    def complete(lease_id: LeaseId, body: CompleteRequest, worker: Worker) -> dict:
+        reports = [dq.Report(**item.model_dump()) for item in body.items]
+        with service.pool.connection() as conn:
+            outcome = dq.complete(
+                conn, worker, lease_id, reports, service.settings.max_attempts, utc_now()
+            )
+        service.metrics.reported(worker, outcome)
+        return outcome.as_dict()
+
+    @app.post(
+        "/v1/leases/{lease_id}/extend",
+        response_model=ExtendResponse,
+        responses={**PROBLEMS, 409: {"model": Problem, "description": "the lease lapsed"}},
+    )
+    def extend(lease_id: LeaseId, worker: Worker, body: ExtendRequest | None = None) -> dict:
+        settings = service.settings
+        seconds = min((body and body.seconds) or settings.lease_seconds, settings.max_lease_seconds)
+        with service.pool.connection() as conn:
+            expires = dq.extend(conn, worker, lease_id, seconds, utc_now())
+        return {"lease_id": lease_id, "expires_at": expires.isoformat() + "Z"}
+
+    @app.post("/v1/leases/{lease_id}/release", response_model=ReleaseResponse, responses=PROBLEMS)
+    def release(lease_id: LeaseId, worker: Worker, body: ReleaseRequest | None = None) -> dict:
+        items = body.items if body else None
+        with service.pool.connection() as conn:
+            released = dq.release(conn, worker, lease_id, items, utc_now())
+        return {"lease_id": lease_id, "released": released}
+
+    @app.get("/v1/status", responses={503: PROBLEMS[503]})
+    def status() -> dict:
+        return service.status()
+
+    @app.get("/metrics", response_class=Response, responses={503: PROBLEMS[503]})
+    def metrics() -> Response:
+        body, content_type = service.metrics.render()
+        return Response(body, media_type=content_type)
+
+    @app.get("/", response_class=HTMLResponse, responses={503: PROBLEMS[503]})
+    def page() -> HTMLResponse:
+        return HTMLResponse(render_status_page(service.status()))
+
+    return app
+
+
+class Unauthorized(Exception):
+    """No bearer token, or one that names no worker."""
+
+
+def _lease_json(
+    leased: dq.Lease | None, seconds: int | None, maintenance: dq.Maintenance, refused: bool
+) -> Response:
+    """The lease answer, serialized here: 500 items through the response model would cost
+    more than the database work. With no items, Retry-After says when to ask again."""
+    body = {
+        "lease_id": leased.id if leased else None,
+        "expires_at": leased.expires_at.isoformat() + "Z" if leased else None,
+        "lease_seconds": seconds if leased else None,
+        "maintenance": maintenance.on,
+        "retry_after": None if leased else (maintenance.retry_after if refused else EMPTY_WAIT),
+        "items": leased.items if leased else [],
+    }
+    headers = {} if leased else {"Retry-After": str(body["retry_after"])}
+    return Response(json.dumps(body), media_type="application/json", headers=headers)
+
+
+def serve(settings: Settings, *, verbose: bool = False) -> int:
+    """Run the service in the foreground until SIGTERM or SIGINT; uvicorn finishes the
+    requests in flight, then the reaper stops and the connections close."""
+    try:
+        service = QueueService(settings.queue, settings.db_url)
+    except TokenError as exc:
+        raise QueueStartError(str(exc)) from None
+    config = uvicorn.Config(
+        create_app(service),
+        host=settings.queue.bind,
+        port=settings.queue.port,
+        log_level="debug" if verbose else "info",
+        access_log=verbose,
+        loop="uvloop",
+        http="httptools",
+        timeout_graceful_shutdown=30,
+    )
+    log.info(
+        "queue service on http://%s:%d/ (tokens from %s)",
+        settings.queue.bind,
+        settings.queue.port,
+        settings.queue.tokens_file,
+    )
+    server = _ForegroundServer(config)
+    server.run()
+    if not server.started:
+        return 1
+    log.info("queue service stopped")
+    return 0
+
+
+class _ForegroundServer(uvicorn.Server):
+    """Exits 0 after the graceful stop that SIGTERM or SIGINT starts; uvicorn itself would
+    re-raise the signal afterwards, so the process would end as killed by it."""
+
+    def handle_exit(self, sig, frame) -> None:
+        super().handle_exit(sig, frame)
+        self._captured_signals.clear()
+
+
+class QueueStartError(RuntimeError):
+    """The service cannot start; the message says why."""

@@ -1,0 +1,108 @@
+"""What the download queue is doing: counts by state, leases out, per-worker throughput,
+ETA to drain. One snapshot feeds `GET /v1/status`, `GET /metrics` and the status page.
+
+Counting the catalog by state walks its `(state, id)` index, which takes seconds on hundreds
+of millions of rows, so a snapshot is cached for a while that grows with what it cost.
+Throughput comes from the lease rows (each counts what was stored and failed under it), so it
+survives a restart of the service and adds up across service processes.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from harvester.reconcile import image_counts
+
+IMAGE_STATES = ("pending", "leased", "stored", "failed", "gone", "withdrawn")
+SETTLED_STATES = ("stored", "failed", "gone")
+RECENT_WINDOW = timedelta(minutes=5)
+HOUR = timedelta(hours=1)
+
+
+def queue_status(conn, now: datetime, known_workers: list[str], maintenance: bool) -> dict:
+    images = dict.fromkeys(IMAGE_STATES, 0) | image_counts(conn)
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT COUNT(*), COALESCE(SUM(items - reported), 0), MIN(expires_at)"
+            " FROM leases WHERE state = 'active'"
+        )
+        leases, items_out, next_expiry = cur.fetchone()
+        cur.execute(
+            "SELECT worker, SUM(IF(last_report_at >= %s, stored, 0)),"
+            " SUM(IF(last_report_at >= %s, failed, 0)), SUM(stored), SUM(failed)"
+            " FROM leases WHERE last_report_at >= %s GROUP BY worker",
+            (now - RECENT_WINDOW, now - RECENT_WINDOW, now - HOUR),
+        )
+        recent = {row[0]: [int(v) for v in row[1:]] for row in cur.fetchall()}
+        cur.execute("SELECT worker, MAX(last_report_at) FROM leases GROUP BY worker")
+        last_report = dict(cur.fetchall())
+    conn.commit()
+    workers = [
+        _worker_row(name, recent.get(name, [0, 0, 0, 0]), last_report.get(name), now)
+        for name in sorted(set(known_workers) | set(last_report))
+    ]
+    per_second = sum(w["stored_per_second_5m"] for w in workers)
+    to_do = images["pending"] + images["leased"]
+    in_queue = sum(images.values()) - images["withdrawn"]
+    settled = sum(images[s] for s in SETTLED_STATES)
+    return {
+        "as_of": _iso(now),
+        "maintenance": maintenance,
+        "images": images,
+        "progress": round(settled / in_queue, 6) if in_queue else 0.0,
+        "leases_active": int(leases),
+        "items_leased_out": int(items_out),
+        "next_lease_expiry": _iso(next_expiry) if next_expiry else None,
+        "stored_per_second_5m": round(per_second, 2),
+        "eta_seconds": round(to_do / per_second) if per_second > 0 else None,
+        "workers": workers,
+    }
+
+
+def _worker_row(name: str, counts: list[int], last: datetime | None, now: datetime) -> dict:
+    stored_5m, failed_5m, stored_1h, failed_1h = counts
+    return {
+        "worker": name,
+        "stored_5m": stored_5m,
+        "failed_5m": failed_5m,
+        "stored_1h": stored_1h,
+        "failed_1h": failed_1h,
+        "stored_per_second_5m": round(stored_5m / RECENT_WINDOW.total_seconds(), 2),
+        "last_report": _iso(last) if last else None,
+        "seconds_since_report": round((now - last).total_seconds()) if last else None,
+    }
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds") + "Z"
+
+
+class CachedStatus:
+    """The last snapshot, recomputed when older than `min_age` or ten times what the last
+    one cost, whichever is longer; concurrent readers share one computation."""
+
+    def __init__(self, compute: Callable[[], dict], min_age: float = 2.0) -> None:
+        self.compute = compute
+        self.min_age = min_age
+        self._lock = threading.Lock()
+        self._value: dict | None = None
+        self._taken = 0.0
+        self._cost = 0.0
+
+    def get(self) -> dict:
+        with self._lock:
+            if self._value is None or time.monotonic() - self._taken > max(
+                self.min_age, 10 * self._cost
+            ):
+                began = time.monotonic()
+                self._value = self.compute()
+                self._taken = time.monotonic()
+                self._cost = self._taken - began
+            return self._value
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._value = None

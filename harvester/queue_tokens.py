@@ -1,0 +1,149 @@
+"""Bearer tokens of the queue's workers: one per worker, only its SHA-256 kept.
+
+The tokens file is YAML, `tokens: {WORKER: "sha256:HEX"}`; `harvester token add` writes it
+here and Salt renders it from pillar on the fleet. The service re-reads it when it changes,
+so adding or revoking a worker needs no restart. A token is 32 random bytes, so a plain
+SHA-256 of it cannot be reversed or guessed; no slow password hash is needed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import secrets
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import yaml
+
+log = logging.getLogger("harvester.queue_tokens")
+TOKEN_PREFIX = "ccmq_"
+WORKER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+HASH_FORMAT = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+class TokenError(ValueError):
+    """The tokens file or a worker name cannot be used; the message says why."""
+
+
+def hash_token(token: str) -> str:
+    return "sha256:" + hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def read_tokens(path: Path) -> dict[str, str]:
+    """worker -> token hash; TokenError when the file is unreadable or malformed."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise TokenError(
+            f"no tokens file at {path}: add a worker with `harvester token add`"
+        ) from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise TokenError(f"cannot read tokens file {path}: {exc}") from None
+    tokens = data.get("tokens") if isinstance(data, dict) else None
+    if tokens is None:
+        tokens = {}
+    if not isinstance(tokens, dict):
+        raise TokenError(f"tokens file {path}: 'tokens' must map worker names to hashes")
+    for worker, digest in tokens.items():
+        if not isinstance(worker, str) or not WORKER_NAME.match(worker):
+            raise TokenError(f"tokens file {path}: bad worker name {worker!r}")
+        if not isinstance(digest, str) or not HASH_FORMAT.match(digest):
+            raise TokenError(f"tokens file {path}: worker {worker}: not a sha256:HEX hash")
+    return dict(tokens)
+
+
+def write_tokens(path: Path, tokens: dict[str, str]) -> None:
+    """Replace the file atomically (a reader never sees half of it), readable by owner and
+    group only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = "# ccmirror queue tokens: worker -> sha256 of its bearer token\n" + yaml.safe_dump(
+        {"tokens": dict(sorted(tokens.items()))}, default_flow_style=False
+    )
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.chmod(temp, 0o640)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def add_token(path: Path, worker: str, *, replace: bool = False) -> str:
+    """A new token for `worker`, stored as its hash; returned once, never written anywhere."""
+    if not WORKER_NAME.match(worker):
+        raise TokenError(f"bad worker name {worker!r}: letters, digits, '.', '_', '-'; at most 100")
+    tokens = read_tokens(path) if path.exists() else {}
+    if worker in tokens and not replace:
+        raise TokenError(f"worker {worker} has a token already (--replace issues a new one)")
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    tokens[worker] = hash_token(token)
+    write_tokens(path, tokens)
+    return token
+
+
+def revoke_token(path: Path, worker: str) -> None:
+    tokens = read_tokens(path)
+    if worker not in tokens:
+        raise TokenError(f"worker {worker} has no token in {path}")
+    del tokens[worker]
+    write_tokens(path, tokens)
+
+
+class TokenStore:
+    """The service's view of the tokens file, re-read when the file changes (checked at most
+    once a second). A file that turns bad keeps the last good tokens and logs why."""
+
+    def __init__(self, path: Path, check_interval: float = 1.0) -> None:
+        self.path = path
+        self.check_interval = check_interval
+        self._lock = threading.Lock()
+        self._by_hash: dict[str, str] = {}
+        self._signature: tuple | None = None
+        self._checked = 0.0
+        self._load(read_tokens(path), self._stat())
+
+    def worker_for(self, token: str) -> str | None:
+        """The worker whose token this is, or None."""
+        self._maybe_reload()
+        # Looked up by hash: the timing of the lookup says nothing about any stored token.
+        return self._by_hash.get(hash_token(token))
+
+    def workers(self) -> list[str]:
+        self._maybe_reload()
+        return sorted(self._by_hash.values())
+
+    def _stat(self) -> tuple | None:
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def _load(self, tokens: dict[str, str], signature: tuple | None) -> None:
+        self._by_hash = {digest: worker for worker, digest in tokens.items()}
+        self._signature = signature
+
+    def _maybe_reload(self) -> None:
+        now = time.monotonic()
+        if now - self._checked < self.check_interval:
+            return
+        with self._lock:
+            self._checked = now
+            signature = self._stat()
+            if signature == self._signature:
+                return
+            try:
+                tokens = read_tokens(self.path)
+            except TokenError as exc:
+                log.error("%s; keeping the %d tokens loaded before", exc, len(self._by_hash))
+                self._signature = signature
+                return
+            self._load(tokens, signature)
+            log.info("tokens file reloaded: %d workers", len(tokens))
