@@ -54,6 +54,9 @@ class QueueSettings:
     max_items: int = 1000  # per lease
     max_attempts: int = 5  # `retry` reports before a photo is failed
     reap_interval: float = 5.0  # seconds between sweeps for lapsed leases
+    # Leases start past the last photo leased; every this often they look from the start,
+    # for photos back in the queue (retries, lapsed leases).
+    rescan_seconds: float = 10.0
     lease_retention_days: int = 7  # closed leases are kept this long, then pruned
     db_connections: int = 8
 
@@ -87,6 +90,7 @@ ENVIRONMENT = {
     "CCMIRROR_QUEUE_LEASE_SECONDS": ("queue", "lease_seconds"),
     "CCMIRROR_QUEUE_MAX_ATTEMPTS": ("queue", "max_attempts"),
     "CCMIRROR_QUEUE_REAP_INTERVAL": ("queue", "reap_interval"),
+    "CCMIRROR_QUEUE_RESCAN_SECONDS": ("queue", "rescan_seconds"),
 }
 
 

@@ -179,13 +179,14 @@ class QueueService:
             db_url,
             settings.db_connections,
             # Locking reads lock only the rows they return: no gap locks between leasers.
-            session_sql=("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",),
+            session_sql=("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED", *dq.SESSION_SQL),
         )
         self.tokens = TokenStore(Path(settings.tokens_file))
         self.metrics = QueueMetrics(self.status)
-        self._licenses: dict[int, tuple[str, str]] = {}
         self._maintenance = (dq.Maintenance(False, dq.DEFAULT_RETRY_AFTER), -1e9)
         self._status = CachedStatus(self._compute_status)
+        self._leased_up_to = 0
+        self._rescanned = 0.0
         self._stop = threading.Event()
         self._reaper: threading.Thread | None = None
 
@@ -200,16 +201,23 @@ class QueueService:
             self._maintenance = (value, now)
         return value
 
-    def license(self, license_id: int, conn) -> tuple[str | None, str | None]:
-        if license_id not in self._licenses:
-            with conn.cursor() as cur:
-                cur.execute("SELECT id, name, url FROM licenses")
-                self._licenses = {row[0]: (row[1], row[2]) for row in cur.fetchall()}
-            conn.commit()
-        return self._licenses.get(license_id, (None, None))
-
     def status(self) -> dict:
         return self._status.get()
+
+    # --- where the next lease starts looking ---
+
+    def scan_start(self) -> int:
+        """The highest catalog id leased lately, or 0 every `rescan_seconds`: photos that came
+        back to the queue below the mark (retries, lapsed leases) wait at most that long."""
+        now = time.monotonic()
+        if now - self._rescanned >= self.settings.rescan_seconds:
+            self._rescanned = now
+            return 0
+        return self._leased_up_to
+
+    def leased_up_to(self, leased: dq.Lease | None) -> None:
+        if leased is not None:
+            self._leased_up_to = max(self._leased_up_to, leased.item_ids[-1])
 
     def _compute_status(self) -> dict:
         with self.pool.connection() as conn:
@@ -318,13 +326,12 @@ def create_app(service: QueueService) -> FastAPI:
         seconds = min(body.lease_seconds or settings.lease_seconds, settings.max_lease_seconds)
         count = min(body.max_items, settings.max_items)
         with service.pool.connection() as conn:
-            leased = dq.lease(conn, worker, count, seconds, utc_now())
-            if leased is not None:
-                for item in leased.items:
-                    item["license_name"], item["license_url"] = service.license(
-                        item["license_id"], conn
-                    )
-        service.metrics.leased(worker, len(leased.items) if leased else 0)
+            after = service.scan_start()
+            leased = dq.lease(conn, worker, count, seconds, utc_now(), after)
+            if leased is None and after:  # nothing past the mark: look from the start
+                leased = dq.lease(conn, worker, count, seconds, utc_now())
+        service.leased_up_to(leased)
+        service.metrics.leased(worker, len(leased.item_ids) if leased else 0)
         return _lease_json(leased, seconds, maintenance, False)
 
     @app.post(
@@ -333,10 +340,10 @@ def create_app(service: QueueService) -> FastAPI:
         responses={**PROBLEMS, 422: {"model": Problem, "description": "bad report"}},
     )
     def complete(lease_id: LeaseId, body: CompleteRequest, worker: Worker) -> dict:
-        reports = [dq.Report(**item.model_dump()) for item in body.items]
+        # The validated models have the fields of a `dq.Report`; no copy is needed.
         with service.pool.connection() as conn:
             outcome = dq.complete(
-                conn, worker, lease_id, reports, service.settings.max_attempts, utc_now()
+                conn, worker, lease_id, body.items, service.settings.max_attempts, utc_now()
             )
         service.metrics.reported(worker, outcome)
         return outcome.as_dict()
@@ -383,18 +390,20 @@ class Unauthorized(Exception):
 def _lease_json(
     leased: dq.Lease | None, seconds: int | None, maintenance: dq.Maintenance, refused: bool
 ) -> Response:
-    """The lease answer, serialized here: 500 items through the response model would cost
-    more than the database work. With no items, Retry-After says when to ask again."""
-    body = {
+    """The lease answer. The items are MariaDB's JSON, spliced in as they came: 500 items
+    through the response model would cost more than the database work. With no items,
+    Retry-After says when to ask again."""
+    head = {
         "lease_id": leased.id if leased else None,
         "expires_at": leased.expires_at.isoformat() + "Z" if leased else None,
         "lease_seconds": seconds if leased else None,
         "maintenance": maintenance.on,
         "retry_after": None if leased else (maintenance.retry_after if refused else EMPTY_WAIT),
-        "items": leased.items if leased else [],
     }
-    headers = {} if leased else {"Retry-After": str(body["retry_after"])}
-    return Response(json.dumps(body), media_type="application/json", headers=headers)
+    items = leased.items_json if leased else "[]"
+    body = json.dumps(head)[:-1] + f', "items": {items}}}'
+    headers = {} if leased else {"Retry-After": str(head["retry_after"])}
+    return Response(body, media_type="application/json", headers=headers)
 
 
 def serve(settings: Settings, *, verbose: bool = False) -> int:

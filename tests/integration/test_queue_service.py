@@ -36,6 +36,7 @@ def start_queue(catalog: str, tmp_path: Path) -> Iterator[Callable[..., RunningQ
 
     def start(workers=("dl-1", "dl-2"), **settings: str) -> RunningQueue:
         settings.setdefault("reap_interval", "0.2")
+        settings.setdefault("rescan_seconds", "0")  # photos back in the queue come first
         started.append(spawn(catalog, tmp_path / "queue", list(workers), settings=settings))
         return started[-1]
 
@@ -159,6 +160,20 @@ def test_lapsed_lease_goes_back_to_the_queue_and_a_late_stored_report_is_kept(qu
         (ids[1], "dl-2"),
         (ids[2], "dl-2"),
     ]
+
+
+def test_photos_back_in_the_queue_are_leased_again_when_the_rest_is_out(start_queue, sql):
+    queue = start_queue(rescan_seconds="3600")
+    first = lease(queue, "dl-1", 2)
+    ids = [i["id"] for i in first["items"]]
+    retried = complete(queue, "dl-1", first["lease_id"], [{"id": ids[0], "result": "retry"}])
+    assert retried["requeued"] == [ids[0]]
+    # The service looks past its last lease first, then from the start: nothing is left out.
+    rest = lease(queue, "dl-2", PHOTOS)
+    assert ids[0] not in {i["id"] for i in rest["items"]} and len(rest["items"]) == PHOTOS - 2
+    again = lease(queue, "dl-2", 5)
+    assert [i["id"] for i in again["items"]] == [ids[0]]
+    assert lease(queue, "dl-2", 5)["items"] == []
 
 
 def test_extend_keeps_a_lease_alive_and_release_gives_photos_back(queue, sql):

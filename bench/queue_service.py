@@ -1,0 +1,159 @@
+"""Queue service benchmark: lease + complete round trips over HTTP, in photos per second.
+
+A catalog of 1M and then 10M pending photos (`lab.catalog_images`), one `harvester serve`
+process, and 8 clients (threads, each with its own HTTP session and worker token) that lease
+500 photos, report all of them stored, and go again, for a fixed time. Printed per size:
+photos/s against the 20,000/s target, round trips, the service's CPU and peak RSS (limit
+200 MB); then the 10M/1M rate ratio (target: at most 20% slower at 10M).
+
+    .venv/bin/python bench/queue_service.py [--sizes 1000000,10000000] [--seconds 20] [--clients 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import requests
+
+from harvester.db import connect
+from harvester.migrate import migrate
+from lab.catalog_images import fill_images
+from lab.mariadb import LocalMariaDB
+from lab.queue_process import RunningQueue, spawn
+
+TARGET_PER_SECOND = 20_000
+RSS_LIMIT_MB = 200
+DIGEST = hashlib.sha256(b"bench").hexdigest()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1000000,10000000")
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--buffer-pool-mb", type=int, default=4096)
+    args = parser.parse_args()
+    # A server of its own: the other benchmarks' servers may be busy.
+    db = LocalMariaDB(Path(tempfile.gettempdir()) / "ccmirror-bench-queue-mariadb", port=13309)
+    db.ensure_running()
+    with db.root_connection() as conn, conn.cursor() as cur:
+        cur.execute(f"SET GLOBAL innodb_buffer_pool_size = {args.buffer_pool_mb << 20}")
+    rates = {}
+    for n in (int(s) for s in args.sizes.split(",")):
+        rates[n] = run(db, n, args)
+    sizes = sorted(rates)
+    if len(sizes) > 1:
+        ratio = rates[sizes[-1]] / rates[sizes[0]]
+        print(
+            f"rate at {sizes[-1]:,} vs {sizes[0]:,} photos: {ratio:.2f}x"
+            f" (target >= 0.80x: at most 20% slower)"
+        )
+    return 0
+
+
+def run(db: LocalMariaDB, n: int, args: argparse.Namespace) -> float:
+    name = f"ccmirror_bench_queue_{n}"
+    with db.root_connection() as conn, conn.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS {name}")
+        cur.execute(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
+    conn = connect(db.url(name))
+    migrate(conn)
+    began = time.monotonic()
+    fill_images(conn, n)
+    conn.close()
+    print(f"{n:,} photos: catalog filled in {time.monotonic() - began:.0f}s")
+    workers = [f"dl-{i}" for i in range(1, args.clients + 1)]
+    with tempfile.TemporaryDirectory() as workdir:
+        queue = spawn(db.url(name), Path(workdir), workers)
+        try:
+            rate = measure(queue, workers, args)
+        finally:
+            queue.stop()
+    with db.root_connection() as root, root.cursor() as cur:
+        cur.execute(f"DROP DATABASE {name}")
+    return rate
+
+
+def measure(queue: RunningQueue, workers: list[str], args: argparse.Namespace) -> float:
+    # A short warm-up so that connections, caches and the thread pool exist.
+    done = [0] * len(workers)
+    trips = [0] * len(workers)
+    errors: list[str] = []
+    warm_until = time.monotonic() + 2
+    stop_at = warm_until + args.seconds
+    counting = threading.Event()
+
+    def client(index: int) -> None:
+        session = requests.Session()
+        session.headers.update(queue.headers(workers[index]))
+        while time.monotonic() < stop_at:
+            leased = session.post(queue.url + "/v1/leases", json={"max_items": args.batch})
+            if leased.status_code != 200 or not leased.json()["items"]:
+                errors.append(f"lease: {leased.status_code} {leased.text[:200]}")
+                return
+            body = leased.json()
+            report = [
+                {
+                    "id": item["id"],
+                    "result": "stored",
+                    "sha256": DIGEST,
+                    "bytes": 1000,
+                    "path": f"{item['photo_id']}.jpg",
+                }
+                for item in body["items"]
+            ]
+            answer = session.post(
+                f"{queue.url}/v1/leases/{body['lease_id']}/complete", json={"items": report}
+            )
+            if answer.status_code != 200:
+                errors.append(f"complete: {answer.status_code} {answer.text[:200]}")
+                return
+            if counting.is_set():
+                done[index] += len(report)
+                trips[index] += 1
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(len(workers))]
+    for thread in threads:
+        thread.start()
+    time.sleep(max(warm_until - time.monotonic(), 0))
+    counting.set()
+    cpu_before, began = service_cpu(queue), time.monotonic()
+    for thread in threads:
+        thread.join()
+    seconds = time.monotonic() - began
+    cpu = service_cpu(queue) - cpu_before
+    if errors:
+        raise SystemExit(f"benchmark failed: {errors[0]}")
+    rate = sum(done) / seconds
+    print(
+        f"  {len(workers)} clients, batches of {args.batch}: {sum(done):,} photos in"
+        f" {sum(trips):,} lease+complete round trips in {seconds:.1f}s = {rate:,.0f} photos/s"
+        f" = {rate / TARGET_PER_SECOND:.2f}x the {TARGET_PER_SECOND:,}/s target;"
+        f" service CPU {cpu / seconds:.2f} cores, peak RSS {peak_rss_mb(queue):.0f} MB"
+        f" (limit {RSS_LIMIT_MB} MB)"
+    )
+    return rate
+
+
+def service_cpu(queue: RunningQueue) -> float:
+    fields = Path(f"/proc/{queue.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])  # utime + stime
+    return ticks / 100.0
+
+
+def peak_rss_mb(queue: RunningQueue) -> float:
+    for line in Path(f"/proc/{queue.process.pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
