@@ -76,7 +76,9 @@ class LeaseClosed(QueueError):
 
 
 class BadReport(QueueError):
-    status = 422
+    """A report or release that names photos wrongly (validation passed, the lease says no)."""
+
+    status = 400
 
 
 @dataclass(frozen=True)

@@ -63,7 +63,7 @@ ImageId = Annotated[int, Field(ge=1, le=MAX_ID, description="catalog id (`id` of
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # no "1" for 1, no false for 0
 
 
 class LeaseRequest(Strict):
@@ -158,9 +158,11 @@ class Problem(BaseModel):
 
 LeaseId = Annotated[int, Field(ge=1, le=MAX_ID)]
 PROBLEMS = {
+    400: {"model": Problem, "description": "photos named twice, or not of the lease"},
     401: {"model": Problem, "description": "no or unknown bearer token"},
     403: {"model": Problem, "description": "the lease belongs to another worker"},
     404: {"model": Problem, "description": "no such lease"},
+    409: {"model": Problem, "description": "the lease lapsed (extend)"},
     503: {"model": Problem, "description": "the database is unavailable; retry"},
 }
 
@@ -337,7 +339,7 @@ def create_app(service: QueueService) -> FastAPI:
     @app.post(
         "/v1/leases/{lease_id}/complete",
         response_model=CompleteResponse,
-        responses={**PROBLEMS, 422: {"model": Problem, "description": "bad report"}},
+        responses=PROBLEMS,
     )
     def complete(lease_id: LeaseId, body: CompleteRequest, worker: Worker) -> dict:
         # The validated models have the fields of a `dq.Report`; no copy is needed.
@@ -351,7 +353,7 @@ def create_app(service: QueueService) -> FastAPI:
     @app.post(
         "/v1/leases/{lease_id}/extend",
         response_model=ExtendResponse,
-        responses={**PROBLEMS, 409: {"model": Problem, "description": "the lease lapsed"}},
+        responses=PROBLEMS,
     )
     def extend(lease_id: LeaseId, worker: Worker, body: ExtendRequest | None = None) -> dict:
         settings = service.settings

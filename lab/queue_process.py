@@ -84,6 +84,7 @@ def spawn(
     """Start `harvester serve` on 127.0.0.1 against `db_url` (migrated), with a token for each
     of `workers`; `settings` adds CCMIRROR_QUEUE_* variables (without the prefix)."""
     workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "queue-tokens.yaml").unlink(missing_ok=True)  # throw-away tokens, new each time
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CCMIRROR_")}
     env |= {

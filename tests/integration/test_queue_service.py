@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import html
+import re
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -349,10 +353,10 @@ def test_bad_input_gets_a_4xx_that_says_why_and_changes_nothing(queue, sql):
             422,
             "pattern",
         ),
-        (queue.post(path, "dl-1", {"items": [stored(ids[0]), stored(ids[0])]}), 422, "twice"),
+        (queue.post(path, "dl-1", {"items": [stored(ids[0]), stored(ids[0])]}), 400, "twice"),
         (
             queue.post(path, "dl-1", {"items": [stored(ids[0]), stored(PHOTOS + 5)]}),
-            422,
+            400,
             f"not in lease {got['lease_id']}: {PHOTOS + 5}",
         ),
         (queue.post("/v1/leases/999999/complete", "dl-1", {"items": []}), 404, "no lease"),
@@ -386,3 +390,79 @@ def test_serve_stops_cleanly_on_sigterm_and_refuses_a_missing_tokens_file(queue,
     result = RunningQueue(queue.process, queue.url, absent, {}).harvester("serve")
     assert result.returncode == 1
     assert "no tokens file" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+CHROMIUM = (
+    "chromium",
+    "--headless",
+    "--no-sandbox",  # tests run as root
+    "--disable-gpu",
+    # Nothing but the page: no update checks, sync or metrics calls to the internet.
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--dump-dom",
+)
+
+
+def page_text(url: str) -> str:
+    """The status page as Chromium renders it, tags removed, white space folded."""
+    result = subprocess.run([*CHROMIUM, url], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "<html" in result.stdout, result.stderr[-2000:]
+    text = re.sub(r"<[^>]+>", " ", result.stdout)
+    return " ".join(html.unescape(text).split())
+
+
+def test_status_page_in_a_real_browser_shows_progress_workers_and_maintenance(queue, sql):
+    got = lease(queue, "dl-1", 20)
+    ids = [i["id"] for i in got["items"]]
+    complete(
+        queue,
+        "dl-1",
+        got["lease_id"],
+        [stored(i) for i in ids[:12]] + [{"id": i, "result": "gone"} for i in ids[12:15]],
+    )
+    wait_for(lambda: queue.status()["images"]["stored"] == 12, 10, "status counts")
+    text = page_text(queue.url + "/")
+    assert f"25.0% mirrored (15 of {PHOTOS})" in text  # 12 stored + 3 gone of 60
+    assert "Maintenance mode is off" in text
+    assert f"pending {PHOTOS - 20} leased 5 stored 12 failed 0 gone 3" in text
+    assert "active leases 1 photos leased out 5" in text
+    assert re.search(r"dl-1 12 3 12 3 [\d.]+ \d+s ago", text), text
+    assert "dl-2 0 0 0 0 0.0 never" in text
+
+    assert queue.harvester("maintenance", "on").returncode == 0
+    wait_for(lambda: queue.status()["maintenance"], 10, "maintenance mode")
+    assert "Maintenance mode is on" in page_text(queue.url + "/")
+
+
+def test_fuzzed_requests_from_the_openapi_description_never_get_a_5xx(start_queue):
+    """Schemathesis generates valid and invalid requests for every operation: no 5xx, every
+    status and body as documented, and schema-violating input refused."""
+    queue = start_queue(workers=("dl-1",))
+    lease(queue, "dl-1", 5)  # a lease to report on, so some requests reach the database
+    checks = (
+        "not_a_server_error,status_code_conformance,content_type_conformance,"
+        "response_schema_conformance,negative_data_rejection"
+    )
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "schemathesis"),
+            "run",
+            queue.url + "/openapi.json",
+            "--checks",
+            checks,
+            "--header",
+            f"Authorization: Bearer {queue.tokens['dl-1']}",
+            "--max-examples",
+            "60",
+            "--seed",
+            "20261123",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-6000:]
+    assert re.search(r"\d+ generated, \d+ passed", result.stdout), result.stdout[-3000:]
