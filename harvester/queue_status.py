@@ -9,12 +9,16 @@ survives a restart of the service and adds up across service processes.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from harvester.db import DatabaseError
 from harvester.reconcile import image_counts
+
+log = logging.getLogger("harvester.queue_status")
 
 IMAGE_STATES = ("pending", "leased", "stored", "failed", "gone", "withdrawn")
 SETTLED_STATES = ("stored", "failed", "gone")
@@ -81,28 +85,48 @@ def _iso(moment: datetime) -> str:
 
 
 class CachedStatus:
-    """The last snapshot, recomputed when older than `min_age` or ten times what the last
-    one cost, whichever is longer; concurrent readers share one computation."""
+    """The last snapshot, refreshed in the background once it is older than `min_age` or ten
+    times what the last one cost, whichever is longer: no reader waits for a count of the
+    catalog but the very first."""
 
     def __init__(self, compute: Callable[[], dict], min_age: float = 2.0) -> None:
         self.compute = compute
         self.min_age = min_age
         self._lock = threading.Lock()
+        self._ready = threading.Event()
         self._value: dict | None = None
         self._taken = 0.0
         self._cost = 0.0
+        self._refreshing = False
 
-    def get(self) -> dict:
+    def get(self, wait: float = 60.0) -> dict:
         with self._lock:
-            if self._value is None or time.monotonic() - self._taken > max(
-                self.min_age, 10 * self._cost
-            ):
-                began = time.monotonic()
-                self._value = self.compute()
-                self._taken = time.monotonic()
+            age = time.monotonic() - self._taken
+            start = not self._refreshing and (
+                self._value is None or age > max(self.min_age, 10 * self._cost)
+            )
+            self._refreshing = self._refreshing or start
+        if start and self._value is None:
+            self._refresh()  # the first snapshot: its error is the caller's
+        elif start:
+            threading.Thread(target=self._refresh_quietly, daemon=True).start()
+        if not self._ready.wait(wait):
+            raise DatabaseError("the queue status is still being counted; try again")
+        return self._value
+
+    def _refresh(self) -> None:
+        try:
+            began = time.monotonic()
+            value = self.compute()
+            with self._lock:
+                self._value, self._taken = value, time.monotonic()
                 self._cost = self._taken - began
-            return self._value
+            self._ready.set()
+        finally:
+            self._refreshing = False
 
-    def invalidate(self) -> None:
-        with self._lock:
-            self._value = None
+    def _refresh_quietly(self) -> None:
+        try:
+            self._refresh()
+        except Exception as exc:  # the last snapshot stays; the next reader tries again
+            log.warning("queue status not refreshed: %s", exc)
