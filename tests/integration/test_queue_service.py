@@ -437,7 +437,7 @@ def test_status_page_in_a_real_browser_shows_progress_workers_and_maintenance(qu
     assert "Maintenance mode is on" in page_text(queue.url + "/")
 
 
-def test_fuzzed_requests_from_the_openapi_description_never_get_a_5xx(start_queue):
+def test_fuzzed_requests_from_the_openapi_description_never_get_a_5xx(start_queue, tmp_path):
     """Schemathesis generates valid and invalid requests for every operation: no 5xx, every
     status and body as documented, and schema-violating input refused."""
     queue = start_queue(workers=("dl-1",))
@@ -460,8 +460,9 @@ def test_fuzzed_requests_from_the_openapi_description_never_get_a_5xx(start_queu
             "--seed",
             "20261123",
             "--generation-database",
-            "none",  # the same cases every run, and nothing left in the work tree
+            "none",  # the same cases every run
         ],
+        cwd=tmp_path,  # its cache stays out of the work tree
         capture_output=True,
         text=True,
         timeout=600,
