@@ -370,6 +370,27 @@ def test_bad_input_gets_a_4xx_that_says_why_and_changes_nothing(queue, sql):
     assert sql("SELECT COUNT(*) FROM stored_images") == [(0,)]
 
 
+def test_a_database_restart_costs_503s_and_nothing_else(queue, sql, mariadb):
+    got = lease(queue, "dl-1", 2)
+    mariadb.stop()
+    try:
+        down = queue.post("/v1/leases", "dl-1", {"max_items": 2})
+        assert down.status_code == 503 and down.headers["Retry-After"] == "5"
+        assert "database is unavailable" in down.json()["detail"]
+    finally:
+        mariadb.ensure_running()
+    # Stale connections are dropped, not reused: the next calls work.
+    ids = [i["id"] for i in got["items"]]
+    wait_for(
+        lambda: queue.post(f"/v1/leases/{got['lease_id']}/extend", "dl-1", {}).status_code == 200,
+        30,
+        "the service to reconnect",
+    )
+    answer = complete(queue, "dl-1", got["lease_id"], [stored(i) for i in ids])
+    assert answer["stored"] == ids
+    assert len(lease(queue, "dl-1", 2)["items"]) == 2
+
+
 def test_metrics_and_openapi_are_served(queue):
     got = lease(queue, "dl-1", 2)
     complete(queue, "dl-1", got["lease_id"], [stored(got["items"][0]["id"])])
