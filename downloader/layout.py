@@ -1,0 +1,29 @@
+"""Where things go on storage, and in the spool that mirrors it before a push.
+
+    images/<aa>/<bb>/<photo_id>.<ext>        aa, bb: the photo id's last two bytes in hex,
+                                             so at most 256 x 256 = 65,536 directories,
+                                             evenly filled (ids are dense, not random)
+    manifests/<yyyy>/<mm>/<dd>/<lease_id>.jsonl   one JSON line per stored image
+
+A path depends only on the photo id and extension, so the same photo pushed twice lands on
+the same file.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+IMAGE_EXTENSIONS = ("jpg", "png", "gif", "webp")
+
+
+def image_path(photo_id: int, ext: str) -> str:
+    """`images/<aa>/<bb>/<photo_id>.<ext>`, relative to the storage root."""
+    if ext not in IMAGE_EXTENSIONS:
+        raise ValueError(f"not an image extension: {ext!r}")
+    low = photo_id & 0xFFFF
+    return f"images/{low & 0xFF:02x}/{low >> 8:02x}/{photo_id}.{ext}"
+
+
+def manifest_path(lease_id: int, day: date) -> str:
+    """`manifests/<yyyy>/<mm>/<dd>/<lease_id>.jsonl`, relative to the storage root."""
+    return f"manifests/{day:%Y/%m/%d}/{lease_id}.jsonl"
