@@ -1,0 +1,139 @@
+"""Downloader settings: a YAML file (Salt renders it on a droplet) with `CCMIRROR_*` overrides.
+
+queue_url: http://10.0.0.2:8700
+queue_token: TOKEN            # this droplet's bearer token; never logged
+worker: dl-1                  # the name the token was issued for (default: hostname)
+spool: /var/spool/ccmirror
+storage: ccmirror-storage@10.0.0.3    # rsync over SSH: user@host
+storage_port: 22
+ssh_key: /etc/ccmirror/storage_key
+known_hosts: /etc/ccmirror/known_hosts  # the storage host's key, pinned
+batch_size: 500
+min_free_mb: 1024             # no new lease while the spool's disk has less free
+fetch: {concurrency: 64, per_host: 16, max_bytes: 52428800, timeout: 60}
+push: {timeout: 120, retry_seconds: 600}
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_CONFIG_PATH = Path("/etc/ccmirror/downloader.yaml")
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message says which setting and why."""
+
+
+@dataclass
+class FetchSettings:
+    concurrency: int = 64
+    per_host: int = 16
+    max_bytes: int = 50 * 1024 * 1024
+    timeout: float = 60.0
+
+
+@dataclass
+class PushSettings:
+    timeout: float = 120.0  # rsync's I/O timeout
+    retry_seconds: float = 600.0  # how long a push keeps retrying before the daemon waits
+
+
+@dataclass
+class Settings:
+    queue_url: str = ""
+    queue_token: str = field(default="", repr=False)
+    worker: str = field(default_factory=socket.gethostname)
+    spool: str = "/var/spool/ccmirror"
+    storage: str = ""
+    storage_port: int = 22
+    ssh_key: str = "/etc/ccmirror/storage_key"
+    known_hosts: str = "/etc/ccmirror/known_hosts"
+    batch_size: int = 500
+    lease_seconds: int = 600
+    min_free_mb: int = 1024
+    fetch: FetchSettings = field(default_factory=FetchSettings)
+    push: PushSettings = field(default_factory=PushSettings)
+
+    def require(self, *names: str) -> None:
+        missing = [n for n in names if not getattr(self, n)]
+        if missing:
+            raise ConfigError(
+                "missing setting(s): " + ", ".join(f"{n} (CCMIRROR_{n.upper()})" for n in missing)
+            )
+
+
+SECTIONS = ("fetch", "push")
+ENVIRONMENT = {
+    "CCMIRROR_QUEUE_URL": (None, "queue_url"),
+    "CCMIRROR_QUEUE_TOKEN": (None, "queue_token"),
+    "CCMIRROR_WORKER": (None, "worker"),
+    "CCMIRROR_SPOOL": (None, "spool"),
+    "CCMIRROR_STORAGE": (None, "storage"),
+    "CCMIRROR_STORAGE_PORT": (None, "storage_port"),
+    "CCMIRROR_SSH_KEY": (None, "ssh_key"),
+    "CCMIRROR_KNOWN_HOSTS": (None, "known_hosts"),
+    "CCMIRROR_BATCH_SIZE": (None, "batch_size"),
+    "CCMIRROR_LEASE_SECONDS": (None, "lease_seconds"),
+    "CCMIRROR_MIN_FREE_MB": (None, "min_free_mb"),
+    "CCMIRROR_FETCH_CONCURRENCY": ("fetch", "concurrency"),
+    "CCMIRROR_FETCH_PER_HOST": ("fetch", "per_host"),
+    "CCMIRROR_FETCH_MAX_BYTES": ("fetch", "max_bytes"),
+    "CCMIRROR_FETCH_TIMEOUT": ("fetch", "timeout"),
+    "CCMIRROR_PUSH_TIMEOUT": ("push", "timeout"),
+    "CCMIRROR_PUSH_RETRY_SECONDS": ("push", "retry_seconds"),
+}
+
+
+def load_settings(
+    path: str | Path | None = None, environ: dict[str, str] | None = None
+) -> Settings:
+    """Read `path`, else $CCMIRROR_CONFIG, else the default file if present; then the env."""
+    environ = os.environ if environ is None else environ
+    settings = Settings()
+    config_path = path or environ.get("CCMIRROR_CONFIG")
+    if config_path is None and DEFAULT_CONFIG_PATH.exists():
+        config_path = DEFAULT_CONFIG_PATH
+    if config_path is not None:
+        _apply_file(settings, Path(config_path))
+    for name, (section, key) in ENVIRONMENT.items():
+        if name in environ:
+            target = getattr(settings, section) if section else settings
+            _set(target, key, environ[name], source=name)
+    return settings
+
+
+def _apply_file(settings: Settings, path: Path) -> None:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config {path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path} must be a mapping")
+    for key, value in data.items():
+        if key in SECTIONS:
+            if not isinstance(value, dict):
+                raise ConfigError(f"config {path}: '{key}' must be a mapping")
+            for sub_key, sub_value in value.items():
+                _set(getattr(settings, key), sub_key, sub_value, source=f"{path}: {key}")
+        else:
+            _set(settings, key, value, source=str(path))
+
+
+def _set(target: Any, key: str, value: Any, source: str) -> None:
+    known = {f.name for f in fields(target)}
+    if key not in known or key in SECTIONS:
+        raise ConfigError(f"{source}: unknown setting '{key}'")
+    kind = type(getattr(target, key))
+    try:
+        setattr(target, key, kind(value) if kind is not str else str(value))
+    except (TypeError, ValueError):
+        raise ConfigError(f"{source}: '{key}' must be a {kind.__name__}, not {value!r}") from None
