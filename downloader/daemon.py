@@ -1,0 +1,203 @@
+"""`downloader run`: lease, fetch, verify, push, report, clean; one lease at a time.
+
+Each lease is a journal in the spool (`downloader.spool`), so a daemon killed at any point
+resumes where it stood: nothing fetched twice that is already in the spool, no report lost.
+SIGTERM takes no new lease; the lease in hand is finished when most of it is fetched, else
+its unfetched photos are released and the fetched ones pushed and reported. The daemon
+stops leasing while the spool's disk is short of space, and waits out maintenance mode,
+an empty queue and an unreachable service or storage with the waits they ask for.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from downloader.config import Settings
+from downloader.queue_client import (
+    LeaseLost,
+    QueueClient,
+    QueueRefused,
+    QueueUnavailable,
+)
+from downloader.spool import LeaseJournal, Spool
+from downloader.status import DaemonStatus
+
+log = logging.getLogger("downloader.daemon")
+FINISH_WHEN_FETCHED = 0.8  # on SIGTERM, a lease this far fetched is finished, not released
+REPORT_CHUNK = 5_000
+MAX_WAIT = 60.0
+
+
+@dataclass
+class Stages:
+    """The two stages that reach outside: fetching into the spool and pushing to storage.
+    Each takes the stop event and returns early (with what it has) when it is set."""
+
+    fetch: Callable[[list[dict], LeaseJournal, threading.Event], None]
+    push: Callable[[LeaseJournal, threading.Event], bool]  # False: stopped before done
+
+
+@dataclass
+class Daemon:
+    settings: Settings
+    client: QueueClient
+    spool: Spool
+    stages: Stages
+    stop: threading.Event = field(default_factory=threading.Event)
+    status: DaemonStatus | None = None
+
+    def __post_init__(self) -> None:
+        if self.status is None:
+            self.status = DaemonStatus(self.spool.root, self.settings.worker)
+
+    def run(self, once: bool = False) -> int:
+        """Until SIGTERM (or one lease with `once`); 0 on a clean stop."""
+        journal = self.spool.current()
+        if journal is not None:
+            log.info("resuming lease %s in phase %s", journal.lease_id, journal.phase)
+            self.process(journal)
+            if once:
+                return 0
+        while not self.stop.is_set():
+            journal = self.next_lease()
+            if journal is None:
+                if once:
+                    return 0
+                continue
+            self.process(journal)
+            if once:
+                return 0
+        self.status.write(phase="stopped")
+        return 0
+
+    def next_lease(self) -> LeaseJournal | None:
+        """A new lease in the spool, or None after waiting as told (or on stop)."""
+        free_mb = self.spool.free_bytes() / 2**20
+        if free_mb < self.settings.min_free_mb:
+            self.wait(30, f"spool disk has {free_mb:.0f} MB free, below min_free_mb")
+            return None
+        try:
+            batch = self.client.lease(self.settings.batch_size, self.settings.lease_seconds)
+        except QueueUnavailable as exc:
+            self.status.error("queue", str(exc))
+            self.wait(exc.retry_after, str(exc))
+            return None
+        if not batch.items:
+            why = "maintenance mode" if batch.maintenance else "the queue is empty"
+            self.status.write(phase="waiting", note=why)
+            self.wait(batch.retry_after or 30, why)
+            return None
+        log.info("lease %s: %d photos", batch.lease_id, len(batch.items))
+        return self.spool.begin(batch.lease_id, batch.expires_at, batch.items)
+
+    def process(self, journal: LeaseJournal) -> None:
+        self.status.lease(journal)
+        with LeaseKeeper(self.client, journal.lease_id, self.settings.lease_seconds):
+            if journal.phase == "fetching":
+                self.fetch(journal)
+                journal.write_manifest()
+                journal.set_phase("fetched")
+            if journal.phase == "fetched":
+                self.status.write(phase="pushing")
+                if not self.stages.push(journal, self.stop):
+                    return  # stopped while storage was away: pushed again at the next start
+                journal.set_phase("pushed")
+            if journal.phase == "pushed":
+                if not self.report(journal):
+                    return
+                journal.set_phase("reported")
+        self.status.finished(journal)
+        self.spool.finish(journal)
+
+    def fetch(self, journal: LeaseJournal) -> None:
+        """Fetch what the journal has no result for; on SIGTERM give back what is left
+        unless most of the lease is done."""
+        todo = journal.unfetched()
+        if todo:
+            self.status.write(phase="fetching")
+            self.stages.fetch(todo, journal, self.stop)
+        left = journal.unfetched()
+        if not left:
+            return
+        done = 1 - len(left) / len(journal.items)
+        if done >= FINISH_WHEN_FETCHED:
+            log.info(
+                "stopping: lease %s is %.0f%% fetched, finishing it", journal.lease_id, 100 * done
+            )
+            self.stages.fetch(left, journal, threading.Event())
+            return
+        released = self._release(journal, [item["id"] for item in left])
+        log.info("stopping: released %d unfetched photos of lease %s", released, journal.lease_id)
+        journal.items = [item for item in journal.items if item["id"] in journal.results()]
+        journal.save()
+
+    def _release(self, journal: LeaseJournal, ids: list[int]) -> int:
+        try:
+            return self.client.release(journal.lease_id, ids)
+        except (LeaseLost, QueueUnavailable) as exc:
+            # Not released: the lease lapses and the queue takes them back all the same.
+            log.warning("could not release photos of lease %s: %s", journal.lease_id, exc)
+            return 0
+
+    def report(self, journal: LeaseJournal) -> bool:
+        """Send every result; True once the queue has them all. Retried while the service
+        is away; a stop meanwhile leaves the lease `pushed`, to report at the next start."""
+        reports = journal.reports()
+        backoff = 1.0
+        sent = 0
+        while sent < len(reports):
+            chunk = reports[sent : sent + REPORT_CHUNK]
+            try:
+                self.client.complete(journal.lease_id, chunk)
+            except QueueUnavailable as exc:
+                self.status.error("queue", str(exc))
+                if not self.wait(max(exc.retry_after, backoff), str(exc)):
+                    return False
+                backoff = min(backoff * 2, MAX_WAIT)
+                continue
+            except LeaseLost as exc:
+                # The lease is gone from the queue (pruned): nothing left to tell it.
+                log.error("lease %s: reports not taken: %s", journal.lease_id, exc)
+                return True
+            sent += len(chunk)
+        self.status.reported(reports)
+        return True
+
+    def wait(self, seconds: float, why: str) -> bool:
+        """Wait up to `seconds` (at most a minute); False when a stop came first."""
+        log.info("waiting %.0fs: %s", min(seconds, MAX_WAIT), why)
+        return not self.stop.wait(min(max(seconds, 0.5), MAX_WAIT))
+
+
+class LeaseKeeper:
+    """Extends the lease in hand when half of its life has passed, in the background, so a
+    slow fetch or a long wait for storage does not let it lapse. A lapsed lease is no loss:
+    stored photos are reported late and taken; the rest are leased again elsewhere."""
+
+    def __init__(self, client: QueueClient, lease_id: int, seconds: int) -> None:
+        self.client = client
+        self.lease_id = lease_id
+        self.seconds = seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._keep, name="lease-keeper", daemon=True)
+
+    def __enter__(self) -> LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _keep(self) -> None:
+        while not self._stop.wait(self.seconds / 2):
+            try:
+                self.client.extend(self.lease_id, self.seconds)
+            except LeaseLost as exc:
+                log.warning("lease %s lapsed: %s", self.lease_id, exc)
+                return
+            except (QueueUnavailable, QueueRefused) as exc:
+                log.warning("lease %s not extended: %s", self.lease_id, exc)
