@@ -95,10 +95,10 @@ def measure(queue: RunningQueue, workers: list[str], args: argparse.Namespace) -
         session.headers.update(queue.headers(workers[index]))
         while time.monotonic() < stop_at:
             leased = session.post(queue.url + "/v1/leases", json={"max_items": args.batch})
-            if leased.status_code != 200 or not leased.json()["items"]:
+            body = leased.json() if leased.status_code == 200 else {}
+            if not body.get("items"):
                 errors.append(f"lease: {leased.status_code} {leased.text[:200]}")
                 return
-            body = leased.json()
             report = [
                 {
                     "id": item["id"],
