@@ -103,9 +103,13 @@ def start_storage(
     port: int | None = None,
     user: str = STORAGE_USER,
     timeout: float = 10.0,
+    lenient_sshd: bool = False,
 ) -> RunningStorage:
     """Set up a storage instance under `base_dir` (created) and start its sshd on host:port
-    (a free port when None). Needs root: it creates `user` and runs sshd."""
+    (a free port when None). Needs root: it creates `user` and runs sshd.
+
+    `lenient_sshd` allows ptys and forwarding in sshd_config, as a stock sshd does, so that
+    tests can show the key's own `restrict` holds where the server's config would not."""
     if os.geteuid() != 0:
         raise StorageError("the storage server needs root (sshd, useradd, chown)")
     account = ensure_user(user)
@@ -127,7 +131,8 @@ def start_storage(
     known_hosts = client_dir / "known_hosts"
     _write(known_hosts, known_hosts_line(host, port, _public(host_key)) + "\n", 0o644)
     config = sshd_dir / "sshd_config"
-    _write(config, sshd_config(host, port, host_key, authorized_keys, sshd_dir, user), 0o644)
+    text = sshd_config(host, port, host_key, authorized_keys, sshd_dir, user, lenient_sshd)
+    _write(config, text, 0o644)
 
     storage = RunningStorage(
         root=root,
@@ -157,8 +162,15 @@ def known_hosts_line(host: str, port: int, public_key: str) -> str:
 
 
 def sshd_config(
-    host: str, port: int, host_key: Path, authorized_keys: Path, state_dir: Path, user: str
+    host: str,
+    port: int,
+    host_key: Path,
+    authorized_keys: Path,
+    state_dir: Path,
+    user: str,
+    lenient: bool = False,
 ) -> str:
+    allow = "yes" if lenient else "no"
     return f"""\
 # A throw-away storage sshd (lab.storage): one user, one key, rrsync only.
 ListenAddress {host}
@@ -174,13 +186,13 @@ KbdInteractiveAuthentication no
 UsePAM no
 StrictModes yes
 X11Forwarding no
-AllowAgentForwarding no
-AllowTcpForwarding no
-AllowStreamLocalForwarding no
+AllowAgentForwarding {allow}
+AllowTcpForwarding {allow}
+AllowStreamLocalForwarding {allow}
 GatewayPorts no
 PermitTunnel no
-PermitTTY no
-PermitUserRC no
+PermitTTY {allow}
+PermitUserRC {allow}
 PermitUserEnvironment no
 PrintMotd no
 UseDNS no
