@@ -364,9 +364,8 @@ def test_restricted_key_cannot_open_a_shell(any_storage: RunningStorage, tmp_pat
     assert ssh(any_storage, any_storage.target.rstrip(":"), "true").returncode == 0
 
 
-def test_restricted_key_cannot_run_a_command(any_storage: RunningStorage, tmp_path):
-    marker = tmp_path / "ran"
-    os.chmod(tmp_path, 0o777)  # so the storage user could create it, were it allowed to
+def test_restricted_key_cannot_run_a_command(any_storage: RunningStorage):
+    marker = any_storage.root / "ran"  # the storage user could create it, were it let to
     host = any_storage.target.rstrip(":")
     for command in (
         f"touch {marker}",
