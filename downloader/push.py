@@ -165,6 +165,10 @@ def push_tree(
     `timeout` is rsync's I/O timeout per run; transient failures are retried until
     `retry_seconds` have passed since the start or `attempts` runs were made. Raises
     PushFailed (with `.transient`) or PushStopped."""
+    if paths is not None and not paths:
+        return PushResult(
+            attempts=0, files_transferred=0, bytes_transferred=0, literal_bytes=0, seconds=0.0
+        )  # nothing to send: no need to reach storage
     stop_event = stop_event or threading.Event()
     started = time.monotonic()
     deadline = started + retry_seconds

@@ -13,6 +13,7 @@ from downloader.push import (
     backoff_delay,
     checked_paths,
     classify,
+    push_tree,
     rsync_command,
     ssh_command,
 )
@@ -91,6 +92,11 @@ def test_target_from_the_storage_setting():
     for bad in ("10.0.0.3", "@10.0.0.3", "user@"):
         with pytest.raises(ValueError):
             StorageTarget.from_spec(bad, port=22, key_path="/k", known_hosts_path="/kh")
+
+
+def test_nothing_to_push_does_not_reach_storage(tmp_path: Path):
+    nowhere = StorageTarget("st", "127.0.0.1", 1, tmp_path / "no-key", tmp_path / "no-kh")
+    assert push_tree(tmp_path, [], nowhere).attempts == 0
 
 
 def test_paths_must_be_relative_files_under_the_spool(tmp_path: Path):
