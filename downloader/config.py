@@ -33,10 +33,14 @@ class ConfigError(ValueError):
 
 @dataclass
 class FetchSettings:
-    concurrency: int = 64
-    per_host: int = 16
+    concurrency: int = 64  # connections in flight, all hosts together
+    per_host: int = 0  # connections to one host at once; 0: only the global limit
+    per_host_rate: float = 0.0  # requests started per second per host; 0: unlimited
+    # Per-domain limits: {"staticflickr.com": {"connections": 32, "per_second": 100}}; a key
+    # covers the domain and its subdomains.
+    hosts: dict = field(default_factory=dict)
     max_bytes: int = 50 * 1024 * 1024
-    timeout: float = 60.0
+    timeout: float = 120.0  # one request, connect to last byte
 
 
 @dataclass
@@ -84,6 +88,7 @@ ENVIRONMENT = {
     "CCMIRROR_MIN_FREE_MB": (None, "min_free_mb"),
     "CCMIRROR_FETCH_CONCURRENCY": ("fetch", "concurrency"),
     "CCMIRROR_FETCH_PER_HOST": ("fetch", "per_host"),
+    "CCMIRROR_FETCH_PER_HOST_RATE": ("fetch", "per_host_rate"),
     "CCMIRROR_FETCH_MAX_BYTES": ("fetch", "max_bytes"),
     "CCMIRROR_FETCH_TIMEOUT": ("fetch", "timeout"),
     "CCMIRROR_PUSH_TIMEOUT": ("push", "timeout"),

@@ -29,6 +29,7 @@ log = logging.getLogger("downloader.daemon")
 FINISH_WHEN_FETCHED = 0.8  # on SIGTERM, a lease this far fetched is finished, not released
 REPORT_CHUNK = 5_000
 MAX_WAIT = 60.0
+STOP_GRACE = 30.0  # seconds a stopping daemon gives storage to take the lease's files
 
 
 @dataclass
@@ -55,40 +56,38 @@ class Daemon:
 
     def run(self, once: bool = False) -> int:
         """Until SIGTERM (or one lease with `once`); 0 on a clean stop."""
-        journal = self.spool.current()
-        if journal is not None:
-            log.info("resuming lease %s in phase %s", journal.lease_id, journal.phase)
-            self.process(journal)
-            if once:
-                return 0
-        while not self.stop.is_set():
-            journal = self.next_lease()
-            if journal is None:
+        try:
+            journal = self.spool.current()
+            if journal is not None:
+                log.info("resuming lease %s in phase %s", journal.lease_id, journal.phase)
+                self.process(journal)
                 if once:
                     return 0
-                continue
-            self.process(journal)
-            if once:
-                return 0
-        self.status.write(phase="stopped")
-        return 0
+            while not self.stop.is_set():
+                journal = self.next_lease(wait=not once)
+                if journal is not None:
+                    self.process(journal)
+                if once:
+                    return 0
+            return 0
+        finally:
+            self.status.write(phase="stopped", force=True)
 
-    def next_lease(self) -> LeaseJournal | None:
-        """A new lease in the spool, or None after waiting as told (or on stop)."""
+    def next_lease(self, wait: bool = True) -> LeaseJournal | None:
+        """A new lease in the spool, or None after waiting as told (unless `wait` is off)."""
         free_mb = self.spool.free_bytes() / 2**20
         if free_mb < self.settings.min_free_mb:
-            self.wait(30, f"spool disk has {free_mb:.0f} MB free, below min_free_mb")
+            self.idle(30, f"spool disk has {free_mb:.0f} MB free, below min_free_mb", wait)
             return None
         try:
             batch = self.client.lease(self.settings.batch_size, self.settings.lease_seconds)
         except QueueUnavailable as exc:
             self.status.error("queue", str(exc))
-            self.wait(exc.retry_after, str(exc))
+            self.idle(exc.retry_after, str(exc), wait)
             return None
         if not batch.items:
             why = "maintenance mode" if batch.maintenance else "the queue is empty"
-            self.status.write(phase="waiting", note=why)
-            self.wait(batch.retry_after or 30, why)
+            self.idle(batch.retry_after or 30, why, wait)
             return None
         log.info("lease %s: %d photos", batch.lease_id, len(batch.items))
         return self.spool.begin(batch.lease_id, batch.expires_at, batch.items)
@@ -102,7 +101,7 @@ class Daemon:
                 journal.set_phase("fetched")
             if journal.phase == "fetched":
                 self.status.write(phase="pushing")
-                if not self.stages.push(journal, self.stop):
+                if not self.stages.push(journal, self._halt()):
                     return  # stopped while storage was away: pushed again at the next start
                 journal.set_phase("pushed")
             if journal.phase == "pushed":
@@ -165,6 +164,25 @@ class Daemon:
             sent += len(chunk)
         self.status.reported(reports)
         return True
+
+    def _halt(self) -> threading.Event:
+        """What stops a push: the stop itself, or, when the stop came earlier (the lease is
+        being finished after a SIGTERM), the end of a grace period, so that a stop never
+        waits long on storage; an unpushed lease is pushed at the next start."""
+        if not self.stop.is_set():
+            return self.stop
+        grace = threading.Event()
+        timer = threading.Timer(STOP_GRACE, grace.set)
+        timer.daemon = True
+        timer.start()
+        return grace
+
+    def idle(self, seconds: float, why: str, wait: bool) -> None:
+        self.status.write(phase="waiting", note=why)
+        if wait:
+            self.wait(seconds, why)
+        else:
+            log.info("no lease: %s", why)
 
     def wait(self, seconds: float, why: str) -> bool:
         """Wait up to `seconds` (at most a minute); False when a stop came first."""

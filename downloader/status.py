@@ -22,9 +22,11 @@ class DaemonStatus:
         self.path = spool_root / STATUS_FILE
         self.worker = worker
         self.started = time.time()
-        self.counts: Counter[str] = Counter()
-        self.errors: Counter[str] = Counter()
-        self.last_error = ""
+        # Totals since the spool was first used: a restart (or `run --once`) carries them on.
+        before = read_status(spool_root)
+        self.counts: Counter[str] = Counter(before.get("counts", {}))
+        self.errors: Counter[str] = Counter(before.get("errors", {}))
+        self.last_error = before.get("last_error", "")
         self.phase = "starting"
         self.note = ""
         self.current: dict | None = None

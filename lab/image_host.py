@@ -129,7 +129,10 @@ def gif_bytes(photo_id: int) -> bytes:
 
 def webp_bytes(photo_id: int) -> bytes:
     """A RIFF/WEBP container (lossless header only): enough for magic-byte checks."""
-    payload = b"VP8L" + struct.pack("<I", 9) + b"\x2f\x00\x00\x00\x00" + photo_id.to_bytes(4, "big")
+    # Flickr's photo ids outgrew 32 bits long ago: eight bytes of the id.
+    payload = (
+        b"VP8L" + struct.pack("<I", 12) + b"\x2f\x00\x00\x00\x00" + photo_id.to_bytes(8, "big")
+    )
     payload += b"\x00"  # chunks are padded to even length
     return b"RIFF" + struct.pack("<I", 4 + len(payload)) + b"WEBP" + payload
 
@@ -291,16 +294,18 @@ class ImageHost:
 
     def simple_body(self, photo_id: int, mode: str) -> tuple[bytes, str] | None:
         html = b"<!DOCTYPE html><html><body>Sorry, this page is not available.</body></html>"
-        return {
-            "html": (html, "text/html"),
-            "html_as_jpeg": (html, "image/jpeg"),
-            "wrong_type": (jpeg_bytes(photo_id, self.state.image_size), "application/json"),
-            "not_image": (random.Random(photo_id).randbytes(2048), "image/jpeg"),
-            "placeholder_bytes": (placeholder_png(), "image/png"),
-            "png": (png_bytes(photo_id), "image/png"),
-            "gif": (gif_bytes(photo_id), "image/gif"),
-            "webp": (webp_bytes(photo_id), "image/webp"),
-        }.get(mode)
+        # Built only for the mode asked: a request for one photo costs one body.
+        bodies = {
+            "html": lambda: (html, "text/html"),
+            "html_as_jpeg": lambda: (html, "image/jpeg"),
+            "wrong_type": lambda: (jpeg_bytes(photo_id, self.state.image_size), "application/json"),
+            "not_image": lambda: (random.Random(photo_id).randbytes(2048), "image/jpeg"),
+            "placeholder_bytes": lambda: (placeholder_png(), "image/png"),
+            "png": lambda: (png_bytes(photo_id), "image/png"),
+            "gif": lambda: (gif_bytes(photo_id), "image/gif"),
+            "webp": lambda: (webp_bytes(photo_id), "image/webp"),
+        }
+        return bodies[mode]() if mode in bodies else None
 
     async def misbehave(self, request: web.Request, photo_id: int, mode: str) -> web.StreamResponse:
         """The faults that need the connection itself: short, long, endless or reset bodies."""

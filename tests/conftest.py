@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -18,6 +19,7 @@ import pytest
 from harvester.db import connect
 from lab.flickr_sim_process import RunningSim, spawn
 from lab.mariadb import LocalMariaDB
+from lab.storage import RunningStorage, start_storage
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT.parent / "shared" / "fixtures"
@@ -103,6 +105,22 @@ def flickr_sim_factory() -> Iterator[Callable[..., RunningSim]]:
     yield start
     for sim in started:
         sim.stop()
+
+
+def make_storage(lenient_sshd: bool = False) -> RunningStorage:
+    """A real write-only storage (sshd + rrsync) of its own, under `.lab/test-storage/`: sshd
+    refuses an authorized_keys below a world-writable directory such as /tmp."""
+    parent = ROOT / ".lab" / "test-storage"
+    parent.mkdir(parents=True, exist_ok=True)
+    for directory in (ROOT / ".lab", parent):
+        os.chmod(directory, 0o755)  # sshd walks every parent of authorized_keys
+    base = Path(tempfile.mkdtemp(prefix="st-", dir=parent))
+    return start_storage(base, lenient_sshd=lenient_sshd)
+
+
+def remove_storage(storage: RunningStorage) -> None:
+    storage.stop()
+    shutil.rmtree(storage.root.parent, ignore_errors=True)
 
 
 def harvester_env(db_url: str, sim: RunningSim | None = None, **extra: str) -> dict[str, str]:

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -33,33 +31,19 @@ from downloader.push import (
     rsync_command,
     ssh_command,
 )
-from lab.storage import RunningStorage, free_port, start_storage
-from tests.conftest import ROOT, wait_for
+from lab.storage import RunningStorage, free_port
+from tests.conftest import make_storage, remove_storage, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="sshd and useradd need root")
 
 FAST = {"backoff": 0.1, "max_backoff": 0.5, "connect_timeout": 3, "timeout": 20}
 
 
-def make_storage(lenient_sshd: bool = False) -> RunningStorage:
-    parent = ROOT / ".lab" / "test-storage"
-    parent.mkdir(parents=True, exist_ok=True)
-    for directory in (ROOT / ".lab", parent):
-        os.chmod(directory, 0o755)  # sshd walks every parent of authorized_keys
-    base = Path(tempfile.mkdtemp(prefix="st-", dir=parent))
-    return start_storage(base, lenient_sshd=lenient_sshd)
-
-
-def remove(storage: RunningStorage) -> None:
-    storage.stop()
-    shutil.rmtree(storage.root.parent, ignore_errors=True)
-
-
 @pytest.fixture(scope="module")
 def shared_storage() -> Iterator[RunningStorage]:
     storage = make_storage()
     yield storage
-    remove(storage)
+    remove_storage(storage)
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +51,7 @@ def lenient_storage() -> Iterator[RunningStorage]:
     """The same key behind an sshd that allows ptys and forwarding, as a stock one does."""
     storage = make_storage(lenient_sshd=True)
     yield storage
-    remove(storage)
+    remove_storage(storage)
 
 
 @pytest.fixture(params=["hardened sshd", "lenient sshd"])
@@ -82,7 +66,7 @@ def own_storage() -> Iterator[RunningStorage]:
     """A storage of its own, for tests that stop it."""
     storage = make_storage()
     yield storage
-    remove(storage)
+    remove_storage(storage)
 
 
 def target_of(storage: RunningStorage, **changes) -> StorageTarget:

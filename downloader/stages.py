@@ -1,0 +1,141 @@
+"""The daemon's two outside stages, built from the settings: fetch a lease's photos into its
+spool (`downloader.fetch`) and push its files to storage (`downloader.push`)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+
+from downloader.config import Settings
+from downloader.daemon import Stages
+from downloader.fetch import Fetcher, FetchItem, FetchResult, FetchSettings, HostLimit, OnDisk
+from downloader.fetch import run_async as run_fetch_loop
+from downloader.push import Attempt, PushFailed, PushStopped, StorageTarget, push_tree
+from downloader.spool import LeaseJournal
+from downloader.status import DaemonStatus
+
+log = logging.getLogger("downloader.stages")
+RECORD_EVERY = 1.0  # seconds between journal appends while fetching
+STOP_POLL = 0.2
+
+
+def build_stages(settings: Settings, status: DaemonStatus) -> Stages:
+    settings.require("storage")
+    target = StorageTarget.from_spec(
+        settings.storage,
+        port=settings.storage_port,
+        key_path=settings.ssh_key,
+        known_hosts_path=settings.known_hosts,
+    )
+    fetch_settings = fetch_settings_from(settings)
+
+    def fetch(items: list[dict], journal: LeaseJournal, stop: threading.Event) -> None:
+        run_fetch_loop(_fetch(items, journal, stop, fetch_settings, status))
+
+    def push(journal: LeaseJournal, stop: threading.Event) -> bool:
+        return _push(journal, stop, target, settings, status)
+
+    return Stages(fetch=fetch, push=push)
+
+
+def fetch_settings_from(settings: Settings) -> FetchSettings:
+    s = settings.fetch
+    hosts = {
+        host: HostLimit(int(limit.get("connections", 0)), float(limit.get("per_second", 0)))
+        for host, limit in s.hosts.items()
+    }
+    return FetchSettings(
+        concurrency=s.concurrency,
+        hosts=hosts,
+        default_host=HostLimit(s.per_host, s.per_host_rate),
+        max_bytes=s.max_bytes,
+        total_timeout=s.timeout,
+    )
+
+
+async def _fetch(
+    items: list[dict],
+    journal: LeaseJournal,
+    stop: threading.Event,
+    settings: FetchSettings,
+    status: DaemonStatus,
+) -> None:
+    """Results go to the journal about once a second, so a restart fetches only what has
+    none; a stop cancels what is in flight and keeps what finished."""
+    wanted = [
+        FetchItem(i["photo_id"], i["image_url"], i.get("fallback_url"), catalog_id=i["id"])
+        for i in items
+    ]
+    done: list[dict] = []
+
+    def flush() -> None:
+        if done:
+            journal.record(done)
+            done.clear()
+            status.fetched(journal)
+
+    async def consume() -> None:
+        async with Fetcher(journal.files, settings, present=OnDisk(journal.files)) as fetcher:
+            async for result in fetcher.stream(wanted):
+                done.append(_journal_entry(result))
+
+    task = asyncio.create_task(consume())
+    last = time.monotonic()
+    try:
+        while not task.done():
+            if stop.is_set():
+                task.cancel()
+                break
+            await asyncio.wait({task}, timeout=STOP_POLL)
+            if time.monotonic() - last >= RECORD_EVERY:
+                flush()
+                last = time.monotonic()
+        await asyncio.gather(task, return_exceptions=stop.is_set())
+    finally:
+        flush()
+
+
+def _journal_entry(result: FetchResult) -> dict:
+    entry = result.report()
+    entry["url"] = result.url
+    if result.outcome != "stored":
+        entry["error"] = result.error or result.outcome
+    return entry
+
+
+def _push(
+    journal: LeaseJournal,
+    stop: threading.Event,
+    target: StorageTarget,
+    settings: Settings,
+    status: DaemonStatus,
+) -> bool:
+    """Push until it is done, however long storage is away (the spool holds one lease, so
+    it stays bounded); False on a stop. A refusal that waiting cannot fix (host key, key,
+    rrsync) is raised: it needs an operator."""
+
+    def retrying(attempt: Attempt) -> None:
+        status.error("storage", attempt.error)
+
+    while not stop.is_set():
+        try:
+            push_tree(
+                journal.files,
+                journal.pushed_paths(),
+                target,
+                timeout=settings.push.timeout,
+                retry_seconds=settings.push.retry_seconds,
+                stop_event=stop,
+                on_retry=retrying,
+            )
+            return True
+        except PushStopped:
+            return False
+        except PushFailed as exc:
+            if not exc.transient:
+                raise
+            status.error("storage", str(exc))
+            log.warning("lease %s: storage still away (%s); trying on", journal.lease_id, exc)
+    return False
