@@ -100,23 +100,29 @@ def reconcile(
 
     def run_batch(bounds: tuple[int, int]) -> BatchResult:
         if not hasattr(local, "conn"):
-            local.conn = _batch_connection(db_url)
+            local.conn = _batch_connection(db_url, sql)
             connections.append(local.conn)
         return _apply_batch(local.conn, sql, *bounds)
 
     try:
         stats = _start_run(main, restart)
         sql = BatchSQL(cc_license_ids(main))
-        low = stats.resumed_from
         with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="reconcile") as pool:
-            while ranges := _next_ranges(main, low, batch_size, parallel):
-                results = list(pool.map(run_batch, ranges))
-                _record_progress(main, stats, results)
+            ranges = _next_ranges(main, stats.resumed_from, batch_size, parallel)
+            while ranges:
+                running = [pool.submit(run_batch, bounds) for bounds in ranges]
+                # The next ranges are found while these batches run, so the walk of the
+                # source indexes leaves no gap between batches.
+                last = ranges[-1][1]
+                following = (
+                    _next_ranges(main, last + 1, batch_size, parallel)
+                    if last < MAX_PHOTO_ID
+                    else []
+                )
+                _record_progress(main, stats, [batch.result() for batch in running])
                 if on_progress:
-                    on_progress(stats, ranges[-1][1])
-                if ranges[-1][1] >= MAX_PHOTO_ID:
-                    break
-                low = ranges[-1][1] + 1
+                    on_progress(stats, last)
+                ranges = following
         _finish_run(main, stats)
         return stats
     finally:
@@ -124,12 +130,14 @@ def reconcile(
             conn.close()
 
 
-def _batch_connection(db_url: str):
+def _batch_connection(db_url: str, sql: BatchSQL):
     # Changed rows counted, not found ones: the upsert's counts then need no second pass.
     conn = connect(db_url, found_rows=False)
     with conn.cursor() as cur:
         # Consistent reads of the sources without locking them: the harvester keeps writing.
         cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        cur.execute(sql.create_batch_table, {"low": 0, "high": 0})
+    conn.commit()
     return conn
 
 
@@ -341,7 +349,6 @@ def _apply_batch(conn, sql: BatchSQL, low: int, high: int) -> BatchResult:
     bounds = {"low": low, "high": high}
     try:
         with conn.cursor() as cur:
-            cur.execute(sql.create_batch_table, {"low": 0, "high": 0})
             cur.execute(sql.clear_batch_table)
             cur.execute(sql.fill_batch_table, bounds)
             cur.execute(sql.license_changes)
