@@ -213,6 +213,11 @@ class _HostGate:
         self.paused_until = max(self.paused_until, asyncio.get_running_loop().time() + seconds)
 
 
+class SpoolError(Exception):
+    """Writing under `out` failed (disk full, a bad path): a local fault, never the photo's,
+    so it stops the run instead of burning the photo's attempts with `retry` reports."""
+
+
 class _Refused(Exception):
     """A verification failure found while reading: the outcome class and why."""
 
@@ -283,12 +288,14 @@ class Fetcher:
         Breaking out of the loop cancels what is still in flight (no partial file is left).
         """
         pending = iter(items)
-        results: asyncio.Queue[FetchResult | None] = asyncio.Queue()
+        results: asyncio.Queue[FetchResult | Exception | None] = asyncio.Queue()
 
         async def worker() -> None:
             try:
                 for item in pending:
                     await results.put(await self.fetch(item))
+            except Exception as e:  # a SpoolError (or a bug): the caller sees it, not a result
+                await results.put(e)
             finally:
                 await results.put(None)
 
@@ -299,6 +306,8 @@ class Fetcher:
                 result = await results.get()
                 if result is None:
                     running -= 1
+                elif isinstance(result, Exception):
+                    raise result
                 else:
                     yield result
         finally:
@@ -505,25 +514,35 @@ class Fetcher:
         """A temp file beside the final path, as a raw descriptor (no buffer to copy through:
         bodies are written in one or a few large writes). Strings, not Paths: cheaper."""
         directory, name = os.path.split(os.path.join(self._root, image_path(photo_id, ext)))
-        if directory not in self._made_dirs:
-            os.makedirs(directory, exist_ok=True)
-            self._made_dirs.add(directory)
         # A name of its own per attempt, so two fetches of one photo never share a temp file;
         # `.part` files are never taken for images (scan_present skips them).
         temp = f"{directory}/.{name}.{self._pid}.{next(self._temp_names)}.part"
-        return temp, os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        try:
+            if directory not in self._made_dirs:
+                os.makedirs(directory, exist_ok=True)
+                self._made_dirs.add(directory)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+            return temp, os.open(temp, flags, 0o644)
+        except OSError as e:
+            raise SpoolError(f"cannot write {temp}: {e.strerror or e}") from e
 
     def _finish(self, spill: int, temp: str, final: str) -> None:
-        if self.settings.fsync:
-            os.fsync(spill)
-        os.close(spill)
-        os.replace(temp, final)  # atomic: readers see the whole image or none
+        try:
+            if self.settings.fsync:
+                os.fsync(spill)
+            os.close(spill)
+            os.replace(temp, final)  # atomic: readers see the whole image or none
+        except OSError as e:
+            raise SpoolError(f"cannot write {final}: {e.strerror or e}") from e
 
 
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+    try:
+        while view:
+            view = view[os.write(fd, view) :]
+    except OSError as e:
+        raise SpoolError(f"cannot write the spool: {e.strerror or e}") from e
 
 
 def _url(url: str) -> yarl.URL:
@@ -627,7 +646,11 @@ def run_fetch_command(urls: Path, out: Path, concurrency: int) -> int:
         print(f"downloader fetch: {e}", file=sys.stderr)
         return 1
     settings = FetchSettings(concurrency=concurrency)
-    run_async(fetch_url_list(items, out, settings, sys.stderr))
+    try:
+        run_async(fetch_url_list(items, out, settings, sys.stderr))
+    except SpoolError as e:
+        print(f"\ndownloader fetch: stopped: {e}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -16,7 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from downloader.fetch import Fetcher, FetchItem, FetchResult, FetchSettings, HostLimit
+from downloader.fetch import (
+    Fetcher,
+    FetchItem,
+    FetchResult,
+    FetchSettings,
+    HostLimit,
+    SpoolError,
+)
 from downloader.layout import image_path
 from lab.image_host import RunningImageHost, jpeg_bytes, spawn
 from tests.conftest import VENV_BIN
@@ -200,6 +207,18 @@ def test_per_host_rate_spaces_requests(host: RunningImageHost, tmp_path: Path):
 
     assert {r.outcome for r in results} == {"stored"}
     assert time.monotonic() - started >= 0.45, "11 requests at 20/s take at least 0.5 s"
+
+
+def test_a_spool_that_cannot_be_written_stops_the_run(host: RunningImageHost, tmp_path: Path):
+    """A local fault is not the photo's: no `retry` report that would burn its attempts."""
+    blocked = tmp_path / image_path(31, "jpg")
+    blocked.parent.parent.mkdir(parents=True)
+    blocked.parent.write_text("a file where a directory must go")
+    items = [FetchItem(31, host.url(31))]
+
+    with pytest.raises(SpoolError, match="cannot write"):
+        fetch_all(tmp_path, items)
+    assert files_under(tmp_path) == [blocked.parent]
 
 
 def run_fetch_cli(*args: str) -> subprocess.CompletedProcess:
