@@ -289,6 +289,13 @@ def test_storage_down_for_a_while_costs_retries_not_photos(fleet):
     assert len(fleet.stored_on_storage()) == 12
 
 
+def test_no_lease_while_the_spool_disk_is_short_of_space(fleet):
+    result = fleet.run("run", "--once", CCMIRROR_MIN_FREE_MB=str(10**9))
+    assert result.returncode == 0 and "below min_free_mb" in result.stderr
+    assert photo_ids(fleet.sql, "pending") == photo_ids(fleet.sql)
+    assert fleet.sql("SELECT COUNT(*) FROM leases") == [(0,)]
+
+
 def test_bad_settings_get_one_clear_line(fleet):
     result = fleet.run("run", "--once", CCMIRROR_QUEUE_URL="")
     assert result.returncode == 1 and result.stderr.strip().count("\n") == 0
