@@ -53,6 +53,7 @@ class Run:
     images: int  # stored and accounted for
     seconds: float
     cpu_seconds: float
+    sys_seconds: float  # the kernel's share of cpu_seconds: sockets, page cache, file creation
     peak_rss_mb: float  # the largest process's high-water mark (VmHWM)
     tree_rss_mb: float  # the most the whole process tree held at once (sum of VmRSS)
 
@@ -67,7 +68,8 @@ class Run:
     def line(self) -> str:
         return (
             f"{self.tool:12} {self.images:>7,} images in {self.seconds:6.2f}s  "
-            f"{self.rate:7,.0f} images/s  {self.cpu_ms:5.2f} CPU-ms/image  "
+            f"{self.rate:7,.0f} images/s  {self.cpu_ms:5.2f} CPU-ms/image "
+            f"({1000 * self.sys_seconds / max(self.images, 1):4.2f} sys)  "
             f"peak RSS {self.peak_rss_mb:4.0f} MB (process tree {self.tree_rss_mb:4.0f} MB)"
         )
 
@@ -277,10 +279,9 @@ def _memory_kb(pid: int) -> tuple[int, int]:
     return found["VmRSS:"], found["VmHWM:"]
 
 
-def measure(
-    command: list[str], env: dict[str, str] | None = None
-) -> tuple[float, float, float, float]:
-    """Run `command`; wall seconds, CPU seconds (wait4), peak and tree RSS in MB (/proc)."""
+def measure(command: list[str], env: dict[str, str] | None = None) -> tuple[float, ...]:
+    """Run `command`: wall seconds, CPU and system seconds (wait4), peak and tree RSS in MB
+    (/proc)."""
     started = time.monotonic()
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     sampler = TreeRss(process.pid)
@@ -291,7 +292,7 @@ def measure(
     peak_mb, tree_mb = sampler.finish()
     if process.returncode != 0:
         sys.exit(f"{command[0]} failed ({process.returncode}):\n{stderr_tail}")
-    return seconds, usage.ru_utime + usage.ru_stime, peak_mb, tree_mb
+    return seconds, usage.ru_utime + usage.ru_stime, usage.ru_stime, peak_mb, tree_mb
 
 
 def _drain(process: subprocess.Popen) -> str:
@@ -306,9 +307,9 @@ def run_downloader(urls: Path, out: Path, concurrency: int) -> Run:
     shutil.rmtree(out, ignore_errors=True)
     command = [str(BIN / "downloader"), "fetch", "--urls", str(urls), "--out", str(out)]
     command += ["--concurrency", str(concurrency)]
-    seconds, cpu, peak, tree = measure(command)
+    seconds, cpu, system, peak, tree = measure(command)
     stored = sum(len(files) for _, _, files in os.walk(out / "images"))
-    return Run("downloader", stored, seconds, cpu, peak, tree)
+    return Run("downloader", stored, seconds, cpu, system, peak, tree)
 
 
 def run_img2dataset(urls: Path, out: Path, lean: bool) -> Run:
@@ -331,11 +332,11 @@ def run_img2dataset(urls: Path, out: Path, lean: bool) -> Run:
     code = f"from img2dataset import download\ndownload(**{options!r})\n"
     # albumentations, imported by img2dataset, asks PyPI for updates unless told not to.
     env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "WANDB_MODE": "disabled"}
-    seconds, cpu, peak, tree = measure([sys.executable, "-c", code], env)
+    seconds, cpu, system, peak, tree = measure([sys.executable, "-c", code], env)
     stored = 0
     for stats in out.glob("*_stats.json"):
         stored += json.loads(stats.read_text())["successes"]
-    return Run("img2dataset", stored, seconds, cpu, peak, tree)
+    return Run("img2dataset", stored, seconds, cpu, system, peak, tree)
 
 
 # ------------------------------------------------------------------ the verdict
