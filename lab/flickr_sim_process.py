@@ -6,14 +6,14 @@ ephemeral loopback port, whose first stdout line gives its URL.
 
 from __future__ import annotations
 
-import select
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import requests
+
+from lab import child
 
 ROOT = Path(__file__).resolve().parent.parent
 READY = "flickr_sim listening on "
@@ -48,13 +48,7 @@ class RunningSim:
         return self.get("/_sim/stats")["calls"].get("flickr.photos.search", 0)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        child.stop(self.process)
 
 
 def spawn(*args: str, key: str, timeout: float = 30.0) -> RunningSim:
@@ -76,13 +70,4 @@ def spawn(*args: str, key: str, timeout: float = 30.0) -> RunningSim:
         stdout=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + timeout
-    line = ""
-    while not line and time.monotonic() < deadline and process.poll() is None:
-        ready, _, _ = select.select([process.stdout], [], [], 0.1)
-        line = process.stdout.readline() if ready else ""
-    if not line.startswith(READY):
-        process.kill()
-        process.wait()
-        raise RuntimeError(f"flickr_sim did not start (exit {process.returncode}): {line!r}")
-    return RunningSim(process, line[len(READY) :].strip(), key)
+    return RunningSim(process, child.ready_line(process, READY, "flickr_sim", timeout), key)

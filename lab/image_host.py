@@ -33,13 +33,11 @@ import argparse
 import asyncio
 import random
 import re
-import select
 import signal
 import socket
 import struct
 import subprocess
 import sys
-import time
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
@@ -47,6 +45,8 @@ from pathlib import Path
 
 import requests
 from aiohttp import web
+
+from lab import child
 
 ROOT = Path(__file__).resolve().parent.parent
 READY = "image_host listening on "
@@ -413,13 +413,7 @@ class RunningImageHost:
         return response.json()
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        child.stop(self.process)
 
 
 def spawn(*args: str, timeout: float = 30.0) -> RunningImageHost:
@@ -430,16 +424,7 @@ def spawn(*args: str, timeout: float = 30.0) -> RunningImageHost:
         stdout=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + timeout
-    line = ""
-    while not line and time.monotonic() < deadline and process.poll() is None:
-        ready, _, _ = select.select([process.stdout], [], [], 0.1)
-        line = process.stdout.readline() if ready else ""
-    if not line.startswith(READY):
-        process.kill()
-        process.wait()
-        raise RuntimeError(f"image_host did not start (exit {process.returncode}): {line!r}")
-    return RunningImageHost(process, line[len(READY) :].strip())
+    return RunningImageHost(process, child.ready_line(process, READY, "image_host", timeout))
 
 
 if __name__ == "__main__":

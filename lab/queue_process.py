@@ -7,7 +7,6 @@ its tokens file written by `harvester token add` in a folder of its own.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
+
+from lab import child
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -56,20 +57,7 @@ class RunningQueue:
         return self.tokens[worker]
 
     def stop(self, timeout: float = 30.0) -> int:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        return child.stop(self.process, timeout)
 
 
 def spawn(
@@ -85,7 +73,7 @@ def spawn(
     of `workers`; `settings` adds CCMIRROR_QUEUE_* variables (without the prefix)."""
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "queue-tokens.yaml").unlink(missing_ok=True)  # throw-away tokens, new each time
-    port = free_port()
+    port = child.free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CCMIRROR_")}
     env |= {
         "CCMIRROR_DB_URL": db_url,

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import os
 import pwd
-import signal
 import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from lab import child
 
 STORAGE_USER = "ccmirror-storage"
 STORAGE_HOME = Path("/var/lib/ccmirror-storage")
@@ -78,16 +79,7 @@ class RunningStorage:
 
     def stop(self, timeout: float = 10.0) -> int | None:
         """SIGTERM the listener and wait. Sessions already open finish on their own."""
-        if self.process is None:
-            return None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
+        return child.stop(self.process, timeout)
 
     def __enter__(self) -> RunningStorage:
         return self
@@ -123,7 +115,7 @@ def start_storage(
     os.chown(root, account.pw_uid, account.pw_gid)
     _make_dir(PRIVSEP_DIR, 0o755)
 
-    port = port or free_port(host)
+    port = port or child.free_port(host)
     host_key = _keygen(sshd_dir / "ssh_host_ed25519_key", "ccmirror-lab-storage-host")
     client_key = _keygen(client_dir / "id_ed25519", "ccmirror-lab-downloader")
     authorized_keys = sshd_dir / "authorized_keys"
@@ -230,12 +222,6 @@ def check_sshd_path(path: Path, uid: int) -> None:
             )
         if not st.st_mode & 0o001:
             raise StorageError(f"{directory} is not searchable by the storage user")
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
 
 
 def _wait_until_answering(storage: RunningStorage, timeout: float) -> None:
