@@ -222,8 +222,9 @@ class QueueService:
             self._leased_up_to = max(self._leased_up_to, leased.item_ids[-1])
 
     def _compute_status(self) -> dict:
+        maintenance = self.maintenance().on  # before borrowing: it may borrow a connection too
         with self.pool.connection() as conn:
-            return queue_status(conn, utc_now(), self.tokens.workers(), self.maintenance().on)
+            return queue_status(conn, utc_now(), self.tokens.workers(), maintenance)
 
     # --- the reaper: lapsed leases back to the queue ---
 
