@@ -31,9 +31,10 @@ from harvester.progress import ProgressLine, format_duration
 
 log = logging.getLogger("harvester.reconcile")
 
-# Every source table, in the order of `images.sources` (its SET bits 1, 2, 4). Which one a
-# photo's fields come from is decided in `_merged_select`.
+# Every source table, in the order of `images.sources` (its SET bits 1, 2, 4), with its alias
+# in `BatchSQL`, which decides which one a photo's fields come from.
 SOURCE_TABLES = ("flickr_timeslice_photos", "flickr_query_photos", "yfcc_photos")
+SOURCE_ALIASES = ("t", "q", "y")
 DATA_COLUMNS = (
     "owner",
     "owner_name",
@@ -248,10 +249,11 @@ def _batch_end(cur, low: int, size: int) -> int:
 class BatchSQL:
     """The statements of one batch over photo ids [%(low)s, %(high)s].
 
-    Every photo id of any source is looked up by primary key in each source and in the
-    catalog (no sort of wide rows); only photos that are new or differ from their catalog row
-    are written, with the fields of the chosen source row: the newest API row (time slices on
-    a tie), else YFCC100M."""
+    Each source's rows of the batch are read in primary-key order, and each photo is looked
+    up by primary key in the other sources and in the catalog (no sort of wide rows, no list
+    of ids to gather first); only photos that are new or differ from their catalog row are
+    written, with the fields of the chosen source row: the newest API row (time slices on a
+    tie), else YFCC100M."""
 
     def __init__(self, cc_license_ids: list[int]) -> None:
         cc = ",".join(str(i) for i in cc_license_ids)
@@ -271,17 +273,6 @@ class BatchSQL:
             " | (y.photo_id IS NOT NULL) << 2"
         )
         data_source = f"ELT({pick}, 'timeslice', 'query', NULL, 'yfcc')"
-        ids = " UNION ".join(
-            f"SELECT photo_id FROM {table} WHERE photo_id BETWEEN %(low)s AND %(high)s"
-            for table in SOURCE_TABLES
-        )
-        joined = (
-            f"({ids}) ids"
-            " LEFT JOIN flickr_timeslice_photos t ON t.photo_id = ids.photo_id"
-            " LEFT JOIN flickr_query_photos q ON q.photo_id = ids.photo_id"
-            " LEFT JOIN yfcc_photos y ON y.photo_id = ids.photo_id"
-            " LEFT JOIN images i ON i.photo_id = ids.photo_id"
-        )
         # A stored or leased photo keeps its image fields, so only the others count there.
         same_data = " AND ".join(
             f"i.{c} <=> {new[c]}" for c in DATA_COLUMNS if c not in FETCHED_COLUMNS
@@ -307,24 +298,42 @@ class BatchSQL:
             else f"images.{c} = VALUES({c})"
             for c in (*DATA_COLUMNS, "sources", "data_source")
         )
-        # The batch's new and changed photos, with the license and state the catalog held.
-        merged = (
-            f"SELECT i.id, ids.photo_id, {fields}, {sources} AS sources,"
-            f" {data_source} AS data_source,"
-            f" IF({new['license_id']} IN ({cc}), 'pending', 'withdrawn') AS state,"
-            " i.license_id AS old_license_id, i.state AS state_before"
-            f" FROM {joined} WHERE i.id IS NULL OR NOT ({same})"
-        )
+
+        def merged(first: int) -> str:
+            """The batch's new and changed photos, with the license and state the catalog
+            held, of those whose first source (in SOURCE_TABLES order) is `first`: one
+            statement per source, each walking that source's primary-key range."""
+            d = SOURCE_ALIASES[first]
+            others = "".join(
+                f" LEFT JOIN {table} {alias} ON {alias}.photo_id = {d}.photo_id"
+                for table, alias in zip(SOURCE_TABLES, SOURCE_ALIASES, strict=True)
+                if alias != d
+            )
+            # A photo an earlier source has was taken by that source's statement.
+            taken = "".join(f" AND {alias}.photo_id IS NULL" for alias in SOURCE_ALIASES[:first])
+            return (
+                f"SELECT i.id, {d}.photo_id, {fields}, {sources} AS sources,"
+                f" {data_source} AS data_source,"
+                f" IF({new['license_id']} IN ({cc}), 'pending', 'withdrawn') AS state,"
+                " i.license_id AS old_license_id, i.state AS state_before"
+                f" FROM {SOURCE_TABLES[first]} {d}{others}"
+                f" LEFT JOIN images i ON i.photo_id = {d}.photo_id"
+                f" WHERE {d}.photo_id BETWEEN %(low)s AND %(high)s{taken}"
+                f" AND (i.id IS NULL OR NOT ({same}))"
+            )
+
         # They are selected once into a table of the session, which the license log and the
         # upsert both read: the join of the sources runs once per batch, not once for each.
         # Aria, not transactional: it is scratch, cleared before each batch, seen by no one
         # else, and an InnoDB table costs more (1M photos, second pass: 58k vs 73k rows/s).
         self.create_batch_table = (
             "CREATE TEMPORARY TABLE IF NOT EXISTS reconcile_batch (PRIMARY KEY (photo_id))"
-            f" ENGINE=Aria TRANSACTIONAL=0 {merged} LIMIT 0"
+            f" ENGINE=Aria TRANSACTIONAL=0 {merged(0)} LIMIT 0"
         )
         self.clear_batch_table = "TRUNCATE TABLE reconcile_batch"
-        self.fill_batch_table = f"INSERT INTO reconcile_batch {merged}"
+        self.fill_batch_table = tuple(
+            f"INSERT INTO reconcile_batch {merged(first)}" for first in range(len(SOURCE_TABLES))
+        )
         self.license_changes = (
             "INSERT INTO image_license_changes"
             " (photo_id, old_license_id, new_license_id, source, state_before)"
@@ -350,7 +359,8 @@ def _apply_batch(conn, sql: BatchSQL, low: int, high: int) -> BatchResult:
     try:
         with conn.cursor() as cur:
             cur.execute(sql.clear_batch_table)
-            cur.execute(sql.fill_batch_table, bounds)
+            for fill in sql.fill_batch_table:
+                cur.execute(fill, bounds)
             cur.execute(sql.license_changes)
             changes = cur.rowcount
             counts = upsert_counts(cur, cur.execute(sql.upsert))

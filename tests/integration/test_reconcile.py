@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import threading
@@ -122,6 +123,28 @@ def test_overlapping_sources_become_one_row_per_photo_with_api_data_first(db_url
     assert {i["state"] for i in images.values()} == {"pending"}
     counts = run_harvester("status", "--json", env=harvester_env(db_url))
     assert json.loads(counts.stdout)["images"] == {"pending": 5}
+
+
+def test_every_combination_of_sources_is_one_row_with_the_first_sources_fields(db_url, sql):
+    """Whichever sources saw a photo, it is merged once (each source's rows are walked by
+    their own statement, so a photo two of them have must be taken by one only)."""
+    names = list(SOURCE_TABLES)
+    combos = [c for r in (1, 2, 3) for c in itertools.combinations(names, r)]
+    for photo_id, combo in enumerate(combos, start=1):
+        for source in combo:
+            seen = "2014-06-01" if source == "yfcc" else "2026-01-01"
+            add(sql, source, photo_id, title=f"{source} {photo_id}", seen=seen)
+
+    stats = run_reconcile(db_url)
+    assert (stats.inserted, stats.updated) == (len(combos), 0)
+    images = catalog(sql)
+    assert sorted(images) == list(range(1, len(combos) + 1))
+    for photo_id, combo in enumerate(combos, start=1):
+        # Time slices over queries on the same last_seen, and either over YFCC100M.
+        assert images[photo_id]["sources"] == ",".join(combo)
+        assert images[photo_id]["data_source"] == combo[0]
+        assert images[photo_id]["title"] == f"{combo[0]} {photo_id}"
+    assert run_reconcile(db_url).updated == 0
 
 
 def test_license_changes_are_recorded_and_a_photo_no_longer_cc_leaves_the_queue(db_url, sql):
