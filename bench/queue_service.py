@@ -73,7 +73,7 @@ def run(db: LocalMariaDB, n: int, args: argparse.Namespace) -> float:
     with tempfile.TemporaryDirectory() as workdir:
         queue = spawn(db.url(name), Path(workdir), workers)
         try:
-            rate = measure(queue, workers, args)
+            rate = measure(queue, workers, args, int(db.pidfile.read_text()))
         finally:
             queue.stop()
     with db.root_connection() as root, root.cursor() as cur:
@@ -81,7 +81,9 @@ def run(db: LocalMariaDB, n: int, args: argparse.Namespace) -> float:
     return rate
 
 
-def measure(queue: RunningQueue, workers: list[str], args: argparse.Namespace) -> float:
+def measure(
+    queue: RunningQueue, workers: list[str], args: argparse.Namespace, mariadb_pid: int
+) -> float:
     # A short warm-up so that connections, caches and the thread pool exist.
     done = [0] * len(workers)
     trips = [0] * len(workers)
@@ -124,11 +126,17 @@ def measure(queue: RunningQueue, workers: list[str], args: argparse.Namespace) -
         thread.start()
     time.sleep(max(warm_until - time.monotonic(), 0))
     counting.set()
-    cpu_before, began = service_cpu(queue), time.monotonic()
+    began = time.monotonic()
+    cpu_before = [process_cpu(pid) for pid in (queue.process.pid, mariadb_pid)]
+    clients_before = time.process_time()
     for thread in threads:
         thread.join()
     seconds = time.monotonic() - began
-    cpu = service_cpu(queue) - cpu_before
+    cpu, db_cpu = (
+        process_cpu(pid) - b
+        for pid, b in zip((queue.process.pid, mariadb_pid), cpu_before, strict=True)
+    )
+    clients_cpu = time.process_time() - clients_before
     if errors:
         raise SystemExit(f"benchmark failed: {errors[0]}")
     rate = sum(done) / seconds
@@ -136,14 +144,22 @@ def measure(queue: RunningQueue, workers: list[str], args: argparse.Namespace) -
         f"  {len(workers)} clients, batches of {args.batch}: {sum(done):,} photos in"
         f" {sum(trips):,} lease+complete round trips in {seconds:.1f}s = {rate:,.0f} photos/s"
         f" = {rate / TARGET_PER_SECOND:.2f}x the {TARGET_PER_SECOND:,}/s target;"
-        f" service CPU {cpu / seconds:.2f} cores, peak RSS {peak_rss_mb(queue):.0f} MB"
-        f" (limit {RSS_LIMIT_MB} MB)"
+        f" service peak RSS {peak_rss_mb(queue):.0f} MB (limit {RSS_LIMIT_MB} MB)"
+    )
+    photos = max(sum(done), 1)
+    print(
+        "  CPU per photo: "
+        + ", ".join(
+            f"{name} {1e6 * used / photos:.0f} us ({used / seconds:.2f} cores)"
+            for name, used in (("service", cpu), ("MariaDB", db_cpu), ("clients", clients_cpu))
+        )
     )
     return rate
 
 
-def service_cpu(queue: RunningQueue) -> float:
-    fields = Path(f"/proc/{queue.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+def process_cpu(pid: int) -> float:
+    """CPU seconds a process has used (user + system)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = int(fields[11]) + int(fields[12])  # utime + stime
     return ticks / 100.0
 
