@@ -1,6 +1,7 @@
 """Fetch benchmark: `downloader fetch` against img2dataset on the same local nginx, one run.
 
 A private nginx (its own config, a loopback port) serves 20,000 generated JPEGs of 20-100 KB
+(`--kb 5-20` for small ones, as in the issue's first measurement)
 at Flickr-shaped paths. Both tools fetch the same URL list, compute sha256 and write files:
 
 - `downloader fetch --concurrency 64` (one process, aiohttp);
@@ -37,6 +38,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from lab.child import free_port
 from lab.image_host import jpeg_bytes
 
 BIN = Path(sys.executable).parent
@@ -80,7 +82,9 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--peer-lean", action="store_true", help="img2dataset's cheapest mode")
+    parser.add_argument("--kb", default="20-100", help="JPEG sizes in KB, MIN-MAX (20-100)")
     args = parser.parse_args()
+    kb = tuple(int(x) for x in args.kb.split("-", 1))
     isolate_network()
     nginx_bin = shutil.which("nginx") or "/usr/sbin/nginx"
     if not Path(nginx_bin).exists():
@@ -90,7 +94,7 @@ def main() -> int:
     if importlib.util.find_spec("img2dataset") is None:
         sys.exit("bench/fetch.py: img2dataset is missing (.venv/bin/pip install -e '.[bench]')")
 
-    www = generate_images(WORK / "www", args.images)
+    www = generate_images(WORK / "www", args.images, kb)
     port = free_port()
     nginx = start_nginx(nginx_bin, WORK, www, port)
     try:
@@ -132,16 +136,17 @@ def network_note() -> str:
 
 
 # ------------------------------------------------------------------ the served images
-def image_size(photo_id: int) -> int:
-    return 20_000 + (photo_id * 7919) % 80_000  # 20-100 KB, spread evenly
+def image_size(photo_id: int, kb: tuple[int, int]) -> int:
+    low, high = kb[0] * 1000, kb[1] * 1000
+    return low + (photo_id * 7919) % max(high - low, 1)  # spread evenly over the range
 
 
 def photo_ids(count: int) -> range:
     return range(50_000_000_000, 50_000_000_000 + count)
 
 
-def generate_images(www: Path, count: int) -> Path:
-    marker = www / f".complete-{count}"
+def generate_images(www: Path, count: int, kb: tuple[int, int]) -> Path:
+    marker = www / f".complete-{count}-{kb[0]}-{kb[1]}kb"
     if marker.exists():
         return www
     shutil.rmtree(www, ignore_errors=True)
@@ -150,7 +155,7 @@ def generate_images(www: Path, count: int) -> Path:
     started = time.monotonic()
     for photo_id in photo_ids(count):
         (folder / f"{photo_id}_{secret(photo_id)}_b.jpg").write_bytes(
-            jpeg_bytes(photo_id, image_size(photo_id))
+            jpeg_bytes(photo_id, image_size(photo_id, kb))
         )
     os.chmod(WORK, 0o755)  # nginx's workers may run as nobody
     marker.touch()
@@ -173,12 +178,6 @@ def write_url_list(path: Path, count: int, port: int) -> Path:
 
 def dir_megabytes(www: Path) -> float:
     return sum(f.stat().st_size for f in (www / "65535").iterdir()) / 1e6
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_nginx(nginx_bin: str, work: Path, www: Path, port: int) -> subprocess.Popen:
