@@ -1,6 +1,7 @@
 """`lab` command line: the whole mirror on one machine.
 
-Until the lab's droplets exist (issue #6), `lab harvest-demo` runs the first stage for real:
+`lab up`, `status`, `shell` and `down` manage the lab's droplets (namespaces on a private
+bridge, see `lab.droplets`; root only). `lab harvest-demo` runs the first stage for real:
 a private MariaDB, the Flickr simulator on loopback, `harvester migrate`, `seed`, several
 `harvester work` processes, and a check of what they stored against the simulator's truth.
 """
@@ -18,6 +19,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from lab import droplets
 from lab.flickr_sim_process import RunningSim, spawn
 from lab.flickr_universe import Universe
 from lab.mariadb import LocalMariaDB
@@ -39,8 +41,71 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--workers", type=int, default=int(os.environ.get("LAB_HARVESTERS", "2")))
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--stride", type=int, default=int(os.environ.get("LAB_STRIDE", "7200")))
+    add_droplet_commands(commands)
     args = parser.parse_args(argv)
-    return harvest_demo(args)
+    if args.command == "harvest-demo":
+        return harvest_demo(args)
+    try:
+        return DROPLET_COMMANDS[args.command](args, droplets.LabConfig.from_env())
+    except droplets.LabError as error:
+        print(f"lab {args.command}: {error}", file=sys.stderr)
+        return 2
+
+
+def add_droplet_commands(commands: argparse._SubParsersAction) -> None:
+    up = commands.add_parser("up", help="build the lab's droplets (root; tears down any old lab)")
+    up.add_argument(
+        "--droplets",
+        default=",".join(droplets.DEFAULT_DROPLETS),
+        help="comma-separated droplet ids, also their hostnames (%(default)s)",
+    )
+    commands.add_parser("down", help="remove every droplet, mount, link and process of the lab")
+    status = commands.add_parser("status", help="droplets, addresses, PID 1 alive and answering")
+    status.add_argument("--json", action="store_true")
+    shell = commands.add_parser("shell", help="a shell (or CMD) inside a droplet")
+    shell.add_argument("id")
+    shell.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD ARGS... (default bash)")
+
+
+def lab_up(args: argparse.Namespace, config: droplets.LabConfig) -> int:
+    ids = droplets.parse_ids(args.droplets)
+    step(f"lab up: bridge {config.bridge} {config.host_address}/24, droplets {', '.join(ids)}")
+    droplets.up(config, ids, progress=lambda text: print(f"  {text}", flush=True))
+    return lab_status(argparse.Namespace(json=False), config)
+
+
+def lab_down(args: argparse.Namespace, config: droplets.LabConfig) -> int:
+    removed = droplets.down(config)
+    print("lab down: removed the lab" if removed else "lab down: nothing to remove")
+    return 0
+
+
+def lab_status(args: argparse.Namespace, config: droplets.LabConfig) -> int:
+    """Exit 0 only when the lab is up and every droplet answers."""
+    rows = droplets.status(config)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    elif not rows:
+        print("lab status: no droplets (lab down)")
+    else:
+        print(f"{'droplet':<12} {'address':<15} {'pid':>8}  {'PID 1':<6} answers")
+        for row in rows:
+            print(
+                f"{row['id']:<12} {row['address']:<15} {row['pid']:>8}"
+                f"  {'alive' if row['alive'] else 'dead':<6} {'yes' if row['answers'] else 'no'}"
+            )
+    return 0 if rows and all(row["answers"] for row in rows) else 1
+
+
+def lab_shell(args: argparse.Namespace, config: droplets.LabConfig) -> int:
+    droplets.require_root()
+    command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    droplet = droplets.find_droplet(config, args.id)
+    argv = droplets.enter_command(droplet, command or ["/bin/bash", "-l"])
+    os.execvp(argv[0], argv)  # the terminal and the exit code pass straight through
+
+
+DROPLET_COMMANDS = {"up": lab_up, "down": lab_down, "status": lab_status, "shell": lab_shell}
 
 
 def harvest_demo(args: argparse.Namespace) -> int:

@@ -1,0 +1,489 @@
+"""The lab's droplets: whole "machines" on this one, as root, made of namespaces.
+
+Each droplet is a named network namespace on the lab bridge (see `lab.netns`), and a process
+tree in new UTS, PID and mount namespaces whose PID 1 is the replacement `systemctl`
+(docker-systemctl-replacement) running `init`. Its root is a copy-on-write overlay of the
+host's root (lower = host /, upper and work under `<lab root>/<id>/`), with its own /proc,
+/sys, /run, /tmp and /dev/shm, so what a droplet writes is seen by no other and not by the
+host. Everything made is recorded in `<lab root>/state.json`; `down` also sweeps by name, so
+it finds what a crashed `up` left behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import ipaddress
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from lab import netns
+
+DEFAULT_DROPLETS = ("db-1", "hv-1", "dl-1", "st-1")
+DROPLET_ID = re.compile(r"^[a-z][a-z0-9-]{0,29}$")  # a hostname and a minion id
+FIRST_OCTET = 2  # .1 is the host's address on the bridge
+READY_SECONDS = 60.0
+STOP_SECONDS = 10.0
+DROPLET_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+# Runs as PID 1 of the droplet's new PID namespace, inside its new mount and UTS namespaces
+# and its network namespace, then becomes the replacement systemctl's init. The mount
+# namespace is private: none of these mounts is seen by the host, and all of them vanish
+# with the droplet's last process.
+INIT_SCRIPT = r"""
+set -eu
+id=$1 dir=$2 lab=$3
+r=$dir/root
+hostname "$id"
+mount -t overlay overlay -o "lowerdir=/,upperdir=$dir/upper,workdir=$dir/work" "$r"
+mount -t proc proc "$r/proc"
+mount -t sysfs sysfs "$r/sys"
+mount --rbind /dev "$r/dev"
+mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs "$r/dev/shm"
+mount -t tmpfs -o mode=755,nosuid,nodev tmpfs "$r/run"
+mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs "$r/tmp"
+# The host's lab directory holds every droplet's upper layer: hide it from this one.
+mount -t tmpfs -o mode=700 tmpfs "$r$lab"
+# Salt (and other tools) take this directory as "booted with systemd".
+mkdir -p "$r/run/systemd/system" "$r/run/lock"
+exec chroot "$r" /usr/bin/systemctl init
+"""
+
+
+class LabError(RuntimeError):
+    """A lab operation that cannot go on; the message says why."""
+
+
+@dataclass(frozen=True)
+class LabConfig:
+    """Where one lab lives: its directory, bridge and /24. Tests use a lab of their own."""
+
+    root: Path = Path("/var/lib/ccmirror-lab")
+    bridge: str = "ccmlab0"
+    network: ipaddress.IPv4Network = ipaddress.IPv4Network("10.213.0.0/24")
+
+    @classmethod
+    def from_env(cls) -> LabConfig:
+        env = os.environ
+        config = cls(
+            root=Path(env.get("CCMIRROR_LAB_ROOT", str(cls.root))),
+            bridge=env.get("CCMIRROR_LAB_BRIDGE", cls.bridge),
+            network=ipaddress.IPv4Network(env.get("CCMIRROR_LAB_NETWORK", str(cls.network))),
+        )
+        # veth names are the bridge's name plus "v" and up to three digits: 15 at most.
+        if not re.fullmatch(r"[a-z][a-z0-9]{0,10}", config.bridge):
+            raise LabError(f"bridge name {config.bridge!r}: 1-11 lowercase letters and digits")
+        if config.network.prefixlen != 24:
+            raise LabError(f"lab network {config.network}: a /24 is expected")
+        return config
+
+    @property
+    def state_file(self) -> Path:
+        return self.root / "state.json"
+
+    @property
+    def host_address(self) -> str:
+        return str(next(self.network.hosts()))
+
+    @property
+    def netns_prefix(self) -> str:
+        return f"{self.bridge}-"
+
+    @property
+    def veth_prefix(self) -> str:
+        return f"{self.bridge}v"
+
+
+@dataclass
+class Droplet:
+    """One droplet as recorded in the state file."""
+
+    id: str
+    address: str
+    netns: str
+    veth: str
+    dir: str
+    pid: int = 0  # host pid of the droplet's PID 1
+    pidns: int = 0  # inode of its PID namespace: tells a live PID 1 from a reused pid
+    launcher: int = 0  # host pid of the `unshare` that forked PID 1
+
+    def alive(self) -> bool:
+        return self.pid > 0 and pid_namespace(self.pid) == self.pidns
+
+
+@dataclass
+class LabState:
+    bridge: str
+    network: str
+    droplets: dict[str, Droplet] = field(default_factory=dict)
+
+    def save(self, path: Path) -> None:
+        """Written after every step of `up`, atomically, so a crash leaves a usable record."""
+        data = {
+            "bridge": self.bridge,
+            "network": self.network,
+            "droplets": {key: asdict(d) for key, d in self.droplets.items()},
+        }
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> LabState | None:
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            return None
+        except ValueError:
+            return None  # a torn write: `down` still sweeps by name
+        droplets = {key: Droplet(**value) for key, value in data.get("droplets", {}).items()}
+        return cls(bridge=data["bridge"], network=data["network"], droplets=droplets)
+
+
+def parse_ids(text: str) -> list[str]:
+    ids = [part.strip() for part in text.split(",") if part.strip()]
+    if not ids:
+        raise LabError("no droplet ids given")
+    for droplet_id in ids:
+        if not DROPLET_ID.match(droplet_id):
+            raise LabError(
+                f"droplet id {droplet_id!r}: a lowercase letter, then letters, digits or '-'"
+                " (30 at most)"
+            )
+    if len(set(ids)) != len(ids):
+        raise LabError(f"droplet ids repeat: {text}")
+    return ids
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        raise LabError("the lab needs root (namespaces, a bridge, overlay mounts)")
+
+
+def up(config: LabConfig, ids: Iterable[str], progress: Callable[[str], None] = print) -> LabState:
+    """Tear down whatever an earlier lab left, then build the bridge and the droplets, and
+    wait until each droplet's init answers."""
+    require_root()
+    ids = list(ids)
+    if len(ids) > 250:
+        raise LabError("at most 250 droplets fit the lab's /24")
+    if down(config):
+        progress("cleaned up what an earlier lab left behind")
+    config.root.mkdir(parents=True, exist_ok=True)
+    os.chmod(config.root, 0o700)
+    state = LabState(bridge=config.bridge, network=str(config.network))
+    state.save(config.state_file)
+    netns.create_bridge(config.bridge, config.network)
+    hosts = hosts_file(config, ids)
+    for octet, droplet_id in enumerate(ids, start=FIRST_OCTET):
+        droplet = start_droplet(config, droplet_id, octet, hosts)
+        state.droplets[droplet_id] = droplet
+        state.save(config.state_file)
+        progress(f"{droplet_id}: {droplet.address}, PID 1 is host pid {droplet.pid}")
+    for droplet in state.droplets.values():
+        wait_ready(droplet)
+    return state
+
+
+def hosts_file(config: LabConfig, ids: list[str]) -> str:
+    """/etc/hosts for every droplet: the lab's names, nothing of the host's network."""
+    lines = ["127.0.0.1\tlocalhost", f"{config.host_address}\tlab-host salt"]
+    for octet, droplet_id in enumerate(ids, start=FIRST_OCTET):
+        lines.append(f"{config.network[octet]}\t{droplet_id}")
+    return "\n".join(lines) + "\n"
+
+
+def start_droplet(config: LabConfig, droplet_id: str, octet: int, hosts: str) -> Droplet:
+    droplet = Droplet(
+        id=droplet_id,
+        address=str(config.network[octet]),
+        netns=config.netns_prefix + droplet_id,
+        veth=f"{config.veth_prefix}{octet}",
+        dir=str(config.root / droplet_id),
+    )
+    prepare_layers(Path(droplet.dir), droplet_id, hosts)
+    netns.create_netns(
+        droplet.netns,
+        config.bridge,
+        droplet.veth,
+        f"{droplet.address}/{config.network.prefixlen}",
+    )
+    launch(config, droplet)
+    return droplet
+
+
+def prepare_layers(directory: Path, droplet_id: str, hosts: str) -> None:
+    """The overlay's directories, and the droplet's own files written straight into the
+    upper layer before it is mounted: the replacement systemctl, hostname, hosts, machine-id."""
+    upper = directory / "upper"
+    for sub in (upper, directory / "work", directory / "root"):
+        sub.mkdir(parents=True, exist_ok=True)
+    scripts = replacement_dir()
+    (upper / "usr" / "bin").mkdir(parents=True, exist_ok=True)
+    for name, source in (("systemctl", "systemctl3.py"), ("journalctl", "journalctl3.py")):
+        target = upper / "usr" / "bin" / name
+        shutil.copyfile(scripts / source, target)
+        os.chmod(target, 0o755)
+    etc = upper / "etc"
+    etc.mkdir(exist_ok=True)
+    (etc / "hostname").write_text(droplet_id + "\n")
+    (etc / "hosts").write_text(hosts)
+    (etc / "machine-id").write_text(secrets.token_hex(16) + "\n")
+    # The host's enabled services (its MariaDB, sshd, ...) must not start in every droplet.
+    # The replacement reads both the wants directory and the SysV runlevel links: opaque,
+    # empty directories hide the host's; what Salt enables later lands in them.
+    hidden = [etc / "systemd" / "system" / "multi-user.target.wants"]
+    hidden += [etc / f"rc{level}.d" for level in "0123456S"]
+    for directory in hidden:
+        directory.mkdir(parents=True, exist_ok=True)
+        os.setxattr(directory, "trusted.overlay.opaque", b"y")
+
+
+def replacement_dir() -> Path:
+    """Where docker-systemctl-replacement's scripts are: `systemctl2` is a namespace package
+    and its console script only a wrapper, so the script itself is copied."""
+    spec = importlib.util.find_spec("systemctl2")
+    if spec is None or not spec.submodule_search_locations:
+        raise LabError("docker-systemctl-replacement is not installed (pip install -e .)")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def launch(config: LabConfig, droplet: Droplet) -> None:
+    """Start the droplet's PID 1 in its namespaces, detached from this process."""
+    env = {"PATH": DROPLET_PATH, "LANG": "C.UTF-8", "container": "ccmirror-lab"}
+    Path(droplet.dir, "init.sh").write_text(INIT_SCRIPT)
+    with open(Path(droplet.dir) / "init.log", "ab") as log:
+        process = subprocess.Popen(
+            [
+                "nsenter",
+                f"--net={netns.NETNS_DIR / droplet.netns}",
+                "unshare",
+                "--uts",
+                "--pid",
+                "--mount",
+                "--propagation=private",
+                "--fork",
+                "--",
+                "sh",
+                str(Path(droplet.dir) / "init.sh"),
+                droplet.id,
+                droplet.dir,
+                str(config.root),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,  # a ^C at the terminal of `lab up` leaves the lab be
+        )
+    droplet.launcher = process.pid
+    droplet.pid = wait_for(lambda: child_pid(process), 10, f"{droplet.id}'s PID 1")
+    droplet.pidns = pid_namespace(droplet.pid)
+
+
+def child_pid(process: subprocess.Popen) -> int:
+    """The pid `unshare --fork` gave its child (the droplet's PID 1), once it exists."""
+    if process.poll() is not None:
+        raise LabError(f"unshare exited with {process.returncode} before forking PID 1")
+    try:
+        children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text()
+    except FileNotFoundError:
+        return 0
+    return int(children.split()[0]) if children.split() else 0
+
+
+def wait_ready(droplet: Droplet, timeout: float = READY_SECONDS) -> None:
+    """Until the droplet's init answers; its log in the error when it died instead."""
+
+    def ready() -> bool:
+        if not droplet.alive():
+            log = Path(droplet.dir, "init.log").read_text(errors="replace")[-2000:]
+            raise LabError(f"droplet {droplet.id}: PID 1 exited during start:\n{log}")
+        return answers(droplet)
+
+    wait_for(ready, timeout, f"droplet {droplet.id} to answer", interval=0.2)
+
+
+def answers(droplet: Droplet, timeout: float = 10.0) -> bool:
+    """True when the init loop inside reports the system `running`."""
+    try:
+        result = subprocess.run(
+            enter_command(droplet, ["systemctl", "is-system-running"]),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        return False
+    return result.stdout.strip() == "running"
+
+
+def enter_command(droplet: Droplet, command: list[str]) -> list[str]:
+    """A command line that runs `command` inside the droplet, with its root, namespaces and a
+    clean environment (nothing of the caller's venv leaks in)."""
+    env = [
+        "env",
+        "-i",
+        f"PATH={DROPLET_PATH}",
+        "HOME=/root",
+        "LANG=C.UTF-8",
+        f"TERM={os.environ.get('TERM', 'dumb')}",
+    ]
+    target = ["nsenter", "-t", str(droplet.pid), "-n", "-u", "-p", "-m", "-r", "-w"]
+    return [*target, "--", *env, *command]
+
+
+def down(config: LabConfig) -> bool:
+    """Remove every process, namespace, link, mount and directory a lab of this config made,
+    whether or not the state file knows of it. False when there was nothing to remove."""
+    require_root()
+    state = LabState.load(config.state_file)
+    droplets = list(state.droplets.values()) if state else []
+    leftovers = netns.netns_names(config.netns_prefix)
+    links = netns.links_with_prefix(config.veth_prefix)
+    bridge = netns.link_exists(config.bridge)
+    if not (droplets or leftovers or links or bridge or config.root.exists()):
+        return False
+    stop_droplets(droplets, leftovers)
+    for name in leftovers:
+        netns.delete_netns(name)
+    for name in netns.links_with_prefix(config.veth_prefix):
+        netns.delete_link(name)
+    netns.delete_link(config.bridge)
+    remove_root(config.root)
+    return True
+
+
+def stop_droplets(droplets: list[Droplet], namespaces: list[str]) -> None:
+    """SIGTERM to each live PID 1 (the init stops its units), SIGKILL after STOP_SECONDS;
+    then SIGKILL to anything still in a droplet's network or PID namespace."""
+    live = [d for d in droplets if d.alive()]
+    for droplet in live:
+        signal_pid(droplet.pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_SECONDS
+    while any(d.alive() for d in live) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pidns = {d.pidns for d in droplets if d.pidns}
+
+    def remaining() -> list[int]:
+        pids = {pid for name in namespaces for pid in netns.netns_pids(name)}
+        return sorted(pids | set(pids_in_namespaces(pidns)))
+
+    for pid in remaining():
+        signal_pid(pid, signal.SIGKILL)
+    wait_for(lambda: not remaining(), STOP_SECONDS, "the droplets' processes to end")
+    # Each `unshare` that forked a PID 1 exits right after it; wait so none outlives `down`.
+    launchers = [d.launcher for d in droplets]
+    wait_for(
+        lambda: not any(is_launcher(pid) for pid in launchers),
+        STOP_SECONDS,
+        "the droplets' launchers to exit",
+    )
+
+
+def is_launcher(pid: int) -> bool:
+    """True while `pid` is a live (not zombie) `unshare`: a reused pid is not mistaken."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    name, state = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2]
+    return name == "unshare" and state != "Z"
+
+
+def remove_root(root: Path) -> None:
+    """The lab directory, after making sure nothing is mounted below it on the host: rmtree
+    must never walk into a mount of the host's root."""
+    below = [m for m in host_mounts() if m == str(root) or m.startswith(f"{root}/")]
+    for mount in sorted(below, key=len, reverse=True):
+        subprocess.run(["umount", "-l", mount], check=False)
+    if any(m == str(root) or m.startswith(f"{root}/") for m in host_mounts()):
+        raise LabError(f"mounts remain below {root}; not removing it")
+    if root.exists():
+        shutil.rmtree(root)
+
+
+def host_mounts() -> list[str]:
+    """Mount points of this process's mount namespace (octal escapes decoded)."""
+    points = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        point = line.split()[4]
+        points.append(re.sub(r"\\(\d{3})", lambda m: chr(int(m.group(1), 8)), point))
+    return points
+
+
+def pid_namespace(pid: int) -> int:
+    try:
+        return os.stat(f"/proc/{pid}/ns/pid").st_ino
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return 0
+
+
+def pids_in_namespaces(inodes: set[int]) -> list[int]:
+    """Host pids of every process in one of these PID namespaces."""
+    if not inodes:
+        return []
+    return [
+        int(entry)
+        for entry in os.listdir("/proc")
+        if entry.isdigit() and pid_namespace(int(entry)) in inodes
+    ]
+
+
+def signal_pid(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+
+
+def load_state(config: LabConfig) -> LabState | None:
+    return LabState.load(config.state_file)
+
+
+def status(config: LabConfig) -> list[dict]:
+    """Per droplet: its address, its PID 1, whether that is alive and whether it answers."""
+    state = load_state(config)
+    rows = []
+    for droplet in state.droplets.values() if state else []:
+        alive = droplet.alive()
+        rows.append(
+            {
+                "id": droplet.id,
+                "address": droplet.address,
+                "pid": droplet.pid,
+                "alive": alive,
+                "answers": alive and answers(droplet),
+            }
+        )
+    return rows
+
+
+def find_droplet(config: LabConfig, droplet_id: str) -> Droplet:
+    state = load_state(config)
+    if state is None or droplet_id not in state.droplets:
+        known = ", ".join(state.droplets) if state else "none: run `lab up`"
+        raise LabError(f"no droplet {droplet_id!r} in the lab (droplets: {known})")
+    droplet = state.droplets[droplet_id]
+    if not droplet.alive():
+        raise LabError(f"droplet {droplet_id}: its PID 1 ({droplet.pid}) is gone; `lab up`")
+    return droplet
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, what: str, interval=0.05):
+    """Poll `predicate` until it returns something true; LabError after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise LabError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)

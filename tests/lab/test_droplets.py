@@ -1,0 +1,261 @@
+"""The lab's droplets for real: namespaces, a bridge and overlays built by `lab up` (root only).
+
+Each lab here has its own directory, bridge and /24 (one not routed on this host yet), so the
+tests never touch an operator's lab or another test run's; every lab is torn down with
+`lab down` even when a test fails. Traffic goes only to the lab's own addresses: the one
+outside address used is refused by the droplet's routing table before any packet leaves.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import secrets
+import select
+import signal
+import socket
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from lab import netns
+from lab.droplets import (
+    LabConfig,
+    LabError,
+    LabState,
+    is_launcher,
+    parse_ids,
+    pids_in_namespaces,
+)
+from tests.conftest import VENV_BIN, wait_for
+
+root_only = pytest.mark.skipif(
+    os.geteuid() != 0,
+    reason="the lab's droplets need root (network/PID/mount namespaces, a bridge, overlayfs)",
+)
+OUTSIDE = "198.51.100.7"  # TEST-NET-2: never routed from a droplet, so no packet is sent
+
+
+@dataclass
+class TestLab:
+    __test__ = False  # a helper, not a test class
+
+    config: LabConfig
+    env: dict[str, str]
+
+    def lab(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(VENV_BIN / "lab"), *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def up(self, *ids: str) -> LabState:
+        result = self.lab("up", "--droplets", ",".join(ids))
+        assert result.returncode == 0, result.stdout + result.stderr
+        return self.state()
+
+    def shell(self, droplet: str, *command: str, timeout: float = 30) -> str:
+        result = self.lab("shell", droplet, "--", *command, timeout=timeout)
+        assert result.returncode == 0, f"{command}: {result.stdout}{result.stderr}"
+        return result.stdout
+
+    def state(self) -> LabState:
+        state = LabState.load(self.config.state_file)
+        assert state is not None, "no state file after lab up"
+        return state
+
+    def down(self) -> subprocess.CompletedProcess:
+        result = self.lab("down")
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result
+
+
+def unused_network() -> ipaddress.IPv4Network:
+    """A 10.213.x.0/24 that no route on this host uses yet (an operator's lab is on .0)."""
+    routes = json.loads(subprocess.run(["ip", "-j", "route"], capture_output=True).stdout)
+    used = {route["dst"] for route in routes}
+    for n in range(150):
+        network = f"10.213.{100 + (os.getpid() + n) % 150}.0/24"
+        if network not in used:
+            return ipaddress.IPv4Network(network)
+    raise RuntimeError("no free 10.213.x.0/24 for a test lab")
+
+
+def make_lab(tag: str) -> TestLab:
+    name = f"ct{os.getpid() % 100000:05d}{tag}"
+    config = LabConfig(Path(f"/var/lib/ccmirror-lab-test-{name}"), name, unused_network())
+    env = dict(
+        os.environ,
+        CCMIRROR_LAB_ROOT=str(config.root),
+        CCMIRROR_LAB_BRIDGE=config.bridge,
+        CCMIRROR_LAB_NETWORK=str(config.network),
+    )
+    return TestLab(config, env)
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[TestLab]:
+    """Two droplets, t-a and t-b, for the tests that only look at a running lab."""
+    test_lab = make_lab("a")
+    try:
+        test_lab.up("t-a", "t-b")
+        yield test_lab
+    finally:
+        test_lab.down()
+
+
+def test_droplet_ids_are_checked() -> None:
+    assert parse_ids("db-1, dl-1") == ["db-1", "dl-1"]
+    for bad in ("", "DB-1", "db_1", "1db", "db-1,db-1", "a" * 31):
+        with pytest.raises(LabError):
+            parse_ids(bad)
+
+
+@root_only
+def test_each_droplet_has_its_own_hostname_address_and_init(lab: TestLab) -> None:
+    state = lab.state()
+    for droplet_id, address in (("t-a", lab.config.network[2]), ("t-b", lab.config.network[3])):
+        assert lab.shell(droplet_id, "hostname").strip() == droplet_id
+        assert state.droplets[droplet_id].address == str(address)
+        assert f"inet {address}/24" in lab.shell(droplet_id, "ip", "-4", "-o", "addr", "show")
+        # PID 1 of its own PID namespace is the replacement systemctl's init loop.
+        cmdline = lab.shell(droplet_id, "cat", "/proc/1/cmdline").split("\0")
+        assert cmdline[1:3] == ["/usr/bin/systemctl", "init"]
+    assert socket.gethostname() not in ("t-a", "t-b")
+
+
+@root_only
+def test_droplets_reach_each_other_and_the_host(lab: TestLab) -> None:
+    state = lab.state()
+    server_code = (
+        "import socket; s = socket.socket(); s.bind(('0.0.0.0', 7070)); s.listen();"
+        " print('ready', flush=True); c, peer = s.accept(); print(peer[0], c.recv(64).decode())"
+    )
+    server = subprocess.Popen(
+        [str(VENV_BIN / "lab"), "shell", "t-b", "--", "python3", "-c", server_code],
+        env=lab.env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        ready, _, _ = select.select([server.stdout], [], [], 15)
+        assert ready and server.stdout.readline().strip() == "ready"
+        send_hostname(lab, "t-a", state.droplets["t-b"].address, 7070)
+        output, _ = server.communicate(timeout=15)
+    finally:
+        server.kill()
+        server.wait()
+    assert output.split() == [state.droplets["t-a"].address, "t-a"]
+
+    # The host's bridge address (where the salt master will listen) answers a droplet.
+    with socket.create_server((lab.config.host_address, 0)) as listener:
+        listener.settimeout(15)
+        send_hostname(lab, "t-b", lab.config.host_address, listener.getsockname()[1])
+        conn, peer = listener.accept()
+        with conn:
+            assert (peer[0], conn.recv(64).decode()) == (state.droplets["t-b"].address, "t-b")
+
+
+def send_hostname(lab: TestLab, droplet: str, address: str, port: int) -> None:
+    client = (
+        f"import socket; c = socket.create_connection(({address!r}, {port}), timeout=10);"
+        " c.sendall(socket.gethostname().encode()); c.close()"
+    )
+    lab.shell(droplet, "python3", "-c", client)
+
+
+@root_only
+def test_nothing_routes_outside_the_lab(lab: TestLab) -> None:
+    for droplet in lab.state().droplets.values():
+        routes = netns.routes(droplet.netns)
+        assert [route["dst"] for route in routes] == [str(lab.config.network)], routes
+    probe = (
+        "import socket, time; s = socket.socket(); t = time.monotonic()\n"
+        f"try: s.connect(({OUTSIDE!r}, 80))\n"
+        "except OSError as e: print(e.strerror, time.monotonic() - t)"
+    )
+    message, seconds = lab.shell("t-a", "python3", "-c", probe).rsplit(" ", 1)
+    assert message == "Network is unreachable"
+    assert float(seconds) < 0.5
+
+
+@root_only
+def test_writes_stay_in_their_droplet(lab: TestLab) -> None:
+    name = f"/etc/ccmirror-lab-test-{secrets.token_hex(4)}"
+    lab.shell("t-a", "sh", "-c", f"echo written-in-t-a > {name}")
+    assert lab.shell("t-a", "cat", name) == "written-in-t-a\n"
+    assert not Path(name).exists()
+    assert lab.shell("t-b", "sh", "-c", f"test -e {name} && echo seen || echo absent") == (
+        "absent\n"
+    )
+    # Other droplets' layers are hidden too: the lab directory is empty inside a droplet.
+    assert lab.shell("t-b", "ls", "-A", str(lab.config.root)) == ""
+
+
+@root_only
+def test_systemctl_inside_is_the_replacement_and_runs_units(lab: TestLab) -> None:
+    assert "systemctl.py" in lab.shell("t-a", "systemctl", "--version")
+    assert b"systemctl.py" not in Path("/usr/bin/systemctl").read_bytes()[:200_000]
+    assert lab.shell("t-a", "test", "-d", "/run/systemd/system") == ""
+    unit = "[Service]\nExecStart=/bin/sleep 600\n[Install]\nWantedBy=multi-user.target\n"
+    lab.shell("t-a", "sh", "-c", f"printf '{unit}' > /etc/systemd/system/lab-test.service")
+    lab.shell("t-a", "systemctl", "enable", "--now", "lab-test.service")
+    assert lab.shell("t-a", "systemctl", "is-active", "lab-test.service").strip() == "active"
+    assert "sleep 600" in lab.shell("t-a", "ps", "-eo", "args")
+    assert "sleep 600" not in lab.shell("t-b", "ps", "-eo", "args")
+    assert not Path("/etc/systemd/system/lab-test.service").exists()
+    lab.shell("t-a", "systemctl", "stop", "lab-test.service")
+
+
+@root_only
+def test_status_reports_every_droplet_alive_and_answering(lab: TestLab) -> None:
+    result = lab.lab("status", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert [(r["id"], r["alive"], r["answers"]) for r in rows] == [
+        ("t-a", True, True),
+        ("t-b", True, True),
+    ]
+    unknown = lab.lab("shell", "t-z", "--", "true")
+    assert unknown.returncode == 2 and "no droplet 't-z'" in unknown.stderr
+
+
+@root_only
+def test_up_after_a_crash_then_down_leaves_nothing() -> None:
+    crashed = make_lab("b")
+    try:
+        first = crashed.up("c-1", "c-2")
+        for droplet in first.droplets.values():  # the crash: every droplet killed, state left
+            os.kill(droplet.pid, signal.SIGKILL)
+        namespaces = {d.pidns for d in first.droplets.values()}
+        wait_for(lambda: not pids_in_namespaces(namespaces), 10, "the killed droplets to end")
+        status = crashed.lab("status", "--json")
+        assert status.returncode == 1 and not any(r["alive"] for r in json.loads(status.stdout))
+
+        second = crashed.up("c-1", "c-2")
+        assert crashed.shell("c-2", "hostname").strip() == "c-2"
+        assert crashed.lab("status").returncode == 0
+    finally:
+        result = crashed.down()
+    assert "removed" in result.stdout
+    assert_nothing_left(crashed.config, second)
+    again = crashed.down()
+    assert "nothing to remove" in again.stdout
+
+
+def assert_nothing_left(config: LabConfig, state: LabState) -> None:
+    assert not netns.link_exists(config.bridge)
+    assert netns.links_with_prefix(config.veth_prefix) == []
+    assert netns.netns_names(config.netns_prefix) == []
+    mounts = Path("/proc/mounts").read_text()
+    assert str(config.root) not in mounts and f"/run/netns/{config.netns_prefix}" not in mounts
+    assert pids_in_namespaces({d.pidns for d in state.droplets.values()}) == []
+    assert not any(is_launcher(d.launcher) for d in state.droplets.values())
+    assert not config.root.exists()
