@@ -125,6 +125,8 @@ class LabState:
     bridge: str
     network: str
     droplets: dict[str, Droplet] = field(default_factory=dict)
+    # Processes the lab runs on the host (the salt master): name -> process group id.
+    services: dict[str, int] = field(default_factory=dict)
 
     def save(self, path: Path) -> None:
         """Written after every step of `up`, atomically, so a crash leaves a usable record."""
@@ -132,6 +134,7 @@ class LabState:
             "bridge": self.bridge,
             "network": self.network,
             "droplets": {key: asdict(d) for key, d in self.droplets.items()},
+            "services": self.services,
         }
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(data, indent=2) + "\n")
@@ -146,7 +149,8 @@ class LabState:
         except ValueError:
             return None  # a torn write: `down` still sweeps by name
         droplets = {key: Droplet(**value) for key, value in data.get("droplets", {}).items()}
-        return cls(bridge=data["bridge"], network=data["network"], droplets=droplets)
+        services = data.get("services", {})
+        return cls(data["bridge"], data["network"], droplets=droplets, services=services)
 
 
 def parse_ids(text: str) -> list[str]:
@@ -169,9 +173,19 @@ def require_root() -> None:
         raise LabError("the lab needs root (namespaces, a bridge, overlay mounts)")
 
 
-def up(config: LabConfig, ids: Iterable[str], progress: Callable[[str], None] = print) -> LabState:
-    """Tear down whatever an earlier lab left, then build the bridge and the droplets, and
-    wait until each droplet's init answers."""
+Seed = Callable[[Droplet, Path], None]  # writes a droplet's own files into its upper layer
+
+
+def up(
+    config: LabConfig,
+    ids: Iterable[str],
+    progress: Callable[[str], None] = print,
+    host_services: Callable[[LabState], None] | None = None,
+    seed: Seed | None = None,
+) -> LabState:
+    """Tear down whatever an earlier lab left, then build the bridge, the host's services
+    (`host_services`, which records them in the state), and the droplets, each with the
+    files `seed` writes before it starts; wait until each droplet's init answers."""
     require_root()
     ids = list(ids)
     if len(ids) > 250:
@@ -183,9 +197,12 @@ def up(config: LabConfig, ids: Iterable[str], progress: Callable[[str], None] = 
     state = LabState(bridge=config.bridge, network=str(config.network))
     state.save(config.state_file)
     netns.create_bridge(config.bridge, config.network)
+    if host_services is not None:
+        host_services(state)
+        state.save(config.state_file)
     hosts = hosts_file(config, ids)
     for octet, droplet_id in enumerate(ids, start=FIRST_OCTET):
-        droplet = start_droplet(config, droplet_id, octet, hosts)
+        droplet = start_droplet(config, droplet_id, octet, hosts, seed)
         state.droplets[droplet_id] = droplet
         state.save(config.state_file)
         progress(f"{droplet_id}: {droplet.address}, PID 1 is host pid {droplet.pid}")
@@ -202,7 +219,9 @@ def hosts_file(config: LabConfig, ids: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def start_droplet(config: LabConfig, droplet_id: str, octet: int, hosts: str) -> Droplet:
+def start_droplet(
+    config: LabConfig, droplet_id: str, octet: int, hosts: str, seed: Seed | None = None
+) -> Droplet:
     droplet = Droplet(
         id=droplet_id,
         address=str(config.network[octet]),
@@ -211,6 +230,8 @@ def start_droplet(config: LabConfig, droplet_id: str, octet: int, hosts: str) ->
         dir=str(config.root / droplet_id),
     )
     prepare_layers(Path(droplet.dir), droplet_id, hosts)
+    if seed is not None:
+        seed(droplet, Path(droplet.dir) / "upper")
     netns.create_netns(
         droplet.netns,
         config.bridge,
@@ -235,6 +256,7 @@ def prepare_layers(directory: Path, droplet_id: str, hosts: str) -> None:
         os.chmod(target, 0o755)
     etc = upper / "etc"
     etc.mkdir(exist_ok=True)
+    (upper / "var" / "log" / "journal").mkdir(parents=True, exist_ok=True)  # units' logs
     (etc / "hostname").write_text(droplet_id + "\n")
     (etc / "hosts").write_text(hosts)
     (etc / "machine-id").write_text(secrets.token_hex(16) + "\n")
@@ -351,9 +373,11 @@ def down(config: LabConfig) -> bool:
     leftovers = netns.netns_names(config.netns_prefix)
     links = netns.links_with_prefix(config.veth_prefix)
     bridge = netns.link_exists(config.bridge)
+    services = state.services if state else {}
     if not (droplets or leftovers or links or bridge or config.root.exists()):
         return False
     stop_droplets(droplets, leftovers)
+    stop_services(services, config.root)
     for name in leftovers:
         netns.delete_netns(name)
     for name in netns.links_with_prefix(config.veth_prefix):
@@ -361,6 +385,44 @@ def down(config: LabConfig) -> bool:
     netns.delete_link(config.bridge)
     remove_root(config.root)
     return True
+
+
+def stop_services(services: dict[str, int], root: Path) -> None:
+    """SIGTERM to each host service's process group, SIGKILL after STOP_SECONDS; then SIGKILL
+    to any host process whose command line names a path in the lab directory (what a crash
+    left running and the state file may not know)."""
+    groups = [pgid for pgid in services.values() if mentions(pgid, root)]
+    for pgid in groups:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_SECONDS
+    while any(mentions(pgid, root) for pgid in groups) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for pgid in groups:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
+    for pid in pids_mentioning(root):
+        signal_pid(pid, signal.SIGKILL)
+    wait_for(lambda: not pids_mentioning(root), STOP_SECONDS, f"processes using {root} to end")
+
+
+def mentions(pid: int, root: Path) -> bool:
+    """True while `pid` is a live process whose command line names a path below `root`."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return f"{root}/".encode() in cmdline and stat[stat.rindex(")") + 2] != "Z"
+
+
+def pids_mentioning(root: Path) -> list[int]:
+    me = os.getpid()
+    return [
+        int(entry)
+        for entry in os.listdir("/proc")
+        if entry.isdigit() and int(entry) != me and mentions(int(entry), root)
+    ]
 
 
 def stop_droplets(droplets: list[Droplet], namespaces: list[str]) -> None:
