@@ -19,7 +19,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from lab import droplets
+from lab import droplets, salt_master
 from lab.flickr_sim_process import RunningSim, spawn
 from lab.flickr_universe import Universe
 from lab.mariadb import LocalMariaDB
@@ -57,20 +57,40 @@ def add_droplet_commands(commands: argparse._SubParsersAction) -> None:
     up.add_argument(
         "--droplets",
         default=",".join(droplets.DEFAULT_DROPLETS),
-        help="comma-separated droplet ids, also their hostnames (%(default)s)",
+        help="comma-separated droplet ids, also their hostnames and minion ids (%(default)s)",
     )
+    up.add_argument("--no-salt", action="store_true", help="droplets only: no master, no minions")
     commands.add_parser("down", help="remove every droplet, mount, link and process of the lab")
     status = commands.add_parser("status", help="droplets, addresses, PID 1 alive and answering")
     status.add_argument("--json", action="store_true")
     shell = commands.add_parser("shell", help="a shell (or CMD) inside a droplet")
     shell.add_argument("id")
     shell.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD ARGS... (default bash)")
+    for tool in SALT_TOOLS:
+        salt = commands.add_parser(tool, help=f"{tool} against the lab's master")
+        salt.add_argument("args", nargs=argparse.REMAINDER, help=f"-- {tool.upper()} ARGS...")
 
 
 def lab_up(args: argparse.Namespace, config: droplets.LabConfig) -> int:
     ids = droplets.parse_ids(args.droplets)
     step(f"lab up: bridge {config.bridge} {config.host_address}/24, droplets {', '.join(ids)}")
-    droplets.up(config, ids, progress=lambda text: print(f"  {text}", flush=True))
+
+    def progress(text: str) -> None:
+        print(f"  {text}", flush=True)
+
+    if args.no_salt:
+        droplets.up(config, ids, progress=progress)
+    else:
+        salt_master.ensure_salt(progress)
+        droplets.up(
+            config,
+            ids,
+            progress=progress,
+            host_services=lambda state: salt_master.start_master(config, state),
+            seed=salt_master.seed_minion(config),
+        )
+        progress(f"salt-master on {config.host_address}; waiting for every minion's test.ping")
+        salt_master.wait_minions(config, ids)
     return lab_status(argparse.Namespace(json=False), config)
 
 
@@ -94,6 +114,10 @@ def lab_status(args: argparse.Namespace, config: droplets.LabConfig) -> int:
                 f"{row['id']:<12} {row['address']:<15} {row['pid']:>8}"
                 f"  {'alive' if row['alive'] else 'dead':<6} {'yes' if row['answers'] else 'no'}"
             )
+    state = droplets.load_state(config)
+    if state and "salt-master" in state.services and not args.json:
+        print(f"salt-master  {config.host_address:<15} {state.services['salt-master']:>8}", end="")
+        print(f"  (lab salt -- '*' test.ping; config {salt_master.config_dir(config)})")
     return 0 if rows and all(row["answers"] for row in rows) else 1
 
 
@@ -105,7 +129,18 @@ def lab_shell(args: argparse.Namespace, config: droplets.LabConfig) -> int:
     os.execvp(argv[0], argv)  # the terminal and the exit code pass straight through
 
 
+def lab_salt(args: argparse.Namespace, config: droplets.LabConfig) -> int:
+    droplets.require_root()
+    if droplets.load_state(config) is None:
+        raise droplets.LabError("the lab is down: `lab up` first")
+    rest = args.args[1:] if args.args[:1] == ["--"] else args.args
+    argv = salt_master.salt_command(config, args.command, rest)
+    os.execv(argv[0], argv)
+
+
+SALT_TOOLS = ("salt", "salt-run", "salt-key", "salt-cp")
 DROPLET_COMMANDS = {"up": lab_up, "down": lab_down, "status": lab_status, "shell": lab_shell}
+DROPLET_COMMANDS.update({tool: lab_salt for tool in SALT_TOOLS})
 
 
 def harvest_demo(args: argparse.Namespace) -> int:

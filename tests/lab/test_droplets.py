@@ -28,6 +28,7 @@ from lab.droplets import (
     LabError,
     LabState,
     is_launcher,
+    mentions,
     parse_ids,
     pids_in_namespaces,
 )
@@ -57,7 +58,8 @@ class TestLab:
         )
 
     def up(self, *ids: str) -> LabState:
-        result = self.lab("up", "--droplets", ",".join(ids))
+        """Droplets without Salt: one test below brings up the master and minions."""
+        result = self.lab("up", "--no-salt", "--droplets", ",".join(ids))
         assert result.returncode == 0, result.stdout + result.stderr
         return self.state()
 
@@ -259,3 +261,42 @@ def assert_nothing_left(config: LabConfig, state: LabState) -> None:
     assert pids_in_namespaces({d.pidns for d in state.droplets.values()}) == []
     assert not any(is_launcher(d.launcher) for d in state.droplets.values())
     assert not config.root.exists()
+
+
+@root_only
+def test_salt_master_reaches_preseeded_minions_and_down_sweeps_a_lost_lab() -> None:
+    """`lab up` with Salt: a master on the bridge address, a minion per droplet under the
+    replacement systemctl with its key accepted beforehand; then the state file is lost and
+    `lab down` still finds the master, the namespaces and the bridge by name."""
+    salted = make_lab("s")
+    try:
+        # The first run on a machine installs salt from PyPI into its own venv.
+        result = salted.lab("up", "--droplets", "s-1,s-2", timeout=600)
+        assert result.returncode == 0, result.stdout + result.stderr
+        ping = salted.lab("salt", "--", "--out=json", "--static", "*", "test.ping")
+        assert json.loads(ping.stdout) == {"s-1": True, "s-2": True}, ping.stderr
+        keys = json.loads(salted.lab("salt-key", "--", "--out=json", "-L").stdout)
+        assert sorted(keys["minions"]) == ["s-1", "s-2"] and keys["minions_pre"] == []
+        # The master listens on the lab's bridge only; the droplets cannot read its keys.
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", 4506)) != 0
+        assert salted.shell("s-1", "ls", "-A", str(salted.config.root)) == ""
+        # Salt's service states run unchanged (no systemd-run: systemd.scope is off).
+        unit = "[Service]\nExecStart=/bin/sleep 600\n"
+        salted.shell("s-2", "sh", "-c", f"printf '{unit}' > /etc/systemd/system/lab-salt.service")
+        applied = salted.lab(
+            "salt", "--", "--out=json", "s-2", "state.single", "service.running", "name=lab-salt"
+        )
+        (outcome,) = json.loads(applied.stdout)["s-2"].values()
+        assert outcome["result"] is True, outcome
+        assert "sleep 600" in salted.shell("s-2", "ps", "-eo", "args")
+
+        state = salted.state()
+        for droplet in state.droplets.values():
+            os.kill(droplet.pid, signal.SIGKILL)
+        salted.config.state_file.unlink()
+    finally:
+        result = salted.down()
+    assert "removed" in result.stdout
+    assert_nothing_left(salted.config, state)
+    assert not any(mentions(pid, salted.config.root) for pid in state.services.values())
