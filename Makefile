@@ -2,7 +2,7 @@
 # (Debian packages when root, the venv in .venv/) and skip what is already there.
 VENV := .venv
 PY := $(VENV)/bin/python
-DEBIAN_PACKAGES := mariadb-server mariadb-client openssh-server rsync python3-venv chromium iproute2 util-linux
+DEBIAN_PACKAGES := mariadb-server mariadb-client openssh-server rsync python3-venv chromium iproute2 util-linux procps
 
 .PHONY: all lab test lint deps debian-packages clean
 

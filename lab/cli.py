@@ -101,24 +101,39 @@ def lab_down(args: argparse.Namespace, config: droplets.LabConfig) -> int:
 
 
 def lab_status(args: argparse.Namespace, config: droplets.LabConfig) -> int:
-    """Exit 0 only when the lab is up and every droplet answers."""
+    """Exit 0 only when the lab is up, every droplet answers and, with Salt, every minion."""
     rows = droplets.status(config)
+    state = droplets.load_state(config)
+    master = state.services.get("salt-master") if state else None
+    if master:
+        pinged = salt_master.ping(config) if rows else {}
+        for row in rows:
+            row["minion"] = pinged.get(row["id"], False)
     if args.json:
         print(json.dumps(rows, indent=2))
     elif not rows:
         print("lab status: no droplets (lab down)")
     else:
-        print(f"{'droplet':<12} {'address':<15} {'pid':>8}  {'PID 1':<6} answers")
-        for row in rows:
-            print(
-                f"{row['id']:<12} {row['address']:<15} {row['pid']:>8}"
-                f"  {'alive' if row['alive'] else 'dead':<6} {'yes' if row['answers'] else 'no'}"
-            )
-    state = droplets.load_state(config)
-    if state and "salt-master" in state.services and not args.json:
-        print(f"salt-master  {config.host_address:<15} {state.services['salt-master']:>8}", end="")
+        print_status(rows, config, master)
+    healthy = all(row["answers"] and row.get("minion", True) for row in rows)
+    return 0 if rows and healthy else 1
+
+
+def print_status(rows: list[dict], config: droplets.LabConfig, master: int | None) -> None:
+    minions = f" {'minion':<6}" if master else ""
+    header = f"{'droplet':<12} {'address':<15} {'pid':>8}  {'PID 1':<6} {'answers':<7}{minions}"
+    print(header.rstrip())
+    for row in rows:
+        minion = f" {'yes' if row['minion'] else 'no':<6}" if master else ""
+        line = (
+            f"{row['id']:<12} {row['address']:<15} {row['pid']:>8}"
+            f"  {'alive' if row['alive'] else 'dead':<6} {'yes' if row['answers'] else 'no':<7}"
+            f"{minion}"
+        )
+        print(line.rstrip())
+    if master:
+        print(f"salt-master  {config.host_address:<15} {master:>8}", end="")
         print(f"  (lab salt -- '*' test.ping; config {salt_master.config_dir(config)})")
-    return 0 if rows and all(row["answers"] for row in rows) else 1
 
 
 def lab_shell(args: argparse.Namespace, config: droplets.LabConfig) -> int:

@@ -12,6 +12,7 @@ it finds what a crashed `up` left behind.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import importlib.util
 import ipaddress
 import json
@@ -22,7 +23,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -190,7 +191,18 @@ def up(
     ids = list(ids)
     if len(ids) > 250:
         raise LabError("at most 250 droplets fit the lab's /24")
-    if down(config):
+    with lab_lock(config):
+        return build(config, ids, progress, host_services, seed)
+
+
+def build(
+    config: LabConfig,
+    ids: list[str],
+    progress: Callable[[str], None],
+    host_services: Callable[[LabState], None] | None,
+    seed: Seed | None,
+) -> LabState:
+    if remove(config):
         progress("cleaned up what an earlier lab left behind")
     config.root.mkdir(parents=True, exist_ok=True)
     os.chmod(config.root, 0o700)
@@ -364,10 +376,30 @@ def enter_command(droplet: Droplet, command: list[str]) -> list[str]:
     return [*target, "--", *env, *command]
 
 
+@contextlib.contextmanager
+def lab_lock(config: LabConfig) -> Iterator[None]:
+    """One `up` or `down` of a lab at a time (the lock lives outside the lab directory, which
+    `down` removes)."""
+    with open(lock_path(config), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def lock_path(config: LabConfig) -> Path:
+    return Path(f"/run/ccmirror-lab-{config.bridge}.lock")
+
+
 def down(config: LabConfig) -> bool:
     """Remove every process, namespace, link, mount and directory a lab of this config made,
     whether or not the state file knows of it. False when there was nothing to remove."""
     require_root()
+    with lab_lock(config):
+        removed = remove(config)
+        lock_path(config).unlink(missing_ok=True)  # down leaves nothing, not even this
+        return removed
+
+
+def remove(config: LabConfig) -> bool:
     state = LabState.load(config.state_file)
     droplets = list(state.droplets.values()) if state else []
     leftovers = netns.netns_names(config.netns_prefix)

@@ -102,12 +102,21 @@ def minion_config(config: LabConfig, droplet: Droplet) -> dict:
     }
 
 
+def master_pki(config: LabConfig) -> Path:
+    return master_root(config) / "etc" / "salt" / "pki" / "master"
+
+
 def start_master(config: LabConfig, state: LabState) -> None:
-    """Write the master's config, start it detached (its own process group, recorded in the
-    state for `lab down`), and wait until its return port accepts connections."""
+    """Write the master's config and key pair, start it detached (its own process group,
+    recorded in the state for `lab down`), and wait until its return port answers."""
     directory = config_dir(config)
     minion_keys_dir(config).mkdir(parents=True, exist_ok=True)
     os.chmod(directory, 0o700)
+    # Made here rather than by the master, so each minion is given the master's public key
+    # before it starts and never takes whatever answers on the first connection.
+    private, public = generate_keys("master")
+    write_file(master_pki(config) / "master.pem", private, 0o400)
+    write_file(master_pki(config) / "master.pub", public, 0o644)
     (directory / "master").write_text(yaml.safe_dump(master_config(config)))
     with open(directory / "master.out", "ab") as log:
         process = subprocess.Popen(
@@ -131,8 +140,9 @@ def start_master(config: LabConfig, state: LabState) -> None:
 
 
 def seed_minion(config: LabConfig) -> Callable[[Droplet, Path], None]:
-    """A seed for `droplets.up`: the minion's config, key pair and enabled unit written into
-    the droplet's upper layer, its public key into the master's accepted keys."""
+    """A seed for `droplets.up`: the minion's config, key pair, the master's public key and
+    the enabled unit written into the droplet's upper layer; its public key into the master's
+    accepted keys. Both ends know each other's key before the first connection."""
 
     def seed(droplet: Droplet, upper: Path) -> None:
         etc = upper / "etc" / "salt"
@@ -143,6 +153,8 @@ def seed_minion(config: LabConfig) -> Callable[[Droplet, Path], None]:
         write_file(pki / "minion.pem", private, 0o400)
         write_file(pki / "minion.pub", public, 0o644)
         write_file(minion_keys_dir(config) / droplet.id, public, 0o644)
+        master_public = (master_pki(config) / "master.pub").read_text()
+        write_file(pki / "minion_master.pub", master_public, 0o644)
         write_file(etc / "minion", yaml.safe_dump(minion_config(config, droplet)), 0o644)
         write_file(etc / "minion_id", droplet.id, 0o644)
         units = upper / "etc" / "systemd" / "system"

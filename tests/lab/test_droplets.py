@@ -28,10 +28,12 @@ from lab.droplets import (
     LabError,
     LabState,
     is_launcher,
+    lock_path,
     mentions,
     parse_ids,
     pids_in_namespaces,
 )
+from lab.salt_master import master_pki
 from tests.conftest import VENV_BIN, wait_for
 
 root_only = pytest.mark.skipif(
@@ -261,6 +263,7 @@ def assert_nothing_left(config: LabConfig, state: LabState) -> None:
     assert pids_in_namespaces({d.pidns for d in state.droplets.values()}) == []
     assert not any(is_launcher(d.launcher) for d in state.droplets.values())
     assert not config.root.exists()
+    assert not lock_path(config).exists()
 
 
 @root_only
@@ -275,12 +278,20 @@ def test_salt_master_reaches_preseeded_minions_and_down_sweeps_a_lost_lab() -> N
         assert result.returncode == 0, result.stdout + result.stderr
         ping = salted.lab("salt", "--", "--out=json", "--static", "*", "test.ping")
         assert json.loads(ping.stdout) == {"s-1": True, "s-2": True}, ping.stderr
+        status = json.loads(salted.lab("status", "--json").stdout)
+        assert [(row["id"], row["answers"], row["minion"]) for row in status] == [
+            ("s-1", True, True),
+            ("s-2", True, True),
+        ]
         keys = json.loads(salted.lab("salt-key", "--", "--out=json", "-L").stdout)
         assert sorted(keys["minions"]) == ["s-1", "s-2"] and keys["minions_pre"] == []
         # The master listens on the lab's bridge only; the droplets cannot read its keys.
         with socket.socket() as probe:
             assert probe.connect_ex(("127.0.0.1", 4506)) != 0
         assert salted.shell("s-1", "ls", "-A", str(salted.config.root)) == ""
+        # Each end had the other's key before the first connection (no trust on first use).
+        master_key = (master_pki(salted.config) / "master.pub").read_text()
+        assert salted.shell("s-1", "cat", "/etc/salt/pki/minion/minion_master.pub") == master_key
         # Salt's service states run unchanged (no systemd-run: systemd.scope is off).
         unit = "[Service]\nExecStart=/bin/sleep 600\n"
         salted.shell("s-2", "sh", "-c", f"printf '{unit}' > /etc/systemd/system/lab-salt.service")
