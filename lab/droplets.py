@@ -293,7 +293,8 @@ def replacement_dir() -> Path:
 
 def launch(config: LabConfig, droplet: Droplet) -> None:
     """Start the droplet's PID 1 in its namespaces, detached from this process."""
-    env = {"PATH": DROPLET_PATH, "LANG": "C.UTF-8", "container": "ccmirror-lab"}
+    # No `container=` here: Salt's grains should see a machine, as on a real droplet.
+    env = {"PATH": DROPLET_PATH, "LANG": "C.UTF-8", "HOME": "/root"}
     Path(droplet.dir, "init.sh").write_text(INIT_SCRIPT)
     with open(Path(droplet.dir) / "init.log", "ab") as log:
         process = subprocess.Popen(
@@ -328,11 +329,18 @@ def child_pid(process: subprocess.Popen) -> int:
     """The pid `unshare --fork` gave its child (the droplet's PID 1), once it exists."""
     if process.poll() is not None:
         raise LabError(f"unshare exited with {process.returncode} before forking PID 1")
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and parent_pid(int(entry)) == process.pid:
+            return int(entry)
+    return 0
+
+
+def parent_pid(pid: int) -> int:
     try:
-        children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text()
-    except FileNotFoundError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
         return 0
-    return int(children.split()[0]) if children.split() else 0
+    return int(stat[stat.rindex(")") + 2 :].split()[1])
 
 
 def wait_ready(droplet: Droplet, timeout: float = READY_SECONDS) -> None:
