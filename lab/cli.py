@@ -60,6 +60,9 @@ def add_droplet_commands(commands: argparse._SubParsersAction) -> None:
         help="comma-separated droplet ids, also their hostnames and minion ids (%(default)s)",
     )
     up.add_argument("--no-salt", action="store_true", help="droplets only: no master, no minions")
+    add = commands.add_parser("add", help="more droplets in the running lab")
+    add.add_argument("ids", help="comma-separated droplet ids")
+    add.add_argument("--no-salt", action="store_true", help="no minion in the new droplets")
     commands.add_parser("down", help="remove every droplet, mount, link and process of the lab")
     status = commands.add_parser("status", help="droplets, addresses, PID 1 alive and answering")
     status.add_argument("--json", action="store_true")
@@ -90,6 +93,18 @@ def lab_up(args: argparse.Namespace, config: droplets.LabConfig) -> int:
             seed=salt_master.seed_minion(config),
         )
         progress(f"salt-master on {config.host_address}; waiting for every minion's test.ping")
+        salt_master.wait_minions(config, ids)
+    return lab_status(argparse.Namespace(json=False), config)
+
+
+def lab_add(args: argparse.Namespace, config: droplets.LabConfig) -> int:
+    """New droplets get a minion when the lab runs a salt master (unless --no-salt)."""
+    ids = droplets.parse_ids(args.ids)
+    state = droplets.load_state(config)
+    salted = bool(state and "salt-master" in state.services) and not args.no_salt
+    seed = salt_master.seed_minion(config) if salted else None
+    droplets.add(config, ids, progress=lambda text: print(f"  {text}", flush=True), seed=seed)
+    if salted:
         salt_master.wait_minions(config, ids)
     return lab_status(argparse.Namespace(json=False), config)
 
@@ -154,7 +169,13 @@ def lab_salt(args: argparse.Namespace, config: droplets.LabConfig) -> int:
 
 
 SALT_TOOLS = ("salt", "salt-run", "salt-key", "salt-cp")
-DROPLET_COMMANDS = {"up": lab_up, "down": lab_down, "status": lab_status, "shell": lab_shell}
+DROPLET_COMMANDS = {
+    "up": lab_up,
+    "add": lab_add,
+    "down": lab_down,
+    "status": lab_status,
+    "shell": lab_shell,
+}
 DROPLET_COMMANDS.update({tool: lab_salt for tool in SALT_TOOLS})
 
 

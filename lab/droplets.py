@@ -189,8 +189,6 @@ def up(
     files `seed` writes before it starts; wait until each droplet's init answers."""
     require_root()
     ids = list(ids)
-    if len(ids) > 250:
-        raise LabError("at most 250 droplets fit the lab's /24")
     with lab_lock(config):
         return build(config, ids, progress, host_services, seed)
 
@@ -212,22 +210,72 @@ def build(
     if host_services is not None:
         host_services(state)
         state.save(config.state_file)
-    hosts = hosts_file(config, ids)
-    for octet, droplet_id in enumerate(ids, start=FIRST_OCTET):
+    start_droplets(config, state, ids, progress, seed)
+    return state
+
+
+def add(
+    config: LabConfig,
+    ids: Iterable[str],
+    progress: Callable[[str], None] = print,
+    seed: Seed | None = None,
+) -> LabState:
+    """More droplets in the running lab (what the DigitalOcean simulator will do per
+    droplet created); every droplet's /etc/hosts then names them all."""
+    require_root()
+    with lab_lock(config):
+        state = load_state(config)
+        if state is None:
+            raise LabError("the lab is down: `lab up` first")
+        ids = list(ids)
+        taken = [droplet_id for droplet_id in ids if droplet_id in state.droplets]
+        if taken:
+            raise LabError(f"already in the lab: {', '.join(taken)}")
+        old = list(state.droplets.values())
+        start_droplets(config, state, ids, progress, seed)
+        hosts = hosts_file(config, state)
+        for droplet in old:
+            if droplet.alive():
+                subprocess.run(
+                    enter_command(droplet, ["sh", "-c", "cat > /etc/hosts"]),
+                    input=hosts,
+                    text=True,
+                    check=True,
+                )
+        return state
+
+
+def start_droplets(
+    config: LabConfig,
+    state: LabState,
+    ids: list[str],
+    progress: Callable[[str], None],
+    seed: Seed | None,
+) -> None:
+    """Each droplet on the next free address, recorded as soon as it runs; then wait until
+    every new one answers."""
+    used = {int(d.address.rsplit(".", 1)[1]) for d in state.droplets.values()}
+    free = [octet for octet in range(FIRST_OCTET, 255) if octet not in used]
+    if len(ids) > len(free):
+        raise LabError(f"{len(ids)} more droplets do not fit the lab's /24 ({len(free)} free)")
+    octets = dict(zip(ids, free[: len(ids)], strict=True))
+    planned = {droplet_id: str(config.network[octet]) for droplet_id, octet in octets.items()}
+    hosts = hosts_file(config, state, planned)
+    for droplet_id, octet in octets.items():
         droplet = start_droplet(config, droplet_id, octet, hosts, seed)
         state.droplets[droplet_id] = droplet
         state.save(config.state_file)
         progress(f"{droplet_id}: {droplet.address}, PID 1 is host pid {droplet.pid}")
-    for droplet in state.droplets.values():
-        wait_ready(droplet)
-    return state
+    for droplet_id in ids:
+        wait_ready(state.droplets[droplet_id])
 
 
-def hosts_file(config: LabConfig, ids: list[str]) -> str:
+def hosts_file(config: LabConfig, state: LabState, planned: dict[str, str] | None = None) -> str:
     """/etc/hosts for every droplet: the lab's names, nothing of the host's network."""
     lines = ["127.0.0.1\tlocalhost", f"{config.host_address}\tlab-host salt"]
-    for octet, droplet_id in enumerate(ids, start=FIRST_OCTET):
-        lines.append(f"{config.network[octet]}\t{droplet_id}")
+    addresses = {key: droplet.address for key, droplet in state.droplets.items()}
+    for droplet_id, address in {**addresses, **(planned or {})}.items():
+        lines.append(f"{address}\t{droplet_id}")
     return "\n".join(lines) + "\n"
 
 

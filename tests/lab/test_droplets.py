@@ -243,9 +243,21 @@ def test_up_after_a_crash_then_down_leaves_nothing() -> None:
         status = crashed.lab("status", "--json")
         assert status.returncode == 1 and not any(r["alive"] for r in json.loads(status.stdout))
 
-        second = crashed.up("c-1", "c-2")
+        crashed.up("c-1", "c-2")
         assert crashed.shell("c-2", "hostname").strip() == "c-2"
         assert crashed.lab("status").returncode == 0
+
+        # One more droplet in the running lab: the next address, and every droplet knows it.
+        added = crashed.lab("add", "c-3", "--no-salt")
+        assert added.returncode == 0, added.stdout + added.stderr
+        second = crashed.state()
+        assert second.droplets["c-3"].address == str(crashed.config.network[4])
+        assert crashed.shell("c-3", "hostname").strip() == "c-3"
+        assert crashed.shell("c-1", "getent", "hosts", "c-3").split() == [
+            second.droplets["c-3"].address,
+            "c-3",
+        ]
+        assert crashed.lab("add", "c-3").returncode == 2  # already there
     finally:
         result = crashed.down()
     assert "removed" in result.stdout
