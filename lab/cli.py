@@ -117,6 +117,7 @@ def lab_down(args: argparse.Namespace, config: droplets.LabConfig) -> int:
 
 def lab_status(args: argparse.Namespace, config: droplets.LabConfig) -> int:
     """Exit 0 only when the lab is up, every droplet answers and, with Salt, every minion."""
+    droplets.require_root()
     rows = droplets.status(config)
     state = droplets.load_state(config)
     master = state.services.get("salt-master") if state else None

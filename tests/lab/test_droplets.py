@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 import secrets
 import select
 import signal
@@ -40,6 +41,7 @@ root_only = pytest.mark.skipif(
     os.geteuid() != 0,
     reason="the lab's droplets need root (network/PID/mount namespaces, a bridge, overlayfs)",
 )
+TEST_LAB_NAME = re.compile(r"^ct(\d+)[a-z]$")  # bridge and directory name: ct<pid><tag>
 OUTSIDE = "198.51.100.7"  # TEST-NET-2: never routed from a droplet, so no packet is sent
 
 
@@ -93,8 +95,13 @@ def unused_network() -> ipaddress.IPv4Network:
 
 
 def make_lab(tag: str) -> TestLab:
-    name = f"ct{os.getpid() % 100000:05d}{tag}"
-    config = LabConfig(Path(f"/var/lib/ccmirror-lab-test-{name}"), name, unused_network())
+    """A lab named after this test process (`ct<pid><tag>`), so a later run can tell a lab
+    whose run was killed from one still in use."""
+    return named_lab(f"ct{os.getpid()}{tag}", unused_network())
+
+
+def named_lab(name: str, network: ipaddress.IPv4Network) -> TestLab:
+    config = LabConfig(Path(f"/var/lib/ccmirror-lab-test-{name}"), name, network)
     env = dict(
         os.environ,
         CCMIRROR_LAB_ROOT=str(config.root),
@@ -102,6 +109,21 @@ def make_lab(tag: str) -> TestLab:
         CCMIRROR_LAB_NETWORK=str(config.network),
     )
     return TestLab(config, env)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_labs_of_killed_runs() -> None:
+    """A run killed outright never reached its `lab down`: remove the labs of test processes
+    that no longer exist before making new ones."""
+    if os.geteuid() != 0:
+        return
+    roots = Path("/var/lib").glob("ccmirror-lab-test-ct*")
+    names = {path.name.removeprefix("ccmirror-lab-test-") for path in roots}
+    names |= set(netns.links_with_prefix("ct"))
+    for name in sorted(names):
+        match = TEST_LAB_NAME.match(name)
+        if match and not Path(f"/proc/{match.group(1)}").exists():
+            named_lab(name, ipaddress.IPv4Network("10.213.255.0/24")).down()
 
 
 @pytest.fixture(scope="module")
