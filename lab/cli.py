@@ -49,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         return DROPLET_COMMANDS[args.command](args, droplets.LabConfig.from_env())
     except droplets.LabError as error:
         print(f"lab {args.command}: {error}", file=sys.stderr)
+        if args.command in ("up", "add"):
+            print("lab: what was built stays for a look (lab status); lab down removes it")
         return 2
 
 
