@@ -468,6 +468,7 @@ def remove(config: LabConfig) -> bool:
     stop_services(services, config.root)
     for name in leftovers:
         netns.delete_netns(name)
+    netns.release_netns_dir()
     for name in netns.links_with_prefix(config.veth_prefix):
         netns.delete_link(name)
     netns.delete_link(config.bridge)

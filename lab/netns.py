@@ -4,6 +4,7 @@ reaches the bridge's /24 and nothing else."""
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
@@ -68,6 +69,18 @@ def create_netns(name: str, bridge: str, host_veth: str, address: str) -> None:
 
 def delete_netns(name: str) -> None:
     ip("netns", "del", name, check=False)
+
+
+def release_netns_dir() -> None:
+    """`ip netns add` made /run/netns a mount of its own; once no namespace is left in it,
+    undo that. A plain umount fails (and changes nothing) while anything is mounted below."""
+    if NETNS_DIR.is_dir() and not os.listdir(NETNS_DIR):
+        # os.path.ismount misses a bind mount within one filesystem: read mountinfo.
+        mountinfo = Path("/proc/self/mountinfo").read_text().splitlines()
+        for _ in range(sum(line.split()[4] == str(NETNS_DIR) for line in mountinfo)):
+            subprocess.run(["umount", str(NETNS_DIR)], capture_output=True)
+    with contextlib.suppress(OSError):
+        NETNS_DIR.rmdir()
 
 
 def routes(netns: str) -> list[dict]:
