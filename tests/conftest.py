@@ -107,13 +107,17 @@ def flickr_sim_factory() -> Iterator[Callable[..., RunningSim]]:
         sim.stop()
 
 
+TEST_STORAGE = Path(os.environ.get("CCMIRROR_TEST_STORAGE_DIR", "/var/lib/ccmirror-test/storage"))
+
+
 def make_storage(lenient_sshd: bool = False) -> RunningStorage:
-    """A real write-only storage (sshd + rrsync) of its own, under `.lab/test-storage/`: sshd
-    refuses an authorized_keys below a world-writable directory such as /tmp."""
-    parent = ROOT / ".lab" / "test-storage"
-    parent.mkdir(parents=True, exist_ok=True)
-    for directory in (ROOT / ".lab", parent):
+    """A real write-only storage (sshd + rrsync) of its own, under a root-owned directory:
+    sshd refuses an authorized_keys below a world-writable one such as /tmp, and a checkout
+    may well be under /tmp."""
+    TEST_STORAGE.mkdir(parents=True, exist_ok=True)
+    for directory in (TEST_STORAGE.parent, TEST_STORAGE):
         os.chmod(directory, 0o755)  # sshd walks every parent of authorized_keys
+    parent = TEST_STORAGE
     base = Path(tempfile.mkdtemp(prefix="st-", dir=parent))
     return start_storage(base, lenient_sshd=lenient_sshd)
 
