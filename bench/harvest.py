@@ -76,9 +76,7 @@ def main() -> int:
 
 def run(db: LocalMariaDB, sim: RunningSim, stride: int, args, truth: int) -> None:
     name = f"ccmirror_bench_{stride}"
-    with db.root_connection() as conn, conn.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS {name}")
-        cur.execute(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
+    db.fresh_database(name)
     env = dict(
         os.environ,
         CCMIRROR_DB_URL=db.url(name),

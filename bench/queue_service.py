@@ -43,8 +43,7 @@ def main() -> int:
     # A server of its own: the other benchmarks' servers may be busy.
     db = LocalMariaDB(Path(tempfile.gettempdir()) / "ccmirror-bench-queue-mariadb", port=13309)
     db.ensure_running()
-    with db.root_connection() as conn, conn.cursor() as cur:
-        cur.execute(f"SET GLOBAL innodb_buffer_pool_size = {args.buffer_pool_mb << 20}")
+    db.set_globals(innodb_buffer_pool_size=args.buffer_pool_mb << 20)
     rates = {}
     for n in (int(s) for s in args.sizes.split(",")):
         rates[n] = run(db, n, args)
@@ -60,10 +59,7 @@ def main() -> int:
 
 def run(db: LocalMariaDB, n: int, args: argparse.Namespace) -> float:
     name = f"ccmirror_bench_queue_{n}"
-    with db.root_connection() as conn, conn.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS {name}")
-        cur.execute(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
-    conn = connect(db.url(name))
+    conn = connect(db.fresh_database(name))
     migrate(conn)
     began = time.monotonic()
     fill_images(conn, n)
@@ -76,8 +72,7 @@ def run(db: LocalMariaDB, n: int, args: argparse.Namespace) -> float:
             rate = measure(queue, workers, args, int(db.pidfile.read_text()))
         finally:
             queue.stop()
-    with db.root_connection() as root, root.cursor() as cur:
-        cur.execute(f"DROP DATABASE {name}")
+    db.drop_database(name)
     return rate
 
 

@@ -40,9 +40,11 @@ def main() -> int:
         # A database server sized for its catalog (the db role tunes it from pillar): the
         # 5M-photo sources and catalog (about 5 GB) fit in memory; at 4 GB the 5M pass is 17%
         # slower per row than the 1M one, at 8 GB it is not.
-        cur.execute(f"SET GLOBAL innodb_buffer_pool_size = {args.buffer_pool_mb << 20}")
         # A redo log that holds a few batches' worth of writes without forced checkpoints.
-        cur.execute(f"SET GLOBAL innodb_log_file_size = {args.redo_log_mb << 20}")
+        db.set_globals(
+            innodb_buffer_pool_size=args.buffer_pool_mb << 20,
+            innodb_log_file_size=args.redo_log_mb << 20,
+        )
         cur.execute("SELECT @@innodb_buffer_pool_size, @@innodb_log_file_size")
         pool, redo = (v >> 20 for v in cur.fetchone())
     print(f"MariaDB buffer pool {pool} MB, redo log {redo} MB; batch size {args.batch_size:,}")
@@ -63,10 +65,7 @@ def main() -> int:
 def run(db: LocalMariaDB, n: int, batch_size: int) -> tuple[float, float]:
     """Seconds per catalog row of the first and the second pass."""
     name = f"ccmirror_bench_reconcile_{n}"
-    with db.root_connection() as conn, conn.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS {name}")
-        cur.execute(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
-    conn = connect(db.url(name))
+    conn = connect(db.fresh_database(name))
     migrate(conn)
     began = time.monotonic()
     fill_sources(conn, n)
@@ -77,8 +76,7 @@ def run(db: LocalMariaDB, n: int, batch_size: int) -> tuple[float, float]:
     conn.commit()
     second = timed_pass(db.url(name), conn, batch_size, "second pass (titles changed)")
     conn.close()
-    with db.root_connection() as root, root.cursor() as cur:
-        cur.execute(f"DROP DATABASE {name}")
+    db.drop_database(name)
     return first, second
 
 

@@ -192,9 +192,7 @@ def harvest_demo(args: argparse.Namespace) -> int:
     step("MariaDB (private instance under .lab/mariadb, port 13307)")
     db = LocalMariaDB(LAB_DIR / "mariadb", port=13307)
     db.ensure_running()
-    with db.root_connection() as conn, conn.cursor() as cur:
-        cur.execute("DROP DATABASE IF EXISTS ccmirror_lab")
-        cur.execute("CREATE DATABASE ccmirror_lab CHARACTER SET utf8mb4")
+    db.fresh_database("ccmirror_lab")
 
     key = "lab-" + secrets.token_hex(8)  # a throw-away key, never written anywhere
     step("Flickr simulator on 127.0.0.1 (the 3,600 calls/hour per key lifted for the demo)")

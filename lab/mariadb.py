@@ -52,6 +52,23 @@ class LocalMariaDB:
         password = self.password_file.read_text().strip()
         return f"mysql://ccmirror:{password}@127.0.0.1:{self.port}/{database}"
 
+    def fresh_database(self, name: str) -> str:
+        """An empty database `name` (dropped first if it exists); its URL."""
+        with self.root_connection() as conn, conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS {name}")
+            cur.execute(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
+        return self.url(name)
+
+    def drop_database(self, name: str) -> None:
+        with self.root_connection() as conn, conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS {name}")
+
+    def set_globals(self, **values: int) -> None:
+        """SET GLOBAL each server variable, e.g. innodb_buffer_pool_size=8 << 30."""
+        with self.root_connection() as conn, conn.cursor() as cur:
+            for variable, value in values.items():
+                cur.execute(f"SET GLOBAL {variable} = {int(value)}")
+
     def root_connection(self, **kwargs) -> pymysql.connections.Connection:
         return pymysql.connect(unix_socket=str(self.socket), user="root", autocommit=True, **kwargs)
 
