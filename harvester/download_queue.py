@@ -204,8 +204,8 @@ def complete(
         current = {row[0]: tuple(row[1:]) for row in json.loads(cur.fetchone()[0] or "[]")}
         changes = _decide(reports, current, lease_id, max_attempts, outcome)
         stored_ids = set(outcome.stored)
-        _write_stored(cur, [r for r in reports if r.id in stored_ids], worker, now)
-        _write_states(cur, {i: c for i, c in changes.items() if i not in stored_ids})
+        _write_stored(cur, [r for r in reports if r.id in stored_ids], worker, lease_id, now)
+        _write_states(cur, changes)
         settled = sum(1 for r in reports if current[r.id][:2] == ("leased", lease_id))
         failed = len(outcome.failed) + len(outcome.gone) + len(outcome.requeued)
         _count_report(cur, lease_id, settled, len(outcome.stored), failed, now)
@@ -253,21 +253,23 @@ def _decide(
     return changes
 
 
-def _write_stored(cur, stored: list, worker: str, now: datetime) -> None:
-    """Mark stored photos stored, with what is on storage. The reports go as one JSON
-    document that MariaDB unpacks (JSON_TABLE) and joins by primary key: escaping a value per
-    column per photo in Python would cost more than the update."""
+def _write_stored(cur, stored: list, worker: str, lease_id: int, now: datetime) -> None:
+    """Record what is on storage; the first report of a photo wins (INSERT IGNORE). The
+    VALUES are written here: ids and sizes are ints, the digest is hex re-made from its
+    bytes, so only the path and the worker need escaping; PyMySQL's escaping of every value
+    of 500 rows cost more than the insert."""
     if not stored:
         return
-    rows = json.dumps([[r.id, r.sha256, r.bytes, r.path] for r in stored])
+    escape = cur.connection.escape
+    tail = f"{escape(worker)}, {int(lease_id)}, {escape(now)})"
+    rows = ",".join(
+        f"({int(r.id)}, x'{bytes.fromhex(r.sha256).hex()}', {int(r.bytes)}, {escape(r.path)},"
+        f" {tail}"
+        for r in stored
+    )
     cur.execute(
-        "UPDATE images i JOIN JSON_TABLE(%s, '$[*]' COLUMNS (id BIGINT UNSIGNED PATH '$[0]',"
-        " sha256 CHAR(64) PATH '$[1]', bytes BIGINT UNSIGNED PATH '$[2]',"
-        " path VARCHAR(1024) PATH '$[3]')) j ON i.id = j.id"
-        " SET i.state = 'stored', i.sha256 = UNHEX(j.sha256), i.bytes = j.bytes,"
-        " i.stored_path = j.path, i.stored_by = %s, i.stored_at = %s, i.lease_id = NULL,"
-        " i.last_error = NULL WHERE i.state <> 'stored'",
-        (rows, worker, now),
+        "INSERT IGNORE INTO stored_images"
+        f" (image_id, sha256, bytes, path, worker, lease_id, stored_at) VALUES {rows}"
     )
 
 

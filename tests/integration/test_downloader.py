@@ -153,10 +153,7 @@ def assert_all_stored_once(fleet: Fleet) -> None:
     assert photo_ids(sql, "stored") == photo_ids(sql)
     files = fleet.stored_on_storage()
     recorded = {
-        path: digest
-        for path, digest in sql(
-            "SELECT stored_path, LOWER(HEX(sha256)) FROM images WHERE state = 'stored'"
-        )
+        path: digest for path, digest in sql("SELECT path, LOWER(HEX(sha256)) FROM stored_images")
     }
     assert set(files) == set(recorded)
     for path, body in files.items():
@@ -174,8 +171,8 @@ def test_run_once_leases_fetches_pushes_and_reports_with_attribution(fleet):
     lines = {line["photo_id"]: line for line in fleet.manifests()}
     item = fleet.sql(
         "SELECT i.photo_id, i.owner, i.owner_name, i.title, i.page_url, i.license_id, l.url,"
-        " i.stored_path FROM images i JOIN licenses l ON l.id = i.license_id"
-        " WHERE i.state = 'stored' ORDER BY i.id LIMIT 1"
+        " s.path FROM images i JOIN licenses l ON l.id = i.license_id"
+        " JOIN stored_images s ON s.image_id = i.id ORDER BY i.id LIMIT 1"
     )[0]
     line = lines[item[0]]
     assert (

@@ -107,9 +107,7 @@ def test_lease_gives_what_a_downloader_needs_and_stored_reports_are_kept(queue, 
     answer = complete(queue, "dl-1", got["lease_id"], [stored(i) for i in ids])
     assert answer["stored"] == ids
     assert set(states(sql, ids).values()) == {"stored"}
-    files = sql(
-        "SELECT id, HEX(sha256), bytes, stored_path, stored_by FROM images WHERE state = 'stored'"
-    )
+    files = sql("SELECT image_id, HEX(sha256), bytes, path, worker FROM stored_images")
     digest = hashlib.sha256(b"jpeg bytes").hexdigest().upper()
     assert sorted(files) == [(i, digest, 10, f"ab/cd/{i}.jpg", "dl-1") for i in ids]
     assert sql("SELECT state FROM leases WHERE id = %s", got["lease_id"]) == [("done",)]
@@ -130,7 +128,7 @@ def test_reports_are_idempotent(queue, sql):
     second = complete(queue, "dl-1", got["lease_id"], report)
     assert second["already_stored"] == [ids[0]] and second["ignored"] == [ids[1]]
     assert sql("SELECT id, state, attempts, last_error FROM images ORDER BY id") == before
-    assert sql("SELECT COUNT(*) FROM images WHERE sha256 IS NOT NULL") == [(1,)]
+    assert sql("SELECT COUNT(*) FROM stored_images") == [(1,)]
     assert states(sql, ids[2:]) == {ids[2]: "leased", ids[3]: "leased"}
 
 
@@ -161,7 +159,7 @@ def test_lapsed_lease_goes_back_to_the_queue_and_a_late_stored_report_is_kept(qu
     )
     assert answer["ignored"] == [ids[0]] and answer["stored"] == [ids[1], ids[2]]
     assert set(states(sql, ids).values()) == {"stored"}
-    assert sql("SELECT id, stored_by FROM images WHERE state = 'stored' ORDER BY id") == [
+    assert sql("SELECT image_id, worker FROM stored_images ORDER BY image_id") == [
         (ids[0], "dl-1"),
         (ids[1], "dl-2"),
         (ids[2], "dl-2"),
@@ -369,7 +367,7 @@ def test_bad_input_gets_a_4xx_that_says_why_and_changes_nothing(queue, sql):
         assert response.status_code == code, (number, response.text)
         assert message in response.text, (number, response.text)
     assert sql("SELECT id, state, lease_id, attempts FROM images ORDER BY id") == before
-    assert sql("SELECT COUNT(*) FROM images WHERE sha256 IS NOT NULL") == [(0,)]
+    assert sql("SELECT COUNT(*) FROM stored_images") == [(0,)]
 
 
 def test_a_database_restart_costs_503s_and_nothing_else(queue, sql, mariadb):
