@@ -22,7 +22,6 @@ STOP_POLL = 0.2
 
 
 def build_stages(settings: Settings, status: DaemonStatus) -> Stages:
-    settings.require("storage")
     target = StorageTarget.from_spec(
         settings.storage,
         port=settings.storage_port,

@@ -11,6 +11,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pymysql
 from pymysql.constants import CLIENT
 
+LOCK_ERRORS = (1205, 1213)  # lock wait timeout, deadlock: the transaction may be run again
+
 
 class DatabaseError(RuntimeError):
     """The database cannot be reached or used; the message never holds the password."""
@@ -144,7 +146,7 @@ class ConnectionPool:
                 conn = self._open()
             yield conn
         except (pymysql.err.OperationalError, pymysql.err.InterfaceError) as exc:
-            if conn is not None and exc.args and exc.args[0] not in (1205, 1213):
+            if conn is not None and exc.args and exc.args[0] not in LOCK_ERRORS:
                 with contextlib.suppress(pymysql.err.Error):
                     conn.close()
                 conn = None

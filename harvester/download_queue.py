@@ -28,6 +28,8 @@ from datetime import datetime, timedelta
 
 import pymysql
 
+from harvester.db import LOCK_ERRORS
+
 # Columns a downloader needs: the image and the attribution written beside it.
 ITEM_COLUMNS = (
     "id",
@@ -53,8 +55,6 @@ ITEMS_JSON = (
 LICENSE_JOIN = "LEFT JOIN licenses l ON l.id = i.license_id"
 # JSON_ARRAYAGG is bounded by group_concat_max_len; 1,000 items of long titles fit in this.
 SESSION_SQL = ("SET SESSION group_concat_max_len = 67108864",)
-FAILURE_CLASSES = ("gone", "retry", "bad")
-LOCK_ERRORS = (1205, 1213)  # lock wait timeout, deadlock: the transaction is retried
 
 
 class QueueError(Exception):
@@ -90,10 +90,6 @@ class Lease:
     # The items as a JSON array, built by MariaDB: a service passes it on without decoding
     # 500 rows into Python objects and encoding them again.
     items_json: str
-
-    @property
-    def items(self) -> list[dict]:
-        return json.loads(self.items_json)
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ from typing import BinaryIO, TextIO
 
 import pymysql
 
-from harvester.db import connect, upsert_counts
+from harvester.db import LOCK_ERRORS, connect, upsert_counts
 from harvester.progress import ProgressLine, format_duration
 from harvester.yfcc import SKIP_REASONS, TSV_COLUMNS, LicenseMap, parse_fields, tsv_line
 
@@ -56,7 +56,6 @@ GZIP_MAGIC = b"\x1f\x8b"
 BZIP2_MAGIC = b"BZh"
 UTF8_BOM = b"\xef\xbb\xbf"
 
-LOCK_ERRORS = (1205, 1213)  # lock wait timeout, deadlock
 LOCK_RETRIES = 5
 STAGING = "yfcc_staging"
 STAGING_DDL = f"""
