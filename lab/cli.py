@@ -65,6 +65,8 @@ def add_droplet_commands(commands: argparse._SubParsersAction) -> None:
     add = commands.add_parser("add", help="more droplets in the running lab")
     add.add_argument("ids", help="comma-separated droplet ids")
     add.add_argument("--no-salt", action="store_true", help="no minion in the new droplets")
+    remove = commands.add_parser("remove", help="take droplets out of the running lab")
+    remove.add_argument("ids", help="comma-separated droplet ids")
     commands.add_parser("down", help="remove every droplet, mount, link and process of the lab")
     status = commands.add_parser("status", help="droplets, addresses, PID 1 alive and answering")
     status.add_argument("--json", action="store_true")
@@ -109,6 +111,12 @@ def lab_add(args: argparse.Namespace, config: droplets.LabConfig) -> int:
     if salted:
         salt_master.wait_minions(config, ids)
     return lab_status(argparse.Namespace(json=False), config)
+
+
+def lab_remove(args: argparse.Namespace, config: droplets.LabConfig) -> int:
+    for droplet_id in droplets.parse_ids(args.ids):
+        droplets.remove_droplet(config, droplet_id, progress=lambda text: print(f"  {text}"))
+    return 0
 
 
 def lab_down(args: argparse.Namespace, config: droplets.LabConfig) -> int:
@@ -175,6 +183,7 @@ SALT_TOOLS = ("salt", "salt-run", "salt-key", "salt-cp")
 DROPLET_COMMANDS = {
     "up": lab_up,
     "add": lab_add,
+    "remove": lab_remove,
     "down": lab_down,
     "status": lab_status,
     "shell": lab_shell,

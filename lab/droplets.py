@@ -231,18 +231,51 @@ def add(
         taken = [droplet_id for droplet_id in ids if droplet_id in state.droplets]
         if taken:
             raise LabError(f"already in the lab: {', '.join(taken)}")
-        old = list(state.droplets.values())
         start_droplets(config, state, ids, progress, seed)
-        hosts = hosts_file(config, state)
-        for droplet in old:
-            if droplet.alive():
-                subprocess.run(
-                    enter_command(droplet, ["sh", "-c", "cat > /etc/hosts"]),
-                    input=hosts,
-                    text=True,
-                    check=True,
-                )
+        rewrite_hosts(config, state)
         return state
+
+
+def remove_droplet(
+    config: LabConfig, droplet_id: str, progress: Callable[[str], None] = print
+) -> None:
+    """Take one droplet out of the running lab (what destroying a droplet on DigitalOcean
+    does): its processes, namespaces, veth, directory, its place in the state and in every
+    other droplet's /etc/hosts, and its minion key on the master. An unknown id is an error
+    and changes nothing."""
+    require_root()
+    with lab_lock(config):
+        state = load_state(config)
+        if state is None or droplet_id not in state.droplets:
+            known = ", ".join(state.droplets) if state else "none: the lab is down"
+            raise LabError(f"no droplet {droplet_id!r} in the lab (droplets: {known})")
+        droplet = state.droplets[droplet_id]
+        stop_droplets([droplet], [droplet.netns])
+        netns.delete_netns(droplet.netns)
+        netns.delete_link(droplet.veth)
+        remove_tree(Path(droplet.dir))
+        del state.droplets[droplet_id]
+        state.save(config.state_file)
+        rewrite_hosts(config, state)
+        if "salt-master" in state.services:
+            # Imported here: salt_master builds on this module.
+            from lab.salt_master import forget_minion
+
+            forget_minion(config, droplet_id)
+        progress(f"{droplet_id}: removed")
+
+
+def rewrite_hosts(config: LabConfig, state: LabState) -> None:
+    """Every live droplet's /etc/hosts names exactly the droplets of the lab now."""
+    hosts = hosts_file(config, state)
+    for droplet in state.droplets.values():
+        if droplet.alive():
+            subprocess.run(
+                enter_command(droplet, ["sh", "-c", "cat > /etc/hosts"]),
+                input=hosts,
+                text=True,
+                check=True,
+            )
 
 
 def start_droplets(
@@ -472,7 +505,7 @@ def remove(config: LabConfig) -> bool:
     for name in netns.links_with_prefix(config.veth_prefix):
         netns.delete_link(name)
     netns.delete_link(config.bridge)
-    remove_root(config.root)
+    remove_tree(config.root)
     return True
 
 
@@ -549,9 +582,9 @@ def is_launcher(pid: int) -> bool:
     return name == "unshare" and state != "Z"
 
 
-def remove_root(root: Path) -> None:
-    """The lab directory, after making sure nothing is mounted below it on the host: rmtree
-    must never walk into a mount of the host's root."""
+def remove_tree(root: Path) -> None:
+    """A directory of the lab, after making sure nothing is mounted below it on the host:
+    rmtree must never walk into a mount of the host's root."""
     below = [m for m in host_mounts() if m == str(root) or m.startswith(f"{root}/")]
     for mount in sorted(below, key=len, reverse=True):
         subprocess.run(["umount", "-l", mount], check=False)

@@ -226,3 +226,14 @@ def wait_minions(config: LabConfig, ids: Iterable[str], timeout: float = 90.0) -
     except LabError as error:
         silent = ", ".join(sorted(wanted - set(answered)))
         raise LabError(f"{error}: no answer from {silent}") from None
+
+
+def forget_minion(config: LabConfig, minion_id: str) -> None:
+    """Delete a removed droplet's key on the master (`salt-key -d`, which also drops what
+    the master cached about it), so a new droplet of the same id must be seeded again."""
+    if (minion_keys_dir(config) / minion_id).exists():
+        subprocess.run(
+            salt_command(config, "salt-key", ["-y", "-d", minion_id, "--log-level=quiet"]),
+            check=True,
+            capture_output=True,
+        )

@@ -280,6 +280,17 @@ def test_up_after_a_crash_then_down_leaves_nothing() -> None:
             "c-3",
         ]
         assert crashed.lab("add", "c-3").returncode == 2  # already there
+
+        # And out again: nothing of it left, the others no longer name it.
+        removed = crashed.lab("remove", "c-3")
+        assert removed.returncode == 0, removed.stdout + removed.stderr
+        assert "c-3" not in crashed.state().droplets
+        assert not netns.link_exists(second.droplets["c-3"].veth)
+        assert crashed.config.netns_prefix + "c-3" not in netns.netns_names("")
+        assert not Path(second.droplets["c-3"].dir).exists()
+        assert pids_in_namespaces({second.droplets["c-3"].pidns}) == []
+        assert crashed.shell("c-1", "sh", "-c", "getent hosts c-3 || echo unknown") == ("unknown\n")
+        assert crashed.lab("remove", "c-3").returncode == 2  # no longer there
     finally:
         result = crashed.down()
     assert "removed" in result.stdout
@@ -335,6 +346,11 @@ def test_salt_master_reaches_preseeded_minions_and_down_sweeps_a_lost_lab() -> N
         (outcome,) = json.loads(applied.stdout)["s-2"].values()
         assert outcome["result"] is True, outcome
         assert "sleep 600" in salted.shell("s-2", "ps", "-eo", "args")
+
+        # A droplet taken out loses its key on the master too.
+        assert salted.lab("remove", "s-2").returncode == 0
+        keys = json.loads(salted.lab("salt-key", "--", "--out=json", "-L").stdout)
+        assert keys["minions"] == ["s-1"]
 
         state = salted.state()
         for droplet in state.droplets.values():
