@@ -1,0 +1,7 @@
+# MariaDB on the database server. Passwords come from the private root (db:passwords).
+db:
+  database: ccmirror
+  settings:
+    innodb_buffer_pool_size: 1G
+    innodb_log_file_size: 256M
+    max_connections: 200

@@ -1,0 +1,5 @@
+# Downloader droplets; the queue token and storage key come from the private root.
+downloader:
+  settings:
+    batch_size: 500
+    min_free_mb: 1024

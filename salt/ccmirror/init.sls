@@ -1,0 +1,3 @@
+include:
+  - .user
+  - .install

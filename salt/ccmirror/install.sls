@@ -1,0 +1,42 @@
+{#- ccmirror==<pillar version> into a venv, from a local copy of the master's wheelhouse,
+    with no index: the same path offline (the lab) and online, one version fleet-wide. #}
+{%- from "ccmirror/map.jinja" import ccmirror with context %}
+{%- set pip = ccmirror.venv ~ "/bin/pip" %}
+{%- set requirement = "ccmirror==" ~ ccmirror.version %}
+{%- set pip_install = pip ~ " install --quiet --disable-pip-version-check --no-index --find-links " ~ ccmirror.wheelhouse %}
+
+ccmirror-wheelhouse-file-recurse:
+  file.recurse:
+    - name: {{ ccmirror.wheelhouse }}
+    - source: {{ ccmirror.wheelhouse_source }}
+    - clean: True
+    - user: root
+    - group: root
+    - dir_mode: "0755"
+    - file_mode: "0644"
+    - include_pat: "*.whl"
+
+ccmirror-venv-cmd-run:
+  cmd.run:
+    - name: {{ ccmirror.python }} -m venv {{ ccmirror.venv }}
+    - creates: {{ ccmirror.venv }}/bin/python
+
+# First install and version changes: skipped while the venv holds the pillar's version.
+ccmirror-package-cmd-run:
+  cmd.run:
+    - name: {{ pip_install }} '{{ requirement }}'
+    - unless: >-
+        {{ ccmirror.venv }}/bin/python -c "import importlib.metadata as m, sys;
+        sys.exit(m.version('ccmirror') != '{{ ccmirror.version }}')"
+    - require:
+      - cmd: ccmirror-venv-cmd-run
+      - file: ccmirror-wheelhouse-file-recurse
+
+# A wheelhouse rebuilt with the same version (a fix before a release) is installed too.
+ccmirror-package-refresh-cmd-run:
+  cmd.run:
+    - name: {{ pip_install }} --force-reinstall --no-deps '{{ requirement }}'
+    - onchanges:
+      - file: ccmirror-wheelhouse-file-recurse
+    - require:
+      - cmd: ccmirror-package-cmd-run

@@ -1,0 +1,5 @@
+include:
+  - .package
+  - .users
+  - .config
+  - .service

@@ -1,0 +1,5 @@
+{%- from "common/map.jinja" import common with context %}
+
+common-base-pkg-installed:
+  pkg.installed:
+    - pkgs: {{ common.packages | json }}

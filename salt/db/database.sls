@@ -1,0 +1,56 @@
+{#- The database and its users. Salt's mysql states need PyMySQL in Salt's own Python: it
+    comes from the wheelhouse (a dependency of ccmirror), so this works offline too. #}
+{%- from "db/map.jinja" import db, db_users with context %}
+{%- from "ccmirror/map.jinja" import ccmirror with context %}
+{%- set python = grains["pythonexecutable"] %}
+{%- set connection = {"connection_unix_socket": db.socket, "connection_user": "root", "connection_pass": "", "connection_charset": "utf8mb4"} %}
+
+include:
+  - ccmirror.install
+
+db-salt-pymysql-cmd-run:
+  cmd.run:
+    - name: >-
+        {{ python }} -m pip install --quiet --disable-pip-version-check --no-index
+        --find-links {{ ccmirror.wheelhouse }} PyMySQL
+    - unless: {{ python }} -c "import pymysql"
+    - reload_modules: True
+    - require:
+      - file: ccmirror-wheelhouse-file-recurse
+
+db-database-mysql-database-present:
+  mysql_database.present:
+    - name: {{ db.database }}
+    - character_set: utf8mb4
+    - collate: utf8mb4_unicode_ci
+{%- for key, value in connection | dictsort %}
+    - {{ key }}: {{ value | json }}
+{%- endfor %}
+    - require:
+      - cmd: db-salt-pymysql-cmd-run
+      - service: db-mariadb-service-running
+{%- for name, user in db_users | dictsort %}
+
+db-user-{{ name }}-mysql-user-present:
+  mysql_user.present:
+    - name: {{ name }}
+    - host: {{ user.host | json }}
+    - password: {{ user.password | json }}
+{%-   for key, value in connection | dictsort %}
+    - {{ key }}: {{ value | json }}
+{%-   endfor %}
+    - require:
+      - mysql_database: db-database-mysql-database-present
+
+db-user-{{ name }}-mysql-grants-present:
+  mysql_grants.present:
+    - grant: {{ user.grants }}
+    - database: {{ db.database }}.*
+    - user: {{ name }}
+    - host: {{ user.host | json }}
+{%-   for key, value in connection | dictsort %}
+    - {{ key }}: {{ value | json }}
+{%-   endfor %}
+    - require:
+      - mysql_user: db-user-{{ name }}-mysql-user-present
+{%- endfor %}

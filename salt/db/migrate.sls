@@ -1,0 +1,32 @@
+{#- `harvester migrate` as the migrate user, only while a migration is unapplied
+    (`harvester status` refuses an out-of-date schema). #}
+{%- from "db/map.jinja" import db, db_users with context %}
+{%- from "ccmirror/map.jinja" import ccmirror with context %}
+{%- set harvester = ccmirror.venv ~ "/bin/harvester --config " ~ db.migrate_config %}
+
+include:
+  - ccmirror
+  - .database
+
+db-migrate-config-file-managed:
+  file.managed:
+    - name: {{ db.migrate_config }}
+    - contents: |
+        # Managed by Salt (db): `harvester migrate` on the database server.
+        db_url: "mysql://migrate:{{ db_users.get("migrate", {}).get("password", "") | urlencode }}@localhost/{{ db.database }}?unix_socket={{ db.socket }}"
+    - user: root
+    - group: root
+    - mode: "0600"
+    - show_changes: False
+    - require:
+      - file: ccmirror-config-dir-file-directory
+
+db-migrate-cmd-run:
+  cmd.run:
+    - name: {{ harvester }} migrate
+    - unless: {{ harvester }} status --json
+    - require:
+      - file: db-migrate-config-file-managed
+      - cmd: ccmirror-package-cmd-run
+      - cmd: ccmirror-package-refresh-cmd-run
+      - mysql_grants: db-user-migrate-mysql-grants-present

@@ -1,0 +1,65 @@
+{%- from "downloader/map.jinja" import downloader with context %}
+{%- from "ccmirror/map.jinja" import ccmirror with context %}
+{%- set storage_host = salt["pillar.get"]("site:storage_host") %}
+{%- set storage_port = salt["pillar.get"]("site:storage_port", 22) %}
+{%- set settings = {
+      "queue_url": salt["pillar.get"]("site:queue_url"),
+      "queue_token": downloader.queue_token,
+      "worker": grains["id"],
+      "spool": downloader.spool,
+      "storage": downloader.storage_user ~ "@" ~ storage_host,
+      "storage_port": storage_port,
+      "ssh_key": downloader.ssh_key_file,
+      "known_hosts": downloader.known_hosts_file,
+    } %}
+{%- do settings.update(downloader.settings) %}
+{%- set host_pattern = storage_host if storage_port == 22 else "[" ~ storage_host ~ "]:" ~ storage_port %}
+
+include:
+  - ccmirror
+
+downloader-config-file-managed:
+  file.managed:
+    - name: {{ downloader.config_file }}
+    - contents: |
+        # Managed by Salt (downloader): this droplet's queue token and storage target.
+        {{ settings | json }}
+    - user: {{ ccmirror.user }}
+    - group: {{ ccmirror.group }}
+    - mode: "0600"
+    - show_changes: False
+    - require:
+      - file: ccmirror-config-dir-file-directory
+      - user: ccmirror-service-user-user-present
+
+downloader-ssh-key-file-managed:
+  file.managed:
+    - name: {{ downloader.ssh_key_file }}
+    - contents: {{ (downloader.ssh_key.strip() ~ "\n") | json }}
+    - user: {{ ccmirror.user }}
+    - group: {{ ccmirror.group }}
+    - mode: "0600"
+    - show_changes: False
+    - require:
+      - file: ccmirror-config-dir-file-directory
+      - user: ccmirror-service-user-user-present
+
+# The storage host's key, pinned: a push to any other host is refused.
+downloader-known-hosts-file-managed:
+  file.managed:
+    - name: {{ downloader.known_hosts_file }}
+    - contents: {{ (host_pattern ~ " " ~ downloader.storage_host_key.split()[:2] | join(" ") ~ "\n") | json }}
+    - user: root
+    - group: root
+    - mode: "0644"
+    - require:
+      - file: ccmirror-config-dir-file-directory
+
+downloader-spool-file-directory:
+  file.directory:
+    - name: {{ downloader.spool }}
+    - user: {{ ccmirror.user }}
+    - group: {{ ccmirror.group }}
+    - mode: "0750"
+    - require:
+      - user: ccmirror-service-user-user-present

@@ -1,0 +1,5 @@
+include:
+  - ccmirror
+  - .package
+  - .config
+  - .service

@@ -1,0 +1,28 @@
+{%- from "harvester/map.jinja" import harvester with context %}
+{%- from "ccmirror/map.jinja" import ccmirror with context %}
+{%- set db_host = salt["pillar.get"]("site:db_host") %}
+{%- set db_port = salt["pillar.get"]("site:db_port", 3306) %}
+{#- Every flickr: setting but the secret, which the harvester's config does not take. #}
+{%- set flickr = {} %}
+{%- for key, value in harvester.flickr | dictsort if key != "api_secret" %}
+{%-   do flickr.update({key: value}) %}
+{%- endfor %}
+
+include:
+  - ccmirror
+
+harvester-config-file-managed:
+  file.managed:
+    - name: {{ harvester.config_file }}
+    - contents: |
+        # Managed by Salt (harvester): this machine's own Flickr key and database user.
+        db_url: "mysql://{{ grains["id"] | urlencode }}:{{ harvester.db_password | urlencode }}@{{ db_host }}:{{ db_port }}/{{ harvester.database }}"
+        flickr: {{ flickr | json }}
+        worker: {{ harvester.worker | json }}
+    - user: {{ ccmirror.user }}
+    - group: {{ ccmirror.group }}
+    - mode: "0600"
+    - show_changes: False
+    - require:
+      - file: ccmirror-config-dir-file-directory
+      - user: ccmirror-service-user-user-present

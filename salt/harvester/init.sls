@@ -1,0 +1,4 @@
+include:
+  - ccmirror
+  - .config
+  - .service

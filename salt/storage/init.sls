@@ -1,0 +1,5 @@
+include:
+  - .package
+  - .user
+  - .config
+  - .service

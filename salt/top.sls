@@ -1,0 +1,15 @@
+# Roles by minion id glob (the contract with the lab and the fleet: pillar/README.md).
+base:
+  '*':
+    - common
+  'master*':
+    - master
+  'db-*':
+    - db
+    - queue
+  'hv-*':
+    - harvester
+  'dl-*':
+    - downloader
+  'st-*':
+    - storage
