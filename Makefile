@@ -2,7 +2,8 @@
 # (Debian packages when root, the venv in .venv/) and skip what is already there.
 VENV := .venv
 PY := $(VENV)/bin/python
-DEBIAN_PACKAGES := mariadb-server mariadb-client openssh-server rsync python3-venv chromium iproute2 util-linux procps
+DEBIAN_PACKAGES := mariadb-server mariadb-client openssh-server rsync python3-venv chromium iproute2 util-linux procps \
+	systemd-timesyncd logrotate unattended-upgrades
 
 .PHONY: all lab test lint deps debian-packages clean
 
@@ -23,6 +24,8 @@ $(VENV)/.installed: pyproject.toml
 lint: deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/yamllint --strict salt pillar .yamllint .salt-lint
+	find salt pillar -name '*.sls' -print0 | xargs -0 $(VENV)/bin/salt-lint
 
 test: lint
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
