@@ -542,7 +542,9 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="http", daemon=True
+    )
     thread.start()
     host, port = server.server_address[:2]
     print(f"{READY}http://{host}:{port}/v2/", flush=True)
