@@ -1,0 +1,79 @@
+"""Each minion's pillar holds its own secrets and no other's (targeted by minion id)."""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+
+from tests.salt.conftest import ROOT, make_salt_call
+
+
+def pillar(salt_call, minion: str) -> dict:
+    return salt_call(minion, "pillar.items", "unmask=True")
+
+
+def secrets_of(private_root, minion: str) -> list[str]:
+    """Every string value in the minion's own secrets file."""
+    data = yaml.safe_load((private_root / "minions" / f"{minion}.sls").read_text())
+    found: list[str] = []
+
+    def walk(value) -> None:
+        if isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, str):
+            found.append(value)
+
+    walk(data)
+    return found
+
+
+def leaked(items: dict, private_root, minion: str, others: tuple[str, ...]) -> dict:
+    """Other minions' secrets found in `items`, but for those this minion shares with them
+    (its own password in db-1's list) and public keys."""
+    text = json.dumps(items)
+    own = set(secrets_of(private_root, minion))
+    found: dict[str, list[str]] = {}
+    for other in others:
+        theirs = [s for s in secrets_of(private_root, other) if s not in own and "ssh-" not in s]
+        seen = [s[:8] for s in theirs if s in text]
+        if seen:
+            found[other] = seen
+    return found
+
+
+def test_downloader_sees_no_flickr_key_and_no_database_password(salt_call, private_root):
+    items = pillar(salt_call, "dl-1")
+    assert items["downloader"]["queue_token"].startswith("ccmq_")
+    assert "harvester" not in items and "db" not in items and "storage" not in items
+    assert not leaked(items, private_root, "dl-1", ("hv-1", "db-1", "dl-2", "st-1"))
+
+
+def test_harvester_sees_only_its_own_flickr_key(salt_call, private_root):
+    items = pillar(salt_call, "hv-1")
+    own = yaml.safe_load((private_root / "minions" / "hv-1.sls").read_text())["harvester"]
+    assert items["harvester"]["flickr"]["api_key"] == own["flickr"]["api_key"]
+    assert items["harvester"]["db_password"] == own["db_password"]
+    assert not leaked(items, private_root, "hv-1", ("hv-2", "db-1", "dl-1", "st-1"))
+    assert "downloader" not in items and "db" not in items
+
+
+def test_master_and_storage_get_no_database_or_flickr_secret(salt_call):
+    for minion in ("master", "st-1"):
+        items = pillar(salt_call, minion)
+        assert "harvester" not in items and "db" not in items and "downloader" not in items
+
+
+def test_a_minion_without_its_secrets_fails_to_render_naming_the_key(
+    salt_call_bin, tmp_path_factory
+):
+    """No private root: the role's state names the missing pillar key instead of writing
+    an empty token or key."""
+    salt_call = make_salt_call(
+        salt_call_bin, tmp_path_factory.mktemp("salt-no-secrets"), [ROOT / "pillar"]
+    )
+    for minion, key in (("dl-1", "downloader:queue_token"), ("hv-1", "harvester:flickr:api_key")):
+        result = salt_call(minion, "state.show_highstate", check=False)
+        assert isinstance(result, list), f"{minion} rendered without its secrets"
+        assert key in " ".join(result)

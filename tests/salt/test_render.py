@@ -1,0 +1,168 @@
+"""Every role's highstate renders with its pillar, holds the states an operator relies on,
+and writes what the programs and lab/storage.py expect."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import jinja2
+import pytest
+import yaml
+
+from lab.storage import authorized_keys_line
+from tests.salt.conftest import ROOT, SITE
+
+ROLE_STATES = {
+    "master": ["master-config-file-managed", "master-private-pillar-file-directory"],
+    "db-1": [
+        "db-mariadb-config-file-managed",
+        "db-mariadb-service-running",
+        "db-database-mysql-database-present",
+        "db-user-migrate-mysql-grants-present",
+        "db-user-queue-mysql-grants-present",
+        "db-user-hv-1-mysql-grants-present",
+        "db-user-hv-2-mysql-grants-present",
+        "db-migrate-cmd-run",
+        "queue-tokens-file-managed",
+        "queue-service-running",
+        "ccmirror-package-cmd-run",
+    ],
+    "hv-1": ["harvester-config-file-managed", "harvester-service-running"],
+    "dl-1": [
+        "downloader-ssh-key-file-managed",
+        "downloader-known-hosts-file-managed",
+        "downloader-spool-file-directory",
+        "downloader-service-running",
+        "ccmirror-package-cmd-run",
+    ],
+    "st-1": [
+        "storage-authorized-keys-file-managed",
+        "storage-host-key-file-managed",
+        "storage-sshd-service-running",
+        "storage-check-service-running",
+        "storage-images-file-directory",
+        "storage-manifests-file-directory",
+    ],
+}
+COMMON_STATES = ["common-sshd-config-file-managed", "common-timesyncd-service-running"]
+
+
+def args(state: dict) -> dict:
+    """A rendered state's arguments as one dict (Salt keeps them as a list of one-key dicts)."""
+    (function_args,) = [v for k, v in state.items() if not k.startswith("__")]
+    merged = {}
+    for item in function_args:
+        if isinstance(item, dict):
+            merged.update(item)
+    return merged
+
+
+@pytest.fixture(scope="module")
+def highstates(salt_call) -> dict[str, dict]:
+    return {minion: salt_call(minion, "state.show_highstate") for minion in ROLE_STATES}
+
+
+@pytest.mark.parametrize("minion", list(ROLE_STATES))
+def test_highstate_renders_with_the_role_states(highstates, minion):
+    highstate = highstates[minion]
+    assert isinstance(highstate, dict), f"{minion} did not render: {highstate}"
+    missing = [s for s in ROLE_STATES[minion] + COMMON_STATES if s not in highstate]
+    assert not missing, f"{minion} lacks {missing}"
+
+
+def test_state_ids_follow_role_what_module_function(highstates):
+    for minion, highstate in highstates.items():
+        for state_id, state in highstate.items():
+            module = next(k for k in state if not k.startswith("__"))
+            function = next(a for a in state[module] if isinstance(a, str))
+            assert state_id.endswith(f"-{module.replace('_', '-')}-{function}"), (
+                f"{minion}: {state_id} is not <role>-<what>-{module}-{function}"
+            )
+            assert state_id.split("-")[0] == state["__sls__"].split(".")[0], state_id
+
+
+def test_secrets_are_files_only_their_service_reads(highstates):
+    dl, hv = highstates["dl-1"], highstates["hv-1"]
+    for state in ("downloader-ssh-key-file-managed", "downloader-config-file-managed"):
+        file_args = args(dl[state])
+        assert (file_args["mode"], file_args["user"], file_args["show_changes"]) == (
+            "0600",
+            "ccmirror",
+            False,
+        )
+    assert args(hv["harvester-config-file-managed"])["mode"] == "0600"
+    assert args(highstates["st-1"]["storage-host-key-file-managed"])["mode"] == "0600"
+    assert args(highstates["master"]["master-private-pillar-file-directory"])["mode"] == "0700"
+
+
+def test_downloader_config_is_one_the_downloader_loads(highstates, private_root, tmp_path):
+    from downloader.config import load_settings
+
+    contents = args(highstates["dl-1"]["downloader-config-file-managed"])["contents"]
+    (tmp_path / "downloader.yaml").write_text(contents)
+    settings = load_settings(tmp_path / "downloader.yaml", environ={})
+    own = yaml.safe_load((private_root / "minions" / "dl-1.sls").read_text())["downloader"]
+    assert settings.queue_token == own["queue_token"]
+    assert settings.queue_url == f"http://{SITE['db_host']}:8700"
+    assert settings.storage == f"ccmirror-storage@{SITE['storage_host']}"
+    assert (settings.storage_port, settings.worker) == (SITE["storage_port"], "dl-1")
+    known_hosts = args(highstates["dl-1"]["downloader-known-hosts-file-managed"])["contents"]
+    host_key = own["storage_host_key"].split()[1]
+    assert known_hosts.startswith(f"[{SITE['storage_host']}]:2222 ssh-ed25519 {host_key}")
+
+
+def test_harvester_and_queue_configs_load(highstates, private_root, tmp_path):
+    from harvester.config import load_settings
+
+    path = tmp_path / "harvester.yaml"
+    path.write_text(args(highstates["hv-1"]["harvester-config-file-managed"])["contents"])
+    settings = load_settings(path, environ={})
+    own = yaml.safe_load((private_root / "minions" / "hv-1.sls").read_text())["harvester"]
+    assert settings.flickr.api_key == own["flickr"]["api_key"]
+    assert settings.flickr.api_url == SITE["flickr_api_url"]
+    assert settings.db_url.startswith(f"mysql://hv-1:{own['db_password']}@{SITE['db_host']}:")
+
+    path.write_text(args(highstates["db-1"]["queue-config-file-managed"])["contents"])
+    queue = load_settings(path, environ={})
+    assert (queue.queue.bind, queue.queue.port) == (SITE["db_host"], 8700)
+
+
+def test_queue_tokens_file_holds_every_downloader_hash(highstates, private_root, tmp_path):
+    from harvester.queue_tokens import hash_token, read_tokens
+
+    path = tmp_path / "tokens.yaml"
+    path.write_text(args(highstates["db-1"]["queue-tokens-file-managed"])["contents"])
+    tokens = read_tokens(path)
+    for dl in ("dl-1", "dl-2"):
+        own = yaml.safe_load((private_root / "minions" / f"{dl}.sls").read_text())
+        assert tokens[dl] == hash_token(own["downloader"]["queue_token"])
+
+
+def test_harvester_db_users_connect_only_from_the_private_network(highstates):
+    grants = args(highstates["db-1"]["db-user-hv-1-mysql-grants-present"])
+    assert grants["host"] == "10.250.0.0/255.255.255.0"
+    assert "DROP" not in grants["grant"] and "ALL" not in grants["grant"]
+
+
+def test_storage_authorized_keys_match_the_lab_storage(highstates, private_root):
+    state = args(highstates["st-1"]["storage-authorized-keys-file-managed"])
+    template = (ROOT / "salt" / "storage" / "files" / "authorized_keys.jinja").read_text()
+    text = jinja2.Template(template).render(**state["context"])
+    lines = [line for line in text.splitlines() if line and not line.startswith("#")]
+    root = Path(state["context"]["storage"]["root"])
+    for dl, line in zip(("dl-1", "dl-2"), lines, strict=True):
+        own = yaml.safe_load((private_root / "minions" / f"{dl}.sls").read_text())
+        private = own["downloader"]["ssh_key"]
+        public = yaml.safe_load((private_root / "minions" / "st-1.sls").read_text())["storage"][
+            "authorized_keys"
+        ][dl]
+        assert private.startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
+        key = " ".join(public.split()[:2])
+        assert line == f"{authorized_keys_line(root, key)} {dl}"
+
+
+def test_pillar_version_is_the_package_version():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pillar = yaml.safe_load((ROOT / "pillar" / "ccmirror.sls").read_text())
+    assert pillar["ccmirror"]["version"] == project["version"]
