@@ -50,7 +50,7 @@ ITEM_COLUMNS = (
 ITEMS_JSON = (
     "JSON_ARRAYAGG(JSON_OBJECT("
     + ", ".join(f"'{c}', i.{c}" for c in ITEM_COLUMNS)
-    + ", 'license_name', l.name, 'license_url', l.url))"
+    + ", 'license_name', l.name, 'license_url', l.url) ORDER BY i.id)"
 )
 LICENSE_JOIN = "LEFT JOIN licenses l ON l.id = i.license_id"
 # JSON_ARRAYAGG is bounded by group_concat_max_len; 1,000 items of long titles fit in this.
@@ -149,16 +149,20 @@ def lease(
     scan from the start would step over them all."""
 
     def work(cur) -> Lease | None:
+        # One statement picks, locks and describes the photos: the derived table's locking
+        # read locks only `images` rows (not the licenses joined outside it).
         cur.execute(
-            "SELECT id FROM images WHERE state = 'pending' AND id > %s"
-            " ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
+            f"SELECT GROUP_CONCAT(i.id ORDER BY i.id), {ITEMS_JSON}"
+            f" FROM (SELECT {', '.join(ITEM_COLUMNS)} FROM images"
+            "  WHERE state = 'pending' AND id > %s ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)"
+            f" i {LICENSE_JOIN}",
             (after, max_items),
         )
-        ids = [row[0] for row in cur.fetchall()]
-        if not ids:
+        id_list, items_json = cur.fetchone()
+        if id_list is None:
             return None
+        ids = [int(i) for i in id_list.split(",")]
         expires = now + timedelta(seconds=seconds)
-        id_list = _id_list(ids)
         cur.execute(
             "INSERT INTO leases (worker, items, item_ids, created_at, expires_at)"
             " VALUES (%s, %s, %s, %s, %s)",
@@ -166,11 +170,10 @@ def lease(
         )
         lease_id = cur.lastrowid
         cur.execute(
-            f"UPDATE images SET state = 'leased', lease_id = %s WHERE id IN ({id_list})",
+            f"UPDATE images SET state = 'leased', lease_id = %s WHERE id IN ({_id_list(ids)})",
             (lease_id,),
         )
-        cur.execute(f"SELECT {ITEMS_JSON} FROM images i {LICENSE_JOIN} WHERE i.id IN ({id_list})")
-        return Lease(lease_id, worker, expires, ids, cur.fetchone()[0])
+        return Lease(lease_id, worker, expires, ids, items_json)
 
     return with_retry(conn, work)
 
@@ -192,6 +195,11 @@ def complete(
         outcome = ReportOutcome(lease_id)
         if not reports:
             return outcome
+        if all(r.result == "stored" for r in reports) and _store_new(
+            cur, reports, worker, lease_id, now
+        ):
+            outcome.stored.extend(ids)
+            return outcome
         # One JSON value rather than a row per photo: PyMySQL decodes rows slowly.
         cur.execute(
             "SELECT JSON_ARRAYAGG(JSON_ARRAY(id, state, lease_id, attempts)) FROM images"
@@ -208,6 +216,25 @@ def complete(
         return outcome
 
     return with_retry(conn, work)
+
+
+def _store_new(cur, reports: Sequence[Report], worker: str, lease_id: int, now: datetime) -> bool:
+    """The common report, every photo stored for the first time, without reading the
+    photos' states first: True when it is done. False when a photo was stored before; the
+    rows written so far are the new ones, which the full path then finds already there."""
+    if _write_stored(cur, reports, worker, lease_id, now) < len(reports):
+        return False
+    ids = _id_list(r.id for r in reports)
+    done = "state = 'stored', lease_id = NULL, last_error = NULL"
+    cur.execute(
+        f"UPDATE images SET {done} WHERE id IN ({ids}) AND state = 'leased' AND lease_id = %s",
+        (lease_id,),
+    )
+    settled = cur.rowcount
+    if settled < len(reports):  # photos that lapsed from this lease: stored all the same
+        cur.execute(f"UPDATE images SET {done} WHERE id IN ({ids}) AND state <> 'stored'")
+    _count_report(cur, lease_id, settled, len(reports), 0, now)
+    return True
 
 
 # A photo's change: new state, whether a `retry` attempt is counted, the error to keep.
@@ -249,13 +276,13 @@ def _decide(
     return changes
 
 
-def _write_stored(cur, stored: list, worker: str, lease_id: int, now: datetime) -> None:
-    """Record what is on storage; the first report of a photo wins (INSERT IGNORE). The
-    VALUES are written here: ids and sizes are ints, the digest is hex re-made from its
-    bytes, so only the path and the worker need escaping; PyMySQL's escaping of every value
-    of 500 rows cost more than the insert."""
+def _write_stored(cur, stored: Sequence[Report], worker: str, lease_id: int, now: datetime) -> int:
+    """Record what is on storage; the first report of a photo wins (INSERT IGNORE). Returns
+    the rows written. The VALUES are written here: ids and sizes are ints, the digest is hex
+    re-made from its bytes, so only the path and the worker need escaping; PyMySQL's
+    escaping of every value of 500 rows cost more than the insert."""
     if not stored:
-        return
+        return 0
     escape = cur.connection.escape
     tail = f"{escape(worker)}, {int(lease_id)}, {escape(now)})"
     rows = ",".join(
@@ -267,6 +294,7 @@ def _write_stored(cur, stored: list, worker: str, lease_id: int, now: datetime) 
         "INSERT IGNORE INTO stored_images"
         f" (image_id, sha256, bytes, path, worker, lease_id, stored_at) VALUES {rows}"
     )
+    return cur.rowcount
 
 
 def _write_states(cur, changes: dict[int, Change]) -> None:

@@ -166,6 +166,32 @@ def test_lapsed_lease_goes_back_to_the_queue_and_a_late_stored_report_is_kept(qu
     ]
 
 
+def test_a_report_of_only_stored_photos_is_kept_whoever_holds_them_now(queue, sql):
+    first = lease(queue, "dl-1", 3, lease_seconds=1)
+    ids = [i["id"] for i in first["items"]]
+    wait_for(lambda: set(states(sql, ids).values()) == {"pending"}, 15, "the reaper")
+    again = lease(queue, "dl-2", 3)
+    assert [i["id"] for i in again["items"]] == ids
+
+    late = complete(queue, "dl-1", first["lease_id"], [stored(ids[0]), stored(ids[1])])
+    assert late["stored"] == ids[:2] and late["already_stored"] == []
+    assert states(sql, ids) == {ids[0]: "stored", ids[1]: "stored", ids[2]: "leased"}
+    answer = complete(queue, "dl-2", again["lease_id"], [stored(i) for i in ids])
+    assert answer["already_stored"] == ids[:2] and answer["stored"] == [ids[2]]
+    assert set(states(sql, ids).values()) == {"stored"}
+    assert sql("SELECT image_id, worker FROM stored_images ORDER BY image_id") == [
+        (ids[0], "dl-1"),
+        (ids[1], "dl-1"),
+        (ids[2], "dl-2"),
+    ]
+    # The lapsed lease settled none of its photos; the live one settled the one it held.
+    assert sql(
+        "SELECT id, reported, stored FROM leases WHERE id IN (%s, %s) ORDER BY id",
+        first["lease_id"],
+        again["lease_id"],
+    ) == [(first["lease_id"], 0, 2), (again["lease_id"], 1, 1)]
+
+
 def test_photos_back_in_the_queue_are_leased_again_when_the_rest_is_out(start_queue, sql):
     queue = start_queue(rescan_seconds="3600")
     first = lease(queue, "dl-1", 2)
