@@ -1,0 +1,144 @@
+# Cloud firewalls. Inbound, nothing is open to the internet: the services are reachable from
+# the VPC's range only, and SSH on port 22 only from var.admin_cidrs (no rule at all when it is
+# empty). Outbound is open: the core installs Debian packages and the fleet fetches from
+# Flickr's API and image hosts, whose addresses are not fixed.
+
+locals {
+  outbound_anywhere = ["0.0.0.0/0", "::/0"]
+}
+
+resource "digitalocean_firewall" "master_db" {
+  name        = "${var.name}-master-db"
+  droplet_ids = [digitalocean_droplet.master_db.id]
+
+  # MariaDB: the harvesters' writes and reconcile.
+  inbound_rule {
+    protocol         = "tcp"
+    port_range       = tostring(local.mariadb_port)
+    source_addresses = [digitalocean_vpc.core.ip_range]
+  }
+
+  # The queue service: the downloaders' leases and reports.
+  inbound_rule {
+    protocol         = "tcp"
+    port_range       = tostring(var.queue_port)
+    source_addresses = [digitalocean_vpc.core.ip_range]
+  }
+
+  # Salt: every minion connects to the master.
+  inbound_rule {
+    protocol         = "tcp"
+    port_range       = local.salt_ports
+    source_addresses = [digitalocean_vpc.core.ip_range]
+  }
+
+  inbound_rule {
+    protocol         = "icmp"
+    source_addresses = [digitalocean_vpc.core.ip_range]
+  }
+
+  dynamic "inbound_rule" {
+    for_each = length(var.admin_cidrs) > 0 ? ["ssh"] : []
+    content {
+      protocol         = "tcp"
+      port_range       = "22"
+      source_addresses = var.admin_cidrs
+    }
+  }
+
+  outbound_rule {
+    protocol              = "tcp"
+    port_range            = "1-65535"
+    destination_addresses = local.outbound_anywhere
+  }
+
+  outbound_rule {
+    protocol              = "udp"
+    port_range            = "1-65535"
+    destination_addresses = local.outbound_anywhere
+  }
+
+  outbound_rule {
+    protocol              = "icmp"
+    destination_addresses = local.outbound_anywhere
+  }
+}
+
+resource "digitalocean_firewall" "storage" {
+  name        = "${var.name}-storage"
+  droplet_ids = [digitalocean_droplet.storage.id]
+
+  # rsync over SSH (the write-only rrsync sshd): the downloaders' pushes.
+  inbound_rule {
+    protocol         = "tcp"
+    port_range       = tostring(var.storage_rsync_port)
+    source_addresses = [digitalocean_vpc.core.ip_range]
+  }
+
+  inbound_rule {
+    protocol         = "icmp"
+    source_addresses = [digitalocean_vpc.core.ip_range]
+  }
+
+  dynamic "inbound_rule" {
+    for_each = length(var.admin_cidrs) > 0 ? ["ssh"] : []
+    content {
+      protocol         = "tcp"
+      port_range       = "22"
+      source_addresses = var.admin_cidrs
+    }
+  }
+
+  outbound_rule {
+    protocol              = "tcp"
+    port_range            = "1-65535"
+    destination_addresses = local.outbound_anywhere
+  }
+
+  outbound_rule {
+    protocol              = "udp"
+    port_range            = "1-65535"
+    destination_addresses = local.outbound_anywhere
+  }
+
+  outbound_rule {
+    protocol              = "icmp"
+    destination_addresses = local.outbound_anywhere
+  }
+}
+
+# The downloader and harvester droplets the master makes at run time carry a role tag; this
+# firewall follows the tags, so a new droplet is covered from its first boot. They serve
+# nothing: SSH only from inside the VPC (the master as the bastion).
+resource "digitalocean_firewall" "fleet" {
+  name = "${var.name}-fleet"
+  tags = [for role in var.fleet_roles : digitalocean_tag.role[role].name]
+
+  inbound_rule {
+    protocol         = "tcp"
+    port_range       = "22"
+    source_addresses = [digitalocean_vpc.core.ip_range]
+  }
+
+  inbound_rule {
+    protocol         = "icmp"
+    source_addresses = [digitalocean_vpc.core.ip_range]
+  }
+
+  outbound_rule {
+    protocol              = "tcp"
+    port_range            = "1-65535"
+    destination_addresses = local.outbound_anywhere
+  }
+
+  outbound_rule {
+    protocol              = "udp"
+    port_range            = "1-65535"
+    destination_addresses = local.outbound_anywhere
+  }
+
+  outbound_rule {
+    protocol              = "icmp"
+    destination_addresses = local.outbound_anywhere
+  }
+}

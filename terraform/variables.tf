@@ -1,0 +1,165 @@
+variable "name" {
+  description = "Prefix of every resource's name, and the project's tag (lowercase letters, digits, '-')."
+  type        = string
+  default     = "ccmirror"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,19}$", var.name))
+    error_message = "name: a lowercase letter, then 1-19 lowercase letters, digits or '-'."
+  }
+}
+
+variable "region" {
+  description = "DigitalOcean region slug for the VPC, the droplets and the volume (a volume attaches only within its region)."
+  type        = string
+  default     = "fra1"
+
+  validation {
+    condition     = can(regex("^[a-z]{3}[0-9]$", var.region))
+    error_message = "region: a region slug such as fra1, nyc3 or ams3."
+  }
+}
+
+variable "vpc_cidr" {
+  description = "Private range of the VPC; MariaDB, the queue service, Salt and rsync are open only to it. Room for the downloader fleet."
+  type        = string
+  default     = "10.20.0.0/20"
+
+  validation {
+    condition = (
+      can(cidrhost(var.vpc_cidr, 0)) &&
+      tonumber(split("/", var.vpc_cidr)[1]) >= 16 &&
+      tonumber(split("/", var.vpc_cidr)[1]) <= 24 &&
+      can(regex("^(10\\.|172\\.(1[6-9]|2[0-9]|3[01])\\.|192\\.168\\.)", var.vpc_cidr))
+    )
+    error_message = "vpc_cidr: an RFC 1918 range from /16 to /24, e.g. 10.20.0.0/20."
+  }
+}
+
+variable "admin_cidrs" {
+  description = "Addresses (CIDR) from which operators may SSH to the master/db and storage droplets. Empty: no SSH from outside (the DigitalOcean console still works). Never the whole internet."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition = alltrue([
+      for cidr in var.admin_cidrs : can(cidrhost(cidr, 0)) && !contains(["0.0.0.0/0", "::/0"], cidr)
+    ])
+    error_message = "admin_cidrs: CIDR blocks such as 203.0.113.4/32; 0.0.0.0/0 and ::/0 are refused."
+  }
+}
+
+variable "ssh_key_fingerprints" {
+  description = "MD5 fingerprints (aa:bb:...) of SSH keys already on the DigitalOcean account, installed for root on the core droplets. Public keys only: nothing secret."
+  type        = list(string)
+
+  validation {
+    condition = length(var.ssh_key_fingerprints) > 0 && alltrue([
+      for fingerprint in var.ssh_key_fingerprints : can(regex("^([0-9a-f]{2}:){15}[0-9a-f]{2}$", fingerprint))
+    ])
+    error_message = "ssh_key_fingerprints: at least one MD5 fingerprint, 16 lowercase hex pairs joined by ':'."
+  }
+}
+
+variable "image" {
+  description = "Image slug of the core droplets (the Salt states target Debian 12)."
+  type        = string
+  default     = "debian-12-x64"
+}
+
+variable "master_name" {
+  description = "Droplet name, hostname and minion id of the master/db droplet (salt-master, MariaDB and the queue service)."
+  type        = string
+  default     = "master"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{0,29}$", var.master_name))
+    error_message = "master_name: a lowercase letter, then up to 29 lowercase letters, digits or '-'."
+  }
+}
+
+variable "master_size" {
+  description = "Size slug of the master/db droplet: MariaDB's buffer pool (pillar db:settings) and the queue service share it."
+  type        = string
+  default     = "s-4vcpu-8gb"
+}
+
+variable "master_backups" {
+  description = "Weekly DigitalOcean backups of the master/db droplet, whose disk holds the catalog and the download state."
+  type        = bool
+  default     = true
+}
+
+variable "storage_name" {
+  description = "Droplet name, hostname and minion id of the storage droplet (pillar targets st-*)."
+  type        = string
+  default     = "st-1"
+
+  validation {
+    condition     = can(regex("^st-[a-z0-9-]{1,27}$", var.storage_name))
+    error_message = "storage_name: must start with 'st-' (the pillar's storage target), 30 characters at most."
+  }
+}
+
+variable "storage_size" {
+  description = "Size slug of the storage droplet (rsync over SSH is light on CPU; the data lives on the volume)."
+  type        = string
+  default     = "s-2vcpu-4gb"
+}
+
+variable "storage_volume_gb" {
+  description = "Size in GiB of the block storage volume holding the mirrored images and manifests (grow it later; never shrink)."
+  type        = number
+  default     = 1000
+
+  validation {
+    condition     = var.storage_volume_gb >= 1 && var.storage_volume_gb <= 16000 && floor(var.storage_volume_gb) == var.storage_volume_gb
+    error_message = "storage_volume_gb: a whole number from 1 to 16000 (DigitalOcean's largest volume)."
+  }
+}
+
+variable "queue_port" {
+  description = "TCP port of the queue service (harvester serve) on the master/db droplet; pillar site:queue_port."
+  type        = number
+  default     = 8700
+
+  validation {
+    condition     = var.queue_port >= 1024 && var.queue_port <= 65535 && !contains([3306, 4505, 4506], var.queue_port)
+    error_message = "queue_port: an unprivileged port (1024-65535) other than MariaDB's and Salt's."
+  }
+}
+
+variable "storage_rsync_port" {
+  description = "TCP port of the storage droplet's second sshd (rrsync, write-only) that downloaders push to; port 22 stays the admins'. Pillar site:storage_port."
+  type        = number
+  default     = 2222
+
+  validation {
+    condition     = var.storage_rsync_port >= 1024 && var.storage_rsync_port <= 65535
+    error_message = "storage_rsync_port: an unprivileged port (1024-65535)."
+  }
+}
+
+variable "fleet_roles" {
+  description = "Roles of the droplets the master makes and removes at run time (salt-run fleet.up); each gets the tag <name>-<role>, which its firewall follows."
+  type        = list(string)
+  default     = ["downloader", "harvester"]
+
+  validation {
+    condition = alltrue([
+      for role in var.fleet_roles : can(regex("^[a-z][a-z0-9]{1,19}$", role)) && !contains(["master", "storage"], role)
+    ])
+    error_message = "fleet_roles: lowercase words such as downloader, harvester (master and storage are the core's)."
+  }
+}
+
+variable "environment" {
+  description = "The DigitalOcean project's environment."
+  type        = string
+  default     = "Production"
+
+  validation {
+    condition     = contains(["Development", "Staging", "Production"], var.environment)
+    error_message = "environment: Development, Staging or Production."
+  }
+}
