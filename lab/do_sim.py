@@ -413,7 +413,11 @@ class Handler(BaseHTTPRequestHandler):
 
     def answer(self) -> tuple[int, dict | None, dict[str, str]]:
         """(status, JSON payload or None for 204, extra headers); never raises."""
-        body_bytes = self.read_body()
+        try:
+            body_bytes = self.read_body()
+        except ApiError as error:
+            self.close_connection = True  # what was not read cannot be skipped
+            return error.status, {"id": error.error_id, "message": error.message}, {}
         token = self.sim.authorized(self.headers.get("Authorization"))
         if token is None:
             return 401, {"id": "unauthorized", "message": UNAUTHORIZED}, {}
@@ -441,10 +445,12 @@ class Handler(BaseHTTPRequestHandler):
         return status, payload, headers
 
     def read_body(self) -> bytes:
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY:
-            self.close_connection = True
-            return b"{"  # answered as a bad request
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            raise ApiError(400, "bad_request", "Content-Length is not a number") from None
+        if length < 0 or length > MAX_BODY:
+            raise ApiError(413, "request_entity_too_large", "the request body is too large")
         return self.rfile.read(length) if length else b""
 
     def server_address_text(self) -> str:
