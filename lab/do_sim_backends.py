@@ -30,6 +30,9 @@ class BackendError(RuntimeError):
 
 
 class Backend(Protocol):
+    # True when two live droplets may not share a name (a lab droplet's name is its id).
+    unique_names: bool
+
     @property
     def network(self) -> ipaddress.IPv4Network:
         """The range of the home region's default VPC."""
@@ -69,12 +72,13 @@ class MemoryBackend:
     """Machines as records: what was made, with which user data, and what was destroyed."""
 
     network: ipaddress.IPv4Network = ipaddress.IPv4Network("10.116.0.0/20")
+    unique_names: bool = False  # DigitalOcean allows two droplets of one name
     history: list[MemoryMachine] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _used: dict[ipaddress.IPv4Network, int] = field(default_factory=dict)
 
     def refuse(self, name: str, network: ipaddress.IPv4Network) -> str | None:
-        return None  # DigitalOcean allows two droplets of one name; so does memory
+        return None
 
     def create(
         self, name: str, user_data: str | None, tags: list[str], network: ipaddress.IPv4Network
@@ -113,6 +117,8 @@ class MemoryBackend:
 class LabBackend:
     """Each droplet a lab droplet named after it (its hostname, and the minion id its
     user_data will give it). The lab must be up; this process must be root."""
+
+    unique_names = True
 
     def __init__(self, config: lab_droplets.LabConfig) -> None:
         self.config = config

@@ -328,6 +328,8 @@ class Cloud:
                     "creating this/these droplet(s) will exceed your droplet limit"
                     f" ({self.settings.droplet_limit})"
                 )
+            if self.backend.unique_names:
+                self.refuse_taken_names(names)
             for name in names:
                 refusal = self.backend.refuse(name, spec["vpc"].network)
                 if refusal:
@@ -348,6 +350,14 @@ class Cloud:
             if single:
                 return {"droplet": made[0].json(), "links": links}
             return {"droplets": [d.json() for d in made], "links": links}
+
+    def refuse_taken_names(self, names: list[str]) -> None:
+        """A backend whose machines are named by their droplet (the lab) takes a name once:
+        checked here too, since a droplet still being made is not in the lab yet."""
+        live = {d.name for d in self.droplets.values()}
+        taken = sorted({n for n in names if n in live or names.count(n) > 1})
+        if taken:
+            raise unprocessable(f"droplet names already in use here: {', '.join(taken)}")
 
     def requested_names(self, body: dict) -> tuple[list[str], bool]:
         if body.get("names") is not None:

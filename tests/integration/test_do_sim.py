@@ -456,24 +456,37 @@ def test_lab_backend_droplet_runs_its_user_data_and_is_removed(
 def run_lab_droplet(lab, sim: RunningDoSim) -> None:
     started = time.monotonic()
     script = "#!/bin/sh\nset -e\nhostname > /root/user-data-ran\necho from $(id -un)\n"
-    droplet = new_droplet("do-1", tags=["ccmirror"], user_data=script)
-    wait_for(lambda: loaded(droplet.id).status == "active", 60, "the lab droplet")
-    active = loaded(droplet.id)
-    state = lab.state()
-    assert active.private_ip_address == state.droplets["do-1"].address
-    assert ipaddress.ip_address(active.private_ip_address) in lab.config.network
-    finished = ("shell", "do-1", "--", "test", "-e", "/var/lib/cloud/instance/boot-finished")
-    wait_for(lambda: lab.lab(*finished).returncode == 0, 30, "user_data to finish")
-    assert lab.shell("do-1", "cat", "/root/user-data-ran") == "do-1\n"
-    assert lab.shell("do-1", "cat", "/var/lib/cloud/instance/user-data.exit") == "0\n"
-    assert "from root" in lab.shell("do-1", "cat", "/var/log/cloud-init-output.log")
-    assert not Path("/root/user-data-ran").exists()  # written in the droplet, not the host
-    # A name the lab cannot take is refused up front and changes nothing.
+    made = digitalocean.Droplet.create_multiple(
+        names=["do-1", "do-2"],
+        region=REGION,
+        image=IMAGE,
+        size=SIZE,
+        tags=["ccmirror"],
+        user_data=script,
+        token=sim.token,
+    )
+    # A name being made is taken, and one the lab cannot take is refused up front.
+    with pytest.raises(DataReadError, match="already in use"):
+        new_droplet("do-1")
     with pytest.raises(DataReadError, match="lowercase"):
         new_droplet("Bad.Name")
-    print(f"lab droplet active in {time.monotonic() - started:.1f}s")
+    for droplet in made:
+        wait_for(lambda d=droplet: loaded(d.id).status == "active", 60, f"{droplet.name}")
+    print(f"2 lab droplets active in {time.monotonic() - started:.1f}s")
+    state = lab.state()
+    for droplet in made:
+        name, active = droplet.name, loaded(droplet.id)
+        assert active.private_ip_address == state.droplets[name].address
+        assert ipaddress.ip_address(active.private_ip_address) in lab.config.network
+        finished = ("shell", name, "--", "test", "-e", "/var/lib/cloud/instance/boot-finished")
+        wait_for(lambda f=finished: lab.lab(*f).returncode == 0, 30, f"{name}'s user_data")
+        assert lab.shell(name, "cat", "/root/user-data-ran") == f"{name}\n"
+        assert lab.shell(name, "cat", "/var/lib/cloud/instance/user-data.exit") == "0\n"
+        assert "from root" in lab.shell(name, "cat", "/var/log/cloud-init-output.log")
+    assert not Path("/root/user-data-ran").exists()  # written in the droplet, not the host
 
-    assert droplet.destroy() is True
+    assert made[0].destroy() is True
     wait_for(lambda: "do-1" not in lab.state().droplets, 30, "the lab droplet to be removed")
     assert lab.lab("shell", "do-1", "--", "true").returncode == 2
-    assert sorted(lab.state().droplets) == ["do-base"]
+    assert sorted(lab.state().droplets) == ["do-2", "do-base"]
+    assert [d.name for d in digitalocean.Manager().get_all_droplets()] == ["do-2"]
