@@ -1,4 +1,5 @@
-{#- The database and its users. Salt's mysql states need PyMySQL in Salt's own Python: it
+{#- The database and its users, by salt/_states/ccmirror_mysql.py (Salt 3008 has no mysql
+    states of its own). Salt's mysql module needs PyMySQL in Salt's own Python: it
     comes from the wheelhouse (a dependency of ccmirror), so this works offline too. #}
 {%- from "db/map.jinja" import db, db_users with context %}
 {%- from "ccmirror/map.jinja" import ccmirror with context %}
@@ -18,8 +19,8 @@ db-salt-pymysql-cmd-run:
     - require:
       - file: ccmirror-wheelhouse-file-recurse
 
-db-database-mysql-database-present:
-  mysql_database.present:
+db-database-ccmirror-mysql-database-present:
+  ccmirror_mysql.database_present:
     - name: {{ db.database }}
     - character_set: utf8mb4
     - collate: utf8mb4_unicode_ci
@@ -31,8 +32,8 @@ db-database-mysql-database-present:
       - service: db-mariadb-service-running
 {%- for name, user in db_users | dictsort %}
 
-db-user-{{ name }}-mysql-user-present:
-  mysql_user.present:
+db-user-{{ name }}-ccmirror-mysql-user-present:
+  ccmirror_mysql.user_present:
     - name: {{ name }}
     - host: {{ user.host | json }}
     - password: {{ user.password | json }}
@@ -40,10 +41,11 @@ db-user-{{ name }}-mysql-user-present:
     - {{ key }}: {{ value | json }}
 {%-   endfor %}
     - require:
-      - mysql_database: db-database-mysql-database-present
+      - ccmirror_mysql: db-database-ccmirror-mysql-database-present
 
-db-user-{{ name }}-mysql-grants-present:
-  mysql_grants.present:
+db-user-{{ name }}-ccmirror-mysql-grants-present:
+  ccmirror_mysql.grants_present:
+    - name: {{ name }}-on-{{ db.database }}
     - grant: {{ user.grants }}
     - database: {{ db.database }}.*
     - user: {{ name }}
@@ -52,5 +54,5 @@ db-user-{{ name }}-mysql-grants-present:
     - {{ key }}: {{ value | json }}
 {%-   endfor %}
     - require:
-      - mysql_user: db-user-{{ name }}-mysql-user-present
+      - ccmirror_mysql: db-user-{{ name }}-ccmirror-mysql-user-present
 {%- endfor %}

