@@ -9,8 +9,9 @@ half-applied batch and no row lock is held for long. Per photo:
 - a license different from the catalog's is recorded in `image_license_changes`;
 - a new photo enters the download queue as `pending` if its license is CC, else `withdrawn`;
   a `pending` photo whose license is no longer CC is `withdrawn` (and comes back when it is
-  CC again); `stored`, `leased`, `failed` and `gone` are never reset, and a stored or leased
-  photo keeps the image URL it was fetched from.
+  CC again); `stored`, `failed` and `gone` are never reset, a photo a lease holds (pending
+  with a `lease_id`) is left as it is, and a stored or leased photo keeps the image URL it
+  was fetched from.
 
 A pass records where it stands in `reconcile_runs`; a pass that was killed resumes there, and
 since every batch is idempotent, the end state is the same as an uninterrupted pass.
@@ -48,6 +49,8 @@ DATA_COLUMNS = (
     "height",
     "uploaded_at",
 )
+# A stored photo, or one a lease holds, keeps its image fields.
+KEEPS_IMAGE = "({t}.state = 'stored' OR {t}.lease_id IS NOT NULL)"
 # Fields a stored or leased photo keeps: they say which bytes were (or are being) fetched.
 FETCHED_COLUMNS = ("image_url", "image_size", "fallback_url", "width", "height")
 MAX_PHOTO_ID = 2**64 - 1
@@ -280,20 +283,20 @@ class BatchSQL:
         same_image = " AND ".join(f"i.{c} <=> {new[c]}" for c in FETCHED_COLUMNS)
         same = (
             f"{same_data} AND i.sources <=> ({sources}) AND i.data_source <=> {data_source}"
-            f" AND (i.state IN ('stored', 'leased') OR ({same_image}))"
+            f" AND ({KEEPS_IMAGE.format(t='i')} OR ({same_image}))"
         )
         columns = ", ".join(DATA_COLUMNS)
         fields = ", ".join(f"{new[c]} AS {c}" for c in DATA_COLUMNS)
         # State first: it reads the old license-independent state and the new license, and a
         # stored or leased photo's state and image fields never change here.
         state = (
-            f"images.state = CASE WHEN images.state = 'pending'"
+            f"images.state = CASE WHEN images.state = 'pending' AND images.lease_id IS NULL"
             f" AND VALUES(license_id) NOT IN ({cc}) THEN 'withdrawn'"
             f" WHEN images.state = 'withdrawn' AND VALUES(license_id) IN ({cc}) THEN 'pending'"
             " ELSE images.state END"
         )
         refresh = ", ".join(
-            f"images.{c} = IF(images.state IN ('stored', 'leased'), images.{c}, VALUES({c}))"
+            f"images.{c} = IF({KEEPS_IMAGE.format(t='images')}, images.{c}, VALUES({c}))"
             if c in FETCHED_COLUMNS
             else f"images.{c} = VALUES({c})"
             for c in (*DATA_COLUMNS, "sources", "data_source")
@@ -432,9 +435,16 @@ def _id_span(cur) -> tuple[int, int]:
 
 
 def image_counts(conn) -> dict[str, int]:
-    """Catalog rows by download state."""
+    """Catalog rows by download state. A leased photo is `pending` with a lease in the
+    catalog; its count comes from the active leases (what they hold and have not settled),
+    since counting lease marks would read every pending row, not just the index."""
     with conn.cursor() as cur:
         cur.execute("SELECT state, COUNT(*) FROM images GROUP BY state")
         counts = {state: int(n) for state, n in cur.fetchall()}
+        cur.execute("SELECT COALESCE(SUM(items - reported), 0) FROM leases WHERE state = 'active'")
+        leased = min(int(cur.fetchone()[0]), counts.get("pending", 0))
     conn.commit()
+    if leased:
+        counts["leased"] = counts.get("leased", 0) + leased
+        counts["pending"] -= leased
     return counts

@@ -76,9 +76,18 @@ def complete(queue: RunningQueue, worker: str, lease_id: int, items: list[dict])
     return response.json()
 
 
+LEASED = "SELECT COUNT(*) FROM images WHERE state = 'pending' AND lease_id IS NOT NULL"
+
+
 def states(sql, ids) -> dict[int, str]:
+    """Each photo's place in the queue; `leased` for a pending photo a lease holds."""
     marks = ",".join(str(i) for i in ids)
-    return dict(sql(f"SELECT id, state FROM images WHERE id IN ({marks})"))
+    return dict(
+        sql(
+            "SELECT id, IF(state = 'pending' AND lease_id IS NOT NULL, 'leased', state)"
+            f" FROM images WHERE id IN ({marks})"
+        )
+    )
 
 
 def test_lease_gives_what_a_downloader_needs_and_stored_reports_are_kept(queue, sql):
@@ -285,7 +294,7 @@ def test_racing_workers_never_hold_the_same_photo(start_queue, sql):
     every = [i for batches in leased.values() for batch in batches for i in batch]
     assert len(every) == len(set(every)) == PHOTOS
     assert sum(1 for batches in leased.values() if batches) > 1  # they really raced
-    assert sql("SELECT COUNT(*) FROM images WHERE state = 'leased'") == [(PHOTOS,)]
+    assert sql(LEASED) == [(PHOTOS,)]
     owners = dict(sql("SELECT id, worker FROM leases"))
     held = dict(sql("SELECT id, lease_id FROM images"))
     for worker, batches in leased.items():
@@ -352,7 +361,7 @@ def test_maintenance_mode_stops_leasing_but_takes_reports(queue, sql):
     response = queue.post("/v1/leases", "dl-2", {"max_items": 5})
     assert response.status_code == 200 and response.headers["Retry-After"] == "120"
     assert response.json()["items"] == [] and response.json()["lease_id"] is None
-    assert sql("SELECT COUNT(*) FROM images WHERE state = 'leased'") == [(3,)]
+    assert sql(LEASED) == [(3,)]
     # What is in flight is not lost: reports and extensions still work.
     assert queue.post(f"/v1/leases/{got['lease_id']}/extend", "dl-1", {}).status_code == 200
     answer = complete(queue, "dl-1", got["lease_id"], [stored(i) for i in ids])

@@ -151,20 +151,26 @@ def test_license_changes_are_recorded_and_a_photo_no_longer_cc_leaves_the_queue(
     add(sql, "yfcc", 10, license_id=2, seen="2014-06-01")
     add(sql, "yfcc", 11, license_id=4, seen="2014-06-01")
     add(sql, "yfcc", 12, license_id=4, seen="2014-06-01")
+    add(sql, "yfcc", 13, license_id=4, seen="2014-06-01")
     run_reconcile(db_url)
     sql("UPDATE images SET state = 'stored' WHERE photo_id = 12")
+    sql("UPDATE images SET lease_id = 77 WHERE photo_id = 13")  # a downloader is fetching it
 
     add(sql, "timeslice", 10, license_id=4)  # CC to CC
     add(sql, "timeslice", 11, license_id=0)  # no longer CC, still pending
     add(sql, "timeslice", 12, license_id=0, title="renamed")  # no longer CC, already stored
+    add(sql, "timeslice", 13, license_id=0)  # no longer CC, leased
     stats = run_reconcile(db_url)
-    assert stats.license_changes == 3
+    assert stats.license_changes == 4
     images = catalog(sql)
     assert (images[10]["license_id"], images[10]["state"]) == (4, "pending")
     assert (images[11]["license_id"], images[11]["state"]) == (0, "withdrawn")
     # A stored photo is never reset, and keeps the URL its bytes came from.
     assert (images[12]["state"], images[12]["title"]) == ("stored", "renamed")
     assert images[12]["image_url"] == "https://live.staticflickr.com/1/12_yfcc_o.jpg"
+    # A leased photo is left to its lease: the report (or the lease's expiry) settles it.
+    assert (images[13]["state"], images[13]["license_id"]) == ("pending", 0)
+    assert images[13]["image_url"] == "https://live.staticflickr.com/1/13_yfcc_o.jpg"
     assert {i["license_changes"] for i in images.values()} == {1}
     changes = sql(
         "SELECT photo_id, old_license_id, new_license_id, source, state_before"
@@ -174,6 +180,7 @@ def test_license_changes_are_recorded_and_a_photo_no_longer_cc_leaves_the_queue(
         (10, 2, 4, "timeslice", "pending"),
         (11, 4, 0, "timeslice", "pending"),
         (12, 4, 0, "timeslice", "stored"),
+        (13, 4, 0, "timeslice", "pending"),
     ]
 
     add(sql, "timeslice", 11, license_id=5, seen="2026-03-01")  # CC again: back in the queue
