@@ -19,7 +19,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from lab import droplets, salt_master
+from lab import droplets, fleet, salt_master, wheelhouse
 from lab.flickr_sim_process import RunningSim, spawn
 from lab.flickr_universe import Universe
 from lab.mariadb import LocalMariaDB
@@ -62,6 +62,11 @@ def add_droplet_commands(commands: argparse._SubParsersAction) -> None:
         help="comma-separated droplet ids, also their hostnames and minion ids (%(default)s)",
     )
     up.add_argument("--no-salt", action="store_true", help="droplets only: no master, no minions")
+    up.add_argument("--highstate", action="store_true", help="then apply highstate to them all")
+    highstate = commands.add_parser("highstate", help="apply highstate, progress state by state")
+    highstate.add_argument("ids", nargs="?", help="comma-separated droplet ids (default: all)")
+    infra = commands.add_parser("infra", help="run tests/infra from the master (testinfra)")
+    infra.add_argument("args", nargs=argparse.REMAINDER, help="-- PYTEST ARGS...")
     add = commands.add_parser("add", help="more droplets in the running lab")
     add.add_argument("ids", help="comma-separated droplet ids")
     add.add_argument("--no-salt", action="store_true", help="no minion in the new droplets")
@@ -87,18 +92,45 @@ def lab_up(args: argparse.Namespace, config: droplets.LabConfig) -> int:
 
     if args.no_salt:
         droplets.up(config, ids, progress=progress)
-    else:
-        salt_master.ensure_salt(progress)
-        droplets.up(
-            config,
-            ids,
-            progress=progress,
-            host_services=lambda state: salt_master.start_master(config, state),
-            seed=salt_master.seed_minion(config),
-        )
-        progress(f"salt-master on {config.host_address}; waiting for every minion's test.ping")
-        salt_master.wait_minions(config, ids)
-    return lab_status(argparse.Namespace(json=False), config)
+        return lab_status(argparse.Namespace(json=False), config)
+    salt_master.ensure_salt(progress)
+
+    def host_services(state: droplets.LabState) -> None:
+        wheelhouse.build(config, progress=progress)  # served from the master's first moment
+        salt_master.start_master(config, state)
+
+    state = droplets.up(
+        config,
+        ids,
+        progress=progress,
+        host_services=host_services,
+        seed=salt_master.seed_minion(config),
+    )
+    fleet.prepare(config, state, progress)
+    progress(f"salt-master on {config.host_address}; waiting for every minion's test.ping")
+    salt_master.wait_minions(config, ids)
+    healthy = lab_status(argparse.Namespace(json=False), config)
+    if args.highstate:
+        return lab_highstate(argparse.Namespace(ids=None), config) or healthy
+    return healthy
+
+
+def lab_highstate(args: argparse.Namespace, config: droplets.LabConfig) -> int:
+    droplets.require_root()
+    ids = droplets.parse_ids(args.ids) if args.ids else None
+    step(f"highstate on {', '.join(ids) if ids else 'every droplet'}")
+    started = time.monotonic()
+    outcomes = fleet.highstate(config, ids, progress=print)
+    step(f"highstate: {time.monotonic() - started:.0f}s")
+    return 0 if fleet.report(outcomes) else 1
+
+
+def lab_infra(args: argparse.Namespace, config: droplets.LabConfig) -> int:
+    droplets.require_root()
+    if droplets.load_state(config) is None:
+        raise droplets.LabError("the lab is down: `lab up` first")
+    rest = args.args[1:] if args.args[:1] == ["--"] else args.args
+    return fleet.run_infra(config, rest)
 
 
 def lab_add(args: argparse.Namespace, config: droplets.LabConfig) -> int:
@@ -107,8 +139,11 @@ def lab_add(args: argparse.Namespace, config: droplets.LabConfig) -> int:
     state = droplets.load_state(config)
     salted = bool(state and "salt-master" in state.services) and not args.no_salt
     seed = salt_master.seed_minion(config) if salted else None
-    droplets.add(config, ids, progress=lambda text: print(f"  {text}", flush=True), seed=seed)
+    state = droplets.add(
+        config, ids, progress=lambda text: print(f"  {text}", flush=True), seed=seed
+    )
     if salted:
+        fleet.prepare(config, state)  # the new minions' secrets; db and storage learn of them
         salt_master.wait_minions(config, ids)
     return lab_status(argparse.Namespace(json=False), config)
 
@@ -184,6 +219,8 @@ DROPLET_COMMANDS = {
     "up": lab_up,
     "add": lab_add,
     "remove": lab_remove,
+    "highstate": lab_highstate,
+    "infra": lab_infra,
     "down": lab_down,
     "status": lab_status,
     "shell": lab_shell,

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from lab import netns
 
-DEFAULT_DROPLETS = ("db-1", "hv-1", "dl-1", "st-1")
+DEFAULT_DROPLETS = ("master", "db-1", "hv-1", "dl-1", "st-1")  # one per role
 DROPLET_ID = re.compile(r"^[a-z][a-z0-9-]{0,29}$")  # a hostname and a minion id
 FIRST_OCTET = 2  # .1 is the host's address on the bridge
 READY_SECONDS = 60.0
@@ -347,6 +347,8 @@ def prepare_layers(directory: Path, droplet_id: str, hosts: str) -> None:
         target = upper / "usr" / "bin" / name
         shutil.copyfile(scripts / source, target)
         os.chmod(target, 0o755)
+    # The replacement journalctl runs `systemctl3.py log UNIT` from its own directory.
+    (upper / "usr" / "bin" / "systemctl3.py").symlink_to("systemctl")
     etc = upper / "etc"
     etc.mkdir(exist_ok=True)
     (upper / "var" / "log" / "journal").mkdir(parents=True, exist_ok=True)  # units' logs

@@ -21,9 +21,12 @@ from pathlib import Path
 import yaml
 
 from lab.droplets import Droplet, LabConfig, LabError, LabState, wait_for
+from lab.wheelhouse import fileserver_root
 
 SALT_VENV = Path(os.environ.get("CCMIRROR_SALT_VENV", "/opt/ccmirror-salt"))
 SALT_REQUIREMENT = "salt>=3006,<3009"  # DESIGN.md: Salt 3006 LTS to 3008
+# tests/infra runs from the master with salt importable: testinfra's salt:// backend.
+INFRA_REQUIREMENTS = ("pytest>=8.0", "pytest-testinfra>=10")
 CHECKOUT = Path(__file__).resolve().parent.parent
 PUBLISH_PORT, RET_PORT = 4505, 4506
 MASTER_SECONDS = 60.0
@@ -43,21 +46,29 @@ WantedBy=multi-user.target
 
 
 def ensure_salt(progress: Callable[[str], None] = print) -> Path:
-    """The salt venv, made once with Debian's python3 (pip from PyPI, nothing else)."""
-    if (SALT_VENV / "bin" / "salt-master").exists():
-        return SALT_VENV
-    progress(f"installing {SALT_REQUIREMENT} into {SALT_VENV} (once; a minute or two)")
-    python = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else "python3"
-    subprocess.run([python, "-m", "venv", str(SALT_VENV)], check=True)
+    """The salt venv, made once with Debian's python3 (pip from PyPI, nothing else), with
+    pytest-testinfra beside salt for tests/infra."""
+    if not (SALT_VENV / "bin" / "salt-master").exists():
+        progress(f"installing {SALT_REQUIREMENT} into {SALT_VENV} (once; a minute or two)")
+        python = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else "python3"
+        subprocess.run([python, "-m", "venv", str(SALT_VENV)], check=True)
+        salt_pip(SALT_REQUIREMENT, remove_on_failure=True)
+    if not any(SALT_VENV.glob("lib/python3*/site-packages/testinfra")):
+        progress(f"installing pytest-testinfra into {SALT_VENV} (once)")
+        salt_pip(*INFRA_REQUIREMENTS)
+    return SALT_VENV
+
+
+def salt_pip(*requirements: str, remove_on_failure: bool = False) -> None:
     result = subprocess.run(
-        [str(SALT_VENV / "bin" / "pip"), "install", "--quiet", SALT_REQUIREMENT],
+        [str(SALT_VENV / "bin" / "pip"), "install", "--quiet", *requirements],
         capture_output=True,
         text=True,
     )
     if result.returncode != 0:
-        shutil.rmtree(SALT_VENV, ignore_errors=True)  # no half-made venv taken as ready
-        raise LabError(f"pip install {SALT_REQUIREMENT} failed:\n{result.stderr[-2000:]}")
-    return SALT_VENV
+        if remove_on_failure:
+            shutil.rmtree(SALT_VENV, ignore_errors=True)  # no half-made venv taken as ready
+        raise LabError(f"pip install {' '.join(requirements)} failed:\n{result.stderr[-2000:]}")
 
 
 def config_dir(config: LabConfig) -> Path:
@@ -83,10 +94,20 @@ def master_config(config: LabConfig) -> dict:
         "user": "root",
         "auto_accept": False,
         "open_mode": False,
-        "file_roots": {"base": [str(CHECKOUT / "salt")]},
-        "pillar_roots": {"base": [str(CHECKOUT / "pillar")]},
+        # The checkout's states, then the lab's fileserver root (salt://wheelhouse/).
+        "file_roots": {"base": [str(CHECKOUT / "salt"), str(fileserver_root(config))]},
+        # The checkout's pillar (no real secret), then the lab's private one (0700).
+        "pillar_roots": {"base": [str(CHECKOUT / "pillar"), str(private_pillar(config))]},
+        # The checkout's runners and modules; Salt skips these while they do not exist.
+        "runner_dirs": [str(CHECKOUT / "_runners")],
+        "module_dirs": [str(CHECKOUT / "_modules")],
         "log_level_logfile": "info",
     }
+
+
+def private_pillar(config: LabConfig) -> Path:
+    """The master's second pillar root: the lab's site facts and throw-away secrets."""
+    return config.root / "pillar-private"
 
 
 def minion_config(config: LabConfig, droplet: Droplet) -> dict:
@@ -98,6 +119,7 @@ def minion_config(config: LabConfig, droplet: Droplet) -> dict:
         # Without this Salt starts units through systemd-run, which needs systemd's bus.
         "systemd.scope": False,
         "acceptance_wait_time": 1,  # the master is up before any minion starts
+        "state_events": True,  # a progress event per state: `lab highstate` shows them
         "log_level_logfile": "info",
     }
 

@@ -1,0 +1,190 @@
+"""The lab's droplets configured by Salt as a fleet is: the wheelhouse served by the master,
+the private pillar root filled with the lab's site facts and throw-away secrets, highstate
+applied with progress, and the testinfra suite run from the master against the minions."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lab import salt_master, wheelhouse
+from lab.droplets import LabConfig, LabError, LabState, load_state
+from lab.lab_secrets import write_lab_secrets
+
+CHECKOUT = Path(__file__).resolve().parent.parent
+HIGHSTATE_SECONDS = 900.0
+STORAGE_PORT = 2222  # the storage droplet's sshd (lab_secrets' default; the states use it)
+QUEUE_PORT = 8700
+FLICKR_SIM_PORT = 8600  # where the lab's Flickr simulator listens on the bridge address
+SYNCED_DIRS = ("_modules",)  # custom modules minions sync from salt://
+
+
+@dataclass
+class MinionOutcome:
+    """One minion's highstate return, summed up."""
+
+    minion: str
+    states: int = 0
+    changed: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)  # "state id: comment"
+    errors: list[str] = field(default_factory=list)  # render errors, no return at all
+
+    @property
+    def ok(self) -> bool:
+        return self.states > 0 and not self.failed and not self.errors
+
+
+def prepare(config: LabConfig, state: LabState, progress: Callable[[str], None] = print) -> None:
+    """Everything the master serves besides the checkout's salt/ and pillar/: the wheelhouse,
+    the custom module directories, and the private pillar for every droplet of the lab."""
+    wheelhouse.build(config, progress=progress)
+    link_synced_dirs(config)
+    write_private_pillar(config, state, progress)
+
+
+def link_synced_dirs(config: LabConfig) -> None:
+    """`salt://_modules/` and the like from the checkout, through the lab's fileserver root:
+    the checkout's top level itself is not served (its pillar/ and tests/ are no minion's)."""
+    root = wheelhouse.fileserver_root(config)
+    root.mkdir(parents=True, exist_ok=True)
+    for name in SYNCED_DIRS:
+        link = root / name
+        if (CHECKOUT / name).is_dir() and not link.is_symlink():
+            link.symlink_to(CHECKOUT / name)
+
+
+def site_facts(config: LabConfig, state: LabState) -> dict | None:
+    """What the lab knows of its site, for the pillar: None when it has no database or no
+    storage droplet (no role can be configured without both)."""
+    db = first_with_prefix(state, "db-")
+    storage = first_with_prefix(state, "st-")
+    if db is None or storage is None:
+        return None
+    return {
+        "db_host": db,
+        "storage_host": storage,
+        "storage_port": STORAGE_PORT,
+        "queue_port": QUEUE_PORT,
+        "private_network": str(config.network),
+        "flickr_api_url": f"http://{config.host_address}:{FLICKR_SIM_PORT}/services/rest/",
+    }
+
+
+def first_with_prefix(state: LabState, prefix: str) -> str | None:
+    ids = sorted(droplet_id for droplet_id in state.droplets if droplet_id.startswith(prefix))
+    return state.droplets[ids[0]].address if ids else None
+
+
+def write_private_pillar(
+    config: LabConfig, state: LabState, progress: Callable[[str], None] = print
+) -> None:
+    facts = site_facts(config, state)
+    if facts is None:
+        progress("private pillar: not written (the lab needs a db-* and an st-* droplet)")
+        return
+    write_lab_secrets(salt_master.private_pillar(config), sorted(state.droplets), facts)
+
+
+def highstate(
+    config: LabConfig,
+    ids: Iterable[str] | None = None,
+    progress: Callable[[str], None] = print,
+    timeout: float = HIGHSTATE_SECONDS,
+) -> dict[str, MinionOutcome]:
+    """state.highstate on every droplet named (all by default) at once; the master and the
+    private pillar are brought up to date first. Progress is one line per state."""
+    state = load_state(config)
+    if state is None:
+        raise LabError("the lab is down: `lab up` first")
+    if "salt-master" not in state.services:
+        raise LabError("the lab runs no salt master (it was made with --no-salt)")
+    targets = sorted(ids) if ids else sorted(state.droplets)
+    unknown = [target for target in targets if target not in state.droplets]
+    if unknown:
+        raise LabError(f"no droplet {', '.join(unknown)} in the lab")
+    prepare(config, state, progress)
+    with tempfile.NamedTemporaryFile(prefix="lab-highstate-", suffix=".json") as out:
+        process = subprocess.Popen(
+            [
+                str(salt_master.SALT_VENV / "bin" / "python"),
+                str(Path(__file__).with_name("salt_highstate.py")),
+                "--config-dir",
+                str(salt_master.config_dir(config)),
+                "--out",
+                out.name,
+                "--timeout",
+                str(timeout),
+                *targets,
+            ],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        lines = []
+        for line in process.stderr:  # the per-state lines, as they come
+            lines.append(line.rstrip())
+            progress(lines[-1])
+        if process.wait() not in (0, 1):
+            raise LabError("highstate: " + "\n".join(lines[-20:]))
+        returns = json.loads(Path(out.name).read_text() or "{}")
+    return {minion: summarize(minion, returns.get(minion)) for minion in targets}
+
+
+def summarize(minion: str, ret: object) -> MinionOutcome:
+    outcome = MinionOutcome(minion)
+    if not ret:
+        outcome.errors.append("no return (minion down, or timed out)")
+    elif isinstance(ret, list):  # render or compile errors: a list of messages
+        outcome.errors.extend(str(line) for line in ret)
+    elif isinstance(ret, dict):
+        for key, chunk in sorted(ret.items(), key=lambda item: item[1].get("__run_num__", 0)):
+            outcome.states += 1
+            name = chunk.get("__id__", key)
+            if chunk.get("result") is not True:
+                outcome.failed.append(f"{name}: {str(chunk.get('comment', ''))[:500]}")
+            if chunk.get("changes"):
+                outcome.changed.append(name)
+    else:
+        outcome.errors.append(str(ret))
+    return outcome
+
+
+def report(outcomes: dict[str, MinionOutcome], show: Callable[[str], None] = print) -> bool:
+    """A line per minion, then every failure; True when every minion succeeded."""
+    for outcome in outcomes.values():
+        verdict = "ok" if outcome.ok else "FAILED"
+        show(
+            f"  {outcome.minion:<10} {verdict:<6} {outcome.states} states,"
+            f" {len(outcome.changed)} changed, {len(outcome.failed)} failed"
+        )
+        for line in outcome.errors + outcome.failed:
+            show(f"      {line}")
+    return all(outcome.ok for outcome in outcomes.values())
+
+
+def infra_command(config: LabConfig, extra: Iterable[str] = ()) -> tuple[list[str], dict]:
+    """`pytest tests/infra --hosts='salt://*'` from the master: the salt venv's python (salt
+    must be importable there), pointed at this lab's master config by SALT_CONFIG_DIR."""
+    env = dict(os.environ, SALT_CONFIG_DIR=str(salt_master.config_dir(config)))
+    env.pop("PYTHONPATH", None)
+    argv = [
+        str(salt_master.SALT_VENV / "bin" / "python"),
+        "-m",
+        "pytest",
+        str(CHECKOUT / "tests" / "infra"),
+        "--hosts=salt://*",
+        "-p",
+        "no:cacheprovider",
+        *extra,
+    ]
+    return argv, env
+
+
+def run_infra(config: LabConfig, extra: Iterable[str] = ()) -> int:
+    argv, env = infra_command(config, extra)
+    return subprocess.run(argv, env=env, cwd=CHECKOUT, stdout=sys.stdout).returncode
