@@ -84,6 +84,11 @@ def build_parser() -> Parser:
 
     work = commands.add_parser("work", help="harvest search tasks until none is left")
     work.add_argument("--worker", default=socket.gethostname(), help="worker id (hostname)")
+    work.add_argument(
+        "--follow",
+        action="store_true",
+        help="when no task is left, wait for new ones until SIGTERM (for a service unit)",
+    )
 
     status = commands.add_parser("status", help="tasks by state, photos per source, calls")
     status.add_argument("--json", action="store_true", help="print JSON")
@@ -187,7 +192,7 @@ def cmd_work(args: argparse.Namespace, settings: Settings) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     open_database(settings).close()
-    worker = Worker(settings, args.worker, stop=stop)
+    worker = Worker(settings, args.worker, stop=stop, follow=args.follow)
     stats = worker.run()
     print(
         f"worker {args.worker}: {stats.tasks_done:,} tasks done, {stats.tasks_failed:,} failed,"

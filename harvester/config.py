@@ -84,6 +84,7 @@ ENVIRONMENT = {
     "CCMIRROR_LEASE_SECONDS": ("worker", "lease_seconds"),
     "CCMIRROR_MAX_ATTEMPTS": ("worker", "max_attempts"),
     "CCMIRROR_TASK_BACKOFF": ("worker", "backoff_seconds"),
+    "CCMIRROR_WORKER_IDLE_POLL_SECONDS": ("worker", "idle_poll_seconds"),
     "CCMIRROR_QUEUE_BIND": ("queue", "bind"),
     "CCMIRROR_QUEUE_PORT": ("queue", "port"),
     "CCMIRROR_QUEUE_TOKENS_FILE": ("queue", "tokens_file"),

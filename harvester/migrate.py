@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 
+import pymysql
+
 MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 
@@ -38,7 +40,23 @@ def available_migrations() -> list[Migration]:
     return sorted(found, key=lambda m: m.version)
 
 
+NO_SUCH_TABLE = 1146
+
+
 def applied_versions(conn) -> set[int]:
+    """The versions recorded; none on a database never migrated. Only reads, so a program
+    checking the schema needs no CREATE privilege."""
+    with conn.cursor() as cur:
+        try:
+            cur.execute("SELECT version FROM schema_migrations")
+        except pymysql.err.ProgrammingError as exc:
+            if exc.args[0] != NO_SUCH_TABLE:
+                raise
+            return set()
+        return {row[0] for row in cur.fetchall()}
+
+
+def create_migrations_table(conn) -> None:
     with conn.cursor() as cur:
         cur.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
@@ -47,12 +65,11 @@ def applied_versions(conn) -> set[int]:
             " applied_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6))"
             " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
         )
-        cur.execute("SELECT version FROM schema_migrations")
-        return {row[0] for row in cur.fetchall()}
 
 
 def migrate(conn) -> list[Migration]:
     """Apply every migration not applied yet; returns those applied by this call."""
+    create_migrations_table(conn)
     done = applied_versions(conn)
     applied = []
     for migration in available_migrations():

@@ -2,7 +2,8 @@
 
 The worker reads the license table from Flickr first (only CC licenses are requested), then
 loops: claim a task under a lease, request its pages, store each page with the task's cursor
-in one transaction, and mark it done. It exits 0 when no task is left. SIGTERM (the `stop`
+in one transaction, and mark it done. It exits 0 when no task is left, or with `follow`
+(the service's mode) waits for new tasks until stopped. SIGTERM (the `stop`
 event) ends the current call, gives the lease back and exits; a task that keeps failing is
 retried with backoff and finally marked failed with its reason.
 """
@@ -56,10 +57,12 @@ class Worker:
         *,
         stop: threading.Event | None = None,
         progress: HarvestProgress | None = None,
+        follow: bool = False,
     ) -> None:
         self.settings = settings
         self.worker_id = worker_id
         self.stop = stop or threading.Event()
+        self.follow = follow  # when no task is left: wait for more rather than return
         self.client = FlickrClient(settings.flickr, self.stop)
         self.conn = connect(settings.db_url)
         self.progress = progress or HarvestProgress(self.conn, worker_id)
@@ -69,7 +72,7 @@ class Worker:
         self._calls_reported = 0  # API calls already counted in the database
 
     def run(self) -> WorkerStats:
-        """Work until no task is left or `stop` is set."""
+        """Work until no task is left (or, following, until `stop` is set)."""
         licenses = self.client.licenses()
         store_licenses(self.conn, licenses)
         self.cc_license_ids = sorted(lic.id for lic in licenses if lic.is_cc)
@@ -90,7 +93,9 @@ class Worker:
         if task is None:
             wait = seconds_until_claimable(self.conn)
             if wait is None:
-                return False
+                if not self.follow:
+                    return False
+                wait = self.settings.worker.idle_poll_seconds
             self.stop.wait(min(max(wait, 0.05), self.settings.worker.idle_poll_seconds))
             return True
         self.work_on(task)

@@ -294,13 +294,41 @@ def test_bad_input_is_one_line_and_changes_nothing(db_url, sim, sql):
     assert stored_ids(sql) == [] and sql("SELECT COUNT(*) FROM licenses")[0][0] == 0
 
 
+def test_a_following_worker_waits_for_new_tasks_until_sigterm(db_url, sim, sql):
+    env = harvester_env(db_url, sim, CCMIRROR_WORKER_IDLE_POLL_SECONDS="0.2")
+    proc = subprocess.Popen(
+        [str(VENV_BIN / "harvester"), "work", "--worker", "hv-1", "--follow"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # Licenses stored means it got past its start; with no task it must still be there.
+        wait_for(lambda: sql("SELECT COUNT(*) FROM licenses")[0][0] > 0, 30, "the worker to start")
+        assert proc.poll() is None, proc.stderr.read()
+        seed_day(env, stride=DAY)
+        wait_for(
+            lambda: sql("SELECT DISTINCT state FROM search_tasks") == [("done",)],
+            120,
+            "the tasks seeded later to be done",
+        )
+        assert proc.poll() is None
+        ids = stored_ids(sql)
+        assert len(ids) == len(set(ids)) and set(ids) == sim.truth(START, START + DAY - 1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    assert "(stopped)" in proc.stdout.read()
+
+
 def test_migrate_is_idempotent_and_records_versions(database):
     env = harvester_env(database)
     first = run_harvester("migrate", env=env)
     assert first.returncode == 0 and "applied 0001" in first.stdout
     second = run_harvester("migrate", env=env)
     assert second.returncode == 0 and "applied" not in second.stdout
-    assert "schema version 4" in second.stdout
+    assert "schema version 5" in second.stdout
 
 
 def test_commands_refuse_an_unmigrated_database(database):
