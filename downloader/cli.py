@@ -2,6 +2,9 @@
 
     downloader run [--once]        the daemon (foreground; SIGTERM stops it cleanly)
     downloader status [--json]     what the daemon on this machine is doing
+    downloader drain [--wait S]    take no new lease; finish or release the one in hand
+    downloader resume              lease again after a drain
+    downloader check-storage       a real write of a probe file through the storage key
     downloader fetch --urls F --out D   the fetch stage alone, for a list of URLs
 
 Every failure ends in one line on stderr and exit 1 (2 for a bad command line)."""
@@ -24,6 +27,21 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--once", action="store_true", help="one lease, then exit (0: queue empty)")
     status = commands.add_parser("status", help="the daemon's lease, phase, counts and errors")
     status.add_argument("--json", action="store_true", help="print JSON")
+    drain = commands.add_parser(
+        "drain", help="take no new lease (kept across restarts) until `downloader resume`"
+    )
+    drain.add_argument(
+        "--wait",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="wait until the daemon is idle (exit 1 if it is not within SECONDS)",
+    )
+    commands.add_parser("resume", help="remove the drain request: lease again")
+    check = commands.add_parser(
+        "check-storage", help="write a probe file to storage with rsync, as a push does"
+    )
+    check.add_argument("--json", action="store_true", help="print JSON")
     fetch = commands.add_parser(
         "fetch", help="fetch, verify, hash and write a list of image URLs (no queue, no push)"
     )
@@ -31,10 +49,16 @@ def main(argv: list[str] | None = None) -> int:
     fetch.add_argument("--out", type=Path, required=True, help="root of the storage layout")
     fetch.add_argument("--concurrency", type=int, default=64, help="connections at once")
     args = parser.parse_args(argv)
-    if args.command in ("run", "status"):
-        from downloader.run_command import run_command, status_command
+    if args.command in ("run", "status", "drain", "resume", "check-storage"):
+        from downloader import run_command
 
-        command = run_command if args.command == "run" else status_command
+        command = {
+            "run": run_command.run_command,
+            "status": run_command.status_command,
+            "drain": run_command.drain_command,
+            "resume": run_command.resume_command,
+            "check-storage": run_command.check_storage_command,
+        }[args.command]
         return command(args)
     if args.command == "fetch":
         from downloader.fetch import run_fetch_command

@@ -6,14 +6,22 @@ SIGTERM takes no new lease; the lease in hand is finished when most of it is fet
 its unfetched photos are released and the fetched ones pushed and reported. The daemon
 stops leasing while the spool's disk is short of space, and waits out maintenance mode,
 an empty queue and an unreachable service or storage with the waits they ask for.
+
+A drain request (the file `<spool>/drain`, made by `downloader drain`) acts like SIGTERM on
+the lease in hand (finished when most of it is fetched, else the rest released) but the
+daemon stays up, takes no lease and reports `drained` until the file is removed. The file
+lives in the spool, not under /run, so a droplet drained for maintenance stays drained
+across a reboot or a restart by systemd until an operator resumes it.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from downloader.config import Settings
 from downloader.queue_client import (
@@ -23,13 +31,14 @@ from downloader.queue_client import (
     QueueUnavailable,
 )
 from downloader.spool import LeaseJournal, Spool
-from downloader.status import DaemonStatus
+from downloader.status import DaemonStatus, drain_requested
 
 log = logging.getLogger("downloader.daemon")
 FINISH_WHEN_FETCHED = 0.8  # on SIGTERM, a lease this far fetched is finished, not released
 REPORT_CHUNK = 5_000
 MAX_WAIT = 60.0
 STOP_GRACE = 30.0  # seconds a stopping daemon gives storage to take the lease's files
+DRAIN_POLL = 0.5  # seconds between looks for a drain request (a stat of one file)
 
 
 @dataclass
@@ -64,6 +73,12 @@ class Daemon:
                 if once:
                     return 0
             while not self.stop.is_set():
+                if self.drained():
+                    if once:
+                        log.info("no lease: drained")
+                        return 0
+                    self.stay_drained()
+                    continue
                 journal = self.next_lease(wait=not once)
                 if journal is not None:
                     self.process(journal)
@@ -92,11 +107,25 @@ class Daemon:
         log.info("lease %s: %d photos", batch.lease_id, len(batch.items))
         return self.spool.begin(batch.lease_id, batch.expires_at, batch.items)
 
+    def drained(self) -> bool:
+        return drain_requested(self.spool.root)
+
+    def stay_drained(self) -> None:
+        """Idle, still running (systemd must not restart a drained daemon in a loop), until
+        the drain request is removed or a stop comes."""
+        log.info("drained: no new lease until `downloader resume`")
+        self.status.write(phase="drained", note="drain requested", force=True)
+        while self.drained() and not self.stop.wait(DRAIN_POLL):
+            self.status.write(phase="drained", note="drain requested")
+        if not self.stop.is_set():
+            log.info("drain request removed: leasing again")
+
     def process(self, journal: LeaseJournal) -> None:
         self.status.lease(journal)
         with LeaseKeeper(self.client, journal.lease_id, self.settings.lease_seconds):
             if journal.phase == "fetching":
-                self.fetch(journal)
+                with DrainWatch(self.spool.root, self.stop) as halt:
+                    self.fetch(journal, halt)
                 journal.write_manifest()
                 journal.set_phase("fetched")
             if journal.phase == "fetched":
@@ -111,25 +140,28 @@ class Daemon:
         self.status.finished(journal)
         self.spool.finish(journal)
 
-    def fetch(self, journal: LeaseJournal) -> None:
-        """Fetch what the journal has no result for; on SIGTERM give back what is left
-        unless most of the lease is done."""
+    def fetch(self, journal: LeaseJournal, halt: threading.Event) -> None:
+        """Fetch what the journal has no result for; on SIGTERM or a drain request (`halt`)
+        give back what is left unless most of the lease is done."""
         todo = journal.unfetched()
         if todo:
             self.status.write(phase="fetching")
-            self.stages.fetch(todo, journal, self.stop)
+            self.stages.fetch(todo, journal, halt)
         left = journal.unfetched()
         if not left:
             return
         done = 1 - len(left) / len(journal.items)
+        why = "stopping" if self.stop.is_set() else "draining"
+        if not self.stop.is_set():
+            self.status.write(phase="draining", note="finishing or releasing the lease in hand")
         if done >= FINISH_WHEN_FETCHED:
             log.info(
-                "stopping: lease %s is %.0f%% fetched, finishing it", journal.lease_id, 100 * done
+                "%s: lease %s is %.0f%% fetched, finishing it", why, journal.lease_id, 100 * done
             )
             self.stages.fetch(left, journal, threading.Event())
             return
         released = self._release(journal, [item["id"] for item in left])
-        log.info("stopping: released %d unfetched photos of lease %s", released, journal.lease_id)
+        log.info("%s: released %d unfetched photos of lease %s", why, released, journal.lease_id)
         journal.items = [item for item in journal.items if item["id"] in journal.results()]
         journal.save()
 
@@ -178,16 +210,50 @@ class Daemon:
         return grace
 
     def idle(self, seconds: float, why: str, wait: bool) -> None:
+        """Wait before asking again; a drain request ends the wait at once, so that
+        `downloader drain --wait` does not wait out a long Retry-After."""
         self.status.write(phase="waiting", note=why)
-        if wait:
-            self.wait(seconds, why)
-        else:
+        if not wait:
             log.info("no lease: %s", why)
+            return
+        log.info("waiting %.0fs: %s", min(seconds, MAX_WAIT), why)
+        deadline = time.monotonic() + min(max(seconds, 0.5), MAX_WAIT)
+        while not self.drained():
+            left = deadline - time.monotonic()
+            if left <= 0 or self.stop.wait(min(left, DRAIN_POLL)):
+                return
 
     def wait(self, seconds: float, why: str) -> bool:
         """Wait up to `seconds` (at most a minute); False when a stop came first."""
         log.info("waiting %.0fs: %s", min(seconds, MAX_WAIT), why)
         return not self.stop.wait(min(max(seconds, 0.5), MAX_WAIT))
+
+
+class DrainWatch:
+    """An event set when the daemon is stopped or a drain request appears, for the fetch
+    stage, which polls one event; watched from a thread while the fetch runs."""
+
+    def __init__(self, spool_root: Path, stop: threading.Event) -> None:
+        self.spool_root = spool_root
+        self.stop = stop
+        self.halt = threading.Event()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="drain-watch", daemon=True)
+
+    def __enter__(self) -> threading.Event:
+        self._thread.start()
+        return self.halt
+
+    def __exit__(self, *_: object) -> None:
+        self._done.set()
+        self._thread.join(timeout=10)
+
+    def _watch(self) -> None:
+        while not self._done.is_set():
+            if self.stop.is_set() or drain_requested(self.spool_root):
+                self.halt.set()
+                return
+            self._done.wait(DRAIN_POLL / 5)
 
 
 class LeaseKeeper:

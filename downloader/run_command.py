@@ -1,4 +1,5 @@
-"""`downloader run` and `downloader status`: settings, signals, logging, one-line errors."""
+"""`downloader run`, `status`, `drain`, `resume` and `check-storage`: settings, signals,
+logging, one-line errors."""
 
 from __future__ import annotations
 
@@ -7,16 +8,22 @@ import json
 import logging
 import signal
 import sys
+import tempfile
 import threading
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from downloader.config import ConfigError, Settings, load_settings
 from downloader.daemon import Daemon
-from downloader.push import PushFailed
+from downloader.push import PushFailed, PushStopped, StorageTarget, push_tree
 from downloader.queue_client import QueueClient, QueueRefused
-from downloader.spool import Spool
+from downloader.spool import Spool, write_atomically
 from downloader.stages import build_stages
-from downloader.status import DaemonStatus, read_status
+from downloader.status import DaemonStatus, drain_path, read_status
+
+DRAIN_POLL = 0.2  # seconds between looks at the daemon's status while `drain --wait` waits
+PROBE_DIR = "manifests/probe"  # rrsync -wo lets the key write here; it can delete nothing
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -61,11 +68,17 @@ def status_command(args: argparse.Namespace) -> int:
 
 def format_status(state: dict) -> str:
     if state.get("phase") == "never ran":
-        return f"downloader: never ran (spool {state['spool']})"
+        drained = "; drain requested" if state.get("drain_requested") else ""
+        return f"downloader: never ran (spool {state['spool']}){drained}"
     lease = state.get("lease")
     lines = [
         f"downloader {state['worker']}: {'running' if state['running'] else 'not running'},"
         f" {state['phase']}" + (f" ({state['note']})" if state.get("note") else ""),
+        *(
+            ["drain requested: no new lease until `downloader resume`"]
+            if state["drain_requested"]
+            else []
+        ),
         "lease: "
         + (
             f"{lease['lease_id']}, {lease.get('fetched', 0):,} of {lease['items']:,} fetched"
@@ -81,3 +94,112 @@ def format_status(state: dict) -> str:
         f"updated {state['updated_at']}",
     ]
     return "\n".join(lines)
+
+
+def drain_command(args: argparse.Namespace) -> int:
+    if args.wait < 0:
+        print("downloader: --wait must be 0 or more seconds", file=sys.stderr)
+        return 2
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        print(f"downloader: {exc}", file=sys.stderr)
+        return 1
+    spool = Path(settings.spool)
+    spool.mkdir(parents=True, exist_ok=True)
+    write_atomically(drain_path(spool), datetime.now(UTC).isoformat(timespec="seconds") + "\n")
+    if not args.wait:
+        print(f"drain requested: {settings.worker} takes no new lease until `downloader resume`")
+        return 0
+    deadline = time.monotonic() + args.wait
+    while True:
+        state = read_status(spool)
+        idle = drained_idle(state, spool)
+        if idle is not None:
+            print(idle)
+            return 0
+        if time.monotonic() >= deadline:
+            print(
+                f"downloader: still draining after {args.wait:g}s ({describe_work(state)});"
+                " the drain request stays: wait longer or `downloader resume`",
+                file=sys.stderr,
+            )
+            return 1
+        time.sleep(DRAIN_POLL)
+
+
+def drained_idle(state: dict, spool: Path) -> str | None:
+    """A line saying the daemon is idle under the drain request, or None while it works."""
+    if state.get("running"):
+        return "drained: the daemon holds no lease" if state.get("phase") == "drained" else None
+    if Spool(spool).current() is not None:
+        return (
+            "drained: the daemon is not running; the lease in its spool is finished or"
+            " released when it starts"
+        )
+    return "drained: the daemon is not running and holds no lease"
+
+
+def describe_work(state: dict) -> str:
+    lease = state.get("lease")
+    work = f"phase {state.get('phase', 'unknown')}"
+    if lease:
+        work += (
+            f", lease {lease['lease_id']}: {lease.get('fetched', 0)} of {lease['items']} fetched"
+        )
+    return work
+
+
+def resume_command(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        print(f"downloader: {exc}", file=sys.stderr)
+        return 1
+    path = drain_path(Path(settings.spool))
+    if not path.exists():
+        print(f"{settings.worker} was not drained")
+        return 0
+    path.unlink(missing_ok=True)
+    print(f"resumed: {settings.worker} leases again")
+    return 0
+
+
+def check_storage_command(args: argparse.Namespace) -> int:
+    """Push one small probe file to storage the way a lease's files go: a real write through
+    the storage key, the pinned host key and rrsync."""
+    try:
+        settings = load_settings(args.config)
+        settings.require("storage")
+        target = StorageTarget.from_spec(
+            settings.storage,
+            port=settings.storage_port,
+            key_path=settings.ssh_key,
+            known_hosts_path=settings.known_hosts,
+        )
+    except (ConfigError, ValueError) as exc:
+        return _storage_report(args, {"ok": False, "error": str(exc)})
+    probe = f"{PROBE_DIR}/{settings.worker}.txt"
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="ccmirror-probe-") as scratch:
+        path = Path(scratch) / probe
+        path.parent.mkdir(parents=True)
+        path.write_text(f"{settings.worker} {datetime.now(UTC).isoformat()}\n")
+        try:
+            push_tree(Path(scratch), [probe], target, timeout=30, retry_seconds=0, attempts=1)
+        except (PushFailed, PushStopped) as exc:
+            return _storage_report(args, {"ok": False, "target": target.label, "error": str(exc)})
+    seconds = round(time.monotonic() - started, 2)
+    return _storage_report(
+        args, {"ok": True, "target": target.label, "path": probe, "seconds": seconds}
+    )
+
+
+def _storage_report(args: argparse.Namespace, result: dict) -> int:
+    if args.json:
+        print(json.dumps(result))
+    elif result["ok"]:
+        print(f"storage ok: wrote {result['path']} to {result['target']} in {result['seconds']}s")
+    else:
+        print(f"downloader: storage check failed: {result['error']}", file=sys.stderr)
+    return 0 if result["ok"] else 1

@@ -13,6 +13,7 @@ from pathlib import Path
 from downloader.spool import LeaseJournal, write_atomically
 
 STATUS_FILE = "status.json"
+DRAIN_FILE = "drain"  # its presence asks the daemon to take no new lease (`downloader drain`)
 RATE_WINDOW = 300.0  # seconds
 WRITE_EVERY = 2.0
 
@@ -86,14 +87,30 @@ class DaemonStatus:
 
 
 def read_status(spool_root: Path) -> dict:
-    """The daemon's last status, and whether its process is still there."""
+    """The daemon's last status, whether its process is still there, and whether a drain
+    was asked for."""
     path = spool_root / STATUS_FILE
+    drain = drain_requested(spool_root)
     try:
         state = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        return {"running": False, "phase": "never ran", "spool": str(spool_root)}
+        return {
+            "running": False,
+            "phase": "never ran",
+            "spool": str(spool_root),
+            "drain_requested": drain,
+        }
     state["running"] = _alive(state.get("pid", 0)) and state.get("phase") != "stopped"
+    state["drain_requested"] = drain
     return state
+
+
+def drain_path(spool_root: Path) -> Path:
+    return spool_root / DRAIN_FILE
+
+
+def drain_requested(spool_root: Path) -> bool:
+    return drain_path(spool_root).exists()
 
 
 def _alive(pid: int) -> bool:
