@@ -1,0 +1,630 @@
+"""The `secrets` runner: the master's private pillar root, written by one writer.
+
+The private root is the master's second `pillar_roots: base` entry (or the master option
+`ccmirror_private_pillar`): a directory outside git, mode 0700, holding
+
+    site.sls             the site's facts every minion sees (addresses, ports), no secret
+    minions/<id>.sls     0600, that minion's own secrets and nothing else (pillar/top.sls
+                         includes it for the minion whose authenticated id it is)
+    secrets.json         0600, the record of every secret made: the sls files are rendered
+                         from it, so a re-run repairs a file left half-way
+
+pillar/README.md lists the keys of each role. Two layers live in this file:
+
+- plain functions (`write_private_root`, `store_flickr_key`, `rotate_secrets`, ...) with no
+  `__opts__` or `__salt__`: the one writer of the layout. lab/lab_secrets.py loads this file
+  by path (importlib) and calls them, so the lab and a real master write the same files.
+  The dependency points that way because a runner must not import `lab`, and Salt's own
+  Python has neither `lab` nor the `ccmirror` packages (hence no `harvester` import here:
+  the token format of harvester/queue_tokens.py is repeated below, and tests check both
+  agree);
+- the runner functions Salt loads (`init`, `set_flickr_key`, `rotate`; see `__load__`),
+  which find the private root and the accepted minions from the master's config.
+
+Secret values are never logged and never returned: runner returns name minions and files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import ipaddress
+import json
+import logging
+import os
+import re
+import secrets
+import subprocess
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+log = logging.getLogger(__name__)
+
+# Salt loads only these as runner functions; the plain layer stays out of `salt-run`.
+__load__ = ["init", "set_flickr_key", "rotate"]
+
+RECORD_FILE = "secrets.json"
+LEGACY_RECORD_FILE = "lab-secrets.json"  # the name lab/lab_secrets.py used before
+LOCK_FILE = ".secrets.lock"
+SITE_DEFAULTS = {"storage_port": 2222, "queue_port": 8700, "db_port": 3306}
+TOKEN_PREFIX = "ccmq_"  # harvester/queue_tokens.py's; tests check they agree
+QUEUE_DB_USER = "queue"
+MIGRATE_DB_USER = "migrate"
+STORAGE_HOST_KEY = "storage-host"
+ROLE_PREFIXES = ("db-", "hv-", "dl-", "st-")
+MINION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
+FLICKR_VALUE = re.compile(r"^[A-Za-z0-9]{1,200}$")
+HEADER = "# written by the secrets runner (_runners/secrets.py) from secrets.json: do not edit\n"
+
+# What each rotation renews: per minion role prefix, and in the record's `db` section.
+ROTATED_FIELDS: dict[str, dict[str, tuple[str, ...]]] = {
+    "queue_tokens": {"dl-": ("queue_token",)},
+    "storage_key": {"dl-": ("ssh_private_key", "ssh_public_key")},
+    "db_passwords": {"hv-": ("db_password",), "db": ("migrate_password", "queue_password")},
+}
+STEPS = ("start", "switch", "retire")
+STARTED, SWITCHED = "started", "switched"
+
+
+class SecretsError(ValueError):
+    """The site facts, a minion id, a value or a step cannot be used; the message says why.
+    Raised before anything is written."""
+
+
+# ---------------------------------------------------------------------------------------
+# The plain layer: no __opts__, no __salt__ (lab/lab_secrets.py calls it).
+
+
+def write_private_root(
+    directory: Path,
+    minion_ids: Iterable[str],
+    site: dict[str, Any] | None = None,
+    *,
+    throwaway_flickr_keys: bool = False,
+) -> dict[str, Any]:
+    """Create or update the private root for `minion_ids` (added to those recorded before;
+    none is forgotten) and `site` (merged over the recorded facts). Keeps every secret made
+    before; makes what a new minion needs. Flickr keys are made only for the lab
+    (`throwaway_flickr_keys`): a real one is set with `store_flickr_key`.
+
+    Returns {"added": ids new to the record, "files": paths written (relative)}."""
+    directory = Path(directory)
+    ids = list(minion_ids)
+    for minion_id in ids:
+        check_minion_id(minion_id)
+    with _locked(directory):
+        record = load_record(directory)
+        facts = site_facts({**_recorded_site(directory, record), **(site or {})})
+        record["site"] = facts
+        added = [minion_id for minion_id in ids if minion_id not in record["minions"]]
+        for minion_id in ids:
+            _ensure_secrets(record, minion_id, throwaway_flickr_keys)
+        return {"added": added, "files": _save_and_render(directory, record)}
+
+
+def store_flickr_key(directory: Path, minion_id: str, key: str, secret: str) -> bool:
+    """Set harvester `minion_id`'s Flickr API key and secret; True when they changed.
+    Only that minion's file is rewritten."""
+    if not isinstance(minion_id, str) or not minion_id.startswith("hv-"):
+        raise SecretsError(
+            f"minion {minion_id!r} is not a harvester (hv-*): only harvesters have a Flickr key"
+        )
+    check_minion_id(minion_id)
+    for name, value in (("key", key), ("secret", secret)):
+        if not isinstance(value, str) or not FLICKR_VALUE.match(value):
+            # The value itself stays out of the message: it may be a real secret.
+            raise SecretsError(
+                f"Flickr {name} must be a string of letters and digits (quote it if it is "
+                "all digits)"
+            )
+    directory = Path(directory)
+    with _locked(directory):
+        record = load_record(directory, must_exist=True)
+        own = record["minions"].get(minion_id)
+        if own is None:
+            raise SecretsError(
+                f"minion {minion_id} is not in the private root: accept its key and run "
+                "secrets.init first"
+            )
+        if own.get("flickr_api_key") == key and own.get("flickr_secret") == secret:
+            return False
+        own.update(flickr_api_key=key, flickr_secret=secret)
+        _save_and_render(directory, record)
+        return True
+
+
+def rotate_secrets(directory: Path, what: str, step: str = "start") -> dict[str, Any]:
+    """One step of a rotation (see the runner's `rotate` for the steps and what to apply
+    between them). Each step is idempotent. Returns {"changed", "state", "minions",
+    "files"}: the rotation's state after the step ("started", "switched" or "done")."""
+    if what not in ROTATED_FIELDS:
+        raise SecretsError(f"what must be one of {', '.join(ROTATED_FIELDS)}, not {what!r}")
+    if step not in STEPS:
+        raise SecretsError(f"step must be one of {', '.join(STEPS)}, not {step!r}")
+    directory = Path(directory)
+    with _locked(directory):
+        record = load_record(directory, must_exist=True)
+        rotation = record["rotations"].get(what)
+        if step == "start":
+            changed = _start_rotation(record, what)
+            started = record["rotations"][what]
+            if not started["minions"] and not started["db"]:
+                del record["rotations"][what]  # nothing of that kind exists yet
+        elif step == "switch":
+            if rotation is None:
+                raise SecretsError(f"no rotation of {what} is under way: run step=start first")
+            changed = rotation["step"] != SWITCHED
+            rotation["step"] = SWITCHED
+        else:
+            changed = rotation is not None and _retire_rotation(record, what)
+        rotation = record["rotations"].get(what)
+        files = _save_and_render(directory, record) if changed else []
+        return {
+            "changed": changed,
+            "state": rotation["step"] if rotation else "done",
+            "minions": sorted(rotation["minions"]) if rotation else [],
+            "files": files,
+        }
+
+
+def site_facts(site: dict[str, Any]) -> dict[str, Any]:
+    """The `site:` pillar: the given facts with defaults, checked, and the queue URL."""
+    missing = [key for key in ("db_host", "storage_host") if not site.get(key)]
+    if missing:
+        raise SecretsError(f"site facts missing: {', '.join(missing)}")
+    facts = {**SITE_DEFAULTS, **site}
+    for key in SITE_DEFAULTS:
+        if not isinstance(facts[key], int) or not 0 < facts[key] < 65536:
+            raise SecretsError(f"site {key} must be a port number, not {facts[key]!r}")
+    facts["queue_url"] = f"http://{facts['db_host']}:{facts['queue_port']}"
+    if facts.get("private_network"):
+        try:
+            network = ipaddress.IPv4Network(facts["private_network"])
+        except ValueError as exc:
+            raise SecretsError(f"site private_network: {exc}") from None
+        facts["private_network"] = str(network)
+    return facts
+
+
+def check_minion_id(minion_id: str) -> None:
+    # The id names a pillar sls file: no dots (sls path separators), no slashes.
+    if not isinstance(minion_id, str) or not MINION_ID.match(minion_id):
+        raise SecretsError(f"bad minion id {minion_id!r}: letters, digits, '-' and '_' only")
+
+
+def has_role(minion_id: str) -> bool:
+    """Whether the id is one of the roles that have secrets (db-, hv-, dl-, st-)."""
+    return minion_id.startswith(ROLE_PREFIXES)
+
+
+def hash_token(token: str) -> str:
+    """harvester/queue_tokens.py's hash of a bearer token."""
+    return "sha256:" + hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def minion_pillar(record: dict[str, Any], minion_id: str) -> dict[str, Any]:
+    """What one minion may know, by its role (the prefix of its id), at the record's point
+    in each rotation."""
+    minions = record["minions"]
+    if minion_id.startswith("hv-"):
+        return {"harvester": _harvester_pillar(record, minion_id)}
+    if minion_id.startswith("dl-"):
+        return {
+            "downloader": {
+                "queue_token": _in_use(record, "queue_tokens", minion_id, "queue_token"),
+                "ssh_key": _in_use(record, "storage_key", minion_id, "ssh_private_key"),
+                "storage_host_key": record["keys"][STORAGE_HOST_KEY]["public"],
+            }
+        }
+    downloaders = sorted(other for other in minions if other.startswith("dl-"))
+    if minion_id.startswith("db-"):
+        users = {
+            MIGRATE_DB_USER: _in_use(record, "db_passwords", None, "migrate_password"),
+            QUEUE_DB_USER: _in_use(record, "db_passwords", None, "queue_password"),
+        }
+        for other in sorted(minions):
+            if other.startswith("hv-"):
+                users[other] = _in_use(record, "db_passwords", other, "db_password")
+        return {
+            "db": {"passwords": users},
+            "queue": {"tokens": {other: _token_hashes(record, other) for other in downloaders}},
+        }
+    if minion_id.startswith("st-"):
+        host_key = record["keys"][STORAGE_HOST_KEY]
+        authorized: dict[str, str] = {}
+        for other in downloaders:
+            authorized[other] = _in_use(record, "storage_key", other, "ssh_public_key")
+            other_key = _not_in_use(record, "storage_key", other, "ssh_public_key")
+            if other_key:
+                # The label is only the line's comment in authorized_keys.
+                authorized[f"{other}.{_other_label(record, 'storage_key')}"] = other_key
+        return {
+            "storage": {
+                "host_key": {"private": host_key["private"], "public": host_key["public"]},
+                "authorized_keys": authorized,
+            }
+        }
+    return {}
+
+
+def load_record(directory: Path, must_exist: bool = False) -> dict[str, Any]:
+    """The record of every secret made so far, with its sections present."""
+    path = Path(directory) / RECORD_FILE
+    if not path.exists() and (Path(directory) / LEGACY_RECORD_FILE).exists():
+        path = Path(directory) / LEGACY_RECORD_FILE
+    if not path.exists():
+        if must_exist:
+            raise SecretsError(f"no private pillar root at {directory}: run secrets.init first")
+        record: dict[str, Any] = {}
+    else:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    for key in ("minions", "keys", "db", "site", "rotations"):
+        record.setdefault(key, {})
+    return record
+
+
+# ---------------------------------------------------------------------------------------
+# The plain layer's helpers.
+
+
+def _harvester_pillar(record: dict[str, Any], minion_id: str) -> dict[str, Any]:
+    own = record["minions"][minion_id]
+    pillar: dict[str, Any] = {
+        "db_password": _in_use(record, "db_passwords", minion_id, "db_password")
+    }
+    if "flickr_api_key" in own:  # a real master has none until set_flickr_key
+        pillar["flickr"] = {"api_key": own["flickr_api_key"], "api_secret": own["flickr_secret"]}
+    return pillar
+
+
+def _current(record: dict[str, Any], minion_id: str | None, field: str) -> str:
+    return record["db"][field] if minion_id is None else record["minions"][minion_id][field]
+
+
+def _next(record: dict[str, Any], what: str, minion_id: str | None, field: str) -> str | None:
+    rotation = record["rotations"].get(what)
+    if rotation is None:
+        return None
+    section = rotation["db"] if minion_id is None else rotation["minions"].get(minion_id, {})
+    return section.get(field)
+
+
+def _in_use(record: dict[str, Any], what: str, minion_id: str | None, field: str) -> str:
+    """The value clients use: the next one once its rotation is switched."""
+    upcoming = _next(record, what, minion_id, field)
+    if upcoming and record["rotations"][what]["step"] == SWITCHED:
+        return upcoming
+    return _current(record, minion_id, field)
+
+
+def _not_in_use(record: dict[str, Any], what: str, minion_id: str | None, field: str) -> str:
+    """During a rotation, the value verifiers accept besides the one in use; else ""."""
+    upcoming = _next(record, what, minion_id, field)
+    if not upcoming:
+        return ""
+    if record["rotations"][what]["step"] == SWITCHED:
+        return _current(record, minion_id, field)
+    return upcoming
+
+
+def _other_label(record: dict[str, Any], what: str) -> str:
+    return "previous" if record["rotations"][what]["step"] == SWITCHED else "next"
+
+
+def _token_hashes(record: dict[str, Any], minion_id: str) -> str | list[str]:
+    """The queue's hash of a downloader's token; during a rotation both hashes, the one in
+    use first (the queue then accepts either, and the worker keeps its name)."""
+    in_use = hash_token(_in_use(record, "queue_tokens", minion_id, "queue_token"))
+    other = _not_in_use(record, "queue_tokens", minion_id, "queue_token")
+    return [in_use, hash_token(other)] if other else in_use
+
+
+def _ensure_secrets(record: dict[str, Any], minion_id: str, throwaway_flickr_keys: bool) -> None:
+    """Make what `minion_id` needs, keeping whatever was made for it before."""
+    own = record["minions"].setdefault(minion_id, {})
+    if minion_id.startswith("hv-"):
+        if throwaway_flickr_keys:
+            own.setdefault("flickr_api_key", secrets.token_hex(16))  # a Flickr key's shape
+            own.setdefault("flickr_secret", secrets.token_hex(8))
+        own.setdefault("db_password", _new_value("db_password"))
+    elif minion_id.startswith("dl-"):
+        own.setdefault("queue_token", _new_value("queue_token"))
+        if "ssh_private_key" not in own:
+            private, public = _ssh_keygen(f"ccmirror-{minion_id}")
+            own.update(ssh_private_key=private, ssh_public_key=public)
+    if STORAGE_HOST_KEY not in record["keys"]:
+        private, public = _ssh_keygen("ccmirror-storage-host")
+        record["keys"][STORAGE_HOST_KEY] = {"private": private, "public": public}
+    record["db"].setdefault("migrate_password", _new_value("migrate_password"))
+    record["db"].setdefault("queue_password", _new_value("queue_password"))
+
+
+def _new_value(field: str) -> str:
+    if field == "queue_token":
+        return TOKEN_PREFIX + secrets.token_urlsafe(32)
+    return secrets.token_urlsafe(24)  # the database passwords
+
+
+def _start_rotation(record: dict[str, Any], what: str) -> bool:
+    """Make a next value for every field `what` renews that has none yet (a re-run, or a
+    minion added since the start, gets what is missing). Once switched, nothing changes."""
+    rotation = record["rotations"].setdefault(what, {"step": STARTED, "minions": {}, "db": {}})
+    if rotation["step"] == SWITCHED:
+        return False
+    changed = False
+    for prefix, fields in ROTATED_FIELDS[what].items():
+        if prefix == "db":
+            changed |= _fill_next(rotation["db"], fields, "db")
+            continue
+        for minion_id in sorted(record["minions"]):
+            if minion_id.startswith(prefix):
+                section = rotation["minions"].setdefault(minion_id, {})
+                changed |= _fill_next(section, fields, minion_id)
+    return changed
+
+
+def _fill_next(section: dict[str, str], fields: tuple[str, ...], owner: str) -> bool:
+    if all(field in section for field in fields):
+        return False
+    if fields == ("ssh_private_key", "ssh_public_key"):
+        section["ssh_private_key"], section["ssh_public_key"] = _ssh_keygen(f"ccmirror-{owner}")
+    else:
+        for field in fields:
+            section.setdefault(field, _new_value(field))
+    return True
+
+
+def _retire_rotation(record: dict[str, Any], what: str) -> bool:
+    """The next values become the current ones and the old are forgotten. A rotation that
+    was never switched cannot be retired: clients would lose the value they use."""
+    rotation = record["rotations"][what]
+    if rotation["step"] != SWITCHED:
+        raise SecretsError(f"the rotation of {what} is not switched yet: run step=switch first")
+    record["db"].update(rotation["db"])
+    for minion_id, values in rotation["minions"].items():
+        if minion_id in record["minions"]:
+            record["minions"][minion_id].update(values)
+    del record["rotations"][what]
+    return True
+
+
+def _recorded_site(directory: Path, record: dict[str, Any]) -> dict[str, Any]:
+    """The facts recorded before; else those of a hand-written site.sls (as in
+    pillar/secrets.example)."""
+    if record["site"]:
+        return record["site"]
+    path = directory / "site.sls"
+    if path.exists():
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if isinstance(data, dict) and isinstance(data.get("site"), dict):
+            return data["site"]
+    return {}
+
+
+def _save_and_render(directory: Path, record: dict[str, Any]) -> list[str]:
+    """The record first, then every file rendered from it: a run that stops half-way is
+    completed by the next. Returns the files whose content or mode changed."""
+    changed: list[str] = []
+    text = json.dumps(record, indent=1, sort_keys=True)
+    if _write_if_changed(directory / RECORD_FILE, text, 0o600):
+        changed.append(RECORD_FILE)
+    (directory / LEGACY_RECORD_FILE).unlink(missing_ok=True)
+    if _write_if_changed(directory / "site.sls", _sls({"site": record["site"]}), 0o644):
+        changed.append("site.sls")
+    minions_dir = directory / "minions"
+    minions_dir.mkdir(exist_ok=True)
+    os.chmod(minions_dir, 0o700)
+    for minion_id in sorted(record["minions"]):
+        pillar = minion_pillar(record, minion_id)
+        path = minions_dir / f"{minion_id}.sls"
+        if pillar and _write_if_changed(path, _sls(pillar), 0o600):
+            changed.append(f"minions/{minion_id}.sls")
+    return changed
+
+
+def _sls(data: dict[str, Any]) -> str:
+    return HEADER + yaml.dump(data, Dumper=_BlockDumper, default_flow_style=False, sort_keys=True)
+
+
+class _BlockDumper(yaml.SafeDumper):
+    """Multi-line strings (private keys) as `|` blocks, as a person would write them."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_BlockDumper.add_representer(str, _represent_str)
+
+
+def _write_if_changed(path: Path, text: str, mode: int) -> bool:
+    """Atomically, with its mode set before it is visible: no reader sees half a file, and
+    no secret is ever world-readable, whatever the umask. An equal file is left alone (its
+    mode corrected), so a second run changes nothing."""
+    try:
+        same = path.read_text(encoding="utf-8") == text
+    except FileNotFoundError:
+        same = False
+    if same:
+        if path.stat().st_mode & 0o777 == mode:
+            return False
+        os.chmod(path, mode)
+        return True
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    return True
+
+
+@contextlib.contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    """The root made (0700) and held by one writer at a time: two runners started together
+    must not each save a record without the other's secrets."""
+    directory.mkdir(parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)
+    with open(directory / LOCK_FILE, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _ssh_keygen(comment: str) -> tuple[str, str]:
+    """A new ed25519 key pair (private, public), made in a private temporary directory."""
+    with tempfile.TemporaryDirectory(prefix="ccmirror-secrets-") as tmp:
+        path = Path(tmp) / "key"
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
+            check=True,
+            capture_output=True,
+        )
+        return path.read_text(), path.with_suffix(".pub").read_text().strip()
+
+
+# ---------------------------------------------------------------------------------------
+# The runner functions (Salt injects __opts__).
+
+
+def init(site: dict[str, Any] | None = None) -> dict[str, Any]:
+    """
+    Create the private pillar root, or bring it up to date with the minions the master has
+    accepted: the storage host key pair; per downloader its storage SSH key pair and queue
+    token (the plain token in its own file, the sha256 hashes in the db minion's); database
+    passwords for `migrate`, `queue` and each harvester. Secrets made before are kept, so
+    running it again after `fleet.up` only adds what the new minions need; then refresh
+    pillar and apply the states of db-*, st-* and the new minions.
+
+    A harvester's Flickr key is not made here: set it with `secrets.set_flickr_key`.
+
+    site
+        The site's facts (db_host, storage_host, and optionally db_port, queue_port,
+        storage_port, private_network, flickr_api_url), merged over those recorded before.
+        Needed on the first run unless the root has a site.sls already.
+
+    CLI Example::
+
+        salt-run secrets.init site='{db_host: 10.0.0.2, storage_host: 10.0.0.3}'
+        salt-run secrets.init
+    """
+    if site is not None and not isinstance(site, dict):
+        raise SecretsError("site must be a mapping, e.g. site='{db_host: 10.0.0.2, ...}'")
+    directory = _private_root()
+    accepted = _accepted_minions()
+    with_secrets = [minion_id for minion_id in accepted if has_role(minion_id)]
+    summary = write_private_root(directory, with_secrets, site)
+    record = load_record(directory)
+    log.info("secrets.init: %s added, %d files written", summary["added"], len(summary["files"]))
+    return {
+        "private_root": str(directory),
+        "changed": bool(summary["files"]),
+        "minions": sorted(set(record["minions"])),
+        "added": summary["added"],
+        "files": summary["files"],
+        "no_secrets": [minion_id for minion_id in accepted if not has_role(minion_id)],
+        "missing_flickr_key": sorted(
+            minion_id
+            for minion_id, own in record["minions"].items()
+            if minion_id.startswith("hv-") and "flickr_api_key" not in own
+        ),
+    }
+
+
+def set_flickr_key(minion: str, key: str, secret: str) -> dict[str, Any]:
+    """
+    Set one harvester's Flickr API key and secret in its own pillar file (nothing else
+    changes). Refuses a minion that is not a harvester (hv-*) or that `secrets.init` has not
+    seen. The key is neither returned nor logged. Then apply the harvester's states.
+
+    CLI Example::
+
+        salt-run secrets.set_flickr_key minion=hv-1 key=0123abcd... secret=89ef...
+    """
+    changed = store_flickr_key(_private_root(), minion, key, secret)
+    log.info("secrets.set_flickr_key: %s %s", minion, "changed" if changed else "unchanged")
+    return {"minion": minion, "changed": changed}
+
+
+def rotate(what: str, step: str = "start") -> dict[str, Any]:
+    """
+    The files' side of a rotation with zero downtime, in three steps; apply the states
+    named between them (orch.rotate does it all). Every step is idempotent: after a failure
+    midway, run the same step again, then go on.
+
+    what=storage_key (each downloader's SSH key to storage)
+        step=start   a new key pair per downloader beside the current one; storage's
+                     authorized_keys lists both, downloaders still use the current one.
+                     Apply st-*'s states.
+        step=switch  downloaders use the new key (storage still accepts both). Apply dl-*'s
+                     states and check each with a real push (ccmirror.check_storage).
+        step=retire  the old key is forgotten; storage accepts only the new one. Apply
+                     st-*'s states: the old key is refused from then on.
+
+    what=queue_tokens (each downloader's bearer token)
+        step=start   a new token per downloader; the queue's tokens file lists the hashes
+                     of both (the worker keeps its name). Apply db-*'s states.
+        step=switch  downloaders use the new token. Apply dl-*'s states.
+        step=retire  the queue forgets the old hashes. Apply db-*'s states.
+        (The tokens file then maps a worker to a list of hashes: harvester/queue_tokens.py
+        must accept a list for this rotation to be free of 401s.)
+
+    what=db_passwords (the migrate, queue and harvester database users)
+        step=start   new passwords are made; nothing changes for any minion yet.
+        step=switch  the database users and their programs get the new passwords at once.
+                     MariaDB keeps one password per user, so this step has downtime: apply
+                     db-*'s states (the users' passwords change; open connections live on)
+                     then hv-*'s at once; until a harvester's config is rewritten and it
+                     restarts, its new connections are refused and its task leases wait.
+        step=retire  the old passwords are forgotten. Nothing to apply.
+
+    Returns what changed and the rotation's state ("started", "switched" or "done").
+
+    CLI Example::
+
+        salt-run secrets.rotate what=storage_key
+        salt-run secrets.rotate what=storage_key step=switch
+        salt-run secrets.rotate what=storage_key step=retire
+    """
+    summary = rotate_secrets(_private_root(), what, step)
+    log.info("secrets.rotate: %s step %s -> %s", what, step, summary["state"])
+    return {"what": what, "step": step, **summary, "apply": _apply_after(what, step)}
+
+
+def _apply_after(what: str, step: str) -> list[str]:
+    """The roles whose states must be applied after this step (the orchestration's cue)."""
+    verifier = {"storage_key": "st-*", "queue_tokens": "db-*", "db_passwords": "db-*"}[what]
+    client = {"storage_key": "dl-*", "queue_tokens": "dl-*", "db_passwords": "hv-*"}[what]
+    if what == "db_passwords":
+        return [verifier, client] if step == "switch" else []
+    return [client] if step == "switch" else [verifier]
+
+
+def _private_root() -> Path:
+    """`ccmirror_private_pillar` from the master's config, else the second pillar root of
+    `base` (the first is the checkout's pillar/, in git)."""
+    configured = __opts__.get("ccmirror_private_pillar")  # noqa: F821 (Salt injects it)
+    if configured:
+        return Path(configured)
+    roots = (__opts__.get("pillar_roots") or {}).get("base") or []  # noqa: F821
+    if len(roots) < 2:
+        raise SecretsError(
+            "no private pillar root: set ccmirror_private_pillar or a second "
+            "pillar_roots:base entry in the master's config"
+        )
+    return Path(roots[1])
+
+
+def _accepted_minions() -> list[str]:
+    """The ids of the minions whose keys the master has accepted."""
+    import salt.key  # Salt's own Python has it; the plain layer must not need it
+
+    return sorted(salt.key.get_key(__opts__).list_status("accepted").get("minions", []))  # noqa: F821
