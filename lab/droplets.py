@@ -34,6 +34,7 @@ DROPLET_ID = re.compile(r"^[a-z][a-z0-9-]{0,29}$")  # a hostname and a minion id
 FIRST_OCTET = 2  # .1 is the host's address on the bridge
 READY_SECONDS = 60.0
 STOP_SECONDS = 10.0
+SERVICE_MARKER = "CCMIRROR_LAB_SERVICE_OF"  # in the environment of the lab's host services
 DROPLET_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 # Runs as PID 1 of the droplet's new PID namespace, inside its new mount and UTS namespaces
@@ -531,13 +532,26 @@ def stop_services(services: dict[str, int], root: Path) -> None:
 
 
 def mentions(pid: int, root: Path) -> bool:
-    """True while `pid` is a live process whose command line names a path below `root`."""
+    """True while `pid` is a live process whose command line names a path below `root`, or
+    that the lab started as a host service of this lab (`service_env`)."""
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
         return False
-    return f"{root}/".encode() in cmdline and stat[stat.rindex(")") + 2] != "Z"
+    named = f"{root}/".encode() in cmdline or service_marker(root).encode() in environ.split(b"\0")
+    return named and stat[stat.rindex(")") + 2] != "Z"
+
+
+def service_marker(root: Path) -> str:
+    return f"{SERVICE_MARKER}={root}"
+
+
+def service_env(root: Path) -> dict[str, str]:
+    """The environment of a host service of the lab at `root` (one whose command line need
+    not name the lab's directory): `down` finds it by this variable even after a crash."""
+    return {**os.environ, SERVICE_MARKER: str(root)}
 
 
 def pids_mentioning(root: Path) -> list[int]:

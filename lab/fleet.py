@@ -13,16 +13,16 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lab import salt_master, wheelhouse
-from lab.droplets import LabConfig, LabError, LabState, load_state
-from lab.lab_secrets import write_lab_secrets
+from lab import flickr_service, salt_master, wheelhouse
+from lab.droplets import LabConfig, LabError, LabState, lab_lock, load_state
+from lab.lab_secrets import STATE_FILE, write_lab_secrets
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 HIGHSTATE_SECONDS = 900.0
 STORAGE_PORT = 2222  # the storage droplet's sshd (lab_secrets' default; the states use it)
 QUEUE_PORT = 8700
-FLICKR_SIM_PORT = 8600  # where the lab's Flickr simulator listens on the bridge address
 SYNCED_DIRS = ("_modules",)  # custom modules minions sync from salt://
+SERVERS_FIRST = ("master", "db-", "st-")  # what the workers connect to
 
 
 @dataclass
@@ -45,7 +45,11 @@ def prepare(config: LabConfig, state: LabState, progress: Callable[[str], None] 
     the custom module directories, and the private pillar for every droplet of the lab."""
     wheelhouse.build(config, progress=progress)
     link_synced_dirs(config)
-    write_private_pillar(config, state, progress)
+    if write_private_pillar(config, state, progress):
+        with lab_lock(config):  # the state file gains or changes a host service
+            current = load_state(config) or state
+            flickr_service.restart(config, current, secrets_record(config))
+            current.save(config.state_file)
 
 
 def link_synced_dirs(config: LabConfig) -> None:
@@ -72,7 +76,7 @@ def site_facts(config: LabConfig, state: LabState) -> dict | None:
         "storage_port": STORAGE_PORT,
         "queue_port": QUEUE_PORT,
         "private_network": str(config.network),
-        "flickr_api_url": f"http://{config.host_address}:{FLICKR_SIM_PORT}/services/rest/",
+        "flickr_api_url": flickr_service.api_url(config),
     }
 
 
@@ -83,12 +87,19 @@ def first_with_prefix(state: LabState, prefix: str) -> str | None:
 
 def write_private_pillar(
     config: LabConfig, state: LabState, progress: Callable[[str], None] = print
-) -> None:
+) -> bool:
+    """False when there is nothing to write it from."""
     facts = site_facts(config, state)
     if facts is None:
         progress("private pillar: not written (the lab needs a db-* and an st-* droplet)")
-        return
+        return False
     write_lab_secrets(salt_master.private_pillar(config), sorted(state.droplets), facts)
+    return True
+
+
+def secrets_record(config: LabConfig) -> Path:
+    """lab_secrets' record of every secret it made (the harvesters' Flickr keys among them)."""
+    return salt_master.private_pillar(config) / STATE_FILE
 
 
 def highstate(
@@ -96,19 +107,37 @@ def highstate(
     ids: Iterable[str] | None = None,
     progress: Callable[[str], None] = print,
     timeout: float = HIGHSTATE_SECONDS,
+    prepare_first: bool = True,
 ) -> dict[str, MinionOutcome]:
-    """state.highstate on every droplet named (all by default) at once; the master and the
-    private pillar are brought up to date first. Progress is one line per state."""
+    """state.highstate on the droplets named, all at once; with no ids, on every droplet in
+    two waves, the servers the others connect to first (as an orchestration would: a
+    harvester started before its database user exists fails). The master's wheelhouse and
+    the private pillar are brought up to date first unless `prepare_first` is False (the
+    same inputs applied again). Progress is one line per state."""
     state = load_state(config)
     if state is None:
         raise LabError("the lab is down: `lab up` first")
     if "salt-master" not in state.services:
         raise LabError("the lab runs no salt master (it was made with --no-salt)")
-    targets = sorted(ids) if ids else sorted(state.droplets)
-    unknown = [target for target in targets if target not in state.droplets]
-    if unknown:
-        raise LabError(f"no droplet {', '.join(unknown)} in the lab")
-    prepare(config, state, progress)
+    if ids:
+        waves = [sorted(ids)]
+        unknown = [target for target in waves[0] if target not in state.droplets]
+        if unknown:
+            raise LabError(f"no droplet {', '.join(unknown)} in the lab")
+    else:
+        servers = sorted(i for i in state.droplets if i.startswith(SERVERS_FIRST))
+        waves = [wave for wave in (servers, sorted(set(state.droplets) - set(servers))) if wave]
+    if prepare_first:
+        prepare(config, state, progress)
+    outcomes: dict[str, MinionOutcome] = {}
+    for wave in waves:
+        outcomes.update(apply_highstate(config, wave, progress, timeout))
+    return outcomes
+
+
+def apply_highstate(
+    config: LabConfig, targets: list[str], progress: Callable[[str], None], timeout: float
+) -> dict[str, MinionOutcome]:
     with tempfile.NamedTemporaryFile(prefix="lab-highstate-", suffix=".json") as out:
         process = subprocess.Popen(
             [
@@ -162,8 +191,8 @@ def report(outcomes: dict[str, MinionOutcome], show: Callable[[str], None] = pri
             f"  {outcome.minion:<10} {verdict:<6} {outcome.states} states,"
             f" {len(outcome.changed)} changed, {len(outcome.failed)} failed"
         )
-        for line in outcome.errors + outcome.failed:
-            show(f"      {line}")
+        for problem in outcome.errors + outcome.failed:
+            show("      " + problem.strip().replace("\n", "\n        "))
     return all(outcome.ok for outcome in outcomes.values())
 
 

@@ -1,0 +1,105 @@
+"""Each role's programs, files and secrets, checked on the minions of that role."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.infra.checks import (
+    assert_secret_file,
+    http_get,
+    listening_tcp,
+    nested_keys,
+    running_and_enabled,
+)
+
+
+@pytest.mark.role("db")
+def test_mariadb_serves_the_schema_on_the_private_address(host, site: dict) -> None:
+    assert host.package("mariadb-server").is_installed
+    running_and_enabled(host, "mariadb")
+    assert (site["db_host"], site.get("db_port", 3306)) in listening_tcp(host)
+    version = host.run("mysql -N -e 'SELECT MAX(version) FROM ccmirror.schema_migrations'")
+    assert version.rc == 0 and int(version.stdout) >= 1, version.stderr
+
+
+@pytest.mark.role("db")
+def test_each_harvester_has_its_own_database_user(host, pillar: dict) -> None:
+    users = host.run("mysql -N -e 'SELECT DISTINCT user FROM mysql.user'").stdout.split()
+    harvesters = [name for name in pillar["db"]["passwords"] if name.startswith("hv-")]
+    assert harvesters and set(harvesters) <= set(users)
+
+
+@pytest.mark.role("queue")
+def test_queue_service_runs_with_hashed_tokens(host, site: dict) -> None:
+    running_and_enabled(host, "ccmirror-queue")
+    assert (site["db_host"], site["queue_port"]) in listening_tcp(host)
+    assert_secret_file(host, "/etc/ccmirror/queue-tokens.yaml", "root", "ccmirror")
+    tokens = host.file("/etc/ccmirror/queue-tokens.yaml").content_string
+    assert "sha256:" in tokens and "ccmq_" not in tokens  # hashes only, never a token
+    code, body = http_get(host, f"http://{site['db_host']}:{site['queue_port']}/v1/status")
+    assert code == 200 and '"images"' in body, body
+
+
+@pytest.mark.role("harvester")
+def test_harvester_runs_with_its_own_key(host, pillar: dict, minion_id: str) -> None:
+    running_and_enabled(host, "ccmirror-harvester")
+    assert_secret_file(host, "/etc/ccmirror/harvester.yaml", "ccmirror", "ccmirror")
+    key = pillar["harvester"]["flickr"]["api_key"]
+    assert key and host.file("/etc/ccmirror/harvester.yaml").contains(key)
+    assert "downloader" not in pillar and "storage" not in pillar
+    assert "passwords" not in pillar.get("db", {})  # its own password only, no one else's
+
+
+@pytest.mark.role("downloader")
+def test_downloader_runs_with_its_key_and_pinned_storage_host(host, site: dict) -> None:
+    running_and_enabled(host, "ccmirror-downloader")
+    for path in ("/etc/ccmirror/downloader.yaml", "/etc/ccmirror/storage_key"):
+        assert_secret_file(host, path, "ccmirror", "ccmirror")
+    assert host.file("/etc/ccmirror/storage_key").mode == 0o600
+    known = host.file("/etc/ccmirror/known_hosts").content_string
+    assert known.startswith(f"[{site['storage_host']}]:{site['storage_port']} ssh-ed25519 ")
+    spool = host.file("/var/spool/ccmirror")
+    assert spool.is_directory and spool.user == "ccmirror"
+
+
+@pytest.mark.role("downloader")
+def test_a_downloader_sees_no_flickr_key_and_no_database_password(pillar: dict) -> None:
+    keys = nested_keys(pillar)
+    assert not keys & {"api_key", "api_secret", "flickr", "db_password", "passwords"}, keys
+    assert not {"harvester", "db", "queue", "storage"} & set(pillar)
+
+
+@pytest.mark.role("storage")
+def test_storage_sshd_takes_only_restricted_rrsync_keys(host, site: dict) -> None:
+    running_and_enabled(host, "ccmirror-storage-sshd")
+    assert (site["storage_host"], site["storage_port"]) in listening_tcp(host)
+    assert_secret_file(host, "/etc/ccmirror/storage-sshd/ssh_host_ed25519_key", "root", "root")
+    assert host.file("/etc/ccmirror/storage-sshd/ssh_host_ed25519_key").mode == 0o600
+    keys = host.file("/etc/ccmirror/storage-sshd/authorized_keys").content_string
+    lines = [line for line in keys.splitlines() if line and not line.startswith("#")]
+    assert lines, "no downloader key authorized"
+    for line in lines:
+        assert line.startswith('restrict,command="/usr/bin/rrsync -wo '), line
+    user = host.user("ccmirror-storage")
+    assert user.exists
+    for sub in ("images", "manifests"):
+        directory = host.file(f"/srv/ccmirror-storage/{sub}")
+        assert directory.is_directory and directory.user == "ccmirror-storage"
+
+
+@pytest.mark.role("storage")
+def test_storage_free_space_check_runs(host) -> None:
+    running_and_enabled(host, "ccmirror-storage-check")
+
+
+@pytest.mark.role("storage", "db")
+def test_servers_hold_no_flickr_key(pillar: dict) -> None:
+    assert not nested_keys(pillar) & {"api_key", "api_secret", "flickr"}
+
+
+@pytest.mark.role("master")
+def test_master_has_its_config_and_a_private_pillar_root(host) -> None:
+    assert host.file("/etc/salt/master.d/ccmirror.conf").is_file
+    private = host.file("/srv/ccmirror-private")
+    assert private.is_directory and private.user == "root" and private.mode == 0o700
+    assert host.file("/usr/local/sbin/ccmirror-build-wheelhouse").mode == 0o755
