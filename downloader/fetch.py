@@ -14,8 +14,12 @@ Flickr's "photo unavailable" placeholder), `retry` (5xx, 429, 403, timeouts, res
 truncated bodies, redirect loops) or `bad` (not an image, body longer than announced, over
 the size cap, other 4xx). Nothing but a verified image is ever renamed into place.
 
-Why aiohttp: CPU per image is the budget on a one-vCPU droplet, and one event loop with a
-pooled keep-alive connector costs a fraction of a thread per connection (see bench/fetch.py).
+Why our own HTTP client (downloader/http_client.py): CPU per image is the budget on a one-vCPU
+droplet. One event loop with pooled keep-alive connections costs a fraction of a thread per
+connection, and a bare Protocol parser costs a fraction of aiohttp's per request; the body is
+hashed, checked and kept as it arrives, in the connection's data_received (see bench/fetch.py).
+Workers take jobs from a scheduler that keeps per-host queues, so hosts at their limit, paused
+or rate-held never hold workers that other hosts could use.
 """
 
 from __future__ import annotations
@@ -28,21 +32,20 @@ import os
 import re
 import sys
 import time
-from collections import Counter
-from collections.abc import AsyncIterator, Container, Coroutine, Iterable, Mapping
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Callable, Container, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO, TypeVar
 from urllib.parse import urlsplit
 
-import aiohttp
-import yarl
-
-from downloader import verify
+from downloader import http_client, verify
+from downloader.http_client import HttpClient, Response
 from downloader.layout import IMAGE_EXTENSIONS, image_path
 
 OUTCOMES = ("stored", "gone", "retry", "bad")
 SPILL_BYTES = 1024 * 1024  # bodies up to this stay in memory until verified, larger ones spill
+LOOKAHEAD = 10_000  # items read ahead of the workers, queued under their hosts
 USER_AGENT = "ccmirror-downloader/0.1"
 T = TypeVar("T")
 
@@ -190,27 +193,173 @@ def _duration(seconds: float) -> str:
 
 
 class _HostGate:
-    """One host's concurrency, request rate and Retry-After pause."""
+    """One host's limits and state: requests in flight, the next start its rate allows, a
+    Retry-After pause, and the jobs waiting for it."""
+
+    __slots__ = ("limit", "interval", "next_start", "paused_until", "in_flight", "queue")
 
     def __init__(self, limit: HostLimit) -> None:
-        self.slots = asyncio.Semaphore(limit.connections) if limit.connections > 0 else None
+        self.limit = limit.connections
         self.interval = 1.0 / limit.per_second if limit.per_second > 0 else 0.0
         self.next_start = 0.0
         self.paused_until = 0.0
+        self.in_flight = 0
+        self.queue: deque[_Job] = deque()
 
-    async def turn(self) -> None:
-        """Wait until the host's pause is over and its rate allows one more request."""
-        loop = asyncio.get_running_loop()
+    def ready(self, now: float) -> bool:
+        if self.limit and self.in_flight >= self.limit:
+            return False
+        return self.paused_until <= now and self.next_start <= now
+
+    def pause(self, seconds: float, now: float) -> None:
+        self.paused_until = max(self.paused_until, now + seconds)
+
+
+class _Job:
+    """An item on its way: the URL to try next, on which host, and what happened before."""
+
+    __slots__ = ("item", "url", "gate", "waits", "first", "fresh")
+
+    def __init__(self, item: FetchItem, gate: _HostGate, waits: int) -> None:
+        self.item = item
+        self.url = item.url
+        self.gate = gate
+        self.waits = waits  # Retry-After waits left for this URL
+        self.first: FetchResult | None = None  # the main URL's refusal, once on the fallback
+        self.fresh = True
+
+
+class _Scheduler:
+    """Hands workers the next job whose host can take a request now.
+
+    Workers never wait on one host: a job for a host that is at its connection limit, paused
+    by Retry-After or held back by its rate stays queued under that host while workers take
+    other hosts' jobs, so a slow host does not starve the others. Among hosts with queued
+    jobs the one with the fewest requests in flight goes first. Items are read from the
+    iterable lazily, at most LOOKAHEAD ahead of the workers.
+    """
+
+    def __init__(
+        self, items: Iterable[FetchItem], gate_for: Callable[[str], _HostGate], waits: int
+    ) -> None:
+        self._items = iter(items)
+        self._more = True
+        self._gate_for = gate_for
+        self._waits = waits
+        self._waiting: dict[_HostGate, None] = {}  # gates with queued jobs, an ordered set
+        self._queued = 0
+        self._active = 0
+        self._parked: deque[asyncio.Future] = deque()
+        self._loop = asyncio.get_running_loop()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = float("inf")
+
+    async def next_job(self) -> _Job | None:
+        """The next job to run (its host's slot taken), or None when everything is done."""
         while True:
-            now = loop.time()
-            ready = max(self.paused_until, self.next_start)
-            if ready <= now:
-                self.next_start = now + self.interval
-                return
-            await asyncio.sleep(ready - now)
+            now = self._loop.time()
+            job = self._ready_job(now)
+            if job is not None:
+                gate = job.gate
+                gate.in_flight += 1
+                gate.next_start = now + gate.interval
+                self._active += 1
+                if self._parked and self._waiting:
+                    self._wake_one()  # more may be ready (a pause ended): pass it on
+                return job
+            if not self._more and not self._queued and not self._active:
+                self._wake_all()
+                return None
+            await self._park(now)
 
-    def pause(self, seconds: float) -> None:
-        self.paused_until = max(self.paused_until, asyncio.get_running_loop().time() + seconds)
+    def release(self, gate: _HostGate, requeue: _Job | None) -> None:
+        """A job is off `gate`; `requeue` goes to the front of its (new) host's queue."""
+        gate.in_flight -= 1
+        self._active -= 1
+        if requeue is not None:
+            requeue.gate.queue.appendleft(requeue)
+            self._waiting[requeue.gate] = None
+            self._queued += 1
+        if self._parked:
+            if not self._more and not self._queued and not self._active:
+                self._wake_all()
+            else:
+                self._wake_one()
+
+    def _ready_job(self, now: float) -> _Job | None:
+        best: _HostGate | None = None
+        for gate in self._waiting:
+            if gate.ready(now) and (best is None or gate.in_flight < best.in_flight):
+                best = gate
+        if best is not None:
+            self._queued -= 1
+            job = best.queue.popleft()
+            if not best.queue:
+                del self._waiting[best]
+            return job
+        while self._more and self._queued < LOOKAHEAD:
+            item = next(self._items, None)
+            if item is None:
+                self._more = False
+                break
+            job = _Job(item, self._gate_for(item.url), self._waits)
+            gate = job.gate
+            if not gate.queue and gate.ready(now):
+                return job
+            gate.queue.append(job)
+            self._waiting[gate] = None
+            self._queued += 1
+        return None
+
+    async def _park(self, now: float) -> None:
+        self._arm_timer(now)
+        waiter = self._loop.create_future()
+        self._parked.append(waiter)
+        try:
+            await waiter
+        finally:
+            if not waiter.done():  # cancelled
+                with contextlib.suppress(ValueError):
+                    self._parked.remove(waiter)
+
+    def _arm_timer(self, now: float) -> None:
+        """Wake a worker when the first host held back only by time (pause, rate) is free."""
+        when = min(
+            (
+                max(g.paused_until, g.next_start)
+                for g in self._waiting
+                if not (g.limit and g.in_flight >= g.limit)
+            ),
+            default=float("inf"),
+        )
+        if when <= now or when >= self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = when
+        self._timer = self._loop.call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = float("inf")
+        self._wake_one()
+
+    def _wake_one(self) -> None:
+        while self._parked:
+            waiter = self._parked.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def _wake_all(self) -> None:
+        while self._parked:
+            waiter = self._parked.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+            self._timer_at = float("inf")
 
 
 class SpoolError(Exception):
@@ -227,13 +376,63 @@ class _Refused(Exception):
         self.reason = reason
 
 
-@dataclass
+@dataclass(slots=True)
 class _Attempt:
     """One URL tried: a result, and for a 429/503 how long its host asked us to wait."""
 
     result: FetchResult
     wait: float | None = None
     status: int | None = None
+
+
+class _Body:
+    """A body as it streams in, fed from the connection's data_received: the size cap, the
+    magic bytes and sha256 as bytes arrive; bodies up to SPILL_BYTES stay in memory until
+    verified, larger ones go on to the temp file as they come."""
+
+    __slots__ = ("fetcher", "photo_id", "cap", "digest", "size", "chunks", "ext", "temp", "fd")
+
+    def __init__(self, fetcher: Fetcher, photo_id: int, cap: int) -> None:
+        self.fetcher = fetcher
+        self.photo_id = photo_id
+        self.cap = cap
+        self.digest = hashlib.sha256()
+        self.size = 0
+        self.chunks: list[bytes] = []
+        self.ext: str | None = None
+        self.temp: str | None = None
+        self.fd: int | None = None
+
+    def feed(self, data: bytes) -> None:
+        size = self.size + len(data)
+        if size > self.cap:
+            raise _Refused("bad", f"too large: over the {self.cap:,}-byte cap while reading")
+        self.size = size
+        self.digest.update(data)
+        if self.fd is not None:
+            _write_all(self.fd, data)
+            return
+        chunks = self.chunks
+        chunks.append(data)
+        if self.ext is None and size >= verify.MAGIC_BYTES_NEEDED:
+            self.ext = _sniff(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+        if size > SPILL_BYTES:
+            self.temp, self.fd = self.fetcher._open_temp(self.photo_id, self.ext or "jpg")
+            _write_all(self.fd, b"".join(chunks))
+            self.chunks = []
+
+    def in_memory(self) -> bytes:
+        chunks = self.chunks
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def discard(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        if self.temp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.temp)
+            self.temp = None
 
 
 class Fetcher:
@@ -251,53 +450,59 @@ class Fetcher:
         self.progress = FetchProgress()
         self._gates: dict[str, _HostGate] = {}
         self._made_dirs: set[str] = set()
-        self._session: aiohttp.ClientSession | None = None
-        self._slots: asyncio.Semaphore | None = None
+        self._client: HttpClient | None = None
         self._temp_names = itertools.count()
         self._root = str(self.out)
         self._pid = os.getpid()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def __aenter__(self) -> Fetcher:
         s = self.settings
-        connector = aiohttp.TCPConnector(limit=s.concurrency, limit_per_host=0, ttl_dns_cache=300)
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            timeout=aiohttp.ClientTimeout(
-                total=s.total_timeout, sock_connect=s.connect_timeout, sock_read=s.read_timeout
-            ),
-            headers={"User-Agent": s.user_agent},
-            # Images are not compressed in transit; asking for identity keeps bytes as stored.
-            skip_auto_headers=("Accept-Encoding",),
-            auto_decompress=False,
-            trust_env=False,
-            cookie_jar=aiohttp.DummyCookieJar(),  # no cookies: and none of their CPU per request
+        self._loop = asyncio.get_running_loop()
+        self._client = HttpClient(
+            user_agent=s.user_agent,
+            connect_timeout=s.connect_timeout,
+            read_timeout=s.read_timeout,
+            total_timeout=s.total_timeout,
+            max_idle_per_host=s.concurrency,
         )
-        self._slots = asyncio.Semaphore(s.concurrency)
+        await self._client.__aenter__()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
 
     # ---------------------------------------------------------------------- public calls
     async def stream(self, items: Iterable[FetchItem]) -> AsyncIterator[FetchResult]:
         """Fetch `items` with `concurrency` workers; yield each result as it finishes.
 
-        Workers pull from the iterable lazily, so a long URL list never becomes a task each.
-        Breaking out of the loop cancels what is still in flight (no partial file is left).
+        Workers pull from the iterable lazily (see _Scheduler), so a long URL list never
+        becomes a task each. Breaking out of the loop cancels what is still in flight (no
+        partial file is left).
         """
-        pending = iter(items)
+        assert self._client is not None, "use `async with`"
+        scheduler = _Scheduler(items, self._gate, self.settings.waits_per_item)
         results: asyncio.Queue[FetchResult | Exception | None] = asyncio.Queue()
 
         async def worker() -> None:
             try:
-                for item in pending:
-                    await results.put(await self.fetch(item))
+                while (job := await scheduler.next_job()) is not None:
+                    gate = job.gate
+                    try:
+                        result = await self._run(job)
+                    except BaseException:
+                        scheduler.release(gate, None)
+                        raise
+                    scheduler.release(gate, job if result is None else None)
+                    if result is not None:
+                        self.progress.add(result)
+                        results.put_nowait(result)
             except Exception as e:  # a SpoolError (or a bug): the caller sees it, not a result
-                await results.put(e)
+                results.put_nowait(e)
             finally:
-                await results.put(None)
+                results.put_nowait(None)
 
         workers = [asyncio.create_task(worker()) for _ in range(self.settings.concurrency)]
         running = len(workers)
@@ -316,12 +521,42 @@ class Fetcher:
             await asyncio.gather(*workers, return_exceptions=True)
 
     async def fetch(self, item: FetchItem) -> FetchResult:
-        """One item: reuse a present file, else the URL, else (when refused) the fallback."""
-        result = self._reuse(item) or await self._fetch_urls(item)
-        self.progress.add(result)
-        return result
+        """One item alone (its own stream)."""
+        async for result in self.stream([item]):
+            return result
+        raise AssertionError("a stream yields one result per item")
 
-    # ---------------------------------------------------------------------- one item
+    # ---------------------------------------------------------------------- one job
+    async def _run(self, job: _Job) -> FetchResult | None:
+        """One step of a job: the result, or None when the job was changed to be queued
+        again (a Retry-After wait on the same host, or the fallback URL on its host)."""
+        item = job.item
+        if job.fresh:
+            job.fresh = False
+            reused = self._reuse(item)
+            if reused is not None:
+                return reused
+        attempt = await self._attempt(item, job.url, job.gate)
+        s = self.settings
+        if attempt.wait is not None and job.waits > 0 and attempt.wait <= s.max_pause:
+            job.waits -= 1  # the host is paused: the scheduler holds the job until it ends
+            return None
+        if job.first is None:
+            if not self._wants_fallback(item, attempt):
+                return attempt.result
+            job.first = attempt.result
+            job.url = item.fallback_url  # type: ignore[assignment]
+            job.gate = self._gate(job.url)
+            job.waits = s.waits_per_item
+            return None
+        first, second = job.first, attempt.result
+        if second.outcome == "stored":
+            return second
+        # Both refused: say so about both; a fallback that may still work keeps it `retry`.
+        outcome = "retry" if "retry" in (first.outcome, second.outcome) else "gone"
+        error = f"{first.error}; fallback: {second.error}"
+        return FetchResult(item, outcome, url=second.url, error=error)
+
     def _reuse(self, item: FetchItem) -> FetchResult | None:
         if self.present is None:
             return None
@@ -339,18 +574,6 @@ class Fetcher:
                 )
         return None
 
-    async def _fetch_urls(self, item: FetchItem) -> FetchResult:
-        first = await self._fetch_url(item, item.url)
-        if not self._wants_fallback(item, first):
-            return first.result
-        second = await self._fetch_url(item, item.fallback_url)  # type: ignore[arg-type]
-        if second.result.outcome == "stored":
-            return second.result
-        # Both refused: say so about both; a fallback that may still work keeps it `retry`.
-        outcome = "retry" if "retry" in (first.result.outcome, second.result.outcome) else "gone"
-        error = f"{first.result.error}; fallback: {second.result.error}"
-        return FetchResult(item, outcome, url=second.result.url, error=error)
-
     def _wants_fallback(self, item: FetchItem, attempt: _Attempt) -> bool:
         # Flickr refuses originals whose owner disallows downloads (403) and some originals
         # are gone while the 500px copy is served: both are worth one request to the fallback.
@@ -358,182 +581,149 @@ class Fetcher:
             return False
         return attempt.result.outcome == "gone" or attempt.status == 403
 
-    async def _fetch_url(self, item: FetchItem, url: str) -> _Attempt:
-        waits = self.settings.waits_per_item
-        while True:
-            attempt = await self._attempt(item, url)
-            if attempt.wait is None or waits <= 0 or attempt.wait > self.settings.max_pause:
-                return attempt
-            waits -= 1  # the host gate holds this and every other request until the pause ends
-
-    async def _attempt(self, item: FetchItem, url: str) -> _Attempt:
-        assert self._session is not None and self._slots is not None, "use `async with`"
-        target = _url(url)
-        gate = self._gate(target.host or "")
-        async with self._slots:
-            if gate.slots is not None:
-                async with gate.slots:
-                    await gate.turn()
-                    return await self._request(item, url, target, gate)
-            await gate.turn()
-            return await self._request(item, url, target, gate)
-
-    def _gate(self, host: str) -> _HostGate:
+    def _gate(self, url: str) -> _HostGate:
+        host = _host_of(url)
         gate = self._gates.get(host)
         if gate is None:
             gate = self._gates[host] = _HostGate(self.settings.host_limit(host))
         return gate
 
-    async def _request(
-        self, item: FetchItem, url: str, target: yarl.URL, gate: _HostGate
-    ) -> _Attempt:
+    async def _attempt(self, item: FetchItem, url: str, gate: _HostGate) -> _Attempt:
         s = self.settings
-        final = url
+        if verify.is_placeholder_url(url):
+            return _Attempt(FetchResult(item, "gone", url=url, error="photo unavailable (URL)"))
+        response: Response | None = None
         try:
-            async with self._session.get(  # type: ignore[union-attr]
-                target, allow_redirects=True, max_redirects=s.max_redirects
-            ) as response:
-                final = str(response.url)
-                return await self._receive(item, response, gate)
+            response = await self._client.get(  # type: ignore[union-attr]
+                url, max_redirects=s.max_redirects, stop_at=verify.is_placeholder_url
+            )
+            return self._answer(item, response, gate) or _Attempt(await self._store(item, response))
         except _Refused as refused:
+            if response is not None:
+                response.discard()
+            final = response.url if response is not None else url
             return _Attempt(FetchResult(item, refused.outcome, url=final, error=refused.reason))
-        except aiohttp.TooManyRedirects:
+        except http_client.HttpError as e:
+            final = response.url if response is not None else url
+            outcome, reason = self._failure(e)
+            return _Attempt(FetchResult(item, outcome, url=final, error=reason))
+
+    def _failure(self, error: http_client.HttpError) -> tuple[str, str]:
+        """The outcome class of an exchange that failed, and why."""
+        s = self.settings
+        if isinstance(error, http_client.TooManyRedirects):
             # A loop is a CDN or cookie misconfiguration, not a verdict on the photo: `retry`,
             # which the queue turns into `failed` after max_attempts if it never clears.
-            reason = f"redirect loop: more than {s.max_redirects} redirects"
-            return _Attempt(FetchResult(item, "retry", url=final, error=reason))
-        except TimeoutError:
-            reason = f"timeout (total {s.total_timeout:g}s, read {s.read_timeout:g}s)"
-            return _Attempt(FetchResult(item, "retry", url=final, error=reason))
-        except aiohttp.ClientPayloadError as e:
-            return _Attempt(FetchResult(item, "retry", url=final, error=_truncated(e)))
-        except aiohttp.ClientResponseError as e:
-            # Malformed HTTP, most often bytes past the announced Content-Length that reach the
-            # parser as a bogus next response: the server's framing cannot be trusted, and a
-            # server that sends it once for a URL sends it again, so this is final.
-            reason = f"malformed response (length not as announced?): {_first_line(e.message)}"
-            return _Attempt(FetchResult(item, "bad", url=final, error=reason))
-        except (aiohttp.ClientError, OSError) as e:
-            reason = f"connection: {type(e).__name__}: {_first_line(str(e))}"
-            return _Attempt(FetchResult(item, "retry", url=final, error=reason))
+            return "retry", f"redirect loop: more than {s.max_redirects} redirects"
+        if isinstance(error, http_client.RequestTimeout):
+            return "retry", f"timeout (total {s.total_timeout:g}s, read {s.read_timeout:g}s)"
+        if isinstance(error, http_client.Truncated):
+            return "retry", f"truncated body: {error}"
+        if isinstance(error, http_client.Malformed):
+            # Most often bytes past the announced Content-Length: the server's framing cannot
+            # be trusted, and a server that sends it once for a URL sends it again: final.
+            return "bad", f"malformed response (length not as announced?): {error}"
+        if isinstance(error, http_client.BadUrl):
+            return "bad", str(error)
+        return "retry", f"connection: {error}"
 
-    async def _receive(
-        self, item: FetchItem, response: aiohttp.ClientResponse, gate: _HostGate
-    ) -> _Attempt:
-        s = self.settings
-        final = str(response.url)
-        if verify.is_placeholder_url(final):
-            raise _Refused("gone", f"photo unavailable (redirected to {final})")
+    def _answer(self, item: FetchItem, response: Response, gate: _HostGate) -> _Attempt | None:
+        """The verdict on a status line and headers; None when the body is worth reading."""
+        if response.location is not None:
+            reason = f"photo unavailable (redirected to {response.location})"
+            return _Attempt(FetchResult(item, "gone", url=response.location, error=reason))
         status = response.status
         if status != 200:
+            response.discard()
             outcome, reason = verify.status_outcome(status)
             wait = self._backoff(response, gate) if status in (429, 503) else None
-            return _Attempt(FetchResult(item, outcome, url=final, error=reason), wait, status)
-        if not verify.content_type_ok(response.headers.get("Content-Type")):
+            return _Attempt(
+                FetchResult(item, outcome, url=response.url, error=reason), wait, status
+            )
+        if not verify.content_type_ok(response.headers.get("content-type")):
             raise _Refused("bad", f"not an image: Content-Type {response.content_type}")
         announced = response.content_length
-        if announced is not None and announced > s.max_bytes:
-            raise _Refused("bad", f"too large: announces {announced:,} bytes, cap {s.max_bytes:,}")
-        return _Attempt(await self._store(item, response, final, announced))
+        cap = self.settings.max_bytes
+        if announced is not None and announced > cap:
+            raise _Refused("bad", f"too large: announces {announced:,} bytes, cap {cap:,}")
+        return None
 
-    def _backoff(self, response: aiohttp.ClientResponse, gate: _HostGate) -> float | None:
+    def _backoff(self, response: Response, gate: _HostGate) -> float | None:
         """Pause the host as asked (or by the default for a bare 429); the wait for the item."""
-        asked = verify.retry_after_seconds(response.headers.get("Retry-After"))
+        asked = verify.retry_after_seconds(response.headers.get("retry-after"))
         if asked is None and response.status == 503:
             return None  # an ordinary 5xx: no pause asked for
         wait = self.settings.default_backoff if asked is None else asked
-        gate.pause(min(wait, self.settings.max_pause))
+        gate.pause(min(wait, self.settings.max_pause), self._loop.time())  # type: ignore[union-attr]
         return wait
 
     # ---------------------------------------------------------------------- the body
-    async def _store(
-        self, item: FetchItem, response: aiohttp.ClientResponse, url: str, announced: int | None
-    ) -> FetchResult:
-        """Stream the body: check magic bytes first, the cap as it grows, hash as it goes;
-        small bodies stay in memory, large ones spill to the temp file. Rename at the end."""
-        cap = self.settings.max_bytes
-        digest = hashlib.sha256()
-        chunks: list[bytes] = []
-        size = 0
-        ext: str | None = None
-        temp: Path | None = None
-        spill = None
+    async def _store(self, item: FetchItem, response: Response) -> FetchResult:
+        """Read the body through a _Body, verify what only the whole body tells (length,
+        placeholder), write it and rename it into place."""
+        body = _Body(self, item.photo_id, self.settings.max_bytes)
         try:
-            try:
-                async for chunk in response.content.iter_any():
-                    size += len(chunk)
-                    if size > cap:
-                        raise _Refused("bad", f"too large: over the {cap:,}-byte cap while reading")
-                    digest.update(chunk)
-                    if spill is not None:
-                        _write_all(spill, chunk)
-                        continue
-                    chunks.append(chunk)
-                    if ext is None and size >= verify.MAGIC_BYTES_NEEDED:
-                        ext = self._sniff(b"".join(chunks))
-                    if size > SPILL_BYTES:
-                        temp, spill = self._open_temp(item.photo_id, ext or "jpg")
-                        _write_all(spill, b"".join(chunks))
-                        chunks = []
-            except aiohttp.ClientPayloadError:
-                raise
-            except aiohttp.ClientResponseError as e:
-                # Bytes past the announced Content-Length reach the parser as a bogus next
-                # response: the server's length is wrong, so the body cannot be trusted.
-                raise _Refused("bad", "length not as announced: body longer than it") from e
-            body = b"".join(chunks) if spill is None else b""
-            if ext is None:
-                ext = self._sniff(body)
+            await response.read(body.feed)
+            size = body.size
+            announced = response.content_length
             if announced is not None and size != announced:
                 raise _Refused("bad", f"length not as announced: {size:,} of {announced:,} bytes")
-            sha = digest.hexdigest()
-            if size <= verify.PLACEHOLDER_MAX_BYTES and sha in verify.PLACEHOLDER_SHA256:
-                raise _Refused("gone", "photo unavailable (placeholder image)")
-            if spill is None:
-                temp, spill = self._open_temp(item.photo_id, ext)
-                _write_all(spill, body)
+            ext = body.ext or _sniff(body.in_memory())
+            sha = body.digest.hexdigest()
+            if body.fd is None:
+                data = body.in_memory()
+                if verify.is_placeholder(data, sha):
+                    raise _Refused("gone", "photo unavailable (placeholder image)")
+                body.temp, body.fd = self._open_temp(item.photo_id, ext)
+                _write_all(body.fd, data)
             rel = image_path(item.photo_id, ext)
-            self._finish(spill, temp, os.path.join(self._root, rel))
-            spill = temp = None
-            return FetchResult(item, "stored", rel, sha, size, ext, url)
+            self._finish(body.fd, body.temp, f"{self._root}/{rel}")  # type: ignore[arg-type]
+            body.fd = body.temp = None
+            return FetchResult(item, "stored", rel, sha, size, ext, response.url)
         finally:
-            if spill is not None:
-                os.close(spill)
-            if temp is not None:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(temp)
-
-    @staticmethod
-    def _sniff(head: bytes) -> str:
-        ext = verify.sniff_ext(head)
-        if ext is None:
-            raise _Refused("bad", f"not an image: starts with {head[:8]!r}")
-        return ext
+            body.discard()
 
     def _open_temp(self, photo_id: int, ext: str) -> tuple[str, int]:
         """A temp file beside the final path, as a raw descriptor (no buffer to copy through:
         bodies are written in one or a few large writes). Strings, not Paths: cheaper."""
-        directory, name = os.path.split(os.path.join(self._root, image_path(photo_id, ext)))
+        directory, name = os.path.split(f"{self._root}/{image_path(photo_id, ext)}")
         # A name of its own per attempt, so two fetches of one photo never share a temp file;
         # `.part` files are never taken for images (scan_present skips them).
         temp = f"{directory}/.{name}.{self._pid}.{next(self._temp_names)}.part"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
         try:
             if directory not in self._made_dirs:
-                os.makedirs(directory, exist_ok=True)
-                self._made_dirs.add(directory)
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+                self._make_dir(directory)
             return temp, os.open(temp, flags, 0o644)
         except OSError as e:
             raise SpoolError(f"cannot write {temp}: {e.strerror or e}") from e
 
-    def _finish(self, spill: int, temp: str, final: str) -> None:
+    def _make_dir(self, directory: str) -> None:
+        # A mkdir per new leaf, its parent made only when missing (os.makedirs stats first).
+        try:
+            os.mkdir(directory)
+        except FileNotFoundError:
+            os.makedirs(directory, exist_ok=True)
+        except FileExistsError:
+            if not os.path.isdir(directory):
+                raise
+        self._made_dirs.add(directory)
+
+    def _finish(self, fd: int, temp: str, final: str) -> None:
         try:
             if self.settings.fsync:
-                os.fsync(spill)
-            os.close(spill)
+                os.fsync(fd)
+            os.close(fd)
             os.replace(temp, final)  # atomic: readers see the whole image or none
         except OSError as e:
             raise SpoolError(f"cannot write {final}: {e.strerror or e}") from e
+
+
+def _sniff(head: bytes) -> str:
+    ext = verify.sniff_ext(head)
+    if ext is None:
+        raise _Refused("bad", f"not an image: starts with {head[:8]!r}")
+    return ext
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -545,20 +735,14 @@ def _write_all(fd: int, data: bytes) -> None:
         raise SpoolError(f"cannot write the spool: {e.strerror or e}") from e
 
 
-def _url(url: str) -> yarl.URL:
-    """Plain ASCII URLs (all of Flickr's) skip yarl's requoting: CPU saved per request."""
-    if url.isascii() and " " not in url and "%" not in url:
-        return yarl.URL(url, encoded=True)
-    return yarl.URL(url)
-
-
-def _truncated(error: aiohttp.ClientPayloadError) -> str:
-    return f"truncated body: {_first_line(str(error))}"
-
-
-def _first_line(text: str, limit: int = 160) -> str:
-    line = text.strip().splitlines()[0] if text.strip() else ""
-    return line if len(line) <= limit else line[: limit - 3] + "..."
+def _host_of(url: str) -> str:
+    """The host part of an http(s) URL, lower case: what per-host limits are keyed by.
+    Cheaper than urlsplit on the hot path; the client parses the URL in full."""
+    authority = url.partition("://")[2].split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+    host = authority.rpartition("@")[2]
+    if host.startswith("["):
+        return host[1 : host.find("]")].lower()
+    return host.split(":", 1)[0].lower()
 
 
 # -------------------------------------------------------------- `downloader fetch --urls`

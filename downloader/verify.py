@@ -7,6 +7,7 @@ class the queue understands (`gone`, `retry`, `bad`) and one line saying why.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from email.utils import parsedate_to_datetime
 
@@ -16,10 +17,17 @@ from email.utils import parsedate_to_datetime
 PLACEHOLDER_URL_MARK = "photo_unavailable"
 PLACEHOLDER_SHA256 = frozenset(
     {
-        # the lab's placeholder (lab.image_host.placeholder_png); add Flickr's own as seen
+        # the lab's placeholder (lab.image_host.placeholder_png)
         "cd214d30e7f8c882dc28a1960a2112cdebf9925cb71c08cc1fda8ae4830c3651",
     }
 )
+# Flickr's own "This photo is no longer available" PNG is published only by size and MD5, by
+# scrapers that drop it: 2,051 bytes, MD5 880a7a58e05d3e83797f27573bb6d35c in
+# Koichi-Hatake/ImageNetDownloadScript remove_err_img.py (FLICKER_ERR_IMG_SIZE and _HASH);
+# the same MD5 in metal3d/imgnet-tools dl-imgnet.py (BADIMG, "flickr"). So a body of exactly
+# that size is MD5-compared (an exact-match filter, not a security check); add a SHA-256
+# here once one is seen in the wild.
+PLACEHOLDER_MD5_BY_SIZE = {2051: frozenset({"880a7a58e05d3e83797f27573bb6d35c"})}
 PLACEHOLDER_MAX_BYTES = 64 * 1024  # placeholders are small: only hash-compare bodies below this
 
 MAGIC_BYTES_NEEDED = 12  # RIFF....WEBP is the longest signature
@@ -51,6 +59,17 @@ def content_type_ok(value: str | None) -> bool:
 
 def is_placeholder_url(url: str) -> bool:
     return PLACEHOLDER_URL_MARK in url
+
+
+def is_placeholder(body: bytes, sha256_hex: str) -> bool:
+    """Whether a whole body (with its SHA-256, already computed) is a known placeholder."""
+    size = len(body)
+    if size > PLACEHOLDER_MAX_BYTES:
+        return False
+    if sha256_hex in PLACEHOLDER_SHA256:
+        return True
+    md5s = PLACEHOLDER_MD5_BY_SIZE.get(size)
+    return md5s is not None and hashlib.md5(body, usedforsecurity=False).hexdigest() in md5s
 
 
 def status_outcome(status: int) -> tuple[str, str]:

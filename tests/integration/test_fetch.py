@@ -198,6 +198,30 @@ def test_global_and_per_host_limits_hold(host: RunningImageHost, tmp_path: Path)
     assert host.stats()["max_in_flight"]["*"] == 2
 
 
+def test_a_slow_host_at_its_limit_does_not_hold_up_another(host: RunningImageHost, tmp_path: Path):
+    """Two hosts in one list (the image host as 127.0.0.1 and as localhost): the slow one at
+    its connection limit keeps its photos queued while workers serve the other host."""
+    slow = list(range(600, 612))
+    fast = list(range(700, 712))
+    host.faults({i: "slow" for i in slow})
+    other = host.base_url.replace("127.0.0.1", "localhost")
+    items = []
+    for s, f in zip(slow, fast, strict=True):  # interleaved, as a lease mixes hosts
+        items += [FetchItem(s, host.url(s)), FetchItem(f, f"{other}/65535/{f}_0123456789_b.jpg")]
+    settings = FetchSettings(concurrency=8, hosts={"127.0.0.1": HostLimit(connections=2)})
+
+    results = fetch_all(tmp_path, items, settings)
+
+    assert {r.outcome for r in results} == {"stored"}
+    order = [r.item.photo_id for r in results]
+    last_fast = max(order.index(f) for f in fast)
+    slow_first = [i for i in order[:last_fast] if i in slow]
+    # Slow photos finish two per SLOW_DELAY; the fast host's twelve need a fraction of that.
+    assert len(slow_first) <= 4, f"the fast host waited behind {len(slow_first)} slow photos"
+    port = host.base_url.rsplit(":", 1)[1]
+    assert host.stats()["max_in_flight"][f"127.0.0.1:{port}"] == 2
+
+
 def test_per_host_rate_spaces_requests(host: RunningImageHost, tmp_path: Path):
     items = [FetchItem(i, host.url(i)) for i in range(400, 411)]
     paced = FetchSettings(concurrency=16, default_host=HostLimit(per_second=20))
