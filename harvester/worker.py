@@ -6,21 +6,31 @@ in one transaction, and mark it done. It exits 0 when no task is left, or with `
 (the service's mode) waits for new tasks until stopped. SIGTERM (the `stop`
 event) ends the current call, gives the lease back and exits; a task that keeps failing is
 retried with backoff and finally marked failed with its reason.
+
+The worker pauses after its current page while the queue's maintenance switch is on
+(`harvester maintenance on`, read every few seconds) or a local drain request exists (the
+file `/var/lib/ccmirror/harvester.drain`, made by Salt's `ccmirror.drain`; kept across
+restarts, like the downloader's): it gives its task back and waits, still running, until
+both are off.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import pymysql
 
 from harvester.config import Settings
 from harvester.db import DatabaseError, connect
+from harvester.download_queue import get_maintenance
 from harvester.flickr_api import APIError, FlickrClient, Interrupted, SearchPage, TransientError
 from harvester.licenses import store_licenses
 from harvester.photos import PhotoRow, photo_row
@@ -40,6 +50,9 @@ from harvester.walk import next_step
 log = logging.getLogger("harvester.worker")
 # What PyMySQL raises when the server restarts or the connection drops.
 DATABASE_GONE = (pymysql.err.OperationalError, pymysql.err.InterfaceError)
+DRAIN_FILE = Path(
+    os.environ.get("CCMIRROR_HARVESTER_DRAIN_FILE", "/var/lib/ccmirror/harvester.drain")
+)
 
 
 @dataclass
@@ -70,6 +83,10 @@ class Worker:
         self.fetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fetch")
         self.cc_license_ids: list[int] = []
         self._calls_reported = 0  # API calls already counted in the database
+        # The switch is read as often as an idle worker looks for tasks, not per page.
+        self.pause = PauseSwitch(
+            lambda: get_maintenance(self.conn).on, DRAIN_FILE, settings.worker.idle_poll_seconds
+        )
 
     def run(self) -> WorkerStats:
         """Work until no task is left (or, following, until `stop` is set)."""
@@ -89,6 +106,9 @@ class Worker:
 
     def work_once(self) -> bool:
         """Claim a task and walk it; False when no task is left to claim, now or later."""
+        if self.pause.why():
+            self.stop.wait(self.settings.worker.idle_poll_seconds)
+            return True
         task = claim(self.conn, self.worker_id, self.settings.worker.lease_seconds)
         if task is None:
             wait = seconds_until_claimable(self.conn)
@@ -146,7 +166,7 @@ class Worker:
                 total_reported=page.total,
             )
             following = replace(task, cursor=result.cursor)
-            if not result.done and not self.stop.is_set():
+            if not result.done and not self.stop.is_set() and not self.pause.why():
                 fetching = self.fetcher.submit(self._search, following)
             stored = self._keep(task, page)
             try:
@@ -160,10 +180,10 @@ class Worker:
             if result.done:
                 self.stats.tasks_done += 1
                 return
-            if self.stop.is_set():
+            if self.stop.is_set() or self.pause.why():
                 _wait_quietly(fetching)
                 release(self.conn, following, self.worker_id, self._new_calls())
-                log.info("task %s released on stop", task.id)
+                log.info("task %s released on %s", task.id, self.pause.why() or "stop")
                 return
             task = following
 
@@ -217,6 +237,40 @@ class Worker:
         """API calls made since the last count was written to the database."""
         calls, self._calls_reported = self.client.calls - self._calls_reported, self.client.calls
         return calls
+
+
+class PauseSwitch:
+    """Why the worker should pause now ("" when it should not): the queue's maintenance
+    switch, read at most every `cache_seconds`, or a local drain request. Logs each change,
+    so the journal says when the worker paused and resumed."""
+
+    def __init__(
+        self, maintenance_on: Callable[[], bool], drain_file: Path, cache_seconds: float
+    ) -> None:
+        self.maintenance_on = maintenance_on
+        self.drain_file = drain_file
+        self.cache_seconds = cache_seconds
+        self._maintenance = False
+        self._read_at = float("-inf")
+        self._reason = ""
+
+    def why(self) -> str:
+        now = time.monotonic()
+        if now - self._read_at >= self.cache_seconds:
+            self._maintenance = self.maintenance_on()
+            self._read_at = now
+        reasons = [
+            *(["maintenance mode"] if self._maintenance else []),
+            *([f"drain requested ({self.drain_file})"] if self.drain_file.exists() else []),
+        ]
+        reason = " and ".join(reasons)
+        if reason != self._reason:
+            if reason:
+                log.info("paused: %s; the task in hand is given back after its page", reason)
+            else:
+                log.info("resuming: %s is over", self._reason)
+            self._reason = reason
+        return reason
 
 
 def _wait_quietly(fetching: Future) -> None:

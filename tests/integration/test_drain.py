@@ -119,11 +119,10 @@ def test_maintenance_pauses_a_harvester_mid_task_and_off_resumes_it_exactly(db_u
             30,
             "the paused worker to give its task back",
         )
-        [(state, worker, page)] = sql(
-            "SELECT state, worker, cursor_page FROM search_tasks WHERE parent_id IS NULL"
-        )
-        assert (state, worker) == ("pending", None) and page > 2
+        [(state, worker)] = sql("SELECT state, worker FROM search_tasks WHERE parent_id IS NULL")
+        assert (state, worker) == ("pending", None)
         paused_at = len(stored_ids(sql))
+        assert paused_at > 0
         assert proc.poll() is None
         assert sql("SELECT COUNT(*) FROM search_tasks WHERE state = 'running'") == [(0,)]
         assert run_harvester("maintenance", "off", env=env).returncode == 0
