@@ -15,7 +15,7 @@ from pathlib import Path
 
 from lab import flickr_service, salt_master, wheelhouse
 from lab.droplets import LabConfig, LabError, LabState, lab_lock, load_state
-from lab.lab_secrets import STATE_FILE, write_lab_secrets
+from lab.lab_secrets import write_lab_secrets
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 HIGHSTATE_SECONDS = 900.0
@@ -48,7 +48,7 @@ def prepare(config: LabConfig, state: LabState, progress: Callable[[str], None] 
     if write_private_pillar(config, state, progress):
         with lab_lock(config):  # the state file gains or changes a host service
             current = load_state(config) or state
-            flickr_service.restart(config, current, secrets_record(config))
+            flickr_service.restart(config, current, salt_master.private_pillar(config))
             current.save(config.state_file)
 
 
@@ -95,11 +95,6 @@ def write_private_pillar(
         return False
     write_lab_secrets(salt_master.private_pillar(config), sorted(state.droplets), facts)
     return True
-
-
-def secrets_record(config: LabConfig) -> Path:
-    """lab_secrets' record of every secret it made (the harvesters' Flickr keys among them)."""
-    return salt_master.private_pillar(config) / STATE_FILE
 
 
 def highstate(

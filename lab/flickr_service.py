@@ -1,17 +1,18 @@
 """The lab's Flickr API: the simulator as a host service on the bridge address, accepting the
-harvester droplets' own throw-away keys (from the private pillar's record), so `harvester
+harvester droplets' own throw-away keys (from their private pillar files), so `harvester
 work` on an hv-* droplet runs against it as it would against Flickr."""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 from pathlib import Path
+
+import yaml
 
 from lab.droplets import LabConfig, LabError, LabState, mentions, service_env, wait_for
 
@@ -25,18 +26,22 @@ def api_url(config: LabConfig) -> str:
     return f"http://{config.host_address}:{PORT}/services/rest/"
 
 
-def harvester_keys(secrets_file: Path) -> list[str]:
-    """Every hv-* minion's Flickr key from lab_secrets' record (none before it is written)."""
-    if not secrets_file.exists():
-        return []
-    minions = json.loads(secrets_file.read_text()).get("minions", {})
-    return sorted(own["flickr_api_key"] for own in minions.values() if "flickr_api_key" in own)
+def harvester_keys(private_pillar: Path) -> list[str]:
+    """Every hv-* minion's Flickr key, as its own pillar file gives it (none before the
+    private pillar root is written)."""
+    keys = []
+    for path in sorted(private_pillar.glob("minions/hv-*.sls")):
+        own = yaml.safe_load(path.read_text()) or {}
+        key = own.get("harvester", {}).get("flickr", {}).get("api_key")
+        if key:
+            keys.append(key)
+    return keys
 
 
-def restart(config: LabConfig, state: LabState, secrets_file: Path) -> None:
+def restart(config: LabConfig, state: LabState, private_pillar: Path) -> None:
     """(Re)start the simulator with the keys known now, recorded in the state for `down`;
     one already running with these keys is left be."""
-    keys = harvester_keys(secrets_file)
+    keys = harvester_keys(private_pillar)
     running = state.services.get(SERVICE, 0)
     if keys and running and mentions(running, config.root) and serves(running, keys):
         return

@@ -8,7 +8,6 @@ a test fails.
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
 import subprocess
@@ -17,9 +16,9 @@ from collections.abc import Iterator
 import pymysql
 import pytest
 import requests
+import yaml
 
 from lab import fleet, salt_master
-from lab.lab_secrets import STATE_FILE
 from tests.lab.conftest import TestLab, make_lab, root_only
 
 pytestmark = root_only
@@ -47,10 +46,10 @@ def lab(applied: tuple[TestLab, subprocess.CompletedProcess]) -> TestLab:
     return test_lab
 
 
-@pytest.fixture(scope="module")
-def lab_secrets(lab: TestLab) -> dict:
-    """Every throw-away secret the lab made (what only the master's private root holds)."""
-    return json.loads((salt_master.private_pillar(lab.config) / STATE_FILE).read_text())
+def own_pillar(lab: TestLab, minion: str) -> dict:
+    """A minion's own secrets as the master's private pillar root gives them to it."""
+    path = salt_master.private_pillar(lab.config) / "minions" / f"{minion}.sls"
+    return yaml.safe_load(path.read_text())
 
 
 def address(lab: TestLab, droplet: str) -> str:
@@ -74,8 +73,8 @@ def test_second_highstate_changes_nothing(lab: TestLab) -> None:
         assert outcome.changed == [], (outcome.minion, outcome.changed)
 
 
-def test_mariadb_serves_each_harvester_its_own_user(lab: TestLab, lab_secrets: dict) -> None:
-    password = lab_secrets["minions"]["hv-1"]["db_password"]
+def test_mariadb_serves_each_harvester_its_own_user(lab: TestLab) -> None:
+    password = own_pillar(lab, "hv-1")["harvester"]["db_password"]
     conn = pymysql.connect(
         host=address(lab, "db-1"), user="hv-1", password=password, database="ccmirror"
     )
@@ -86,12 +85,12 @@ def test_mariadb_serves_each_harvester_its_own_user(lab: TestLab, lab_secrets: d
         pymysql.connect(host=address(lab, "db-1"), user="hv-1", password="wrong", connect_timeout=5)
 
 
-def test_queue_service_takes_a_real_token_and_refuses_none(lab: TestLab, lab_secrets: dict) -> None:
+def test_queue_service_takes_a_real_token_and_refuses_none(lab: TestLab) -> None:
     base = f"http://{address(lab, 'db-1')}:{fleet.QUEUE_PORT}"
     status = requests.get(f"{base}/v1/status", timeout=10)
     assert status.status_code == 200 and "images" in status.json()
     assert requests.post(f"{base}/v1/leases", json={"max_items": 1}, timeout=10).status_code == 401
-    token = lab_secrets["minions"]["dl-1"]["queue_token"]
+    token = own_pillar(lab, "dl-1")["downloader"]["queue_token"]
     leased = requests.post(
         f"{base}/v1/leases",
         json={"max_items": 1},
