@@ -1,0 +1,296 @@
+"""Salt execution module for ccmirror machines: what a minion is doing, drain and resume its
+daemon, check its storage key with a real write, and the queue's maintenance switch.
+
+Synced to minions from `_modules/` (saltutil.sync_modules). It calls the programs the states
+install (`/opt/ccmirror/venv/bin/downloader`, `.../harvester`) with the configs the states
+write (`/etc/ccmirror/*.yaml`), so the daemons' own code decides what `drained` means. Paths
+come from `config.get` (minion config, grains or pillar, under `ccmirror:`): `venv`,
+`downloader_config`, `harvester_config`, `queue_config`, `harvester_drain_file`, `role`.
+
+The module loads everywhere; on a machine without ccmirror, `ccmirror.status` says so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+__virtualname__ = "ccmirror"
+# Replaced by Salt's loader when it loads the module; named here for readers and linters.
+__salt__: dict = {}
+__opts__: dict = {}
+
+DEFAULTS = {
+    "venv": "/opt/ccmirror/venv",
+    "downloader_config": "/etc/ccmirror/downloader.yaml",
+    "harvester_config": "/etc/ccmirror/harvester.yaml",
+    "queue_config": "/etc/ccmirror/queue.yaml",
+    "harvester_drain_file": "/var/lib/ccmirror/harvester.drain",
+}
+# Roles by minion id prefix, as in salt/top.sls and pillar/top.sls.
+ROLE_PREFIXES = (
+    ("dl-", "downloader"),
+    ("hv-", "harvester"),
+    ("db-", "db"),
+    ("st-", "storage"),
+    ("master", "master"),
+)
+SERVICES = {
+    "downloader": "ccmirror-downloader",
+    "harvester": "ccmirror-harvester",
+    "db": "ccmirror-queue",
+    "storage": "ccmirror-storage-sshd",
+}
+POLL_SECONDS = 0.5
+# The harvester's current task, read with the harvester's own settings and database code.
+CURRENT_TASK = """
+import json, sys
+from harvester.config import load_settings
+from harvester.db import connect
+conn = connect(load_settings(sys.argv[1]).db_url)
+with conn.cursor() as cur:
+    cur.execute(
+        "SELECT id, task_key, cursor_page, lease_expires FROM search_tasks"
+        " WHERE worker = %s AND state = 'running'", (sys.argv[2],))
+    rows = cur.fetchall()
+print(json.dumps([{"id": r[0], "task": r[1], "page": r[2], "lease_expires": str(r[3])}
+                  for r in rows]))
+"""
+
+
+def __virtual__():
+    return __virtualname__
+
+
+def _setting(name: str) -> str:
+    return __salt__["config.get"](f"ccmirror:{name}", DEFAULTS.get(name, ""))
+
+
+def _minion_id() -> str:
+    return __opts__["id"]
+
+
+def _role() -> str:
+    role = __salt__["config.get"]("ccmirror:role", "")
+    if role:
+        return role
+    minion = _minion_id()
+    for prefix, name in ROLE_PREFIXES:
+        if minion.startswith(prefix):
+            return name
+    return "unknown"
+
+
+def _program(name: str) -> str:
+    return os.path.join(_setting("venv"), "bin", name)
+
+
+def _run(argv: list[str], timeout: float | None = None) -> dict:
+    return __salt__["cmd.run_all"](
+        argv, python_shell=False, timeout=timeout, ignore_retcode=True, output_loglevel="quiet"
+    )
+
+
+def _downloader(*args: str, timeout: float | None = None) -> dict:
+    return _run([_program("downloader"), "--config", _setting("downloader_config"), *args], timeout)
+
+
+def _harvester(config: str, *args: str, timeout: float | None = None) -> dict:
+    return _run([_program("harvester"), "--config", _setting(config), *args], timeout)
+
+
+def _version() -> str | None:
+    python = _program("python")
+    if not os.path.exists(python):
+        return None
+    out = _run([python, "-c", "import importlib.metadata as m; print(m.version('ccmirror'))"], 60)
+    return out["stdout"].strip() if out["retcode"] == 0 else None
+
+
+def _service_state(role: str) -> dict:
+    name = SERVICES.get(role)
+    if name is None:
+        return {}
+    out = _run(["systemctl", "is-active", name], 30)
+    return {"name": name, "state": out["stdout"].strip() or "unknown"}
+
+
+def _message(out: dict) -> str:
+    return (out["stdout"].strip() + "\n" + out["stderr"].strip()).strip()
+
+
+def _downloader_work() -> dict:
+    out = _downloader("status", "--json", timeout=60)
+    if out["retcode"] != 0:
+        return {"error": _message(out)}
+    return json.loads(out["stdout"])
+
+
+def _harvester_tasks() -> list[dict] | dict:
+    out = _run(
+        [
+            _program("python"),
+            "-c",
+            CURRENT_TASK,
+            _setting("harvester_config"),
+            _minion_id(),
+        ],
+        60,
+    )
+    if out["retcode"] != 0:
+        return {"error": _message(out).splitlines()[-1:]}
+    return json.loads(out["stdout"])
+
+
+def _harvester_work() -> dict:
+    drain = os.path.exists(_setting("harvester_drain_file"))
+    return {"drain_requested": drain, "tasks": _harvester_tasks()}
+
+
+def status():
+    """
+    What this machine is: role, installed ccmirror version, its service's state, and its
+    current work (a downloader's lease and phase, a harvester's task, the queue's
+    maintenance switch on a db minion).
+
+    CLI Example::
+
+        salt 'dl-*' ccmirror.status
+    """
+    role = _role()
+    version = _version()
+    result = {
+        "id": _minion_id(),
+        "role": role,
+        "installed": version is not None,
+        "version": version,
+        "service": _service_state(role),
+    }
+    if version is None:
+        result["work"] = "ccmirror is not installed"
+        return result
+    if role == "downloader":
+        result["work"] = _downloader_work()
+    elif role == "harvester":
+        result["work"] = _harvester_work()
+    elif role in ("db", "master"):
+        result["work"] = maintenance("status")
+    return result
+
+
+def drain(wait=0):
+    """
+    Ask this machine's daemon to take no new work, kept across restarts until
+    ``ccmirror.resume``. A downloader finishes its lease when most of it is fetched, else
+    releases the rest, then idles as ``drained``; a harvester gives its task back after the
+    current page. With ``wait`` (seconds), return once it is idle, or ``result: False``
+    when it is not in time. Safe to run twice.
+
+    CLI Example::
+
+        salt 'dl-*' ccmirror.drain wait=300
+    """
+    wait = float(wait)
+    role = _role()
+    if role == "downloader":
+        out = _downloader("drain", "--wait", f"{wait:g}", timeout=wait + 60)
+        return {
+            "result": out["retcode"] == 0,
+            "comment": _message(out),
+            "work": _downloader_work(),
+        }
+    if role == "harvester":
+        return _drain_harvester(wait)
+    return {"result": True, "comment": f"nothing to drain on a {role} minion"}
+
+
+def _drain_harvester(wait: float) -> dict:
+    path = _setting("harvester_drain_file")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(time.strftime("%Y-%m-%dT%H:%M:%SZ\n", time.gmtime()))
+    deadline = time.monotonic() + wait
+    while True:
+        tasks = _harvester_tasks()
+        if not tasks and not isinstance(tasks, dict):
+            return {"result": True, "comment": "drained: no task held", "work": _harvester_work()}
+        if time.monotonic() >= deadline:
+            return {
+                "result": not wait,
+                "comment": "drain requested; the task in hand is given back after its page",
+                "work": _harvester_work(),
+            }
+        time.sleep(POLL_SECONDS)
+
+
+def resume():
+    """
+    Remove the drain request: the daemon takes work again within a second or two.
+    Safe to run twice.
+
+    CLI Example::
+
+        salt 'dl-*' ccmirror.resume
+    """
+    role = _role()
+    if role == "downloader":
+        out = _downloader("resume", timeout=60)
+        return {"result": out["retcode"] == 0, "comment": _message(out)}
+    if role == "harvester":
+        path = _setting("harvester_drain_file")
+        existed = os.path.exists(path)
+        if existed:
+            os.remove(path)
+        return {"result": True, "comment": "resumed" if existed else "was not drained"}
+    return {"result": True, "comment": f"nothing to resume on a {role} minion"}
+
+
+def check_storage():
+    """
+    On a downloader: write a small probe file (``manifests/probe/<minion>.txt``) to storage
+    with rsync through the restricted storage key and the pinned host key, as a push does,
+    and say whether it worked. The key cannot delete, so the probe stays (overwritten at the
+    next check).
+
+    CLI Example::
+
+        salt 'dl-*' ccmirror.check_storage
+    """
+    if _role() != "downloader":
+        return {"result": False, "comment": "check_storage runs on downloader minions only"}
+    out = _downloader("check-storage", "--json", timeout=120)
+    try:
+        report = json.loads(out["stdout"])
+    except ValueError:
+        return {"result": False, "comment": _message(out) or "downloader did not answer"}
+    report["result"] = bool(report.pop("ok", False))
+    report["comment"] = (
+        f"wrote {report['path']} to {report['target']}" if report["result"] else report["error"]
+    )
+    return report
+
+
+def maintenance(action="status", retry_after=300):
+    """
+    The queue's maintenance switch, on the database minion: ``on`` (the queue vends no
+    photo, takes reports, and harvesters pause after their page), ``off``, or ``status``.
+    Safe to run twice.
+
+    CLI Example::
+
+        salt 'db-*' ccmirror.maintenance on
+        salt 'db-*' ccmirror.maintenance status
+    """
+    if action not in ("on", "off", "status"):
+        return {"result": False, "comment": f"action must be on, off or status, not {action!r}"}
+    args = ["maintenance", action]
+    if action == "on":
+        args += ["--retry-after", str(int(retry_after))]
+    out = _harvester("queue_config", *args, timeout=60)
+    text = _message(out)
+    return {
+        "result": out["retcode"] == 0,
+        "maintenance": text.startswith("maintenance on") if out["retcode"] == 0 else None,
+        "comment": text,
+    }

@@ -1,0 +1,158 @@
+"""`_modules/ccmirror.py` through Salt's own loader (`salt-call --local` with module_dirs on
+this checkout) against a real downloader: a real queue, image host and write-only storage,
+and a real `downloader run` to drain and resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import yaml
+
+from tests.conftest import wait_for
+from tests.integration import test_downloader
+from tests.integration.test_downloader import Fleet, assert_all_stored_once, photo_ids
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+VENV = Path(sys.executable).parent.parent
+fleet, host, storage = test_downloader.fleet, test_downloader.host, test_downloader.storage
+pytestmark = test_downloader.pytestmark  # sshd and useradd need root
+
+
+def clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("CCMIRROR_")}
+
+
+def downloader_config(fleet: Fleet, path: Path, **changes: object) -> Path:
+    env = fleet.env()
+    settings = {
+        "queue_url": env["CCMIRROR_QUEUE_URL"],
+        "queue_token": env["CCMIRROR_QUEUE_TOKEN"],
+        "worker": "dl-1",
+        "spool": str(fleet.spool),
+        "storage": env["CCMIRROR_STORAGE"],
+        "storage_port": int(env["CCMIRROR_STORAGE_PORT"]),
+        "ssh_key": env["CCMIRROR_SSH_KEY"],
+        "known_hosts": env["CCMIRROR_KNOWN_HOSTS"],
+        "batch_size": 12,
+        "min_free_mb": 1,
+        "fetch": {"timeout": 10},
+        "push": {"retry_seconds": 5},
+    }
+    path.write_text(yaml.safe_dump(settings | changes))
+    return path
+
+
+def module_caller(salt_call_bin: Path, config_dir: Path, config: Path, minion_id: str = "dl-1"):
+    """`salt-call --local ccmirror.*` as `minion_id`, with the module from this checkout and
+    ccmirror's venv and downloader config pointed at the test's."""
+    config_dir.mkdir(parents=True, exist_ok=True)
+    minion = {
+        "file_client": "local",
+        "root_dir": str(config_dir / "root"),
+        "module_dirs": [str(ROOT / "_modules")],
+        "log_level": "quiet",
+        "ccmirror": {
+            "venv": str(VENV),
+            "downloader_config": str(config),
+            "harvester_drain_file": str(config_dir / "harvester.drain"),
+        },
+    }
+    (config_dir / "minion").write_text(yaml.safe_dump(minion))
+
+    def call(*args: str) -> dict:
+        result = subprocess.run(
+            [str(salt_call_bin), "-c", str(config_dir), "--local", "--id", minion_id]
+            + ["--out=json", *args],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=clean_env(),
+        )
+        # salt-call exits 1 when the return says `result: False`; the return is still JSON.
+        assert result.returncode in (0, 1) and result.stdout, result.stdout + result.stderr
+        answer = json.loads(result.stdout)["local"]
+        assert result.returncode == (0 if answer.get("result", True) else 1), answer
+        return answer
+
+    return call
+
+
+def test_status_and_check_storage_with_the_right_and_a_wrong_key(fleet, salt_call_bin, tmp_path):
+    call = module_caller(
+        salt_call_bin, tmp_path / "minion", downloader_config(fleet, tmp_path / "dl.yaml")
+    )
+    status = call("ccmirror.status")
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert (status["id"], status["role"], status["installed"]) == ("dl-1", "downloader", True)
+    assert status["version"] == version
+    assert status["work"]["phase"] == "never ran" and status["service"]["name"]
+
+    checked = call("ccmirror.check_storage")
+    assert checked["result"] is True, checked
+    probe = fleet.storage.root / "manifests" / "probe" / "dl-1.txt"
+    assert probe.read_text().startswith("dl-1 ")
+    first = probe.read_text()
+    assert call("ccmirror.check_storage")["result"] is True  # the key cannot delete: overwrite
+    assert probe.read_text() != first
+
+    wrong_key = tmp_path / "wrong_key"
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(wrong_key)], check=True
+    )
+    wrong = module_caller(
+        salt_call_bin,
+        tmp_path / "minion-wrong",
+        downloader_config(fleet, tmp_path / "wrong.yaml", ssh_key=str(wrong_key)),
+    )
+    refused = wrong("ccmirror.check_storage")
+    assert refused["result"] is False
+    assert "push to" in refused["comment"] and "Traceback" not in refused["comment"], refused
+    assert "Permission denied" in refused["comment"], refused
+
+    not_here = module_caller(salt_call_bin, tmp_path / "minion-hv", tmp_path / "dl.yaml", "hv-9")
+    assert not_here("ccmirror.check_storage")["result"] is False
+
+
+def test_drain_and_resume_a_running_downloader(fleet, salt_call_bin, tmp_path):
+    config = downloader_config(fleet, tmp_path / "dl.yaml")
+    call = module_caller(salt_call_bin, tmp_path / "minion", config)
+    ids = photo_ids(fleet.sql)
+    fleet.host.faults({i: "slow" for i in ids[2:12]})
+    proc = subprocess.Popen(
+        [str(VENV / "bin" / "downloader"), "--config", str(config), "run"],
+        env=clean_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: fleet.results() >= 2, 60, "two fetches recorded")
+        drained = call("ccmirror.drain", "wait=60")
+        assert drained["result"] is True, drained
+        assert drained["work"]["phase"] == "drained" and drained["work"]["lease"] is None
+        assert fleet.sql("SELECT COUNT(*) FROM images WHERE lease_id IS NOT NULL") == [(0,)]
+        again = call("ccmirror.drain", "wait=5")  # safe to run twice
+        assert again["result"] is True
+        status = call("ccmirror.status")
+        assert status["work"]["phase"] == "drained" and status["work"]["running"]
+        fleet.host.reset()
+        assert call("ccmirror.resume")["result"] is True
+        wait_for(
+            lambda: (
+                len(photo_ids(fleet.sql, "stored")) == len(ids)
+                and not (fleet.spool / "lease").exists()
+            ),
+            60,
+            "every photo stored after resume",
+        )
+        assert_all_stored_once(fleet)
+        assert "was not drained" in call("ccmirror.resume")["comment"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
