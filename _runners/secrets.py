@@ -97,6 +97,8 @@ def write_private_root(
     ids = list(minion_ids)
     for minion_id in ids:
         check_minion_id(minion_id)
+    # Checked before the root is made: a refused first run leaves nothing behind.
+    site_facts({**_recorded_site(directory, load_record(directory)), **(site or {})})
     with _locked(directory):
         record = load_record(directory)
         facts = site_facts({**_recorded_site(directory, record), **(site or {})})
@@ -136,6 +138,17 @@ def store_flickr_key(directory: Path, minion_id: str, key: str, secret: str) -> 
         own.update(flickr_api_key=key, flickr_secret=secret)
         _save_and_render(directory, record)
         return True
+
+
+def read_flickr_key_file(path: Path) -> tuple[str, str]:
+    """(key, secret) from a YAML file `{key: ..., secret: ...}`."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise SecretsError(f"cannot read {path}: {exc.__class__.__name__}") from None
+    if not isinstance(data, dict) or not {"key", "secret"} <= set(data):
+        raise SecretsError(f"{path} must be YAML with `key:` and `secret:`")
+    return data["key"], data["secret"]
 
 
 def rotate_secrets(directory: Path, what: str, step: str = "start") -> dict[str, Any]:
@@ -474,9 +487,12 @@ def _locked(directory: Path) -> Iterator[None]:
     must not each save a record without the other's secrets."""
     directory.mkdir(parents=True, exist_ok=True)
     os.chmod(directory, 0o700)
-    with open(directory / LOCK_FILE, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
+    finally:
+        os.close(fd)
 
 
 def _ssh_keygen(comment: str) -> tuple[str, str]:
@@ -517,11 +533,14 @@ def init(site: dict[str, Any] | None = None) -> dict[str, Any]:
         salt-run secrets.init
     """
     if site is not None and not isinstance(site, dict):
-        raise SecretsError("site must be a mapping, e.g. site='{db_host: 10.0.0.2, ...}'")
-    directory = _private_root()
-    accepted = _accepted_minions()
-    with_secrets = [minion_id for minion_id in accepted if has_role(minion_id)]
-    summary = write_private_root(directory, with_secrets, site)
+        return _refused(SecretsError("site must be a mapping: site='{db_host: 10.0.0.2, ...}'"))
+    try:
+        directory = _private_root()
+        accepted = _accepted_minions()
+        with_secrets = [minion_id for minion_id in accepted if has_role(minion_id)]
+        summary = write_private_root(directory, with_secrets, site)
+    except SecretsError as error:
+        return _refused(error)
     record = load_record(directory)
     log.info("secrets.init: %s added, %d files written", summary["added"], len(summary["files"]))
     return {
@@ -539,17 +558,32 @@ def init(site: dict[str, Any] | None = None) -> dict[str, Any]:
     }
 
 
-def set_flickr_key(minion: str, key: str, secret: str) -> dict[str, Any]:
+def set_flickr_key(
+    minion: str, key: str | None = None, secret: str | None = None, from_file: str | None = None
+) -> dict[str, Any]:
     """
     Set one harvester's Flickr API key and secret in its own pillar file (nothing else
     changes). Refuses a minion that is not a harvester (hv-*) or that `secrets.init` has not
-    seen. The key is neither returned nor logged. Then apply the harvester's states.
+    seen. Then apply the harvester's states.
+
+    This runner neither returns nor logs the key. Salt itself, though, records a runner's
+    arguments in the master's job cache (root only, for `keep_jobs_seconds`) and in its
+    debug log: for a real key, pass `from_file`, a YAML file `{key: ..., secret: ...}`
+    readable by root only, and Salt records only its path.
 
     CLI Example::
 
+        salt-run secrets.set_flickr_key minion=hv-1 from_file=/root/hv-1-flickr.yaml
         salt-run secrets.set_flickr_key minion=hv-1 key=0123abcd... secret=89ef...
     """
-    changed = store_flickr_key(_private_root(), minion, key, secret)
+    try:
+        if from_file is not None:
+            if key is not None or secret is not None:
+                raise SecretsError("pass key and secret, or from_file, not both")
+            key, secret = read_flickr_key_file(Path(from_file))
+        changed = store_flickr_key(_private_root(), minion, key, secret)
+    except SecretsError as error:
+        return _refused(error, minion=minion)
     log.info("secrets.set_flickr_key: %s %s", minion, "changed" if changed else "unchanged")
     return {"minion": minion, "changed": changed}
 
@@ -594,9 +628,20 @@ def rotate(what: str, step: str = "start") -> dict[str, Any]:
         salt-run secrets.rotate what=storage_key step=switch
         salt-run secrets.rotate what=storage_key step=retire
     """
-    summary = rotate_secrets(_private_root(), what, step)
+    try:
+        summary = rotate_secrets(_private_root(), what, step)
+    except SecretsError as error:
+        return _refused(error, what=what, step=step)
     log.info("secrets.rotate: %s step %s -> %s", what, step, summary["state"])
     return {"what": what, "step": step, **summary, "apply": _apply_after(what, step)}
+
+
+def _refused(error: SecretsError, **names: str) -> dict[str, Any]:
+    """One clear error, no traceback; nothing was written. salt-run exits with the
+    return's `retcode` (the context's marks the job failed for orchestration)."""
+    __context__["retcode"] = 1  # noqa: F821 (Salt injects it)
+    log.error("secrets: %s", error)
+    return {**names, "changed": False, "error": str(error), "retcode": 1}
 
 
 def _apply_after(what: str, step: str) -> list[str]:
