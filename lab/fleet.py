@@ -202,8 +202,6 @@ def infra_command(config: LabConfig, extra: Iterable[str] = ()) -> tuple[list[st
         "pytest",
         str(CHECKOUT / "tests" / "infra"),
         "--hosts=salt://*",
-        "-p",
-        "no:cacheprovider",
         *extra,
     ]
     return argv, env

@@ -20,6 +20,12 @@ import yaml
 TOP_FILE = Path(__file__).resolve().parents[2] / "salt" / "top.sls"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "role(name, ...): only on minions with one of these roles (salt/top.sls)"
+    )
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Skip the suite without salt:// hosts; otherwise leave out each test on the minions
     that lack the roles its `role` mark names (deselected, not skipped: a fleet of 200
