@@ -1,7 +1,10 @@
 """The `secrets` runner through Salt's own `salt-run` (no running master is needed: the
 runner talks to no minion), against a master config in a temporary directory: the
 checkout's runners, pillar_roots = [pillar/, a private root], and minion keys accepted in
-its pki dir. What each minion then sees is rendered by `salt-call --local pillar.items`."""
+its pki dir. What each minion then sees is Salt's own pillar compilation for its id (as
+`salt-call --local pillar.items` does; one test checks they agree). Multi-step rotations
+run their runner calls and pillar renders in one Salt process (STEPS_SCRIPT): a `salt-run`
+costs seconds of start-up on a loaded machine."""
 
 from __future__ import annotations
 
@@ -21,6 +24,29 @@ from lab.lab_secrets import write_lab_secrets, writer
 from lab.salt_master import SALT_VENV, ensure_salt, generate_keys
 from tests.salt.conftest import ROOT, make_salt_call
 
+# Run in Salt's Python: argv = master config, minion config; stdin = a JSON list of
+# ["run", "fun", {kwargs}] (RunnerClient, the loader salt-run uses) and ["pillar", [ids]]
+# (each id's pillar compiled from the minion config's roots); stdout = the results.
+STEPS_SCRIPT = """
+import json, sys
+import salt.config, salt.pillar, salt.runner
+
+master_opts = salt.config.master_config(sys.argv[1])
+minion_opts = salt.config.minion_config(sys.argv[2])
+runner = salt.runner.RunnerClient(master_opts)
+results = []
+for kind, *rest in json.load(sys.stdin):
+    if kind == "run":
+        results.append(runner.cmd(rest[0], kwarg=rest[1], print_event=False))
+    else:
+        results.append({
+            minion_id: salt.pillar.get_pillar(
+                dict(minion_opts, id=minion_id), {}, minion_id, saltenv="base"
+            ).compile_pillar()
+            for minion_id in rest[0]
+        })
+json.dump(results, sys.stdout)
+"""
 MINIONS = ["master", "db-1", "hv-1", "hv-2", "dl-1", "dl-2", "st-1"]
 SITE = "{db_host: 10.250.0.2, storage_host: 10.250.0.3, private_network: 10.250.0.0/24}"
 
@@ -48,13 +74,32 @@ class Master:
             raise AssertionError(f"salt-run {args}: {result.stdout}{result.stderr}") from None
         return result.returncode, returned, result.stdout + result.stderr
 
+    def steps(self, *steps: list) -> list:
+        """Runner calls and pillar renders in order, in one Salt process: their results."""
+        script = self.config_dir / "steps.py"
+        script.write_text(STEPS_SCRIPT)
+        minion_config = self.config_dir.parent / "minion" / "minion"
+        result = subprocess.run(
+            [str(SALT_VENV / "bin" / "python"), str(script), str(self.config_dir / "master")]
+            + [str(minion_config)],
+            input=json.dumps(steps),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        return json.loads(result.stdout)
+
+    def pillars(self, *minion_ids: str) -> dict[str, dict]:
+        return self.steps(["pillar", list(minion_ids)])[0]
+
     def accept(self, *minion_ids: str) -> None:
         keys = self.root_dir / "etc" / "salt" / "pki" / "master" / "minions"
         keys.mkdir(parents=True, exist_ok=True)
         for minion_id in minion_ids:
             (keys / minion_id).write_text(minion_public_key())
 
-    def pillar(self, minion_id: str) -> dict:
+    def salt_call_pillar(self, minion_id: str) -> dict:
         return self.salt_call(minion_id, "pillar.items", "unmask=True")
 
     def record(self) -> dict:
@@ -160,13 +205,15 @@ def test_init_writes_each_minion_its_own_file_and_a_second_run_changes_nothing(
     assert mode(master.private / "secrets.json") == 0o600
     assert not [s for s in every_secret(master.record()) if s in output]
 
-    dl1 = master.pillar("dl-1")
+    seen = master.pillars("dl-1", "db-1", "hv-1", "st-1")
+    dl1 = seen["dl-1"]
+    assert master.salt_call_pillar("dl-1") == dl1  # what salt-call shows the minion
     assert dl1["site"]["queue_url"] == "http://10.250.0.2:8700"
     assert dl1["downloader"]["queue_token"].startswith(TOKEN_PREFIX)
-    db1 = master.pillar("db-1")
+    db1 = seen["db-1"]
     assert db1["queue"]["tokens"]["dl-1"] == hash_token(dl1["downloader"]["queue_token"])
-    assert db1["db"]["passwords"]["hv-1"] == master.pillar("hv-1")["harvester"]["db_password"]
-    st1 = master.pillar("st-1")["storage"]
+    assert db1["db"]["passwords"]["hv-1"] == seen["hv-1"]["harvester"]["db_password"]
+    st1 = seen["st-1"]["storage"]
     assert key_part(st1["authorized_keys"]["dl-1"]) == public_of(
         dl1["downloader"]["ssh_key"], master.root_dir
     )
@@ -184,10 +231,11 @@ def test_init_writes_each_minion_its_own_file_and_a_second_run_changes_nothing(
     after = master.files()
     changed = sorted(name for name in after if after[name] != before.get(name))
     assert changed == ["minions/db-1.sls", "minions/dl-3.sls", "minions/st-1.sls", "secrets.json"]
-    dl3 = master.pillar("dl-3")["downloader"]
-    assert master.pillar("db-1")["queue"]["tokens"]["dl-3"] == hash_token(dl3["queue_token"])
-    assert "dl-3" in master.pillar("st-1")["storage"]["authorized_keys"]
-    assert master.pillar("dl-1") == dl1
+    seen = master.pillars("dl-3", "db-1", "st-1", "dl-1")
+    dl3 = seen["dl-3"]["downloader"]
+    assert seen["db-1"]["queue"]["tokens"]["dl-3"] == hash_token(dl3["queue_token"])
+    assert "dl-3" in seen["st-1"]["storage"]["authorized_keys"]
+    assert seen["dl-1"] == dl1
 
 
 def test_init_without_site_facts_is_refused_and_writes_nothing(master: Master):
@@ -210,12 +258,6 @@ def test_set_flickr_key_writes_only_that_harvesters_file_and_refuses_a_downloade
     assert key not in output and secret not in output
     after = master.files()
     assert sorted(n for n in after if after[n] != before[n]) == ["minions/hv-1.sls", "secrets.json"]
-    flickr = master.pillar("hv-1")["harvester"]["flickr"]
-    assert (flickr["api_key"], flickr["api_secret"]) == (key, secret)
-    assert "api_key" not in master.pillar("hv-2")["harvester"].get("flickr", {})
-    assert master.run("secrets.set_flickr_key", "minion=hv-1", f"key={key}", f"secret={secret}")[
-        1
-    ] == {"minion": "hv-1", "changed": False}
 
     code, returned, output = master.run(
         "secrets.set_flickr_key", "minion=dl-1", "key=abcdef0123", "secret=0123abcd"
@@ -229,7 +271,6 @@ def test_set_flickr_key_writes_only_that_harvesters_file_and_refuses_a_downloade
     key_file.write_text(f"key: {other_key}\nsecret: '9999888877776666'\n")
     code, returned, _ = master.run("secrets.set_flickr_key", "minion=hv-2", f"from_file={key_file}")
     assert code == 0 and returned == {"minion": "hv-2", "changed": True}
-    assert master.pillar("hv-2")["harvester"]["flickr"]["api_key"] == other_key
     recorded = [
         path
         for path in master.root_dir.rglob("*")
@@ -237,98 +278,119 @@ def test_set_flickr_key_writes_only_that_harvesters_file_and_refuses_a_downloade
     ]
     assert recorded == []
 
+    again, seen = master.steps(
+        ["run", "secrets.set_flickr_key", {"minion": "hv-1", "key": key, "secret": secret}],
+        ["pillar", ["hv-1", "hv-2", "dl-1"]],
+    )
+    assert again == {"minion": "hv-1", "changed": False}
+    flickr = seen["hv-1"]["harvester"]["flickr"]
+    assert (flickr["api_key"], flickr["api_secret"]) == (key, secret)
+    assert seen["hv-2"]["harvester"]["flickr"]["api_key"] == other_key
+    assert key not in json.dumps(seen["hv-2"]) and key not in json.dumps(seen["dl-1"])
+
+
+def rotation(master: Master, what: str, ids: list[str], steps: list[str]) -> list:
+    """The pillars of `ids` before, then each step's return and the pillars after it."""
+    calls: list[list] = [["pillar", ids]]
+    for step in steps:
+        calls += [["run", "secrets.rotate", {"what": what, "step": step}], ["pillar", ids]]
+    return master.steps(*calls)
+
 
 def test_rotate_storage_key_adds_switches_then_retires(initialised: Master, tmp_path: Path):
-    master = initialised
-    old_private = master.pillar("dl-1")["downloader"]["ssh_key"]
-    old_public = public_of(old_private, tmp_path)
+    steps = ["start", "start", "switch", "switch", "retire", "retire"]
+    before, *results = rotation(initialised, "storage_key", ["dl-1", "st-1"], steps)
+    returns, pillars = results[0::2], results[1::2]
 
-    def authorized() -> dict[str, str]:
-        keys = master.pillar("st-1")["storage"]["authorized_keys"]
+    def authorized(seen: dict) -> dict[str, str]:
+        keys = seen["st-1"]["storage"]["authorized_keys"]
         return {label: key_part(key) for label, key in keys.items() if label.startswith("dl-1")}
 
-    code, returned, _ = master.run("secrets.rotate", "what=storage_key")
-    assert code == 0 and returned["state"] == "started" and returned["apply"] == ["st-*"]
-    assert returned["minions"] == ["dl-1", "dl-2"]
-    new_public = authorized()["dl-1.next"]
-    assert (
-        authorized() == {"dl-1": old_public, "dl-1.next": new_public} and new_public != old_public
-    )
-    assert master.pillar("dl-1")["downloader"]["ssh_key"] == old_private
-    assert not master.run("secrets.rotate", "what=storage_key")[1]["changed"]  # re-run: same
+    def in_use(seen: dict) -> str:
+        return public_of(seen["dl-1"]["downloader"]["ssh_key"], tmp_path)
 
-    code, returned, _ = master.run("secrets.rotate", "what=storage_key", "step=switch")
-    assert code == 0 and returned["state"] == "switched" and returned["apply"] == ["dl-*"]
-    assert public_of(master.pillar("dl-1")["downloader"]["ssh_key"], tmp_path) == new_public
-    assert authorized() == {"dl-1": new_public, "dl-1.previous": old_public}
-    assert not master.run("secrets.rotate", "what=storage_key", "step=switch")[1]["changed"]
+    old = in_use(before)
+    assert authorized(before) == {"dl-1": old}
+    started, restarted, switched, reswitched, retired, reretired = returns
+    assert started["changed"] and started["state"] == "started" and started["apply"] == ["st-*"]
+    assert started["minions"] == ["dl-1", "dl-2"]
+    new = authorized(pillars[0])["dl-1.next"]
+    assert new != old and authorized(pillars[0]) == {"dl-1": old, "dl-1.next": new}
+    assert in_use(pillars[0]) == old  # downloaders keep the key storage accepted before
+    assert not restarted["changed"] and pillars[1] == pillars[0]
 
-    code, returned, _ = master.run("secrets.rotate", "what=storage_key", "step=retire")
-    assert code == 0 and returned["state"] == "done" and returned["apply"] == ["st-*"]
-    assert authorized() == {"dl-1": new_public}
-    assert public_of(master.pillar("dl-1")["downloader"]["ssh_key"], tmp_path) == new_public
-    code, returned, _ = master.run("secrets.rotate", "what=storage_key", "step=retire")
-    assert code == 0 and not returned["changed"] and returned["state"] == "done"
+    assert switched["state"] == "switched" and switched["apply"] == ["dl-*"]
+    assert in_use(pillars[2]) == new
+    assert authorized(pillars[2]) == {"dl-1": new, "dl-1.previous": old}
+    assert not reswitched["changed"] and pillars[3] == pillars[2]
+
+    assert retired["state"] == "done" and retired["apply"] == ["st-*"]
+    assert authorized(pillars[4]) == {"dl-1": new} and in_use(pillars[4]) == new
+    assert not reretired["changed"] and reretired["state"] == "done"
 
 
 def test_rotate_queue_tokens_keeps_both_hashes_until_retired(initialised: Master):
-    master = initialised
-    old = master.pillar("dl-2")["downloader"]["queue_token"]
+    before, *results = rotation(
+        initialised, "queue_tokens", ["dl-2", "db-1"], ["start", "switch", "retire"]
+    )
+    started, switched, retired = results[1::2]
+    old = before["dl-2"]["downloader"]["queue_token"]
+    assert before["db-1"]["queue"]["tokens"]["dl-2"] == hash_token(old)
 
-    assert master.run("secrets.rotate", "what=queue_tokens")[0] == 0
-    assert master.pillar("dl-2")["downloader"]["queue_token"] == old
-    old_hash, new_hash = master.pillar("db-1")["queue"]["tokens"]["dl-2"]
+    assert started["dl-2"]["downloader"]["queue_token"] == old
+    old_hash, new_hash = started["db-1"]["queue"]["tokens"]["dl-2"]
     assert old_hash == hash_token(old) and new_hash != old_hash
 
-    assert master.run("secrets.rotate", "what=queue_tokens", "step=switch")[0] == 0
-    new = master.pillar("dl-2")["downloader"]["queue_token"]
+    new = switched["dl-2"]["downloader"]["queue_token"]
     assert hash_token(new) == new_hash
-    assert master.pillar("db-1")["queue"]["tokens"]["dl-2"] == [new_hash, old_hash]
+    assert switched["db-1"]["queue"]["tokens"]["dl-2"] == [new_hash, old_hash]
 
-    assert master.run("secrets.rotate", "what=queue_tokens", "step=retire")[0] == 0
-    assert master.pillar("db-1")["queue"]["tokens"]["dl-2"] == new_hash
-    assert master.pillar("dl-2")["downloader"]["queue_token"] == new
+    assert retired["db-1"]["queue"]["tokens"]["dl-2"] == new_hash
+    assert retired["dl-2"]["downloader"]["queue_token"] == new
 
 
 def test_rotate_db_passwords_switches_database_and_programs_together(initialised: Master):
-    master = initialised
+    before, *results = rotation(
+        initialised, "db_passwords", ["db-1", "hv-1"], ["start", "switch", "retire"]
+    )
+    (started_return, switched_return, _), (started, switched, retired) = (
+        results[0::2],
+        results[1::2],
+    )
 
-    def passwords() -> tuple[dict, str]:
-        return master.pillar("db-1")["db"]["passwords"], master.pillar("hv-1")["harvester"][
-            "db_password"
-        ]
+    def passwords(seen: dict) -> tuple[dict, str]:
+        return seen["db-1"]["db"]["passwords"], seen["hv-1"]["harvester"]["db_password"]
 
-    before = passwords()
-    code, returned, _ = master.run("secrets.rotate", "what=db_passwords")
-    assert code == 0 and returned["apply"] == [] and passwords() == before
-
-    code, returned, _ = master.run("secrets.rotate", "what=db_passwords", "step=switch")
-    assert code == 0 and returned["apply"] == ["db-*", "hv-*"]
-    users, hv1 = passwords()
-    assert users["hv-1"] == hv1 != before[1]
-    assert all(users[name] != before[0][name] for name in ("migrate", "queue", "hv-1", "hv-2"))
-
-    assert master.run("secrets.rotate", "what=db_passwords", "step=retire")[0] == 0
-    assert passwords() == (users, hv1)
+    assert started_return["apply"] == [] and passwords(started) == passwords(before)
+    assert switched_return["apply"] == ["db-*", "hv-*"]
+    users, hv1 = passwords(switched)
+    old_users, old_hv1 = passwords(before)
+    assert users["hv-1"] == hv1 != old_hv1
+    assert all(users[name] != old_users[name] for name in ("migrate", "queue", "hv-1", "hv-2"))
+    assert passwords(retired) == (users, hv1)
 
 
 def test_rotation_steps_out_of_order_are_refused_and_change_nothing(initialised: Master):
     master = initialised
     before = master.files()
-    for args, message in (
-        (["what=queue_tokens", "step=switch"], "run step=start first"),
-        (["what=keys"], "what must be one of"),
-        (["what=storage_key", "step=later"], "step must be one of"),
-    ):
-        code, returned, _ = master.run("secrets.rotate", *args)
-        assert code == 1 and message in returned["error"], returned
+    code, returned, _ = master.run("secrets.rotate", "what=queue_tokens", "step=switch")
+    assert code == 1 and "run step=start first" in returned["error"]
+    refused = master.steps(
+        ["run", "secrets.rotate", {"what": "keys"}],
+        ["run", "secrets.rotate", {"what": "storage_key", "step": "later"}],
+    )
+    assert [r["retcode"] for r in refused] == [1, 1]
+    assert "what must be one of" in refused[0]["error"]
+    assert "step must be one of" in refused[1]["error"]
     assert master.files() == before
 
-    assert master.run("secrets.rotate", "what=queue_tokens")[0] == 0
-    started = master.files()
-    code, returned, _ = master.run("secrets.rotate", "what=queue_tokens", "step=retire")
-    assert code == 1 and "run step=switch first" in returned["error"]
-    assert master.files() == started
+    started, early = master.steps(
+        ["run", "secrets.rotate", {"what": "queue_tokens"}],
+        ["run", "secrets.rotate", {"what": "queue_tokens", "step": "retire"}],
+    )
+    assert started["state"] == "started"
+    assert early["retcode"] == 1 and "run step=switch first" in early["error"]
+    assert master.record()["rotations"]["queue_tokens"]["step"] == "started"
 
 
 def test_the_runner_and_the_queue_agree_on_tokens():
