@@ -580,7 +580,8 @@ def set_flickr_key(
         if from_file is not None:
             if key is not None or secret is not None:
                 raise SecretsError("pass key and secret, or from_file, not both")
-            key, secret = read_flickr_key_file(Path(from_file))
+            pair = read_flickr_key_file(Path(from_file))
+            key, secret = pair
         changed = store_flickr_key(_private_root(), minion, key, secret)
     except SecretsError as error:
         return _refused(error, minion=minion)

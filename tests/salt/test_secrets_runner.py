@@ -15,6 +15,7 @@ import stat
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from secrets import token_hex
 
 import pytest
 import yaml
@@ -249,7 +250,7 @@ def test_set_flickr_key_writes_only_that_harvesters_file_and_refuses_a_downloade
 ):
     assert master.run("secrets.init", f"site={SITE}")[0] == 0
     before = master.files()
-    key, secret = "0123456789abcdef0123456789abcdef", "fedcba9876543210"
+    key, secret = token_hex(16), token_hex(8)  # the shapes of a Flickr key and secret
 
     code, returned, output = master.run(
         "secrets.set_flickr_key", "minion=hv-1", f"key={key}", f"secret={secret}"
@@ -260,15 +261,15 @@ def test_set_flickr_key_writes_only_that_harvesters_file_and_refuses_a_downloade
     assert sorted(n for n in after if after[n] != before[n]) == ["minions/hv-1.sls", "secrets.json"]
 
     code, returned, output = master.run(
-        "secrets.set_flickr_key", "minion=dl-1", "key=abcdef0123", "secret=0123abcd"
+        "secrets.set_flickr_key", "minion=dl-1", f"key={key}", f"secret={secret}"
     )
-    assert code == 1 and "not a harvester" in returned["error"] and "abcdef0123" not in output
+    assert code == 1 and "not a harvester" in returned["error"] and key not in output
     assert master.files() == after
 
     # From a file, Salt records only the path: the key is nowhere under the master's root.
-    other_key = "aaaabbbbccccdddd0000111122223333"
+    other_key = token_hex(16)
     key_file = tmp_path / "hv-2-flickr.yaml"
-    key_file.write_text(f"key: {other_key}\nsecret: '9999888877776666'\n")
+    key_file.write_text(f"key: {other_key}\nsecret: '{token_hex(8)}'\n")
     code, returned, _ = master.run("secrets.set_flickr_key", "minion=hv-2", f"from_file={key_file}")
     assert code == 0 and returned == {"minion": "hv-2", "changed": True}
     recorded = [
