@@ -46,7 +46,7 @@ import yaml
 log = logging.getLogger(__name__)
 
 # Salt loads only these as runner functions; the plain layer stays out of `salt-run`.
-__load__ = ["init", "set_flickr_key", "rotate"]
+__load__ = ["init", "set_flickr_key", "rotate", "forget"]
 
 RECORD_FILE = "secrets.json"
 LEGACY_RECORD_FILE = "lab-secrets.json"  # the name lab/lab_secrets.py used before
@@ -136,6 +136,22 @@ def store_flickr_key(directory: Path, minion_id: str, key: str, secret: str) -> 
         if own.get("flickr_api_key") == key and own.get("flickr_secret") == secret:
             return False
         own.update(flickr_api_key=key, flickr_secret=secret)
+        _save_and_render(directory, record)
+        return True
+
+
+def forget_minion(directory: Path, minion_id: str) -> bool:
+    """Drop a minion's secrets: its file goes, and the queue's and storage's files no
+    longer list its token hash and key. True when it was known."""
+    check_minion_id(minion_id)
+    directory = Path(directory)
+    with _locked(directory):
+        record = load_record(directory, must_exist=True)
+        if record["minions"].pop(minion_id, None) is None:
+            return False
+        for rotation in record["rotations"].values():
+            rotation["minions"].pop(minion_id, None)
+        (directory / "minions" / f"{minion_id}.sls").unlink(missing_ok=True)
         _save_and_render(directory, record)
         return True
 
@@ -550,6 +566,8 @@ def init(site: dict[str, Any] | None = None) -> dict[str, Any]:
         "added": summary["added"],
         "files": summary["files"],
         "no_secrets": [minion_id for minion_id in accepted if not has_role(minion_id)],
+        # Keys deleted since: their secrets stay listed until `secrets.forget`.
+        "not_accepted": sorted(set(record["minions"]) - set(accepted)),
         "missing_flickr_key": sorted(
             minion_id
             for minion_id, own in record["minions"].items()
@@ -635,6 +653,28 @@ def rotate(what: str, step: str = "start") -> dict[str, Any]:
         return _refused(error, what=what, step=step)
     log.info("secrets.rotate: %s step %s -> %s", what, step, summary["state"])
     return {"what": what, "step": step, **summary, "apply": _apply_after(what, step)}
+
+
+def forget(minion: str) -> dict[str, Any]:
+    """
+    Forget a removed minion's secrets (after `fleet.down` / `fleet.destroy` deleted its
+    key): its pillar file goes, and the db's and storage's files stop listing its queue
+    token hash and its storage key; apply db-* and st-* states to revoke them there.
+    Refuses a minion whose key the master still accepts (delete it first: `salt-key -d`).
+
+    CLI Example::
+
+        salt-run secrets.forget minion=dl-3
+    """
+    try:
+        check_minion_id(minion)
+        if minion in _accepted_minions():
+            raise SecretsError(f"minion {minion}'s key is still accepted: delete it first")
+        changed = forget_minion(_private_root(), minion)
+    except SecretsError as error:
+        return _refused(error, minion=minion)
+    log.info("secrets.forget: %s %s", minion, "forgotten" if changed else "unknown")
+    return {"minion": minion, "changed": changed, "apply": ["db-*", "st-*"] if changed else []}
 
 
 def _refused(error: SecretsError, **names: str) -> dict[str, Any]:

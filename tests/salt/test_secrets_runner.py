@@ -238,6 +238,22 @@ def test_init_writes_each_minion_its_own_file_and_a_second_run_changes_nothing(
     assert "dl-3" in seen["st-1"]["storage"]["authorized_keys"]
     assert seen["dl-1"] == dl1
 
+    # fleet.down deleted dl-3's key: init names it; forget revokes its token and key.
+    (master.root_dir / "etc" / "salt" / "pki" / "master" / "minions" / "dl-3").unlink()
+    init, live, forgotten, seen = master.steps(
+        ["run", "secrets.init", {}],
+        ["run", "secrets.forget", {"minion": "dl-1"}],
+        ["run", "secrets.forget", {"minion": "dl-3"}],
+        ["pillar", ["db-1", "st-1", "dl-1"]],
+    )
+    assert init["not_accepted"] == ["dl-3"] and not init["changed"]
+    assert live["retcode"] == 1 and "still accepted" in live["error"]
+    assert forgotten == {"minion": "dl-3", "changed": True, "apply": ["db-*", "st-*"]}
+    assert not (master.private / "minions" / "dl-3.sls").exists()
+    assert sorted(seen["db-1"]["queue"]["tokens"]) == ["dl-1", "dl-2"]
+    assert sorted(seen["st-1"]["storage"]["authorized_keys"]) == ["dl-1", "dl-2"]
+    assert seen["dl-1"] == dl1
+
 
 def test_init_without_site_facts_is_refused_and_writes_nothing(master: Master):
     code, returned, _ = master.run("secrets.init")
