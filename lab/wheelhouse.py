@@ -4,9 +4,10 @@ network (the lab's droplets have none; a real fleet pins one version this way).
 
 The ccmirror wheel is rebuilt when what goes into it changes (a digest of the packaged files,
 kept beside it); the states reinstall it when the served file changes, so an unchanged
-checkout builds nothing and changes nothing on the minions. Dependency wheels come from PyPI
-through pip's cache once per set of requirements and are kept in a cache outside any lab
-(`lab down` removes the lab's directory; the next `lab up` copies them back in seconds).
+checkout builds nothing and changes nothing on the minions. Dependency wheels, and the build
+backend the project's wheel is built with, come from PyPI through pip's cache once per set of
+requirements and are kept in a cache outside any lab (`lab down` removes the lab's directory;
+the next `lab up` copies them back in seconds); every build after that is offline.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from pathlib import Path
 from lab.droplets import LabConfig, LabError
 
 CHECKOUT = Path(__file__).resolve().parent.parent
-DEPENDENCY_CACHE = Path(os.environ.get("CCMIRROR_WHEEL_CACHE", "/var/cache/ccmirror-lab/wheels"))
+DEPENDENCY_CACHE = "/var/cache/ccmirror-lab/wheels"  # $CCMIRROR_WHEEL_CACHE moves it
+BUILD_SYSTEM = "build-system"  # setuptools and wheel, to build the project offline
 REQUIREMENTS = "requirements.txt"  # exact pins of every wheel here: what the states install
 STAMP = ".source-digest"
 SOURCE_FILES = ("pyproject.toml", "README.md")
@@ -57,14 +59,18 @@ def build(
     for wheel in dependencies.glob("*.whl"):
         shutil.copy2(wheel, target)
     progress(f"wheelhouse: building ccmirror {project(checkout)['version']}")
-    build_project_wheel(checkout, target)
+    build_project_wheel(checkout, dependencies / BUILD_SYSTEM, target)
     (target / REQUIREMENTS).write_text(requirements(target))
     stamp.write_text(digest)
     return target
 
 
+def pyproject(checkout: Path) -> dict:
+    return tomllib.loads((checkout / "pyproject.toml").read_text())
+
+
 def project(checkout: Path) -> dict:
-    return tomllib.loads((checkout / "pyproject.toml").read_text())["project"]
+    return pyproject(checkout)["project"]
 
 
 def packaged_files(checkout: Path) -> Iterator[Path]:
@@ -72,9 +78,7 @@ def packaged_files(checkout: Path) -> Iterator[Path]:
     lists (sources and package data, no caches)."""
     for name in SOURCE_FILES:
         yield checkout / name
-    packages = tomllib.loads((checkout / "pyproject.toml").read_text())["tool"]["setuptools"][
-        "packages"
-    ]
+    packages = pyproject(checkout)["tool"]["setuptools"]["packages"]
     for top in sorted({package.split(".")[0] for package in packages}):
         for path in sorted((checkout / top).rglob("*")):
             if path.is_file() and "__pycache__" not in path.parts:
@@ -90,30 +94,37 @@ def source_digest(checkout: Path) -> str:
 
 
 def dependency_wheels(checkout: Path, progress: Callable[[str], None]) -> Path:
-    """A directory of wheels for every requirement of the project, made once per list of
-    requirements (keyed by its digest) with pip and its cache."""
-    wanted = "\n".join(sorted(project(checkout)["dependencies"])) + "\n"
+    """A directory of wheels for every requirement of the project, and below it in
+    `build-system/` what building the project needs, made once per list of requirements
+    (keyed by its digest) with pip and its cache: after that, builds need no network."""
+    runtime = sorted(project(checkout)["dependencies"])
+    build_system = sorted(pyproject(checkout)["build-system"]["requires"])
+    wanted = "\n".join([*runtime, "# build-system", *build_system]) + "\n"
     key = hashlib.sha256(wanted.encode()).hexdigest()[:16]
-    directory = DEPENDENCY_CACHE / key
+    directory = dependency_cache() / key
     if (directory / REQUIREMENTS).exists():
         return directory
     progress("wheelhouse: dependency wheels from PyPI (once per set of requirements)")
-    partial = DEPENDENCY_CACHE / f"{key}.partial"
+    partial = dependency_cache() / f"{key}.partial"
     shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    requirements_in = partial / "requirements.in"
-    requirements_in.write_text(wanted)
-    pip(["wheel", "--wheel-dir", str(partial), "-r", str(requirements_in)])
-    requirements_in.unlink()
+    (partial / BUILD_SYSTEM).mkdir(parents=True)
+    if runtime:
+        pip(["wheel", "--wheel-dir", str(partial), *runtime])
+    pip(["wheel", "--wheel-dir", str(partial / BUILD_SYSTEM), *build_system])
     (partial / REQUIREMENTS).write_text(requirements(partial))
     shutil.rmtree(directory, ignore_errors=True)
     partial.rename(directory)
     return directory
 
 
-def build_project_wheel(checkout: Path, target: Path) -> None:
-    """The ccmirror wheel alone, built from a copy of the packaged files (pip would leave a
-    build/ directory in the checkout, and other work in progress there is not packaged)."""
+def dependency_cache() -> Path:
+    return Path(os.environ.get("CCMIRROR_WHEEL_CACHE", DEPENDENCY_CACHE))
+
+
+def build_project_wheel(checkout: Path, build_system: Path, target: Path) -> None:
+    """The ccmirror wheel alone, built offline (setuptools from `build_system`) from a copy of
+    the packaged files: pip would leave a build/ directory in the checkout, and other work
+    in progress there is not packaged."""
     for old in target.glob("ccmirror-*.whl"):
         old.unlink()
     with tempfile.TemporaryDirectory(prefix="ccmirror-wheel-") as tmp:
@@ -122,7 +133,8 @@ def build_project_wheel(checkout: Path, target: Path) -> None:
             copy = source / path.relative_to(checkout)
             copy.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, copy)
-        pip(["wheel", "--no-deps", "--wheel-dir", str(target), str(source)])
+        offline = ["--no-index", "--find-links", str(build_system)]
+        pip(["wheel", "--no-deps", *offline, "--wheel-dir", str(target), str(source)])
 
 
 def pip(args: list[str]) -> None:
