@@ -282,6 +282,8 @@ def maintenance(action="status", retry_after=300):
         salt 'db-*' ccmirror.maintenance on
         salt 'db-*' ccmirror.maintenance status
     """
+    # Salt reads arguments as YAML: `on` and `off` arrive as True and False.
+    action = {True: "on", False: "off"}.get(action, action) if isinstance(action, bool) else action
     if action not in ("on", "off", "status"):
         return {"result": False, "comment": f"action must be on, off or status, not {action!r}"}
     args = ["maintenance", action]

@@ -69,6 +69,26 @@ def test_a_drained_downloader_holds_no_lease_loses_nothing_and_resumes(fleet):
 
 
 @needs_root
+def test_a_lease_mostly_fetched_when_drained_is_finished_not_released(fleet):
+    ids = photo_ids(fleet.sql)
+    fleet.host.faults({ids[11]: "slow"})  # 11 of 12 fetched at once, the last 3 s later
+    proc = fleet.start()
+    try:
+        wait_for(lambda: fleet.results() >= 11, 60, "eleven fetches recorded")
+        assert fleet.run("drain", "--wait", "60").returncode == 0
+        states = dict(fleet.sql("SELECT photo_id, state FROM images"))
+        assert [states[i] for i in ids[:12]] == ["stored"] * 12  # the whole lease, slow one too
+        assert all(states[i] == "pending" for i in ids[12:])  # and no second lease
+        assert fleet.sql("SELECT COUNT(*) FROM leases") == [(1,)]
+        assert len(fleet.stored_on_storage()) == 12
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    log = proc.stderr.read()
+    assert "fetched, finishing it" in log and "released" not in log, log
+
+
+@needs_root
 def test_drain_wait_times_out_with_a_clear_message_and_the_request_stays(fleet):
     ids = photo_ids(fleet.sql)
     fleet.host.faults({i: "slow" for i in ids})

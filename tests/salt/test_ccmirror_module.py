@@ -14,13 +14,15 @@ from pathlib import Path
 
 import yaml
 
-from tests.conftest import wait_for
-from tests.integration import test_downloader
+from tests.conftest import run_harvester, wait_for
+from tests.integration import test_downloader, test_harvest
 from tests.integration.test_downloader import Fleet, assert_all_stored_once, photo_ids
+from tests.integration.test_harvest import DAY, START
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 VENV = Path(sys.executable).parent.parent
 fleet, host, storage = test_downloader.fleet, test_downloader.host, test_downloader.storage
+sim = test_harvest.sim
 pytestmark = test_downloader.pytestmark  # sshd and useradd need root
 
 
@@ -48,7 +50,13 @@ def downloader_config(fleet: Fleet, path: Path, **changes: object) -> Path:
     return path
 
 
-def module_caller(salt_call_bin: Path, config_dir: Path, config: Path, minion_id: str = "dl-1"):
+def module_caller(
+    salt_call_bin: Path,
+    config_dir: Path,
+    config: Path,
+    minion_id: str = "dl-1",
+    settings: dict | None = None,
+):
     """`salt-call --local ccmirror.*` as `minion_id`, with the module from this checkout and
     ccmirror's venv and downloader config pointed at the test's."""
     config_dir.mkdir(parents=True, exist_ok=True)
@@ -61,6 +69,7 @@ def module_caller(salt_call_bin: Path, config_dir: Path, config: Path, minion_id
             "venv": str(VENV),
             "downloader_config": str(config),
             "harvester_drain_file": str(config_dir / "harvester.drain"),
+            **(settings or {}),
         },
     }
     (config_dir / "minion").write_text(yaml.safe_dump(minion))
@@ -156,3 +165,95 @@ def test_drain_and_resume_a_running_downloader(fleet, salt_call_bin, tmp_path):
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0
+
+
+def harvester_config(db_url: str, sim, path: Path) -> Path:
+    settings = {
+        "db_url": db_url,
+        "flickr": {
+            "api_url": sim.api_url,
+            "api_key": sim.key,
+            "rate_limit_per_hour": 7200,  # 2 calls a second: the task outlasts salt-call
+            "retry_backoff": 0.05,
+            "timeout": 5,
+        },
+        "worker": {"idle_poll_seconds": 0.2, "backoff_seconds": 0.2},
+    }
+    path.write_text(yaml.safe_dump(settings))
+    return path
+
+
+def test_maintenance_switch_and_a_harvester_drained_and_resumed(
+    db_url, sim, sql, salt_call_bin, tmp_path
+):
+    config = harvester_config(db_url, sim, tmp_path / "harvester.yaml")
+    drain_file = tmp_path / "hv" / "harvester.drain"
+    minion = {"harvester_config": str(config), "queue_config": str(config)}
+    db = module_caller(salt_call_bin, tmp_path / "db", config, "db-1", minion)
+    hv = module_caller(salt_call_bin, tmp_path / "hv", config, "hv-1", minion)
+    # The queue's switch, twice each way: safe to run twice.
+    for _ in range(2):
+        switched = db("ccmirror.maintenance", "on", "retry_after=120")
+        assert switched["result"] and switched["maintenance"] is True, switched
+    assert sql("SELECT value FROM queue_settings WHERE name = 'maintenance'") == [("on",)]
+    assert db("ccmirror.status")["work"]["maintenance"] is True
+    for _ in range(2):
+        assert db("ccmirror.maintenance", "off")["maintenance"] is False
+    assert db("ccmirror.maintenance", "sideways")["result"] is False
+
+    env = clean_env() | {"CCMIRROR_HARVESTER_DRAIN_FILE": str(drain_file)}
+    assert (
+        run_harvester(
+            "--config",
+            str(config),
+            "seed",
+            "timeslices",
+            "--start",
+            "2020-01-01",
+            "--end",
+            "2020-01-02",
+            "--stride",
+            str(DAY),
+            env=env,
+        ).returncode
+        == 0
+    )
+    proc = subprocess.Popen(
+        [
+            str(VENV / "bin" / "harvester"),
+            "--config",
+            str(config),
+            "work",
+            "--worker",
+            "hv-1",
+            "--follow",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(
+            lambda: sql("SELECT 1 FROM search_tasks WHERE state = 'running' AND cursor_page > 2"),
+            60,
+            "the task to be mid-walk",
+        )
+        assert hv("ccmirror.status")["work"]["tasks"], "the task in hand is shown"
+        drained = hv("ccmirror.drain", "wait=30")
+        assert drained["result"] is True, drained
+        assert drained["work"] == {"drain_requested": True, "tasks": []}
+        assert sql("SELECT COUNT(*) FROM search_tasks WHERE state = 'running'") == [(0,)]
+        assert proc.poll() is None
+        assert hv("ccmirror.resume")["comment"] == "resumed"
+        wait_for(
+            lambda: sql("SELECT DISTINCT state FROM search_tasks") == [("done",)],
+            60,
+            "the task to be done after resume",
+        )
+        ids = [row[0] for row in sql("SELECT photo_id FROM flickr_timeslice_photos")]
+        assert len(ids) == len(set(ids)) and set(ids) == sim.truth(START, START + DAY - 1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    assert "paused: drain requested" in proc.stderr.read()
