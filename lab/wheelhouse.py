@@ -12,6 +12,7 @@ the next `lab up` copies them back in seconds); every build after that is offlin
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import re
@@ -102,10 +103,20 @@ def dependency_wheels(checkout: Path, progress: Callable[[str], None]) -> Path:
     wanted = "\n".join([*runtime, "# build-system", *build_system]) + "\n"
     key = hashlib.sha256(wanted.encode()).hexdigest()[:16]
     directory = dependency_cache() / key
-    if (directory / REQUIREMENTS).exists():
-        return directory
-    progress("wheelhouse: dependency wheels from PyPI (once per set of requirements)")
-    partial = dependency_cache() / f"{key}.partial"
+    dependency_cache().mkdir(parents=True, exist_ok=True)
+    with open(dependency_cache() / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two labs built at once fetch once
+        if not (directory / REQUIREMENTS).exists():
+            progress("wheelhouse: dependency wheels from PyPI (once per set of requirements)")
+            fetch_dependency_wheels(runtime, build_system, directory)
+            for stale in dependency_cache().iterdir():  # wheels of requirements of the past
+                if stale.is_dir() and stale != directory:
+                    shutil.rmtree(stale)
+    return directory
+
+
+def fetch_dependency_wheels(runtime: list[str], build_system: list[str], directory: Path) -> None:
+    partial = directory.with_suffix(".partial")
     shutil.rmtree(partial, ignore_errors=True)
     (partial / BUILD_SYSTEM).mkdir(parents=True)
     if runtime:
@@ -113,8 +124,7 @@ def dependency_wheels(checkout: Path, progress: Callable[[str], None]) -> Path:
     pip(["wheel", "--wheel-dir", str(partial / BUILD_SYSTEM), *build_system])
     (partial / REQUIREMENTS).write_text(requirements(partial))
     shutil.rmtree(directory, ignore_errors=True)
-    partial.rename(directory)
-    return directory
+    partial.rename(directory)  # complete or absent: a killed fetch is started over
 
 
 def dependency_cache() -> Path:
