@@ -106,7 +106,10 @@ def drain_command(args: argparse.Namespace) -> int:
         print(f"downloader: {exc}", file=sys.stderr)
         return 1
     spool = Path(settings.spool)
-    spool.mkdir(parents=True, exist_ok=True)
+    if not spool.is_dir():
+        # Not made here: a spool made by root would be one the daemon cannot write.
+        print(f"downloader: the spool {spool} does not exist", file=sys.stderr)
+        return 1
     write_atomically(drain_path(spool), datetime.now(UTC).isoformat(timespec="seconds") + "\n")
     if not args.wait:
         print(f"drain requested: {settings.worker} takes no new lease until `downloader resume`")
