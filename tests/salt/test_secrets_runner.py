@@ -48,6 +48,7 @@ for kind, *rest in json.load(sys.stdin):
         })
 json.dump(results, sys.stdout)
 """
+RUNNER_FUNCTIONS = ("forget", "init", "rotate", "set_flickr_key")
 MINIONS = ["master", "db-1", "hv-1", "hv-2", "dl-1", "dl-2", "st-1"]
 SITE = "{db_host: 10.250.0.2, storage_host: 10.250.0.3, private_network: 10.250.0.0/24}"
 
@@ -392,10 +393,15 @@ def test_rotation_steps_out_of_order_are_refused_and_change_nothing(initialised:
     before = master.files()
     code, returned, _ = master.run("secrets.rotate", "what=queue_tokens", "step=switch")
     assert code == 1 and "run step=start first" in returned["error"]
-    refused = master.steps(
+    docs, *refused = master.steps(
+        ["run", "doc.runner", {}],
         ["run", "secrets.rotate", {"what": "keys"}],
         ["run", "secrets.rotate", {"what": "storage_key", "step": "later"}],
     )
+    # Only the runner functions are loaded (the plain writer is not), each with an example.
+    ours = {name: doc for name, doc in docs.items() if name.startswith("secrets.")}
+    assert sorted(ours) == [f"secrets.{name}" for name in RUNNER_FUNCTIONS]
+    assert all("CLI Example::" in doc for doc in ours.values())
     assert [r["retcode"] for r in refused] == [1, 1]
     assert "what must be one of" in refused[0]["error"]
     assert "step must be one of" in refused[1]["error"]
