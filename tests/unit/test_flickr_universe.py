@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 import xml.etree.ElementTree as ET
 from collections import Counter
 from pathlib import Path
@@ -96,11 +95,9 @@ def test_sort_orders(universe: Universe) -> None:
 def test_search_walks_lazily(universe: Universe) -> None:
     u = Universe(seed=11, end=END)
     cc = u.cc_license_ids()
-    started = time.perf_counter()
     first = [p for _, p in zip(range(4000), u.search(None, None, cc, None), strict=False)]
     assert len(first) == 4000
     assert u._bucket.cache_info().currsize < 2000  # only the newest buckets were built
-    assert time.perf_counter() - started < 3.0
     assert first[0].dateupload <= END
 
 
@@ -286,22 +283,3 @@ def test_text_search_matches_every_word_case_insensitively(universe: Universe) -
     assert all({"sunset", "river"} <= set(p.title.lower().split()) for p in two)
     titles = [p.title for p in photos_between(universe, JUNE_2024, 200)]
     assert "" in titles and any(not t.isascii() for t in titles)
-
-
-def test_generation_is_fast(universe: Universe) -> None:
-    u = Universe(seed=9, end=END)
-    buckets = list(bucket_range(JUNE_2024, 200))
-    normal = [b for b in buckets if u.hot_kind(b) is None]
-    started = time.perf_counter()
-    for b in normal:
-        u._make_bucket(b, False)
-    assert (time.perf_counter() - started) / len(normal) < 0.001
-    hot_b = first_hotspot(u, "second")["start"] // BUCKET_SECONDS
-    best = min(_timed(lambda: u._make_bucket(hot_b, False)) for _ in range(3))
-    assert best < 0.05
-
-
-def _timed(fn: object) -> float:
-    started = time.perf_counter()
-    fn()  # type: ignore[operator]
-    return time.perf_counter() - started
