@@ -136,16 +136,12 @@ def lab_infra(args: argparse.Namespace, config: droplets.LabConfig) -> int:
 def lab_add(args: argparse.Namespace, config: droplets.LabConfig) -> int:
     """New droplets get a minion when the lab runs a salt master (unless --no-salt)."""
     ids = droplets.parse_ids(args.ids)
-    state = droplets.load_state(config)
-    salted = bool(state and "salt-master" in state.services) and not args.no_salt
-    seed = salt_master.seed_minion(config) if salted else None
-    state = droplets.add(
-        config, ids, progress=lambda text: print(f"  {text}", flush=True), seed=seed
-    )
-    if salted:
-        fleet.prepare(config, state)  # the new minions' secrets; db and storage learn of them
-        salt_master.wait_minions(config, ids)
+    fleet.add(config, ids, progress=indented, with_minion=not args.no_salt)
     return lab_status(argparse.Namespace(json=False), config)
+
+
+def indented(text: str) -> None:
+    print(f"  {text}", flush=True)
 
 
 def lab_remove(args: argparse.Namespace, config: droplets.LabConfig) -> int:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lab import flickr_service, salt_master, wheelhouse
+from lab import droplets, flickr_service, salt_master, wheelhouse
 from lab.droplets import LabConfig, LabError, LabState, lab_lock, load_state
 from lab.lab_secrets import write_lab_secrets
 
@@ -50,6 +50,26 @@ def prepare(config: LabConfig, state: LabState, progress: Callable[[str], None] 
             current = load_state(config) or state
             flickr_service.restart(config, current, salt_master.private_pillar(config))
             current.save(config.state_file)
+
+
+def add(
+    config: LabConfig,
+    ids: list[str],
+    progress: Callable[[str], None] = print,
+    with_minion: bool = True,
+) -> LabState:
+    """New droplets in the running lab as a new machine joins the fleet: with the lab's salt
+    master, each gets a pre-seeded minion, its secrets in the private pillar (the db and
+    storage droplets' pillar learns of it too), and answers test.ping before this returns.
+    (Apply highstate to it, and to db-* and st-*, to configure it.)"""
+    state = load_state(config)
+    salted = bool(state and "salt-master" in state.services) and with_minion
+    seed = salt_master.seed_minion(config) if salted else None
+    state = droplets.add(config, ids, progress=progress, seed=seed)
+    if salted:
+        prepare(config, state, progress)
+        salt_master.wait_minions(config, ids)
+    return state
 
 
 def link_synced_dirs(config: LabConfig) -> None:
