@@ -133,11 +133,8 @@ def store_flickr_key(directory: Path, minion_id: str, key: str, secret: str) -> 
                 f"minion {minion_id} is not in the private root: accept its key and run "
                 "secrets.init first"
             )
-        if own.get("flickr_api_key") == key and own.get("flickr_secret") == secret:
-            return False
         own.update(flickr_api_key=key, flickr_secret=secret)
-        _save_and_render(directory, record)
-        return True
+        return bool(_save_and_render(directory, record))
 
 
 def forget_minion(directory: Path, minion_id: str) -> bool:
@@ -147,13 +144,13 @@ def forget_minion(directory: Path, minion_id: str) -> bool:
     directory = Path(directory)
     with _locked(directory):
         record = load_record(directory, must_exist=True)
-        if record["minions"].pop(minion_id, None) is None:
-            return False
+        known = record["minions"].pop(minion_id, None) is not None
         for rotation in record["rotations"].values():
             rotation["minions"].pop(minion_id, None)
-        (directory / "minions" / f"{minion_id}.sls").unlink(missing_ok=True)
-        _save_and_render(directory, record)
-        return True
+        path = directory / "minions" / f"{minion_id}.sls"
+        removed = path.exists()
+        path.unlink(missing_ok=True)
+        return bool(_save_and_render(directory, record)) or known or removed
 
 
 def read_flickr_key_file(path: Path) -> tuple[str, str]:
@@ -192,7 +189,10 @@ def rotate_secrets(directory: Path, what: str, step: str = "start") -> dict[str,
         else:
             changed = rotation is not None and _retire_rotation(record, what)
         rotation = record["rotations"].get(what)
-        files = _save_and_render(directory, record) if changed else []
+        # Rendered even when the record did not change: a step re-run after a failure
+        # midway (record saved, a file not) writes what is missing.
+        files = _save_and_render(directory, record)
+        changed = changed or bool(files)
         return {
             "changed": changed,
             "state": rotation["step"] if rotation else "done",

@@ -435,3 +435,17 @@ def test_the_lab_keeps_secrets_recorded_under_the_old_record_name(tmp_path: Path
     shutil.rmtree(tmp_path / "minions")
     write_lab_secrets(tmp_path, [], site)  # a file lost half-way is written again
     assert yaml.safe_load((tmp_path / "minions" / "dl-1.sls").read_text()) == before
+
+
+def test_a_step_run_again_after_a_failure_midway_writes_what_was_missing(tmp_path: Path):
+    """As if the runner was killed after saving the record but before writing st-1's file."""
+    site = {"db_host": "10.9.0.2", "storage_host": "10.9.0.3"}
+    write_lab_secrets(tmp_path, ["dl-1", "st-1"], site)
+    writer().rotate_secrets(tmp_path, "storage_key", "start")
+    st1 = tmp_path / "minions" / "st-1.sls"
+    written = st1.read_text()
+    st1.unlink()
+    again = writer().rotate_secrets(tmp_path, "storage_key", "start")
+    assert again["changed"] and again["files"] == ["minions/st-1.sls"]
+    assert st1.read_text() == written and "dl-1.next" in written
+    assert not writer().rotate_secrets(tmp_path, "storage_key", "start")["changed"]
