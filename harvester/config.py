@@ -40,6 +40,8 @@ class WorkerSettings:
     backoff_seconds: float = 30.0  # before a failed task is retried, doubled per attempt
     idle_poll_seconds: float = 2.0
     db_reconnect_seconds: float = 600.0  # how long a worker waits for MariaDB to come back
+    # While this file exists the worker pauses after its page (Salt's `ccmirror.drain`).
+    drain_file: str = "/var/lib/ccmirror/harvester.drain"
 
 
 @dataclass
@@ -85,6 +87,7 @@ ENVIRONMENT = {
     "CCMIRROR_MAX_ATTEMPTS": ("worker", "max_attempts"),
     "CCMIRROR_TASK_BACKOFF": ("worker", "backoff_seconds"),
     "CCMIRROR_WORKER_IDLE_POLL_SECONDS": ("worker", "idle_poll_seconds"),
+    "CCMIRROR_HARVESTER_DRAIN_FILE": ("worker", "drain_file"),
     "CCMIRROR_QUEUE_BIND": ("queue", "bind"),
     "CCMIRROR_QUEUE_PORT": ("queue", "port"),
     "CCMIRROR_QUEUE_TOKENS_FILE": ("queue", "tokens_file"),

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -50,9 +49,6 @@ from harvester.walk import next_step
 log = logging.getLogger("harvester.worker")
 # What PyMySQL raises when the server restarts or the connection drops.
 DATABASE_GONE = (pymysql.err.OperationalError, pymysql.err.InterfaceError)
-DRAIN_FILE = Path(
-    os.environ.get("CCMIRROR_HARVESTER_DRAIN_FILE", "/var/lib/ccmirror/harvester.drain")
-)
 
 
 @dataclass
@@ -85,7 +81,9 @@ class Worker:
         self._calls_reported = 0  # API calls already counted in the database
         # The switch is read as often as an idle worker looks for tasks, not per page.
         self.pause = PauseSwitch(
-            lambda: get_maintenance(self.conn).on, DRAIN_FILE, settings.worker.idle_poll_seconds
+            lambda: get_maintenance(self.conn).on,
+            Path(settings.worker.drain_file),
+            settings.worker.idle_poll_seconds,
         )
 
     def run(self) -> WorkerStats:
