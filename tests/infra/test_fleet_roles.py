@@ -53,6 +53,7 @@ def test_harvester_runs_with_its_own_key(host, pillar: dict, minion_id: str) -> 
 @pytest.mark.role("downloader")
 def test_downloader_runs_with_its_key_and_pinned_storage_host(host, site: dict) -> None:
     running_and_enabled(host, "ccmirror-downloader")
+    assert host.package("rsync").is_installed and host.package("openssh-client").is_installed
     for path in ("/etc/ccmirror/downloader.yaml", "/etc/ccmirror/storage_key"):
         assert_secret_file(host, path, "ccmirror", "ccmirror")
     assert host.file("/etc/ccmirror/storage_key").mode == 0o600
@@ -72,6 +73,7 @@ def test_a_downloader_sees_no_flickr_key_and_no_database_password(pillar: dict) 
 @pytest.mark.role("storage")
 def test_storage_sshd_takes_only_restricted_rrsync_keys(host, site: dict) -> None:
     running_and_enabled(host, "ccmirror-storage-sshd")
+    assert host.package("rsync").is_installed and host.exists("rrsync")
     assert (site["storage_host"], site["storage_port"]) in listening_tcp(host)
     assert_secret_file(host, "/etc/ccmirror/storage-sshd/ssh_host_ed25519_key", "root", "root")
     assert host.file("/etc/ccmirror/storage-sshd/ssh_host_ed25519_key").mode == 0o600
