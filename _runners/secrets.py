@@ -18,8 +18,10 @@ pillar/README.md lists the keys of each role. Two layers live in this file:
   Python has neither `lab` nor the `ccmirror` packages (hence no `harvester` import here:
   the token format of harvester/queue_tokens.py is repeated below, and tests check both
   agree);
-- the runner functions Salt loads (`init`, `set_flickr_key`, `rotate`; see `__load__`),
-  which find the private root and the accepted minions from the master's config.
+- the runner functions Salt loads (`init`, `set_flickr_key`, `rotate`, `forget`; see
+  `__load__`), which find the private root and the accepted minions from the master's
+  config. (`ccmirror_private_pillar` only tells the runner where to write: minions see the
+  files only if the same path is in `pillar_roots: base`.)
 
 Secret values are never logged and never returned: runner returns name minions and files.
 """
