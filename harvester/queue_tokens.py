@@ -1,7 +1,9 @@
 """Bearer tokens of the queue's workers: one per worker, only its SHA-256 kept.
 
 The tokens file is YAML, `tokens: {WORKER: "sha256:HEX"}`; `harvester token add` writes it
-here and Salt renders it from pillar on the fleet. The service re-reads it when it changes,
+here and Salt renders it from pillar on the fleet. While Salt rotates the tokens a worker has
+two, `WORKER: ["sha256:OLD", "sha256:NEW"]`, and either is taken, so no request fails between
+the steps. The service re-reads it when it changes,
 so adding or revoking a worker needs no restart. A token is 32 random bytes, so a plain
 SHA-256 of it cannot be reversed or guessed; no slow password hash is needed.
 """
@@ -34,8 +36,11 @@ def hash_token(token: str) -> str:
     return "sha256:" + hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def read_tokens(path: Path) -> dict[str, str]:
-    """worker -> token hash; TokenError when the file is unreadable or malformed."""
+Hashes = str | list[str]  # one hash, or the two of a rotation
+
+
+def read_tokens(path: Path) -> dict[str, Hashes]:
+    """worker -> token hash (or hashes); TokenError when the file is unreadable or malformed."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
@@ -52,12 +57,15 @@ def read_tokens(path: Path) -> dict[str, str]:
     for worker, digest in tokens.items():
         if not isinstance(worker, str) or not WORKER_NAME.match(worker):
             raise TokenError(f"tokens file {path}: bad worker name {worker!r}")
-        if not isinstance(digest, str) or not HASH_FORMAT.match(digest):
-            raise TokenError(f"tokens file {path}: worker {worker}: not a sha256:HEX hash")
+        digests = digest if isinstance(digest, list) else [digest]
+        if not digests or not all(isinstance(d, str) and HASH_FORMAT.match(d) for d in digests):
+            raise TokenError(
+                f"tokens file {path}: worker {worker}: not a sha256:HEX hash (or a list of them)"
+            )
     return dict(tokens)
 
 
-def write_tokens(path: Path, tokens: dict[str, str]) -> None:
+def write_tokens(path: Path, tokens: dict[str, Hashes]) -> None:
     """Replace the file atomically (a reader never sees half of it), readable by owner and
     group only."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -117,7 +125,7 @@ class TokenStore:
 
     def workers(self) -> list[str]:
         self._maybe_reload()
-        return sorted(self._by_hash.values())
+        return sorted(set(self._by_hash.values()))
 
     def _stat(self) -> tuple | None:
         try:
@@ -126,8 +134,12 @@ class TokenStore:
             return None
         return (st.st_ino, st.st_mtime_ns, st.st_size)
 
-    def _load(self, tokens: dict[str, str], signature: tuple | None) -> None:
-        self._by_hash = {digest: worker for worker, digest in tokens.items()}
+    def _load(self, tokens: dict[str, Hashes], signature: tuple | None) -> None:
+        self._by_hash = {
+            digest: worker
+            for worker, digests in tokens.items()
+            for digest in (digests if isinstance(digests, list) else [digests])
+        }
         self._signature = signature
 
     def _maybe_reload(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import html
 import re
+import secrets
 import subprocess
 import sys
 import threading
@@ -16,6 +17,7 @@ import requests
 
 from harvester.db import connect
 from harvester.licenses import License, store_licenses
+from harvester.queue_tokens import hash_token, read_tokens, write_tokens
 from lab.catalog_images import fill_images
 from lab.queue_process import RunningQueue, spawn
 from tests.conftest import wait_for
@@ -330,6 +332,21 @@ def test_tokens_name_the_worker_and_guard_its_leases(queue, sql):
     tokens_file = Path(queue.env["CCMIRROR_QUEUE_TOKENS_FILE"])
     assert queue.tokens["dl-1"] not in tokens_file.read_text()
     assert queue.harvester("token", "list").stdout.split() == ["dl-1", "dl-9"]
+
+    # A rotation (Salt's secrets.rotate): for a while dl-1 has two tokens, and both work.
+    tokens = read_tokens(tokens_file)
+    new_token = "ccmq_" + secrets.token_urlsafe(32)
+    write_tokens(tokens_file, tokens | {"dl-1": [tokens["dl-1"], hash_token(new_token)]})
+    as_new = {"Authorization": f"Bearer {new_token}"}
+    wait_for(
+        lambda: requests.post(queue.url + "/v1/leases", json={}, headers=as_new).status_code == 200,
+        10,
+        "the second token",
+    )
+    assert queue.post("/v1/leases", "dl-1", {}).status_code == 200
+    assert queue.harvester("token", "list").stdout.split() == ["dl-1", "dl-9"]
+    write_tokens(tokens_file, tokens | {"dl-1": hash_token(new_token)})  # the old one retired
+    wait_for(lambda: queue.post("/v1/leases", "dl-1", {}).status_code == 401, 10, "retired")
 
 
 def test_token_commands_refuse_bad_input_and_print_a_token_once(queue):
