@@ -1,0 +1,73 @@
+"""The lab's master steering droplets through the DigitalOcean simulator, as a real master
+steers DigitalOcean: the simulator runs on the bridge address with the lab backend (each
+droplet it makes is a lab droplet that runs its `user_data`), and the master's config gains
+`ccmirror_fleet` (the simulator's end point and a throw-away token) in a file of its include
+dir, which `salt-run fleet.*` reads at every run (no master restart)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import yaml
+
+from lab import salt_master
+from lab.do_sim_process import RunningDoSim, spawn
+from lab.droplets import LabConfig
+
+DIGITALOCEAN_REQUIREMENT = "python-digitalocean>=1.17,<2"
+SETTINGS_FILE = "ccmirror-fleet.conf"
+# The replacement systemctl cannot start units through systemd-run (no systemd bus).
+LAB_MINION_CONFIG = {"systemd.scope": False, "acceptance_wait_time": 1, "state_events": True}
+
+
+def ensure_digitalocean() -> None:
+    """python-digitalocean in the master's Python (the salt venv), where the runner runs."""
+    if not any(salt_master.SALT_VENV.glob("lib/python3*/site-packages/digitalocean")):
+        salt_master.salt_pip(DIGITALOCEAN_REQUIREMENT)
+
+
+def lab_env(config: LabConfig) -> dict[str, str]:
+    """The environment that points lab code (the simulator's lab backend) at this lab."""
+    return dict(
+        os.environ,
+        CCMIRROR_LAB_ROOT=str(config.root),
+        CCMIRROR_LAB_BRIDGE=config.bridge,
+        CCMIRROR_LAB_NETWORK=str(config.network),
+    )
+
+
+def start_simulator(config: LabConfig, boot_seconds: float = 0.0) -> RunningDoSim:
+    """The simulator with the lab backend, listening on the lab's bridge address only."""
+    token = "dop_v1_" + secrets.token_hex(32)  # a throw-away, like every lab secret
+    return spawn(
+        "--backend",
+        "lab",
+        "--boot-seconds",
+        str(boot_seconds),
+        token=token,
+        host=config.host_address,
+        env=lab_env(config),
+    )
+
+
+def settings_path(config: LabConfig) -> Path:
+    """Salt's default include for the master: `master.d/*.conf` beside its config file."""
+    return salt_master.config_dir(config) / "master.d" / SETTINGS_FILE
+
+
+def write_master_settings(config: LabConfig, sim: RunningDoSim, **extra: object) -> Path:
+    """`ccmirror_fleet` for the lab's master: the simulator's end point and token (0600),
+    the master's bridge address for new minions, the lab's minion settings."""
+    fleet = {
+        "token": sim.token,
+        "end_point": sim.end_point,
+        "master_address": config.host_address,
+        "minion_config": LAB_MINION_CONFIG,
+        **extra,
+    }
+    path = settings_path(config)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    salt_master.write_file(path, yaml.safe_dump({"ccmirror_fleet": fleet}), 0o600)
+    return path

@@ -1,0 +1,160 @@
+"""`_runners/fleet.py` through Salt's own runner loader (a master config with runner_dirs on
+this checkout, python-digitalocean in Salt's Python): every function found with its
+`CLI Example::`, one clear error for a bad role, count or setting before anything is
+called, and the pure parts (names, the user_data script). The run against the simulator
+and real minions is tests/lab/test_fleet_runner.py."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lab import do_fleet
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+LOAD_AND_CHECK = r"""
+import json, subprocess, sys, tempfile, os
+import salt.config, salt.loader
+opts = salt.config.master_config(sys.argv[1])
+runners = salt.loader.runner(opts)
+names = sorted(name for name in runners if name.startswith("fleet."))
+g = runners["fleet.up"].__globals__
+keys = {"priv": "-----BEGIN RSA PRIVATE KEY-----\nPRIV\n-----END RSA PRIVATE KEY-----\n",
+        "pub": "-----BEGIN PUBLIC KEY-----\nPUB\n-----END PUBLIC KEY-----\n"}
+config = g["minion_config"]("dl-3", "10.0.0.2", {"ret_port": 4506, "publish_port": 4505},
+                            {"systemd.scope": False})
+script = g["user_data"]("dl-3", config, keys["priv"], keys["pub"], "MASTERPUB\n",
+                        sys.argv[2], "salt==3008.3")
+out = {
+    "names": names,
+    "docs": {n: runners[n].__doc__ for n in names},
+    "bad_role": runners["fleet.up"](role="database", count=1),
+    "bad_count": runners["fleet.up"](role="downloader", count="many"),
+    "negative": runners["fleet.up"](role="downloader", count=-1),
+    "down_zero": runners["fleet.down"](role="downloader", count=0),
+    "bad_name": runners["fleet.destroy"](name="../etc"),
+    "no_token": runners["fleet.list"](),
+    "next": g["next_names"]("dl", {"dl-1", "dl-3", "hv-2"}, 3),
+    "last": g["last_ones"](["dl-2", "dl-10", "dl-9", "dl-1"], 2),
+    "tags": g["role_tags"]("ccmirror", "downloader"),
+    "work": g["describe_work"]({"role": "downloader", "installed": True,
+        "work": {"phase": "fetching", "lease": {"lease_id": 7, "items": 12, "fetched": 3}}}),
+    "absent": g["describe_work"](False),
+    "script": script,
+}
+# The script run in a scratch root: paths under it, Salt "present" so nothing installs.
+root = tempfile.mkdtemp()
+rooted = script.replace(" /etc/", f" {root}/etc/").replace("systemctl", "echo systemctl")
+done = subprocess.run(["sh", "-c", rooted], capture_output=True, text=True)
+out["ran"] = {"rc": done.returncode, "stdout": done.stdout, "stderr": done.stderr}
+out["files"] = {}
+for base, _, files in os.walk(root):
+    for f in files:
+        path = os.path.join(base, f)
+        out["files"][path[len(root):]] = [open(path).read(), oct(os.stat(path).st_mode & 0o777)]
+try:
+    g["settings"]({"ccmirror_fleet": {"token": "t", "colour": "blue"}})
+except g["FleetError"] as error:
+    out["unknown_setting"] = str(error)
+out["defaults"] = g["settings"]({"interface": "10.0.0.2", "ccmirror_fleet": {"token": "t"}})
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def seen(salt_call_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    do_fleet.ensure_digitalocean()
+    tmp = tmp_path_factory.mktemp("fleet-runner")
+    config = tmp / "master"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "root_dir": str(tmp / "root"),
+                "runner_dirs": [str(ROOT / "_runners")],
+                "log_level": "quiet",
+            }
+        )
+    )
+    # A venv whose salt-minion "exists": the script must skip installing Salt.
+    venv = tmp / "salt-venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "salt-minion").write_text("#!/bin/sh\n")
+    (venv / "bin" / "salt-minion").chmod(0o755)
+    python = salt_call_bin.parent / "python"
+    result = subprocess.run(
+        [str(python), "-c", LOAD_AND_CHECK, str(config), str(venv)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_every_function_loads_with_a_cli_example(seen: dict) -> None:
+    assert seen["names"] == ["fleet.destroy", "fleet.down", "fleet.list", "fleet.up"]
+    for name, doc in seen["docs"].items():
+        assert "CLI Example::" in doc and f"salt-run {name}" in doc, name
+
+
+def test_bad_arguments_get_one_clear_error(seen: dict) -> None:
+    assert seen["bad_role"]["result"] is False
+    assert seen["bad_role"]["error"] == (
+        "role must be one of downloader, harvester; not 'database'"
+    )
+    assert seen["bad_count"]["error"] == "count must be a whole number; not 'many'"
+    assert seen["negative"]["error"] == "count must be from 0 to 100; not -1"
+    assert seen["down_zero"]["error"] == "count must be from 1 to 100; not 0"
+    assert "droplet name such as dl-3" in seen["bad_name"]["error"]
+    # Arguments fine, but the master has no token: said before any API call.
+    assert seen["no_token"]["error"].startswith("no DigitalOcean token: set ccmirror_fleet:")
+    assert seen["unknown_setting"] == "unknown ccmirror_fleet settings: colour"
+
+
+def test_settings_default_to_the_masters_interface_and_digitalocean(seen: dict) -> None:
+    defaults = seen["defaults"]
+    assert defaults["master_address"] == "10.0.0.2"
+    assert defaults["end_point"] == "https://api.digitalocean.com/v2/"
+    assert defaults["project_tag"] == "ccmirror"
+
+
+def test_names_are_the_lowest_free_and_down_takes_the_highest(seen: dict) -> None:
+    assert seen["next"] == ["dl-2", "dl-4", "dl-5"]
+    assert seen["last"] == ["dl-10", "dl-9"]
+    assert seen["tags"] == ["ccmirror", "ccmirror-downloader"]
+    assert seen["work"] == "fetching, lease 7: 3 of 12 fetched"
+    assert seen["absent"].startswith("no answer")
+
+
+def test_user_data_writes_the_minion_its_keys_and_starts_it(seen: dict) -> None:
+    assert seen["script"].startswith("#!/bin/sh\n")
+    ran = seen["ran"]
+    assert ran["rc"] == 0, ran
+    files = seen["files"]
+    assert files["/etc/salt/pki/minion/minion.pem"] == [
+        "-----BEGIN RSA PRIVATE KEY-----\nPRIV\n-----END RSA PRIVATE KEY-----\n",
+        "0o400",
+    ]
+    assert files["/etc/salt/pki/minion/minion.pub"][0].startswith("-----BEGIN PUBLIC KEY")
+    assert files["/etc/salt/pki/minion/minion_master.pub"][0] == "MASTERPUB\n"
+    minion = yaml.safe_load(files["/etc/salt/minion.d/ccmirror.conf"][0])
+    assert minion == {
+        "id": "dl-3",
+        "master": "10.0.0.2",
+        "master_port": 4506,
+        "publish_port": 4505,
+        "systemd.scope": False,
+    }
+    assert files["/etc/salt/minion.d/ccmirror.conf"][1] == "0o600"
+    unit = files["/etc/systemd/system/salt-minion.service"][0]
+    assert "/salt-venv/bin/salt-minion" in unit
+    # Salt was present: nothing installed; the unit enabled and (re)started.
+    assert "pip" not in ran["stdout"] + ran["stderr"]
+    assert ran["stdout"].splitlines()[-2:] == [
+        "systemctl enable salt-minion",
+        "systemctl restart salt-minion",
+    ]
