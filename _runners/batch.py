@@ -1,0 +1,433 @@
+"""The `batch` runner: a harvest batch from the master: seed search tasks, see the whole
+pipeline in one table, reconcile, and wait for a stage to finish (for orch.harvest and
+orch.download).
+
+The work runs on the database minion (the first `db-*`, or `master*` where the master is
+the database server: whichever has the migrate config) with the programs and configs the
+states install there: `harvester` from /opt/ccmirror/venv with /etc/ccmirror/migrate.yaml
+(the one config there whose user may create tasks and the temporary tables reconcile
+stages in), as root. The queue's `GET /v1/status` (open, no token) is read on that minion
+too, at the address the queue config binds: the queue is reachable from the private network
+only. Master options `ccmirror_venv`, `ccmirror_migrate_config`, `ccmirror_queue_config`
+move the paths.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import salt.client
+
+log = logging.getLogger(__name__)
+
+__load__ = ["seed", "status", "reconcile", "wait"]
+
+DB_CANDIDATES = "db-* or master*"
+WORKERS = "dl-* or hv-*"
+DEFAULTS = {
+    "venv": "/opt/ccmirror/venv",
+    "migrate_config": "/etc/ccmirror/migrate.yaml",
+    "queue_config": "/etc/ccmirror/queue.yaml",
+}
+TASK_STATES = ("pending", "running", "done", "failed")
+IMAGE_STATES = ("pending", "leased", "stored", "failed", "gone", "withdrawn")
+CALL_TIMEOUT = 120
+RECONCILE_TIMEOUT = 24 * 3600
+DATE = re.compile(r"^(\d+|\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2})?Z?)?)$")
+CREATED = re.compile(r"created ([\d,]+) search tasks")
+# The queue's status from the db minion, at the address its own config binds.
+QUEUE_STATUS = """
+import sys, urllib.request
+from harvester.config import load_settings
+queue = load_settings(sys.argv[1]).queue
+host = "127.0.0.1" if queue.bind in ("", "0.0.0.0") else queue.bind
+url = "http://%s:%d/v1/status" % ("[%s]" % host if ":" in host else host, queue.port)
+print(urllib.request.urlopen(url, timeout=30).read().decode())
+"""
+
+__opts__: dict = {}  # replaced by Salt's loader
+
+
+class BatchError(ValueError):
+    """Bad arguments, or no database minion; the message says what to do."""
+
+
+def _progress(message: str) -> None:
+    event = globals().get("__jid_event__")
+    if event is not None:
+        event.fire_event({"message": message}, "progress")
+    log.info("batch: %s", message)
+
+
+def _client():
+    return salt.client.get_local_client(__opts__["conf_file"])
+
+
+def _setting(name: str) -> str:
+    return __opts__.get(f"ccmirror_{name}") or DEFAULTS[name]
+
+
+def _harvester_argv(*args: str) -> list[str]:
+    return [f"{_setting('venv')}/bin/harvester", "--config", _setting("migrate_config"), *args]
+
+
+def _db_minion(client) -> str:
+    """The database minion: the first (by id) that has the migrate config."""
+    found = client.cmd(
+        DB_CANDIDATES,
+        "file.file_exists",
+        [_setting("migrate_config")],
+        tgt_type="compound",
+        timeout=CALL_TIMEOUT,
+    )
+    with_config = sorted(minion for minion, ret in found.items() if ret is True)
+    if not with_config:
+        raise BatchError(
+            f"no database minion ({DB_CANDIDATES} with {_setting('migrate_config')}) answered:"
+            " apply the db states first"
+        )
+    return with_config[0]
+
+
+def _run(client, minion: str, argv: list[str], timeout: int = CALL_TIMEOUT, stdin=None) -> dict:
+    kwarg = {"python_shell": False, "timeout": timeout, "output_loglevel": "quiet"}
+    if stdin is not None:
+        kwarg["stdin"] = stdin
+    ret = client.cmd(
+        minion, "cmd.run_all", [argv], tgt_type="list", kwarg=kwarg, timeout=timeout + 30
+    )
+    out = ret.get(minion)
+    if not isinstance(out, dict):
+        return {"retcode": 1, "stdout": "", "stderr": f"{minion} did not answer: {out}"}
+    return out
+
+
+def _failed(message: str, **extra) -> dict[str, Any]:
+    """One clear error; salt-run and orchestration see the job failed."""
+    __context__["retcode"] = 1  # noqa: F821 (Salt injects it)
+    log.error("batch: %s", message)
+    return {"result": False, "error": message, "retcode": 1, **extra}
+
+
+def seed(kind=None, start=None, end=None, stride=None, file=None):
+    """
+    Create search tasks on the database: ``kind=timeslices`` with ``start`` and ``end``
+    (UTC dates, end exclusive) and optionally ``stride`` (seconds, default 600), or
+    ``kind=queries`` with ``file`` (on the master: one search text per line, # comments)
+    and optionally ``start``/``end``. Tasks that exist already are not made twice, so a
+    second run creates none. Harvesters pick the tasks up within seconds.
+
+    CLI Example::
+
+        salt-run batch.seed kind=timeslices start=2004-01-01 end=2026-01-01
+        salt-run batch.seed kind=timeslices start=2020-01-01 end=2020-02-01 stride=3600
+        salt-run batch.seed kind=queries file=/root/terms.txt
+    """
+    try:
+        args, stdin = seed_arguments(kind, start, end, stride, file)
+        with _client() as client:
+            minion = _db_minion(client)
+            _progress(f"seeding {kind} on {minion}")
+            out = _run(client, minion, _harvester_argv(*args), stdin=stdin)
+    except BatchError as error:
+        return _failed(str(error), kind=kind)
+    if out["retcode"] != 0:
+        return _failed(_message(out), kind=kind, minion=minion)
+    created = CREATED.search(out["stdout"])
+    return {
+        "result": True,
+        "minion": minion,
+        "kind": kind,
+        "created": int(created[1].replace(",", "")) if created else None,
+        "comment": out["stdout"].strip(),
+    }
+
+
+def status():
+    """
+    The pipeline in one table: search tasks by state, photos per source, the catalog by
+    queue state, the queue (leases out, stored/s, ETA, per worker), each harvester's and
+    downloader's version, daemon and rate, and the storage audit (not measured yet: None).
+    ``summary`` is the same as text.
+
+    CLI Example::
+
+        salt-run batch.status
+        salt-run batch.status --out=json
+    """
+    try:
+        with _client() as client:
+            minion = _db_minion(client)
+            harvest = _run(client, minion, _harvester_argv("status", "--json"))
+            queue_script = [f"{_setting('venv')}/bin/python", "-c", QUEUE_STATUS]
+            queue = _run(client, minion, [*queue_script, _setting("queue_config")])
+            fleet = client.cmd(
+                WORKERS, "ccmirror.status", tgt_type="compound", timeout=CALL_TIMEOUT
+            )
+    except BatchError as error:
+        return _failed(str(error))
+    table = status_table(
+        minion, _json_or_error(harvest), _json_or_error(queue), fleet, storage_audit=None
+    )
+    if "error" in table["harvest"]:
+        __context__["retcode"] = 1  # noqa: F821 (Salt injects it)
+    return table
+
+
+def reconcile(batch_size=None, restart=False):
+    """
+    Merge every source into the `images` catalog (``harvester reconcile`` on the database
+    minion): new CC photos enter the download queue. A pass stopped midway resumes where it
+    stood; ``restart=True`` starts a new pass. Returns the pass's summary line.
+
+    CLI Example::
+
+        salt-run batch.reconcile
+        salt-run batch.reconcile batch_size=50000
+    """
+    args = ["reconcile"]
+    try:
+        if batch_size is not None:
+            args += ["--batch-size", str(_positive(batch_size, "batch_size"))]
+        if _truthy(restart):
+            args.append("--restart")
+        with _client() as client:
+            minion = _db_minion(client)
+            _progress(f"reconcile on {minion}")
+            out = _run(client, minion, _harvester_argv(*args), timeout=RECONCILE_TIMEOUT)
+    except BatchError as error:
+        return _failed(str(error))
+    if out["retcode"] != 0:
+        return _failed(_message(out), minion=minion)
+    lines = out["stdout"].strip().splitlines()
+    return {"result": True, "minion": minion, "comment": lines[-1] if lines else ""}
+
+
+def wait(until="harvested", timeout=86400, interval=30):
+    """
+    Poll ``batch.status`` until a stage is finished, for orchestration:
+    ``until=harvested`` (no search task pending or running) or ``until=downloaded`` (no
+    photo pending or leased in the queue). Fails after ``timeout`` seconds.
+
+    CLI Example::
+
+        salt-run batch.wait until=harvested timeout=3600
+        salt-run batch.wait until=downloaded interval=60
+    """
+    try:
+        if until not in FINISHED:
+            raise BatchError(f"until must be one of {', '.join(FINISHED)}, not {until!r}")
+        timeout = _positive(timeout, "timeout")
+        interval = _positive(interval, "interval")
+    except BatchError as error:
+        return _failed(str(error))
+    deadline = time.monotonic() + timeout
+    while True:
+        table = status()
+        if table.get("error") is None and "error" not in table.get("harvest", {}):
+            left = FINISHED[until](table)
+            if left == 0:
+                return {"result": True, "until": until, "comment": f"{until}", "status": table}
+            _progress(f"{until}: {left:,} left")
+        if time.monotonic() + interval > deadline:
+            return _failed(f"not {until} after {timeout}s", status=table)
+        time.sleep(interval)
+
+
+# --- pure parts -----------------------------------------------------------------------------
+
+
+def seed_arguments(kind, start, end, stride, file) -> tuple[list[str], str | None]:
+    """`harvester seed` arguments (and the queries file's text, passed on stdin: the file
+    is on the master, the program on the database minion)."""
+    if kind not in ("timeslices", "queries"):
+        raise BatchError(f"kind must be timeslices or queries, not {kind!r}")
+    args = ["seed", kind]
+    stdin = None
+    if kind == "timeslices":
+        if start is None or end is None:
+            raise BatchError("kind=timeslices needs start= and end= (UTC dates)")
+        if file is not None:
+            raise BatchError("file= is for kind=queries")
+        if stride is not None:
+            args += ["--stride", str(_positive(stride, "stride"))]
+    else:
+        if file is None:
+            raise BatchError("kind=queries needs file= (on the master, one text a line)")
+        if stride is not None:
+            raise BatchError("stride= is for kind=timeslices")
+        try:
+            stdin = Path(str(file)).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise BatchError(f"cannot read {file}: {exc.__class__.__name__}") from None
+        args.append("/dev/stdin")
+    for name, value in (("start", start), ("end", end)):
+        if value is not None:
+            args += [f"--{name}", _date(value, name)]
+    return args, stdin
+
+
+def status_table(
+    db_minion: str, harvest: dict, queue: dict, fleet: dict, storage_audit=None
+) -> dict[str, Any]:
+    """batch.status's answer from the database minion's `harvester status --json`, the
+    queue's /v1/status and the workers' `ccmirror.status`."""
+    tasks = dict.fromkeys(TASK_STATES, 0) | harvest.get("tasks", {})
+    catalog = {
+        "by_source": harvest.get("photos", {}),
+        "by_state": dict.fromkeys(IMAGE_STATES, 0) | queue.get("images", harvest.get("images", {})),
+    }
+    queue_row = {
+        key: queue.get(key)
+        for key in (
+            "maintenance",
+            "leases_active",
+            "items_leased_out",
+            "stored_per_second_5m",
+            "eta_seconds",
+            "progress",
+        )
+    }
+    if "error" in queue:
+        queue_row = {"error": queue["error"]}
+    queue_row["workers"] = {
+        row["worker"]: f"{row['stored_per_second_5m']}/s, {row['stored_1h']} stored in 1h"
+        for row in queue.get("workers", [])
+    }
+    table = {
+        "db_minion": db_minion,
+        "harvest": {"error": harvest["error"]} if "error" in harvest else {"tasks": tasks},
+        "catalog": catalog,
+        "queue": queue_row,
+        "fleet": {minion: _fleet_line(ret) for minion, ret in sorted(fleet.items())},
+        "storage_audit": storage_audit,
+    }
+    table["summary"] = summary_text(table, harvest)
+    return table
+
+
+def summary_text(table: dict, harvest: dict) -> str:
+    tasks = table["harvest"].get("tasks")
+    lines = [
+        "tasks: "
+        + (
+            ", ".join(f"{state} {n:,}" for state, n in tasks.items())
+            if tasks
+            else f"error: {table['harvest'].get('error')}"
+        ),
+        "photos: "
+        + (", ".join(f"{s} {n:,}" for s, n in table["catalog"]["by_source"].items()) or "none"),
+        "catalog: " + ", ".join(f"{s} {n:,}" for s, n in table["catalog"]["by_state"].items()),
+    ]
+    queue = table["queue"]
+    if "error" in queue:
+        lines.append(f"queue: error: {queue['error']}")
+    else:
+        eta = queue.get("eta_seconds")
+        lines.append(
+            f"queue: {queue.get('leases_active')} leases out ({queue.get('items_leased_out')}"
+            f" photos), {queue.get('stored_per_second_5m')} stored/s, ETA "
+            + (_duration(eta) if eta is not None else "unknown")
+            + (" (maintenance)" if queue.get("maintenance") else "")
+        )
+    if harvest.get("photos_per_second") is not None:
+        lines.append(
+            f"harvest: {harvest.get('photos_per_second')} photos/s,"
+            f" {harvest.get('calls_per_second')} calls/s"
+        )
+    lines += [f"{minion}: {line}" for minion, line in table["fleet"].items()]
+    audit = table["storage_audit"]
+    lines.append(f"storage audit: {'not run' if audit is None else audit}")
+    return "\n".join(lines)
+
+
+FINISHED = {
+    "harvested": lambda table: sum(
+        table["harvest"]["tasks"].get(state, 0) for state in ("pending", "running")
+    ),
+    "downloaded": lambda table: sum(
+        table["catalog"]["by_state"].get(state, 0) for state in ("pending", "leased")
+    ),
+}
+
+
+def _fleet_line(ret) -> str:
+    """One line per worker minion from `ccmirror.status`."""
+    if not isinstance(ret, dict):
+        return f"no answer: {ret}"
+    if not ret.get("installed"):
+        return f"{ret.get('role', '?')}: ccmirror is not installed"
+    service = ret.get("service") or {}
+    line = f"{ret.get('role')} {ret.get('version')}"
+    if service:
+        line += f", {service.get('state')}"
+    work = ret.get("work")
+    if not isinstance(work, dict):
+        return line
+    if "error" in work:
+        return f"{line}, error: {work['error']}"
+    if ret.get("role") == "downloader":
+        line += f", {work.get('phase', '?')}"
+        if work.get("stored_per_second_5m") is not None:
+            line += f", {work['stored_per_second_5m']} stored/s"
+        return line
+    tasks = work.get("tasks")
+    if isinstance(tasks, list):
+        line += ", " + (", ".join(f"task {t['id']} page {t['page']}" for t in tasks) or "idle")
+    if work.get("drain_requested"):
+        line += " (drained)"
+    return line
+
+
+def _json_or_error(out: dict) -> dict:
+    if out.get("retcode") != 0:
+        return {"error": _message(out)}
+    try:
+        value = json.loads(out["stdout"])
+    except ValueError:
+        return {"error": f"not JSON: {out['stdout'][:200]}"}
+    return value if isinstance(value, dict) else {"error": f"not an object: {value!r}"[:200]}
+
+
+def _message(out: dict) -> str:
+    text = (str(out.get("stdout", "")).strip() + "\n" + str(out.get("stderr", "")).strip()).strip()
+    return text.splitlines()[-1] if text else f"exit code {out.get('retcode')}"
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes = rest // 60
+    if days:
+        return f"{days}d {hours}h"
+    return f"{hours}h {minutes}m" if hours else f"{minutes}m {seconds % 60}s"
+
+
+def _date(value, name: str) -> str:
+    # Salt reads a bare 2004-01-01 as YAML: a date object.
+    text = value.isoformat() if hasattr(value, "isoformat") else str(value)
+    if not DATE.match(text):
+        raise BatchError(f"{name} must be a UTC date (2004-01-01) or unix seconds, not {value!r}")
+    return text
+
+
+def _positive(value, name: str) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = 0
+    if number <= 0 or isinstance(value, bool):
+        raise BatchError(f"{name} must be a positive whole number, not {value!r}")
+    return number
+
+
+def _truthy(value) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() not in ("false", "no", "0", "off", "")
+    return bool(value)
