@@ -161,22 +161,24 @@ def status():
         salt-run batch.status --out=json
     """
     try:
-        with _client() as client:
-            minion = _db_minion(client)
-            harvest = _run(client, minion, _harvester_argv("status", "--json"))
-            queue_script = [f"{_setting('venv')}/bin/python", "-c", QUEUE_STATUS]
-            queue = _run(client, minion, [*queue_script, _setting("queue_config")])
-            fleet = client.cmd(
-                WORKERS, "ccmirror.status", tgt_type="compound", timeout=CALL_TIMEOUT
-            )
+        table = _collect_status()
     except BatchError as error:
         return _failed(str(error))
-    table = status_table(
-        minion, _json_or_error(harvest), _json_or_error(queue), fleet, storage_audit=None
-    )
     if "error" in table["harvest"]:
         __context__["retcode"] = 1  # noqa: F821 (Salt injects it)
     return table
+
+
+def _collect_status() -> dict[str, Any]:
+    with _client() as client:
+        minion = _db_minion(client)
+        harvest = _run(client, minion, _harvester_argv("status", "--json"))
+        queue_script = [f"{_setting('venv')}/bin/python", "-c", QUEUE_STATUS]
+        queue = _run(client, minion, [*queue_script, _setting("queue_config")])
+        fleet = client.cmd(WORKERS, "ccmirror.status", tgt_type="compound", timeout=CALL_TIMEOUT)
+    return status_table(
+        minion, _json_or_error(harvest), _json_or_error(queue), fleet, storage_audit=None
+    )
 
 
 def reconcile(batch_size=None, restart=False):
@@ -228,12 +230,14 @@ def wait(until="harvested", timeout=86400, interval=30):
         return _failed(str(error))
     deadline = time.monotonic() + timeout
     while True:
-        table = status()
-        if table.get("error") is None and "error" not in table.get("harvest", {}):
+        try:
+            table = _collect_status()
             left = FINISHED[until](table)
-            if left == 0:
-                return {"result": True, "until": until, "comment": f"{until}", "status": table}
-            _progress(f"{until}: {left:,} left")
+        except BatchError as error:
+            table, left = {"error": str(error)}, None  # a minion restarting: asked again
+        if left == 0:
+            return {"result": True, "until": until, "comment": until, "status": table}
+        _progress(f"{until}: {'?' if left is None else f'{left:,}'} left")
         if time.monotonic() + interval > deadline:
             return _failed(f"not {until} after {timeout}s", status=table)
         time.sleep(interval)
@@ -346,14 +350,20 @@ def summary_text(table: dict, harvest: dict) -> str:
     return "\n".join(lines)
 
 
-FINISHED = {
-    "harvested": lambda table: sum(
-        table["harvest"]["tasks"].get(state, 0) for state in ("pending", "running")
-    ),
-    "downloaded": lambda table: sum(
-        table["catalog"]["by_state"].get(state, 0) for state in ("pending", "leased")
-    ),
-}
+def tasks_left(table: dict) -> int | None:
+    """Search tasks pending or running; None when the harvest status could not be read."""
+    tasks = table["harvest"].get("tasks")
+    return None if tasks is None else sum(tasks[state] for state in ("pending", "running"))
+
+
+def photos_left(table: dict) -> int | None:
+    """Photos pending or leased in the queue; None when the queue could not be read."""
+    if "error" in table["queue"]:
+        return None
+    return sum(table["catalog"]["by_state"][state] for state in ("pending", "leased"))
+
+
+FINISHED = {"harvested": tasks_left, "downloaded": photos_left}
 
 
 def _fleet_line(ret) -> str:

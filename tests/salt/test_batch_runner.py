@@ -1,0 +1,150 @@
+"""`_runners/batch.py` through Salt's own runner loader (a master config with runner_dirs on
+this checkout): every function loads with its `CLI Example::`, bad arguments give one clear
+error before any minion is asked (no master runs here: a call that reached for one would
+fail differently), and the status table is built from sample returns shaped as
+`harvester status --json`, the queue's /v1/status and `ccmirror.status` give them. The run
+against real minions belongs to the lab test."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+LOAD_AND_CHECK = r"""
+import json, sys
+import salt.config, salt.loader
+opts = salt.config.master_config(sys.argv[1])
+runners = salt.loader.runner(opts)
+names = sorted(name for name in runners if name.startswith("batch."))
+g = runners["batch.status"].__globals__
+harvest = {
+    "tasks": {"pending": 3, "running": 1, "done": 40, "failed": 2},
+    "photos": {"api": 1200, "yfcc": 0},
+    "images": {"pending": 900, "stored": 300},
+    "photos_per_second": 12.5, "calls_per_second": 0.4,
+}
+queue = {
+    "maintenance": False, "images": {"pending": 700, "leased": 200, "stored": 300},
+    "leases_active": 2, "items_leased_out": 200, "stored_per_second_5m": 4.0,
+    "eta_seconds": 225, "progress": 0.25,
+    "workers": [{"worker": "dl-1", "stored_per_second_5m": 4.0, "stored_1h": 300}],
+}
+fleet = {
+    "dl-1": {"role": "downloader", "installed": True, "version": "0.1.0",
+             "service": {"name": "ccmirror-downloader", "state": "active"},
+             "work": {"phase": "fetching", "stored_per_second_5m": 4.0}},
+    "hv-1": {"role": "harvester", "installed": True, "version": "0.1.0",
+             "service": {"name": "ccmirror-harvester", "state": "active"},
+             "work": {"drain_requested": False, "tasks": [{"id": 5, "page": 2}]}},
+    "dl-2": "Minion did not return. [No response]",
+}
+table = g["status_table"]("db-1", harvest, queue, fleet)
+broken = g["status_table"]("db-1", {"error": "harvester: database error"},
+                           {"error": "Connection refused"}, {})
+errors = {}
+for name, kwargs in {
+    "no_kind": {},
+    "bad_kind": {"kind": "photos"},
+    "no_end": {"kind": "timeslices", "start": "2004-01-01"},
+    "bad_date": {"kind": "timeslices", "start": "yesterday", "end": "2004-02-01"},
+    "bad_stride": {"kind": "timeslices", "start": "2004-01-01", "end": "2004-02-01",
+                   "stride": "-5"},
+    "no_file": {"kind": "queries"},
+    "missing_file": {"kind": "queries", "file": "/nonexistent/terms.txt"},
+}.items():
+    try:
+        g["seed_arguments"](kwargs.get("kind"), kwargs.get("start"), kwargs.get("end"),
+                            kwargs.get("stride"), kwargs.get("file"))
+        errors[name] = None
+    except g["BatchError"] as error:
+        errors[name] = str(error)
+import datetime
+args, _ = g["seed_arguments"]("timeslices", datetime.date(2004, 1, 1), "2004-02-01", 3600, None)
+terms = sys.argv[2]
+qargs, qstdin = g["seed_arguments"]("queries", None, None, None, terms)
+g["__context__"] = {}
+refused = runners["batch.seed"](kind="photos")
+refused_wait = runners["batch.wait"](until="forever")
+print(json.dumps({
+    "names": names,
+    "docs": {n: runners[n].__doc__ for n in names},
+    "table": table, "broken": broken, "errors": errors, "args": args,
+    "qargs": qargs, "qstdin": qstdin,
+    "refused": refused, "refused_wait": refused_wait,
+    "left": [g["tasks_left"](table), g["photos_left"](table),
+             g["tasks_left"](broken), g["photos_left"](broken)],
+}, default=str))
+"""
+
+
+def test_batch_runner_loads_and_builds_its_table(salt_call_bin, tmp_path):
+    config = tmp_path / "master"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "root_dir": str(tmp_path / "root"),
+                "runner_dirs": [str(ROOT / "_runners")],
+                "log_level": "quiet",
+            }
+        )
+    )
+    terms = tmp_path / "terms.txt"
+    terms.write_text("# colours\nred\nblue\n")
+    python = salt_call_bin.parent / "python"
+    result = subprocess.run(
+        [str(python), "-c", LOAD_AND_CHECK, str(config), str(terms)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    seen = json.loads(result.stdout)
+    assert seen["names"] == ["batch.reconcile", "batch.seed", "batch.status", "batch.wait"]
+    for name, doc in seen["docs"].items():
+        assert "CLI Example::" in doc and f"salt-run {name}" in doc, name
+
+    table = seen["table"]
+    assert table["harvest"]["tasks"] == {"pending": 3, "running": 1, "done": 40, "failed": 2}
+    assert table["catalog"]["by_source"] == {"api": 1200, "yfcc": 0}
+    assert table["catalog"]["by_state"]["pending"] == 700  # the queue's, with leased apart
+    assert table["catalog"]["by_state"]["leased"] == 200
+    assert table["queue"]["eta_seconds"] == 225
+    assert table["queue"]["workers"] == {"dl-1": "4.0/s, 300 stored in 1h"}
+    assert table["fleet"]["dl-1"] == "downloader 0.1.0, active, fetching, 4.0 stored/s"
+    assert table["fleet"]["hv-1"] == "harvester 0.1.0, active, task 5 page 2"
+    assert table["fleet"]["dl-2"].startswith("no answer")
+    assert "storage_audit" in table and table["storage_audit"] is None
+    summary = table["summary"]
+    assert "tasks: pending 3, running 1, done 40, failed 2" in summary
+    assert "ETA 3m 45s" in summary and "storage audit: not run" in summary
+    assert seen["left"] == [4, 900, None, None]
+    assert seen["broken"]["harvest"] == {"error": "harvester: database error"}
+    assert seen["broken"]["queue"]["error"] == "Connection refused"
+
+    errors = seen["errors"]
+    assert "kind must be timeslices or queries" in errors["no_kind"]
+    assert "photos" in errors["bad_kind"]
+    assert "needs start= and end=" in errors["no_end"]
+    assert "start must be a UTC date" in errors["bad_date"]
+    assert "stride must be a positive whole number" in errors["bad_stride"]
+    assert "needs file=" in errors["no_file"]
+    assert "cannot read /nonexistent/terms.txt" in errors["missing_file"]
+    assert seen["args"] == [
+        "seed",
+        "timeslices",
+        "--stride",
+        "3600",
+        "--start",
+        "2004-01-01",
+        "--end",
+        "2004-02-01",
+    ]
+    assert seen["qargs"] == ["seed", "queries", "/dev/stdin"]
+    assert seen["qstdin"] == "# colours\nred\nblue\n"
+    assert seen["refused"]["result"] is False and seen["refused"]["retcode"] == 1
+    assert "kind must be" in seen["refused"]["error"]
+    assert "until must be one of harvested, downloaded" in seen["refused_wait"]["error"]
