@@ -389,7 +389,7 @@ def up(
     result["ready"] = [t for t in targets if t not in errors]
     result["result"] = not errors
     if errors:
-        __context__["retcode"] = 1  # noqa: F821 (Salt injects it)
+        __context__["retcode"] = result["retcode"] = 1  # noqa: F821 (Salt injects it)
     return result
 
 
@@ -743,15 +743,16 @@ def _drain(name: str, wait: float) -> dict[str, Any]:
 
 def _removal_result(removed: dict[str, dict], **names: Any) -> dict[str, Any]:
     ok = all(r["removed"] for r in removed.values())
-    if not ok:
-        __context__["retcode"] = 1  # noqa: F821
     forgotten = any(r.get("secrets_forgotten") for r in removed.values())
-    return {
+    result = {
         **names,
         "result": ok,
         "removed": removed,
         "apply": ["db-*", "st-*"] if forgotten else [],
     }
+    if not ok:
+        __context__["retcode"] = result["retcode"] = 1  # noqa: F821
+    return result
 
 
 def _droplet_summary(droplet: Any) -> dict[str, Any]:
@@ -803,7 +804,8 @@ def _seconds(value: object, name: str) -> float:
 
 
 def _refused(error: FleetError, **names: Any) -> dict[str, Any]:
-    """One clear error, nothing changed; salt-run exits non-zero."""
+    """One clear error, nothing changed. salt-run exits with the return's `retcode`; the
+    context's marks the job failed for orchestration."""
     __context__["retcode"] = 1  # noqa: F821
     log.error("fleet: %s", error)
-    return {**names, "result": False, "error": str(error)}
+    return {**names, "result": False, "error": str(error), "retcode": 1}
