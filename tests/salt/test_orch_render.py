@@ -1,0 +1,193 @@
+"""Every orchestration in salt/orch/ renders as `salt-run state.orchestrate orch.<name>`
+would render it: with the master's own minion (`salt.minion.MasterMinion`, as the
+`state.orchestrate_show_sls` runner does, all cases in one Salt process), file_roots on
+this checkout's salt/, and the pillar given on the command line. Each case has zero render
+errors, its steps in the order they run (each requires the one before), and every runner,
+execution function and state it names exists. What the steps do against minions belongs
+to the lab test."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+import yaml
+
+from tests.salt.conftest import ROOT
+
+RENDER = r"""
+import json, sys
+import salt.config, salt.loader, salt.minion, salt.utils.yaml
+opts = salt.config.master_config(sys.argv[1])
+opts["file_client"] = "local"
+minion = salt.minion.MasterMinion(opts)
+cases = json.loads(sys.argv[2])
+rendered = {
+    key: minion.functions["state.show_sls"](name, pillar=salt.utils.yaml.safe_load(pillar))
+    for key, (name, pillar) in cases.items()
+}
+runners = salt.loader.runner(opts)
+print(json.dumps({
+    "rendered": rendered,
+    "runners": sorted(runners),
+    "functions": sorted(minion.functions),
+    "states": sorted(salt.loader.states(opts, minion.functions, minion.utils, {})),
+}, default=str))
+"""
+CASES = {
+    "harvest": ("orch.harvest", "harvest: {kind: timeslices, start: 2004-01-01, end: 2005-01-01}"),
+    "harvest-queries": ("orch.harvest", "harvest: {kind: queries, file: /t.txt, timeout: 60}"),
+    "harvest-resume": ("orch.harvest", "{}"),
+    "download": ("orch.download", "{download: {count: 3, size: s-1vcpu-1gb, timeout: 600}}"),
+    "maintenance-on": ("orch.maintenance", "{maintenance: on}"),
+    "maintenance-wait": ("orch.maintenance", "{maintenance: {mode: on, wait: 600}}"),
+    "maintenance-off": ("orch.maintenance", "{maintenance: off}"),
+    "maintenance-bad": ("orch.maintenance", "{maintenance: sideways}"),
+    "rotate-storage": ("orch.rotate", "{rotate: {what: storage_key}}"),
+    "rotate-tokens": ("orch.rotate", "{rotate: {what: queue_tokens}}"),
+    "rotate-db": ("orch.rotate", "{rotate: {what: db_passwords}}"),
+    "rotate-bad": ("orch.rotate", "{rotate: {what: everything}}"),
+    "deploy": ("orch.deploy", "{deploy: {batch: 25%, wait: 600}}"),
+    "deploy-default": ("orch.deploy", "{}"),
+}
+# Runners other helpers write (fleet.*): named here, checked once they exist.
+LATER_RUNNERS = {"fleet.up", "fleet.down"}
+
+
+@pytest.fixture(scope="module")
+def orch(salt_call_bin, tmp_path_factory) -> dict:
+    tmp = tmp_path_factory.mktemp("orch")
+    (tmp / "root" / "var" / "cache" / "salt" / "master" / "proc").mkdir(parents=True)
+    (tmp / "pillar").mkdir()
+    config = tmp / "master"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "root_dir": str(tmp / "root"),
+                "file_roots": {"base": [str(ROOT / "salt")]},
+                "pillar_roots": {"base": [str(tmp / "pillar")]},
+                "runner_dirs": [str(ROOT / "_runners")],
+                "module_dirs": [str(ROOT / "_modules")],
+                "log_level": "quiet",
+            }
+        )
+    )
+    result = subprocess.run(
+        [str(salt_call_bin.parent / "python"), "-c", RENDER, str(config), json.dumps(CASES)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def steps(orch: dict, case: str) -> list[tuple[str, str, dict]]:
+    """(state id, module.function, arguments) in the order they run."""
+    rendered = orch["rendered"][case]
+    assert isinstance(rendered, dict), f"{case} did not render: {rendered}"
+    found = []
+    for state_id, body in rendered.items():
+        (module,) = [key for key in body if not key.startswith("__")]
+        args = {}
+        function = None
+        for item in body[module]:
+            if isinstance(item, str):
+                function = item
+            else:
+                args.update(item)
+        found.append((args.pop("order"), state_id, f"{module}.{function}", args))
+    return [(state_id, function, args) for _, state_id, function, args in sorted(found)]
+
+
+def test_every_orchestration_renders_and_names_what_exists(orch):
+    names = {path.stem for path in (ROOT / "salt" / "orch").glob("*.sls")}
+    assert names == {"harvest", "download", "maintenance", "rotate", "deploy"}
+    assert {name.split(".")[1] for name, _ in CASES.values()} == names
+    for case in CASES:
+        for state_id, function, args in steps(orch, case):
+            assert state_id.startswith("orch-"), state_id
+            if function == "salt.runner" and args["name"] not in LATER_RUNNERS:
+                assert args["name"] in orch["runners"], (case, args["name"])
+            elif function == "salt.function":
+                assert args["name"] in orch["functions"], (case, args["name"])
+            elif function == "salt.state":
+                for sls in args["sls"]:
+                    assert (ROOT / "salt" / sls / "init.sls").exists(), (case, sls)
+            else:
+                assert function in orch["states"], (case, function)
+
+
+def test_harvest_seeds_waits_and_reconciles(orch):
+    seen = steps(orch, "harvest")
+    assert [s[0] for s in seen] == [
+        "orch-harvest-seed-salt-runner",
+        "orch-harvest-workers-salt-function",
+        "orch-harvest-wait-salt-runner",
+        "orch-harvest-reconcile-salt-runner",
+    ]
+    seed = seen[0][2]
+    assert (seed["name"], seed["kind"], seed["start"], seed["end"]) == (
+        "batch.seed",
+        "timeslices",
+        "2004-01-01",
+        "2005-01-01",
+    )
+    assert seen[2][2]["until"] == "harvested"
+    assert steps(orch, "harvest-queries")[0][2]["file"] == "/t.txt"
+    assert steps(orch, "harvest-queries")[2][2]["timeout"] == 60
+    assert [s[0] for s in steps(orch, "harvest-resume")][0] == "orch-harvest-workers-salt-function"
+
+
+def test_download_scales_up_waits_then_down(orch):
+    seen = steps(orch, "download")
+    assert [(s[2]["name"], s[2].get("count")) for s in seen] == [
+        ("fleet.up", 3),
+        ("batch.wait", None),
+        ("fleet.down", 3),
+    ]
+    assert seen[0][2]["size"] == "s-1vcpu-1gb" and seen[1][2]["until"] == "downloaded"
+    assert seen[2][2]["require"] == [{"salt": seen[1][0]}]
+
+
+def test_maintenance_on_off_and_a_bad_switch(orch):
+    on = steps(orch, "maintenance-on")
+    assert [s[2]["name"] for s in on] == ["maintenance.on", "maintenance.status"]
+    assert steps(orch, "maintenance-wait")[0][2]["wait"] == 600
+    assert [s[2]["name"] for s in steps(orch, "maintenance-off")][0] == "maintenance.off"
+    bad = steps(orch, "maintenance-bad")
+    assert bad[0][1] == "test.fail_without_changes" and "sideways" in bad[0][2]["name"]
+
+
+def test_rotate_applies_states_between_steps_and_checks_storage(orch):
+    seen = steps(orch, "rotate-storage")
+    assert [(s[1], s[2].get("step") or s[2].get("tgt")) for s in seen] == [
+        ("salt.runner", "start"),
+        ("salt.state", "st-*"),
+        ("salt.runner", "switch"),
+        ("salt.state", "dl-*"),
+        ("salt.function", "dl-*"),
+        ("salt.runner", "retire"),
+        ("salt.state", "st-*"),
+        ("salt.function", "dl-*"),
+    ]
+    for before, after in zip(seen, seen[1:], strict=False):
+        assert after[2]["require"] == [{"salt": before[0]}], after
+    assert seen[4][2]["name"] == "ccmirror.check_storage"
+    tokens = steps(orch, "rotate-tokens")
+    assert [s[2].get("tgt") for s in tokens if s[1] == "salt.state"] == ["db-*", "dl-*", "db-*"]
+    db = steps(orch, "rotate-db")
+    assert [(s[2].get("tgt"), s[2].get("sls")) for s in db if s[1] == "salt.state"] == [
+        ("db-*", ["db", "queue"]),
+        ("hv-*", ["harvester"]),
+    ]
+    bad = steps(orch, "rotate-bad")
+    assert len(bad) == 1 and "everything" in bad[0][2]["name"]
+
+
+def test_deploy_releases_in_batches(orch):
+    seen = steps(orch, "deploy")
+    assert seen[0][2]["name"] == "deploy.release"
+    assert (seen[0][2]["batch"], seen[0][2]["wait"]) == ("25%", 600)
+    assert steps(orch, "deploy-default")[0][2]["batch"] == "10%"
