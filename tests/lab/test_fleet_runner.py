@@ -155,3 +155,17 @@ def test_bad_role_is_refused_with_a_non_zero_exit(fleet_lab) -> None:
     assert rc == 1
     assert refused["error"] == "role must be one of downloader, harvester; not 'database'"
     assert api_droplets(sim) == []
+
+
+def test_a_refused_create_leaves_no_key_behind(fleet_lab) -> None:
+    lab, sim = fleet_lab
+    sim.control(droplet_limit=0)
+    try:
+        rc, refused = salt_run(lab, "fleet.up", "role=downloader", "count=1", "highstate=False")
+    finally:
+        sim.control(droplet_limit=25)
+    assert rc == 1 and refused["result"] is False, refused
+    assert refused["errors"]["dl-1"].startswith("not created:"), refused
+    assert "droplet limit" in refused["errors"]["dl-1"]
+    assert "dl-1" not in accepted_keys(lab)
+    assert api_droplets(sim) == []
