@@ -284,11 +284,14 @@ def status_table(
     tasks = dict.fromkeys(TASK_STATES, 0) | harvest.get("tasks", {})
     catalog = {
         "by_source": harvest.get("photos", {}),
-        "by_state": dict.fromkeys(IMAGE_STATES, 0) | queue.get("images", harvest.get("images", {})),
+        # The database's count, fresh: the queue's snapshot may be seconds old, and a wait
+        # for the queue to drain must not read "nothing pending" from before a reconcile.
+        "by_state": dict.fromkeys(IMAGE_STATES, 0) | harvest.get("images", queue.get("images", {})),
     }
     queue_row = {
         key: queue.get(key)
         for key in (
+            "as_of",
             "maintenance",
             "leases_active",
             "items_leased_out",
@@ -357,8 +360,8 @@ def tasks_left(table: dict) -> int | None:
 
 
 def photos_left(table: dict) -> int | None:
-    """Photos pending or leased in the queue; None when the queue could not be read."""
-    if "error" in table["queue"]:
+    """Photos pending or leased in the catalog; None when the database could not be read."""
+    if "error" in table["harvest"]:
         return None
     return sum(table["catalog"]["by_state"][state] for state in ("pending", "leased"))
 

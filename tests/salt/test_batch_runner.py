@@ -24,11 +24,11 @@ g = runners["batch.status"].__globals__
 harvest = {
     "tasks": {"pending": 3, "running": 1, "done": 40, "failed": 2},
     "photos": {"api": 1200, "yfcc": 0},
-    "images": {"pending": 900, "stored": 300},
+    "images": {"pending": 700, "leased": 200, "stored": 300},
     "photos_per_second": 12.5, "calls_per_second": 0.4,
 }
 queue = {
-    "maintenance": False, "images": {"pending": 700, "leased": 200, "stored": 300},
+    "maintenance": False, "images": {"pending": 900, "stored": 300},
     "leases_active": 2, "items_leased_out": 200, "stored_per_second_5m": 4.0,
     "eta_seconds": 225, "progress": 0.25,
     "workers": [{"worker": "dl-1", "stored_per_second_5m": 4.0, "stored_1h": 300}],
@@ -110,7 +110,7 @@ def test_batch_runner_loads_and_builds_its_table(salt_call_bin, tmp_path):
     table = seen["table"]
     assert table["harvest"]["tasks"] == {"pending": 3, "running": 1, "done": 40, "failed": 2}
     assert table["catalog"]["by_source"] == {"api": 1200, "yfcc": 0}
-    assert table["catalog"]["by_state"]["pending"] == 700  # the queue's, with leased apart
+    assert table["catalog"]["by_state"]["pending"] == 700  # the database's, not the snapshot
     assert table["catalog"]["by_state"]["leased"] == 200
     assert table["queue"]["eta_seconds"] == 225
     assert table["queue"]["workers"] == {"dl-1": "4.0/s, 300 stored in 1h"}
