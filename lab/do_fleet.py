@@ -16,16 +16,9 @@ from lab import salt_master
 from lab.do_sim_process import RunningDoSim, spawn
 from lab.droplets import LabConfig
 
-DIGITALOCEAN_REQUIREMENT = "python-digitalocean>=1.17,<2"
 SETTINGS_FILE = "ccmirror-fleet.conf"
 # The replacement systemctl cannot start units through systemd-run (no systemd bus).
 LAB_MINION_CONFIG = {"systemd.scope": False, "acceptance_wait_time": 1, "state_events": True}
-
-
-def ensure_digitalocean() -> None:
-    """python-digitalocean in the master's Python (the salt venv), where the runner runs."""
-    if not any(salt_master.SALT_VENV.glob("lib/python3*/site-packages/digitalocean")):
-        salt_master.salt_pip(DIGITALOCEAN_REQUIREMENT)
 
 
 def lab_env(config: LabConfig) -> dict[str, str]:

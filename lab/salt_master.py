@@ -27,6 +27,8 @@ SALT_VENV = Path(os.environ.get("CCMIRROR_SALT_VENV", "/opt/ccmirror-salt"))
 SALT_REQUIREMENT = "salt>=3006,<3009"  # DESIGN.md: Salt 3006 LTS to 3008
 # tests/infra runs from the master with salt importable: testinfra's salt:// backend.
 INFRA_REQUIREMENTS = ("pytest>=8.0", "pytest-testinfra>=10")
+# What the master's runners import beside salt: the fleet runner's DigitalOcean client.
+RUNNER_REQUIREMENTS = ("python-digitalocean>=1.17,<2",)
 CHECKOUT = Path(__file__).resolve().parent.parent
 PUBLISH_PORT, RET_PORT = 4505, 4506
 MASTER_SECONDS = 60.0
@@ -47,7 +49,8 @@ WantedBy=multi-user.target
 
 def ensure_salt(progress: Callable[[str], None] = print) -> Path:
     """The salt venv, made once with Debian's python3 (pip from PyPI, nothing else), with
-    pytest-testinfra beside salt for tests/infra."""
+    pytest-testinfra beside salt for tests/infra and python-digitalocean for the fleet
+    runner."""
     if not (SALT_VENV / "bin" / "salt-master").exists():
         progress(f"installing {SALT_REQUIREMENT} into {SALT_VENV} (once; a minute or two)")
         python = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else "python3"
@@ -56,6 +59,9 @@ def ensure_salt(progress: Callable[[str], None] = print) -> Path:
     if not any(SALT_VENV.glob("lib/python3*/site-packages/testinfra")):
         progress(f"installing pytest-testinfra into {SALT_VENV} (once)")
         salt_pip(*INFRA_REQUIREMENTS)
+    if not any(SALT_VENV.glob("lib/python3*/site-packages/digitalocean")):
+        progress(f"installing {', '.join(RUNNER_REQUIREMENTS)} into {SALT_VENV} (once)")
+        salt_pip(*RUNNER_REQUIREMENTS)
     return SALT_VENV
 
 

@@ -33,7 +33,7 @@ def fleet_lab() -> Iterator[tuple[TestLab, RunningDoSim]]:
     try:
         result = lab.lab("up", "--droplets", "db-1,st-1", timeout=UP_SECONDS)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-        do_fleet.ensure_digitalocean()
+        salt_master.ensure_salt()
         sim = do_fleet.start_simulator(lab.config)
         do_fleet.write_master_settings(lab.config, sim)
         yield lab, sim

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lab import do_fleet
+from lab import salt_master
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 LOAD_AND_CHECK = r"""
@@ -67,7 +67,7 @@ print(json.dumps(out))
 
 @pytest.fixture(scope="module")
 def seen(salt_call_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    do_fleet.ensure_digitalocean()
+    salt_master.ensure_salt()
     tmp = tmp_path_factory.mktemp("fleet-runner")
     config = tmp / "master"
     config.write_text(
