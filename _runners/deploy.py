@@ -96,15 +96,19 @@ def release(batch="10%", wait=300, build=True):
     try:
         size_spec = parse_batch(batch)
         wait = _seconds(wait, "wait")
-        built = _build() if _truthy(build) else _served()
+        build = _truthy(build)
+        version = _checkout_version() if build else _served()["version"]
     except ReleaseError as error:
         return _refused(error)
     with _client() as client:
         try:
             before = _fleet_status(client)
-            _check_pins(client, sorted(before), built["version"])
+            # Before the build: a wheelhouse whose version the pillar does not pin would
+            # fail every highstate until the pin follows.
+            _check_pins(client, sorted(before), version)
+            built = _build() if build else _served()
         except ReleaseError as error:
-            return _refused(error, wheel=built)
+            return _refused(error, version=version)
         plan = [batches(wave, size_spec) for wave in plan_waves(before)]
         _progress(f"rolling out ccmirror {built['version']} in {sum(map(len, plan))} batches")
         client.cmd(sorted(before), "saltutil.sync_modules", tgt_type="list", timeout=120)
@@ -113,9 +117,11 @@ def release(batch="10%", wait=300, build=True):
         minion: _minion_report(_version_of(ret), outcome["minions"].get(minion))
         for minion, ret in sorted(before.items())
     }
-    if not outcome["result"]:
+    failed = {} if outcome["result"] else {"retcode": 1}
+    if failed:
         __context__["retcode"] = 1  # noqa: F821 (Salt injects it)
     return {
+        **failed,
         "result": outcome["result"],
         "comment": outcome["comment"],
         "wheel": built,
@@ -125,12 +131,21 @@ def release(batch="10%", wait=300, build=True):
     }
 
 
+def _checkout_version() -> str:
+    wheelhouse = _wheelhouse_module()
+    try:
+        checkout = wheelhouse.checkout_of(__opts__)
+        return wheelhouse.project(checkout)["version"]
+    except (wheelhouse.WheelhouseError, OSError, KeyError, ValueError) as error:
+        raise ReleaseError(f"cannot read the version to release: {error}") from None
+
+
 def _build() -> dict[str, Any]:
     wheelhouse = _wheelhouse_module()
     _progress("building the wheelhouse")
     try:
         built = wheelhouse.build_for_master(__opts__, progress=_progress)
-    except wheelhouse.WheelhouseError as error:
+    except (wheelhouse.WheelhouseError, OSError) as error:
         raise ReleaseError(str(error)) from None
     # The master lists its file roots from a cache (fileserver_list_cache_time): minions
     # must see the new wheel now.
@@ -161,12 +176,21 @@ def _fleet_status(client) -> dict[str, Any]:
 
 def _check_pins(client, minions: list[str], version: str) -> None:
     """The version each minion's fresh pillar pins must be the wheel's."""
+    # The pillar as the master compiles it now, not the minion's copy from before the
+    # checkout moved on. (pillar.item's own fresh compile, pillarenv=, ignores unmask.)
+    client.cmd(
+        minions,
+        "saltutil.refresh_pillar",
+        tgt_type="list",
+        kwarg={"wait": True},
+        timeout=STATUS_TIMEOUT,
+    )
     pins = client.cmd(
         minions,
         "pillar.item",
         ["ccmirror:version"],
         tgt_type="list",
-        kwarg={"pillarenv": "base"},  # a fresh pillar from the master, not the minion's copy
+        kwarg={"unmask": True},  # Salt 3008 masks pillar values in returns; a version is no secret
         timeout=STATUS_TIMEOUT,
     )
     wrong = pin_mismatches(pins, minions, version)
@@ -223,7 +247,8 @@ def _one_batch(client, group: list[str], version: str, wait: int) -> dict[str, A
     if not_drained:
         # Nothing was changed yet: the batch goes back to work as it was.
         client.cmd(group, "ccmirror.resume", tgt_type="list", timeout=STATUS_TIMEOUT)
-        return {**report, "failed": not_drained, "comment": "not drained in time"}
+        why = "; ".join(f"{m}: {_comment(drained.get(m))}" for m in not_drained)
+        return {**report, "failed": not_drained, "comment": f"not drained: {why}"}
     mark = time.monotonic()
     upgrade_failures: dict[str, list[str]] = {}
     for role, minions in sorted(by_role(group).items()):
@@ -358,13 +383,13 @@ def version_key(version: str) -> tuple:
 
 
 def change(old: str | None, new: str | None) -> str:
-    """upgrade, downgrade, reinstall (same version) or install (none before)."""
+    """upgrade, downgrade, same (a rebuilt wheel is reinstalled) or install (none before)."""
     if not old:
         return "install"
     if not new:
-        return "unknown"
+        return "not upgraded"
     if old == new:
-        return "reinstall"
+        return "same"
     return "upgrade" if version_key(new) > version_key(old) else "downgrade"
 
 
@@ -377,6 +402,12 @@ def pin_mismatches(pins: dict, minions: list[str], version: str) -> dict[str, st
         if str(pin) != version:
             wrong[minion] = str(pin) or "nothing"
     return wrong
+
+
+def _comment(ret) -> str:
+    if not isinstance(ret, dict):
+        return f"no answer ({ret})"
+    return str(ret.get("comment") or "failed").strip().splitlines()[-1][:300]
 
 
 def _version_of(status) -> str | None:

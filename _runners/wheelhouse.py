@@ -267,9 +267,7 @@ def build() -> dict[str, Any]:
 
 def build_for_master(opts: dict, progress: Callable[[str], None] = log.info) -> dict[str, Any]:
     """build_wheelhouse with the paths of the master's config (also deploy.release's)."""
-    checkout = Path(opts.get("ccmirror_checkout") or CHECKOUT)
-    if not (checkout / "pyproject.toml").exists():
-        raise WheelhouseError(f"no ccmirror checkout at {checkout} (ccmirror_checkout)")
+    checkout = checkout_of(opts)
     python = opts.get("ccmirror_build_python") or build_python(
         Path(opts.get("ccmirror_build_venv") or DEFAULT_BUILD_VENV)
     )
@@ -280,6 +278,14 @@ def build_for_master(opts: dict, progress: Callable[[str], None] = log.info) -> 
         python,
         progress,
     )
+
+
+def checkout_of(opts: dict) -> Path:
+    """The checkout releases are built from: `ccmirror_checkout`, else this one."""
+    checkout = Path(opts.get("ccmirror_checkout") or CHECKOUT)
+    if not (checkout / "pyproject.toml").exists():
+        raise WheelhouseError(f"no ccmirror checkout at {checkout} (ccmirror_checkout)")
+    return checkout
 
 
 def served_wheelhouse(opts: dict) -> Path:

@@ -125,7 +125,7 @@ def test_deploy_runner_loads_and_plans_batches(salt_call_bin, tmp_path):
     assert seen["up"] is None
     assert seen["old"] == "runs ccmirror 0.2.0, not 0.3.0"
     assert seen["down"] == "ccmirror-downloader is failed"
-    assert seen["changes"] == ["upgrade", "downgrade", "reinstall", "install", "upgrade"]
+    assert seen["changes"] == ["upgrade", "downgrade", "same", "install", "upgrade"]
     assert seen["pins"] == {"dl-1": "0.1.0", "hv-1": "no answer (Minion did not return)"}
     assert seen["failed_returns"] == ["dl-2", "dl-3"]
     assert seen["bad_release"]["result"] is False and seen["bad_release"]["retcode"] == 1
