@@ -24,7 +24,8 @@ orch-maintenance-off-salt-runner:
 
 orch-maintenance-pillar-test-fail-without-changes:
   test.fail_without_changes:
-    - name: "pillar maintenance must be on or off (or {mode: on, wait: 600}), not {{ given }}"
+    - name: orch-maintenance-pillar
+    - comment: "pillar maintenance must be on or off (or {mode: on, wait: 600}), not {{ given }}"
 {%- endif %}
 
 orch-maintenance-status-salt-runner:

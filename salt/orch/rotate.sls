@@ -35,7 +35,8 @@
 
 orch-rotate-pillar-test-fail-without-changes:
   test.fail_without_changes:
-    - name: "pillar rotate:what must be one of {{ plans | list | sort | join(', ') }}, not '{{ what }}'"
+    - name: orch-rotate-pillar
+    - comment: "pillar rotate:what must be one of {{ plans | list | sort | join(', ') }}, not '{{ what }}'"
 {%- else %}
 {%- set previous = [] %}
 {%- for step in ["start", "switch", "retire"] %}

@@ -157,7 +157,7 @@ def test_maintenance_on_off_and_a_bad_switch(orch):
     assert steps(orch, "maintenance-wait")[0][2]["wait"] == 600
     assert [s[2]["name"] for s in steps(orch, "maintenance-off")][0] == "maintenance.off"
     bad = steps(orch, "maintenance-bad")
-    assert bad[0][1] == "test.fail_without_changes" and "sideways" in bad[0][2]["name"]
+    assert bad[0][1] == "test.fail_without_changes" and "sideways" in bad[0][2]["comment"]
 
 
 def test_rotate_applies_states_between_steps_and_checks_storage(orch):
@@ -183,7 +183,7 @@ def test_rotate_applies_states_between_steps_and_checks_storage(orch):
         ("hv-*", ["harvester"]),
     ]
     bad = steps(orch, "rotate-bad")
-    assert len(bad) == 1 and "everything" in bad[0][2]["name"]
+    assert len(bad) == 1 and "everything" in bad[0][2]["comment"]
 
 
 def test_deploy_releases_in_batches(orch):
