@@ -41,6 +41,13 @@ applied_bad = {"cmd_|-a_|-a_|-run": {"result": True, "__id__": "a"},
 up = {"version": "0.2.0", "service": {"name": "ccmirror-downloader", "state": "active"}}
 g["__context__"] = {}
 bad_release = runners["deploy.release"](batch="ten")
+nothing_served = runners["deploy.release"](build=False)
+w = runners["wheelhouse.build"].__globals__
+def served(roots):
+    try:
+        return str(w["served_wheelhouse"]({"file_roots": {"base": roots}}))
+    except w["WheelhouseError"] as exc:
+        return "error: " + str(exc)
 print(json.dumps({
     "names": names,
     "docs": {n: runners[n].__doc__ for n in names},
@@ -67,6 +74,8 @@ print(json.dumps({
     "failed_returns": g["failed_returns"]({"dl-1": {"result": True}, "dl-2": {"result": False}},
                                           ["dl-1", "dl-2", "dl-3"]),
     "bad_release": bad_release,
+    "nothing_served": nothing_served,
+    "served": [served([sys.argv[2], sys.argv[3]]), served([sys.argv[3]]), served([])],
 }))
 """
 BUILD = r"""
@@ -105,7 +114,10 @@ def salt_python(salt_call_bin: Path, script: str, *args: str) -> dict:
 
 
 def test_deploy_runner_loads_and_plans_batches(salt_call_bin, tmp_path):
-    seen = salt_python(salt_call_bin, LOAD_AND_CHECK, master_config(tmp_path))
+    (tmp_path / "with" / "wheelhouse").mkdir(parents=True)  # a root that serves one
+    (tmp_path / "empty").mkdir()
+    config = master_config(tmp_path, file_roots={"base": [str(tmp_path / "empty")]})
+    seen = salt_python(salt_call_bin, LOAD_AND_CHECK, config, tmp_path / "with", tmp_path / "empty")
     assert seen["names"] == ["deploy.release", "wheelhouse.build"]
     for name, doc in seen["docs"].items():
         assert "CLI Example::" in doc and f"salt-run {name}" in doc, name
@@ -130,6 +142,12 @@ def test_deploy_runner_loads_and_plans_batches(salt_call_bin, tmp_path):
     assert seen["failed_returns"] == ["dl-2", "dl-3"]
     assert seen["bad_release"]["result"] is False and seen["bad_release"]["retcode"] == 1
     assert "batch must be a count or a percentage" in seen["bad_release"]["error"]
+    assert "no ccmirror wheel in" in seen["nothing_served"]["error"]
+    assert seen["served"] == [
+        str(tmp_path / "with" / "wheelhouse"),
+        str(tmp_path / "empty" / "wheelhouse"),
+        "error: no file_roots:base in the master's config to serve a wheelhouse",
+    ]
 
 
 def copy_checkout(target: Path) -> Path:
