@@ -2,12 +2,16 @@
 
     salt-run state.orchestrate orch.download pillar='{download: {count: 10} }'
     salt-run state.orchestrate orch.download \
-      pillar='{download: {count: 4, size: s-2vcpu-4gb, region: ams3, timeout: 7200} }'
+      pillar='{download: {count: 4, keep: 1, size: s-2vcpu-4gb, region: ams3, timeout: 7200} }'
 
-    The droplets are removed only once the queue has no photo pending or leased: a run
-    that times out leaves them working (run it again, or `salt-run fleet.down`). #}
+    count: downloaders in all while the queue drains (fleet.up makes the missing ones);
+    keep: how many of them stay afterwards (default 0). The droplets are taken away only
+    once the queue has no photo pending or leased: a run that times out leaves them
+    working (run it again, or `salt-run fleet.down`). After they go, the database's and
+    storage's states are applied: their queue tokens and storage keys are revoked there. #}
 {%- set download = salt["pillar.get"]("download", {}) %}
 {%- set count = download.get("count", 1) | int %}
+{%- set keep = download.get("keep", 0) | int %}
 
 orch-download-fleet-up-salt-runner:
   salt.runner:
@@ -28,11 +32,29 @@ orch-download-wait-salt-runner:
     - interval: {{ download.get("interval", 30) | int }}
     - require:
       - salt: orch-download-fleet-up-salt-runner
+{%- if count > keep %}
 
 orch-download-fleet-down-salt-runner:
   salt.runner:
     - name: fleet.down
     - role: downloader
-    - count: {{ count }}
+    - count: {{ count - keep }}
     - require:
       - salt: orch-download-wait-salt-runner
+
+orch-download-revoke-db-salt-state:
+  salt.state:
+    - tgt: "db-*"
+    - sls:
+      - queue
+    - require:
+      - salt: orch-download-fleet-down-salt-runner
+
+orch-download-revoke-st-salt-state:
+  salt.state:
+    - tgt: "st-*"
+    - sls:
+      - storage
+    - require:
+      - salt: orch-download-fleet-down-salt-runner
+{%- endif %}

@@ -39,7 +39,8 @@ CASES = {
     "harvest": ("orch.harvest", "harvest: {kind: timeslices, start: 2004-01-01, end: 2005-01-01}"),
     "harvest-queries": ("orch.harvest", "harvest: {kind: queries, file: /t.txt, timeout: 60}"),
     "harvest-resume": ("orch.harvest", "{}"),
-    "download": ("orch.download", "{download: {count: 3, size: s-1vcpu-1gb, timeout: 600}}"),
+    "download": ("orch.download", "{download: {count: 3, keep: 1, size: s-1vcpu-1gb}}"),
+    "download-all-kept": ("orch.download", "{download: {count: 2, keep: 2}}"),
     "maintenance-on": ("orch.maintenance", "{maintenance: on}"),
     "maintenance-wait": ("orch.maintenance", "{maintenance: {mode: on, wait: 600}}"),
     "maintenance-off": ("orch.maintenance", "{maintenance: off}"),
@@ -51,8 +52,6 @@ CASES = {
     "deploy": ("orch.deploy", "{deploy: {batch: 25%, wait: 600}}"),
     "deploy-default": ("orch.deploy", "{}"),
 }
-# Runners other helpers write (fleet.*): named here, checked once they exist.
-LATER_RUNNERS = {"fleet.up", "fleet.down"}
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +107,7 @@ def test_every_orchestration_renders_and_names_what_exists(orch):
     for case in CASES:
         for state_id, function, args in steps(orch, case):
             assert state_id.startswith("orch-"), state_id
-            if function == "salt.runner" and args["name"] not in LATER_RUNNERS:
+            if function == "salt.runner":
                 assert args["name"] in orch["runners"], (case, args["name"])
             elif function == "salt.function":
                 assert args["name"] in orch["functions"], (case, args["name"])
@@ -142,13 +141,16 @@ def test_harvest_seeds_waits_and_reconciles(orch):
 
 def test_download_scales_up_waits_then_down(orch):
     seen = steps(orch, "download")
-    assert [(s[2]["name"], s[2].get("count")) for s in seen] == [
-        ("fleet.up", 3),
-        ("batch.wait", None),
-        ("fleet.down", 3),
+    assert [(s[1], s[2].get("name") or s[2]["tgt"], s[2].get("count")) for s in seen] == [
+        ("salt.runner", "fleet.up", 3),
+        ("salt.runner", "batch.wait", None),
+        ("salt.runner", "fleet.down", 2),  # one of the three kept
+        ("salt.state", "db-*", None),  # the removed ones' tokens and keys revoked
+        ("salt.state", "st-*", None),
     ]
     assert seen[0][2]["size"] == "s-1vcpu-1gb" and seen[1][2]["until"] == "downloaded"
     assert seen[2][2]["require"] == [{"salt": seen[1][0]}]
+    assert [s[2]["name"] for s in steps(orch, "download-all-kept")] == ["fleet.up", "batch.wait"]
 
 
 def test_maintenance_on_off_and_a_bad_switch(orch):
