@@ -28,6 +28,14 @@ def _progress(message: str) -> None:
         event.fire_event({"message": message}, "progress")
 
 
+def _failed(answer: dict) -> dict:
+    """The answer, with salt-run's exit code (and an orchestration's step) failed when its
+    result is False."""
+    if not answer["result"]:
+        __context__["retcode"] = 1  # noqa: F821 (Salt injects it)
+    return answer
+
+
 def _client():
     return salt.client.get_local_client(__opts__["conf_file"])
 
@@ -56,12 +64,14 @@ def on(wait=300, retry_after=300):
         )
         queue_ok = _switched(queue, True)
         if not queue_ok:
-            return {
-                "result": False,
-                "comment": "the queue's maintenance switch is not on; downloaders left as they"
-                " were (run again once the database minion answers)",
-                "queue": _describe_returns(queue),
-            }
+            return _failed(
+                {
+                    "result": False,
+                    "comment": "the queue's maintenance switch is not on; downloaders left as they"
+                    " were (run again once the database minion answers)",
+                    "queue": _describe_returns(queue),
+                }
+            )
         _progress(f"queue in maintenance; draining downloaders (up to {wait}s)")
         drained = client.cmd(
             DOWNLOADERS,
@@ -72,13 +82,15 @@ def on(wait=300, retry_after=300):
         )
         _progress("downloaders drained; reading the fleet's status")
         fleet = client.cmd(EVERYONE, "ccmirror.status", tgt_type="compound", timeout=STATUS_TIMEOUT)
-    return {
-        "result": _all_ok(drained),
-        "comment": "maintenance on",
-        "queue": _describe_returns(queue),
-        "drained": _describe_returns(drained),
-        "minions": _describe_fleet(fleet, maintenance=True),
-    }
+    return _failed(
+        {
+            "result": _all_ok(drained),
+            "comment": "maintenance on",
+            "queue": _describe_returns(queue),
+            "drained": _describe_returns(drained),
+            "minions": _describe_fleet(fleet, maintenance=True),
+        }
+    )
 
 
 def off():
@@ -101,12 +113,14 @@ def off():
             tgt_type="compound",
             timeout=STATUS_TIMEOUT,
         )
-    return {
-        "result": _switched(queue, False) and _all_ok(resumed),
-        "comment": "maintenance off",
-        "queue": _describe_returns(queue),
-        "resumed": _describe_returns(resumed),
-    }
+    return _failed(
+        {
+            "result": _switched(queue, False) and _all_ok(resumed),
+            "comment": "maintenance off",
+            "queue": _describe_returns(queue),
+            "resumed": _describe_returns(resumed),
+        }
+    )
 
 
 def status():

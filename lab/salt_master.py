@@ -14,6 +14,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -21,7 +22,7 @@ from pathlib import Path
 import yaml
 
 from lab.droplets import Droplet, LabConfig, LabError, LabState, wait_for
-from lab.wheelhouse import fileserver_root
+from lab.wheelhouse import dependency_cache, fileserver_root
 
 SALT_VENV = Path(os.environ.get("CCMIRROR_SALT_VENV", "/opt/ccmirror-salt"))
 SALT_REQUIREMENT = "salt>=3006,<3009"  # DESIGN.md: Salt 3006 LTS to 3008
@@ -107,6 +108,10 @@ def master_config(config: LabConfig) -> dict:
         # The checkout's runners and modules; Salt skips these while they do not exist.
         "runner_dirs": [str(CHECKOUT / "_runners")],
         "module_dirs": [str(CHECKOUT / "_modules")],
+        # deploy.release builds with the project's Python and the lab's cached wheels
+        # (offline after the first build), not a venv of its own on the host.
+        "ccmirror_build_python": sys.executable,
+        "ccmirror_wheel_cache": str(dependency_cache()),
         "log_level_logfile": "info",
     }
 
