@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 
-from tests.conftest import VENV_BIN, harvester_env, run_harvester, wait_for
+from tests.conftest import harvester_env, run_harvester, wait_for
 from tests.integration import test_downloader, test_harvest
 from tests.integration.test_downloader import Fleet, assert_all_stored_once, photo_ids
-from tests.integration.test_harvest import DAY, START, seed_day, stored_ids
+from tests.integration.test_harvest import DAY, START, seed_day, start_worker, stored_ids
 
 # The fixtures that start a queue, an image host, storage and the Flickr simulator.
 fleet, host, storage = test_downloader.fleet, test_downloader.host, test_downloader.storage
@@ -118,13 +117,7 @@ def test_maintenance_pauses_a_harvester_mid_task_and_off_resumes_it_exactly(db_u
         db_url, sim, CCMIRROR_FLICKR_RATE_LIMIT="36000", CCMIRROR_WORKER_IDLE_POLL_SECONDS="0.2"
     )
     seed_day(env, stride=DAY)
-    proc = subprocess.Popen(
-        [str(VENV_BIN / "harvester"), "work", "--worker", "hv-1", "--follow"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_worker("hv-1", env, "--follow")
     try:
         wait_for(
             lambda: sql(

@@ -60,9 +60,9 @@ def stored_ids(sql, table: str = "flickr_timeslice_photos") -> list[int]:
     return [row[0] for row in sql(f"SELECT photo_id FROM {table}")]
 
 
-def start_worker(worker: str, env) -> subprocess.Popen:
+def start_worker(worker: str, env, *options: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [str(VENV_BIN / "harvester"), "work", "--worker", worker],
+        [str(VENV_BIN / "harvester"), "work", "--worker", worker, *options],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -296,13 +296,7 @@ def test_bad_input_is_one_line_and_changes_nothing(db_url, sim, sql):
 
 def test_a_following_worker_waits_for_new_tasks_until_sigterm(db_url, sim, sql):
     env = harvester_env(db_url, sim, CCMIRROR_WORKER_IDLE_POLL_SECONDS="0.2")
-    proc = subprocess.Popen(
-        [str(VENV_BIN / "harvester"), "work", "--worker", "hv-1", "--follow"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_worker("hv-1", env, "--follow")
     try:
         # Licenses stored means it got past its start; with no task it must still be there.
         wait_for(lambda: sql("SELECT COUNT(*) FROM licenses")[0][0] > 0, 30, "the worker to start")
