@@ -52,11 +52,18 @@ def build_daemon(settings: Settings, stop: threading.Event) -> Daemon:
     return Daemon(settings, client, spool, build_stages(settings, status), stop, status)
 
 
-def status_command(args: argparse.Namespace) -> int:
+def settings_or_say_why(args: argparse.Namespace) -> Settings | None:
+    """The settings, or None once the reason they cannot be read is printed."""
     try:
-        settings = load_settings(args.config)
+        return load_settings(args.config)
     except ConfigError as exc:
         print(f"downloader: {exc}", file=sys.stderr)
+        return None
+
+
+def status_command(args: argparse.Namespace) -> int:
+    settings = settings_or_say_why(args)
+    if settings is None:
         return 1
     state = read_status(Path(settings.spool))
     if args.json:
@@ -100,10 +107,8 @@ def drain_command(args: argparse.Namespace) -> int:
     if args.wait < 0:
         print("downloader: --wait must be 0 or more seconds", file=sys.stderr)
         return 2
-    try:
-        settings = load_settings(args.config)
-    except ConfigError as exc:
-        print(f"downloader: {exc}", file=sys.stderr)
+    settings = settings_or_say_why(args)
+    if settings is None:
         return 1
     spool = Path(settings.spool)
     if not spool.is_dir():
@@ -154,10 +159,8 @@ def describe_work(state: dict) -> str:
 
 
 def resume_command(args: argparse.Namespace) -> int:
-    try:
-        settings = load_settings(args.config)
-    except ConfigError as exc:
-        print(f"downloader: {exc}", file=sys.stderr)
+    settings = settings_or_say_why(args)
+    if settings is None:
         return 1
     path = drain_path(Path(settings.spool))
     if not path.exists():

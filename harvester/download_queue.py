@@ -177,7 +177,7 @@ def lease(
         )
         lease_id = cur.lastrowid
         cur.execute(
-            f"UPDATE images SET lease_id = %s WHERE id IN ({_id_list(ids)})",
+            f"UPDATE images SET lease_id = %s WHERE id IN ({id_list})",  # MariaDB's own ints
             (lease_id,),
         )
         return Lease(lease_id, worker, expires, ids, items_json)

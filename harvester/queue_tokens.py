@@ -39,6 +39,10 @@ def hash_token(token: str) -> str:
 Hashes = str | list[str]  # one hash, or the two of a rotation
 
 
+def hashes_of(value: Hashes) -> list[str]:
+    return value if isinstance(value, list) else [value]
+
+
 def read_tokens(path: Path) -> dict[str, Hashes]:
     """worker -> token hash (or hashes); TokenError when the file is unreadable or malformed."""
     try:
@@ -57,7 +61,7 @@ def read_tokens(path: Path) -> dict[str, Hashes]:
     for worker, digest in tokens.items():
         if not isinstance(worker, str) or not WORKER_NAME.match(worker):
             raise TokenError(f"tokens file {path}: bad worker name {worker!r}")
-        digests = digest if isinstance(digest, list) else [digest]
+        digests = hashes_of(digest)
         if not digests or not all(isinstance(d, str) and HASH_FORMAT.match(d) for d in digests):
             raise TokenError(
                 f"tokens file {path}: worker {worker}: not a sha256:HEX hash (or a list of them)"
@@ -136,9 +140,7 @@ class TokenStore:
 
     def _load(self, tokens: dict[str, Hashes], signature: tuple | None) -> None:
         self._by_hash = {
-            digest: worker
-            for worker, digests in tokens.items()
-            for digest in (digests if isinstance(digests, list) else [digests])
+            digest: worker for worker, digests in tokens.items() for digest in hashes_of(digests)
         }
         self._signature = signature
 

@@ -9,7 +9,7 @@ retried with backoff and finally marked failed with its reason.
 
 The worker pauses after its current page while the queue's maintenance switch is on
 (`harvester maintenance on`, read every few seconds) or a local drain request exists (the
-file `/var/lib/ccmirror/harvester.drain`, made by Salt's `ccmirror.drain`; kept across
+file `worker.drain_file`, /var/lib/ccmirror/harvester.drain, made by `ccmirror.drain`; kept across
 restarts, like the downloader's): it gives its task back and waits, still running, until
 both are off.
 """
@@ -178,10 +178,11 @@ class Worker:
             if result.done:
                 self.stats.tasks_done += 1
                 return
-            if self.stop.is_set() or self.pause.why():
+            paused = self.pause.why()
+            if self.stop.is_set() or paused:
                 _wait_quietly(fetching)
                 release(self.conn, following, self.worker_id, self._new_calls())
-                log.info("task %s released on %s", task.id, self.pause.why() or "stop")
+                log.info("task %s released on %s", task.id, paused or "stop")
                 return
             task = following
 

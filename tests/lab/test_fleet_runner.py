@@ -20,6 +20,7 @@ import yaml
 
 from lab import do_fleet, salt_master
 from lab.do_sim_process import RunningDoSim
+from tests.conftest import wait_for
 from tests.lab.conftest import TestLab, make_lab, root_only
 
 pytestmark = root_only
@@ -138,10 +139,7 @@ def test_up_list_down_make_and_remove_a_droplet_and_its_key(fleet_lab) -> None:
     assert removed["drain"] == "ccmirror is not installed: nothing to drain"
     assert "dl-1" not in accepted_keys(lab)
     assert api_droplets(sim) == []
-    deadline = time.monotonic() + 60
-    while "dl-1" in lab.state().droplets and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert "dl-1" not in lab.state().droplets
+    wait_for(lambda: "dl-1" not in lab.state().droplets, 60, "the lab droplet to go", 0.5)
     assert not own.exists()  # secrets.forget: its token and storage key are gone too
 
     # Nothing left to take away, and destroying a gone name is a no-op.
