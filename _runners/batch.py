@@ -25,7 +25,7 @@ import salt.client
 
 log = logging.getLogger(__name__)
 
-__load__ = ["seed", "status", "reconcile", "wait"]
+__load__ = ["seed", "import_yfcc", "status", "reconcile", "wait"]
 
 DB_CANDIDATES = "db-* or master*"
 WORKERS = "dl-* or hv-*"
@@ -38,6 +38,7 @@ TASK_STATES = ("pending", "running", "done", "failed")
 IMAGE_STATES = ("pending", "leased", "stored", "failed", "gone", "withdrawn")
 CALL_TIMEOUT = 120
 RECONCILE_TIMEOUT = 24 * 3600
+IMPORT_TIMEOUT = 24 * 3600
 DATE = re.compile(r"^(\d+|\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2})?Z?)?)$")
 CREATED = re.compile(r"created ([\d,]+) search tasks")
 # The queue's status from the db minion, at the address its own config binds.
@@ -146,6 +147,35 @@ def seed(kind=None, start=None, end=None, stride=None, file=None):
         "created": int(created[1].replace(",", "")) if created else None,
         "comment": out["stdout"].strip(),
     }
+
+
+def import_yfcc(paths=None):
+    """
+    Import YFCC100M files into the catalog's sources (``harvester import-yfcc`` on the
+    database minion): ``paths``, a list of files on that minion (the dataset as published:
+    plain, .gz or .bz2; tens of GB, so they are put there directly, not through the
+    master). Rows seen before are updated, not duplicated, so a second run is harmless.
+    Then ``batch.reconcile`` merges them into the catalog.
+
+    CLI Example::
+
+        salt-run batch.import_yfcc paths='[/srv/yfcc/yfcc100m_dataset-0.bz2]'
+        salt-run batch.import_yfcc paths=/srv/yfcc/sample.tsv
+    """
+    try:
+        files = [paths] if isinstance(paths, str) else list(paths or [])
+        if not files or not all(isinstance(f, str) and f.startswith("/") for f in files):
+            raise BatchError("paths must name one or more absolute paths on the db minion")
+        with _client() as client:
+            minion = _db_minion(client)
+            _progress(f"importing {len(files)} YFCC100M file(s) on {minion}")
+            argv = _harvester_argv("import-yfcc", "--json", *files)
+            out = _run(client, minion, argv, timeout=IMPORT_TIMEOUT)
+    except (BatchError, TypeError) as error:
+        return _failed(str(error), paths=paths)
+    if out["retcode"] != 0:
+        return _failed(_message(out), minion=minion, paths=files)
+    return {"result": True, "minion": minion, "paths": files, "imported": _json_or_error(out)}
 
 
 def status():

@@ -1,25 +1,23 @@
 """The lab's Flickr API: the simulator as a host service on the bridge address, accepting the
-harvester droplets' own throw-away keys (from their private pillar files), so `harvester
-work` on an hv-* droplet runs against it as it would against Flickr."""
+harvester droplets' own throw-away keys (from their private pillar files) and the keys the
+mission issued before its harvesters exist (`issue_keys`), so `harvester work` on an hv-*
+droplet runs against it as it would against Flickr. The universe it simulates (seed, hot
+spots, where its image URLs point) is the lab's setting, kept in `<lab root>/flickr-sim.json`
+so every restart serves the same photos."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import socket
-import subprocess
-import sys
+import json
 from pathlib import Path
 
 import yaml
 
-from lab.droplets import LabConfig, LabError, LabState, mentions, service_env, wait_for
+from lab import host_services
+from lab.droplets import LabConfig, LabState
 
 SERVICE = "flickr-sim"
 PORT = 8600
-START_SECONDS = 30.0
-CHECKOUT = Path(__file__).resolve().parent.parent
+SETTINGS_FILE = "flickr-sim.json"
 
 
 def api_url(config: LabConfig) -> str:
@@ -38,58 +36,32 @@ def harvester_keys(private_pillar: Path) -> list[str]:
     return keys
 
 
+def settings(config: LabConfig) -> dict:
+    """{"options": [simulator options], "issued_keys": [...]}; empty when never set."""
+    path = config.root / SETTINGS_FILE
+    return json.loads(path.read_text()) if path.exists() else {"options": [], "issued_keys": []}
+
+
+def configure(config: LabConfig, options: list[str], issued_keys: list[str]) -> None:
+    """The universe's options and the keys issued so far (0600: they are the lab's keys)."""
+    path = config.root / SETTINGS_FILE
+    path.touch(mode=0o600)
+    path.write_text(json.dumps({"options": options, "issued_keys": sorted(issued_keys)}))
+
+
 def restart(config: LabConfig, state: LabState, private_pillar: Path) -> None:
     """(Re)start the simulator with the keys known now, recorded in the state for `down`;
-    one already running with these keys is left be."""
-    keys = harvester_keys(private_pillar)
-    running = state.services.get(SERVICE, 0)
-    if keys and running and mentions(running, config.root) and serves(running, keys):
-        return
-    stop(config, state)
+    one already running with these keys and options is left be; none runs with no key."""
+    wanted = settings(config)
+    keys = sorted(set(harvester_keys(private_pillar)) | set(wanted["issued_keys"]))
     if not keys:
+        host_services.stop(config, state, SERVICE)
         return
-    log = open(config.root / f"{SERVICE}.log", "ab")  # noqa: SIM115 - the child's own log
-    with log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "lab.flickr_sim",
-                "--host",
-                config.host_address,
-                "--port",
-                str(PORT),
-                "--keys",
-                ",".join(keys),  # throw-away lab keys; the simulator takes them no other way
-            ],
-            cwd=CHECKOUT,
-            env=service_env(config.root),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    state.services[SERVICE] = process.pid
-
-    def listening() -> bool:
-        if process.poll() is not None:
-            raise LabError(f"the Flickr simulator exited with {process.returncode}")
-        with socket.socket() as probe:
-            return probe.connect_ex((config.host_address, PORT)) == 0
-
-    wait_for(listening, START_SECONDS, "the Flickr simulator to listen", interval=0.1)
-
-
-def serves(pid: int, keys: list[str]) -> bool:
-    try:
-        return ",".join(keys).encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except FileNotFoundError:
-        return False
+    args = ["lab.flickr_sim", "--host", config.host_address, "--port", str(PORT)]
+    # Throw-away lab keys; the simulator takes them no other way.
+    args += ["--keys", ",".join(keys), *wanted["options"]]
+    host_services.ensure(config, state, SERVICE, args, PORT)
 
 
 def stop(config: LabConfig, state: LabState) -> None:
-    pid = state.services.pop(SERVICE, 0)
-    if pid and mentions(pid, config.root):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGTERM)
-        wait_for(lambda: not mentions(pid, config.root), 10, "the Flickr simulator to stop")
+    host_services.stop(config, state, SERVICE)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import random
 import re
 import signal
@@ -384,10 +385,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drip-interval", type=float, default=0.5, help="seconds per byte")
     parser.add_argument("--slow-delay", type=float, default=0.2, help="seconds, mode `slow`")
     args = parser.parse_args(argv)
-    if not args.host.startswith("127.") and args.host not in ("::1", "localhost"):
-        parser.error("the image host listens on loopback only")
+    if not private_address(args.host):
+        parser.error("the image host listens on loopback or a lab's private address only")
     asyncio.run(serve(args))
     return 0
+
+
+def private_address(host: str) -> bool:
+    """Loopback, or one private address (the lab's bridge); never every interface."""
+    if host == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or (address.is_private and not address.is_unspecified)
 
 
 # ---------------------------------------------------------------------- as a child process

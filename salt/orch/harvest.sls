@@ -5,6 +5,11 @@
       pillar='{harvest: {kind: timeslices, start: 2004-01-01, end: 2026-01-01} }'
     salt-run state.orchestrate orch.harvest \
       pillar='{harvest: {kind: queries, file: /root/terms.txt, timeout: 7200} }'
+    salt-run state.orchestrate orch.harvest \
+      pillar='{harvest: {yfcc: [/srv/yfcc/yfcc100m_dataset-0.bz2]} }'
+
+    `yfcc`: YFCC100M files on the database minion, imported while the harvesters work
+    (the reconcile after both merges them: the newest source of a photo wins).
 
     With no `kind`, nothing is seeded: the run waits for the tasks there are, then
     reconciles (how to finish a harvest interrupted midway). #}
@@ -30,6 +35,16 @@ orch-harvest-workers-salt-function:
   salt.function:
     - name: ccmirror.resume
     - tgt: "hv-*"
+
+{%- if harvest.get("yfcc") %}
+
+orch-harvest-yfcc-salt-runner:
+  salt.runner:
+    - name: batch.import_yfcc
+    - paths: {{ harvest["yfcc"] | json }}
+    - require_in:
+      - salt: orch-harvest-reconcile-salt-runner
+{%- endif %}
 
 orch-harvest-wait-salt-runner:
   salt.runner:

@@ -39,6 +39,7 @@ CASES = {
     "harvest": ("orch.harvest", "harvest: {kind: timeslices, start: 2004-01-01, end: 2005-01-01}"),
     "harvest-queries": ("orch.harvest", "harvest: {kind: queries, file: /t.txt, timeout: 60}"),
     "harvest-resume": ("orch.harvest", "{}"),
+    "harvest-yfcc": ("orch.harvest", "harvest: {yfcc: [/srv/a.bz2, /srv/b.tsv]}"),
     "download": ("orch.download", "{download: {count: 3, keep: 1, size: s-1vcpu-1gb}}"),
     "download-all-kept": ("orch.download", "{download: {count: 2, keep: 2}}"),
     "maintenance-on": ("orch.maintenance", "{maintenance: on}"),
@@ -137,6 +138,16 @@ def test_harvest_seeds_waits_and_reconciles(orch):
     assert steps(orch, "harvest-queries")[0][2]["file"] == "/t.txt"
     assert steps(orch, "harvest-queries")[2][2]["timeout"] == 60
     assert [s[0] for s in steps(orch, "harvest-resume")][0] == "orch-harvest-workers-salt-function"
+
+
+def test_harvest_imports_yfcc_files_before_the_reconcile(orch):
+    seen = steps(orch, "harvest-yfcc")
+    names = [s[0] for s in seen]
+    assert names.index("orch-harvest-yfcc-salt-runner") < names.index(
+        "orch-harvest-reconcile-salt-runner"
+    )
+    (yfcc,) = [s[2] for s in seen if s[0] == "orch-harvest-yfcc-salt-runner"]
+    assert (yfcc["name"], yfcc["paths"]) == ("batch.import_yfcc", ["/srv/a.bz2", "/srv/b.tsv"])
 
 
 def test_download_scales_up_waits_then_down(orch):

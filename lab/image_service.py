@@ -1,0 +1,36 @@
+"""The lab's image host (lab/image_host.py) as a host service on the bridge address: the
+Flickr simulator's image URLs point at it, so downloader droplets fetch from it as they
+would from Flickr's image servers; its `/_img/` endpoints set faults per photo."""
+
+from __future__ import annotations
+
+import requests
+
+from lab import host_services
+from lab.droplets import LabConfig, LabState
+
+SERVICE = "image-host"
+PORT = 8601
+IMAGE_SIZE = 8192  # bytes per JPEG: enough for the byte counts to mean something
+
+
+def base_url(config: LabConfig) -> str:
+    return f"http://{config.host_address}:{PORT}"
+
+
+def ensure(config: LabConfig, state: LabState, image_size: int = IMAGE_SIZE) -> None:
+    args = ["lab.image_host", "--host", config.host_address, "--port", str(PORT)]
+    host_services.ensure(config, state, SERVICE, [*args, "--image-size", str(image_size)], PORT)
+
+
+def set_faults(config: LabConfig, faults: dict[int, str | dict]) -> None:
+    """Per photo id a mode (or {"mode", "times"}), see lab/image_host.py."""
+    payload = {"faults": {str(photo_id): mode for photo_id, mode in faults.items()}}
+    url = base_url(config) + "/_img/faults"
+    requests.post(url, json=payload, timeout=10).raise_for_status()
+
+
+def stats(config: LabConfig) -> dict:
+    response = requests.get(base_url(config) + "/_img/stats", timeout=10)
+    response.raise_for_status()
+    return response.json()
