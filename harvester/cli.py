@@ -63,6 +63,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, not {text!r}")
+    return value
+
+
 def build_parser() -> Parser:
     parser = Parser(prog="harvester", description=__doc__.splitlines()[0])
     parser.add_argument("--config", help="YAML settings file (default /etc/ccmirror/...)")
@@ -122,6 +132,24 @@ def build_parser() -> Parser:
     maintenance.add_argument("switch", choices=("on", "off", "status"))
     maintenance.add_argument(
         "--retry-after", type=positive_int, default=300, help="seconds workers wait (300)"
+    )
+
+    audit = commands.add_parser(
+        "audit-storage", help="compare a storage inventory with the catalog; requeue bad files"
+    )
+    audit.add_argument(
+        "--inventory", type=Path, required=True, help="from `ccmirror_audit.inventory` (.gz)"
+    )
+    audit.add_argument("--dry-run", action="store_true", help="count, change nothing")
+    audit.add_argument("--json", action="store_true", help="print the result as JSON")
+    audit.add_argument(
+        "--samples", type=non_negative_int, default=20, help="paths named per kind (20)"
+    )
+    audit.add_argument(
+        "--clock-margin",
+        type=non_negative_int,
+        default=2,
+        help="seconds of clock skew allowed between storage and database (2)",
     )
     return parser
 
@@ -301,6 +329,26 @@ def cmd_maintenance(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_audit_storage(args: argparse.Namespace, settings: Settings) -> int:
+    from harvester.storage_audit import InventoryError, audit_storage, check_readable
+
+    try:
+        check_readable(args.inventory)  # a bad path fails before the database is touched
+        conn = open_database(settings)
+        result = audit_storage(
+            conn,
+            args.inventory,
+            dry_run=args.dry_run,
+            samples=args.samples,
+            clock_margin=args.clock_margin,
+        )
+    except InventoryError as exc:
+        raise CommandError(str(exc)) from None
+    summary = result.as_dict()
+    print(json.dumps(summary, indent=2) if args.json else summary["summary"])
+    return 0
+
+
 COMMANDS = {
     "migrate": cmd_migrate,
     "serve": cmd_serve,
@@ -311,4 +359,5 @@ COMMANDS = {
     "work": cmd_work,
     "status": cmd_status,
     "import-yfcc": cmd_import_yfcc,
+    "audit-storage": cmd_audit_storage,
 }

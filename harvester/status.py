@@ -6,6 +6,7 @@ from harvester.migrate import current_version
 from harvester.photos import SOURCE_TABLES
 from harvester.reconcile import image_counts
 from harvester.search_tasks import counts_by_state
+from harvester.storage_audit import audit_line, last_audit
 
 TASK_STATES = ("pending", "running", "done", "failed")
 RATE_WINDOW_MINUTES = 5
@@ -65,6 +66,7 @@ def harvest_status(conn) -> dict:
         "calls_per_second": round(int(recent_calls) / span, 2),
         "photos_per_second": round(int(recent_photos) / span, 1),
         "cc_licenses": cc_licenses,
+        "storage_audit": last_audit(conn),
     }
 
 
@@ -85,5 +87,6 @@ def format_status(status: dict) -> str:
         "catalog: "
         + (", ".join(f"{state} {n:,}" for state, n in status["images"].items()) or "empty"),
         f"CC licenses known: {status['cc_licenses']}; schema version {status['schema_version']}",
+        f"storage audit: {audit_line(status.get('storage_audit'))}",
     ]
     return "\n".join(lines)
