@@ -89,6 +89,7 @@ Type=simple
 ExecStart={venv}/bin/salt-minion
 Restart=on-failure
 KillMode=process
+UMask=0022
 
 [Install]
 WantedBy=multi-user.target
@@ -254,6 +255,9 @@ def user_data(
         "if [ ! -e /etc/systemd/system/salt-minion.service ]; then",
         *_heredoc("/etc/systemd/system/salt-minion.service", unit, "644"),
         "fi",
+        # The secrets above are written under umask 077; what the minion installs (venvs the
+        # services run from as their own users) must not be.
+        "umask 022",
         "systemctl daemon-reload 2>/dev/null || true",
         "systemctl enable salt-minion",
         "systemctl restart salt-minion",

@@ -19,7 +19,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from lab import droplets, fleet, salt_master, wheelhouse
+from lab import droplets, fleet, mission, salt_master, wheelhouse
 from lab.flickr_sim_process import RunningSim, spawn
 from lab.flickr_universe import Universe
 from lab.mariadb import LocalMariaDB
@@ -41,10 +41,16 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--workers", type=int, default=int(os.environ.get("LAB_HARVESTERS", "2")))
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--stride", type=int, default=int(os.environ.get("LAB_STRIDE", "7200")))
+    commands.add_parser(
+        "mission",
+        help="the whole mirror through Salt (root): LAB_DOWNLOADERS, LAB_HARVESTERS, LAB_PHOTOS",
+    )
     add_droplet_commands(commands)
     args = parser.parse_args(argv)
     if args.command == "harvest-demo":
         return harvest_demo(args)
+    if args.command == "mission":
+        return lab_mission()
     try:
         return DROPLET_COMMANDS[args.command](args, droplets.LabConfig.from_env())
     except droplets.LabError as error:
@@ -81,6 +87,16 @@ def add_droplet_commands(commands: argparse._SubParsersAction) -> None:
     for tool in SALT_TOOLS:
         salt = commands.add_parser(tool, help=f"{tool} against the lab's master")
         salt.add_argument("args", nargs=argparse.REMAINDER, help=f"-- {tool.upper()} ARGS...")
+
+
+def lab_mission() -> int:
+    try:
+        droplets.require_root()
+        return mission.run(droplets.LabConfig.from_env(), mission.Options.from_env())
+    except droplets.LabError as error:
+        print(f"lab mission: {error}", file=sys.stderr)
+        print("lab: what was built stays for a look (lab status); lab down removes it")
+        return 2
 
 
 def lab_up(args: argparse.Namespace, config: droplets.LabConfig) -> int:

@@ -12,11 +12,14 @@ from pathlib import Path
 
 import yaml
 
-from lab import salt_master
+from lab import host_services, salt_master
 from lab.do_sim_process import RunningDoSim, spawn
-from lab.droplets import LabConfig
+from lab.droplets import LabConfig, LabState
 
 SETTINGS_FILE = "ccmirror-fleet.conf"
+SERVICE = "do-sim"
+PORT = 8602
+TOKEN_FILE = "do-token"
 # The replacement systemctl cannot start units through systemd-run (no systemd bus).
 LAB_MINION_CONFIG = {"systemd.scope": False, "acceptance_wait_time": 1, "state_events": True}
 
@@ -43,6 +46,20 @@ def start_simulator(config: LabConfig, boot_seconds: float = 0.0) -> RunningDoSi
         host=config.host_address,
         env=lab_env(config),
     )
+
+
+def ensure_service(config: LabConfig, state: LabState) -> RunningDoSim:
+    """The simulator as a host service of the lab (it lives as long as the lab, as
+    DigitalOcean outlives any one command), its throw-away token in a 0600 file."""
+    token_file = config.root / TOKEN_FILE
+    if not token_file.exists():
+        token_file.touch(mode=0o600)
+        token_file.write_text("dop_v1_" + secrets.token_hex(32) + "\n")
+    args = ["lab.do_sim", "--backend", "lab", "--boot-seconds", "0", "--host"]
+    args += [config.host_address, "--port", str(PORT), "--token-file", str(token_file)]
+    host_services.ensure(config, state, SERVICE, args, PORT, env=lab_env(config))
+    end_point = f"http://{config.host_address}:{PORT}/v2/"
+    return RunningDoSim(None, end_point, token_file.read_text().strip())  # type: ignore[arg-type]
 
 
 def settings_path(config: LabConfig) -> Path:

@@ -21,10 +21,16 @@ CHECKOUT = Path(__file__).resolve().parent.parent
 
 
 def ensure(
-    config: LabConfig, state: LabState, name: str, module_args: list[str], port: int
+    config: LabConfig,
+    state: LabState,
+    name: str,
+    module_args: list[str],
+    port: int,
+    env: dict[str, str] | None = None,
 ) -> None:
     """`python -m <module_args>` running as service `name`, listening on the bridge address
-    at `port`; one already running with this very command line is left be."""
+    at `port` (`env`: more environment); one already running with this very command line is
+    left be."""
     argv = [sys.executable, "-m", *module_args]
     running = state.services.get(name, 0)
     if running and mentions(running, config.root) and command_line(running) == argv:
@@ -35,7 +41,7 @@ def ensure(
         process = subprocess.Popen(
             argv,
             cwd=CHECKOUT,
-            env=service_env(config.root),
+            env={**service_env(config.root), **(env or {})},
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,

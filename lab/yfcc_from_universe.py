@@ -24,29 +24,32 @@ YFCC_LICENSES = {
     5: ("Attribution-ShareAlike License", "by-sa"),
     6: ("Attribution-NoDerivs License", "by-nd"),
 }
+FLICKR_IMAGE_BASE = "https://live.staticflickr.com"  # the universe's default
 OLD_LICENSE_EVERY = 20  # one line in 20 shows the license the photo had in 2014
 
 
 def write_yfcc_sample(universe: Universe, min_upload: int, max_upload: int, path: Path) -> dict:
     """Write the lines; returns counts: lines, and how many carry an older license."""
     lines = changed = 0
+    # The dataset's farm URLs, unless the universe's images are served elsewhere (the lab's
+    # image host): then the download URL is there too, as the API's are.
+    image_base = None if universe.image_base == FLICKR_IMAGE_BASE else universe.image_base
     with path.open("w", encoding="utf-8") as out:
         for photo in universe.search(min_upload, max_upload, set(YFCC_LICENSES), None):
             license_id = photo.license
             if photo.id % OLD_LICENSE_EVERY == 0:
                 license_id = 1 + license_id % 6  # another CC 2.0 license
                 changed += 1
-            out.write("\t".join(yfcc_fields(photo, license_id)) + "\n")
+            out.write("\t".join(yfcc_fields(photo, license_id, image_base)) + "\n")
             lines += 1
     return {"lines": lines, "older_license": changed}
 
 
-def yfcc_fields(photo, license_id: int) -> list[str]:
+def yfcc_fields(photo, license_id: int, image_base: str | None = None) -> list[str]:
     name, code = YFCC_LICENSES[license_id]
     page = f"http://www.flickr.com/photos/{photo.owner}/{photo.id}/"
-    download = (
-        f"http://farm{photo.farm}.staticflickr.com/{photo.server}/{photo.id}_{photo.secret}.jpg"
-    )
+    farm = image_base or f"http://farm{photo.farm}.staticflickr.com"
+    download = f"{farm}/{photo.server}/{photo.id}_{photo.secret}.jpg"
     return [
         str(photo.id),
         photo.owner,

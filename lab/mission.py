@@ -1,0 +1,442 @@
+"""The whole mirror on one machine, run through Salt as an operator runs it (`make lab`).
+
+Stages, each timed and shown as it goes:
+
+1. core: `lab up` of the static core (db-1, st-1; the salt master on the host), the Flickr
+   simulator (a universe with hot spots, its image URLs on the lab's image host), the image
+   host and the DigitalOcean simulator, all on the lab's bridge;
+2. `salt-run secrets.init`, then highstate of the core;
+3. harvesters: Flickr keys issued (the simulator accepts them), `fleet.up role=harvester`,
+   `secrets.set_flickr_key` per harvester from a 0600 file, `fleet.up` again to configure
+   them;
+4. `orch.harvest` over a range of `photos` CC photos or so, plus a YFCC100M sample of the
+   same range copied to the database droplet;
+5. `orch.download`: downloaders up through the DigitalOcean simulator, the queue drained,
+   downloaders down; some photos fault on the image host on purpose (gone, bad, retried);
+6. `audit.storage`, `fleet.down` of the harvesters;
+7. the check against the ground truth and a summary a person reads in ten seconds.
+
+The e2e tests drive the same stages one by one and inject faults between them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import pymysql
+import yaml
+
+from lab import (
+    do_fleet,
+    droplets,
+    fleet,
+    flickr_service,
+    image_service,
+    salt_master,
+    wheelhouse,
+)
+from lab.droplets import LabConfig, LabError
+from lab.flickr_universe import Universe
+from lab.yfcc_from_universe import write_yfcc_sample
+
+CORE = ("db-1", "st-1")
+BUCKET = 600  # the universe's ten-minute buckets
+HOT_WINDOW_EVERY, HOT_SECOND_EVERY = 70, 100  # about twice a day, as in harvest-demo
+YFCC_ON_DB = "/var/lib/ccmirror/yfcc-sample.tsv"
+# What the image host does to one photo in `fault_every`, in turn, and how each must end.
+FAULTS = (
+    ("404", "gone"),
+    ("placeholder", "gone"),
+    ("not_image", "failed"),
+    ({"mode": "503", "times": 1}, "stored"),  # a retry brings it
+    ("410", "gone"),
+    ("html", "failed"),
+)
+SALT_RUN_SECONDS = 1800
+
+
+@dataclass
+class Options:
+    downloaders: int = 2
+    harvesters: int = 2
+    photos: int = 3000  # about: the range grows by ten minutes until it holds this many
+    day: str = "2013-06-01"
+    seed: int = 7
+    fault_every: int = 40
+
+    @classmethod
+    def from_env(cls) -> Options:
+        options = cls()
+        for name, variable in (
+            ("downloaders", "LAB_DOWNLOADERS"),
+            ("harvesters", "LAB_HARVESTERS"),
+            ("photos", "LAB_PHOTOS"),
+        ):
+            if os.environ.get(variable):
+                value = int(os.environ[variable])
+                if value < 1:
+                    raise LabError(f"{variable} must be at least 1, not {value}")
+                setattr(options, name, value)
+        return options
+
+
+@dataclass
+class Mission:
+    config: LabConfig
+    options: Options
+    show: Callable[[str], None] = print
+    stages: list[tuple[str, float]] = field(default_factory=list)
+    start: int = 0  # the harvested range, unix seconds, end exclusive
+    end: int = 0
+    expected: dict[int, str] = field(default_factory=dict)  # photo id -> stored/gone/failed
+
+    # ------------------------------------------------------------------ plumbing
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        self.show(f"==> {name}")
+        started = time.monotonic()
+        yield
+        self.stages.append((name, time.monotonic() - started))
+        self.show(f"    {name}: {time.monotonic() - started:.0f}s")
+
+    def salt_run(self, *args: str, timeout: float = SALT_RUN_SECONDS) -> dict:
+        """`salt-run ARGS` with its progress events shown as they come; its return, or
+        LabError with what failed."""
+        command = salt_master.salt_command(
+            self.config, "salt-run", ["--out=json", "--out-indent=-1", *args]
+        )
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        timer = threading.Timer(timeout, process.kill)
+        timer.start()
+        documents = []
+        try:
+            for line in process.stdout:
+                document = _json_line(line)
+                if document is None:
+                    continue
+                if isinstance(document, dict) and document.get("suffix") == "progress":
+                    self.show(f"    {document['event'].get('message', '')}")
+                else:
+                    documents.append(document)
+            stderr = process.stderr.read()
+            rc = process.wait()
+        finally:
+            timer.cancel()
+        ret = documents[-1] if documents else None
+        if rc != 0 or not isinstance(ret, dict) or ret.get("result") is False:
+            raise LabError(f"salt-run {' '.join(args)} failed ({rc}): {ret or stderr[-2000:]}")
+        return ret
+
+    def orchestrate(self, sls: str, pillar: dict, timeout: float = SALT_RUN_SECONDS) -> dict:
+        ret = self.salt_run(
+            "state.orchestrate", sls, f"pillar={json.dumps(pillar)}", timeout=timeout
+        )
+        data = ret.get("data", ret)
+        steps = next(iter(data.values()), {}) if isinstance(data, dict) else {}
+        failed = [
+            f"{step.get('__id__', key)}: {str(step.get('comment', ''))[:300]}"
+            for key, step in (steps.items() if isinstance(steps, dict) else [])
+            if isinstance(step, dict) and step.get("result") is False
+        ]
+        if failed or ret.get("retcode"):
+            raise LabError(f"{sls} failed: " + "; ".join(failed or [str(ret)[:2000]]))
+        return ret
+
+    def salt(self, *args: str, timeout: float = 300) -> dict:
+        command = salt_master.salt_command(
+            self.config, "salt", ["--out=json", "--static", f"-t{int(timeout)}", *args]
+        )
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout + 60)
+        try:
+            return json.loads(result.stdout or "{}")
+        except ValueError:
+            raise LabError(f"salt {' '.join(args)}: {result.stdout}{result.stderr}") from None
+
+    def catalog(self) -> pymysql.Connection:
+        """The catalog on db-1, as its root through MariaDB's socket: the lab's own look
+        from the host (reached through db-1's mount namespace), not a database user the
+        states would have to make."""
+        socket_path = f"/proc/{self.state().droplets['db-1'].pid}/root/run/mysqld/mysqld.sock"
+        return pymysql.connect(
+            unix_socket=socket_path, user="root", database="ccmirror", autocommit=True
+        )
+
+    def state(self) -> droplets.LabState:
+        state = droplets.load_state(self.config)
+        if state is None:
+            raise LabError("the lab is down")
+        return state
+
+    # ------------------------------------------------------------------ stages
+    def core(self) -> None:
+        with self.stage("core: db-1 and st-1, the salt master, the simulators"):
+            if droplets.load_state(self.config) or self.config.root.exists():
+                self.show("    an earlier lab is up: taking it down first")
+                droplets.down(self.config)
+            salt_master.ensure_salt(self._indented)
+
+            def host_services(state: droplets.LabState) -> None:
+                wheelhouse.build(self.config, progress=self._indented)
+                salt_master.start_master(self.config, state)
+
+            state = droplets.up(
+                self.config,
+                list(CORE),
+                progress=self._indented,
+                host_services=host_services,
+                seed=salt_master.seed_minion(self.config),
+            )
+            fleet.prepare(self.config, state, self._indented)  # the site facts Terraform gives
+            salt_master.wait_minions(self.config, CORE)
+            self._simulators()
+
+    def _simulators(self) -> None:
+        universe_options = [
+            "--seed", str(self.options.seed), "--start", "2004-01-01",
+            "--hot-window-every", str(HOT_WINDOW_EVERY),
+            "--hot-second-every", str(HOT_SECOND_EVERY),
+            "--image-base", image_service.base_url(self.config),
+            "--rate-limit", "0",
+        ]  # fmt: skip
+        keys = {f"hv-{n}": _new_flickr_key() for n in range(1, self.options.harvesters + 1)}
+        self._flickr_keys = keys
+        flickr_service.configure(self.config, universe_options, [k["key"] for k in keys.values()])
+        with droplets.lab_lock(self.config):
+            state = self.state()
+            flickr_service.restart(self.config, state, salt_master.private_pillar(self.config))
+            image_service.ensure(self.config, state)
+            sim = do_fleet.ensure_service(self.config, state)
+            state.save(self.config.state_file)
+        do_fleet.write_master_settings(self.config, sim)
+        self.show(
+            f"    Flickr simulator {flickr_service.api_url(self.config)}, image host"
+            f" {image_service.base_url(self.config)}, DigitalOcean simulator {sim.end_point}"
+        )
+
+    def secrets_and_core_highstate(self) -> None:
+        with self.stage("secrets.init, highstate of the core"):
+            ret = self.salt_run("secrets.init")
+            self.show(f"    secrets.init: {len(ret['minions'])} minions with secrets")
+            outcomes = fleet.highstate(
+                self.config, list(CORE), progress=lambda line: None, prepare_first=False
+            )
+            fleet.report(outcomes, self._indented)
+            if not all(outcome.ok for outcome in outcomes.values()):
+                raise LabError("highstate of the core failed")
+
+    def harvesters_up(self) -> None:
+        count = self.options.harvesters
+        with self.stage(f"fleet.up of {count} harvesters, each with its own Flickr key"):
+            up = self.salt_run("fleet.up", "role=harvester", f"count={count}", "highstate=False")
+            names = sorted([d["name"] for d in up["made"]] + up["kept"])
+            for name in names:
+                self._set_flickr_key(name)
+            self.salt_run("fleet.up", "role=harvester", f"count={count}")
+
+    def _set_flickr_key(self, minion: str) -> None:
+        """As an operator does: the key in a root-only file, only its path on the command
+        line (Salt records a runner's arguments in its job cache)."""
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml", dir=self.config.root) as key_file:
+            os.chmod(key_file.name, 0o600)
+            yaml.safe_dump(self._flickr_keys[minion], key_file)
+            key_file.flush()
+            self.salt_run(
+                "secrets.set_flickr_key", f"minion={minion}", f"from_file={key_file.name}"
+            )
+
+    def choose_range(self) -> Universe:
+        """From `day` on, ten minutes at a time until the universe holds `photos` CC photos."""
+        universe = Universe(
+            seed=self.options.seed,
+            hot_window_every=HOT_WINDOW_EVERY,
+            hot_second_every=HOT_SECOND_EVERY,
+            image_base=image_service.base_url(self.config),
+        )
+        self.start = int(datetime.fromisoformat(self.options.day).replace(tzinfo=UTC).timestamp())
+        self.end = self.start + BUCKET
+        while len(universe.truth(self.start, self.end - 1)) < self.options.photos:
+            self.end += BUCKET
+        return universe
+
+    def harvest(self, during: Callable[[], None] | None = None) -> None:
+        """`during` runs beside the orchestration (the e2e tests' faults)."""
+        universe = self.choose_range()
+        span = f"{_iso(self.start)} .. {_iso(self.end)}"
+        with self.stage(f"orch.harvest of {span}, and a YFCC100M sample of it"):
+            sample = self.config.root / "yfcc100m-sample.tsv"
+            lines = write_yfcc_sample(universe, self.start, self.end - 1, sample)
+            self.show(f"    YFCC100M sample: {lines['lines']:,} lines, salt-cp to db-1")
+            copied = salt_master.salt_command(
+                self.config, "salt-cp", ["--chunked", "db-1", str(sample), YFCC_ON_DB]
+            )
+            subprocess.run(copied, check=True, capture_output=True, timeout=300)
+            pillar = {
+                "harvest": {
+                    "kind": "timeslices",
+                    "start": self.start,
+                    "end": self.end,
+                    "stride": BUCKET,
+                    "yfcc": [YFCC_ON_DB],
+                    "interval": 3,
+                    "timeout": 1200,
+                }
+            }
+            with self._progress(self._harvest_line), _beside(during):
+                self.orchestrate("orch.harvest", pillar)
+        truth = universe.truth(self.start, self.end - 1)
+        self.expected = self.plan_faults(truth)
+
+    def plan_faults(self, truth: list[int]) -> dict[int, str]:
+        """One photo in `fault_every` faults on the image host, the kinds in turn."""
+        expected = dict.fromkeys(truth, "stored")
+        faults = {}
+        for n, photo_id in enumerate(sorted(truth)[:: self.options.fault_every]):
+            mode, outcome = FAULTS[n % len(FAULTS)]
+            faults[photo_id] = mode
+            expected[photo_id] = outcome
+        image_service.set_faults(self.config, faults)
+        return expected
+
+    def download(self, during: Callable[[], None] | None = None) -> None:
+        """`during` runs beside the orchestration (the e2e tests' faults)."""
+        count = self.options.downloaders
+        with self.stage(f"orch.download with {count} downloaders"):
+            pillar = {"download": {"count": count, "interval": 3, "timeout": 1800}}
+            with self._progress(self._download_line), _beside(during):
+                self.orchestrate("orch.download", pillar)
+
+    def audit(self) -> dict | None:
+        with self.stage("storage audit"):
+            try:
+                ret = self.salt_run("audit.storage")
+            except LabError as error:
+                self.show(f"    {error}")
+                return None
+            self.show(f"    {ret.get('comment', ret)}")
+            return ret
+
+    def harvesters_down(self) -> None:
+        with self.stage("fleet.down of the harvesters"):
+            count = self.options.harvesters
+            self.salt_run("fleet.down", "role=harvester", f"count={count}")
+
+    # ------------------------------------------------------------------ progress
+    @contextmanager
+    def _progress(self, line: Callable[[], str], every: float = 5.0) -> Iterator[None]:
+        """A line of progress every `every` seconds while the body runs."""
+        stop = threading.Event()
+
+        def report() -> None:
+            while not stop.wait(every):
+                # The database restarting: the next line will tell.
+                with contextlib.suppress(pymysql.Error, OSError, LabError):
+                    self.show(f"    {line()}")
+
+        thread = threading.Thread(target=report, daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
+    def _harvest_line(self) -> str:
+        with self.catalog() as conn, conn.cursor() as cur:
+            cur.execute("SELECT state, COUNT(*) FROM search_tasks GROUP BY state")
+            tasks = dict(cur.fetchall())
+            cur.execute(
+                "SELECT (SELECT COUNT(*) FROM flickr_timeslice_photos),"
+                " (SELECT COUNT(*) FROM yfcc_photos)"
+            )
+            api, yfcc = cur.fetchone()
+        done = tasks.get("done", 0) + tasks.get("failed", 0)
+        return f"tasks {done}/{sum(tasks.values())} done; photos: API {api:,}, YFCC100M {yfcc:,}"
+
+    def _download_line(self) -> str:
+        with self.catalog() as conn, conn.cursor() as cur:
+            cur.execute("SELECT state, COUNT(*) FROM images GROUP BY state")
+            states = dict(cur.fetchall())
+            cur.execute(
+                "SELECT COUNT(*), COALESCE(SUM(items - reported), 0) FROM leases"
+                " WHERE state = 'active'"
+            )
+            leases, in_flight = cur.fetchone()
+        shown = ", ".join(f"{state} {n:,}" for state, n in sorted(states.items()))
+        return f"catalog: {shown}; {leases} leases out, {in_flight:,} photos in them"
+
+    def _indented(self, text: str) -> None:
+        self.show(f"    {text}")
+
+
+@contextmanager
+def _beside(work: Callable[[], None] | None) -> Iterator[None]:
+    """`work` in a thread while the body runs; its exception, if any, is raised after."""
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            work()
+        except BaseException as error:  # noqa: BLE001 - handed to the caller
+            failure.append(error)
+
+    thread = threading.Thread(target=run, daemon=True) if work else None
+    if thread:
+        thread.start()
+    try:
+        yield
+    finally:
+        if thread:
+            thread.join()
+    if failure:
+        raise failure[0]
+
+
+def _new_flickr_key() -> dict[str, str]:
+    """A throw-away key and secret, as Flickr issues them (32 and 16 hex digits)."""
+    return {"key": secrets.token_hex(16), "secret": secrets.token_hex(8)}
+
+
+def _json_line(line: str) -> object:
+    try:
+        return json.loads(line)
+    except ValueError:
+        return None
+
+
+def _iso(ts: int) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def run(config: LabConfig, options: Options, show: Callable[[str], None] = print) -> int:
+    """The whole mission; 0 when the mirror came out exactly as the ground truth says."""
+    mission = Mission(config, options, show)
+    started = time.monotonic()
+    mission.core()
+    mission.secrets_and_core_highstate()
+    mission.harvesters_up()
+    mission.harvest()
+    mission.download()
+    mission.audit()
+    mission.harvesters_down()
+    show(f"==> done in {time.monotonic() - started:.0f}s")
+    for name, seconds in mission.stages:
+        show(f"    {seconds:6.0f}s  {name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run(LabConfig.from_env(), Options.from_env()))
