@@ -20,6 +20,7 @@ import requests
 from lab import faults
 from lab.do_fleet import start_simulator
 from lab.droplets import LabError, pids_in_namespaces
+from lab.mirror_check import lab_catalog, lab_storage_root
 from tests.conftest import VENV_BIN, wait_for
 from tests.lab.conftest import TestLab, make_lab, root_only
 
@@ -175,6 +176,24 @@ def test_destroy_droplet_without_the_simulator_takes_it_out_of_the_lab(lab: Test
     with pytest.raises(LabError, match="no droplet 'dl-3'"):
         faults.destroy_droplet(lab.config, "dl-3")
     assert sorted(lab.state().droplets) == ["db-1", "dl-1", "st-1"]
+
+
+def test_mirror_check_reads_the_lab_catalog_and_storage_from_the_host(
+    lab: TestLab, mariadb_password: str
+) -> None:
+    """lab.mirror_check's way into a lab: db-1's MariaDB as root over its socket (no
+    password), st-1's storage through its PID 1's root."""
+    with lab_catalog(lab.config, "db-1", database="mysql") as conn, conn.cursor() as cur:
+        cur.execute("SELECT CURRENT_USER()")
+        assert cur.fetchone()[0] == "root@localhost"
+    lab.shell(
+        "st-1",
+        "sh",
+        "-c",
+        "mkdir -p /srv/ccmirror-storage/images && echo st > /srv/ccmirror-storage/images/x",
+    )
+    assert (lab_storage_root(lab.config, "st-1") / "images" / "x").read_text() == "st\n"
+    assert not Path("/srv/ccmirror-storage/images/x").exists()
 
 
 # ---------------------------------------------------------------------------- helpers

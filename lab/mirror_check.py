@@ -1,0 +1,450 @@
+"""Did the mirror come out exactly right? The catalog, storage and the ground truth, compared.
+
+    truth = GroundTruth(universe.truth(lo, hi), faults={photo_id: "404", ...}, image_size=4096)
+    report = check_mirror(conn, storage_root, truth)     # conn: the catalog (lab_catalog)
+    print("\\n".join(report.summary_lines()))
+    assert_mirror(conn, storage_root, truth)             # MirrorMismatch naming every problem
+
+The ground truth is what the simulators were made to hold: the CC photo ids of the harvested
+range (`lab.flickr_universe.Universe.truth`, plus any other source's), and the faults the
+image host was told to serve per photo id (`lab.image_host` modes, with `times` or not). The
+image host's bytes are a function of the photo id and its `--image-size`, so every stored
+file's sha256 is known in advance.
+
+Every ground-truth photo must be `stored` exactly once, or `gone`/`failed` with the class
+its fault gives (the class is the queue's `last_error` prefix: `gone`, `bad`, `retry`). A
+stored photo has one `stored_images` row, one file at its layout path
+(`downloader.layout`) whose sha256 and size equal the catalog's and the image host's bytes,
+and a manifest line whose attribution equals the catalog's. Storage holds nothing else under
+`images/`. The problems found are named by PROBLEMS' keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pymysql
+import pymysql.cursors
+
+from downloader.layout import IMAGE_EXTENSIONS, image_path
+from lab.droplets import LabConfig, find_droplet
+from lab.image_host import gif_bytes, jpeg_bytes, png_bytes, webp_bytes
+
+PROBLEMS = {
+    "not_in_catalog": "a ground-truth photo the catalog does not hold",
+    "unsettled": "a ground-truth photo neither stored nor classified (pending or withdrawn)",
+    "wrong_outcome": "stored, gone or failed other than the image host's fault for it says",
+    "wrong_class": "gone or failed with another class than its fault gives",
+    "not_in_truth": "a photo stored that the ground truth does not have",
+    "no_stored_record": "catalog state and stored_images rows disagree",
+    "missing_file": "stored in the catalog, no file on storage",
+    "second_copy": "more than one file for one photo on storage",
+    "misplaced_file": "a file not where the layout and the catalog put it",
+    "bad_checksum": "a stored file's sha256 or size differs from the catalog or the image host",
+    "missing_manifest_line": "a stored photo without a manifest line on storage",
+    "manifest_mismatch": "a manifest line's attribution differs from the catalog's",
+    "bad_manifest_line": "a manifest line that is not a JSON object with a photo id",
+    "unexpected_file": "a file on storage that is no stored photo of the catalog",
+}
+# Fault mode -> (catalog state, class), as downloader.fetch and the queue decide them.
+FAULT_OUTCOMES: dict[str, tuple[str, str | None]] = {
+    **dict.fromkeys(("404", "410", "placeholder", "placeholder_bytes"), ("gone", "gone")),
+    **dict.fromkeys(
+        ("html", "html_as_jpeg", "wrong_type", "not_image", "wrong_length", "huge", "endless"),
+        ("failed", "bad"),
+    ),
+    **dict.fromkeys(
+        ("truncated", "500", "503", "429", "403", "loop", "drip", "reset"), ("failed", "retry")
+    ),
+    **dict.fromkeys(("slow", "png", "gif", "webp"), ("stored", None)),
+}
+OTHER_FORMATS = {"png": png_bytes, "gif": gif_bytes, "webp": webp_bytes}
+# The attribution a manifest line carries, by its key, and the catalog column it must equal.
+ATTRIBUTION = ("license_id", "license_name", "license_url", "owner", "owner_name", "title")
+MANIFEST_FIELDS = (*ATTRIBUTION, "page_url", "path")
+LAB_STORAGE_ROOT = "/srv/ccmirror-storage"  # salt/storage/defaults.yaml storage:root
+LAB_MARIADB_SOCKET = "/run/mysqld/mysqld.sock"  # salt/db/defaults.yaml db:socket
+PROBE_DIR = "manifests/probe"  # `downloader check-storage` writes here; no photo's
+
+
+class MirrorMismatch(AssertionError):
+    """The mirror differs from the ground truth; the message names every kind of problem."""
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What the ground truth allows for one photo: its states, and the class of a failure."""
+
+    states: frozenset[str]
+    error_class: str | None = None
+    mode: str | None = None  # the image host's fault, if any
+
+
+@dataclass
+class GroundTruth:
+    photo_ids: Iterable[int]  # kept as a frozenset of ints
+    # What the image host was told, as POST /_img/faults takes it: "MODE" or {"mode", "times"}.
+    faults: Mapping[int, str | Mapping] = field(default_factory=dict)
+    image_size: int = 4096  # the image host's --image-size
+
+    def __post_init__(self) -> None:
+        self.photo_ids = frozenset(int(i) for i in self.photo_ids)
+        self.faults = {int(k): v for k, v in self.faults.items()}
+        unknown = sorted({fault_mode(spec) for spec in self.faults.values()} - set(FAULT_OUTCOMES))
+        if unknown:
+            raise ValueError(f"fault modes the mirror check does not know: {', '.join(unknown)}")
+
+    def expected(self, photo_id: int) -> Expected:
+        spec = self.faults.get(photo_id)
+        if spec is None:
+            return Expected(frozenset({"stored"}))
+        mode = fault_mode(spec)
+        state, error_class = FAULT_OUTCOMES[mode]
+        if isinstance(spec, Mapping) and spec.get("times") is not None:
+            # A fault for the first N requests: whether the photo's attempts (and the fallback
+            # URL) outlast it depends on the fetcher's settings; either end is right.
+            return Expected(frozenset({"stored", state}), error_class, mode)
+        return Expected(frozenset({state}), error_class, mode)
+
+    def image_bytes(self, photo_id: int) -> bytes:
+        """What the image host serves for this photo when it serves an image."""
+        spec = self.faults.get(photo_id)
+        maker = OTHER_FORMATS.get(fault_mode(spec)) if spec is not None else None
+        return maker(photo_id) if maker else jpeg_bytes(photo_id, self.image_size)
+
+
+def fault_mode(spec: str | Mapping) -> str:
+    return spec if isinstance(spec, str) else str(spec["mode"])
+
+
+@dataclass
+class CatalogPhoto:
+    photo_id: int
+    state: str
+    last_error: str | None
+    attribution: dict  # MANIFEST_FIELDS but path -> the catalog's values
+    sha256: str | None  # hex, from stored_images
+    bytes: int | None
+    path: str | None
+
+
+@dataclass
+class StorageScan:
+    root: Path
+    files: dict[int, list[str]] = field(default_factory=lambda: defaultdict(list))
+    unexpected: list[str] = field(default_factory=list)  # not <photo_id>.<ext> under images/
+    partials: list[str] = field(default_factory=list)  # rsync's leftovers of a cut transfer
+    manifest_lines: dict[int, list[dict]] = field(default_factory=lambda: defaultdict(list))
+    bad_manifest_lines: list[str] = field(default_factory=list)
+    manifest_count: int = 0
+
+
+@dataclass
+class MirrorReport:
+    truth_photos: int
+    states: Counter  # catalog state of each ground-truth photo ("missing": not in it)
+    stored_bytes: int  # sum of the catalog's bytes of stored photos
+    files: int  # image files on storage
+    manifest_lines: int
+    failed_by_class: Counter  # "retry: HTTP 500", "bad: not an image" ...
+    gone_by_reason: Counter
+    problems: dict[str, list[str]]  # PROBLEMS key -> one line per finding
+    notes: list[str]  # worth knowing, not wrong (leftover partial transfers)
+
+    @property
+    def ok(self) -> bool:
+        return not any(self.problems.values())
+
+    def summary_lines(self, most: int = 5) -> list[str]:
+        """What `make lab` prints: counts by state, bytes, failures by class, the verdict."""
+        states = ", ".join(f"{state} {n:,}" for state, n in sorted(self.states.items()))
+        lines = [
+            f"ground truth: {self.truth_photos:,} CC photos; catalog: {states}",
+            f"storage: {self.files:,} image files, {self.stored_bytes / 1e6:,.1f} MB stored,"
+            f" {self.manifest_lines:,} manifest lines",
+        ]
+        for title, counts in (("gone", self.gone_by_reason), ("failed", self.failed_by_class)):
+            if counts:
+                shown = ", ".join(f"{reason} {n:,}" for reason, n in counts.most_common(most))
+                lines.append(f"{title} by class: {shown}")
+        lines += [f"note: {note}" for note in self.notes]
+        lines.append("mirror check: OK" if self.ok else "mirror check: FAILED")
+        return lines
+
+    def problem_text(self, most: int = 10) -> str:
+        """Each kind of problem with its count, meaning and first findings."""
+        parts = []
+        for kind, findings in self.problems.items():
+            if not findings:
+                continue
+            parts.append(f"{kind} ({len(findings):,}): {PROBLEMS[kind]}")
+            parts += [f"    {finding}" for finding in findings[:most]]
+            if len(findings) > most:
+                parts.append(f"    ... and {len(findings) - most:,} more")
+        return "\n".join(parts)
+
+
+def assert_mirror(conn, storage_root: Path, truth: GroundTruth) -> MirrorReport:
+    """The report when the mirror is exactly right; MirrorMismatch naming every problem
+    otherwise."""
+    report = check_mirror(conn, storage_root, truth)
+    if not report.ok:
+        summary = "\n".join(report.summary_lines())
+        raise MirrorMismatch(f"the mirror is not right:\n{report.problem_text()}\n{summary}")
+    return report
+
+
+def check_mirror(conn, storage_root: Path, truth: GroundTruth) -> MirrorReport:
+    """Compare the catalog behind `conn`, storage under `storage_root` and the ground truth."""
+    catalog, orphans = read_catalog(conn)
+    scan = scan_storage(Path(storage_root))
+    problems: dict[str, list[str]] = {kind: [] for kind in PROBLEMS}
+    problems["no_stored_record"] += [
+        f"stored_images row for catalog id {image_id}, which the catalog lacks"
+        for image_id in orphans
+    ]
+    check_outcomes(catalog, truth, problems)
+    stored = {pid: photo for pid, photo in catalog.items() if photo.state == "stored"}
+    for photo in stored.values():
+        check_stored(photo, scan, truth, problems)
+    problems["unexpected_file"] += scan.unexpected + [
+        path for pid, paths in sorted(scan.files.items()) if pid not in stored for path in paths
+    ]
+    problems["bad_manifest_line"] += scan.bad_manifest_lines
+    return MirrorReport(
+        truth_photos=len(truth.photo_ids),
+        states=Counter(
+            catalog[pid].state if pid in catalog else "missing" for pid in truth.photo_ids
+        ),
+        stored_bytes=sum(photo.bytes or 0 for photo in stored.values()),
+        files=sum(len(paths) for paths in scan.files.values()) + len(scan.unexpected),
+        manifest_lines=scan.manifest_count,
+        failed_by_class=Counter(
+            error_head(p.last_error) for p in catalog.values() if p.state == "failed"
+        ),
+        gone_by_reason=Counter(
+            error_head(p.last_error) for p in catalog.values() if p.state == "gone"
+        ),
+        problems=problems,
+        notes=[f"{len(scan.partials):,} partial transfers left in .~tmp~ directories"]
+        if scan.partials
+        else [],
+    )
+
+
+def check_outcomes(
+    catalog: dict[int, CatalogPhoto], truth: GroundTruth, problems: dict[str, list[str]]
+) -> None:
+    """Each ground-truth photo settled as its fault says; nothing stored beyond the truth."""
+    for pid in sorted(truth.photo_ids):
+        photo = catalog.get(pid)
+        if photo is None:
+            problems["not_in_catalog"].append(f"photo {pid}")
+            continue
+        expected = truth.expected(pid)
+        fault = f" (fault {expected.mode})" if expected.mode else ""
+        if photo.state not in ("stored", "gone", "failed"):
+            problems["unsettled"].append(f"photo {pid}: {photo.state}{fault}")
+        elif photo.state not in expected.states:
+            wanted = " or ".join(sorted(expected.states))
+            problems["wrong_outcome"].append(
+                f"photo {pid}: {describe(photo)}, expected {wanted}{fault}"
+            )
+        elif photo.state != "stored" and error_class(photo.last_error) != expected.error_class:
+            problems["wrong_class"].append(
+                f"photo {pid}: {describe(photo)}, expected class {expected.error_class}{fault}"
+            )
+    for pid, photo in sorted(catalog.items()):
+        if photo.state == "stored" and pid not in truth.photo_ids:
+            problems["not_in_truth"].append(f"photo {pid}: stored")
+        if (photo.state == "stored") != (photo.sha256 is not None):
+            problems["no_stored_record"].append(
+                f"photo {pid}: state {photo.state}, "
+                + ("a stored_images row" if photo.sha256 else "no stored_images row")
+            )
+
+
+def check_stored(
+    photo: CatalogPhoto, scan: StorageScan, truth: GroundTruth, problems: dict[str, list[str]]
+) -> None:
+    """One file where the layout and the catalog say, the right bytes, a manifest line."""
+    pid = photo.photo_id
+    if photo.path is None:
+        return  # no stored_images row (reported): no path or checksum to hold a file to
+    paths = scan.files.get(pid, [])
+    if not paths:
+        problems["missing_file"].append(f"photo {pid}: catalog path {photo.path}, no file")
+    elif len(paths) > 1:
+        problems["second_copy"].append(f"photo {pid}: {', '.join(sorted(paths))}")
+    elif paths[0] != photo.path:
+        problems["misplaced_file"].append(f"photo {pid}: {paths[0]}, catalog says {photo.path}")
+    if photo.path not in layout_paths(pid):
+        problems["misplaced_file"].append(f"photo {pid}: catalog path {photo.path} is off layout")
+    if photo.path in paths:
+        check_bytes(photo, scan.root / photo.path, truth, problems)
+    lines = scan.manifest_lines.get(pid, [])
+    if not lines:
+        problems["missing_manifest_line"].append(f"photo {pid}")
+    elif not any(manifest_differences(line, photo) == [] for line in lines):
+        differences = "; ".join(manifest_differences(lines[-1], photo))
+        problems["manifest_mismatch"].append(f"photo {pid}: {differences}")
+
+
+def check_bytes(
+    photo: CatalogPhoto, file: Path, truth: GroundTruth, problems: dict[str, list[str]]
+) -> None:
+    data = file.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    served = hashlib.sha256(truth.image_bytes(photo.photo_id)).hexdigest()
+    pid = photo.photo_id
+    if digest != photo.sha256 or len(data) != photo.bytes:
+        problems["bad_checksum"].append(
+            f"photo {pid}: file sha256 {digest[:12]}.. ({len(data):,} B),"
+            f" catalog {str(photo.sha256)[:12]}.. ({photo.bytes:,} B)"
+        )
+    elif digest != served:
+        problems["bad_checksum"].append(
+            f"photo {pid}: file and catalog sha256 {digest[:12]}.., image host {served[:12]}.."
+        )
+
+
+def layout_paths(photo_id: int) -> set[str]:
+    return {image_path(photo_id, ext) for ext in IMAGE_EXTENSIONS}
+
+
+def manifest_differences(line: dict, photo: CatalogPhoto) -> list[str]:
+    """`field: manifest X, catalog Y` for each attribution field that differs."""
+    out = []
+    for key in MANIFEST_FIELDS:
+        if line.get(key) != photo.attribution[key]:
+            out.append(f"{key}: manifest {line.get(key)!r}, catalog {photo.attribution[key]!r}")
+    return out
+
+
+def describe(photo: CatalogPhoto) -> str:
+    return photo.state + (f" ({photo.last_error})" if photo.last_error else "")
+
+
+def error_class(last_error: str | None) -> str | None:
+    """The queue's class of a failure: the report's result before its reason."""
+    return last_error.split(":", 1)[0].strip() if last_error else None
+
+
+def error_head(last_error: str | None) -> str:
+    """A failure's class and the gist of its reason, to count alike failures together:
+    `retry: timeout (total 2s, read 1s)` -> `retry: timeout`."""
+    if not last_error:
+        return "(no reason)"
+    head = ":".join(last_error.split(":", 2)[:2])
+    return re.sub(r"\s*\(.*$", "", head).strip()
+
+
+# ---------------------------------------------------------------------------- reading
+def read_catalog(conn) -> tuple[dict[int, CatalogPhoto], list[int]]:
+    """Every catalog photo with its stored record, streamed; and stored_images rows whose
+    photo the catalog lacks."""
+    query = (
+        "SELECT i.photo_id, i.state, i.last_error, i.license_id, l.name, l.url, i.owner,"
+        " i.owner_name, i.title, i.page_url, HEX(s.sha256), s.bytes, s.path"
+        " FROM images i LEFT JOIN licenses l ON l.id = i.license_id"
+        " LEFT JOIN stored_images s ON s.image_id = i.id"
+    )
+    catalog: dict[int, CatalogPhoto] = {}
+    with conn.cursor(pymysql.cursors.SSCursor) as cur:
+        cur.execute(query)
+        for row in cur:
+            pid, state, last_error, *attribution, sha256, size, path = row
+            fields = dict(zip((*ATTRIBUTION, "page_url"), attribution, strict=True))
+            fields["license_id"] = int(fields["license_id"])
+            catalog[int(pid)] = CatalogPhoto(
+                int(pid),
+                state,
+                last_error,
+                {**fields, "path": path},
+                sha256.lower() if sha256 else None,
+                int(size) if size is not None else None,
+                path,
+            )
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT s.image_id FROM stored_images s LEFT JOIN images i ON i.id = s.image_id"
+            " WHERE i.id IS NULL ORDER BY s.image_id"
+        )
+        orphans = [int(row[0]) for row in cur.fetchall()]
+    return catalog, orphans
+
+
+_IMAGE_NAME = re.compile(r"^(\d+)\.(" + "|".join(IMAGE_EXTENSIONS) + r")$")
+
+
+def scan_storage(root: Path) -> StorageScan:
+    """Every file under `images/` by photo id, and every manifest line under `manifests/`."""
+    scan = StorageScan(root)
+    for rel, is_partial in walk_files(root, "images"):
+        if is_partial:
+            scan.partials.append(rel)
+            continue
+        match = _IMAGE_NAME.match(rel.rsplit("/", 1)[-1])
+        if not match:
+            scan.unexpected.append(rel)
+            continue
+        scan.files[int(match.group(1))].append(rel)
+    for rel, is_partial in walk_files(root, "manifests"):
+        if is_partial or rel.startswith(PROBE_DIR + "/") or not rel.endswith(".jsonl"):
+            continue
+        read_manifest(root / rel, rel, scan)
+    return scan
+
+
+def walk_files(root: Path, top: str) -> Iterator[tuple[str, bool]]:
+    """(path relative to `root`, whether it is rsync's partial data) of every file below
+    `root/top`, without following links. rsync's `--delay-updates` keeps a cut transfer's
+    data in `.~tmp~/`, and a transfer in progress writes a dot-file beside the target."""
+    base = root / top
+    for directory, dirnames, filenames in os.walk(base):
+        rel_dir = Path(directory).relative_to(root).as_posix()
+        partial_dir = "/.~tmp~" in f"/{rel_dir}"
+        for name in filenames + [d for d in dirnames if (Path(directory) / d).is_symlink()]:
+            yield f"{rel_dir}/{name}", partial_dir or name.startswith(".")
+
+
+def read_manifest(path: Path, rel: str, scan: StorageScan) -> None:
+    for number, text in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not text.strip():
+            continue
+        try:
+            line = json.loads(text)
+            pid = int(line["photo_id"])
+        except (ValueError, KeyError, TypeError):
+            scan.bad_manifest_lines.append(f"{rel}:{number}: {text[:120]}")
+            continue
+        scan.manifest_lines[pid].append(line)
+        scan.manifest_count += 1
+
+
+# ---------------------------------------------------------------------------- the lab's
+def lab_storage_root(
+    config: LabConfig, droplet_id: str = "st-1", root: str = LAB_STORAGE_ROOT
+) -> Path:
+    """The storage droplet's root as the host reads it: through its PID 1's view of its own
+    filesystem (/proc/PID/root), so the overlay is read merged, exactly as sshd writes it."""
+    droplet = find_droplet(config, droplet_id)
+    return Path(f"/proc/{droplet.pid}/root") / root.lstrip("/")
+
+
+def lab_catalog(
+    config: LabConfig, droplet_id: str = "db-1", database: str = "ccmirror"
+) -> pymysql.Connection:
+    """A connection to the lab's catalog as MariaDB's root over its unix socket, reached
+    through the droplet's root: Debian's root logs in by socket credentials (the host's root
+    is the droplet's), so no password is read or needed."""
+    droplet = find_droplet(config, droplet_id)
+    socket = f"/proc/{droplet.pid}/root{LAB_MARIADB_SOCKET}"
+    return pymysql.connect(unix_socket=socket, user="root", database=database, autocommit=True)
