@@ -16,9 +16,10 @@ tags and geo are never touched, which is most of what keeps this fast.
 What a row holds:
 - image_url: the original, `https://farm{farm}.staticflickr.com/{server}/{id}_{secret
   original}_o.{ext}`, image_size 'o'; fallback_url: the dataset's download URL (500 px),
-  as https. A line without the original's parts (empty or odd secret original, extension,
-  farm or server) has the download URL as image_url with image_size 'm' (the API's name
-  for 500 px, as in harvester.photos) and no fallback; a line with neither is `bad_url`.
+  as https on Flickr's image hosts. A line without the original's parts (empty or odd
+  secret original, extension, farm or server) has the download URL as image_url with
+  image_size 'm' (the API's name for 500 px, as in harvester.photos) and no fallback; a
+  line with neither is `bad_url`.
 - page_url: the dataset's page URL as https, rebuilt from owner and id when missing.
 - owner_name, title: URL-decoded (`+`, `%XX` as UTF-8), cut to their columns' widths.
 """
@@ -266,9 +267,10 @@ def parse_fields(line: str, licenses: LicenseMap) -> tuple | str:
         return "bad_encoding"
 
     # The dataset's download URL (500 px) is the fallback; the original is the image.
-    if download_url.startswith("http://"):
+    # Flickr's image hosts answer https (the dataset says http); others are kept as given.
+    if download_url.startswith("http://") and ".staticflickr.com/" in download_url:
         fallback_url = "https://" + download_url[7:]
-    elif download_url.startswith("https://"):
+    elif download_url.startswith(("http://", "https://")):
         fallback_url = download_url
     else:
         fallback_url = None

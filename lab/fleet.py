@@ -77,10 +77,11 @@ def link_synced_dirs(config: LabConfig) -> None:
     the checkout's top level itself is not served (its pillar/ and tests/ are no minion's)."""
     root = wheelhouse.fileserver_root(config)
     root.mkdir(parents=True, exist_ok=True)
+    checkout = wheelhouse.served_checkout(config)
     for name in SYNCED_DIRS:
         link = root / name
-        if (CHECKOUT / name).is_dir() and not link.is_symlink():
-            link.symlink_to(CHECKOUT / name)
+        if (checkout / name).is_dir() and not link.is_symlink():
+            link.symlink_to(checkout / name)
 
 
 def site_facts(config: LabConfig, state: LabState) -> dict | None:

@@ -18,6 +18,8 @@ time through ``POST /_img/faults {"faults": {"<photo id>": "MODE" | {"mode": M, 
     drip            one byte per --drip-interval     reset        a TCP reset, no answer
     slow            waits --slow-delay, then serves  png gif webp  that format at a .jpg URL
 
+``POST /_img/latency {"seconds": S}`` delays every answer by S seconds from then on (a far
+image server; the lab's e2e tests stretch a download over their faults with it).
 ``GET /_img/stats`` reports requests per photo id and the most requests in flight at once, per
 Host header and overall, so tests can check a fetcher's concurrency limits; ``POST
 /_img/reset`` clears faults and stats. Run it in the foreground::
@@ -180,6 +182,7 @@ class HostState:
     drip_interval: float
     slow_delay: float
     faults: dict[int, Fault] = field(default_factory=dict)
+    latency: float = 0.0  # seconds before every answer
     requests: Counter = field(default_factory=Counter)
     in_flight: Counter = field(default_factory=Counter)
     max_in_flight: Counter = field(default_factory=Counter)
@@ -224,6 +227,7 @@ class ImageHost:
         app.router.add_get("/_img/stats", self.stats)
         app.router.add_post("/_img/faults", self.set_faults)
         app.router.add_post("/_img/reset", self.reset)
+        app.router.add_post("/_img/latency", self.set_latency)
         app.router.add_get(PLACEHOLDER_PATH, self.placeholder)
         app.router.add_get("/{tail:.*}", self.image)
         return app
@@ -247,6 +251,14 @@ class ImageHost:
             self.state.faults[int(key)] = fault
         return web.json_response({"faults": len(self.state.faults)})
 
+    async def set_latency(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        seconds = body.get("seconds") if isinstance(body, dict) else None
+        if not isinstance(seconds, int | float) or not 0 <= seconds <= 60:
+            return web.json_response({"error": "seconds: a number from 0 to 60"}, status=400)
+        self.state.latency = float(seconds)
+        return web.json_response({"seconds": self.state.latency})
+
     async def reset(self, request: web.Request) -> web.Response:
         s = self.state
         s.faults.clear()
@@ -264,6 +276,8 @@ class ImageHost:
         self.state.requests[photo_id] += 1
         self.state.enter(host)
         try:
+            if self.state.latency:
+                await asyncio.sleep(self.state.latency)
             mode = self.state.fault_for(photo_id, request.query.get("fault"))
             return await self.serve(request, photo_id, mode)
         finally:

@@ -34,3 +34,9 @@ def stats(config: LabConfig) -> dict:
     response = requests.get(base_url(config) + "/_img/stats", timeout=10)
     response.raise_for_status()
     return response.json()
+
+
+def set_latency(config: LabConfig, seconds: float) -> None:
+    """Every image answered `seconds` late from now on (0: at once again)."""
+    url = base_url(config) + "/_img/latency"
+    requests.post(url, json={"seconds": seconds}, timeout=10).raise_for_status()

@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pymysql
 import yaml
@@ -44,6 +45,7 @@ from lab import (
     fleet,
     flickr_service,
     image_service,
+    mirror_check,
     salt_master,
     wheelhouse,
 )
@@ -55,15 +57,9 @@ CORE = ("db-1", "st-1")
 BUCKET = 600  # the universe's ten-minute buckets
 HOT_WINDOW_EVERY, HOT_SECOND_EVERY = 70, 100  # about twice a day, as in harvest-demo
 YFCC_ON_DB = "/var/lib/ccmirror/yfcc-sample.tsv"
-# What the image host does to one photo in `fault_every`, in turn, and how each must end.
-FAULTS = (
-    ("404", "gone"),
-    ("placeholder", "gone"),
-    ("not_image", "failed"),
-    ({"mode": "503", "times": 1}, "stored"),  # a retry brings it
-    ("410", "gone"),
-    ("html", "failed"),
-)
+# What the image host does to one photo in `fault_every`, in turn (lab/mirror_check.py
+# knows how each must end: gone, failed as bad, stored after a retry).
+FAULTS = ("404", "placeholder", "not_image", {"mode": "503", "times": 1}, "410", "html")
 SALT_RUN_SECONDS = 1800
 
 
@@ -97,10 +93,13 @@ class Mission:
     config: LabConfig
     options: Options
     show: Callable[[str], None] = print
+    own_checkout: bool = False  # serve a copy of the checkout (a release edits it mid-run)
     stages: list[tuple[str, float]] = field(default_factory=list)
     start: int = 0  # the harvested range, unix seconds, end exclusive
     end: int = 0
-    expected: dict[int, str] = field(default_factory=dict)  # photo id -> stored/gone/failed
+    truth: list[int] = field(default_factory=list)  # the CC photo ids of the range
+    faults: dict[int, str | dict] = field(default_factory=dict)  # what the image host does
+    audit_result: dict | None = None
 
     # ------------------------------------------------------------------ plumbing
     @contextmanager
@@ -175,6 +174,11 @@ class Mission:
             unix_socket=socket_path, user="root", database="ccmirror", autocommit=True
         )
 
+    @property
+    def checkout(self) -> Path:
+        """What the master serves and releases from."""
+        return wheelhouse.served_checkout(self.config)
+
     def state(self) -> droplets.LabState:
         state = droplets.load_state(self.config)
         if state is None:
@@ -190,6 +194,8 @@ class Mission:
             salt_master.ensure_salt(self._indented)
 
             def host_services(state: droplets.LabState) -> None:
+                if self.own_checkout:
+                    wheelhouse.copy_checkout(self.config)
                 wheelhouse.build(self.config, progress=self._indented)
                 salt_master.start_master(self.config, state)
 
@@ -297,19 +303,16 @@ class Mission:
             }
             with self._progress(self._harvest_line), _beside(during):
                 self.orchestrate("orch.harvest", pillar)
-        truth = universe.truth(self.start, self.end - 1)
-        self.expected = self.plan_faults(truth)
+        self.plan_faults(universe.truth(self.start, self.end - 1))
 
-    def plan_faults(self, truth: list[int]) -> dict[int, str]:
+    def plan_faults(self, truth: list[int]) -> None:
         """One photo in `fault_every` faults on the image host, the kinds in turn."""
-        expected = dict.fromkeys(truth, "stored")
-        faults = {}
-        for n, photo_id in enumerate(sorted(truth)[:: self.options.fault_every]):
-            mode, outcome = FAULTS[n % len(FAULTS)]
-            faults[photo_id] = mode
-            expected[photo_id] = outcome
-        image_service.set_faults(self.config, faults)
-        return expected
+        self.truth = sorted(truth)
+        self.faults = {
+            photo_id: FAULTS[n % len(FAULTS)]
+            for n, photo_id in enumerate(self.truth[:: self.options.fault_every])
+        }
+        image_service.set_faults(self.config, self.faults)
 
     def download(self, during: Callable[[], None] | None = None) -> None:
         """`during` runs beside the orchestration (the e2e tests' faults)."""
@@ -319,15 +322,39 @@ class Mission:
             with self._progress(self._download_line), _beside(during):
                 self.orchestrate("orch.download", pillar)
 
-    def audit(self) -> dict | None:
+    def audit(self) -> dict:
         with self.stage("storage audit"):
-            try:
-                ret = self.salt_run("audit.storage")
-            except LabError as error:
-                self.show(f"    {error}")
-                return None
-            self.show(f"    {ret.get('comment', ret)}")
-            return ret
+            self.audit_result = self.salt_run("audit.storage")
+            return self.audit_result
+
+    def check(self) -> mirror_check.MirrorReport:
+        """The catalog and storage against the ground truth (no stage: it is the lab's look,
+        not the operator's)."""
+        truth = mirror_check.GroundTruth(self.truth, self.faults, image_service.IMAGE_SIZE)
+        with self.catalog() as conn:
+            return mirror_check.check_mirror(
+                conn, mirror_check.lab_storage_root(self.config), truth
+            )
+
+    def summary(self, report: mirror_check.MirrorReport, seconds: float) -> None:
+        with self.catalog() as conn, conn.cursor() as cur:
+            cur.execute(
+                "SELECT (SELECT COUNT(*) FROM flickr_timeslice_photos),"
+                " (SELECT COUNT(*) FROM flickr_query_photos), (SELECT COUNT(*) FROM yfcc_photos)"
+            )
+            api, queries, yfcc = cur.fetchone()
+        self.show(f"\n== the mirror, {_iso(self.start)} .. {_iso(self.end)} ==")
+        self.show(f"  harvested:  time slices {api:,}, search texts {queries:,}, YFCC100M {yfcc:,}")
+        for line in report.summary_lines():
+            self.show(f"  {line}")
+        if self.audit_result is not None:
+            self.show(f"  audit:      {_audit_line(self.audit_result)}")
+        times = ", ".join(
+            f"{name.split(':')[0].split(' of ')[0]} {t:.0f}s" for name, t in self.stages
+        )
+        self.show(f"  time:       {seconds:.0f}s ({times})")
+        if not report.ok:
+            self.show(report.problem_text())
 
     def harvesters_down(self) -> None:
         with self.stage("fleet.down of the harvesters"):
@@ -337,14 +364,19 @@ class Mission:
     # ------------------------------------------------------------------ progress
     @contextmanager
     def _progress(self, line: Callable[[], str], every: float = 5.0) -> Iterator[None]:
-        """A line of progress every `every` seconds while the body runs."""
+        """A line of progress every `every` seconds while the body runs, when it says
+        something new (else once a minute)."""
         stop = threading.Event()
 
         def report() -> None:
+            last, shown = "", 0.0
             while not stop.wait(every):
                 # The database restarting: the next line will tell.
                 with contextlib.suppress(pymysql.Error, OSError, LabError):
-                    self.show(f"    {line()}")
+                    text = line()
+                    if text != last or time.monotonic() - shown >= 60:  # news, or alive
+                        self.show(f"    {text}")
+                        last, shown = text, time.monotonic()
 
         thread = threading.Thread(target=report, daemon=True)
         thread.start()
@@ -405,6 +437,10 @@ def _beside(work: Callable[[], None] | None) -> Iterator[None]:
         raise failure[0]
 
 
+def _audit_line(ret: dict) -> str:
+    return str(ret.get("comment") or ret)[:300]
+
+
 def _new_flickr_key() -> dict[str, str]:
     """A throw-away key and secret, as Flickr issues them (32 and 16 hex digits)."""
     return {"key": secrets.token_hex(16), "secret": secrets.token_hex(8)}
@@ -432,10 +468,9 @@ def run(config: LabConfig, options: Options, show: Callable[[str], None] = print
     mission.download()
     mission.audit()
     mission.harvesters_down()
-    show(f"==> done in {time.monotonic() - started:.0f}s")
-    for name, seconds in mission.stages:
-        show(f"    {seconds:6.0f}s  {name}")
-    return 0
+    report = mission.check()
+    mission.summary(report, time.monotonic() - started)
+    return 0 if report.ok else 1
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 
 from lab.droplets import Droplet, LabConfig, LabError, LabState, wait_for
-from lab.wheelhouse import dependency_cache, fileserver_root
+from lab.wheelhouse import dependency_cache, fileserver_root, served_checkout
 
 SALT_VENV = Path(os.environ.get("CCMIRROR_SALT_VENV", "/opt/ccmirror-salt"))
 SALT_REQUIREMENT = "salt>=3006,<3009"  # DESIGN.md: Salt 3006 LTS to 3008
@@ -93,6 +93,7 @@ def minion_keys_dir(config: LabConfig) -> Path:
 
 
 def master_config(config: LabConfig) -> dict:
+    checkout = served_checkout(config)
     return {
         "interface": config.host_address,
         "publish_port": PUBLISH_PORT,
@@ -102,12 +103,13 @@ def master_config(config: LabConfig) -> dict:
         "auto_accept": False,
         "open_mode": False,
         # The checkout's states, then the lab's fileserver root (salt://wheelhouse/).
-        "file_roots": {"base": [str(CHECKOUT / "salt"), str(fileserver_root(config))]},
+        "file_roots": {"base": [str(checkout / "salt"), str(fileserver_root(config))]},
         # The checkout's pillar (no real secret), then the lab's private one (0700).
-        "pillar_roots": {"base": [str(CHECKOUT / "pillar"), str(private_pillar(config))]},
+        "pillar_roots": {"base": [str(checkout / "pillar"), str(private_pillar(config))]},
         # The checkout's runners and modules; Salt skips these while they do not exist.
-        "runner_dirs": [str(CHECKOUT / "_runners")],
-        "module_dirs": [str(CHECKOUT / "_modules")],
+        "runner_dirs": [str(checkout / "_runners")],
+        "module_dirs": [str(checkout / "_modules")],
+        "ccmirror_checkout": str(checkout),  # what deploy.release builds
         # deploy.release builds with the project's Python and the lab's cached wheels
         # (offline after the first build), not a venv of its own on the host.
         "ccmirror_build_python": sys.executable,

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from functools import cache
@@ -50,11 +52,40 @@ def dependency_cache() -> Path:
     return Path(os.environ.get("CCMIRROR_WHEEL_CACHE", DEPENDENCY_CACHE))
 
 
+def served_checkout(config: LabConfig) -> Path:
+    """What the lab's master serves and releases from: the lab's own copy of this checkout
+    (`<lab root>/checkout`, see `copy_checkout`) when it has one, else this checkout."""
+    copy = config.root / "checkout"
+    return copy if (copy / "pyproject.toml").exists() else CHECKOUT
+
+
+def copy_checkout(config: LabConfig) -> Path:
+    """A copy of this checkout's files (tracked, and new ones git does not ignore) for the
+    lab's master to serve: a test then releases a new version by editing the copy, as an
+    operator pulls a new commit on the master, while this checkout stays as it is."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=CHECKOUT,
+        capture_output=True,
+        check=True,
+    ).stdout
+    copy = config.root / "checkout"
+    for name in filter(None, listed.decode().split("\0")):
+        source = CHECKOUT / name
+        if source.is_file():
+            target = copy / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    return copy
+
+
 def build(
-    config: LabConfig, checkout: Path = CHECKOUT, progress: Callable[[str], None] = print
+    config: LabConfig, checkout: Path | None = None, progress: Callable[[str], None] = print
 ) -> Path:
-    """Fill the lab's wheelhouse from `checkout` with the project venv's pip (CPython 3.11,
-    like the droplets' python3); nothing is rebuilt that has not changed."""
+    """Fill the lab's wheelhouse from `checkout` (default: the one served) with the project
+    venv's pip (CPython 3.11, like the droplets' python3); nothing is rebuilt that has not
+    changed."""
+    checkout = checkout or served_checkout(config)
     try:
         builder().build_wheelhouse(
             checkout, wheelhouse_dir(config), dependency_cache(), sys.executable, progress
