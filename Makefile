@@ -30,8 +30,10 @@ lint: deps
 test: lint
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
+# The whole mirror through Salt (lab/mission.py); LAB_DOWNLOADERS=, LAB_HARVESTERS=,
+# LAB_PHOTOS= size it. Run twice, the second run replaces the first lab.
 lab: deps
-	$(VENV)/bin/lab harvest-demo $(LAB_ARGS)
+	$(VENV)/bin/lab mission
 
 clean:
 	rm -rf $(VENV) .lab .pytest_cache .ruff_cache
