@@ -43,6 +43,8 @@ from datetime import UTC, datetime
 log = logging.getLogger(__name__)
 
 __virtualname__ = "ccmirror_audit"
+# What Salt loads; the rest are this module's helpers (the tests call write_inventory).
+__load__ = ["inventory", "read_chunk", "write_chunk", "compare"]
 # Replaced by Salt's loader when it loads the module; named here for readers and linters.
 __salt__: dict = {}
 __opts__: dict = {}
@@ -482,14 +484,18 @@ def _inventory_path(inventory: str) -> str:
     return os.path.join(_audit_dir(), "received", inventory)
 
 
-def compare(inventory, sha256=None, dry_run=False, samples=SAMPLE, timeout=COMPARE_TIMEOUT):
+def compare(
+    inventory, sha256=None, dry_run=False, samples=SAMPLE, clock_margin=2, timeout=COMPARE_TIMEOUT
+):
     """
     On the database minion: compare a storage inventory with the catalog (``harvester
     audit-storage`` with the migrate config). A stored photo whose file is missing or
     differs (size, sha256) goes back to the download queue; files the catalog does not
     know are counted and the first ``samples`` named, never deleted. ``dry_run=True``
-    changes nothing. ``inventory`` is an absolute path, a ``salt://`` URL, or the name
-    ``write_chunk`` received it under; ``sha256`` (hex) is checked first when given.
+    changes nothing; photos stored after the walk began, less ``clock_margin`` seconds (the
+    clocks' skew), are left for the next audit. ``inventory`` is an absolute path, a
+    ``salt://`` URL, or the name ``write_chunk`` received it under; ``sha256`` (hex) is
+    checked first when given.
 
     CLI Example::
 
@@ -514,6 +520,8 @@ def compare(inventory, sha256=None, dry_run=False, samples=SAMPLE, timeout=COMPA
         "--json",
         "--samples",
         str(int(samples)),
+        "--clock-margin",
+        str(int(clock_margin)),
     ]
     if _bool(dry_run):
         argv.append("--dry-run")
