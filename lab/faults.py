@@ -10,8 +10,10 @@ once the fault is in effect (polled with a deadline), or raises LabError saying 
 The droplets' PID 1 is docker-systemctl-replacement, which restarts a failed unit only if it
 started that unit itself at boot: units that Salt enables and starts later (every ccmirror
 daemon) stay `failed` after a kill, whatever their `Restart=`. A real droplet's systemd
-restarts them after `RestartSec=`: `restart_like_systemd` does that for a test that wants the
-real fleet's behaviour (RESTARTED_BY_LAB_INIT says which one the lab gives by itself).
+restarts them after `RestartSec=`, and ends what the main process left running (its rsync and
+ssh, say) at once, which the lab's init does not either: `restart_like_systemd` does both for
+a test that wants the real fleet's behaviour (RESTARTED_BY_LAB_INIT says what the lab gives
+by itself).
 """
 
 from __future__ import annotations
@@ -55,6 +57,9 @@ class KilledDaemon:
     pid: int
     host_pid: int
     killed_at: float  # time.monotonic() when the kill was sent
+    # Host pids of the main process's descendants at the kill (an rsync and its ssh, say):
+    # they live on in the lab, where a real systemd would end them (restart_like_systemd).
+    descendants: tuple[int, ...] = ()
 
 
 class DoApi(Protocol):
@@ -78,19 +83,23 @@ def kill_daemon(
     host = host_pid(droplet, pid)
     if not host:
         raise LabError(f"{droplet_id}: {unit}'s main process {pid} is not running")
+    descendants = descendants_of(droplet, host)
     killed_at = time.monotonic()
     os.kill(host, signal.SIGKILL)
     wait_for(lambda: not is_running(host), timeout, f"{droplet_id}: {unit} (pid {pid}) to die")
-    return KilledDaemon(droplet_id, unit, pid, host, killed_at)
+    return KilledDaemon(droplet_id, unit, pid, host, killed_at, tuple(descendants))
 
 
 def restart_like_systemd(
     config: LabConfig, killed: KilledDaemon, timeout: float = COMMAND_SECONDS
 ) -> int:
-    """What a real droplet's systemd does after a kill: when the unit's `Restart=` covers
-    SIGKILL, start it again `RestartSec=` after its death. Returns the new main pid inside
-    the droplet, or 0 when systemd would leave the unit dead (then nothing is done)."""
+    """What a real droplet's systemd does after a kill: it stops the unit, ending what is
+    left of it (SIGTERM to the main process's descendants, SIGKILL after `timeout`; the
+    lab's init leaves them running), then, when the unit's `Restart=` covers SIGKILL, starts
+    it again `RestartSec=` after its death. Returns the new main pid inside the droplet, or
+    0 when systemd would leave the unit dead."""
     droplet = find_droplet(config, killed.droplet)
+    end_processes(killed.descendants, timeout)
     policy, delay = restart_policy(droplet, killed.unit)
     if policy not in RESTARTS_ON_SIGKILL:
         return 0
@@ -153,6 +162,34 @@ def host_pid(droplet: Droplet, pid: int) -> int:
         if nspids and int(nspids.group(1).split()[-1]) == pid and is_running(candidate):
             return candidate
     return 0
+
+
+def descendants_of(droplet: Droplet, host: int) -> list[int]:
+    """Host pids of every live descendant of the host process `host` in the droplet."""
+    parents = {
+        pid: lab_droplets.parent_pid(pid)
+        for pid in lab_droplets.pids_in_namespaces({droplet.pidns})
+    }
+    found: list[int] = []
+    frontier = {host}
+    while frontier:
+        children = {pid for pid, parent in parents.items() if parent in frontier}
+        found += sorted(children)
+        frontier = children
+    return [pid for pid in found if is_running(pid)]
+
+
+def end_processes(pids: tuple[int, ...], timeout: float) -> None:
+    """SIGTERM, then SIGKILL to those still running after `timeout` (as systemd's stop)."""
+    for pid in pids:
+        if is_running(pid):
+            lab_droplets.signal_pid(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while any(is_running(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for pid in pids:
+        if is_running(pid):
+            lab_droplets.signal_pid(pid, signal.SIGKILL)
 
 
 def is_running(pid: int) -> bool:

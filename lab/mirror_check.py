@@ -17,6 +17,10 @@ stored photo has one `stored_images` row, one file at its layout path
 (`downloader.layout`) whose sha256 and size equal the catalog's and the image host's bytes,
 and a manifest line whose attribution equals the catalog's. Storage holds nothing else under
 `images/`. The problems found are named by PROBLEMS' keys.
+
+Run it once the queue has drained and the downloaders are idle: a push or a report in flight
+shows as a problem. 10,000 stored photos of 4 KB are read, hashed and compared in 1-2 s on
+2 cores (2026-11-23).
 """
 
 from __future__ import annotations
@@ -129,7 +133,7 @@ class CatalogPhoto:
     photo_id: int
     state: str
     last_error: str | None
-    attribution: dict  # MANIFEST_FIELDS but path -> the catalog's values
+    attribution: dict  # MANIFEST_FIELDS -> the catalog's value (path: stored_images')
     sha256: str | None  # hex, from stored_images
     bytes: int | None
     path: str | None
@@ -349,7 +353,8 @@ def error_head(last_error: str | None) -> str:
 # ---------------------------------------------------------------------------- reading
 def read_catalog(conn) -> tuple[dict[int, CatalogPhoto], list[int]]:
     """Every catalog photo with its stored record, streamed; and stored_images rows whose
-    photo the catalog lacks."""
+    photo the catalog lacks. One read-only transaction: both reads see one snapshot, and no
+    lock outlives the check (starting it commits whatever the caller left pending)."""
     query = (
         "SELECT i.photo_id, i.state, i.last_error, i.license_id, l.name, l.url, i.owner,"
         " i.owner_name, i.title, i.page_url, HEX(s.sha256), s.bytes, s.path"
@@ -357,28 +362,38 @@ def read_catalog(conn) -> tuple[dict[int, CatalogPhoto], list[int]]:
         " LEFT JOIN stored_images s ON s.image_id = i.id"
     )
     catalog: dict[int, CatalogPhoto] = {}
-    with conn.cursor(pymysql.cursors.SSCursor) as cur:
-        cur.execute(query)
-        for row in cur:
-            pid, state, last_error, *attribution, sha256, size, path = row
-            fields = dict(zip((*ATTRIBUTION, "page_url"), attribution, strict=True))
-            fields["license_id"] = int(fields["license_id"])
-            catalog[int(pid)] = CatalogPhoto(
-                int(pid),
-                state,
-                last_error,
-                {**fields, "path": path},
-                sha256.lower() if sha256 else None,
-                int(size) if size is not None else None,
-                path,
-            )
     with conn.cursor() as cur:
-        cur.execute(
-            "SELECT s.image_id FROM stored_images s LEFT JOIN images i ON i.id = s.image_id"
-            " WHERE i.id IS NULL ORDER BY s.image_id"
-        )
-        orphans = [int(row[0]) for row in cur.fetchall()]
+        cur.execute("START TRANSACTION READ ONLY")
+    try:
+        with conn.cursor(pymysql.cursors.SSCursor) as cur:
+            cur.execute(query)
+            for row in cur:
+                photo = catalog_photo(row)
+                catalog[photo.photo_id] = photo
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT s.image_id FROM stored_images s LEFT JOIN images i ON i.id = s.image_id"
+                " WHERE i.id IS NULL ORDER BY s.image_id"
+            )
+            orphans = [int(row[0]) for row in cur.fetchall()]
+    finally:
+        conn.commit()
     return catalog, orphans
+
+
+def catalog_photo(row: tuple) -> CatalogPhoto:
+    pid, state, last_error, *attribution, sha256, size, path = row
+    fields = dict(zip((*ATTRIBUTION, "page_url"), attribution, strict=True))
+    fields["license_id"] = int(fields["license_id"])
+    return CatalogPhoto(
+        int(pid),
+        state,
+        last_error,
+        {**fields, "path": path},
+        sha256.lower() if sha256 else None,
+        int(size) if size is not None else None,
+        path,
+    )
 
 
 _IMAGE_NAME = re.compile(r"^(\d+)\.(" + "|".join(IMAGE_EXTENSIONS) + r")$")

@@ -27,10 +27,11 @@ from tests.lab.conftest import TestLab, make_lab, root_only
 pytestmark = root_only
 UNIT = "ccmirror-fx.service"
 # Restart= and RestartSec= as the downloader's unit has them, with a short delay: the init's
-# loop then checks every second, so a restart it would make comes within two.
+# loop then checks every second, so a restart it would make comes within two. The main
+# process has a child, as the downloader has an rsync while it pushes.
 UNIT_FILE = (
-    "[Service]\nType=simple\nExecStart=/bin/sleep 600\nRestart=always\nRestartSec=1\n"
-    "[Install]\nWantedBy=multi-user.target\n"
+    "[Service]\nType=simple\nExecStart=/bin/sh -c 'sleep 600 & exec sleep 601'\n"
+    "Restart=always\nRestartSec=1\n[Install]\nWantedBy=multi-user.target\n"
 )
 # MariaDB on db-1 as Salt's db state sets it up: its run directory, and listening on the
 # droplet's address; a client user for the host.
@@ -67,11 +68,12 @@ def address(lab: TestLab, droplet: str) -> str:
 def test_kill_daemon_kills_the_main_process_and_the_lab_init_leaves_it_dead(
     lab: TestLab,
 ) -> None:
-    lab.shell("dl-1", "sh", "-c", f"printf '{UNIT_FILE}' > /etc/systemd/system/{UNIT}")
+    lab.shell("dl-1", "sh", "-c", f"cat > /etc/systemd/system/{UNIT} << 'EOF'\n{UNIT_FILE}EOF")
     lab.shell("dl-1", "systemctl", "enable", "--now", UNIT)
     killed = faults.kill_daemon(lab.config, "dl-1", UNIT)
 
     assert not faults.is_running(killed.host_pid)
+    assert len(killed.descendants) == 1 and faults.is_running(killed.descendants[0])
     assert is_active(lab, "dl-1", UNIT) == "failed"
     # docker-systemctl-replacement restarts only what it started at boot: within three of
     # its one-second loops it has not restarted this unit (a real systemd would have).
@@ -82,9 +84,10 @@ def test_kill_daemon_kills_the_main_process_and_the_lab_init_leaves_it_dead(
     new_pid = faults.restart_like_systemd(lab.config, killed)
     assert new_pid and new_pid != killed.pid
     assert time.monotonic() - started < 5
+    assert not faults.is_running(killed.descendants[0])  # ended, as systemd's stop does
     assert is_active(lab, "dl-1", UNIT) == "active"
     host_pid = faults.host_pid(lab_droplet(lab, "dl-1"), new_pid)
-    assert Path(f"/proc/{host_pid}/cmdline").read_bytes() == b"/bin/sleep\x00600\x00"
+    assert Path(f"/proc/{host_pid}/cmdline").read_bytes() == b"sleep\x00601\x00"
 
 
 def test_kill_daemon_of_a_stopped_unit_is_refused(lab: TestLab) -> None:
