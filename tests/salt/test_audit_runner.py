@@ -7,6 +7,7 @@ their refusals are one clear error."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -44,6 +45,7 @@ class SaltOnLoopback:
     config_dir: Path  # the master's -c
     storage_root: Path
     migrate_config: Path
+    transfer: str  # what the master's config makes the runner's transfer=auto choose
 
     def run(self, tool: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
         return subprocess.run(
@@ -76,7 +78,16 @@ def start(argv: list[str], log: Path) -> subprocess.Popen:
         )  # fmt: skip
 
 
-def stop(processes: list[subprocess.Popen], grace: float = 3.0) -> None:
+@functools.cache
+def throwaway_keys() -> dict[str, tuple[str, str]]:
+    """Key pairs for the master and each minion, made once for both masters of this file
+    (salt-key takes a second or two each)."""
+    names = ("master", *MINIONS)
+    with ThreadPoolExecutor(len(names)) as pool:
+        return dict(zip(names, pool.map(generate_keys, names), strict=True))
+
+
+def stop(processes: list[subprocess.Popen], grace: float = 1.0) -> None:
     """SIGTERM, then SIGKILL to each process group after `grace` seconds: a throwaway
     master's orderly shutdown takes several seconds and keeps nothing worth waiting for."""
     for process in processes:
@@ -90,20 +101,20 @@ def stop(processes: list[subprocess.Popen], grace: float = 3.0) -> None:
             process.wait(10)
 
 
-@pytest.fixture
-def salt(salt_call_bin) -> Iterator[SaltOnLoopback]:
+@pytest.fixture(params=["relay", "push"])
+def salt(request, salt_call_bin) -> Iterator[SaltOnLoopback]:
+    """A master with st-1 and db-1. `relay`: Salt's default master config; `push`: one that
+    takes pushed files and serves them through minionfs, so the runner's `auto` pushes."""
     # Short: Salt's unix sockets live below root_dir, and a pytest tmp_path is too long.
     base = Path(tempfile.mkdtemp(prefix="ccm-audit-"))
     publish, ret = free_port(), free_port()
     master_dir = base / "master"
     pki = master_dir / "root" / "etc" / "salt" / "pki" / "master"
-    with ThreadPoolExecutor(3) as pool:  # salt-key takes a second or two each
-        names = ("master", *MINIONS)
-        keys = dict(zip(names, pool.map(generate_keys, names), strict=True))
+    keys = throwaway_keys()
     private, public = keys["master"]
     write_file(pki / "master.pem", private, 0o400)
     write_file(pki / "master.pub", public, 0o644)
-    setup = SaltOnLoopback(master_dir, base / "storage", base / "migrate.yaml")
+    setup = SaltOnLoopback(master_dir, base / "storage", base / "migrate.yaml", request.param)
     master = {
         "interface": "127.0.0.1",
         "publish_port": publish,
@@ -115,6 +126,13 @@ def salt(salt_call_bin) -> Iterator[SaltOnLoopback]:
         "ccmirror_migrate_config": str(setup.migrate_config),
         "log_level_logfile": "info",
     }
+    if request.param == "push":
+        (base / "roots").mkdir()
+        master |= {
+            "file_recv": True,
+            "fileserver_backend": ["roots", "minionfs"],
+            "file_roots": {"base": [str(base / "roots")]},
+        }
     write_file(master_dir / "master", yaml.safe_dump(master), 0o644)
     processes = [
         start(
@@ -184,6 +202,7 @@ def test_audit_storage_through_a_master_requeues_bad_files_and_reports_orphans(
     answer, code = salt.run_json("audit.storage", "clock_margin=0")
     assert code == 0, answer
     assert (answer["storage"], answer["db_minion"]) == ("st-1", "db-1")
+    assert answer["transfer"] == salt.transfer
     audit = answer["audit"]
     assert {k: audit[k] for k in ("files", "ok", "missing", "corrupt", "orphans", "requeued")} == {
         "files": PHOTOS,
@@ -207,6 +226,8 @@ def test_audit_storage_through_a_master_requeues_bad_files_and_reports_orphans(
     assert (again["inventory"]["reused"], again["inventory"]["hashed"]) == (PHOTOS, 0)
     assert sql("SELECT COUNT(*) FROM storage_audits") == [(2,)]
 
+    if salt.transfer == "push":
+        return
     # Refusals: one clear error each, retcode 1.
     bad, code = salt.run_json("audit.storage", "timeout=-5")
     assert code == 1 and "timeout must be a positive" in bad["error"], bad
