@@ -12,6 +12,7 @@ import gzip
 import hashlib
 import importlib.util
 import json
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
@@ -205,8 +206,6 @@ def test_a_quick_audit_reuses_hashes_and_a_full_one_finds_silent_corruption(mirr
     damaged = mirror.path_of(stored[2])
     stat = damaged.stat()
     damaged.write_bytes(bytes(stat.st_size))
-    import os
-
     os.utime(damaged, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # size and mtime kept
 
     quick = mirror.audit(mirror.inventory(full=False), "--dry-run")
@@ -263,3 +262,27 @@ def test_a_bad_inventory_is_one_clear_error_and_changes_nothing(mirror, tmp_path
         )
         assert "Traceback" not in result.stderr
     assert mirror.snapshot() == before
+
+
+def test_odd_names_are_orphans_and_a_quick_walk_reuses_every_hash_in_walk_order(mirror):
+    mirror.store()
+    names = {  # on disk -> as reported (a name that is not UTF-8 shows U+FFFD)
+        b"a/x.jpg": "images/a/x.jpg",
+        b"a.b/y.jpg": "images/a.b/y.jpg",  # walked after a/, though "a.b" < "a/x" as text
+        b"a.jpg": "images/a.jpg",
+        b"odd\tname\\\xff.jpg": "images/odd\tname\\\ufffd.jpg",
+        b"line\nbreak.jpg": "images/line\nbreak.jpg",
+    }
+    for name in names:
+        path = os.path.join(os.fsencode(mirror.root / "images"), name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as handle:
+            handle.write(b"stray")
+    mirror.inventory()
+    quick = audit_module.write_inventory(
+        str(mirror.root), str(mirror.work / "inventory.tsv.gz"), False, "st-1"
+    )
+    assert (quick["reused"], quick["hashed"]) == (PHOTOS + len(names), 0)
+    result = mirror.audit(mirror.work / "inventory.tsv.gz")
+    assert (result["ok"], result["orphans"], result["requeued"]) == (PHOTOS, len(names), 0)
+    assert sorted(result["samples"]["orphans"]) == sorted(names.values())
