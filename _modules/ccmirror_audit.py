@@ -156,7 +156,7 @@ def hash_file(path: str) -> str | None:
             while block := handle.read(HASH_BLOCK):
                 digest.update(block)
     except FileNotFoundError:
-        raise
+        raise  # gone since the listing: the walk leaves it out
     except OSError:
         return None
     return digest.hexdigest()
@@ -174,12 +174,19 @@ class PreviousInventory:
     """The last inventory, read alongside the walk (both in walk order): a file whose size
     and mtime are as they were reuses its hash without a dict of millions of paths."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, root: str) -> None:
         self.handle = None
         self.current: tuple[tuple[str, ...], str, int, int, str] | None = None
         if os.path.exists(path):
             self.handle = gzip_text(path, "rt")  # closed by close(): read alongside the walk
-            self._advance()
+            try:
+                header = self.handle.readline()
+            except (OSError, EOFError):
+                header = ""
+            if f"\troot={root}\t" in header:  # hashes of another tree are no use here
+                self._advance()
+            else:
+                self.close()
 
     def _advance(self) -> None:
         self.current = None
@@ -276,7 +283,7 @@ def write_inventory(root: str, out: str, full: bool, storage: str) -> dict:
     }
     started_at = _utc_now()
     started = time.monotonic()
-    previous = None if full else PreviousInventory(out)
+    previous = None if full else PreviousInventory(out, root)
     progress = Progress(storage, _last_summary(out).get("files"))
     partial = out + ".partial"
     try:
