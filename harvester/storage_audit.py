@@ -51,6 +51,7 @@ LINE = re.compile(r"^([^\t]+)\t(\d{1,19})\t(-?\d{1,20})\t([0-9a-f]{64}|-)$")
 LAYOUT = re.compile(r"^images/[0-9a-f]{2}/[0-9a-f]{2}/(\d{1,20})\.[A-Za-z0-9]{1,8}$")
 MAX_PHOTO_ID = 2**64 - 1
 PATH_CHARS = 1024  # stored_images.path
+NULL = "\\N"  # LOAD DATA's NULL
 DEFAULT_SAMPLES = 20
 DEFAULT_CLOCK_MARGIN = 2.0  # seconds; NTP keeps the fleet's clocks well within this
 
@@ -230,9 +231,11 @@ def _parse(path: Path, lines, out: TextIO, progress: ProgressLine | None) -> Inv
         files += 1
         total_bytes += int(size)
         unreadable += digest == "-"
+        if len(raw_path) > PATH_CHARS:  # only a stray file's: named, never matched
+            raw_path = raw_path[:PATH_CHARS].rstrip("\\")  # no escape cut in half
         out.write(
-            f"{photo_id if photo_id is not None else chr(92) + 'N'}\t{raw_path[:PATH_CHARS]}"
-            f"\t{size}\t{chr(92) + 'N' if digest == '-' else digest}\n"
+            f"{NULL if photo_id is None else photo_id}\t{raw_path}\t{size}"
+            f"\t{NULL if digest == '-' else digest}\n"
         )
         if progress is not None and progress.due():
             progress.show(f"reading the inventory: {files:,} files")
