@@ -234,17 +234,18 @@ def _unescape(text: str) -> str:
 
 
 class Progress:
-    """A line in the minion's log and an event on the master's bus every half minute."""
+    """A line in the minion's log and an event on the master's bus every `every` seconds."""
 
-    def __init__(self, storage: str, expected_files: int | None) -> None:
+    def __init__(self, storage: str, expected_files: int | None, every: float) -> None:
         self.storage = storage
+        self.every = every
         self.expected = expected_files
         self.started = time.monotonic()
         self.last = self.started
 
     def maybe_report(self, stats: dict) -> None:
         now = time.monotonic()
-        if now - self.last < PROGRESS_SECONDS:
+        if now - self.last < self.every:
             return
         self.last = now
         elapsed = now - self.started
@@ -266,7 +267,9 @@ class Progress:
                 __salt__["event.fire_master"](data, PROGRESS_TAG)
 
 
-def write_inventory(root: str, out: str, full: bool, storage: str) -> dict:
+def write_inventory(
+    root: str, out: str, full: bool, storage: str, progress_seconds: float = PROGRESS_SECONDS
+) -> dict:
     """Walk `root`/images into the gzip'd inventory `out` (written aside, then renamed in
     place: a reader never sees half of one). Returns the counts."""
     images = os.path.join(root, "images")
@@ -284,7 +287,7 @@ def write_inventory(root: str, out: str, full: bool, storage: str) -> dict:
     started_at = _utc_now()
     started = time.monotonic()
     previous = None if full else PreviousInventory(out, root)
-    progress = Progress(storage, _last_summary(out).get("files"))
+    progress = Progress(storage, _last_summary(out).get("files"), progress_seconds)
     partial = out + ".partial"
     try:
         with gzip_text(partial, "wt") as inventory:
@@ -363,16 +366,17 @@ def _exclusive(directory: str):
         yield
 
 
-def inventory(full=True, root=None):
+def inventory(full=True, root=None, progress_seconds=PROGRESS_SECONDS):
     """
     Walk the storage tree (``images/`` under the storage root: pillar ``storage:root``,
     default /srv/ccmirror-storage, or ``root=``), hash every file (sha256) and write the
     gzip'd inventory to the minion's cache directory. With ``full=False`` a file whose size
     and mtime are as in the last inventory keeps its hash; a full audit (the default) reads
     every byte, which is how corruption that keeps size and time is found. Progress goes to
-    the minion's log and, every 30 s, to the master as the event ``ccmirror/audit/progress``
-    (``salt-run state.event 'ccmirror/audit/*'``). Returns counts, the inventory's path and
-    sha256, and the time taken; the file list itself stays on the minion.
+    the minion's log and, every ``progress_seconds``, to the master as the event
+    ``ccmirror/audit/progress`` (``salt-run state.event 'ccmirror/audit/*'``). Returns
+    counts, the inventory's path and sha256, and the time taken; the file list itself stays
+    on the minion.
 
     CLI Example::
 
@@ -384,7 +388,11 @@ def inventory(full=True, root=None):
     try:
         with _exclusive(directory):
             stats = write_inventory(
-                root, os.path.join(directory, INVENTORY), _bool(full), __opts__["id"]
+                root,
+                os.path.join(directory, INVENTORY),
+                _bool(full),
+                __opts__["id"],
+                float(progress_seconds),
             )
     except AuditError as exc:
         return _failed(str(exc), root=root)

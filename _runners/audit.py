@@ -31,6 +31,7 @@ import time
 from typing import Any
 
 import salt.client
+import salt.utils.event
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,8 @@ CALL_TIMEOUT = 120
 DAY = 24 * 3600
 PROGRESS_BYTES = 1 << 20  # a relay progress line every MiB (~10 s)
 TRANSFERS = ("auto", "push", "relay")
+PROGRESS_TAG = "ccmirror/audit/progress"  # fired by ccmirror_audit.inventory
+JOB_CHECK_SECONDS = 60  # how often a long walk is checked to be still running
 PUSHED_AS = "ccmirror_audit/{storage}.tsv.gz"  # below the master's minions/<id>/files/
 
 __opts__: dict = {}  # replaced by Salt's loader
@@ -78,6 +81,7 @@ def storage(
     timeout=7 * DAY,
     samples=20,
     transfer="auto",
+    progress_seconds=30,
 ):
     """
     Audit storage against the catalog: walk every file on the storage minion (``storage=``,
@@ -91,8 +95,8 @@ def storage(
     the inventory reaches the database minion: ``push`` (cp.push and minionfs), ``relay``
     (through this runner, slow) or ``auto`` (push when the master allows it; see the
     module docstring). Safe to run twice: a second run finds what the first left. The
-    walk's progress is the event ``ccmirror/audit/progress`` (``salt-run state.event
-    'ccmirror/audit/*'``).
+    walk's progress (files, bytes, rate, ETA from the last walk) is shown every
+    ``progress_seconds``.
 
     CLI Example::
 
@@ -107,6 +111,7 @@ def storage(
         timeout = _positive(timeout, "timeout")
         samples = _positive(samples, "samples", zero=True)
         clock_margin = _positive(clock_margin, "clock_margin", zero=True)
+        progress_seconds = _positive(progress_seconds, "progress_seconds", zero=True)
         full, dry_run = _truthy(full), _truthy(dry_run)
         if transfer not in TRANSFERS:
             raise AuditError(f"transfer must be one of {', '.join(TRANSFERS)}, not {transfer!r}")
@@ -117,9 +122,7 @@ def storage(
             client.cmd([store, db], "saltutil.sync_modules", tgt_type="list", timeout=CALL_TIMEOUT)
             _progress(f"walking {store}'s storage ({'full' if full else 'changed files'} hash)")
             step = time.monotonic()
-            inventory = _call(
-                client, store, "ccmirror_audit.inventory", kwarg={"full": full}, timeout=timeout
-            )
+            inventory = _inventory(client, store, full, progress_seconds, timeout)
             seconds["inventory"] = round(time.monotonic() - step, 1)
             how = _transfer_method(transfer, inventory["size"])
             _progress(f"{store}: {inventory['comment']}; {how} of the inventory to {db}")
@@ -168,7 +171,56 @@ def storage(
 
 def _call(client, minion: str, function: str, arg=(), kwarg=None, timeout=CALL_TIMEOUT) -> dict:
     """One function on one minion; its answer, or AuditError with the minion's reason."""
-    answer = _answer(client, minion, function, arg, kwarg, timeout)
+    return _checked(
+        minion, function, _answer(client, minion, function, arg, kwarg, timeout), timeout
+    )
+
+
+def _inventory(client, store: str, full: bool, progress_seconds: int, timeout: int) -> dict:
+    """ccmirror_audit.inventory on `store`, its progress events shown as this runner's, until
+    it returns, its job is gone, or `timeout`."""
+    function = "ccmirror_audit.inventory"
+    with salt.utils.event.get_master_event(__opts__, __opts__["sock_dir"], listen=True) as bus:
+        jid = client.cmd_async(
+            store,
+            function,
+            tgt_type="list",
+            kwarg={"full": full, "progress_seconds": progress_seconds},
+        )
+        if not jid:
+            raise AuditError(f"{function} could not be sent to {store}")
+        returned = f"salt/job/{jid}/ret/{store}"
+        deadline = time.monotonic() + timeout
+        check_at = time.monotonic() + JOB_CHECK_SECONDS
+        while time.monotonic() < deadline:
+            event = bus.get_event(wait=1, full=True, auto_reconnect=True)
+            if event and event["tag"] == returned:
+                return _checked(store, function, event["data"].get("return"), timeout)
+            if event and event["tag"] == PROGRESS_TAG:
+                # The master passes a minion's event on as {"id", "tag", "data", ...}.
+                data = event["data"].get("data", event["data"])
+                if isinstance(data, dict) and data.get("storage") == store:
+                    _progress(_walk_line(data))
+            if time.monotonic() >= check_at:
+                check_at = time.monotonic() + JOB_CHECK_SECONDS
+                if not _answer(client, store, "saltutil.find_job", [jid]):
+                    # Not running: it returned while we looked away, or it died.
+                    cached = client.get_cache_returns(jid).get(store, {}).get("ret")
+                    return _checked(store, function, cached, timeout)
+    raise AuditError(f"{function} on {store}: not done after {timeout}s")
+
+
+def _walk_line(data: dict) -> str:
+    eta = data.get("eta_seconds")
+    return (
+        f"{data['storage']}: walked {data['files']:,} files, {data['bytes']:,} bytes"
+        f" ({data['hashed']:,} hashed), {data['files_per_second']:,} files/s"
+        + (f", about {eta // 60} min left" if eta is not None else "")
+    )
+
+
+def _checked(minion: str, function: str, answer, timeout: int) -> dict:
+    """A function's answer, or AuditError with the minion's reason."""
     if not isinstance(answer, dict):
         raise AuditError(
             f"{function} on {minion}: "

@@ -55,15 +55,17 @@ class SaltOnLoopback:
             timeout=timeout,
         )
 
-    def run_json(self, *args: str, timeout: float = 300) -> tuple[dict, int]:
-        """`salt-run ARGS`: its return (the last JSON document: progress events come first)
-        and exit code."""
+    def run_json(self, *args: str, timeout: float = 300) -> tuple[dict, int, list[str]]:
+        """`salt-run ARGS`: its return (the last JSON document), exit code, and the progress
+        messages it showed before."""
         result = self.run("salt-run", *args, timeout=timeout)
-        decoder, text, at, last = json.JSONDecoder(), result.stdout, 0, None
+        decoder, text, at, documents = json.JSONDecoder(), result.stdout, 0, []
         while text[at:].strip():
-            last, at = decoder.raw_decode(text, at + len(text[at:]) - len(text[at:].lstrip()))
-        assert isinstance(last, dict), result.stdout + result.stderr
-        return last, result.returncode
+            document, at = decoder.raw_decode(text, len(text) - len(text[at:].lstrip()))
+            documents.append(document)
+        assert documents and isinstance(documents[-1], dict), result.stdout + result.stderr
+        progress = [d["event"]["message"] for d in documents[:-1] if d.get("suffix") == "progress"]
+        return documents[-1], result.returncode, progress
 
     def call(self, minion: str, *args: str):
         result = self.run("salt", "-t", "60", minion, *args)
@@ -199,8 +201,10 @@ def test_audit_storage_through_a_master_requeues_bad_files_and_reports_orphans(
     mirror.path_of(corrupt).write_bytes(b"not the photo")
     (salt.storage_root / "images" / "stray.txt").write_text("left by hand")
 
-    answer, code = salt.run_json("audit.storage", "clock_margin=0")
+    answer, code, progress = salt.run_json("audit.storage", "clock_margin=0", "progress_seconds=0")
     assert code == 0, answer
+    # The walk's own progress (an event per file here), shown by the runner as it comes.
+    assert f"st-1: walked {PHOTOS:,} files" in " | ".join(progress), progress
     assert (answer["storage"], answer["db_minion"]) == ("st-1", "db-1")
     assert answer["transfer"] == salt.transfer
     audit = answer["audit"]
@@ -220,7 +224,7 @@ def test_audit_storage_through_a_master_requeues_bad_files_and_reports_orphans(
     assert (salt.storage_root / "images" / "stray.txt").exists()
 
     # Run again: the requeued photos are no longer stored, so nothing more to requeue.
-    again, code = salt.run_json("audit.storage", "full=False")
+    again, code, _ = salt.run_json("audit.storage", "full=False")
     assert code == 0, again
     assert (again["audit"]["missing"], again["audit"]["requeued"]) == (0, 0), again
     assert (again["inventory"]["reused"], again["inventory"]["hashed"]) == (PHOTOS, 0)
@@ -229,7 +233,7 @@ def test_audit_storage_through_a_master_requeues_bad_files_and_reports_orphans(
     if salt.transfer == "push":
         return
     # Refusals: one clear error each, retcode 1.
-    bad, code = salt.run_json("audit.storage", "timeout=-5")
+    bad, code, _ = salt.run_json("audit.storage", "timeout=-5")
     assert code == 1 and "timeout must be a positive" in bad["error"], bad
     answer, code = salt.call("st-1", "ccmirror_audit.inventory", "root=/nonexistent")
     assert code == 1 and "no images/ under the storage root /nonexistent" in answer["comment"]
