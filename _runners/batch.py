@@ -182,7 +182,8 @@ def status():
     """
     The pipeline in one table: search tasks by state, photos per source, the catalog by
     queue state, the queue (leases out, stored/s, ETA, per worker), each harvester's and
-    downloader's version, daemon and rate, and the storage audit (not measured yet: None).
+    downloader's version, daemon and rate, and the last storage audit (`salt-run
+    audit.storage`; None before the first).
     ``summary`` is the same as text.
 
     CLI Example::
@@ -206,9 +207,7 @@ def _collect_status() -> dict[str, Any]:
         queue_script = [f"{_setting('venv')}/bin/python", "-c", QUEUE_STATUS]
         queue = _run(client, minion, [*queue_script, _setting("queue_config")])
         fleet = client.cmd(WORKERS, "ccmirror.status", tgt_type="compound", timeout=CALL_TIMEOUT)
-    return status_table(
-        minion, _json_or_error(harvest), _json_or_error(queue), fleet, storage_audit=None
-    )
+    return status_table(minion, _json_or_error(harvest), _json_or_error(queue), fleet)
 
 
 def reconcile(batch_size=None, restart=False):
@@ -306,9 +305,7 @@ def seed_arguments(kind, start, end, stride, file) -> tuple[list[str], str | Non
     return args, stdin
 
 
-def status_table(
-    db_minion: str, harvest: dict, queue: dict, fleet: dict, storage_audit=None
-) -> dict[str, Any]:
+def status_table(db_minion: str, harvest: dict, queue: dict, fleet: dict) -> dict[str, Any]:
     """batch.status's answer from the database minion's `harvester status --json`, the
     queue's /v1/status and the workers' `ccmirror.status`."""
     tasks = dict.fromkeys(TASK_STATES, 0) | harvest.get("tasks", {})
@@ -342,7 +339,7 @@ def status_table(
         "catalog": catalog,
         "queue": queue_row,
         "fleet": {minion: _fleet_line(ret) for minion, ret in sorted(fleet.items())},
-        "storage_audit": storage_audit,
+        "storage_audit": harvest.get("storage_audit"),
     }
     table["summary"] = summary_text(table, harvest)
     return table
@@ -379,7 +376,7 @@ def summary_text(table: dict, harvest: dict) -> str:
         )
     lines += [f"{minion}: {line}" for minion, line in table["fleet"].items()]
     audit = table["storage_audit"]
-    lines.append(f"storage audit: {'not run' if audit is None else audit}")
+    lines.append(f"storage audit: {'not run' if audit is None else audit['summary']}")
     return "\n".join(lines)
 
 

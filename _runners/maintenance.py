@@ -95,7 +95,7 @@ def on(wait=300, retry_after=300):
 
 def off():
     """
-    End maintenance: every downloader resumes leasing and the queue vends again; harvesters
+    End maintenance: the queue vends again and every downloader resumes leasing; harvesters
     resume at their next look at the switch. Safe to run twice.
 
     CLI Example::
@@ -103,8 +103,8 @@ def off():
         salt-run maintenance.off
     """
     with _client() as client:
-        _progress("resuming downloaders")
-        resumed = client.cmd(DOWNLOADERS, "ccmirror.resume", timeout=STATUS_TIMEOUT)
+        # The queue first: a downloader resumed while it still answers "maintenance" waits
+        # out the Retry-After (up to a minute) before asking again.
         _progress("switching the queue back on")
         queue = client.cmd(
             QUEUE_MINIONS,
@@ -113,6 +113,8 @@ def off():
             tgt_type="compound",
             timeout=STATUS_TIMEOUT,
         )
+        _progress("resuming downloaders")
+        resumed = client.cmd(DOWNLOADERS, "ccmirror.resume", timeout=STATUS_TIMEOUT)
     return _failed(
         {
             "result": _switched(queue, False) and _all_ok(resumed),

@@ -110,9 +110,9 @@ class Mission:
         self.stages.append((name, time.monotonic() - started))
         self.show(f"    {name}: {time.monotonic() - started:.0f}s")
 
-    def salt_run(self, *args: str, timeout: float = SALT_RUN_SECONDS) -> dict:
+    def salt_run(self, *args: str, timeout: float = SALT_RUN_SECONDS, check: bool = True) -> dict:
         """`salt-run ARGS` with its progress events shown as they come; its return, or
-        LabError with what failed."""
+        (`check`) LabError with what failed."""
         command = salt_master.salt_command(
             self.config, "salt-run", ["--out=json", "--out-indent=-1", *args]
         )
@@ -136,13 +136,15 @@ class Mission:
         finally:
             timer.cancel()
         ret = documents[-1] if documents else None
-        if rc != 0 or not isinstance(ret, dict) or ret.get("result") is False:
+        if not isinstance(ret, dict):
+            raise LabError(f"salt-run {' '.join(args)} returned nothing ({rc}): {stderr[-2000:]}")
+        if check and (rc != 0 or ret.get("result") is False):
             raise LabError(f"salt-run {' '.join(args)} failed ({rc}): {ret or stderr[-2000:]}")
         return ret
 
     def orchestrate(self, sls: str, pillar: dict, timeout: float = SALT_RUN_SECONDS) -> dict:
         ret = self.salt_run(
-            "state.orchestrate", sls, f"pillar={json.dumps(pillar)}", timeout=timeout
+            "state.orchestrate", sls, f"pillar={json.dumps(pillar)}", timeout=timeout, check=False
         )
         data = ret.get("data", ret)
         steps = next(iter(data.values()), {}) if isinstance(data, dict) else {}
@@ -152,7 +154,7 @@ class Mission:
             if isinstance(step, dict) and step.get("result") is False
         ]
         if failed or ret.get("retcode"):
-            raise LabError(f"{sls} failed: " + "; ".join(failed or [str(ret)[:2000]]))
+            raise LabError(f"{sls} failed: " + "; ".join(failed or [str(ret)[:1000]]))
         return ret
 
     def salt(self, *args: str, timeout: float = 300) -> dict:

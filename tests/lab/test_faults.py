@@ -53,7 +53,7 @@ def lab() -> Iterator[TestLab]:
 
 
 @pytest.fixture(scope="module")
-def mariadb_password(lab: TestLab) -> str:
+def fx_password(lab: TestLab) -> str:
     password = secrets.token_hex(12)
     lab.shell("db-1", "sh", "-c", MARIADB_SETUP, timeout=120)
     grant = f"CREATE USER 'fx'@'%' IDENTIFIED BY '{password}'; GRANT ALL ON *.* TO 'fx'@'%';"
@@ -97,7 +97,7 @@ def test_kill_daemon_of_a_stopped_unit_is_refused(lab: TestLab) -> None:
         faults.kill_daemon(lab.config, "dl-9", UNIT)
 
 
-def test_link_down_cuts_the_droplet_off_until_link_up(lab: TestLab, mariadb_password) -> None:
+def test_link_down_cuts_the_droplet_off_until_link_up(lab: TestLab, fx_password) -> None:
     db = address(lab, "db-1")
     assert faults.greets(db, 3306)
     faults.link_down(lab.config, "db-1")
@@ -116,11 +116,11 @@ def test_link_down_cuts_the_droplet_off_until_link_up(lab: TestLab, mariadb_pass
 
 
 def test_restart_mariadb_cuts_clients_and_returns_when_it_answers(
-    lab: TestLab, mariadb_password: str
+    lab: TestLab, fx_password: str
 ) -> None:
     def connect() -> pymysql.Connection:
         return pymysql.connect(
-            host=address(lab, "db-1"), user="fx", password=mariadb_password, connect_timeout=5
+            host=address(lab, "db-1"), user="fx", password=fx_password, connect_timeout=5
         )
 
     before = connect()
@@ -182,7 +182,7 @@ def test_destroy_droplet_without_the_simulator_takes_it_out_of_the_lab(lab: Test
 
 
 def test_mirror_check_reads_the_lab_catalog_and_storage_from_the_host(
-    lab: TestLab, mariadb_password: str
+    lab: TestLab, fx_password: str
 ) -> None:
     """lab.mirror_check's way into a lab: db-1's MariaDB as root over its socket (no
     password), st-1's storage through its PID 1's root."""

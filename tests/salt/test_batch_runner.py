@@ -69,12 +69,13 @@ qargs, qstdin = g["seed_arguments"]("queries", None, None, None, terms)
 g["__context__"] = {}
 refused = runners["batch.seed"](kind="photos")
 refused_wait = runners["batch.wait"](until="forever")
+refused_yfcc = runners["batch.import_yfcc"](paths="relative/sample.tsv")
 print(json.dumps({
     "names": names,
     "docs": {n: runners[n].__doc__ for n in names},
     "table": table, "broken": broken, "errors": errors, "args": args,
     "qargs": qargs, "qstdin": qstdin,
-    "refused": refused, "refused_wait": refused_wait,
+    "refused": refused, "refused_wait": refused_wait, "refused_yfcc": refused_yfcc,
     "left": [g["tasks_left"](table), g["photos_left"](table),
              g["tasks_left"](broken), g["photos_left"](broken)],
 }, default=str))
@@ -103,7 +104,13 @@ def test_batch_runner_loads_and_builds_its_table(salt_call_bin, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     seen = json.loads(result.stdout)
-    assert seen["names"] == ["batch.reconcile", "batch.seed", "batch.status", "batch.wait"]
+    assert seen["names"] == [
+        "batch.import_yfcc",
+        "batch.reconcile",
+        "batch.seed",
+        "batch.status",
+        "batch.wait",
+    ]
     for name, doc in seen["docs"].items():
         assert "CLI Example::" in doc and f"salt-run {name}" in doc, name
 
@@ -148,3 +155,5 @@ def test_batch_runner_loads_and_builds_its_table(salt_call_bin, tmp_path):
     assert seen["refused"]["result"] is False and seen["refused"]["retcode"] == 1
     assert "kind must be" in seen["refused"]["error"]
     assert "until must be one of harvested, downloaded" in seen["refused_wait"]["error"]
+    assert seen["refused_yfcc"]["retcode"] == 1
+    assert "absolute paths on the db minion" in seen["refused_yfcc"]["error"]
