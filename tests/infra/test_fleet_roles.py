@@ -30,12 +30,16 @@ def test_each_harvester_has_its_own_database_user(host, pillar: dict) -> None:
 
 
 @pytest.mark.role("queue")
-def test_queue_service_runs_with_hashed_tokens(host, site: dict) -> None:
+def test_queue_service_runs_with_hashed_tokens(host, site: dict, pillar: dict) -> None:
     running_and_enabled(host, "ccmirror-queue")
     assert (site["db_host"], site["queue_port"]) in listening_tcp(host)
     assert_secret_file(host, "/etc/ccmirror/queue-tokens.yaml", "root", "ccmirror")
     tokens = host.file("/etc/ccmirror/queue-tokens.yaml").content_string
-    assert "sha256:" in tokens and "ccmq_" not in tokens  # hashes only, never a token
+    assert "ccmq_" not in tokens  # hashes only, never a token
+    # Every downloader the pillar knows (none between batches), by its hash.
+    for worker, hashes in (pillar.get("queue", {}).get("tokens") or {}).items():
+        for hashed in [hashes] if isinstance(hashes, str) else hashes:
+            assert hashed.startswith("sha256:") and hashed in tokens, worker
     code, body = http_get(host, f"http://{site['db_host']}:{site['queue_port']}/v1/status")
     assert code == 200 and '"images"' in body, body
 
@@ -71,7 +75,7 @@ def test_a_downloader_sees_no_flickr_key_and_no_database_password(pillar: dict) 
 
 
 @pytest.mark.role("storage")
-def test_storage_sshd_takes_only_restricted_rrsync_keys(host, site: dict) -> None:
+def test_storage_sshd_takes_only_restricted_rrsync_keys(host, site: dict, pillar: dict) -> None:
     running_and_enabled(host, "ccmirror-storage-sshd")
     assert host.package("rsync").is_installed and host.exists("rrsync")
     assert (site["storage_host"], site["storage_port"]) in listening_tcp(host)
@@ -79,7 +83,8 @@ def test_storage_sshd_takes_only_restricted_rrsync_keys(host, site: dict) -> Non
     assert host.file("/etc/ccmirror/storage-sshd/ssh_host_ed25519_key").mode == 0o600
     keys = host.file("/etc/ccmirror/storage-sshd/authorized_keys").content_string
     lines = [line for line in keys.splitlines() if line and not line.startswith("#")]
-    assert lines, "no downloader key authorized"
+    # One key per downloader the pillar knows (none between batches), each restricted.
+    assert len(lines) == len(pillar.get("storage", {}).get("authorized_keys") or {}), keys
     for line in lines:
         assert line.startswith('restrict,command="/usr/bin/rrsync -wo '), line
     user = host.user("ccmirror-storage")
