@@ -27,6 +27,20 @@ SITE = {
 SaltCall = Callable[..., object]
 
 
+def runner_master_config(directory: Path, **options: object) -> Path:
+    """A master config in `directory` that loads this checkout's runners (Salt's loader
+    reads it; no master runs), with `options` over the defaults."""
+    config = directory / "master"
+    settings = {
+        "root_dir": str(directory / "root"),
+        "runner_dirs": [str(ROOT / "_runners")],
+        "log_level": "quiet",
+        **options,
+    }
+    config.write_text(yaml.safe_dump(settings))
+    return config
+
+
 @pytest.fixture(scope="session")
 def salt_call_bin() -> Path:
     if not (SALT_VENV / "bin" / "salt-call").exists():

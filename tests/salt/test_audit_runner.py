@@ -28,6 +28,7 @@ import yaml
 from lab.salt_master import SALT_VENV, generate_keys, write_file
 from tests.conftest import wait_for
 from tests.integration.test_storage_audit import PHOTOS, Mirror, fill_images, image_path_of
+from tests.salt.conftest import runner_master_config
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 VENV = Path(sys.executable).parent.parent
@@ -270,16 +271,7 @@ print(json.dumps({"names": names, "docs": docs}))
 
 
 def test_runner_and_module_load_through_salt_with_a_cli_example_each(salt_call_bin, tmp_path):
-    config = tmp_path / "master"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "root_dir": str(tmp_path / "root"),
-                "runner_dirs": [str(ROOT / "_runners")],
-                "log_level": "quiet",
-            }
-        )
-    )
+    config = runner_master_config(tmp_path)
     result = subprocess.run(
         [str(salt_call_bin.parent / "python"), "-c", LOAD_AND_CHECK, str(config),
          str(ROOT / "_modules")],

@@ -11,7 +11,7 @@ import json
 import subprocess
 from pathlib import Path
 
-import yaml
+from tests.salt.conftest import runner_master_config
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 LOAD_AND_CHECK = r"""
@@ -83,16 +83,7 @@ print(json.dumps({
 
 
 def test_batch_runner_loads_and_builds_its_table(salt_call_bin, tmp_path):
-    config = tmp_path / "master"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "root_dir": str(tmp_path / "root"),
-                "runner_dirs": [str(ROOT / "_runners")],
-                "log_level": "quiet",
-            }
-        )
-    )
+    config = runner_master_config(tmp_path)
     terms = tmp_path / "terms.txt"
     terms.write_text("# colours\nred\nblue\n")
     python = salt_call_bin.parent / "python"

@@ -15,10 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
-
 from lab.wheelhouse import dependency_cache
-from tests.salt.conftest import ROOT
+from tests.salt.conftest import ROOT, runner_master_config
 
 LOAD_AND_CHECK = r"""
 import json, sys
@@ -87,21 +85,6 @@ print(json.dumps(runners["wheelhouse.build"]()))
 """
 
 
-def master_config(tmp_path: Path, **options) -> Path:
-    config = tmp_path / "master"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "root_dir": str(tmp_path / "root"),
-                "runner_dirs": [str(ROOT / "_runners")],
-                "log_level": "quiet",
-                **options,
-            }
-        )
-    )
-    return config
-
-
 def salt_python(salt_call_bin: Path, script: str, *args: str) -> dict:
     result = subprocess.run(
         [str(salt_call_bin.parent / "python"), "-c", script, *map(str, args)],
@@ -116,7 +99,7 @@ def salt_python(salt_call_bin: Path, script: str, *args: str) -> dict:
 def test_deploy_runner_loads_and_plans_batches(salt_call_bin, tmp_path):
     (tmp_path / "with" / "wheelhouse").mkdir(parents=True)  # a root that serves one
     (tmp_path / "empty").mkdir()
-    config = master_config(tmp_path, file_roots={"base": [str(tmp_path / "empty")]})
+    config = runner_master_config(tmp_path, file_roots={"base": [str(tmp_path / "empty")]})
     seen = salt_python(salt_call_bin, LOAD_AND_CHECK, config, tmp_path / "with", tmp_path / "empty")
     assert seen["names"] == ["deploy.release", "wheelhouse.build"]
     for name, doc in seen["docs"].items():
@@ -167,7 +150,7 @@ def test_wheelhouse_builds_complete_and_only_when_changed(salt_call_bin, tmp_pat
     checkout = copy_checkout(tmp_path / "checkout")
     served = tmp_path / "dist" / "wheelhouse"
     served.mkdir(parents=True)
-    config = master_config(
+    config = runner_master_config(
         tmp_path,
         ccmirror_checkout=str(checkout),
         file_roots={"base": [str(ROOT / "salt"), str(tmp_path / "dist")]},

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from lab import salt_master
+from tests.salt.conftest import runner_master_config
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 LOAD_AND_CHECK = r"""
@@ -69,16 +70,7 @@ print(json.dumps(out))
 def seen(salt_call_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     salt_master.ensure_salt()
     tmp = tmp_path_factory.mktemp("fleet-runner")
-    config = tmp / "master"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "root_dir": str(tmp / "root"),
-                "runner_dirs": [str(ROOT / "_runners")],
-                "log_level": "quiet",
-            }
-        )
-    )
+    config = runner_master_config(tmp)
     # A venv whose salt-minion "exists": the script must skip installing Salt.
     venv = tmp / "salt-venv"
     (venv / "bin").mkdir(parents=True)

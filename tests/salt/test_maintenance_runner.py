@@ -10,7 +10,7 @@ import json
 import subprocess
 from pathlib import Path
 
-import yaml
+from tests.salt.conftest import runner_master_config
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 LOAD_AND_CHECK = r"""
@@ -48,16 +48,7 @@ print(json.dumps({
 
 
 def test_runner_loads_through_salt_with_docs_and_describes_minions(salt_call_bin, tmp_path):
-    config = tmp_path / "master"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "root_dir": str(tmp_path / "root"),
-                "runner_dirs": [str(ROOT / "_runners")],
-                "log_level": "quiet",
-            }
-        )
-    )
+    config = runner_master_config(tmp_path)
     python = salt_call_bin.parent / "python"
     result = subprocess.run(
         [str(python), "-c", LOAD_AND_CHECK, str(config)],
