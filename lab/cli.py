@@ -19,7 +19,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from lab import droplets, fleet, mission, salt_master, wheelhouse
+from lab import droplets, fleet, mission, salt_master
 from lab.flickr_sim_process import RunningSim, spawn
 from lab.flickr_universe import Universe
 from lab.mariadb import LocalMariaDB
@@ -109,22 +109,7 @@ def lab_up(args: argparse.Namespace, config: droplets.LabConfig) -> int:
     if args.no_salt:
         droplets.up(config, ids, progress=progress)
         return lab_status(argparse.Namespace(json=False), config)
-    salt_master.ensure_salt(progress)
-
-    def host_services(state: droplets.LabState) -> None:
-        wheelhouse.build(config, progress=progress)  # served from the master's first moment
-        salt_master.start_master(config, state)
-
-    state = droplets.up(
-        config,
-        ids,
-        progress=progress,
-        host_services=host_services,
-        seed=salt_master.seed_minion(config),
-    )
-    fleet.prepare(config, state, progress)
-    progress(f"salt-master on {config.host_address}; waiting for every minion's test.ping")
-    salt_master.wait_minions(config, ids)
+    fleet.up(config, ids, progress)
     healthy = lab_status(argparse.Namespace(json=False), config)
     if args.highstate:
         return lab_highstate(argparse.Namespace(ids=None), config) or healthy

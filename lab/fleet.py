@@ -52,6 +52,37 @@ def prepare(config: LabConfig, state: LabState, progress: Callable[[str], None] 
             current.save(config.state_file)
 
 
+def up(
+    config: LabConfig,
+    ids: list[str],
+    progress: Callable[[str], None] = print,
+    own_checkout: bool = False,
+) -> LabState:
+    """The droplets `ids` (any earlier lab torn down first) with the lab's salt master on the
+    host serving the wheelhouse and the private pillar, every minion answering before this
+    returns. `own_checkout`: the master serves a copy of this checkout (a test releases a
+    new version by editing it)."""
+    salt_master.ensure_salt(progress)
+
+    def host_services(state: LabState) -> None:
+        if own_checkout:
+            wheelhouse.copy_checkout(config)
+        wheelhouse.build(config, progress=progress)  # served from the master's first moment
+        salt_master.start_master(config, state)
+
+    state = droplets.up(
+        config,
+        ids,
+        progress=progress,
+        host_services=host_services,
+        seed=salt_master.seed_minion(config),
+    )
+    prepare(config, state, progress)
+    progress(f"salt-master on {config.host_address}; waiting for every minion's test.ping")
+    salt_master.wait_minions(config, ids)
+    return state
+
+
 def add(
     config: LabConfig,
     ids: list[str],

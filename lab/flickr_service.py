@@ -1,6 +1,6 @@
 """The lab's Flickr API: the simulator as a host service on the bridge address, accepting the
 harvester droplets' own throw-away keys (from their private pillar files) and the keys the
-mission issued before its harvesters exist (`issue_keys`), so `harvester work` on an hv-*
+mission issued before its harvesters exist (`configure`), so `harvester work` on an hv-*
 droplet runs against it as it would against Flickr. The universe it simulates (seed, hot
 spots, where its image URLs point) is the lab's setting, kept in `<lab root>/flickr-sim.json`
 so every restart serves the same photos."""

@@ -100,6 +100,7 @@ class Mission:
     truth: list[int] = field(default_factory=list)  # the CC photo ids of the range
     faults: dict[int, str | dict] = field(default_factory=dict)  # what the image host does
     audit_result: dict | None = None
+    flickr_keys: dict[str, dict[str, str]] = field(default_factory=dict)  # issued, by minion
 
     # ------------------------------------------------------------------ plumbing
     @contextmanager
@@ -157,24 +158,9 @@ class Mission:
             raise LabError(f"{sls} failed: " + "; ".join(failed or [str(ret)[:1000]]))
         return ret
 
-    def salt(self, *args: str, timeout: float = 300) -> dict:
-        command = salt_master.salt_command(
-            self.config, "salt", ["--out=json", "--static", f"-t{int(timeout)}", *args]
-        )
-        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout + 60)
-        try:
-            return json.loads(result.stdout or "{}")
-        except ValueError:
-            raise LabError(f"salt {' '.join(args)}: {result.stdout}{result.stderr}") from None
-
     def catalog(self) -> pymysql.Connection:
-        """The catalog on db-1, as its root through MariaDB's socket: the lab's own look
-        from the host (reached through db-1's mount namespace), not a database user the
-        states would have to make."""
-        socket_path = f"/proc/{self.state().droplets['db-1'].pid}/root/run/mysqld/mysqld.sock"
-        return pymysql.connect(
-            unix_socket=socket_path, user="root", database="ccmirror", autocommit=True
-        )
+        """The catalog on db-1, read from the host (MariaDB's root over its socket)."""
+        return mirror_check.lab_catalog(self.config)
 
     @property
     def checkout(self) -> Path:
@@ -190,26 +176,8 @@ class Mission:
     # ------------------------------------------------------------------ stages
     def core(self) -> None:
         with self.stage("core: db-1 and st-1, the salt master, the simulators"):
-            if droplets.load_state(self.config) or self.config.root.exists():
-                self.show("    an earlier lab is up: taking it down first")
-                droplets.down(self.config)
-            salt_master.ensure_salt(self._indented)
-
-            def host_services(state: droplets.LabState) -> None:
-                if self.own_checkout:
-                    wheelhouse.copy_checkout(self.config)
-                wheelhouse.build(self.config, progress=self._indented)
-                salt_master.start_master(self.config, state)
-
-            state = droplets.up(
-                self.config,
-                list(CORE),
-                progress=self._indented,
-                host_services=host_services,
-                seed=salt_master.seed_minion(self.config),
-            )
-            fleet.prepare(self.config, state, self._indented)  # the site facts Terraform gives
-            salt_master.wait_minions(self.config, CORE)
+            # Tears down an earlier lab first: `make lab` twice in a row starts afresh.
+            fleet.up(self.config, list(CORE), self._indented, own_checkout=self.own_checkout)
             self._simulators()
 
     def _simulators(self) -> None:
@@ -220,9 +188,10 @@ class Mission:
             "--image-base", image_service.base_url(self.config),
             "--rate-limit", "0",
         ]  # fmt: skip
-        keys = {f"hv-{n}": _new_flickr_key() for n in range(1, self.options.harvesters + 1)}
-        self._flickr_keys = keys
-        flickr_service.configure(self.config, universe_options, [k["key"] for k in keys.values()])
+        harvesters = range(1, self.options.harvesters + 1)
+        self.flickr_keys = {f"hv-{n}": _new_flickr_key() for n in harvesters}
+        issued = [pair["key"] for pair in self.flickr_keys.values()]
+        flickr_service.configure(self.config, universe_options, issued)
         with droplets.lab_lock(self.config):
             state = self.state()
             flickr_service.restart(self.config, state, salt_master.private_pillar(self.config))
@@ -260,7 +229,7 @@ class Mission:
         line (Salt records a runner's arguments in its job cache)."""
         with tempfile.NamedTemporaryFile("w", suffix=".yaml", dir=self.config.root) as key_file:
             os.chmod(key_file.name, 0o600)
-            yaml.safe_dump(self._flickr_keys[minion], key_file)
+            yaml.safe_dump(self.flickr_keys[minion], key_file)
             key_file.flush()
             self.salt_run(
                 "secrets.set_flickr_key", f"minion={minion}", f"from_file={key_file.name}"
@@ -340,17 +309,13 @@ class Mission:
 
     def summary(self, report: mirror_check.MirrorReport, seconds: float) -> None:
         with self.catalog() as conn, conn.cursor() as cur:
-            cur.execute(
-                "SELECT (SELECT COUNT(*) FROM flickr_timeslice_photos),"
-                " (SELECT COUNT(*) FROM flickr_query_photos), (SELECT COUNT(*) FROM yfcc_photos)"
-            )
-            api, queries, yfcc = cur.fetchone()
+            api, queries, yfcc = _photos_by_source(cur)
         self.show(f"\n== the mirror, {_iso(self.start)} .. {_iso(self.end)} ==")
         self.show(f"  harvested:  time slices {api:,}, search texts {queries:,}, YFCC100M {yfcc:,}")
         for line in report.summary_lines():
             self.show(f"  {line}")
         if self.audit_result is not None:
-            self.show(f"  audit:      {_audit_line(self.audit_result)}")
+            self.show(f"  audit:      {self.audit_result.get('comment')}")
         times = ", ".join(
             f"{name.split(':')[0].split(' of ')[0]} {t:.0f}s" for name, t in self.stages
         )
@@ -392,11 +357,7 @@ class Mission:
         with self.catalog() as conn, conn.cursor() as cur:
             cur.execute("SELECT state, COUNT(*) FROM search_tasks GROUP BY state")
             tasks = dict(cur.fetchall())
-            cur.execute(
-                "SELECT (SELECT COUNT(*) FROM flickr_timeslice_photos),"
-                " (SELECT COUNT(*) FROM yfcc_photos)"
-            )
-            api, yfcc = cur.fetchone()
+            api, _, yfcc = _photos_by_source(cur)
         done = tasks.get("done", 0) + tasks.get("failed", 0)
         return f"tasks {done}/{sum(tasks.values())} done; photos: API {api:,}, YFCC100M {yfcc:,}"
 
@@ -439,8 +400,13 @@ def _beside(work: Callable[[], None] | None) -> Iterator[None]:
         raise failure[0]
 
 
-def _audit_line(ret: dict) -> str:
-    return str(ret.get("comment") or ret)[:300]
+def _photos_by_source(cur) -> tuple[int, int, int]:
+    """Rows in the time-slice, search-text and YFCC100M source tables."""
+    cur.execute(
+        "SELECT (SELECT COUNT(*) FROM flickr_timeslice_photos),"
+        " (SELECT COUNT(*) FROM flickr_query_photos), (SELECT COUNT(*) FROM yfcc_photos)"
+    )
+    return cur.fetchone()
 
 
 def _new_flickr_key() -> dict[str, str]:

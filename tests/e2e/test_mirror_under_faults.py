@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lab import faults, image_service, mission, salt_master
+from lab import faults, fleet, image_service, mission, salt_master
 from tests.conftest import wait_for
 from tests.lab.conftest import make_lab, root_only
 
@@ -225,12 +225,6 @@ def test_the_audit_finds_storage_as_the_catalog_says(run) -> None:
 
 def test_testinfra_passes_against_the_fleet(run) -> None:
     m = run["mission"]
-    argv, env = salt_master_infra(m)
+    argv, env = fleet.infra_command(m.config, ["-q", "-p", "no:cacheprovider"])
     result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-
-
-def salt_master_infra(m: mission.Mission) -> tuple[list[str], dict]:
-    from lab import fleet
-
-    return fleet.infra_command(m.config, ["-q", "-p", "no:cacheprovider"])
