@@ -203,12 +203,20 @@ def last_ones(names: list[str], count: int) -> list[str]:
     return sorted(names, key=lambda n: (name_number(n), n), reverse=True)[:count]
 
 
+# A minion notices a dead connection to the master within a minute (a probe after 30 s idle,
+# three 10 s apart) and connects again. Salt's defaults (300 s idle, then the kernel's nine
+# probes 75 s apart) left a droplet deaf for minutes after a short network outage: the
+# master had dropped its side, the minion's still looked established.
+MINION_KEEPALIVE = {"tcp_keepalive_idle": 30, "tcp_keepalive_intvl": 10, "tcp_keepalive_cnt": 3}
+
+
 def minion_config(minion_id: str, master: str, opts: dict, extra: dict) -> dict[str, Any]:
     return {
         "id": minion_id,
         "master": master,
         "master_port": int(opts.get("ret_port", 4506)),
         "publish_port": int(opts.get("publish_port", 4505)),
+        **MINION_KEEPALIVE,
         **extra,
     }
 
@@ -430,7 +438,9 @@ def destroy(name: str, wait: int = DRAIN_WAIT, force=False):
     """
     Take one droplet away by name: drain (``wait`` seconds), delete its minion key, destroy
     it, forget its secrets (see ``fleet.down``). Only droplets tagged as the project's are
-    destroyed. A name with no droplet left only loses its minion key: safe to run twice.
+    destroyed. A name with no droplet left (destroyed from DigitalOcean's console, say) loses
+    its minion key and its secrets: then apply ``db-*`` and ``st-*`` to revoke its queue token
+    and storage key there. Safe to run twice.
 
     CLI Example::
 
@@ -447,13 +457,22 @@ def destroy(name: str, wait: int = DRAIN_WAIT, force=False):
     manager = _manager(conf)
     found = [d for d in _droplets(manager, conf["project_tag"]) if d.name == name]
     if not found:
-        deleted = _delete_key(name)
-        return {
-            "result": True,
-            "comment": f"no droplet {name}" + ("; its minion key deleted" if deleted else ""),
-            "removed": {},
-        }
+        return _forget_gone(name)
     return _removal_result({name: _retire(found[0], wait, force)}, name=name)
+
+
+def _forget_gone(name: str) -> dict[str, Any]:
+    """A droplet that is gone already: its key and secrets must not outlive it (a copy of its
+    disk would still reach the queue and storage with them)."""
+    deleted = _delete_key(name)
+    forgotten = bool(__salt__["secrets.forget"](minion=name).get("changed"))  # noqa: F821
+    done = [what for what, did in (("minion key", deleted), ("secrets", forgotten)) if did]
+    return {
+        "result": True,
+        "comment": f"no droplet {name}" + (f"; its {' and '.join(done)} deleted" if done else ""),
+        "removed": {},
+        "apply": ["db-*", "st-*"] if forgotten else [],
+    }
 
 
 def list_():

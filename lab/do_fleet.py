@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -22,6 +23,14 @@ PORT = 8602
 TOKEN_FILE = "do-token"
 # The replacement systemctl cannot start units through systemd-run (no systemd bus).
 LAB_MINION_CONFIG = {"systemd.scope": False, "acceptance_wait_time": 1, "state_events": True}
+
+
+@dataclass(frozen=True)
+class DoService:
+    """Where the lab's simulator service answers (a lab.faults.DoApi)."""
+
+    end_point: str  # http://HOST:PORT/v2/
+    token: str
 
 
 def lab_env(config: LabConfig) -> dict[str, str]:
@@ -48,7 +57,7 @@ def start_simulator(config: LabConfig, boot_seconds: float = 0.0) -> RunningDoSi
     )
 
 
-def ensure_service(config: LabConfig, state: LabState) -> RunningDoSim:
+def ensure_service(config: LabConfig, state: LabState) -> DoService:
     """The simulator as a host service of the lab (it lives as long as the lab, as
     DigitalOcean outlives any one command), its throw-away token in a 0600 file."""
     token_file = config.root / TOKEN_FILE
@@ -58,8 +67,13 @@ def ensure_service(config: LabConfig, state: LabState) -> RunningDoSim:
     args = ["lab.do_sim", "--backend", "lab", "--boot-seconds", "0", "--host"]
     args += [config.host_address, "--port", str(PORT), "--token-file", str(token_file)]
     host_services.ensure(config, state, SERVICE, args, PORT, env=lab_env(config))
-    end_point = f"http://{config.host_address}:{PORT}/v2/"
-    return RunningDoSim(None, end_point, token_file.read_text().strip())  # type: ignore[arg-type]
+    return service(config)
+
+
+def service(config: LabConfig) -> DoService:
+    """The simulator service `ensure_service` started, as the lab's tools call it."""
+    token = (config.root / TOKEN_FILE).read_text().strip()
+    return DoService(f"http://{config.host_address}:{PORT}/v2/", token)
 
 
 def settings_path(config: LabConfig) -> Path:
@@ -67,7 +81,9 @@ def settings_path(config: LabConfig) -> Path:
     return salt_master.config_dir(config) / "master.d" / SETTINGS_FILE
 
 
-def write_master_settings(config: LabConfig, sim: RunningDoSim, **extra: object) -> Path:
+def write_master_settings(
+    config: LabConfig, sim: RunningDoSim | DoService, **extra: object
+) -> Path:
     """`ccmirror_fleet` for the lab's master: the simulator's end point and token (0600),
     the master's bridge address for new minions, the lab's minion settings."""
     fleet = {

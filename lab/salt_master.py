@@ -115,6 +115,11 @@ def master_config(config: LabConfig) -> dict:
         "ccmirror_build_python": sys.executable,
         "ccmirror_wheel_cache": str(dependency_cache()),
         "log_level_logfile": "info",
+        # As _runners/fleet.py gives fleet droplets: a dead master connection noticed
+        # within a minute (storage's link down in tests/e2e).
+        "tcp_keepalive_idle": 30,
+        "tcp_keepalive_intvl": 10,
+        "tcp_keepalive_cnt": 3,
     }
 
 
@@ -134,6 +139,11 @@ def minion_config(config: LabConfig, droplet: Droplet) -> dict:
         "acceptance_wait_time": 1,  # the master is up before any minion starts
         "state_events": True,  # a progress event per state: `lab highstate` shows them
         "log_level_logfile": "info",
+        # As _runners/fleet.py gives fleet droplets: a dead master connection noticed
+        # within a minute (storage's link down in tests/e2e).
+        "tcp_keepalive_idle": 30,
+        "tcp_keepalive_intvl": 10,
+        "tcp_keepalive_cnt": 3,
     }
 
 

@@ -1,6 +1,7 @@
-{#- Pillar top: roles by minion id glob; site facts and each minion's own secrets from the
-    private root (the second pillar root: only this first root's top.sls is read). The id is
-    the one the master authenticated (opts.id), never a grain. -#}
+{#- Pillar top: roles by minion id glob; from the private root (the second pillar root: only
+    this first root's top.sls is read) the site's facts, the site's own settings over the
+    roles' defaults here, and each minion's own secrets. The id is the one the master
+    authenticated (opts.id), never a grain. -#}
 {%- set minion_id = opts.id %}
 base:
   '*':
@@ -20,4 +21,5 @@ base:
   '{{ minion_id }}':
     - ignore_missing: True
     - site
+    - settings
     - minions.{{ minion_id }}

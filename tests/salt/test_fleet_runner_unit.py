@@ -140,6 +140,10 @@ def test_user_data_writes_the_minion_its_keys_and_starts_it(seen: dict) -> None:
         "master": "10.0.0.2",
         "master_port": 4506,
         "publish_port": 4505,
+        # A dead master connection noticed within a minute, not after minutes deaf.
+        "tcp_keepalive_idle": 30,
+        "tcp_keepalive_intvl": 10,
+        "tcp_keepalive_cnt": 3,
         "systemd.scope": False,
     }
     assert files["/etc/salt/minion.d/ccmirror.conf"][1] == "0o600"
