@@ -160,7 +160,7 @@ def lease(
         cur.execute(
             f"SELECT GROUP_CONCAT(i.id ORDER BY i.id), {ITEMS_JSON}"
             f" FROM (SELECT {', '.join(ITEM_COLUMNS)} FROM images"
-            "  WHERE state = 'pending' AND id > %s AND lease_id IS NULL"
+            "  WHERE state = 'pending' AND id > %s AND lease_id = 0"
             "  ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)"
             f" i {LICENSE_JOIN}",
             (after, max_items),
@@ -232,7 +232,7 @@ def _store_new(cur, reports: Sequence[Report], worker: str, lease_id: int, now: 
     if _write_stored(cur, reports, worker, lease_id, now) < len(reports):
         return False
     ids = _id_list(r.id for r in reports)
-    done = "state = 'stored', lease_id = NULL, last_error = NULL"
+    done = "state = 'stored', lease_id = 0, last_error = NULL"
     cur.execute(
         f"UPDATE images SET {done} WHERE id IN ({ids}) AND lease_id = %s",
         (lease_id,),
@@ -314,7 +314,7 @@ def _write_states(cur, changes: dict[int, Change]) -> None:
     attempts = f", attempts = attempts + (id IN ({_id_list(bumped)}))" if bumped else ""
     cur.execute(
         f"UPDATE images SET state = {state_sql}, last_error = {error_sql}{attempts},"
-        f" lease_id = NULL WHERE id IN ({_id_list(changes)})",
+        f" lease_id = 0 WHERE id IN ({_id_list(changes)})",
         [*state_args, *error_args],
     )
 
@@ -375,7 +375,7 @@ def release(conn, worker: str, lease_id: int, item_ids: Iterable[int] | None, no
         if state != "active" or not ids:
             return 0
         cur.execute(
-            f"UPDATE images SET lease_id = NULL WHERE id IN ({_id_list(ids)}) AND lease_id = %s",
+            f"UPDATE images SET lease_id = 0 WHERE id IN ({_id_list(ids)}) AND lease_id = %s",
             (lease_id,),
         )
         released = cur.rowcount
@@ -406,7 +406,7 @@ def reap(conn, now: datetime, limit: int = 200) -> tuple[int, int]:
         lease_ids = [row[0] for row in rows]
         photo_ids = [int(i) for _, item_ids in rows for i in item_ids.split(",")]
         cur.execute(
-            f"UPDATE images SET lease_id = NULL WHERE id IN ({_id_list(photo_ids)})"
+            f"UPDATE images SET lease_id = 0 WHERE id IN ({_id_list(photo_ids)})"
             f" AND lease_id IN ({_id_list(lease_ids)})"
         )
         requeued = cur.rowcount

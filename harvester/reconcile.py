@@ -50,7 +50,7 @@ DATA_COLUMNS = (
     "uploaded_at",
 )
 # A stored photo, or one a lease holds, keeps its image fields.
-KEEPS_IMAGE = "({t}.state = 'stored' OR {t}.lease_id IS NOT NULL)"
+KEEPS_IMAGE = "({t}.state = 'stored' OR {t}.lease_id <> 0)"
 # Fields a stored or leased photo keeps: they say which bytes were (or are being) fetched.
 FETCHED_COLUMNS = ("image_url", "image_size", "fallback_url", "width", "height")
 MAX_PHOTO_ID = 2**64 - 1
@@ -290,7 +290,7 @@ class BatchSQL:
         # State first: it reads the old license-independent state and the new license, and a
         # stored or leased photo's state and image fields never change here.
         state = (
-            f"images.state = CASE WHEN images.state = 'pending' AND images.lease_id IS NULL"
+            f"images.state = CASE WHEN images.state = 'pending' AND images.lease_id = 0"
             f" AND VALUES(license_id) NOT IN ({cc}) THEN 'withdrawn'"
             f" WHEN images.state = 'withdrawn' AND VALUES(license_id) IN ({cc}) THEN 'pending'"
             " ELSE images.state END"

@@ -111,7 +111,7 @@ WHERE s.stored_at >= %s AND (v.image_id IS NULL OR NOT v.intact)
 APPLY_SQL = (
     """
 UPDATE images i JOIN audit_requeue r ON r.image_id = i.id
-SET i.state = 'pending', i.lease_id = NULL, i.attempts = 0,
+SET i.state = 'pending', i.lease_id = 0, i.attempts = 0,
     i.last_error = CONCAT('storage audit: file ', r.reason)
 WHERE i.state = 'stored'
 """,

@@ -78,7 +78,7 @@ def complete(queue: RunningQueue, worker: str, lease_id: int, items: list[dict])
     return response.json()
 
 
-LEASED = "SELECT COUNT(*) FROM images WHERE state = 'pending' AND lease_id IS NOT NULL"
+LEASED = "SELECT COUNT(*) FROM images WHERE state = 'pending' AND lease_id <> 0"
 
 
 def states(sql, ids) -> dict[int, str]:
@@ -86,7 +86,7 @@ def states(sql, ids) -> dict[int, str]:
     marks = ",".join(str(i) for i in ids)
     return dict(
         sql(
-            "SELECT id, IF(state = 'pending' AND lease_id IS NOT NULL, 'leased', state)"
+            "SELECT id, IF(state = 'pending' AND lease_id <> 0, 'leased', state)"
             f" FROM images WHERE id IN ({marks})"
         )
     )

@@ -157,8 +157,8 @@ def test_missing_and_corrupt_files_go_back_to_the_queue_and_orphans_are_reported
     assert "1 missing, 1 corrupt, 1 orphans; 2 requeued" in result["summary"]
 
     rows = {r[0]: r for r in mirror.snapshot()[0]}
-    assert rows[gone][1:5] == ("pending", None, 0, "storage audit: file missing")
-    assert rows[corrupt][1:5] == ("pending", None, 0, "storage audit: file corrupt")
+    assert rows[gone][1:5] == ("pending", 0, 0, "storage audit: file missing")
+    assert rows[corrupt][1:5] == ("pending", 0, 0, "storage audit: file corrupt")
     assert sql("SELECT image_id FROM stored_images WHERE image_id IN (%s, %s)", gone, corrupt) == []
     for image_id, row in untouched.items():
         if image_id != late:
