@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import salt.client
 
-# Targets by minion id, as in salt/top.sls: the queue runs on the database server.
+# Targets by minion id, as in salt/top.sls: the queue runs on the database server (a
+# master* droplet may be the database server too; one that is only the salt master has no
+# queue config and is left out).
 QUEUE_MINIONS = "db-* or master*"
+QUEUE_CONFIG = "/etc/ccmirror/queue.yaml"  # master option ccmirror_queue_config
 DOWNLOADERS = "dl-*"
 EVERYONE = "dl-* or hv-* or db-* or master*"
 STATUS_TIMEOUT = 60
@@ -40,6 +43,26 @@ def _client():
     return salt.client.get_local_client(__opts__["conf_file"])
 
 
+def _switch_queue(client, action: str, **kwarg: int) -> dict:
+    """``ccmirror.maintenance ACTION`` on every minion that runs the queue; {} when none
+    answers with its config."""
+    config = __opts__.get("ccmirror_queue_config") or QUEUE_CONFIG
+    found = client.cmd(
+        QUEUE_MINIONS, "file.file_exists", [config], tgt_type="compound", timeout=STATUS_TIMEOUT
+    )
+    queues = sorted(minion for minion, ret in found.items() if ret is True)
+    if not queues:
+        return {}
+    return client.cmd(
+        queues,
+        "ccmirror.maintenance",
+        [action],
+        tgt_type="list",
+        kwarg=kwarg,
+        timeout=STATUS_TIMEOUT,
+    )
+
+
 def on(wait=300, retry_after=300):
     """
     Put the fleet in maintenance: the queue vends no photo (reports are still taken), each
@@ -54,21 +77,14 @@ def on(wait=300, retry_after=300):
     wait = int(wait)
     with _client() as client:
         _progress("switching the queue to maintenance")
-        queue = client.cmd(
-            QUEUE_MINIONS,
-            "ccmirror.maintenance",
-            ["on"],
-            tgt_type="compound",
-            kwarg={"retry_after": int(retry_after)},
-            timeout=STATUS_TIMEOUT,
-        )
+        queue = _switch_queue(client, "on", retry_after=int(retry_after))
         queue_ok = _switched(queue, True)
         if not queue_ok:
             return _failed(
                 {
                     "result": False,
                     "comment": "the queue's maintenance switch is not on; downloaders left as they"
-                    " were (run again once the database minion answers)",
+                    " were (run again once the database minion answers with its queue config)",
                     "queue": _describe_returns(queue),
                 }
             )
@@ -106,13 +122,7 @@ def off():
         # The queue first: a downloader resumed while it still answers "maintenance" waits
         # out the Retry-After (up to a minute) before asking again.
         _progress("switching the queue back on")
-        queue = client.cmd(
-            QUEUE_MINIONS,
-            "ccmirror.maintenance",
-            ["off"],
-            tgt_type="compound",
-            timeout=STATUS_TIMEOUT,
-        )
+        queue = _switch_queue(client, "off")
         _progress("resuming downloaders")
         resumed = client.cmd(DOWNLOADERS, "ccmirror.resume", timeout=STATUS_TIMEOUT)
     return _failed(

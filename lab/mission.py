@@ -25,6 +25,7 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -71,6 +72,12 @@ class Options:
     day: str = "2013-06-01"
     seed: int = 7
     fault_every: int = 40
+    # The site's own pillar settings by role (the private root's settings/<role>.sls), e.g.
+    # the e2e test's short leases; none by default: the roles' own defaults.
+    settings: dict[str, dict] = field(default_factory=dict)
+    # The static core's droplets; "master" adds a droplet of the master role (the lab's
+    # own master is the host), so its states are applied and verified too.
+    core: tuple[str, ...] = CORE
 
     @classmethod
     def from_env(cls) -> Options:
@@ -175,9 +182,10 @@ class Mission:
 
     # ------------------------------------------------------------------ stages
     def core(self) -> None:
-        with self.stage("core: db-1 and st-1, the salt master, the simulators"):
+        core = list(self.options.core)
+        with self.stage(f"core: {', '.join(core)}, the salt master, the simulators"):
             # Tears down an earlier lab first: `make lab` twice in a row starts afresh.
-            fleet.up(self.config, list(CORE), self._indented, own_checkout=self.own_checkout)
+            fleet.up(self.config, core, self._indented, own_checkout=self.own_checkout)
             self._simulators()
 
     def _simulators(self) -> None:
@@ -208,12 +216,25 @@ class Mission:
         with self.stage("secrets.init, highstate of the core"):
             ret = self.salt_run("secrets.init")
             self.show(f"    secrets.init: {len(ret['minions'])} minions with secrets")
+            self._write_settings()
             outcomes = fleet.highstate(
-                self.config, list(CORE), progress=lambda line: None, prepare_first=False
+                self.config,
+                list(self.options.core),
+                progress=lambda line: None,
+                prepare_first=False,
             )
             fleet.report(outcomes, self._indented)
             if not all(outcome.ok for outcome in outcomes.values()):
                 raise LabError("highstate of the core failed")
+
+    def _write_settings(self) -> None:
+        """The site's settings/<role>.sls, as an operator writes them by hand (or none)."""
+        directory = salt_master.private_pillar(self.config) / "settings"
+        shutil.rmtree(directory, ignore_errors=True)
+        for role, settings in self.options.settings.items():
+            directory.mkdir(exist_ok=True)
+            (directory / f"{role}.sls").write_text(yaml.safe_dump(settings))
+            self.show(f"    site settings for {role}: {json.dumps(settings)}")
 
     def harvesters_up(self) -> None:
         count = self.options.harvesters

@@ -1,60 +1,109 @@
 """The whole mirror in one lab of this module's own (lab/mission.py, as `make lab` runs it),
 with faults injected while the downloaders work, then the exact final state checked.
 
+While the harvest runs: `kill -9` of the harvester's daemon between two pages of a search
+task, restarted as systemd would; it goes on with the task from its cursor.
+
 While the download runs, one after the other (each once the last has settled and photos are
 being stored again):
 - `maintenance.on` then `maintenance.off` (no lease stays out while it is on);
-- `kill -9` of dl-1's daemon, restarted after a second as a real droplet's systemd would;
-- storage unreachable (st-1's link down) for 30 seconds;
+- `kill -9` of dl-1's daemon, restarted as a real droplet's systemd would;
+- storage unreachable (st-1's link down) for a minute;
 - MariaDB restarted;
 - `orch.rotate` of the storage key (no push refused; the old keys refused after);
-- `deploy.release` of a new version from the lab's copy of the checkout.
+- `deploy.release` of a new version from the lab's copy of the checkout;
+- dl-2's droplet destroyed while it holds a lease (as from DigitalOcean's console), then
+  `fleet.destroy` of the name: the lease lapses and dl-1 downloads its photos.
 Then: every CC photo of the ground truth stored exactly once with the image host's bytes and
 its manifest line, or classified gone/failed as its fault says (lab/mirror_check.py); the
-storage audit agrees; testinfra passes against the fleet left.
+storage audit agrees; testinfra passes against the fleet left; a second highstate of it
+changes nothing. The core includes a droplet of the master role, so every role's states are
+applied and verified here.
+
+The lab's site settings (the private root's settings/<role>.sls) make leases lapse in under a minute
+and the harvester's systemd restart it after 5 s, so the lost work comes back while the test
+watches; the fleet's defaults (10 minutes, 60 s) are the same code with longer waits.
 """
 
 from __future__ import annotations
 
 import re
+import secrets
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import pymysql
 import pytest
+import requests
 import yaml
 
-from lab import faults, fleet, image_service, mission, salt_master
+from lab import do_fleet, faults, fleet, image_service, mission, salt_master
 from tests.conftest import wait_for
 from tests.lab.conftest import make_lab, root_only
 
 pytestmark = root_only
-LINK_DOWN_SECONDS = 30
-# Seconds per image while the faults run, so the download outlasts them: a downloader
-# fetches 64 at once, so two store ~8 photos/s.
+LINK_DOWN_SECONDS = 60
+LEASE_SECONDS = 40
+SITE_SETTINGS = {  # by role: the private root's settings/<role>.sls
+    "db": {"queue": {"settings": {"lease_seconds": LEASE_SECONDS}}},
+    # Leases of 100 fetched 16 at a time: while the image host is slow, two downloaders store
+    # about two photos a second, so the download outlasts the faults' ten minutes.
+    "downloader": {
+        "downloader": {
+            "settings": {
+                "lease_seconds": LEASE_SECONDS,
+                "batch_size": 100,
+                "fetch": {"concurrency": 16},
+            }
+        }
+    },
+    # Pages of 100: the harvest's tasks have pages enough to be killed between two.
+    "harvester": {"harvester": {"restart_seconds": 5, "flickr": {"per_page": 100}}},
+}
+# Seconds per image while the faults run, so the download outlasts them.
 LATENCY = 15.0
 FETCHED_AGAIN = 50  # image requests after a fault before the next one
+SUMMARY_LINE = re.compile(r"^\s+(\S+)\s+(ok|FAILED)\s+\d+ states, \d+ changed, \d+ failed$", re.M)
 
 
 @pytest.fixture(scope="module")
 def run() -> Iterator[dict]:
     """The mission with its faults; what each fault left, for the tests below."""
     lab = make_lab("e")
-    options = mission.Options(downloaders=2, harvesters=1, photos=2500, fault_every=40)
-    m = mission.Mission(lab.config, options, show=print, own_checkout=True)
-    seen: dict = {"mission": m}
+    options = mission.Options(
+        downloaders=2,
+        harvesters=1,
+        photos=2500,
+        fault_every=40,
+        settings=SITE_SETTINGS,
+        core=("master", "db-1", "st-1"),  # the master role's states applied and verified too
+    )
+    shown: list[str] = []
+    m = mission.Mission(lab.config, options, show=lambda line: show(shown, line), own_checkout=True)
+    seen: dict = {"mission": m, "shown": shown}
     try:
         m.core()
         m.secrets_and_core_highstate()
         m.harvesters_up()
-        m.harvest()
+        m.harvest(during=lambda: kill_harvester_mid_task(m, seen))
+        seen["tasks"] = task_states(m)
         m.download(during=lambda: faults_during_download(m, seen))
         seen["audit"] = m.audit()
         seen["report"] = m.check()
+        # The same states applied again to what is left, after all that: nothing to change.
+        seen["second_highstate"] = fleet.highstate(
+            m.config, progress=lambda line: None, prepare_first=False
+        )
         yield seen
     finally:
         lab.down()
+
+
+def show(shown: list[str], line: str) -> None:
+    print(line, flush=True)
+    shown.append(line)
 
 
 def stored(m: mission.Mission) -> int:
@@ -81,9 +130,35 @@ def active_leases(m: mission.Mission) -> int:
         return cur.fetchone()[0]
 
 
+def kill_harvester_mid_task(m: mission.Mission, seen: dict) -> None:
+    """`kill -9` of hv-1's daemon while a search task it holds has pages behind and ahead."""
+    task = wait_for(lambda: task_between_pages(m), 300, "a search task between pages", 0.2)
+    m.show(f"    fault: kill -9 of hv-1's daemon in task {task[0]} (page {task[1]})")
+    killed = faults.kill_daemon(m.config, "hv-1", "ccmirror-harvester")
+    seen["killed_task"] = task[0]
+    seen["harvester_restarted"] = faults.restart_like_systemd(m.config, killed)
+
+
+def task_between_pages(m: mission.Mission) -> tuple[int, int] | None:
+    with m.catalog() as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT id, cursor_page FROM search_tasks"
+            " WHERE state = 'running' AND photos_seen > 0 LIMIT 1"
+        )
+        return cur.fetchone()
+
+
+def task_states(m: mission.Mission) -> dict[int, tuple[str, int]]:
+    with m.catalog() as conn, conn.cursor() as cur:
+        cur.execute("SELECT id, state, completions FROM search_tasks")
+        return {row[0]: (row[1], row[2]) for row in cur.fetchall()}
+
+
 def faults_during_download(m: mission.Mission, seen: dict) -> None:
     wait_for(lambda: stored_or_zero(m) >= 100, 600, "the downloaders to store photos", 1)
     image_service.set_latency(m.config, LATENCY)
+    # The whole fleet, every role, while it works: tests/infra from the master.
+    seen["infra_while_downloading"] = infra(m)
 
     m.show("    fault: maintenance on, then off")
     m.salt_run("maintenance.on", "wait=120")
@@ -121,7 +196,36 @@ def faults_during_download(m: mission.Mission, seen: dict) -> None:
     seen["pending_after_faults"] = pending(m)
     # Every push since the rotation began went through: none refused for its key.
     seen["push_refusals"] = {minion: refusals(m, minion) for minion in seen["old_storage_keys"]}
+
+    m.show("    fault: dl-2's droplet destroyed mid-lease")
+    lease = wait_for(lambda: lease_held_by(m, "dl-2"), 240, "dl-2 to hold a lease", 1)
+    faults.destroy_droplet(m.config, "dl-2", do_api=do_fleet.service(m.config))
+    # The operator's clean-up of a droplet gone from the console: its key and secrets.
+    seen["destroyed"] = {"lease": lease, "fleet.destroy": m.salt_run("fleet.destroy", "name=dl-2")}
+    wait_for(
+        lambda: lease_state(m, lease) == "expired",
+        LEASE_SECONDS + 60,
+        "dl-2's lease to lapse",
+        1,
+    )
     image_service.set_latency(m.config, 0)  # the rest at full speed
+
+
+def lease_held_by(m: mission.Mission, worker: str) -> int | None:
+    with m.catalog() as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT id FROM leases WHERE worker = %s AND state = 'active' AND reported = 0"
+            " ORDER BY id DESC LIMIT 1",
+            (worker,),
+        )
+        row = cur.fetchone()
+        return row[0] if row else None
+
+
+def lease_state(m: mission.Mission, lease: int) -> str:
+    with m.catalog() as conn, conn.cursor() as cur:
+        cur.execute("SELECT state FROM leases WHERE id = %s", (lease,))
+        return cur.fetchone()[0]
 
 
 def stored_or_zero(m: mission.Mission) -> int:
@@ -171,6 +275,38 @@ def test_every_photo_is_stored_once_or_classified(run) -> None:
     assert report.ok, report.problem_text() + "\n" + "\n".join(report.summary_lines())
     assert report.states["stored"] > 2000
     assert report.states.get("gone", 0) > 0 and report.states.get("failed", 0) > 0
+
+
+def test_the_killed_harvester_finished_its_task_once(run) -> None:
+    assert run["harvester_restarted"], "systemd would have left the harvester dead"
+    tasks = run["tasks"]
+    assert tasks[run["killed_task"]] == ("done", 1), tasks[run["killed_task"]]
+    assert {state for state, _ in tasks.values()} == {"done"}, tasks
+    assert {completions for _, completions in tasks.values()} == {1}, tasks
+
+
+def test_the_destroyed_downloaders_lease_lapsed_and_dl_1_took_its_photos(run) -> None:
+    m, lease = run["mission"], run["destroyed"]["lease"]
+    with m.catalog() as conn, conn.cursor() as cur:
+        cur.execute("SELECT item_ids FROM leases WHERE id = %s", (lease,))
+        photos = cur.fetchone()[0]
+        cur.execute(
+            "SELECT COALESCE(s.worker, i.state), COUNT(*) FROM images i"
+            f" LEFT JOIN stored_images s ON s.image_id = i.id WHERE i.id IN ({photos})"
+            " GROUP BY 1"
+        )
+        by_worker = dict(cur.fetchall())
+    # Stored by dl-1, or gone/failed by its fault on the image host; none by dl-2.
+    assert by_worker.get("dl-1", 0) > 0 and "dl-2" not in by_worker, by_worker
+    assert set(by_worker) <= {"dl-1", "gone", "failed"}, by_worker
+
+
+def test_fleet_destroy_of_the_gone_droplet_deleted_its_key_and_secrets(run) -> None:
+    m, ret = run["mission"], run["destroyed"]["fleet.destroy"]
+    assert ret["result"] is True and ret["removed"] == {}, ret
+    assert ret["apply"] == ["db-*", "st-*"], ret
+    assert not (salt_master.minion_keys_dir(m.config) / "dl-2").exists()
+    assert not (salt_master.private_pillar(m.config) / "minions" / "dl-2.sls").exists()
 
 
 def test_maintenance_left_no_lease_out(run) -> None:
@@ -223,8 +359,63 @@ def test_the_audit_finds_storage_as_the_catalog_says(run) -> None:
     assert audit["orphans"] == 0, audit
 
 
-def test_testinfra_passes_against_the_fleet(run) -> None:
-    m = run["mission"]
-    argv, env = fleet.infra_command(m.config, ["-q", "-p", "no:cacheprovider"])
-    result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
+def infra(m: mission.Mission) -> subprocess.CompletedProcess:
+    """`pytest tests/infra --hosts='salt://*'` from the lab's master."""
+    argv, env = fleet.infra_command(m.config, ["-q", "-p", "no:cacheprovider", "-rA"])
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_testinfra_passes_against_the_whole_fleet_while_it_downloads(run) -> None:
+    result = run["infra_while_downloading"]
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    for minion in ("master", "db-1", "st-1", "hv-1", "dl-1", "dl-2"):
+        assert f"salt://{minion}]" in result.stdout, minion
+
+
+def test_testinfra_passes_against_the_fleet_left(run) -> None:
+    result = infra(run["mission"])
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+
+
+def test_the_cores_first_highstate_succeeded_on_every_role(run) -> None:
+    summary = dict(SUMMARY_LINE.findall("\n".join(run["shown"])))
+    assert {minion: summary.get(minion) for minion in ("master", "db-1", "st-1")} == {
+        "master": "ok",
+        "db-1": "ok",
+        "st-1": "ok",
+    }, run["shown"][:40]
+
+
+def test_a_second_highstate_changes_nothing(run) -> None:
+    outcomes = run["second_highstate"]
+    assert sorted(outcomes) == ["db-1", "hv-1", "master", "st-1"]
+    for outcome in outcomes.values():
+        assert outcome.ok, (outcome.minion, outcome.errors, outcome.failed)
+        assert outcome.changed == [], (outcome.minion, outcome.changed)
+
+
+def test_the_queue_refuses_requests_without_a_valid_token(run) -> None:
+    m = run["mission"]
+    base = f"http://{m.state().droplets['db-1'].address}:{fleet.QUEUE_PORT}"
+    assert requests.get(f"{base}/v1/status", timeout=10).status_code == 200
+    for headers in ({}, {"Authorization": "Bearer ccmq_" + secrets.token_hex(16)}):
+        leased = requests.post(
+            f"{base}/v1/leases", json={"max_items": 1}, headers=headers, timeout=10
+        )
+        assert leased.status_code == 401, (headers.keys(), leased.text)
+
+
+def test_mariadb_takes_the_harvesters_own_user_and_no_other_password(run) -> None:
+    m = run["mission"]
+    own = yaml.safe_load(
+        (salt_master.private_pillar(m.config) / "minions" / "hv-1.sls").read_text()
+    )
+    db_host = m.state().droplets["db-1"].address
+    conn = pymysql.connect(
+        host=db_host, user="hv-1", password=own["harvester"]["db_password"], database="ccmirror"
+    )
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM search_tasks")
+        assert cur.fetchone()[0] > 0
+    with pytest.raises(pymysql.err.OperationalError):
+        pymysql.connect(host=db_host, user="hv-1", password="wrong", connect_timeout=5)

@@ -4,7 +4,7 @@ backend on the bridge, and the master's `ccmirror_fleet` settings in its include
 `fleet.up` makes a lab droplet whose minion joins with the key the runner pre-seeded (the
 master never auto-accepts), `fleet.list` shows it, `fleet.down` drains it, destroys it and
 deletes its key. Highstate is left out (`highstate=False`): applying the roles is
-tests/lab/test_highstate.py's, and takes minutes. Torn down even when a test fails.
+tests/e2e's, and takes minutes. Torn down even when a test fails.
 """
 
 from __future__ import annotations

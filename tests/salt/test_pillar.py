@@ -80,17 +80,21 @@ def test_a_minion_without_its_secrets_fails_to_render_naming_the_key(
         assert key in " ".join(result)
 
 
-def test_the_sites_settings_file_overrides_role_defaults_and_keeps_secrets(
+def test_a_roles_site_settings_override_its_defaults_for_that_role_only(
     salt_call_bin, private_root, tmp_path_factory
 ):
-    """`settings.sls` in the private root (by hand) merges over the roles' pillar: a changed
-    key wins, its siblings and the minion's own secrets stay."""
+    """settings/<role>.sls in the private root (by hand) merges over the role's pillar: a
+    changed key wins, its siblings and the minion's own secrets stay; other roles never see
+    it."""
     root = tmp_path_factory.mktemp("salt-settings")
     shutil.copytree(private_root, root / "private")
-    (root / "private" / "settings.sls").write_text(
+    (root / "private" / "settings").mkdir()
+    (root / "private" / "settings" / "db.sls").write_text(
         yaml.safe_dump({"queue": {"settings": {"lease_seconds": 45}}})
     )
     salt_call = make_salt_call(salt_call_bin, root / "config", [ROOT / "pillar", root / "private"])
     queue = pillar(salt_call, "db-1")["queue"]
     assert queue["settings"] == {"lease_seconds": 45, "max_items": 1000}
     assert queue["tokens"], "the minion's own secrets are still there"
+    for other in ("dl-1", "st-1"):
+        assert "queue" not in pillar(salt_call, other), other
