@@ -38,8 +38,6 @@ log = logging.getLogger(__name__)
 __load__ = ["storage"]
 
 STORAGE_MINIONS = "st-*"
-DB_CANDIDATES = "db-* or master*"
-MIGRATE_CONFIG = "/etc/ccmirror/migrate.yaml"
 CALL_TIMEOUT = 120
 DAY = 24 * 3600
 PROGRESS_BYTES = 1 << 20  # a relay progress line every MiB (~10 s)
@@ -117,7 +115,7 @@ def storage(
             raise AuditError(f"transfer must be one of {', '.join(TRANSFERS)}, not {transfer!r}")
         with _client() as client:
             store = str(storage) if storage else _storage_minion(client)
-            db = _db_minion(client)
+            db = _db_minion()
             # The module as the master serves it now, as deploy and fleet do before a call.
             client.cmd([store, db], "saltutil.sync_modules", tgt_type="list", timeout=CALL_TIMEOUT)
             _progress(f"walking {store}'s storage ({'full' if full else 'changed files'} hash)")
@@ -287,19 +285,12 @@ def _storage_minion(client) -> str:
     return alive[0]
 
 
-def _db_minion(client) -> str:
-    """The database minion: the first (by id) that has the migrate config."""
-    config = __opts__.get("ccmirror_migrate_config") or MIGRATE_CONFIG
-    found = client.cmd(
-        DB_CANDIDATES, "file.file_exists", [config], tgt_type="compound", timeout=CALL_TIMEOUT
-    )
-    with_config = sorted(minion for minion, ret in found.items() if ret is True)
-    if not with_config:
-        raise AuditError(
-            f"no database minion ({DB_CANDIDATES} with {config}) answered:"
-            " apply the db states first"
-        )
-    return with_config[0]
+def _db_minion() -> str:
+    """The database minion, as `batch` finds it."""
+    found = __salt__["batch.db_minion"]()  # noqa: F821 (Salt injects the runners)
+    if not found.get("result"):
+        raise AuditError(found.get("error", "no database minion"))
+    return found["minion"]
 
 
 def _positive(value, name: str, zero: bool = False) -> int:

@@ -25,7 +25,7 @@ import salt.client
 
 log = logging.getLogger(__name__)
 
-__load__ = ["seed", "import_yfcc", "status", "reconcile", "wait"]
+__load__ = ["seed", "import_yfcc", "status", "reconcile", "wait", "db_minion"]
 
 DB_CANDIDATES = "db-* or master*"
 WORKERS = "dl-* or hv-*"
@@ -93,6 +93,23 @@ def _db_minion(client) -> str:
             " apply the db states first"
         )
     return with_config[0]
+
+
+def db_minion():
+    """
+    The database minion the batch, audit and maintenance runners work on (it runs MariaDB
+    and the queue): the first (by id) of ``db-*`` or ``master*`` that has the migrate
+    config. A ``master*`` that is only the salt master has none and is never chosen.
+
+    CLI Example::
+
+        salt-run batch.db_minion
+    """
+    try:
+        with _client() as client:
+            return {"result": True, "minion": _db_minion(client)}
+    except BatchError as error:
+        return _failed(str(error))
 
 
 def _run(client, minion: str, argv: list[str], timeout: int = CALL_TIMEOUT, stdin=None) -> dict:

@@ -12,11 +12,8 @@ from __future__ import annotations
 
 import salt.client
 
-# Targets by minion id, as in salt/top.sls: the queue runs on the database server (a
-# master* droplet may be the database server too; one that is only the salt master has no
-# queue config and is left out).
-QUEUE_MINIONS = "db-* or master*"
-QUEUE_CONFIG = "/etc/ccmirror/queue.yaml"  # master option ccmirror_queue_config
+# Targets by minion id, as in salt/top.sls; the queue runs on the database minion, which
+# `batch.db_minion` finds (a master* that is only the salt master has no queue).
 DOWNLOADERS = "dl-*"
 EVERYONE = "dl-* or hv-* or db-* or master*"
 STATUS_TIMEOUT = 60
@@ -44,22 +41,13 @@ def _client():
 
 
 def _switch_queue(client, action: str, **kwarg: int) -> dict:
-    """``ccmirror.maintenance ACTION`` on every minion that runs the queue; {} when none
-    answers with its config."""
-    config = __opts__.get("ccmirror_queue_config") or QUEUE_CONFIG
-    found = client.cmd(
-        QUEUE_MINIONS, "file.file_exists", [config], tgt_type="compound", timeout=STATUS_TIMEOUT
-    )
-    queues = sorted(minion for minion, ret in found.items() if ret is True)
-    if not queues:
+    """``ccmirror.maintenance ACTION`` on the database minion, where the queue runs; {} when
+    there is none."""
+    found = __salt__["batch.db_minion"]()  # noqa: F821 (Salt injects the runners)
+    if not found.get("result"):
         return {}
     return client.cmd(
-        queues,
-        "ccmirror.maintenance",
-        [action],
-        tgt_type="list",
-        kwarg=kwarg,
-        timeout=STATUS_TIMEOUT,
+        found["minion"], "ccmirror.maintenance", [action], kwarg=kwarg, timeout=STATUS_TIMEOUT
     )
 
 

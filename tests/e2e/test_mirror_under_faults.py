@@ -106,10 +106,21 @@ def show(shown: list[str], line: str) -> None:
     shown.append(line)
 
 
-def stored(m: mission.Mission) -> int:
+def rows(m: mission.Mission, sql: str, args: tuple = ()) -> list[tuple]:
+    """A query's rows from the lab's catalog."""
     with m.catalog() as conn, conn.cursor() as cur:
-        cur.execute("SELECT COUNT(*) FROM stored_images")
-        return cur.fetchone()[0]
+        cur.execute(sql, args)
+        return list(cur.fetchall())
+
+
+def value(m: mission.Mission, sql: str, args: tuple = ()) -> object:
+    """The first column of a query's first row; None when it has no row."""
+    found = rows(m, sql, args)
+    return found[0][0] if found else None
+
+
+def stored(m: mission.Mission) -> int:
+    return value(m, "SELECT COUNT(*) FROM stored_images")
 
 
 def fetching_again(m: mission.Mission, timeout: float = 240) -> None:
@@ -125,9 +136,7 @@ def fetching_again(m: mission.Mission, timeout: float = 240) -> None:
 
 
 def active_leases(m: mission.Mission) -> int:
-    with m.catalog() as conn, conn.cursor() as cur:
-        cur.execute("SELECT COUNT(*) FROM leases WHERE state = 'active'")
-        return cur.fetchone()[0]
+    return value(m, "SELECT COUNT(*) FROM leases WHERE state = 'active'")
 
 
 def kill_harvester_mid_task(m: mission.Mission, seen: dict) -> None:
@@ -140,18 +149,19 @@ def kill_harvester_mid_task(m: mission.Mission, seen: dict) -> None:
 
 
 def task_between_pages(m: mission.Mission) -> tuple[int, int] | None:
-    with m.catalog() as conn, conn.cursor() as cur:
-        cur.execute(
-            "SELECT id, cursor_page FROM search_tasks"
-            " WHERE state = 'running' AND photos_seen > 0 LIMIT 1"
-        )
-        return cur.fetchone()
+    found = rows(
+        m,
+        "SELECT id, cursor_page FROM search_tasks"
+        " WHERE state = 'running' AND photos_seen > 0 LIMIT 1",
+    )
+    return found[0] if found else None
 
 
 def task_states(m: mission.Mission) -> dict[int, tuple[str, int]]:
-    with m.catalog() as conn, conn.cursor() as cur:
-        cur.execute("SELECT id, state, completions FROM search_tasks")
-        return {row[0]: (row[1], row[2]) for row in cur.fetchall()}
+    return {
+        row[0]: (row[1], row[2])
+        for row in rows(m, "SELECT id, state, completions FROM search_tasks")
+    }
 
 
 def faults_during_download(m: mission.Mission, seen: dict) -> None:
@@ -212,20 +222,16 @@ def faults_during_download(m: mission.Mission, seen: dict) -> None:
 
 
 def lease_held_by(m: mission.Mission, worker: str) -> int | None:
-    with m.catalog() as conn, conn.cursor() as cur:
-        cur.execute(
-            "SELECT id FROM leases WHERE worker = %s AND state = 'active' AND reported = 0"
-            " ORDER BY id DESC LIMIT 1",
-            (worker,),
-        )
-        row = cur.fetchone()
-        return row[0] if row else None
+    return value(
+        m,
+        "SELECT id FROM leases WHERE worker = %s AND state = 'active' AND reported = 0"
+        " ORDER BY id DESC LIMIT 1",
+        (worker,),
+    )
 
 
 def lease_state(m: mission.Mission, lease: int) -> str:
-    with m.catalog() as conn, conn.cursor() as cur:
-        cur.execute("SELECT state FROM leases WHERE id = %s", (lease,))
-        return cur.fetchone()[0]
+    return value(m, "SELECT state FROM leases WHERE id = %s", (lease,))
 
 
 def stored_or_zero(m: mission.Mission) -> int:
@@ -236,9 +242,7 @@ def stored_or_zero(m: mission.Mission) -> int:
 
 
 def pending(m: mission.Mission) -> int:
-    with m.catalog() as conn, conn.cursor() as cur:
-        cur.execute("SELECT COUNT(*) FROM images WHERE state = 'pending'")
-        return cur.fetchone()[0]
+    return value(m, "SELECT COUNT(*) FROM images WHERE state = 'pending'")
 
 
 def refusals(m: mission.Mission, minion: str) -> int:
@@ -287,15 +291,15 @@ def test_the_killed_harvester_finished_its_task_once(run) -> None:
 
 def test_the_destroyed_downloaders_lease_lapsed_and_dl_1_took_its_photos(run) -> None:
     m, lease = run["mission"], run["destroyed"]["lease"]
-    with m.catalog() as conn, conn.cursor() as cur:
-        cur.execute("SELECT item_ids FROM leases WHERE id = %s", (lease,))
-        photos = cur.fetchone()[0]
-        cur.execute(
+    photos = value(m, "SELECT item_ids FROM leases WHERE id = %s", (lease,))
+    by_worker = dict(
+        rows(
+            m,
             "SELECT COALESCE(s.worker, i.state), COUNT(*) FROM images i"
             f" LEFT JOIN stored_images s ON s.image_id = i.id WHERE i.id IN ({photos})"
-            " GROUP BY 1"
+            " GROUP BY 1",
         )
-        by_worker = dict(cur.fetchall())
+    )
     # Stored by dl-1, or gone/failed by its fault on the image host; none by dl-2.
     assert by_worker.get("dl-1", 0) > 0 and "dl-2" not in by_worker, by_worker
     assert set(by_worker) <= {"dl-1", "gone", "failed"}, by_worker

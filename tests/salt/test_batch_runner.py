@@ -96,6 +96,7 @@ def test_batch_runner_loads_and_builds_its_table(salt_call_bin, tmp_path):
     assert result.returncode == 0, result.stderr
     seen = json.loads(result.stdout)
     assert seen["names"] == [
+        "batch.db_minion",
         "batch.import_yfcc",
         "batch.reconcile",
         "batch.seed",
