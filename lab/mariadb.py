@@ -8,6 +8,7 @@ TCP account `ccmirror` with a generated throw-away password is created for URL-b
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -102,12 +103,14 @@ class LocalMariaDB:
             return
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            _reap(pid)
             try:
                 os.kill(pid, 0)
             except ProcessLookupError:
                 return
             time.sleep(0.1)
         os.kill(pid, signal.SIGKILL)
+        _reap(pid)
 
     def destroy(self) -> None:
         self.stop()
@@ -186,3 +189,10 @@ def _binary(*names: str) -> str:
             if path:
                 return path
     raise MariaDBError(f"{names[0]} not found: install mariadb-server (make deps does)")
+
+
+def _reap(pid: int) -> None:
+    """Collect the server's exit status when this process started it: until then the
+    finished server stays a zombie that `kill(pid, 0)` still finds."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
