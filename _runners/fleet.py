@@ -116,17 +116,17 @@ def check_role(role: object) -> str:
     return str(role)
 
 
-def check_count(count: object, least: int = 0) -> int:
+def check_count(count: object, least: int = 0, what: str = "count") -> int:
     """A whole number of droplets, at least `least` (Salt passes `count=3` as an int, but a
     quoted or YAML-odd value is refused rather than guessed at)."""
     if isinstance(count, bool) or not isinstance(count, (int, str)):
-        raise FleetError(f"count must be a whole number; not {count!r}")
+        raise FleetError(f"{what} must be a whole number; not {count!r}")
     try:
         number = int(count)
     except ValueError:
-        raise FleetError(f"count must be a whole number; not {count!r}") from None
+        raise FleetError(f"{what} must be a whole number; not {count!r}") from None
     if number < least or number > 100:
-        raise FleetError(f"count must be from {least} to 100; not {number}")
+        raise FleetError(f"{what} must be from {least} to 100; not {number}")
     return number
 
 
@@ -405,33 +405,49 @@ def up(
     return result
 
 
-def down(role: str = "downloader", count: int = 1, wait: int = DRAIN_WAIT, force=False):
+def down(
+    role: str = "downloader",
+    count: int | None = None,
+    keep: int | None = None,
+    wait: int = DRAIN_WAIT,
+    force=False,
+):
     """
-    Take ``count`` droplets of ``role`` away, highest numbers first: each one's daemon is
-    drained first (``ccmirror.drain``: a downloader finishes or releases its lease; up to
-    ``wait`` seconds), then its minion key is deleted, the droplet destroyed and its
-    secrets forgotten (``secrets.forget``; apply ``db-*`` and ``st-*`` afterwards to revoke
-    its token and storage key there). A droplet whose minion does not answer or whose drain
-    does not finish in time is left as it is, unless ``force=True``. Never takes away more
-    droplets than there are.
+    Take ``count`` droplets of ``role`` away (default 1), or as many as leave ``keep`` of
+    them, highest numbers first. Each one's daemon is drained first (``ccmirror.drain``: a
+    downloader finishes or releases its lease; up to ``wait`` seconds), then its minion key
+    is deleted, the droplet destroyed and its secrets forgotten (``secrets.forget``; apply
+    ``db-*`` and ``st-*`` afterwards to revoke its token and storage key there). A droplet
+    whose minion does not answer or whose drain does not finish in time is left as it is,
+    unless ``force=True``. Never takes away more droplets than there are.
 
     CLI Example::
 
         salt-run fleet.down role=downloader count=2
         salt-run fleet.down role=downloader count=1 wait=600
+        salt-run fleet.down role=downloader keep=1
     """
     try:
-        role, count = check_role(role), check_count(count, least=1)
+        role = check_role(role)
+        if count is not None and keep is not None:
+            raise FleetError("give count (droplets to take away) or keep (to leave), not both")
+        count = check_count(1 if count is None else count, least=1) if keep is None else None
+        keep = None if keep is None else check_count(keep, least=0, what="keep")
         conf = settings(__opts__)
         wait, force = _seconds(wait, "wait"), _flag(force, "force")
     except FleetError as error:
-        return _refused(error, role=role, count=count)
+        return _refused(error, role=role, count=count, keep=keep)
     manager = _manager(conf)
     role_droplets = {d.name: d for d in _droplets(manager, f"{conf['project_tag']}-{role}")}
-    chosen = last_ones(list(role_droplets), count)
+    # keep: counted against the droplets there are now (one destroyed from the console
+    # meanwhile is not taken away twice).
+    take = count if keep is None else max(len(role_droplets) - keep, 0)
+    chosen = last_ones(list(role_droplets), take)
     _progress(f"{role}: taking away {', '.join(chosen) or 'none (there are none)'}")
     removed = {name: _retire(role_droplets[name], wait, force) for name in chosen}
-    return _removal_result(removed, role=role, count=count)
+    return _removal_result(
+        removed, role=role, **({"count": count} if keep is None else {"keep": keep})
+    )
 
 
 def destroy(name: str, wait: int = DRAIN_WAIT, force=False):

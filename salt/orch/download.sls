@@ -5,10 +5,12 @@
       pillar='{download: {count: 4, keep: 1, size: s-2vcpu-4gb, region: ams3, timeout: 7200} }'
 
     count: downloaders in all while the queue drains (fleet.up makes the missing ones);
-    keep: how many of them stay afterwards (default 0). The droplets are taken away only
-    once the queue has no photo pending or leased: a run that times out leaves them
-    working (run it again, or `salt-run fleet.down`). After they go, the database's and
-    storage's states are applied: their queue tokens and storage keys are revoked there. #}
+    keep: how many of them stay afterwards (default 0; counted against the droplets there
+    are then: one destroyed meanwhile is not made up for by taking one more). The droplets
+    are taken away only once the queue has no photo pending or leased: a run that times
+    out leaves them working (run it again, or `salt-run fleet.down`). After they go, the
+    database's and storage's states are applied: their queue tokens and storage keys are
+    revoked there. #}
 {%- set download = salt["pillar.get"]("download", {}) %}
 {%- set count = download.get("count", 1) | int %}
 {%- set keep = download.get("keep", 0) | int %}
@@ -38,7 +40,7 @@ orch-download-fleet-down-salt-runner:
   salt.runner:
     - name: fleet.down
     - role: downloader
-    - count: {{ count - keep }}
+    - keep: {{ keep }}
     - require:
       - salt: orch-download-wait-salt-runner
 

@@ -132,8 +132,9 @@ def test_up_list_down_make_and_remove_a_droplet_and_its_key(fleet_lab) -> None:
     assert entry["work"] == "ccmirror is not installed"  # no highstate in this test
     assert listed["minions_without_droplet"] == ["db-1", "st-1"]
 
-    rc, down = salt_run(lab, "fleet.down", "role=downloader", "count=1", "wait=30")
-    assert rc == 0, down
+    # Down to none (as orch.download's end: keep=N of the droplets there are).
+    rc, down = salt_run(lab, "fleet.down", "role=downloader", "keep=0", "wait=30")
+    assert rc == 0 and down["keep"] == 0, down
     removed = down["removed"]["dl-1"]
     assert removed["removed"] is True and removed["key_deleted"] is True, down
     assert removed["drain"] == "ccmirror is not installed: nothing to drain"

@@ -37,6 +37,8 @@ out = {
     "bad_count": runners["fleet.up"](role="downloader", count="many"),
     "negative": runners["fleet.up"](role="downloader", count=-1),
     "down_zero": runners["fleet.down"](role="downloader", count=0),
+    "down_both": runners["fleet.down"](role="downloader", count=1, keep=1),
+    "down_keep_negative": runners["fleet.down"](role="downloader", keep=-1),
     "bad_name": runners["fleet.destroy"](name="../etc"),
     "no_token": runners["fleet.list"](),
     "next": g["next_names"]("dl", {"dl-1", "dl-3", "hv-2"}, 3),
@@ -101,6 +103,10 @@ def test_bad_arguments_get_one_clear_error(seen: dict) -> None:
     assert seen["bad_count"]["error"] == "count must be a whole number; not 'many'"
     assert seen["negative"]["error"] == "count must be from 0 to 100; not -1"
     assert seen["down_zero"]["error"] == "count must be from 1 to 100; not 0"
+    assert seen["down_both"]["error"] == (
+        "give count (droplets to take away) or keep (to leave), not both"
+    )
+    assert seen["down_keep_negative"]["error"] == "keep must be from 0 to 100; not -1"
     assert "droplet name such as dl-3" in seen["bad_name"]["error"]
     # Arguments fine, but the master has no token: said before any API call.
     assert seen["no_token"]["error"].startswith("no DigitalOcean token: set ccmirror_fleet:")
