@@ -429,10 +429,12 @@ def down(
     """
     try:
         role = check_role(role)
-        if count is not None and keep is not None:
+        if keep is None:
+            count = check_count(1 if count is None else count, least=1)
+        elif count is None:
+            keep = check_count(keep, least=0, what="keep")
+        else:
             raise FleetError("give count (droplets to take away) or keep (to leave), not both")
-        count = check_count(1 if count is None else count, least=1) if keep is None else None
-        keep = None if keep is None else check_count(keep, least=0, what="keep")
         conf = settings(__opts__)
         wait, force = _seconds(wait, "wait"), _flag(force, "force")
     except FleetError as error:
@@ -445,9 +447,7 @@ def down(
     chosen = last_ones(list(role_droplets), take)
     _progress(f"{role}: taking away {', '.join(chosen) or 'none (there are none)'}")
     removed = {name: _retire(role_droplets[name], wait, force) for name in chosen}
-    return _removal_result(
-        removed, role=role, **({"count": count} if keep is None else {"keep": keep})
-    )
+    return _removal_result(removed, role=role, count=count, keep=keep)
 
 
 def destroy(name: str, wait: int = DRAIN_WAIT, force=False):
