@@ -4,9 +4,11 @@ with faults injected while the downloaders work, then the exact final state chec
 While the harvest runs: `kill -9` of the harvester's daemon between two pages of a search
 task, restarted as systemd would; it goes on with the task from its cursor.
 
-While the download runs, one after the other (each once the last has settled and photos are
-being stored again):
-- `maintenance.on` then `maintenance.off` (no lease stays out while it is on);
+While the download runs, one after the other (each once the downloaders fetch again after
+the last):
+- `maintenance.on` then `maintenance.off` (no lease stays out while it is on), at full speed;
+  then the image host slows down so the download outlasts the rest, and tests/infra runs
+  against the whole fleet while it works;
 - `kill -9` of dl-1's daemon, restarted as a real droplet's systemd would;
 - storage unreachable (st-1's link down) for a minute;
 - MariaDB restarted;
