@@ -156,10 +156,14 @@ def lease(
 
     def work(cur) -> Lease | None:
         # One statement picks, locks and describes the photos: the derived table's locking
-        # read locks only `images` rows (not the licenses joined outside it).
+        # read locks only `images` rows (not the licenses joined outside it). FORCE INDEX:
+        # left to itself, MariaDB reads the index by `state` alone and filters `id > after`
+        # entry by entry from the first pending photo, so every lease would walk all that lies
+        # below the mark (29,100 entries for 100 photos leased 29,000 past the start); forced,
+        # it reads a range that starts at ('pending', after).
         cur.execute(
             f"SELECT GROUP_CONCAT(i.id ORDER BY i.id), {ITEMS_JSON}"
-            f" FROM (SELECT {', '.join(ITEM_COLUMNS)} FROM images"
+            f" FROM (SELECT {', '.join(ITEM_COLUMNS)} FROM images FORCE INDEX (images_state)"
             "  WHERE state = 'pending' AND id > %s AND lease_id = 0"
             "  ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)"
             f" i {LICENSE_JOIN}",

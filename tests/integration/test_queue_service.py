@@ -10,11 +10,13 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 import requests
 
+from harvester import download_queue as dq
 from harvester.db import connect
 from harvester.licenses import License, store_licenses
 from harvester.queue_tokens import hash_token, read_tokens, write_tokens
@@ -215,6 +217,32 @@ def test_photos_back_in_the_queue_are_leased_again_when_the_rest_is_out(start_qu
     again = lease(queue, "dl-2", 5)
     assert [i["id"] for i in again["items"]] == [ids[0]]
     assert lease(queue, "dl-2", 5)["items"] == []
+
+
+def test_a_lease_reads_the_index_from_its_mark_not_from_the_first_pending_photo(catalog):
+    # 20,000 pending photos below the mark, as a service leaves behind it (photos back in the
+    # queue, lapsed leases, entries of stored photos not yet purged): a lease past the mark
+    # must not cost more for them. MariaDB counts the index entries a statement looked at.
+    conn = connect(catalog)
+    fill_images(conn, 20_000)
+    with conn.cursor() as cur:
+        cur.execute(dq.SESSION_SQL[0])
+        cur.execute("SELECT MAX(id) FROM images")
+        mark = cur.fetchone()[0] - 200
+        before = _index_entries_read(cur)
+    leased = dq.lease(conn, "dl-1", 100, 60, datetime.now(), after=mark)
+    with conn.cursor() as cur:
+        read = _index_entries_read(cur) - before
+    conn.close()
+    assert leased.item_ids == list(range(mark + 1, mark + 101))
+    assert read < 300, f"a lease of 100 photos looked at {read} index entries"
+
+
+def _index_entries_read(cur) -> int:
+    cur.execute(
+        "SHOW SESSION STATUS WHERE Variable_name IN ('Handler_icp_attempts', 'Handler_read_next')"
+    )
+    return sum(int(value) for _, value in cur.fetchall())
 
 
 def test_extend_keeps_a_lease_alive_and_release_gives_photos_back(queue, sql):
