@@ -1,4 +1,5 @@
-"""The download queue as a real `harvester serve` process over HTTP, on a real MariaDB."""
+"""The download queue as a real `harvester serve` process over HTTP, on a real MariaDB (and
+`harvester.download_queue` called directly where the test counts what MariaDB reads)."""
 
 from __future__ import annotations
 
