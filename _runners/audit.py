@@ -19,8 +19,8 @@ The inventory reaches the database minion one of two ways (``transfer=``):
   nothing from the master's config, but Salt's job path moves only ~0.1 MB/s (measured
   here: a million files' inventory in about ten minutes).
 
-The database minion is found as ``batch`` finds it: the first ``db-*`` or ``master*`` with
-the migrate config (master option ``ccmirror_migrate_config``).
+The database minion is found as ``batch`` finds it: the first ``db-*`` with the migrate
+config (master option ``ccmirror_migrate_config``).
 """
 
 from __future__ import annotations

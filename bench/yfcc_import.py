@@ -125,7 +125,7 @@ def raw_load(db: LocalMariaDB, path: Path) -> tuple[float, int]:
         cur.execute(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
     from harvester.db import connect
 
-    conn = connect(db.url(name))
+    conn = connect(db.url(name), local_infile=True)
     try:
         with conn.cursor() as cur:
             columns = ", ".join(f"f{n} TEXT" for n in range(23))

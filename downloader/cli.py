@@ -5,13 +5,15 @@
     downloader drain [--wait S]    take no new lease; finish or release the one in hand
     downloader resume              lease again after a drain
     downloader check-storage       a real write of a probe file through the storage key
-    downloader fetch --urls F --out D   the fetch stage alone, for a list of URLs
+    downloader fetch --urls F --out D   the fetch stage alone, for a list of URLs (on the
+                                   hosts of fetch.allow_hosts / CCMIRROR_FETCH_ALLOW_HOSTS)
 
 Every failure ends in one line on stderr and exit 1 (2 for a bad command line)."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -61,8 +63,14 @@ def main(argv: list[str] | None = None) -> int:
         }[args.command]
         return command(args)
     if args.command == "fetch":
+        from downloader.config import ConfigError, load_settings
         from downloader.fetch import run_fetch_command
 
-        return run_fetch_command(args.urls, args.out, args.concurrency)
+        try:  # the same settings as `run` (file, CCMIRROR_*): the hosts it may fetch from
+            allow_hosts = load_settings(args.config).fetch.allow_hosts
+        except ConfigError as exc:
+            print(f"downloader: {exc}", file=sys.stderr)
+            return 1
+        return run_fetch_command(args.urls, args.out, args.concurrency, allow_hosts)
     parser.print_help()
     return 0

@@ -10,7 +10,8 @@ ssh_key: /etc/ccmirror/storage_key
 known_hosts: /etc/ccmirror/known_hosts  # the storage host's key, pinned
 batch_size: 500
 min_free_mb: 1024             # no new lease while the spool's disk has less free
-fetch: {concurrency: 64, per_host: 16, max_bytes: 52428800, timeout: 60}
+fetch: {concurrency: 64, per_host: 16, max_bytes: 52428800, timeout: 60,
+        allow_hosts: ["*.staticflickr.com", "*.flickr.com"]}   # the only hosts fetched from
 push: {timeout: 120, retry_seconds: 600}
 """
 
@@ -23,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from ccmirror_common.hosts import DEFAULT_POLICY, HostListError, HostPolicy
 
 DEFAULT_CONFIG_PATH = Path("/etc/ccmirror/downloader.yaml")
 
@@ -41,6 +44,9 @@ class FetchSettings:
     hosts: dict = field(default_factory=dict)
     max_bytes: int = 50 * 1024 * 1024
     timeout: float = 120.0  # one request, connect to last byte
+    # Host names, `*.` wildcards, addresses (ccmirror_common/hosts.py): nothing else is
+    # requested, on any redirect hop, and no private address unless named (no SSRF).
+    allow_hosts: HostPolicy = DEFAULT_POLICY
 
 
 @dataclass
@@ -62,6 +68,7 @@ class Settings:
     batch_size: int = 500
     lease_seconds: int = 600
     min_free_mb: int = 1024
+    lease_attempts: int = 3  # starts that fail to finish one lease before it is quarantined
     fetch: FetchSettings = field(default_factory=FetchSettings)
     push: PushSettings = field(default_factory=PushSettings)
 
@@ -86,11 +93,13 @@ ENVIRONMENT = {
     "CCMIRROR_BATCH_SIZE": (None, "batch_size"),
     "CCMIRROR_LEASE_SECONDS": (None, "lease_seconds"),
     "CCMIRROR_MIN_FREE_MB": (None, "min_free_mb"),
+    "CCMIRROR_LEASE_ATTEMPTS": (None, "lease_attempts"),
     "CCMIRROR_FETCH_CONCURRENCY": ("fetch", "concurrency"),
     "CCMIRROR_FETCH_PER_HOST": ("fetch", "per_host"),
     "CCMIRROR_FETCH_PER_HOST_RATE": ("fetch", "per_host_rate"),
     "CCMIRROR_FETCH_MAX_BYTES": ("fetch", "max_bytes"),
     "CCMIRROR_FETCH_TIMEOUT": ("fetch", "timeout"),
+    "CCMIRROR_FETCH_ALLOW_HOSTS": ("fetch", "allow_hosts"),  # comma-separated
     "CCMIRROR_PUSH_TIMEOUT": ("push", "timeout"),
     "CCMIRROR_PUSH_RETRY_SECONDS": ("push", "retry_seconds"),
 }
@@ -138,6 +147,14 @@ def _set(target: Any, key: str, value: Any, source: str) -> None:
     if key not in known or key in SECTIONS:
         raise ConfigError(f"{source}: unknown setting '{key}'")
     kind = type(getattr(target, key))
+    if kind is HostPolicy:
+        if not isinstance(value, str | list):
+            raise ConfigError(f"{source}: '{key}' must be a list of hosts, not {value!r}")
+        try:
+            setattr(target, key, HostPolicy(value))
+        except HostListError as exc:
+            raise ConfigError(f"{source}: '{key}': {exc}") from None
+        return
     try:
         setattr(target, key, kind(value) if kind is not str else str(value))
     except (TypeError, ValueError):

@@ -7,6 +7,14 @@ its unfetched photos are released and the fetched ones pushed and reported. The 
 stops leasing while the spool's disk is short of space, and waits out maintenance mode,
 an empty queue and an unreachable service or storage with the waits they ask for.
 
+One photo never stops a droplet. A lease the daemon fails to finish `lease_attempts` times
+in a row (each start that resumes it counts one; a clean stop resets the count) is released
+and its spool moved to `<spool>/quarantine/` for a person to read, and the daemon goes on
+with a new lease: a poison lease costs that lease, never an endless restart loop. A report
+the queue refuses for some items (422 names them; a 400 or 413 is narrowed by halving) is
+sent again without them, and those are released. A full spool disk stops the fetch: what
+was fetched is pushed and reported, the rest released (the photos are not at fault).
+
 A drain request (the file `<spool>/drain`, made by `downloader drain`) acts like SIGTERM on
 the lease in hand (finished when most of it is fetched, else the rest released) but the
 daemon stays up, takes no lease and reports `drained` until the file is removed. The file
@@ -27,10 +35,11 @@ from downloader.config import Settings
 from downloader.queue_client import (
     LeaseLost,
     QueueClient,
+    QueueError,
     QueueRefused,
     QueueUnavailable,
 )
-from downloader.spool import LeaseJournal, Spool
+from downloader.spool import JournalError, LeaseJournal, Spool, SpoolError
 from downloader.status import DaemonStatus, drain_requested
 
 log = logging.getLogger("downloader.daemon")
@@ -39,6 +48,9 @@ REPORT_CHUNK = 5_000
 MAX_WAIT = 60.0
 STOP_GRACE = 30.0  # seconds a stopping daemon gives storage to take the lease's files
 DRAIN_POLL = 0.5  # seconds between looks for a drain request (a stat of one file)
+# A refusal of a report that may be about some of its items, not the whole request: 422
+# (validation, naming the items), 400 (photos not in the lease, twice), 413 (too large).
+REFUSED_FOR_ITEMS = (400, 413, 422)
 
 
 @dataclass
@@ -66,7 +78,7 @@ class Daemon:
     def run(self, once: bool = False) -> int:
         """Until SIGTERM (or one lease with `once`); 0 on a clean stop."""
         try:
-            journal = self.spool.current()
+            journal = self.resumable()
             if journal is not None:
                 log.info("resuming lease %s in phase %s", journal.lease_id, journal.phase)
                 self.process(journal)
@@ -88,6 +100,43 @@ class Daemon:
         finally:
             self.status.write(phase="stopped", force=True)
 
+    def resumable(self) -> LeaseJournal | None:
+        """The lease a previous run left, to resume, counted as one more start on it; None
+        when there is none, or when it cannot be read or has failed to finish too often:
+        then it is released (best effort) and its spool quarantined."""
+        try:
+            journal = self.spool.current()
+        except JournalError as exc:
+            self.give_up(None, f"cannot read its journal: {exc}")
+            return None
+        if journal is None:
+            return None
+        failures = 1 + journal.starts()  # the run that leased it, then each resume
+        if failures >= self.settings.lease_attempts:
+            self.give_up(journal, f"failed to finish {failures} times in a row")
+            return None
+        try:
+            journal.count_start()
+        except OSError:
+            self.spool.free_reserve()  # a full disk: the reserve is there for the journal
+            try:
+                journal.count_start()
+            except OSError as exc:
+                self.give_up(journal, f"cannot write its journal: {exc.strerror or exc}")
+                return None
+        return journal
+
+    def give_up(self, journal: LeaseJournal | None, why: str) -> None:
+        lease_id = journal.lease_id if journal is not None else None
+        log.error("lease %s %s: releasing it, its spool to quarantine", lease_id, why)
+        if lease_id is not None:
+            try:
+                self.client.release(lease_id)
+            except QueueError as exc:  # not released: it lapses and goes back all the same
+                log.warning("could not release lease %s: %s", lease_id, exc)
+        where = self.spool.quarantine(f"lease {lease_id} {why}", lease_id)
+        self.status.error("lease", f"lease {lease_id} {why}; kept in {where}")
+
     def next_lease(self, wait: bool = True) -> LeaseJournal | None:
         """A new lease in the spool, or None after waiting as told (unless `wait` is off)."""
         free_mb = self.spool.free_bytes() / 2**20
@@ -105,6 +154,7 @@ class Daemon:
             self.idle(batch.retry_after or 30, why, wait)
             return None
         log.info("lease %s: %d photos", batch.lease_id, len(batch.items))
+        self.spool.hold_reserve()
         return self.spool.begin(batch.lease_id, batch.expires_at, batch.items)
 
     def drained(self) -> bool:
@@ -131,10 +181,14 @@ class Daemon:
             if journal.phase == "fetched":
                 self.status.write(phase="pushing")
                 if not self.stages.push(journal, self._halt()):
-                    return  # stopped while storage was away: pushed again at the next start
+                    # Stopped while storage was away: pushed again at the next start. A clean
+                    # stop is no failure of the lease.
+                    journal.clear_starts()
+                    return
                 journal.set_phase("pushed")
             if journal.phase == "pushed":
                 if not self.report(journal):
+                    journal.clear_starts()
                     return
                 journal.set_phase("reported")
         self.status.finished(journal)
@@ -146,7 +200,9 @@ class Daemon:
         todo = journal.unfetched()
         if todo:
             self.status.write(phase="fetching")
-            self.stages.fetch(todo, journal, halt)
+            if not self.fetch_stage(todo, journal, halt):
+                self.give_back(journal, "the spool disk is full")
+                return
         left = journal.unfetched()
         if not left:
             return
@@ -158,7 +214,28 @@ class Daemon:
             log.info(
                 "%s: lease %s is %.0f%% fetched, finishing it", why, journal.lease_id, 100 * done
             )
-            self.stages.fetch(left, journal, threading.Event())
+            if not self.fetch_stage(left, journal, threading.Event()):
+                self.give_back(journal, "the spool disk is full")
+            return
+        self.give_back(journal, why)
+
+    def fetch_stage(self, items: list[dict], journal: LeaseJournal, halt: threading.Event) -> bool:
+        """The fetch stage; False when it stopped because the spool cannot be written (a
+        full disk: no photo's fault, and no reason to die). The reserve is freed then, so
+        that the journal has room to push and report what was fetched."""
+        try:
+            self.stages.fetch(items, journal, halt)
+            return True
+        except SpoolError as exc:
+            self.spool.free_reserve()
+            log.error("lease %s: fetch stopped: %s", journal.lease_id, exc)
+            self.status.error("spool", str(exc))
+            return False
+
+    def give_back(self, journal: LeaseJournal, why: str) -> None:
+        """Release what the lease has not fetched and keep only what it has."""
+        left = journal.unfetched()
+        if not left:
             return
         released = self._release(journal, [item["id"] for item in left])
         log.info("%s: released %d unfetched photos of lease %s", why, released, journal.lease_id)
@@ -168,34 +245,64 @@ class Daemon:
     def _release(self, journal: LeaseJournal, ids: list[int]) -> int:
         try:
             return self.client.release(journal.lease_id, ids)
-        except (LeaseLost, QueueUnavailable) as exc:
+        except QueueError as exc:
             # Not released: the lease lapses and the queue takes them back all the same.
             log.warning("could not release photos of lease %s: %s", journal.lease_id, exc)
             return 0
 
     def report(self, journal: LeaseJournal) -> bool:
-        """Send every result; True once the queue has them all. Retried while the service
-        is away; a stop meanwhile leaves the lease `pushed`, to report at the next start."""
+        """Send every result; True once the queue has them all, or has refused some for
+        themselves (those are left out and released). Retried while the service is away; a
+        stop meanwhile leaves the lease `pushed`, to report at the next start."""
         reports = journal.reports()
+        todo = [reports[i : i + REPORT_CHUNK] for i in range(0, len(reports), REPORT_CHUNK)]
+        todo.reverse()  # a stack: chunks in order, the parts of a refused one first
+        refused: list[dict] = []
         backoff = 1.0
-        sent = 0
-        while sent < len(reports):
-            chunk = reports[sent : sent + REPORT_CHUNK]
+        while todo:
+            chunk = todo.pop()
             try:
                 self.client.complete(journal.lease_id, chunk)
             except QueueUnavailable as exc:
                 self.status.error("queue", str(exc))
+                todo.append(chunk)
                 if not self.wait(max(exc.retry_after, backoff), str(exc)):
                     return False
                 backoff = min(backoff * 2, MAX_WAIT)
-                continue
             except LeaseLost as exc:
                 # The lease is gone from the queue (pruned): nothing left to tell it.
                 log.error("lease %s: reports not taken: %s", journal.lease_id, exc)
                 return True
-            sent += len(chunk)
-        self.status.reported(reports)
+            except QueueRefused as exc:
+                if exc.status not in REFUSED_FOR_ITEMS:
+                    raise  # the token or the service: an operator's matter
+                todo.extend(reversed(self._narrow(journal, chunk, exc, refused)))
+        left_out = {report["id"] for report in refused}
+        if left_out:
+            self._release(journal, sorted(left_out))  # back to the queue now, not at expiry
+        self.status.reported([report for report in reports if report["id"] not in left_out])
         return True
+
+    def _narrow(
+        self, journal: LeaseJournal, chunk: list[dict], exc: QueueRefused, refused: list[dict]
+    ) -> list[list[dict]]:
+        """What to send again of a refused chunk: without the items the refusal names, else
+        its two halves; a single item refused is left out (added to `refused`)."""
+        named = {0} if len(chunk) == 1 else {i for i in exc.item_indices if 0 <= i < len(chunk)}
+        if not named:
+            half = len(chunk) // 2
+            return [chunk[:half], chunk[half:]]
+        for index in sorted(named):
+            log.error(
+                "lease %s: the queue refused the report of photo %s, left out: %s",
+                journal.lease_id,
+                chunk[index].get("id"),
+                exc,
+            )
+            refused.append(chunk[index])
+        self.status.error("report", f"lease {journal.lease_id}: {exc}")
+        rest = [report for i, report in enumerate(chunk) if i not in named]
+        return [rest] if rest else []
 
     def _halt(self) -> threading.Event:
         """What stops a push: the stop itself, or, when the stop came earlier (the lease is

@@ -39,12 +39,14 @@ from pathlib import Path
 from typing import TextIO, TypeVar
 from urllib.parse import urlsplit
 
+from ccmirror_common.hosts import DEFAULT_POLICY, HostPolicy
 from downloader import http_client, verify
+from downloader.fetch_body import Body, Refused, sniff, write_all
 from downloader.http_client import HttpClient, Response
 from downloader.layout import IMAGE_EXTENSIONS, image_path
+from downloader.spool import SpoolError, disk_full  # SpoolError: callers catch it from here
 
 OUTCOMES = ("stored", "gone", "retry", "bad")
-SPILL_BYTES = 1024 * 1024  # bodies up to this stay in memory until verified, larger ones spill
 LOOKAHEAD = 10_000  # items read ahead of the workers, queued under their hosts
 USER_AGENT = "ccmirror-downloader/0.1"
 T = TypeVar("T")
@@ -69,6 +71,12 @@ class FetchResult:
     url: str | None = None  # the URL the bytes came from, after redirects (or the one tried)
     error: str | None = None  # one line, for failures
     reused: bool = False  # already present from an earlier run: hashed from disk, not fetched
+
+    def __post_init__(self) -> None:
+        # The one place every error is made: whatever a host sent (a long redirect target,
+        # control bytes) leaves the fetcher as a bounded, printable line.
+        if self.error is not None:
+            object.__setattr__(self, "error", verify.printable(self.error))
 
     def report(self) -> dict:
         """The item as the queue's `complete` call takes it."""
@@ -110,6 +118,7 @@ class FetchSettings:
     fallback: bool = True  # on 403/404/410/placeholder, try the item's fallback URL
     fsync: bool = False  # a spool that a crash may lose is re-fetched: the rename suffices
     user_agent: str = USER_AGENT
+    allow_hosts: HostPolicy = DEFAULT_POLICY  # the only hosts requested (no SSRF)
 
     def host_limit(self, host: str) -> HostLimit:
         domain = host
@@ -362,20 +371,6 @@ class _Scheduler:
             self._timer_at = float("inf")
 
 
-class SpoolError(Exception):
-    """Writing under `out` failed (disk full, a bad path): a local fault, never the photo's,
-    so it stops the run instead of burning the photo's attempts with `retry` reports."""
-
-
-class _Refused(Exception):
-    """A verification failure found while reading: the outcome class and why."""
-
-    def __init__(self, outcome: str, reason: str) -> None:
-        super().__init__(reason)
-        self.outcome = outcome
-        self.reason = reason
-
-
 @dataclass(slots=True)
 class _Attempt:
     """One URL tried: a result, and for a 429/503 how long its host asked us to wait."""
@@ -383,56 +378,6 @@ class _Attempt:
     result: FetchResult
     wait: float | None = None
     status: int | None = None
-
-
-class _Body:
-    """A body as it streams in, fed from the connection's data_received: the size cap, the
-    magic bytes and sha256 as bytes arrive; bodies up to SPILL_BYTES stay in memory until
-    verified, larger ones go on to the temp file as they come."""
-
-    __slots__ = ("fetcher", "photo_id", "cap", "digest", "size", "chunks", "ext", "temp", "fd")
-
-    def __init__(self, fetcher: Fetcher, photo_id: int, cap: int) -> None:
-        self.fetcher = fetcher
-        self.photo_id = photo_id
-        self.cap = cap
-        self.digest = hashlib.sha256()
-        self.size = 0
-        self.chunks: list[bytes] = []
-        self.ext: str | None = None
-        self.temp: str | None = None
-        self.fd: int | None = None
-
-    def feed(self, data: bytes) -> None:
-        size = self.size + len(data)
-        if size > self.cap:
-            raise _Refused("bad", f"too large: over the {self.cap:,}-byte cap while reading")
-        self.size = size
-        self.digest.update(data)
-        if self.fd is not None:
-            _write_all(self.fd, data)
-            return
-        chunks = self.chunks
-        chunks.append(data)
-        if self.ext is None and size >= verify.MAGIC_BYTES_NEEDED:
-            self.ext = _sniff(chunks[0] if len(chunks) == 1 else b"".join(chunks))
-        if size > SPILL_BYTES:
-            self.temp, self.fd = self.fetcher._open_temp(self.photo_id, self.ext or "jpg")
-            _write_all(self.fd, b"".join(chunks))
-            self.chunks = []
-
-    def in_memory(self) -> bytes:
-        chunks = self.chunks
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-    def discard(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-        if self.temp is not None:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.temp)
-            self.temp = None
 
 
 class Fetcher:
@@ -464,6 +409,7 @@ class Fetcher:
             connect_timeout=s.connect_timeout,
             read_timeout=s.read_timeout,
             total_timeout=s.total_timeout,
+            allow_hosts=s.allow_hosts,
             max_idle_per_host=s.concurrency,
         )
         await self._client.__aenter__()
@@ -528,8 +474,21 @@ class Fetcher:
 
     # ---------------------------------------------------------------------- one job
     async def _run(self, job: _Job) -> FetchResult | None:
-        """One step of a job: the result, or None when the job was changed to be queued
-        again (a Retry-After wait on the same host, or the fallback URL on its host)."""
+        """One step of a job (see _step). Whatever goes wrong with one photo is that photo's
+        outcome, never the run's: only a spool that cannot be written stops the run."""
+        try:
+            return await self._step(job)
+        except SpoolError:
+            raise
+        except Exception as e:
+            if disk_full(e):
+                raise SpoolError(f"cannot write the spool: {e.strerror}") from e
+            error = f"unexpected {type(e).__name__}: {e}"
+            return FetchResult(job.item, "retry", url=job.url, error=error)
+
+    async def _step(self, job: _Job) -> FetchResult | None:
+        """The result, or None when the job was changed to be queued again (a Retry-After
+        wait on the same host, or the fallback URL on its host)."""
         item = job.item
         if job.fresh:
             job.fresh = False
@@ -598,7 +557,7 @@ class Fetcher:
                 url, max_redirects=s.max_redirects, stop_at=verify.is_placeholder_url
             )
             return self._answer(item, response, gate) or _Attempt(await self._store(item, response))
-        except _Refused as refused:
+        except Refused as refused:
             if response is not None:
                 response.discard()
             final = response.url if response is not None else url
@@ -607,6 +566,10 @@ class Fetcher:
             final = response.url if response is not None else url
             outcome, reason = self._failure(e)
             return _Attempt(FetchResult(item, outcome, url=final, error=reason))
+        except BaseException:
+            if response is not None:
+                response.discard()  # the connection cannot be reused mid-answer
+            raise
 
     def _failure(self, error: http_client.HttpError) -> tuple[str, str]:
         """The outcome class of an exchange that failed, and why."""
@@ -641,11 +604,11 @@ class Fetcher:
                 FetchResult(item, outcome, url=response.url, error=reason), wait, status
             )
         if not verify.content_type_ok(response.headers.get("content-type")):
-            raise _Refused("bad", f"not an image: Content-Type {response.content_type}")
+            raise Refused("bad", f"not an image: Content-Type {response.content_type}")
         announced = response.content_length
         cap = self.settings.max_bytes
         if announced is not None and announced > cap:
-            raise _Refused("bad", f"too large: announces {announced:,} bytes, cap {cap:,}")
+            raise Refused("bad", f"too large: announces {announced:,} bytes, cap {cap:,}")
         return None
 
     def _backoff(self, response: Response, gate: _HostGate) -> float | None:
@@ -659,23 +622,23 @@ class Fetcher:
 
     # ---------------------------------------------------------------------- the body
     async def _store(self, item: FetchItem, response: Response) -> FetchResult:
-        """Read the body through a _Body, verify what only the whole body tells (length,
+        """Read the body through a Body, verify what only the whole body tells (length,
         placeholder), write it and rename it into place."""
-        body = _Body(self, item.photo_id, self.settings.max_bytes)
+        body = Body(self._open_temp, item.photo_id, self.settings.max_bytes)
         try:
             await response.read(body.feed)
             size = body.size
             announced = response.content_length
             if announced is not None and size != announced:
-                raise _Refused("bad", f"length not as announced: {size:,} of {announced:,} bytes")
-            ext = body.ext or _sniff(body.in_memory())
+                raise Refused("bad", f"length not as announced: {size:,} of {announced:,} bytes")
+            ext = body.ext or sniff(body.in_memory())
             sha = body.digest.hexdigest()
             if body.fd is None:
                 data = body.in_memory()
                 if verify.is_placeholder(data, sha):
-                    raise _Refused("gone", "photo unavailable (placeholder image)")
+                    raise Refused("gone", "photo unavailable (placeholder image)")
                 body.temp, body.fd = self._open_temp(item.photo_id, ext)
-                _write_all(body.fd, data)
+                write_all(body.fd, data)
             rel = image_path(item.photo_id, ext)
             self._finish(body.fd, body.temp, f"{self._root}/{rel}")  # type: ignore[arg-type]
             body.fd = body.temp = None
@@ -717,22 +680,6 @@ class Fetcher:
             os.replace(temp, final)  # atomic: readers see the whole image or none
         except OSError as e:
             raise SpoolError(f"cannot write {final}: {e.strerror or e}") from e
-
-
-def _sniff(head: bytes) -> str:
-    ext = verify.sniff_ext(head)
-    if ext is None:
-        raise _Refused("bad", f"not an image: starts with {head[:8]!r}")
-    return ext
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    try:
-        while view:
-            view = view[os.write(fd, view) :]
-    except OSError as e:
-        raise SpoolError(f"cannot write the spool: {e.strerror or e}") from e
 
 
 def _host_of(url: str) -> str:
@@ -819,7 +766,9 @@ def _show(stream: TextIO, line: str, tty: bool, final: bool = False) -> None:
     stream.flush()
 
 
-def run_fetch_command(urls: Path, out: Path, concurrency: int) -> int:
+def run_fetch_command(
+    urls: Path, out: Path, concurrency: int, allow_hosts: HostPolicy = DEFAULT_POLICY
+) -> int:
     """`downloader fetch`: exit 0 after a run (the summary says what failed), 1 on bad input."""
     try:
         if concurrency < 1:
@@ -829,7 +778,7 @@ def run_fetch_command(urls: Path, out: Path, concurrency: int) -> int:
     except BadInput as e:
         print(f"downloader fetch: {e}", file=sys.stderr)
         return 1
-    settings = FetchSettings(concurrency=concurrency)
+    settings = FetchSettings(concurrency=concurrency, allow_hosts=allow_hosts)
     try:
         run_async(fetch_url_list(items, out, settings, sys.stderr))
     except SpoolError as e:

@@ -14,7 +14,9 @@ img2dataset). What it does:
 - redirects followed up to a limit, with a hook to stop at a known target (a placeholder);
 - timeouts: connect, silence while waiting or reading, total per request (redirects and body
   included), enforced by one sweep over busy connections, not a timer per request;
-- https through the default SSL context (certificates verified).
+- https through the default SSL context (certificates verified);
+- only hosts the allow-list names (ccmirror_common/hosts.py), on every redirect hop: a name is
+  resolved once per connection, every address checked, and the checked address connected to.
 """
 
 from __future__ import annotations
@@ -23,79 +25,30 @@ import asyncio
 import contextlib
 import ssl
 from collections.abc import Callable
-from urllib.parse import quote, urljoin, urlsplit
+from urllib.parse import urljoin
+
+from ccmirror_common.hosts import HostPolicy, HostRefused
+from downloader.http_target import (  # noqa: F401 - the failures callers catch, named here too
+    BadUrl,
+    ConnectFailed,
+    HostNotAllowed,
+    HttpError,
+    Malformed,
+    RequestTimeout,
+    Target,
+    TooManyRedirects,
+    Truncated,
+)
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 MAX_HEAD_BYTES = 64 * 1024
 IDLE_SECONDS = 15.0  # an idle connection older than this is closed rather than reused
-_SAFE_URL_CHARS = "/:@!$&'()*+,;=?%~-._"
 
 _IDLE, _HEAD, _BODY, _DONE, _BROKEN = range(5)
 _LENGTH, _CHUNKED, _UNTIL_CLOSE = range(3)
 _SIZE, _DATA, _DATA_END, _TRAILER = range(4)
 
 Sink = Callable[[bytes], None]
-
-
-class HttpError(Exception):
-    """A failure of the exchange itself; the message is one line for a report."""
-
-
-class BadUrl(HttpError):
-    """Not an http(s) URL we can request."""
-
-
-class ConnectFailed(HttpError):
-    """No connection, or it closed or reset before any byte of the answer."""
-
-
-class Truncated(HttpError):
-    """The connection ended before the body did."""
-
-
-class Malformed(HttpError):
-    """An answer that is not HTTP/1.x as framed: bad head, bad chunks, bytes past the end."""
-
-
-class TooManyRedirects(HttpError):
-    pass
-
-
-class RequestTimeout(HttpError, TimeoutError):
-    pass
-
-
-class Target:
-    """A parsed URL: where to connect and what to send."""
-
-    __slots__ = ("url", "scheme", "host", "port", "key", "request")
-
-    def __init__(self, url: str, fixed_headers: bytes) -> None:
-        try:
-            parts = urlsplit(url)
-            port = parts.port
-        except ValueError as e:
-            raise BadUrl(f"bad URL {url[:100]!r}: {e}") from None
-        scheme = parts.scheme.lower()
-        host = parts.hostname
-        if scheme not in ("http", "https") or not host:
-            raise BadUrl(f"not an http(s) URL: {url[:100]!r}")
-        if not host.isascii():
-            host = host.encode("idna").decode("ascii")
-        default = 443 if scheme == "https" else 80
-        self.port = port or default
-        path = parts.path or "/"
-        if parts.query:
-            path = f"{path}?{parts.query}"
-        if not path.isascii() or " " in path:
-            path = quote(path, safe=_SAFE_URL_CHARS)
-        name = f"[{host}]" if ":" in host else host
-        host_header = name if self.port == default else f"{name}:{self.port}"
-        self.url = url
-        self.scheme = scheme
-        self.host = host
-        self.key = (scheme, host, self.port)
-        self.request = f"GET {path} HTTP/1.1\r\nHost: {host_header}\r\n".encode() + fixed_headers
 
 
 class Response:
@@ -488,8 +441,10 @@ class HttpClient:
         connect_timeout: float,
         read_timeout: float,
         total_timeout: float,
+        allow_hosts: HostPolicy,
         max_idle_per_host: int = 64,
     ) -> None:
+        self.allow_hosts = allow_hosts
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.total_timeout = total_timeout
@@ -535,8 +490,12 @@ class HttpClient:
         """The answer to GET `url` after redirects. A redirect whose target `stop_at` accepts
         is returned unfollowed, with `location` set."""
         deadline = self.loop.time() + self.total_timeout
-        for _ in range(max_redirects + 1):
-            response = await self._request(Target(url, self._fixed), deadline)
+        for hop in range(max_redirects + 1):
+            target = Target(url, self._fixed)
+            if not self.allow_hosts.allows_host(target.host):  # a cached answer per host
+                why = f" (redirected to {url[:100]})" if hop else ""
+                raise HostNotAllowed(f"host not allowed: {target.host[:100]}{why}")
+            response = await self._request(target, deadline)
             location = response.headers.get("location") if response.status in REDIRECTS else None
             if not location:
                 return response
@@ -583,18 +542,28 @@ class HttpClient:
             context = self._ssl
         try:
             async with asyncio.timeout(max(timeout, 0)):
-                _, conn = await self.loop.create_connection(
-                    lambda: _Connection(self, target.key),
-                    target.host,
-                    target.port,
-                    ssl=context,
-                    server_hostname=target.host if context else None,
-                )
+                # Resolved and checked once; the checked address is what we connect to.
+                addresses = await self.allow_hosts.resolve(self.loop, target.host, target.port)
+                error = OSError(f"no address for {target.host}")
+                for address in addresses:
+                    try:
+                        _, conn = await self.loop.create_connection(
+                            lambda: _Connection(self, target.key),
+                            address,
+                            target.port,
+                            ssl=context,
+                            server_hostname=target.host if context else None,
+                        )
+                        return conn
+                    except OSError as e:  # the next address, as create_connection would
+                        error = e
+                raise error
         except TimeoutError:
             raise RequestTimeout("connect") from None
+        except HostRefused as e:
+            raise HostNotAllowed(str(e)) from None
         except OSError as e:
             raise ConnectFailed(f"{type(e).__name__}: {e}") from None
-        return conn
 
     def _put_idle(self, conn: _Connection) -> None:
         conns = self._idle.setdefault(conn.key, [])

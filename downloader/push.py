@@ -14,11 +14,19 @@ pinned `/proc/self/fd/N`, with which rsync 3.5.0 silently drops the partial data
 `--partial` would leave the truncated file under its final name until the next push.
 
 What is retried, with exponential backoff and jitter, until `retry_seconds` or `attempts`:
-a refused, timed-out, reset or dropped connection (ssh exit 255, rsync 10, 12, 30, 35) and
-rrsync's single-run lock. What is not, because waiting does not fix it: a host key that does
-not match the pinned one, a key storage does not accept, an option or read storage refuses
-(rrsync error), a local file missing or unreadable, storage out of space, and the other
-rsync exit codes (1-5 usage and protocol, 11 file I/O, 23/24 partial transfer).
+a refused, timed-out, reset or dropped connection (ssh exit 255, rsync 10, 12, 30, 35),
+rrsync's single-run lock, and a lost race for a shared `.~tmp~/`. Every droplet's push into
+one directory (a day's `manifests/`, an `images/<aa>/<bb>/`) shares that directory's
+`.~tmp~/`, and each rsync removes it when it empties: another rsync between its check and its
+mkdir, or between its mkdir and its rename, then fails that file. rsync 3.5.0 reports the
+first as "Unable to create partial-dir ... discarding completed file" and still exits 0, the
+second as exit 23; either way a file did not land, so the run counts as failed, and the next
+one sends only what is missing (`--checksum`).
+
+What is not, because waiting does not fix it: a host key that does not match the pinned one,
+a key storage does not accept, an option or read storage refuses (rrsync error), a local file
+missing or unreadable, storage out of space, and the other rsync exit codes (1-5 usage and
+protocol, 11 file I/O, 23/24 partial transfer).
 """
 
 from __future__ import annotations
@@ -53,9 +61,16 @@ FATAL_PATTERNS = (
     "rrsync error:",
 )
 TRANSIENT_PATTERNS = ("another instance of rrsync is already accessing",)
+# The shared `.~tmp~/` race (module docstring): the first line comes with exit code 0.
+DISCARDED_PATTERN = "unable to create partial-dir"
+PARTIAL_DIR_RACE = re.compile(
+    r'rename ".*" -> ".*' + re.escape(PARTIAL_DIR) + r'/[^"]*": No such file or directory',
+    re.IGNORECASE,
+)
 # Lines most worth one line of error message, best first.
 TELLING_PATTERNS = (
     "rrsync error:",
+    DISCARDED_PATTERN,
     "has changed and you have requested strict checking",
     "host key is known",
     "host key verification failed",
@@ -189,7 +204,7 @@ def push_tree(
         while True:
             number += 1
             code, stdout, stderr = _run(argv, Path(scratch), stop_event)
-            if code == 0:
+            if code == 0 and not discarded_a_file(stderr):
                 return _result(number, stdout, time.monotonic() - started)
             transient, error = classify(code, stderr)
             if not transient:
@@ -284,14 +299,21 @@ def checked_paths(local_root: Path, paths: list[str]) -> list[str]:
     return checked
 
 
+def discarded_a_file(stderr: str) -> bool:
+    """Whether rsync dropped a received file although it exits 0 (the `.~tmp~/` race)."""
+    return DISCARDED_PATTERN in stderr.lower()
+
+
 def classify(exit_code: int, stderr: str) -> tuple[bool, str]:
-    """(transient, one-line error) for a failed rsync run."""
+    """(transient, one-line error) for a failed rsync run, or one that dropped a file."""
     error = summarize(stderr, exit_code)
     lowered = stderr.lower()
     if any(p in lowered for p in TRANSIENT_PATTERNS):
         return True, error
     if any(p in lowered for p in FATAL_PATTERNS):
         return False, error
+    if discarded_a_file(stderr) or PARTIAL_DIR_RACE.search(stderr):
+        return True, error  # another push emptied the shared .~tmp~/: the next run sends it
     return exit_code in TRANSIENT_EXIT_CODES, error
 
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 import requests
 
+from downloader.verify import printable, retry_after_seconds
+
 API = "/v1/leases"
 
 
@@ -31,7 +33,16 @@ class LeaseLost(QueueError):
 
 
 class QueueRefused(QueueError):
-    """401/403/4xx: a wrong token or a wrong request; retrying changes nothing."""
+    """401/403/4xx: a wrong token or a wrong request; retrying changes nothing.
+
+    `status` is the HTTP status; `item_indices` the positions in the request's `items` that
+    a validation refusal (422) names, so that a report refused for one item can be sent
+    again without it."""
+
+    def __init__(self, message: str, status: int = 400, item_indices: list[int] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.item_indices = item_indices or []
 
 
 @dataclass(frozen=True)
@@ -94,7 +105,7 @@ class QueueClient:
             raise QueueUnavailable(f"{where}: {detail}", retry_after)
         if response.status_code in (404, 409):
             raise LeaseLost(f"{where}: {detail}")
-        raise QueueRefused(f"{where}: {detail}")
+        raise QueueRefused(f"{where}: {detail}", response.status_code, _refused_items(response))
 
     def close(self) -> None:
         self.session.close()
@@ -103,13 +114,30 @@ class QueueClient:
 def _detail(response: requests.Response) -> str:
     try:
         detail = response.json().get("detail")
-    except ValueError:
-        return response.text[:200]
-    return str(detail)[:500]
+    except (ValueError, AttributeError):
+        return printable(response.text, 200)
+    return printable(str(detail), 500)
+
+
+def _refused_items(response: requests.Response) -> list[int]:
+    """The indices of `items` a 422 names: FastAPI's validation errors say where each fault
+    is, as `loc` = ["body", "items", INDEX, ...]."""
+    if response.status_code != 422:
+        return []
+    try:
+        errors = response.json().get("detail")
+    except (ValueError, AttributeError):
+        return []
+    found: set[int] = set()
+    for error in errors if isinstance(errors, list) else []:
+        loc = error.get("loc") if isinstance(error, dict) else None
+        if isinstance(loc, list) and loc[:2] == ["body", "items"] and len(loc) > 2:
+            index = loc[2]
+            if type(index) is int:  # JSON numbers only: not a bool, not a field name
+                found.add(index)
+    return sorted(found)
 
 
 def _seconds(value: str | None, default: float) -> float:
-    try:
-        return max(float(value), 0.0) if value is not None else default
-    except ValueError:
-        return default
+    seconds = retry_after_seconds(value)
+    return default if seconds is None else seconds

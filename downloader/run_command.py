@@ -98,6 +98,11 @@ def format_status(state: dict) -> str:
         "errors: "
         + (", ".join(f"{k} {v:,}" for k, v in sorted(state["errors"].items())) or "none")
         + (f"; last: {state['last_error']}" if state.get("last_error") else ""),
+        *(
+            [f"quarantined: {state['quarantined']:,} lease(s) given up, in the spool's quarantine/"]
+            if state.get("quarantined")
+            else []
+        ),
         f"updated {state['updated_at']}",
     ]
     return "\n".join(lines)

@@ -2,9 +2,12 @@
 
     SPOOL/lease/lease.json        the lease, its items and its phase (rewritten atomically)
     SPOOL/lease/results.jsonl     one line per photo whose fetch ended (appended as they end)
+    SPOOL/lease/starts            one line per daemon start that resumed the lease
     SPOOL/lease/files/            what goes to storage, in its layout (downloader.layout):
         images/<aa>/<bb>/<photo_id>.<ext>
         manifests/<yyyy>/<mm>/<dd>/<lease_id>.jsonl
+    SPOOL/quarantine/<lease>-<utc>/   a lease that could not be finished, kept for a person
+    SPOOL/reserve                 space held back for the journal when the disk fills up
 
 A lease moves through the phases below; each is recorded before the next begins, so a
 daemon killed anywhere redoes at most the phase it was in, and every phase can be redone:
@@ -12,10 +15,16 @@ a photo with a result line is not fetched again, a push of the same files is the
 files on storage, a second report of a photo changes nothing at the queue.
 
     fetching -> fetched (manifest written) -> pushed -> reported -> (directory removed)
+
+A lease that keeps failing (the daemon crashes on it, is restarted, resumes it, crashes
+again) would hold a droplet in a restart loop: each resume is counted in `starts`, and the
+daemon gives such a lease up and moves its directory to the quarantine (`Spool.quarantine`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import shutil
@@ -24,8 +33,26 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from downloader.layout import manifest_path
+from downloader.verify import printable
 
 PHASES = ("fetching", "fetched", "pushed", "reported")
+QUARANTINE = "quarantine"
+# Held back while fetching so that, when the disk fills up, the journal, the manifest and
+# the phase changes that push and report what was fetched still have room: enough for the
+# lease.json (rewritten through a temp file) and the manifest of a 1,000-photo lease.
+RESERVE_BYTES = 2 * 1024 * 1024
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+class SpoolError(Exception):
+    """Writing the spool failed (disk full, a bad path): a local fault, never the photo's,
+    so it stops the fetch instead of burning the photo's attempts with `retry` reports."""
+
+
+class JournalError(Exception):
+    """The journal in the spool cannot be read: there is no lease to resume from it."""
+
+
 # The attribution each stored image carries in its manifest line (the license requires it).
 ATTRIBUTION = ("license_id", "license_name", "license_url", "owner", "owner_name", "title")
 
@@ -86,7 +113,8 @@ class LeaseJournal:
                         result = json.loads(line)
                     except ValueError:
                         continue
-                    self._results[result["id"]] = result
+                    if isinstance(result, dict) and isinstance(result.get("id"), int):
+                        self._results[result["id"]] = result
         return self._results
 
     def record(self, results: list[dict]) -> None:
@@ -134,16 +162,34 @@ class LeaseJournal:
         return sorted(stored) + ([self.manifest] if self.manifest else [])
 
     def reports(self) -> list[dict]:
-        """The report of every photo with a result, in the queue service's shape."""
+        """The report of every photo with a result, in the queue service's shape. Errors
+        are bounded again here: a spool written by an older version may hold longer ones."""
         reports = []
         for result in self.results().values():
-            if result["result"] == "stored":
-                reports.append({k: result[k] for k in ("id", "result", "sha256", "bytes", "path")})
-            else:
+            if result.get("result") == "stored":
                 reports.append(
-                    {"id": result["id"], "result": result["result"], "error": result["error"]}
+                    {k: result.get(k) for k in ("id", "result", "sha256", "bytes", "path")}
                 )
+            else:
+                error = printable(str(result.get("error") or result.get("result")))
+                reports.append({"id": result["id"], "result": result.get("result"), "error": error})
         return reports
+
+    def count_start(self) -> int:
+        """Note one more daemon start resuming this lease; the number of such starts."""
+        with open(self.directory / "starts", "a", encoding="utf-8") as out:
+            out.write(datetime.now(UTC).isoformat(timespec="seconds") + "\n")
+        return self.starts()
+
+    def starts(self) -> int:
+        try:
+            return (self.directory / "starts").read_text(encoding="utf-8").count("\n")
+        except FileNotFoundError:
+            return 0
+
+    def clear_starts(self) -> None:
+        """A clean stop is not a failure: the count is of failures in a row."""
+        (self.directory / "starts").unlink(missing_ok=True)
 
 
 class Spool:
@@ -154,22 +200,46 @@ class Spool:
         self.lease_dir = root / "lease"
 
     def current(self) -> LeaseJournal | None:
-        """The lease a previous run left, to resume; None when there is none."""
+        """The lease a previous run left, to resume; None when there is none. JournalError
+        when its lease.json cannot be read (the lease cannot be resumed from it)."""
         state_file = self.lease_dir / "lease.json"
         if not state_file.exists():
             if self.lease_dir.exists():  # killed before lease.json was written: nothing held
                 shutil.rmtree(self.lease_dir)
             return None
-        state = json.loads(state_file.read_text(encoding="utf-8"))
-        return LeaseJournal(
-            self.lease_dir,
-            lease_id=state["lease_id"],
-            expires_at=state["expires_at"],
-            items=state["items"],
-            phase=state["phase"],
-            leased_at=state.get("leased_at", ""),
-            manifest=state.get("manifest", ""),
-        )
+        try:
+            state = json.loads(state_file.read_text(encoding="utf-8"))
+            journal = LeaseJournal(
+                self.lease_dir,
+                lease_id=int(state["lease_id"]),
+                expires_at=state["expires_at"],
+                items=list(state["items"]),
+                phase=state["phase"],
+                leased_at=state.get("leased_at", ""),
+                manifest=state.get("manifest", ""),
+            )
+        except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise JournalError(f"{state_file}: {printable(repr(exc))}") from None
+        if journal.phase not in PHASES:
+            raise JournalError(f"{state_file}: unknown phase {printable(str(journal.phase))}")
+        return journal
+
+    def quarantine(self, why: str, lease_id: int | None = None) -> Path:
+        """Move the lease in hand out of the way, with a note saying why, for a person to
+        read; the daemon goes on with a new lease."""
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        base = self.root / QUARANTINE / f"{lease_id if lease_id is not None else 'unknown'}-{stamp}"
+        target, n = base, 1
+        while target.exists():
+            target, n = base.with_name(f"{base.name}.{n}"), n + 1
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self.lease_dir, target)
+        with contextlib.suppress(OSError):  # a full disk must not stop the move itself
+            (target / "why.txt").write_text(why + "\n", encoding="utf-8")
+        return target
+
+    def quarantined(self) -> int:
+        return count_quarantined(self.root)
 
     def begin(self, lease_id: int, expires_at: str, items: list[dict]) -> LeaseJournal:
         if self.lease_dir.exists():
@@ -190,7 +260,39 @@ class Spool:
         """Remove a reported lease; a kill midway leaves a reported lease to remove again."""
         shutil.rmtree(journal.directory)
 
+    def hold_reserve(self) -> None:
+        """Set RESERVE_BYTES aside (best effort: on a disk already short of them, nothing)."""
+        path = self.root / "reserve"
+        try:
+            if path.stat().st_size >= RESERVE_BYTES:
+                return
+        except FileNotFoundError:
+            pass
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                os.posix_fallocate(fd, 0, RESERVE_BYTES)
+            finally:
+                os.close(fd)
+        except OSError:
+            path.unlink(missing_ok=True)
+
+    def free_reserve(self) -> None:
+        """Give the reserve back to the disk: the journal needs room to finish the lease."""
+        (self.root / "reserve").unlink(missing_ok=True)
+
     def free_bytes(self) -> int:
         self.root.mkdir(parents=True, exist_ok=True)
         stats = os.statvfs(self.root)
         return stats.f_bavail * stats.f_frsize
+
+
+def count_quarantined(spool_root: Path) -> int:
+    try:
+        return sum(1 for entry in os.scandir(spool_root / QUARANTINE) if entry.is_dir())
+    except FileNotFoundError:
+        return 0
+
+
+def disk_full(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in DISK_FULL

@@ -13,7 +13,7 @@ from downloader.daemon import Stages
 from downloader.fetch import Fetcher, FetchItem, FetchResult, FetchSettings, HostLimit, OnDisk
 from downloader.fetch import run_async as run_fetch_loop
 from downloader.push import Attempt, PushFailed, PushStopped, StorageTarget, push_tree
-from downloader.spool import LeaseJournal
+from downloader.spool import LeaseJournal, SpoolError
 from downloader.status import DaemonStatus
 
 log = logging.getLogger("downloader.stages")
@@ -51,6 +51,7 @@ def fetch_settings_from(settings: Settings) -> FetchSettings:
         default_host=HostLimit(s.per_host, s.per_host_rate),
         max_bytes=s.max_bytes,
         total_timeout=s.timeout,
+        allow_hosts=s.allow_hosts,
     )
 
 
@@ -62,7 +63,8 @@ async def _fetch(
     status: DaemonStatus,
 ) -> None:
     """Results go to the journal about once a second, so a restart fetches only what has
-    none; a stop cancels what is in flight and keeps what finished."""
+    none; a stop cancels what is in flight and keeps what finished. A spool that cannot be
+    written raises SpoolError, with every result that could be recorded recorded."""
     wanted = [
         FetchItem(i["photo_id"], i["image_url"], i.get("fallback_url"), catalog_id=i["id"])
         for i in items
@@ -71,8 +73,12 @@ async def _fetch(
 
     def flush() -> None:
         if done:
-            journal.record(done)
-            done.clear()
+            try:
+                journal.record(done)
+            except OSError as exc:  # these photos are fetched again after the lease
+                raise SpoolError(f"cannot write the journal: {exc.strerror or exc}") from exc
+            finally:
+                done.clear()
             status.fetched(journal)
 
     async def consume() -> None:

@@ -4,14 +4,17 @@ atomically by the daemon every few seconds and at every phase change."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections import Counter, deque
 from datetime import UTC, datetime
 from pathlib import Path
 
-from downloader.spool import LeaseJournal, write_atomically
+from downloader.spool import LeaseJournal, count_quarantined, write_atomically
+from downloader.verify import printable
 
+log = logging.getLogger("downloader.status")
 STATUS_FILE = "status.json"
 DRAIN_FILE = "drain"  # its presence asks the daemon to take no new lease (`downloader drain`)
 RATE_WINDOW = 300.0  # seconds
@@ -56,7 +59,7 @@ class DaemonStatus:
 
     def error(self, kind: str, message: str) -> None:
         self.errors[kind] += 1
-        self.last_error = f"{kind}: {message}"[:500]
+        self.last_error = printable(f"{kind}: {message}", 500)
         self.write()
 
     def write(self, phase: str | None = None, note: str = "", force: bool = False) -> None:
@@ -82,8 +85,11 @@ class DaemonStatus:
             "last_error": self.last_error,
             "updated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomically(self.path, json.dumps(state))
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomically(self.path, json.dumps(state))
+        except OSError as exc:  # a full spool disk: the daemon's work matters, not its status
+            log.warning("status not written: %s", exc.strerror or exc)
 
 
 def read_status(spool_root: Path) -> dict:
@@ -91,6 +97,7 @@ def read_status(spool_root: Path) -> dict:
     was asked for."""
     path = spool_root / STATUS_FILE
     drain = drain_requested(spool_root)
+    quarantined = count_quarantined(spool_root)  # from the disk: true whether it runs or not
     try:
         state = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -99,9 +106,11 @@ def read_status(spool_root: Path) -> dict:
             "phase": "never ran",
             "spool": str(spool_root),
             "drain_requested": drain,
+            "quarantined": quarantined,
         }
     state["running"] = _alive(state.get("pid", 0)) and state.get("phase") != "stopped"
     state["drain_requested"] = drain
+    state["quarantined"] = quarantined
     return state
 
 

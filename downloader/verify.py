@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from datetime import UTC
 from email.utils import parsedate_to_datetime
 
 # Flickr answers a deleted or private photo with a redirect to its "photo unavailable" image
@@ -34,6 +35,15 @@ MAGIC_BYTES_NEEDED = 12  # RIFF....WEBP is the longest signature
 # Content types a CDN may put on an image; anything else (text/html above all) is refused.
 # The magic bytes decide the format, so a generic binary type is accepted too.
 _BINARY_TYPES = frozenset({"application/octet-stream", "binary/octet-stream"})
+# A host may ask for an hour's pause at most: callers cap it lower still (the fetcher's
+# max_pause, the daemon's longest wait), but no answer may make a wait unbounded or negative.
+MAX_RETRY_AFTER = 3600.0
+# An error string that leaves the fetcher: the queue keeps "<result>: <error>" in a column of
+# 255 characters, so at most this many are kept whole, with the mark saying how long it was.
+ERROR_CHARS = 240
+# ASCII control characters (tab, newline, escape, DEL...) as \xNN; the rest is left to
+# backslashreplace, which escapes every non-ASCII character.
+_ESCAPES = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F]}
 
 
 def sniff_ext(head: bytes) -> str | None:
@@ -86,15 +96,42 @@ def status_outcome(status: int) -> tuple[str, str]:
     return "bad", f"HTTP {status}"
 
 
-def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
-    """`Retry-After` as seconds from now: delta-seconds or an HTTP date; None if absent or bad."""
+def retry_after_seconds(
+    value: str | None, now: float | None = None, cap: float = MAX_RETRY_AFTER
+) -> float | None:
+    """`Retry-After` (RFC 9110 10.2.3) as seconds from now, between 0 and `cap`; None when
+    absent or not one of its two forms. Delay-seconds are ASCII digits only: `str.isdigit()`
+    also takes '²' and other Unicode digits, which `int()` then refuses. An HTTP-date
+    (IMF-fixdate, or the obsolete RFC 850 and asctime forms) is GMT even when it says no zone.
+    The same parser serves the image hosts (the fetcher) and the queue service (its client)."""
     if not value:
         return None
-    value = value.strip()
+    value = value.strip(" \t")
+    if not value.isascii():
+        return None
     if value.isdigit():
-        return float(value)
+        digits = value.lstrip("0") or "0"
+        # A dozen digits are more seconds than any cap; more would only cost time (and
+        # int() of over 4,300 digits raises).
+        return cap if len(digits) > 12 else float(min(int(digits), cap))
     try:
-        when = parsedate_to_datetime(value).timestamp()
+        when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    return max(when - (time.time() if now is None else now), 0.0)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    delta = when.timestamp() - (time.time() if now is None else now)
+    return min(max(delta, 0.0), cap)
+
+
+def printable(text: str, limit: int = ERROR_CHARS) -> str:
+    """`text` as one bounded line of printable ASCII: control and non-ASCII characters
+    escaped (\\xNN, \\uNNNN), cut to `limit` characters with a mark saying how long it was.
+    What a host sends ends up in an error string; a queue refuses reports over 1,000
+    characters, and a log line or a status file should not carry a terminal escape."""
+    if not (text.isascii() and text.isprintable()):
+        text = text.translate(_ESCAPES).encode("ascii", "backslashreplace").decode("ascii")
+    if len(text) <= limit:
+        return text
+    tail = f"... ({len(text):,} chars)"
+    return text[: max(limit - len(tail), 0)] + tail

@@ -172,8 +172,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-def open_database(settings: Settings, *, migrated: bool = True):
-    conn = connect(settings.db_url)
+def open_database(settings: Settings, *, migrated: bool = True, local_infile: bool = False):
+    conn = connect(settings.db_url, local_infile=local_infile)
     if migrated and unapplied(conn):
         conn.close()
         raise CommandError("the database schema is not up to date: run `harvester migrate`")
@@ -222,9 +222,12 @@ def cmd_work(args: argparse.Namespace, settings: Settings) -> int:
     open_database(settings).close()
     worker = Worker(settings, args.worker, stop=stop, follow=args.follow)
     stats = worker.run()
+    refused = ", ".join(f"{reason} {n:,}" for reason, n in sorted(stats.refused.items()))
     print(
         f"worker {args.worker}: {stats.tasks_done:,} tasks done, {stats.tasks_failed:,} failed,"
-        f" {stats.photos:,} photos stored" + (" (stopped)" if stop.is_set() else "")
+        f" {stats.photos:,} photos stored"
+        + (f", {stats.refused.total():,} refused ({refused})" if refused else "")
+        + (" (stopped)" if stop.is_set() else "")
     )
     return 0
 
@@ -247,7 +250,12 @@ def cmd_import_yfcc(args: argparse.Namespace, settings: Settings) -> int:
     try:
         check_files(args.files)  # a bad path fails before the database is touched
         open_database(settings).close()
-        stats = import_files(settings.db_url, args.files, chunk_lines=args.chunk_lines)
+        stats = import_files(
+            settings.db_url,
+            args.files,
+            chunk_lines=args.chunk_lines,
+            hosts=settings.fetch.allow_hosts,
+        )
     except YfccImportError as exc:
         raise CommandError(str(exc)) from None
     except KeyboardInterrupt:
@@ -334,7 +342,7 @@ def cmd_audit_storage(args: argparse.Namespace, settings: Settings) -> int:
 
     try:
         check_readable(args.inventory)  # a bad path fails before the database is touched
-        conn = open_database(settings)
+        conn = open_database(settings, local_infile=True)  # LOAD DATA of its checked rows
         result = audit_storage(
             conn,
             args.inventory,

@@ -64,12 +64,18 @@ def connect(
     autocommit: bool = False,
     timeout: float = 10.0,
     found_rows: bool = True,
+    local_infile: bool = False,
 ):
     """A PyMySQL connection; `DatabaseError` with a one-line reason when it cannot be made.
 
     With `found_rows` (the default) an UPDATE counts the rows it matched, so a lease check
     sees its row even when the values written are the same; without it an upsert counts 1
-    per inserted row, 2 per changed row and 0 per row left as it was."""
+    per inserted row, 2 per changed row and 0 per row left as it was.
+
+    `local_infile` lets `LOAD DATA LOCAL INFILE` read a file of this machine. PyMySQL sends
+    whichever file the server's answer names, so it stays off except where a program loads
+    files it wrote itself (the YFCC importer, the storage audit): a SQL injection or a
+    hostile server elsewhere cannot read the client's files."""
     target = parse_db_url(url) if isinstance(url, str) else url
     try:
         return pymysql.connect(
@@ -83,7 +89,7 @@ def connect(
             autocommit=autocommit,
             connect_timeout=timeout,
             client_flag=CLIENT.FOUND_ROWS if found_rows else 0,
-            local_infile=True,
+            local_infile=local_infile,
         )
     except pymysql.err.OperationalError as exc:
         code, message = (exc.args + ("",))[:2]

@@ -1,13 +1,18 @@
 """From a search result to the row each source table keeps: only what attribution needs.
 
 The image URL is the original (`url_o`) when its owner allows it, else the largest size the
-answer offers; `image_size` records which, so the downloader and an auditor can tell.
+answer offers; `image_size` records which, so the downloader and an auditor can tell. A photo
+whose image URL is not http(s) on a host of `fetch.allow_hosts` is refused (`photo_rows`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+
+from ccmirror_common.hosts import HostPolicy
+
+HOST_NOT_ALLOWED = "host_not_allowed"  # the reason counted for a refused photo
 
 # Flickr size suffixes, largest first (long edge: o = original, 6k 6144 … m 500).
 SIZES_BY_PREFERENCE = ("o", "6k", "5k", "4k", "3k", "k", "h", "l", "c", "z", "m")
@@ -89,6 +94,25 @@ def photo_row(photo: dict) -> PhotoRow | None:
         height=height,
         uploaded_at=uploaded_at,
     )
+
+
+def photo_rows(
+    photos: Iterable[dict], hosts: HostPolicy
+) -> tuple[list[PhotoRow], list[tuple[str, str]]]:
+    """The rows of a page's photos that have an image URL on an allowed host, and for each
+    photo refused its reason (counted) and a line saying which photo and why."""
+    rows: list[PhotoRow] = []
+    refused: list[tuple[str, str]] = []
+    for photo in photos:
+        row = photo_row(photo)
+        if row is None:
+            continue
+        why = hosts.check_url(row.image_url)
+        if why is None:
+            rows.append(row)
+        else:
+            refused.append((HOST_NOT_ALLOWED, f"photo {row.photo_id}: {why}"))
+    return rows, refused
 
 
 def best_size(photo: dict) -> tuple[str, str, int | None, int | None] | None:

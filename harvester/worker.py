@@ -20,9 +20,10 @@ import contextlib
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pymysql
@@ -32,7 +33,7 @@ from harvester.db import DatabaseError, connect
 from harvester.download_queue import get_maintenance
 from harvester.flickr_api import APIError, FlickrClient, Interrupted, SearchPage, TransientError
 from harvester.licenses import store_licenses
-from harvester.photos import PhotoRow, photo_row
+from harvester.photos import PhotoRow, photo_rows
 from harvester.progress import HarvestProgress
 from harvester.search_tasks import (
     LeaseLost,
@@ -56,6 +57,7 @@ class WorkerStats:
     tasks_done: int = 0
     tasks_failed: int = 0
     photos: int = 0
+    refused: Counter = field(default_factory=Counter)  # photos refused, by reason
 
 
 class Worker:
@@ -210,15 +212,19 @@ class Worker:
         )
 
     def _keep(self, task: SearchTask, page: SearchPage) -> list[PhotoRow]:
-        """Only CC photos inside the task's range are stored, whatever the API sent."""
+        """Only CC photos inside the task's range, with an image URL on an allowed host
+        (`fetch.allow_hosts`), are stored, whatever the API sent."""
         cc = set(self.cc_license_ids)
-        rows = (photo_row(photo) for photo in page.photos)
+        rows, refused = photo_rows(page.photos, self.settings.fetch.allow_hosts)
+        if refused:
+            self.stats.refused.update(reason for reason, _ in refused)
+            log.warning(
+                "task %s: %d photo(s) refused, first %s", task.id, len(refused), refused[0][1]
+            )
         return [
             row
             for row in rows
-            if row is not None
-            and row.license_id in cc
-            and task.min_upload <= row.uploaded_at <= task.max_upload
+            if row.license_id in cc and task.min_upload <= row.uploaded_at <= task.max_upload
         ]
 
     def _record(self, task: SearchTask, rows: list[PhotoRow], result: PageResult) -> None:

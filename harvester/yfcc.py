@@ -19,7 +19,8 @@ What a row holds:
   as https on Flickr's image hosts. A line without the original's parts (empty or odd
   secret original, extension, farm or server) has the download URL as image_url with
   image_size 'm' (the API's name for 500 px, as in harvester.photos) and no fallback; a
-  line with neither is `bad_url`.
+  line with neither is `bad_url`; one whose image or fallback URL is not on a host of
+  `fetch.allow_hosts` (ccmirror_common/hosts.py; by name, no DNS) is `host_not_allowed`.
 - page_url: the dataset's page URL as https, rebuilt from owner and id when missing.
 - owner_name, title: URL-decoded (`+`, `%XX` as UTF-8), cut to their columns' widths.
 """
@@ -29,6 +30,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import NamedTuple
 from urllib.parse import unquote_plus
+
+from ccmirror_common.hosts import DEFAULT_POLICY, HostPolicy
 
 # Why a line is not imported. Skips are lines that are fine but not wanted; corrupt lines
 # are reported with their file and line number.
@@ -41,6 +44,7 @@ CORRUPT_REASONS = (
     "bad_upload_date",
     "bad_marker",
     "bad_url",
+    "host_not_allowed",  # an image or fallback URL on a host the allow-list does not name
     "line_too_long",  # from the importer: no newline within MAX_LINE_BYTES
 )
 
@@ -180,13 +184,17 @@ class LicenseMap:
         return license_id
 
 
-def parse_line(line: str, licenses: LicenseMap) -> YfccRow | str:
+def parse_line(
+    line: str, licenses: LicenseMap, hosts: HostPolicy = DEFAULT_POLICY
+) -> YfccRow | str:
     """The row for one line (without its line end), or the reason it is left out."""
-    result = parse_fields(line, licenses)
+    result = parse_fields(line, licenses, hosts)
     return result if type(result) is str else YfccRow._make(result)
 
 
-def parse_fields(line: str, licenses: LicenseMap) -> tuple | str:
+def parse_fields(
+    line: str, licenses: LicenseMap, hosts: HostPolicy = DEFAULT_POLICY
+) -> tuple | str:
     """`parse_line` as a plain tuple in YfccRow's order: the importer's hot path.
 
     Written for speed (every YFCC100M line passes here): one split, C-level string checks,
@@ -292,6 +300,10 @@ def parse_fields(line: str, licenses: LicenseMap) -> tuple | str:
         if fallback_url is None:
             return "bad_url"
         image_url, image_size, fallback_url = fallback_url, DOWNLOAD_SIZE, None
+    # Both URLs on allowed hosts, or the line is refused: a dataset row pointing elsewhere
+    # would send the downloaders there. Decisions are cached per host: a dict lookup.
+    if not hosts.allows_url(image_url) or (fallback_url and not hosts.allows_url(fallback_url)):
+        return "host_not_allowed"
 
     if page_url.startswith("http://"):
         page_url = "https://" + page_url[7:]
@@ -368,10 +380,12 @@ def _escape(text: str) -> str:
     )
 
 
-def parse_raw(raw: bytes, licenses: LicenseMap) -> YfccRow | str:
+def parse_raw(
+    raw: bytes, licenses: LicenseMap, hosts: HostPolicy = DEFAULT_POLICY
+) -> YfccRow | str:
     """`parse_line` for undecoded bytes: a line that is not UTF-8 is `bad_encoding`."""
     try:
         line = raw.decode("utf-8")
     except UnicodeDecodeError:
         return "bad_encoding"
-    return parse_line(line.rstrip("\n"), licenses)
+    return parse_line(line.rstrip("\n"), licenses, hosts)

@@ -44,6 +44,7 @@ from typing import BinaryIO, TextIO
 
 import pymysql
 
+from ccmirror_common.hosts import DEFAULT_POLICY, HostPolicy
 from harvester.db import LOCK_ERRORS, connect, upsert_counts
 from harvester.progress import ProgressLine, format_duration
 from harvester.yfcc import SKIP_REASONS, TSV_COLUMNS, LicenseMap, parse_fields, tsv_line
@@ -197,7 +198,7 @@ def open_dataset(path: Path) -> Iterator[tuple[BinaryIO, BinaryIO]]:
 
 def connect_loader(db_url: str):
     """Without CLIENT.FOUND_ROWS: the upsert's counts tell new, changed and unchanged apart."""
-    return connect(db_url, found_rows=False)
+    return connect(db_url, found_rows=False, local_infile=True)  # LOAD DATA of its own files
 
 
 def load_license_map(conn) -> LicenseMap:
@@ -394,9 +395,11 @@ class YfccImporter:
         report: TextIO | None = None,
         progress: ImportProgress | None = None,
         temp_dir: str | None = None,
+        hosts: HostPolicy = DEFAULT_POLICY,
     ) -> None:
         self.conn = conn
         self.licenses = licenses
+        self.hosts = hosts  # image hosts a row may name (`fetch.allow_hosts`)
         self.chunk_lines = chunk_lines
         # The first chunks are small and grow by half each time: MariaDB starts within a
         # fraction of a second, and each chunk is parsed in about the time the one before
@@ -496,14 +499,14 @@ class YfccImporter:
 
     def _parse(self, lines: list[str]) -> None:
         """The hot loop: every line of the dataset passes here once."""
-        parse, tsv, licenses = parse_fields, tsv_line, self.licenses
+        parse, tsv, licenses, hosts = parse_fields, tsv_line, self.licenses, self.hosts
         rows = self.chunk.rows  # type: ignore[union-attr]
         before = len(rows)
         keep = rows.append
         number = self.line_no
         for line in lines:
             number += 1
-            result = parse(line, licenses)
+            result = parse(line, licenses, hosts)
             if type(result) is tuple:
                 keep(tsv(result).encode())
             else:
@@ -553,8 +556,10 @@ def import_files(
     report: TextIO | None = None,
     progress_stream: TextIO | None = None,
     temp_dir: str | None = None,
+    hosts: HostPolicy = DEFAULT_POLICY,
 ) -> ImportStats:
-    """Import YFCC100M files into yfcc_photos; corrupt lines are reported on `report`."""
+    """Import YFCC100M files into yfcc_photos; corrupt lines (`host_not_allowed` among them:
+    an image URL off `hosts`) are reported on `report`."""
     files = check_files(paths)
     total = sum(path.stat().st_size for path in files)
     conn = connect_loader(db_url)
@@ -570,6 +575,7 @@ def import_files(
             report=report,
             progress=ImportProgress(total, progress_stream),
             temp_dir=temp_dir,
+            hosts=hosts,
         )
         return importer.run(files)
     finally:

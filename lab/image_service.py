@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import requests
 
+from ccmirror_common.hosts import DEFAULT_ALLOW_HOSTS
 from lab import host_services
 from lab.droplets import LabConfig, LabState
 
@@ -16,6 +17,12 @@ IMAGE_SIZE = 8192  # bytes per JPEG: enough for the byte counts to mean somethin
 
 def base_url(config: LabConfig) -> str:
     return f"http://{config.host_address}:{PORT}"
+
+
+def allow_hosts(config: LabConfig) -> list[str]:
+    """The site's `fetch.allow_hosts`: Flickr's hosts and this image host's bridge address,
+    which a fetcher refuses (a private address) unless the list names it."""
+    return [*DEFAULT_ALLOW_HOSTS, config.host_address]
 
 
 def ensure(config: LabConfig, state: LabState, image_size: int = IMAGE_SIZE) -> None:

@@ -1,35 +1,82 @@
-# Cloud firewalls. Inbound, nothing is open to the internet: the services are reachable from
-# the VPC's range only, and SSH on port 22 only from var.admin_cidrs (no rule at all when it is
-# empty). Outbound is open: the core installs Debian packages and the fleet fetches from
-# Flickr's API and image hosts, whose addresses are not fixed.
+# Cloud firewalls, by role tag. Inbound, nothing is open to the internet, nor a service to
+# the whole VPC: each port is open to the role tags (DigitalOcean's source_tags) of the
+# droplets that use it, so a compromised downloader cannot reach MariaDB nor a harvester the
+# storage. SSH on port 22 of the core only from var.admin_cidrs (no rule at all when it is
+# empty); the fleet's SSH from the VPC (the master as the bastion). Outbound is open: the core
+# installs Debian packages and the fleet fetches from Flickr's API and image hosts, whose
+# addresses are not fixed.
 
 locals {
   outbound_anywhere = ["0.0.0.0/0", "::/0"]
 }
 
-resource "digitalocean_firewall" "master_db" {
-  name        = "${var.name}-master-db"
-  droplet_ids = [digitalocean_droplet.master_db.id]
+# Salt: every minion, core or fleet, connects to the master's publish and return ports.
+resource "digitalocean_firewall" "master" {
+  name        = "${var.name}-master"
+  droplet_ids = [digitalocean_droplet.master.id]
 
-  # MariaDB: the harvesters' writes and reconcile.
   inbound_rule {
-    protocol         = "tcp"
-    port_range       = tostring(local.mariadb_port)
+    protocol    = "tcp"
+    port_range  = local.salt_ports
+    source_tags = values(digitalocean_tag.role)[*].name
+  }
+
+  inbound_rule {
+    protocol         = "icmp"
     source_addresses = [digitalocean_vpc.core.ip_range]
   }
 
-  # The queue service: the downloaders' leases and reports.
-  inbound_rule {
-    protocol         = "tcp"
-    port_range       = tostring(var.queue_port)
-    source_addresses = [digitalocean_vpc.core.ip_range]
+  dynamic "inbound_rule" {
+    for_each = length(var.admin_cidrs) > 0 ? ["ssh"] : []
+    content {
+      protocol         = "tcp"
+      port_range       = "22"
+      source_addresses = var.admin_cidrs
+    }
   }
 
-  # Salt: every minion connects to the master.
+  outbound_rule {
+    protocol              = "tcp"
+    port_range            = "1-65535"
+    destination_addresses = local.outbound_anywhere
+  }
+
+  outbound_rule {
+    protocol              = "udp"
+    port_range            = "1-65535"
+    destination_addresses = local.outbound_anywhere
+  }
+
+  outbound_rule {
+    protocol              = "icmp"
+    destination_addresses = local.outbound_anywhere
+  }
+}
+
+resource "digitalocean_firewall" "db" {
+  name        = "${var.name}-db"
+  droplet_ids = [digitalocean_droplet.db.id]
+
+  # MariaDB: the harvesters' writes, the db droplet's own programs (migrate, reconcile, the
+  # audit) and the master's.
   inbound_rule {
-    protocol         = "tcp"
-    port_range       = local.salt_ports
-    source_addresses = [digitalocean_vpc.core.ip_range]
+    protocol   = "tcp"
+    port_range = tostring(local.mariadb_port)
+    source_tags = [
+      digitalocean_tag.role["db"].name,
+      digitalocean_tag.role["harvester"].name,
+      digitalocean_tag.role["master"].name,
+    ]
+  }
+
+  # The queue service: the downloaders' leases and reports, and the master's status reads.
+  inbound_rule {
+    protocol   = "tcp"
+    port_range = tostring(var.queue_port)
+    source_tags = [
+      digitalocean_tag.role["downloader"].name,
+      digitalocean_tag.role["master"].name,
+    ]
   }
 
   inbound_rule {
@@ -68,11 +115,15 @@ resource "digitalocean_firewall" "storage" {
   name        = "${var.name}-storage"
   droplet_ids = [digitalocean_droplet.storage.id]
 
-  # rsync over SSH (the write-only rrsync sshd): the downloaders' pushes.
+  # rsync over SSH (the write-only rrsync sshd): the downloaders' pushes, and an operator's
+  # check from the master.
   inbound_rule {
-    protocol         = "tcp"
-    port_range       = tostring(var.storage_rsync_port)
-    source_addresses = [digitalocean_vpc.core.ip_range]
+    protocol   = "tcp"
+    port_range = tostring(var.storage_rsync_port)
+    source_tags = [
+      digitalocean_tag.role["downloader"].name,
+      digitalocean_tag.role["master"].name,
+    ]
   }
 
   inbound_rule {

@@ -1,20 +1,24 @@
-# The static core of ccmirror on DigitalOcean: one VPC, the master/db droplet, the storage
-# droplet and its volume, grouped in a project. The downloader and harvester droplets are not
-# here: the Salt master makes and removes them at run time (salt-run fleet.up / fleet.down)
-# in this VPC, with the role tags below, which the fleet firewall (firewall.tf) follows.
+# The static core of ccmirror on DigitalOcean: one VPC, the salt master, the database
+# droplet (MariaDB and the queue service), the storage droplet and its volume, grouped in a
+# project. Each droplet's name is its hostname and minion id, and salt/top.sls gives it its
+# roles by that id: `master` the master role only, `db-*` db and queue, `st-*` storage. The
+# downloader and harvester droplets are not here: the Salt master makes and removes them at
+# run time (salt-run fleet.up / fleet.down) in this VPC, with the role tags below. Every
+# firewall (firewall.tf) opens a service to the role tags that use it, not to the whole VPC.
 
 locals {
   mariadb_port = 3306
   salt_ports   = "4505-4506" # publish and return ports: minions connect to the master
   project_tag  = var.name
-  role_tags    = { for role in var.fleet_roles : role => "${var.name}-${role}" }
+  core_roles   = ["master", "db", "storage"]
+  role_tags    = { for role in concat(local.core_roles, var.fleet_roles) : role => "${var.name}-${role}" }
 }
 
 resource "digitalocean_vpc" "core" {
   name        = "${var.name}-vpc"
   region      = var.region
   ip_range    = var.vpc_cidr
-  description = "ccmirror: master/db, storage and the downloader/harvester fleet"
+  description = "ccmirror: master, db, storage and the downloader/harvester fleet"
 }
 
 resource "digitalocean_tag" "project" {
@@ -22,15 +26,13 @@ resource "digitalocean_tag" "project" {
 }
 
 resource "digitalocean_tag" "role" {
-  for_each = merge(local.role_tags, { master = "${var.name}-master", storage = "${var.name}-storage" })
+  for_each = local.role_tags
   name     = each.value
 }
 
-# The master/db droplet: the salt-master, MariaDB (the catalog and the download state) and
-# the queue service (`harvester serve`) live together on this one machine. The queue service
-# and MariaDB talk over the loopback; harvesters reach MariaDB and downloaders the queue
-# service over the VPC only. Its disk holds the database, hence backups and prevent_destroy.
-resource "digitalocean_droplet" "master_db" {
+# The salt master only: it holds the private pillar root (every secret) and the minions'
+# accepted keys, hence backups and prevent_destroy. It serves nothing but Salt.
+resource "digitalocean_droplet" "master" {
   name       = var.master_name
   region     = var.region
   size       = var.master_size
@@ -41,6 +43,28 @@ resource "digitalocean_droplet" "master_db" {
   monitoring = true
   ipv6       = false
   tags       = [digitalocean_tag.project.name, digitalocean_tag.role["master"].name]
+
+  lifecycle {
+    prevent_destroy = true
+    ignore_changes  = [image, ssh_keys]
+  }
+}
+
+# The database droplet: MariaDB (the catalog and the download state) and the queue service
+# (`harvester serve`), which talk over the loopback; harvesters reach MariaDB and downloaders
+# the queue service over the VPC. Its disk holds the database, hence backups and
+# prevent_destroy.
+resource "digitalocean_droplet" "db" {
+  name       = var.db_name
+  region     = var.region
+  size       = var.db_size
+  image      = var.image
+  vpc_uuid   = digitalocean_vpc.core.id
+  ssh_keys   = var.ssh_key_fingerprints
+  backups    = var.db_backups
+  monitoring = true
+  ipv6       = false
+  tags       = [digitalocean_tag.project.name, digitalocean_tag.role["db"].name]
 
   # A new key or a newer image must not rebuild the database server.
   lifecycle {
@@ -93,7 +117,8 @@ resource "digitalocean_project" "ccmirror" {
   purpose     = "Service or API"
   environment = var.environment
   resources = [
-    digitalocean_droplet.master_db.urn,
+    digitalocean_droplet.master.urn,
+    digitalocean_droplet.db.urn,
     digitalocean_droplet.storage.urn,
     digitalocean_volume.storage.urn,
   ]

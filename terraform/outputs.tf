@@ -18,19 +18,28 @@ output "region" {
   value       = var.region
 }
 
+output "core_minions" {
+  description = "Minion id (droplet name and hostname) => private address of each core droplet. salt/top.sls gives each its roles by id: master the master role only, db-* db and queue, st-* storage."
+  value = {
+    (digitalocean_droplet.master.name)  = digitalocean_droplet.master.ipv4_address_private
+    (digitalocean_droplet.db.name)      = digitalocean_droplet.db.ipv4_address_private
+    (digitalocean_droplet.storage.name) = digitalocean_droplet.storage.ipv4_address_private
+  }
+}
+
 output "master_private_ip" {
-  description = "Private address of the master/db droplet: the salt master, MariaDB and the queue service."
-  value       = digitalocean_droplet.master_db.ipv4_address_private
+  description = "Private address of the salt master: every minion's `master:` setting."
+  value       = digitalocean_droplet.master.ipv4_address_private
 }
 
 output "master_public_ip" {
-  description = "Public address of the master/db droplet, for operators' SSH from admin_cidrs."
-  value       = digitalocean_droplet.master_db.ipv4_address
+  description = "Public address of the salt master, for operators' SSH from admin_cidrs."
+  value       = digitalocean_droplet.master.ipv4_address
 }
 
 output "db_private_ip" {
-  description = "Private address of MariaDB: the master/db droplet (pillar site:db_host)."
-  value       = digitalocean_droplet.master_db.ipv4_address_private
+  description = "Private address of the db droplet: MariaDB and the queue service (pillar site:db_host)."
+  value       = digitalocean_droplet.db.ipv4_address_private
 }
 
 output "storage_private_ip" {
@@ -62,10 +71,10 @@ output "site_pillar" {
   description = "The site facts of the master's private pillar (site.sls), from this core."
   value = {
     site = {
-      db_host               = digitalocean_droplet.master_db.ipv4_address_private
+      db_host               = digitalocean_droplet.db.ipv4_address_private
       db_port               = local.mariadb_port
       queue_port            = var.queue_port
-      queue_url             = "http://${digitalocean_droplet.master_db.ipv4_address_private}:${var.queue_port}"
+      queue_url             = "http://${digitalocean_droplet.db.ipv4_address_private}:${var.queue_port}"
       storage_host          = digitalocean_droplet.storage.ipv4_address_private
       storage_port          = var.storage_rsync_port
       private_network       = digitalocean_vpc.core.ip_range

@@ -37,7 +37,7 @@ variable "vpc_cidr" {
 }
 
 variable "admin_cidrs" {
-  description = "Addresses (CIDR) from which operators may SSH to the master/db and storage droplets. Empty: no SSH from outside (the DigitalOcean console still works). Never the whole internet."
+  description = "Addresses (CIDR) from which operators may SSH to the master, db and storage droplets. Empty: no SSH from outside (the DigitalOcean console still works). Never the whole internet."
   type        = list(string)
   default     = []
 
@@ -68,24 +68,47 @@ variable "image" {
 }
 
 variable "master_name" {
-  description = "Droplet name, hostname and minion id of the master/db droplet (salt-master, MariaDB and the queue service)."
+  description = "Droplet name, hostname and minion id of the salt master (salt/top.sls: master* gets the master role only)."
   type        = string
   default     = "master"
 
   validation {
-    condition     = can(regex("^[a-z][a-z0-9-]{0,29}$", var.master_name))
-    error_message = "master_name: a lowercase letter, then up to 29 lowercase letters, digits or '-'."
+    condition     = can(regex("^master[a-z0-9-]{0,24}$", var.master_name))
+    error_message = "master_name: 'master', or 'master' then up to 24 lowercase letters, digits or '-' (the master* target)."
   }
 }
 
 variable "master_size" {
-  description = "Size slug of the master/db droplet: MariaDB's buffer pool (pillar db:settings) and the queue service share it."
+  description = "Size slug of the salt master (Salt, the wheelhouse build, the runners)."
+  type        = string
+  default     = "s-2vcpu-4gb"
+}
+
+variable "master_backups" {
+  description = "Weekly DigitalOcean backups of the salt master, whose disk holds the private pillar root and the minions' keys."
+  type        = bool
+  default     = true
+}
+
+variable "db_name" {
+  description = "Droplet name, hostname and minion id of the database droplet (salt/top.sls: db-* gets db and queue; the runners look for the database on db-* only)."
+  type        = string
+  default     = "db-1"
+
+  validation {
+    condition     = can(regex("^db-[a-z0-9-]{1,27}$", var.db_name))
+    error_message = "db_name: must start with 'db-' (the db and queue roles' target), 30 characters at most."
+  }
+}
+
+variable "db_size" {
+  description = "Size slug of the database droplet: MariaDB's buffer pool (pillar db:settings) and the queue service share it."
   type        = string
   default     = "s-4vcpu-8gb"
 }
 
-variable "master_backups" {
-  description = "Weekly DigitalOcean backups of the master/db droplet, whose disk holds the catalog and the download state."
+variable "db_backups" {
+  description = "Weekly DigitalOcean backups of the database droplet, whose disk holds the catalog and the download state."
   type        = bool
   default     = true
 }
@@ -119,7 +142,7 @@ variable "storage_volume_gb" {
 }
 
 variable "queue_port" {
-  description = "TCP port of the queue service (harvester serve) on the master/db droplet; pillar site:queue_port."
+  description = "TCP port of the queue service (harvester serve) on the database droplet; pillar site:queue_port."
   type        = number
   default     = 8700
 
@@ -146,10 +169,11 @@ variable "fleet_roles" {
   default     = ["downloader", "harvester"]
 
   validation {
-    condition = alltrue([
-      for role in var.fleet_roles : can(regex("^[a-z][a-z0-9]{1,19}$", role)) && !contains(["master", "storage"], role)
-    ])
-    error_message = "fleet_roles: lowercase words such as downloader, harvester (master and storage are the core's)."
+    condition = alltrue(concat(
+      [for role in var.fleet_roles : can(regex("^[a-z][a-z0-9]{1,19}$", role)) && !contains(["master", "db", "storage"], role)],
+      [contains(var.fleet_roles, "downloader"), contains(var.fleet_roles, "harvester")],
+    ))
+    error_message = "fleet_roles: lowercase words, downloader and harvester among them (the firewalls name them); master, db and storage are the core's."
   }
 }
 

@@ -3,6 +3,8 @@
 {%- from "db/map.jinja" import db, db_users with context %}
 {%- from "ccmirror/map.jinja" import ccmirror with context %}
 {%- set harvester = ccmirror.venv ~ "/bin/harvester --config " ~ db.migrate_config %}
+{#- `harvester import-yfcc` runs with this config too: the site's image hosts. #}
+{%- set allow_hosts = salt["pillar.get"]("site:fetch_allow_hosts", []) %}
 
 include:
   - ccmirror
@@ -14,6 +16,9 @@ db-migrate-config-file-managed:
     - contents: |
         # Managed by Salt (db): `harvester migrate` on the database server.
         db_url: "mysql://migrate:{{ db_users.get("migrate", {}).get("password", "") | urlencode }}@localhost/{{ db.database }}?unix_socket={{ db.socket }}"
+{%- if allow_hosts %}
+        fetch: {{ {"allow_hosts": allow_hosts} | json }}
+{%- endif %}
     - user: root
     - group: root
     - mode: "0600"

@@ -13,6 +13,14 @@
       "known_hosts": downloader.known_hosts_file,
     } %}
 {%- do settings.update(downloader.settings) %}
+{#- The site's image hosts (pillar site:fetch_allow_hosts), unless this role's own
+    settings name them: the downloader fetches from no other host. #}
+{%- set allow_hosts = salt["pillar.get"]("site:fetch_allow_hosts", []) %}
+{%- set fetch = {"allow_hosts": allow_hosts} if allow_hosts else {} %}
+{%- do fetch.update(settings.get("fetch", {})) %}
+{%- if fetch %}
+{%-   do settings.update({"fetch": fetch}) %}
+{%- endif %}
 {%- set host_pattern = storage_host if storage_port == 22 else "[" ~ storage_host ~ "]:" ~ storage_port %}
 
 include:

@@ -7,6 +7,8 @@
 {%- for key, value in harvester.flickr | dictsort if key != "api_secret" %}
 {%-   do flickr.update({key: value}) %}
 {%- endfor %}
+{#- The site's image hosts: a photo whose image URL is elsewhere is refused at import. #}
+{%- set allow_hosts = salt["pillar.get"]("site:fetch_allow_hosts", []) %}
 
 include:
   - ccmirror
@@ -19,6 +21,9 @@ harvester-config-file-managed:
         db_url: "mysql://{{ grains["id"] | urlencode }}:{{ harvester.db_password | urlencode }}@{{ db_host }}:{{ db_port }}/{{ harvester.database }}"
         flickr: {{ flickr | json }}
         worker: {{ harvester.worker | json }}
+{%- if allow_hosts %}
+        fetch: {{ {"allow_hosts": allow_hosts} | json }}
+{%- endif %}
     - user: {{ ccmirror.user }}
     - group: {{ ccmirror.group }}
     - mode: "0600"

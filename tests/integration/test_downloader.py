@@ -55,6 +55,7 @@ class Fleet:
             "CCMIRROR_BATCH_SIZE": "12",
             "CCMIRROR_MIN_FREE_MB": "1",
             "CCMIRROR_FETCH_TIMEOUT": "10",
+            "CCMIRROR_FETCH_ALLOW_HOSTS": "127.0.0.1",  # the image host, on loopback
             "CCMIRROR_PUSH_RETRY_SECONDS": "5",
         }
         return env | extra

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from ccmirror_common.hosts import HostPolicy
 from downloader.fetch import (
     Fetcher,
     FetchItem,
@@ -30,8 +32,12 @@ from tests.conftest import VENV_BIN
 
 IMAGE_SIZE = 3000
 SLOW_DELAY = 0.3
+# The image host listens on loopback: the list names it (the default names only Flickr's).
+LOOPBACK = HostPolicy(["127.0.0.1", "localhost", "::1"])
 # Short timeouts keep the drip and the pauses quick; a 1 MB cap makes `endless` cheap.
-SETTINGS = FetchSettings(concurrency=16, read_timeout=1.0, total_timeout=2.0, max_bytes=2**20)
+SETTINGS = FetchSettings(
+    concurrency=16, read_timeout=1.0, total_timeout=2.0, max_bytes=2**20, allow_hosts=LOOPBACK
+)
 
 EXPECTED = {
     "html": ("bad", "not an image: Content-Type text/html"),
@@ -188,12 +194,14 @@ def test_global_and_per_host_limits_hold(host: RunningImageHost, tmp_path: Path)
     host.faults(slow)
     items = [FetchItem(i, host.url(i)) for i in slow]
 
-    fetch_all(tmp_path / "a", items, FetchSettings(concurrency=3))
+    fetch_all(tmp_path / "a", items, FetchSettings(concurrency=3, allow_hosts=LOOPBACK))
     assert host.stats()["max_in_flight"]["*"] == 3
 
     host.reset()
     host.faults(slow)
-    limited = FetchSettings(concurrency=32, hosts={"127.0.0.1": HostLimit(connections=2)})
+    limited = FetchSettings(
+        concurrency=32, hosts={"127.0.0.1": HostLimit(connections=2)}, allow_hosts=LOOPBACK
+    )
     fetch_all(tmp_path / "b", items, limited)
     assert host.stats()["max_in_flight"]["*"] == 2
 
@@ -208,7 +216,9 @@ def test_a_slow_host_at_its_limit_does_not_hold_up_another(host: RunningImageHos
     items = []
     for s, f in zip(slow, fast, strict=True):  # interleaved, as a lease mixes hosts
         items += [FetchItem(s, host.url(s)), FetchItem(f, f"{other}/65535/{f}_0123456789_b.jpg")]
-    settings = FetchSettings(concurrency=8, hosts={"127.0.0.1": HostLimit(connections=2)})
+    settings = FetchSettings(
+        concurrency=8, hosts={"127.0.0.1": HostLimit(connections=2)}, allow_hosts=LOOPBACK
+    )
 
     results = fetch_all(tmp_path, items, settings)
 
@@ -224,7 +234,9 @@ def test_a_slow_host_at_its_limit_does_not_hold_up_another(host: RunningImageHos
 
 def test_per_host_rate_spaces_requests(host: RunningImageHost, tmp_path: Path):
     items = [FetchItem(i, host.url(i)) for i in range(400, 411)]
-    paced = FetchSettings(concurrency=16, default_host=HostLimit(per_second=20))
+    paced = FetchSettings(
+        concurrency=16, default_host=HostLimit(per_second=20), allow_hosts=LOOPBACK
+    )
 
     started = time.monotonic()
     results = fetch_all(tmp_path, items, paced)
@@ -245,12 +257,17 @@ def test_a_spool_that_cannot_be_written_stops_the_run(host: RunningImageHost, tm
     assert files_under(tmp_path) == [blocked.parent]
 
 
-def run_fetch_cli(*args: str) -> subprocess.CompletedProcess:
+def run_fetch_cli(*args: str, allow: str | None = "127.0.0.1") -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CCMIRROR_")}
+    env["CCMIRROR_CONFIG"] = "/dev/null"  # no settings file of this machine's
+    if allow is not None:
+        env["CCMIRROR_FETCH_ALLOW_HOSTS"] = allow
     return subprocess.run(
         [str(VENV_BIN / "downloader"), "fetch", *args],
         capture_output=True,
         text=True,
         timeout=60,
+        env=env,
     )
 
 

@@ -27,6 +27,7 @@ from downloader.push import (
     PushResult,
     PushStopped,
     StorageTarget,
+    classify,
     push_tree,
     rsync_command,
     ssh_command,
@@ -199,15 +200,21 @@ def test_two_droplets_push_at_once(shared_storage: RunningStorage, tmp_path):
         for n, spool in enumerate(spools)
     ]
     results: list[object] = [None, None]
+    failures: list[Attempt] = []
 
     def push(n: int) -> None:
         extra = ("--bwlimit=8000",)  # long enough to overlap
         try:
+            # Retries allowed: both manifests go through manifests/2026/11/23/.~tmp~/, which
+            # each rsync removes when it empties, so the other may lose a file to the race
+            # and send it again (downloader/push.py). Once this ran with attempts=1 and
+            # rsync's exit 0 hid the dropped manifest: a KeyError below, one run in ~40.
             results[n] = push_tree(
                 spools[n],
                 leases[n],
                 target_of(shared_storage),
-                attempts=1,
+                retry_seconds=20,
+                on_retry=failures.append,
                 extra_args=extra,
                 **FAST,
             )
@@ -220,10 +227,63 @@ def test_two_droplets_push_at_once(shared_storage: RunningStorage, tmp_path):
     for thread in threads:
         thread.join(30)
     assert all(isinstance(r, PushResult) for r in results), results
+    assert not [f for f in failures if "another instance of rrsync" in f.error], failures
     stored = stored_files(shared_storage.root)
     for spool, paths in zip(spools, leases, strict=True):
         for path in paths:
             assert stored[path] == (spool / path).read_bytes()
+
+
+def test_a_file_rsync_drops_is_pushed_again_never_taken_as_stored(
+    own_storage: RunningStorage, tmp_path
+):
+    """rsync 3.5.0 drops a received file whose `.~tmp~/` it cannot make, and exits 0. Pushes
+    from two droplets into one directory race for that `.~tmp~/` (downloader/push.py); here
+    a `.~tmp~` that storage's user cannot remove (an immutable file) makes it happen always."""
+    paths = spool_lease(tmp_path, lease_id=81, photos={81_0001: b"and its manifest"})
+    manifest = own_storage.root / paths[-1]
+    blocker = manifest.parent / PARTIAL_DIR
+    blocker.parent.mkdir(parents=True)
+    owner = own_storage.root.stat()
+    for directory in (blocker.parent, *blocker.parent.relative_to(own_storage.root).parents):
+        os.chown(own_storage.root / directory, owner.st_uid, owner.st_gid)
+    blocker.write_text("in the way")
+    if subprocess.run(["chattr", "+i", str(blocker)], capture_output=True).returncode != 0:
+        pytest.skip("no immutable files (chattr +i) on this filesystem")
+
+    def unblock(attempt: Attempt) -> None:  # as the other droplet's push moving on
+        subprocess.run(["chattr", "-i", str(blocker)], check=True)
+        blocker.unlink()
+
+    target = target_of(own_storage)
+    try:
+        with pytest.raises(PushFailed) as failed:
+            push_tree(tmp_path, paths, target, attempts=2, **FAST)
+        assert failed.value.transient
+        assert "Unable to create partial-dir" in str(failed.value)
+        assert not manifest.exists()
+
+        again = push_tree(tmp_path, paths, target, on_retry=unblock, retry_seconds=20, **FAST)
+    finally:
+        subprocess.run(["chattr", "-i", str(blocker)], capture_output=True)
+    assert again.attempts == 2
+    assert manifest.read_bytes() == (tmp_path / paths[-1]).read_bytes()
+
+
+def test_a_file_lost_to_the_partial_dir_race_is_retried():
+    """The race's other face: `.~tmp~/` gone between rsync's mkdir and its rename (exit 23);
+    the line as rsync 3.5.0 printed it under eight droplets pushing into one directory."""
+    stderr = (
+        'rsync: [receiver] rename "/srv/storage/manifests/2026/11/23/.40001.jsonl.5hsH6C" -> '
+        '"manifests/2026/11/23/.~tmp~/40001.jsonl": No such file or directory (2)\n'
+        "rsync error: some files/attrs were not transferred (see previous errors) (code 23)"
+        " at main.c(1394) [sender=3.5.0]\n"
+    )
+    transient, error = classify(23, stderr)
+    assert transient
+    assert "40001.jsonl" in error
+    other = stderr.replace(".~tmp~/", "")  # a rename into the final name: not this race
+    assert classify(23, other)[0] is False
 
 
 # -- storage away ---------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pymysql
 import pytest
 
 from harvester.db import connect
@@ -219,6 +220,33 @@ def test_a_line_too_long_to_be_yfcc_is_counted_and_skipped(db_url, sql, tmp_path
     assert photo_ids(sql) == {7088065, 343224206}
 
 
+def test_a_row_whose_image_urls_are_off_the_allow_list_is_refused_and_counted(
+    db_url, sql, tmp_path
+):
+    lines = [line.split(b"\t") for line in REAL_FILE.read_bytes().splitlines()]
+    # Line 2: its 500 px download URL (the fallback) elsewhere; line 3: no original's
+    # secret, so the download URL, on a private address, would be the image URL.
+    lines[1][14] = b"http://images.example.net/141/343224206_0f11b3c88a.jpg"
+    lines[2][14] = b"http://10.0.0.5/6097/6325727670_5192fe3be9.jpg"
+    lines[2][20] = b""
+    path = _write(tmp_path / "foreign.tsv", b"".join(b"\t".join(f) + b"\n" for f in lines))
+
+    summary, result = import_yfcc(harvester_env(db_url), path)
+
+    assert summary["corrupt"] == {"host_not_allowed": 2}
+    assert (summary["lines"], summary["imported"]) == (4, 2)
+    assert f"{path}:2: corrupt line: host_not_allowed" in result.stderr
+    assert f"{path}:3: corrupt line: host_not_allowed" in result.stderr
+    assert photo_ids(sql) == {7088065, 10642543105}
+
+    # The hosts the site's list names are imported (the lab names its image host).
+    allow = "*.staticflickr.com,images.example.net,10.0.0.5"
+    env = harvester_env(db_url, CCMIRROR_FETCH_ALLOW_HOSTS=allow)
+    summary, _ = import_yfcc(env, path)
+    assert (summary["imported"], summary["corrupt"]) == (4, {})
+    assert photo_ids(sql) == {7088065, 343224206, 6325727670, 10642543105}
+
+
 def test_running_the_same_file_again_changes_nothing(db_url, tmp_path):
     path = tmp_path / "again.tsv.gz"
     stats = write_sample(path, 20_000, seed=3, bad_every=97)
@@ -356,3 +384,22 @@ def test_memory_stays_flat_on_a_large_gz_file(db_url, tmp_path):
     assert json.loads(proc.stdout)["new"] == stats.good
     peak_kb = int(proc.stderr.split()[-1])
     assert peak_kb <= MEMORY_LIMIT_KB, f"peak RSS {peak_kb / 1024:.0f} MB"
+
+
+def test_only_the_importers_connection_may_send_a_local_file(db_url, sql, tmp_path):
+    """`LOAD DATA LOCAL INFILE` has the client send whatever file the server's answer names:
+    every connection but the importer's (and the storage audit's) refuses it, so a SQL
+    injection or a hostile server there cannot read this machine's files."""
+    private = _write(tmp_path / "private.tsv", b"1\tnot for the server\n")
+    sql("CREATE TABLE leaked (id INT, line TEXT)")
+    conn = connect(db_url)
+    try:
+        with conn.cursor() as cur, pytest.raises(pymysql.err.MySQLError, match="local infile"):
+            cur.execute("LOAD DATA LOCAL INFILE %s INTO TABLE leaked", (str(private),))
+    finally:
+        conn.close()
+    assert sql("SELECT COUNT(*) FROM leaked") == [(0,)]
+
+    summary, _ = import_yfcc(harvester_env(db_url), REAL_FILE)  # its own chunks still load
+    assert (summary["imported"], summary["new"]) == (4, 4)
+    assert len(photo_ids(sql)) == 4

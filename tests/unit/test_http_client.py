@@ -9,6 +9,7 @@ import hashlib
 
 import pytest
 
+from ccmirror_common.hosts import HostPolicy
 from downloader.http_client import (
     HttpClient,
     Malformed,
@@ -75,7 +76,11 @@ def run(test):
         port = server.sockets[0].getsockname()[1]
         try:
             async with HttpClient(
-                user_agent="test", connect_timeout=2, read_timeout=0.3, total_timeout=5
+                user_agent="test",
+                connect_timeout=2,
+                read_timeout=0.3,
+                total_timeout=5,
+                allow_hosts=HostPolicy(["127.0.0.1"]),  # the scripted server's loopback
             ) as client:
                 return await test(client, f"http://127.0.0.1:{port}", script)
         finally:

@@ -4,16 +4,28 @@ placeholder's hash, per-domain limits and URL lists."""
 from __future__ import annotations
 
 import hashlib
+import time
 from email.utils import formatdate
 from pathlib import Path
 
 import pytest
 
-from downloader.fetch import BadInput, FetchSettings, HostLimit, read_url_list
+from downloader import queue_client
+from downloader.fetch import (
+    BadInput,
+    FetchItem,
+    FetchResult,
+    FetchSettings,
+    HostLimit,
+    read_url_list,
+)
 from downloader.verify import (
+    ERROR_CHARS,
+    MAX_RETRY_AFTER,
     PLACEHOLDER_SHA256,
     content_type_ok,
     is_placeholder_url,
+    printable,
     retry_after_seconds,
     sniff_ext,
     status_outcome,
@@ -74,6 +86,59 @@ def test_retry_after_as_seconds_or_a_date():
     assert retry_after_seconds(formatdate(999_000, usegmt=True), now=1_000_000) == 0.0
     assert retry_after_seconds("soon") is None
     assert retry_after_seconds(None) is None
+
+
+@pytest.mark.parametrize(
+    "value, seconds",
+    [
+        ("120", 120.0),
+        (" 7\t", 7.0),  # optional whitespace around the field value
+        ("0", 0.0),
+        ("00000000000000000007", 7.0),  # leading zeros are still delta-seconds
+        ("\xb2", None),  # '²': str.isdigit() says yes, float() says no
+        ("\u0663", None),  # an Arabic-Indic three: a Unicode digit, not an ASCII one
+        ("-5", None),
+        ("+5", None),
+        ("1.5", None),
+        ("1e3", None),
+        ("inf", None),
+        ("", None),
+        ("9" * 20, 3600.0),  # huge: the cap
+        ("9" * 5000, 3600.0),  # int() of over 4,300 digits raises; never reached
+        ("Sun, 06 Nov 1994 08:49:37 GMT", 0.0),  # IMF-fixdate in the past: now, never negative
+        ("Sunday, 06-Nov-94 08:49:37 GMT", 0.0),  # the obsolete RFC 850 form
+        ("Fri, 31 Dec 9999 23:59:59 GMT", 3600.0),  # far future: the cap
+        ("Sun, 06 Nov 99999 08:49:37 GMT", None),  # a year no date has
+    ],
+)
+def test_retry_after_per_rfc_9110_is_ascii_digits_or_a_date_and_bounded(value, seconds):
+    assert retry_after_seconds(value) == seconds
+
+
+def test_retry_after_dates_are_gmt_and_the_cap_is_the_callers():
+    now = 1_000_000
+    asctime = time.strftime("%a %b %d %H:%M:%S %Y", time.gmtime(now + 90))  # no zone: GMT
+    assert retry_after_seconds(asctime, now=now) == 90.0
+    assert retry_after_seconds(formatdate(now + 90, usegmt=True), now=now, cap=60) == 60.0
+    assert retry_after_seconds("90", cap=60) == 60.0
+
+
+def test_the_queue_client_reads_retry_after_with_the_same_parser():
+    assert queue_client._seconds("\xb2", 5.0) == 5.0
+    assert queue_client._seconds("12", 5.0) == 12.0
+    assert queue_client._seconds("9" * 5000, 5.0) == MAX_RETRY_AFTER
+    assert queue_client._seconds(None, 5.0) == 5.0
+
+
+def test_errors_leave_the_fetcher_bounded_and_printable():
+    item = FetchItem(1, "http://127.0.0.1/1_a_o.jpg")
+    long = FetchResult(item, "gone", error="photo unavailable (redirected to /" + "a" * 5000)
+    assert len(long.error) <= ERROR_CHARS and long.error.endswith("(5,034 chars)")
+    hostile = FetchResult(item, "retry", error="HTTP 503 \x1b[2J\r\nRetry-After: \xb2\u2028")
+    assert hostile.error == "HTTP 503 \\x1b[2J\\x0d\\x0aRetry-After: \\xb2\\u2028"
+    assert hostile.error.isascii() and hostile.error.isprintable()
+    assert printable("fine as it is") == "fine as it is"
+    assert FetchResult(item, "stored", "images/x.jpg", "ab" * 32, 3).error is None
 
 
 def test_per_domain_limits_match_subdomains():

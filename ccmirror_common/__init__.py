@@ -1,0 +1,1 @@
+"""What the harvester and the downloader share: small, standard library only."""

@@ -1,0 +1,59 @@
+"""The core as Terraform builds it gets the roles the design says: every minion id the
+`core_minions` output names (terraform/outputs.tf, ids from the variables' defaults) is
+rendered against the real salt/top.sls by Salt's own matcher (`salt-call --local
+state.show_top` with that id), not by an fnmatch of our own.
+
+The design: `master` is the salt master only; `db-1` runs MariaDB and the queue; `st-*` is
+storage. A core whose database droplet matched only `master*` would get no database. The
+runners look for the database on the ids that get the db role only (`batch.db_minion`)."""
+
+from __future__ import annotations
+
+import ast
+
+from tests.salt.conftest import ROOT, SaltCall
+from tests.unit.test_terraform import core, core_minion_ids, named
+
+# Roles by droplet resource in terraform/main.tf, as the design gives them.
+DESIGN_ROLES = {
+    "master": {"master"},
+    "db": {"db", "queue"},
+    "storage": {"storage"},
+}
+EVERY_MINION = {"common"}
+
+
+def roles_from_top(salt_call: SaltCall, minion_id: str) -> set[str]:
+    """The states salt/top.sls gives `minion_id` in the base environment."""
+    top = salt_call(minion_id, "state.show_top")
+    return set(top.get("base", []))
+
+
+def test_every_core_minion_terraform_names_gets_its_roles_from_top_sls(salt_call: SaltCall):
+    config = core()
+    ids = core_minion_ids(config)
+    assert set(ids) == set(DESIGN_ROLES)  # every core droplet is in the output
+    got = {droplet: roles_from_top(salt_call, minion) for droplet, minion in ids.items()}
+    assert got == {droplet: EVERY_MINION | roles for droplet, roles in DESIGN_ROLES.items()}
+    # The site pillar's database is the droplet that runs it.
+    site = named(config, "output")["site_pillar"]["value"]["site"]
+    (db_droplet,) = [d for d, roles in DESIGN_ROLES.items() if "db" in roles]
+    assert site["db_host"] == f"${{digitalocean_droplet.{db_droplet}.ipv4_address_private}}"
+
+
+def runner_constant(path: str, name: str) -> str:
+    """A module-level string constant of a runner, read without importing Salt's client."""
+    tree = ast.parse((ROOT / path).read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and [t.id for t in node.targets] == [name]:
+            return ast.literal_eval(node.value)
+    raise AssertionError(f"{path}: no {name}")
+
+
+def test_the_runners_look_for_the_database_on_the_db_minion_only(salt_call: SaltCall):
+    """batch.db_minion (and audit and maintenance through it) asks the minions its target
+    matches; each minion judges the target with Salt's matcher, as here."""
+    target = runner_constant("_runners/batch.py", "DB_CANDIDATES")
+    ids = core_minion_ids(core())
+    matched = {ids[d] for d in ids if salt_call(ids[d], "match.compound", target) is True}
+    assert matched == {ids["db"]}
