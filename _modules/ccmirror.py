@@ -8,6 +8,12 @@ come from `config.get` (minion config, grains or pillar, under `ccmirror:`): `ve
 `downloader_config`, `harvester_config`, `queue_config`, `harvester_drain_file`, `role`.
 
 The module loads everywhere; on a machine without ccmirror, `ccmirror.status` says so.
+
+Exit codes: a drain, resume, storage check or maintenance switch that fails still returns
+its report (`result: False`, the comment, the work) and sets `__context__["retcode"]`, so
+`salt`/`salt-call` exit non-zero and the runners read the report as before; a bad argument
+or the wrong minion raises CommandExecutionError (one line, no traceback; a runner's
+LocalClient gets it as a string starting with "ERROR").
 """
 
 from __future__ import annotations
@@ -16,10 +22,13 @@ import json
 import os
 import time
 
+from salt.exceptions import CommandExecutionError
+
 __virtualname__ = "ccmirror"
 # Replaced by Salt's loader when it loads the module; named here for readers and linters.
 __salt__: dict = {}
 __opts__: dict = {}
+__context__: dict = {}
 
 DEFAULTS = {
     "venv": "/opt/ccmirror/venv",
@@ -116,6 +125,25 @@ def _service_state(role: str) -> dict:
     return {"name": name, "state": out["stdout"].strip() or "unknown"}
 
 
+def _outcome(report: dict) -> dict:
+    """The report as is; a failed one also fails the job's exit code (Salt's own guess from
+    `result` in a dict is not relied on: `retcode` is the documented way)."""
+    if not report.get("result"):
+        __context__["retcode"] = 1
+    return report
+
+
+def _seconds(value, name: str) -> float:
+    """A number of seconds, zero or more; anything else is the caller's mistake."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise CommandExecutionError(f"{name} must be a number of seconds, not {value!r}") from None
+    if not 0 <= seconds <= 86400:
+        raise CommandExecutionError(f"{name} must be from 0 to 86400 seconds, not {value!r}")
+    return seconds
+
+
 def _message(out: dict) -> str:
     return (out["stdout"].strip() + "\n" + out["stderr"].strip()).strip()
 
@@ -124,7 +152,10 @@ def _downloader_work() -> dict:
     out = _downloader("status", "--json", timeout=60)
     if out["retcode"] != 0:
         return {"error": _message(out)}
-    return json.loads(out["stdout"])
+    try:
+        return json.loads(out["stdout"])
+    except ValueError:
+        return {"error": f"downloader status --json printed no JSON: {_message(out)[:300]}"}
 
 
 def _harvester_tasks() -> list[dict] | dict:
@@ -175,7 +206,7 @@ def status():
     elif role == "harvester":
         result["work"] = _harvester_work()
     elif role in ("db", "master"):
-        result["work"] = maintenance("status")
+        result["work"] = _maintenance("status", 0)
     return result
 
 
@@ -191,17 +222,19 @@ def drain(wait=0):
 
         salt 'dl-*' ccmirror.drain wait=300
     """
-    wait = float(wait)
+    wait = _seconds(wait, "wait")
     role = _role()
     if role == "downloader":
         out = _downloader("drain", "--wait", f"{wait:g}", timeout=wait + 60)
-        return {
-            "result": out["retcode"] == 0,
-            "comment": _message(out),
-            "work": _downloader_work(),
-        }
+        return _outcome(
+            {
+                "result": out["retcode"] == 0,
+                "comment": _message(out),
+                "work": _downloader_work(),
+            }
+        )
     if role == "harvester":
-        return _drain_harvester(wait)
+        return _outcome(_drain_harvester(wait))
     return {"result": True, "comment": f"nothing to drain on a {role} minion"}
 
 
@@ -236,7 +269,7 @@ def resume():
     role = _role()
     if role == "downloader":
         out = _downloader("resume", timeout=60)
-        return {"result": out["retcode"] == 0, "comment": _message(out)}
+        return _outcome({"result": out["retcode"] == 0, "comment": _message(out)})
     if role == "harvester":
         path = _setting("harvester_drain_file")
         existed = os.path.exists(path)
@@ -257,18 +290,25 @@ def check_storage():
 
         salt 'dl-*' ccmirror.check_storage
     """
-    if _role() != "downloader":
-        return {"result": False, "comment": "check_storage runs on downloader minions only"}
+    role = _role()
+    if role != "downloader":
+        raise CommandExecutionError(
+            f"check_storage runs on downloader minions only; {_minion_id()} is a {role} minion"
+        )
     out = _downloader("check-storage", "--json", timeout=120)
     try:
         report = json.loads(out["stdout"])
     except ValueError:
-        return {"result": False, "comment": _message(out) or "downloader did not answer"}
+        report = None
+    if not isinstance(report, dict):
+        return _outcome({"result": False, "comment": _message(out) or "downloader did not answer"})
     report["result"] = bool(report.pop("ok", False))
     report["comment"] = (
-        f"wrote {report['path']} to {report['target']}" if report["result"] else report["error"]
+        f"wrote {report.get('path')} to {report.get('target')}"
+        if report["result"]
+        else str(report.get("error") or _message(out) or "check failed")
     )
-    return report
+    return _outcome(report)
 
 
 def maintenance(action="status", retry_after=300):
@@ -285,7 +325,12 @@ def maintenance(action="status", retry_after=300):
     # Salt reads arguments as YAML: `on` and `off` arrive as True and False.
     action = {True: "on", False: "off"}.get(action, action) if isinstance(action, bool) else action
     if action not in ("on", "off", "status"):
-        return {"result": False, "comment": f"action must be on, off or status, not {action!r}"}
+        raise CommandExecutionError(f"action must be on, off or status, not {action!r}")
+    return _outcome(_maintenance(action, _seconds(retry_after, "retry_after")))
+
+
+def _maintenance(action: str, retry_after: float) -> dict:
+    """The switch's report; `status` (ccmirror.status on db minions) calls it too."""
     args = ["maintenance", action]
     if action == "on":
         args += ["--retry-after", str(int(retry_after))]

@@ -2,14 +2,14 @@
 pipeline in one table, reconcile, and wait for a stage to finish (for orch.harvest and
 orch.download).
 
-The work runs on the database minion (the first `db-*`, or `master*` where the master is
-the database server: whichever has the migrate config) with the programs and configs the
-states install there: `harvester` from /opt/ccmirror/venv with /etc/ccmirror/migrate.yaml
-(the one config there whose user may create tasks and the temporary tables reconcile
-stages in), as root. The queue's `GET /v1/status` (open, no token) is read on that minion
-too, at the address the queue config binds: the queue is reachable from the private network
-only. Master options `ccmirror_venv`, `ccmirror_migrate_config`, `ccmirror_queue_config`
-move the paths.
+The work runs on the database minion (the first `db-*` with the migrate config; salt/top.sls
+gives `db-*` the db and queue roles, and `master*` the master role only) with the programs
+and configs the states install there: `harvester` from /opt/ccmirror/venv with
+/etc/ccmirror/migrate.yaml (the one config there whose user may create tasks and the
+temporary tables reconcile stages in), as root. The queue's `GET /v1/status` (open, no
+token) is read on that minion too, at the address the queue config binds: the queue is
+reachable from the private network only. Master options `ccmirror_venv`,
+`ccmirror_migrate_config`, `ccmirror_queue_config` move the paths.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 __load__ = ["seed", "import_yfcc", "status", "reconcile", "wait", "db_minion"]
 
-DB_CANDIDATES = "db-* or master*"
+DB_CANDIDATES = "db-*"  # salt/top.sls: db + queue; master* is the salt master only
 WORKERS = "dl-* or hv-*"
 DEFAULTS = {
     "venv": "/opt/ccmirror/venv",
@@ -83,7 +83,7 @@ def _db_minion(client) -> str:
         DB_CANDIDATES,
         "file.file_exists",
         [_setting("migrate_config")],
-        tgt_type="compound",
+        tgt_type="glob",
         timeout=CALL_TIMEOUT,
     )
     with_config = sorted(minion for minion, ret in found.items() if ret is True)
@@ -98,8 +98,8 @@ def _db_minion(client) -> str:
 def db_minion():
     """
     The database minion the batch, audit and maintenance runners work on (it runs MariaDB
-    and the queue): the first (by id) of ``db-*`` or ``master*`` that has the migrate
-    config. A ``master*`` that is only the salt master has none and is never chosen.
+    and the queue): the first (by id) ``db-*`` that has the migrate config. Only ``db-*``
+    gets the db and queue roles (salt/top.sls); the salt master (``master*``) is never asked.
 
     CLI Example::
 

@@ -1,12 +1,16 @@
 """The fleet's droplets on DigitalOcean, from the master: make, list, drain and destroy them.
 
-``fleet.up`` makes worker droplets (downloaders, harvesters) whose ``user_data`` starts a
-salt-minion with a key pair made on the master and accepted there before the droplet
-exists (as salt-cloud does; never ``auto_accept``), waits for them to answer, gives them
-their secrets (``secrets.init``), syncs modules, refreshes pillar and applies highstate.
-``fleet.down`` / ``fleet.destroy`` drain a droplet's daemon before it goes, then delete its
-minion key, destroy it and forget its secrets. ``fleet.list`` joins the droplets the API
-lists with their minions' answers and each downloader's work.
+``fleet.up`` makes worker droplets (downloaders, harvesters) with a key pair made on the
+master and accepted there before the droplet exists (never ``auto_accept``). Their
+``user_data`` holds no secret (``_utils/fleet_join.py``): the key pair goes over SSH once,
+as salt-cloud's deploy step does, with the fleet's SSH key (on the master only; registered
+with DigitalOcean, which installs it for root). Then it waits for the minions to answer,
+gives them their secrets (``secrets.init``), syncs modules, refreshes pillar and applies
+highstate. ``fleet.down`` / ``fleet.destroy`` drain a droplet's daemon before it goes, then
+delete its minion key, destroy it, forget its secrets and apply at once, on ``db-*`` and
+``st-*``, the states that render the queue's tokens and storage's authorized keys (its token
+and storage key are refused from then on). ``fleet.list`` joins the droplets the API lists
+with their minions' answers and each downloader's work.
 
 Settings come from the master's own config (never from a minion's pillar), e.g. a file in
 ``/etc/salt/master.d/`` readable by root only::
@@ -22,6 +26,7 @@ Settings come from the master's own config (never from a minion's pillar), e.g. 
       project_tag: ccmirror              # droplets are tagged ccmirror, ccmirror-<role>
       salt_venv: /opt/ccmirror-salt      # where the minion's Salt is (installed if absent)
       minion_config: {}                  # more minion settings (the lab: systemd.scope)
+      ssh_key_file: /etc/salt/pki/master/ccmirror-fleet-ssh   # the default; made if absent
 
 ``count`` of ``fleet.up`` is the number of droplets of the role wanted in all, so running it
 twice makes nothing the second time; ``fleet.down`` takes ``count`` droplets away.
@@ -29,17 +34,17 @@ twice makes nothing the second time; ``fleet.down`` takes ``count`` droplets awa
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import re
-import shlex
 import time
 from pathlib import Path
 from typing import Any
 
 import salt.client
 import salt.loader
-import yaml
+import salt.utils.crypt
 
 try:
     import digitalocean
@@ -70,30 +75,23 @@ DEFAULTS: dict[str, Any] = {
     "salt_requirement": "salt>=3006,<3009",
     "minion_config": {},
     "api_timeout": 30,
+    "ssh_key_file": None,  # <pki_dir>/ccmirror-fleet-ssh
 }
+SSH_KEY_NAME = "ccmirror-fleet-ssh"
+# What renders a worker's access on the servers it reaches: applied on its own (state.sls_id,
+# not a highstate) when a worker's secrets are forgotten, so they are refused at once.
+REVOKE_STATES = {
+    "db-": ("queue-tokens-file-managed", "queue.config"),  # the queue's bearer tokens
+    "st-": ("storage-authorized-keys-file-managed", "storage.config"),  # storage's sshd
+}
+REVOKE_TIMEOUT = 300
 ACTIVE_SECONDS = 300
 JOIN_SECONDS = 300
 PING_TIMEOUT = 5
 HIGHSTATE_TIMEOUT = 1800
 DRAIN_WAIT = 300
-HEREDOC_END = "CCMIRROR_FLEET_EOF"
 NAME = re.compile(r"^([a-z]+)-(\d+)$")
 TAG = re.compile(r"^[A-Za-z0-9_:-]{1,255}$")
-MINION_UNIT = """\
-[Unit]
-Description=Salt minion (ccmirror)
-After=network-online.target
-
-[Service]
-Type=simple
-ExecStart={venv}/bin/salt-minion
-Restart=on-failure
-KillMode=process
-UMask=0022
-
-[Install]
-WantedBy=multi-user.target
-"""
 
 
 class FleetError(ValueError):
@@ -114,6 +112,26 @@ def check_role(role: object) -> str:
     if role not in ROLE_PREFIXES:
         raise FleetError(f"role must be one of {', '.join(sorted(ROLE_PREFIXES))}; not {role!r}")
     return str(role)
+
+
+def check_name(name: object) -> str:
+    """A droplet name by the fleet's one rule for minion ids, check_minion_id in
+    _runners/secrets.py (which pillar/top.sls and the lab follow too)."""
+    try:
+        return _secrets_layer().check_minion_id(name)
+    except ValueError as error:  # secrets' SecretsError
+        raise FleetError(str(error)) from None
+
+
+def _secrets_layer():
+    """_runners/secrets.py's plain layer, loaded by path (Salt's loader keeps runner
+    modules to itself; deploy.py loads wheelhouse.py the same way)."""
+    spec = importlib.util.spec_from_file_location(
+        "ccmirror_secrets", Path(__file__).with_name("secrets.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def check_count(count: object, least: int = 0, what: str = "count") -> int:
@@ -152,6 +170,9 @@ def settings(opts: dict) -> dict[str, Any]:
             " config (never in a pillar)"
         )
     merged["token"] = str(token)
+    merged["ssh_key_file"] = str(
+        given.get("ssh_key_file") or Path(opts.get("pki_dir", "/etc/salt/pki/master"), SSH_KEY_NAME)
+    )
     merged["master_address"] = given.get("master_address") or _listening_address(opts)
     if not merged["master_address"]:
         raise FleetError(
@@ -219,71 +240,6 @@ def minion_config(minion_id: str, master: str, opts: dict, extra: dict) -> dict[
         **MINION_KEEPALIVE,
         **extra,
     }
-
-
-def user_data(
-    minion_id: str,
-    config: dict[str, Any],
-    private_key: str,
-    public_key: str,
-    master_public_key: str,
-    salt_venv: str = DEFAULTS["salt_venv"],
-    salt_requirement: str = DEFAULTS["salt_requirement"],
-) -> str:
-    """The droplet's first-boot script: Salt installed into `salt_venv` unless it is there
-    already (the lab's droplets have it), the minion's config, key pair and the master's
-    public key written, and the minion started as a systemd unit."""
-    files = [
-        ("/etc/salt/pki/minion/minion.pem", private_key, "400"),
-        ("/etc/salt/pki/minion/minion.pub", public_key, "644"),
-        ("/etc/salt/pki/minion/minion_master.pub", master_public_key, "644"),
-        ("/etc/salt/minion.d/ccmirror.conf", yaml.safe_dump(config, sort_keys=True), "600"),
-        ("/etc/salt/minion_id", minion_id + "\n", "644"),
-    ]
-    venv = shlex.quote(salt_venv)
-    lines = [
-        "#!/bin/sh",
-        f"# Written by salt-run fleet.up: joins this droplet to the ccmirror master as {minion_id}",
-        "# with a key pair made on the master, whose public half the master has accepted.",
-        "set -eu",
-        "umask 077",
-        f"if [ ! -x {venv}/bin/salt-minion ]; then",
-        "  export DEBIAN_FRONTEND=noninteractive",
-        "  python3 -m venv --help >/dev/null 2>&1 || {",
-        "    apt-get update -q && apt-get install -y -q python3-venv; }",
-        f"  python3 -m venv {venv}",
-        f"  {venv}/bin/pip install -q {shlex.quote(salt_requirement)}",
-        "fi",
-        "mkdir -p /etc/salt/pki/minion /etc/salt/minion.d /etc/systemd/system",
-    ]
-    for path, text, mode in files:
-        lines += _heredoc(path, text, mode)
-    unit = MINION_UNIT.format(venv=salt_venv)
-    lines += [
-        "if [ ! -e /etc/systemd/system/salt-minion.service ]; then",
-        *_heredoc("/etc/systemd/system/salt-minion.service", unit, "644"),
-        "fi",
-        # The secrets above are written under umask 077; what the minion installs (venvs the
-        # services run from as their own users) must not be.
-        "umask 022",
-        "systemctl daemon-reload 2>/dev/null || true",
-        "systemctl enable salt-minion",
-        "systemctl restart salt-minion",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def _heredoc(path: str, text: str, mode: str) -> list[str]:
-    if HEREDOC_END in text:
-        raise FleetError(f"{path}: its text holds the script's end marker")
-    body = text if text.endswith("\n") else text + "\n"
-    return [
-        f"cat > {path} <<'{HEREDOC_END}'",
-        body.rstrip("\n"),
-        HEREDOC_END,
-        f"chmod {mode} {path}",
-    ]
 
 
 def describe_work(ret: object) -> str:
@@ -364,16 +320,18 @@ def up(
         extra_tags = _check_tags(tags)
         highstate = _flag(highstate, "highstate")
         timeout = _seconds(timeout, "timeout")
-    except FleetError as error:
+        manager = _manager(conf)
+        # The fleet's SSH key at DigitalOcean (made on the master and registered once).
+        conf["ssh_key_id"] = _join("ssh_key_id")(conf, f"{conf['project_tag']}-fleet")
+    except (FleetError, ValueError) as error:  # fleet_join's JoinError is a ValueError
         return _refused(error, role=role, count=count)
-    manager = _manager(conf)
     project = conf["project_tag"]
     role_droplets = _droplets(manager, f"{project}-{role}")
     all_names = {d.name for d in _droplets(manager, None)} | _minion_keys()
     missing = max(0, count - len(role_droplets))
     names = next_names(ROLE_PREFIXES[role], all_names, missing)
     _progress(f"{role}: {len(role_droplets)} of {count} exist; making {', '.join(names) or 'none'}")
-    made, errors = _create(manager, conf, names, role, extra_tags, size, region, image)
+    made, fresh, errors = _create(manager, conf, names, role, extra_tags, size, region, image)
     steps.done("create")
     pending = [d for d in role_droplets if ready_tag(project) not in (d.tags or [])]
     targets = sorted({d.name for d in pending} | {d.name for d in made}, key=name_number)
@@ -391,6 +349,11 @@ def up(
         result["made"] = [_droplet_summary(d) for d in active]
         errors.update({d.name: "not active in time" for d in not_active})
         targets = [t for t in targets if t not in {d.name for d in not_active}]
+    if targets:
+        joining = [d for d in [*pending, *made] if d.name in targets]
+        _hand_over(conf, joining, fresh, timeout, errors)
+        steps.done("handover")
+        targets = [t for t in targets if t not in errors]
     if targets:
         _finish(targets, conf, role, highstate, timeout, steps, errors)
         ready = [
@@ -466,6 +429,7 @@ def destroy(name: str, wait: int = DRAIN_WAIT, force=False):
     try:
         if not isinstance(name, str) or not NAME.match(name):
             raise FleetError(f"name must be a droplet name such as dl-3; not {name!r}")
+        check_name(name)  # NAME's `$` lets a final newline through
         conf = settings(__opts__)
         wait, force = _seconds(wait, "wait"), _flag(force, "force")
     except FleetError as error:
@@ -483,12 +447,8 @@ def _forget_gone(name: str) -> dict[str, Any]:
     deleted = _delete_key(name)
     forgotten = bool(__salt__["secrets.forget"](minion=name).get("changed"))  # noqa: F821
     done = [what for what, did in (("minion key", deleted), ("secrets", forgotten)) if did]
-    return {
-        "result": True,
-        "comment": f"no droplet {name}" + (f"; its {' and '.join(done)} deleted" if done else ""),
-        "removed": {},
-        "apply": ["db-*", "st-*"] if forgotten else [],
-    }
+    comment = f"no droplet {name}" + (f"; its {' and '.join(done)} deleted" if done else "")
+    return _revoked({"result": True, "comment": comment, "removed": {}}, forgotten)
 
 
 def list_():
@@ -584,22 +544,21 @@ def _create(
     size: str | None,
     region: str | None,
     image: str | None,
-) -> tuple[list[Any], dict[str, str]]:
-    """Each droplet with its own user_data (its own key); a refused create deletes the key
+) -> tuple[list[Any], dict[str, dict], dict[str, str]]:
+    """Each droplet with the fleet's SSH key and a user_data with no secret; its key pair made
+    and accepted here (returned by name, for the handover). A refused create deletes the key
     made for it and stops there (the next run picks the same name again)."""
-    master_public = (Path(__opts__["pki_dir"]) / "master.pub").read_text()
-    made, errors = [], {}
+    master_pub = Path(__opts__["pki_dir"]) / "master.pub"
+    # Pinned in the minion's config: it talks to no other master, even before its keys come.
+    finger = salt.utils.crypt.pem_finger(
+        str(master_pub), sum_type=__opts__.get("hash_type", "sha256")
+    )
+    made, fresh, errors = [], {}, {}
     for name in names:
         keys = _wheel("key.gen_accept")(name, force=True)
         config = minion_config(name, conf["master_address"], __opts__, conf["minion_config"])
-        script = user_data(
-            name,
-            config,
-            keys["priv"],
-            keys["pub"],
-            master_public,
-            conf["salt_venv"],
-            conf["salt_requirement"],
+        script = _join("user_data")(
+            name, {**config, "master_finger": finger}, conf["salt_venv"], conf["salt_requirement"]
         )
         droplet = digitalocean.Droplet(
             token=conf["token"],
@@ -610,6 +569,7 @@ def _create(
             image=image or conf["image"],
             vpc_uuid=conf["vpc_uuid"],
             tags=[*role_tags(conf["project_tag"], role), *extra_tags],
+            ssh_keys=[conf["ssh_key_id"]],
             user_data=script,
         )
         try:
@@ -621,7 +581,43 @@ def _create(
             break
         _progress(f"{name}: created (droplet {droplet.id}); its minion key is accepted")
         made.append(droplet)
-    return made, errors
+        fresh[name] = keys
+    return made, fresh, errors
+
+
+def _join(name: str) -> Any:
+    """A function of `_utils/fleet_join.py`: the master's config needs `utils_dirs` on it."""
+    function = __utils__.get(f"fleet_join.{name}")  # noqa: F821 (Salt injects it)
+    if function is None:
+        raise FleetError("fleet_join is not loaded: the master's config needs utils_dirs: [_utils]")
+    return function
+
+
+def _known_hosts(droplet: Any) -> str:
+    """One droplet's host key, trusted on first use: a file of its own, by droplet id."""
+    return str(Path(__opts__["cachedir"], "ccmirror-fleet", "known_hosts", str(droplet.id)))
+
+
+def _hand_over(
+    conf: dict, droplets: list[Any], fresh: dict[str, dict], seconds: float, errors: dict
+) -> None:
+    """Each droplet's minion key pair over SSH. One from an earlier run whose minion does not
+    answer gets a new pair (the old private half was never kept)."""
+    master_public = (Path(__opts__["pki_dir"]) / "master.pub").read_text()
+    for droplet in droplets:
+        name, keys = droplet.name, fresh.get(droplet.name)
+        if keys is None:
+            if _ping([name]).get(name):
+                continue
+            keys = _wheel("key.gen_accept")(name, force=True)
+        address = getattr(droplet, "private_ip_address", None) or _private_ip(droplet)
+        script = _join("handover_script")(keys["priv"], keys["pub"], master_public, int(seconds))
+        done = _join("hand_over")(
+            address, conf["ssh_key_file"], _known_hosts(droplet), script, seconds
+        )
+        _progress(f"{name}: {done['comment']}")
+        if not done["result"]:
+            errors[name] = f"key handover: {done['comment']}"
 
 
 def _wait_active(droplets: list[Any], seconds: float) -> tuple[list[Any], list[Any]]:
@@ -755,6 +751,7 @@ def _retire(droplet: Any, wait: float, force: bool) -> dict[str, Any]:
     except digitalocean.Error as error:
         return {"removed": False, "drain": drained["comment"], "comment": f"destroy: {error}"}
     forgotten = __salt__["secrets.forget"](minion=name)  # noqa: F821
+    _join("forget_host")(_known_hosts(droplet))
     _progress(f"{name}: destroyed")
     return {
         "removed": True,
@@ -783,15 +780,36 @@ def _drain(name: str, wait: float) -> dict[str, Any]:
 def _removal_result(removed: dict[str, dict], **names: Any) -> dict[str, Any]:
     ok = all(r["removed"] for r in removed.values())
     forgotten = any(r.get("secrets_forgotten") for r in removed.values())
-    result = {
-        **names,
-        "result": ok,
-        "removed": removed,
-        "apply": ["db-*", "st-*"] if forgotten else [],
-    }
-    if not ok:
+    return _revoked({**names, "result": ok, "removed": removed}, forgotten)
+
+
+def _revoked(result: dict[str, Any], forgotten: bool) -> dict[str, Any]:
+    """`result` once what forgotten secrets opened is closed (`apply`: where; `revoked`: per
+    server, "ok" or why not). A failed revoke, or anything failed before, fails the run."""
+    result["apply"] = [f"{prefix}*" for prefix in REVOKE_STATES] if forgotten else []
+    result["revoked"] = _revoke() if forgotten else {}
+    if any(outcome != "ok" for outcome in result["revoked"].values()):
+        result["result"] = False
+    if not result["result"]:
         __context__["retcode"] = result["retcode"] = 1  # noqa: F821
     return result
+
+
+def _revoke() -> dict[str, str]:
+    """REVOKE_STATES applied on every accepted db-* and st-* minion (one that does not answer
+    is a failure: it may still let the token in)."""
+    servers = sorted(_minion_keys(accepted_only=True))
+    revoked = {}
+    for prefix, (state_id, sls) in REVOKE_STATES.items():
+        targets = [minion for minion in servers if minion.startswith(prefix)]
+        if not targets:
+            continue
+        _progress(f"revoking at once on {', '.join(targets)}: {state_id}")
+        ret = _cmd(targets, "state.sls_id", REVOKE_TIMEOUT, arg=[state_id], kwarg={"mods": sls})
+        for target in targets:
+            why = _highstate_failure(ret.get(target))
+            revoked[target] = f"{state_id}: {why}" if why else "ok"
+    return revoked
 
 
 def _droplet_summary(droplet: Any) -> dict[str, Any]:
@@ -842,7 +860,7 @@ def _seconds(value: object, name: str) -> float:
     return seconds
 
 
-def _refused(error: FleetError, **names: Any) -> dict[str, Any]:
+def _refused(error: Exception, **names: Any) -> dict[str, Any]:
     """One clear error, nothing changed. salt-run exits with the return's `retcode`; the
     context's marks the job failed for orchestration."""
     __context__["retcode"] = 1  # noqa: F821

@@ -13,7 +13,7 @@ from __future__ import annotations
 import salt.client
 
 # Targets by minion id, as in salt/top.sls; the queue runs on the database minion, which
-# `batch.db_minion` finds (a master* that is only the salt master has no queue).
+# `batch.db_minion` finds (the first db-*; the salt master has no queue).
 DOWNLOADERS = "dl-*"
 EVERYONE = "dl-* or hv-* or db-* or master*"
 STATUS_TIMEOUT = 60

@@ -59,7 +59,8 @@ QUEUE_DB_USER = "queue"
 MIGRATE_DB_USER = "migrate"
 STORAGE_HOST_KEY = "storage-host"
 ROLE_PREFIXES = ("db-", "hv-", "dl-", "st-")
-MINION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
+# pillar/top.sls's rule for an id that gets its own secrets (there in Jinja): fullmatch.
+MINION_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,99}")
 FLICKR_VALUE = re.compile(r"^[A-Za-z0-9]{1,200}$")
 HEADER = "# written by the secrets runner (_runners/secrets.py) from secrets.json: do not edit\n"
 
@@ -113,12 +114,12 @@ def write_private_root(
 
 def store_flickr_key(directory: Path, minion_id: str, key: str, secret: str) -> bool:
     """Set harvester `minion_id`'s Flickr API key and secret; True when they changed.
-    Only that minion's file is rewritten."""
-    if not isinstance(minion_id, str) or not minion_id.startswith("hv-"):
+    Only that minion's file is rewritten (with the key; the secret stays in the record)."""
+    check_minion_id(minion_id)
+    if not minion_id.startswith("hv-"):
         raise SecretsError(
             f"minion {minion_id!r} is not a harvester (hv-*): only harvesters have a Flickr key"
         )
-    check_minion_id(minion_id)
     for name, value in (("key", key), ("secret", secret)):
         if not isinstance(value, str) or not FLICKR_VALUE.match(value):
             # The value itself stays out of the message: it may be a real secret.
@@ -222,10 +223,19 @@ def site_facts(site: dict[str, Any]) -> dict[str, Any]:
     return facts
 
 
-def check_minion_id(minion_id: str) -> None:
-    # The id names a pillar sls file: no dots (sls path separators), no slashes.
-    if not isinstance(minion_id, str) or not MINION_ID.match(minion_id):
-        raise SecretsError(f"bad minion id {minion_id!r}: letters, digits, '-' and '_' only")
+def check_minion_id(minion_id: object) -> str:
+    """The fleet's one rule for a minion id, returned as is when it holds: lower-case
+    letters, digits and '-', not starting with '-', at most 100 characters. The id is a
+    pillar target and names an sls file: a glob (`dl-?`, `*-1`), a dot (an sls path
+    separator), a slash or an upper-case letter would reach other files or be matched
+    against other ids, and pillar/top.sls gives such an id no secrets anyway. fleet.py and
+    the lab (lab/lab_secrets.py) call this function."""
+    if not isinstance(minion_id, str) or not MINION_ID.fullmatch(minion_id):
+        raise SecretsError(
+            f"bad minion id {minion_id!r}: lower-case letters, digits and '-' only, starting"
+            " with a letter or digit (such as dl-3)"
+        )
+    return minion_id
 
 
 def has_role(minion_id: str) -> bool:
@@ -309,7 +319,9 @@ def _harvester_pillar(record: dict[str, Any], minion_id: str) -> dict[str, Any]:
         "db_password": _in_use(record, "db_passwords", minion_id, "db_password")
     }
     if "flickr_api_key" in own:  # a real master has none until set_flickr_key
-        pillar["flickr"] = {"api_key": own["flickr_api_key"], "api_secret": own["flickr_secret"]}
+        # Only the key: no call the harvester makes is signed yet, so the secret stays in
+        # the record on the master until one is (a minion gets only what it uses).
+        pillar["flickr"] = {"api_key": own["flickr_api_key"]}
     return pillar
 
 
@@ -582,8 +594,9 @@ def set_flickr_key(
     minion: str, key: str | None = None, secret: str | None = None, from_file: str | None = None
 ) -> dict[str, Any]:
     """
-    Set one harvester's Flickr API key and secret in its own pillar file (nothing else
-    changes). Refuses a minion that is not a harvester (hv-*) or that `secrets.init` has not
+    Set one harvester's Flickr API key (in its own pillar file) and secret (kept in the
+    record on the master: no call is signed yet, so no minion gets it); nothing else
+    changes. Refuses a minion that is not a harvester (hv-*) or that `secrets.init` has not
     seen. Then apply the harvester's states.
 
     This runner neither returns nor logs the key. Salt itself, though, records a runner's

@@ -1,5 +1,7 @@
 """What stands behind a droplet of the DigitalOcean simulator: a record in memory (fast
-tests), or a real lab droplet (`lab.droplets`) whose `user_data` runs inside it.
+tests), or a real lab droplet (`lab.droplets`) that boots as a DigitalOcean image does (host
+keys of its own, the droplet's `ssh_keys` authorized for root, sshd on its address) and runs
+its `user_data`.
 
 A backend only makes and removes machines; the simulator keeps the API's view (ids, status,
 actions) and calls it from worker threads, never from a request.
@@ -12,6 +14,7 @@ import shlex
 import subprocess
 import sys
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -44,10 +47,15 @@ class Backend(Protocol):
         ...
 
     def create(
-        self, name: str, user_data: str | None, tags: list[str], network: ipaddress.IPv4Network
+        self,
+        name: str,
+        user_data: str | None,
+        tags: list[str],
+        network: ipaddress.IPv4Network,
+        authorized_keys: Sequence[str] = (),
     ) -> str:
-        """Make the machine in `network` (its VPC's range), start its `user_data`; its
-        private address."""
+        """Make the machine in `network` (its VPC's range) with `authorized_keys` (the public
+        halves of its `ssh_keys`) for root, start its `user_data`; its private address."""
         ...
 
     def destroy(self, name: str) -> None: ...
@@ -64,6 +72,7 @@ class MemoryMachine:
     address: str
     user_data: str | None
     tags: list[str]
+    authorized_keys: list[str] = field(default_factory=list)
     destroyed: bool = False
 
 
@@ -81,14 +90,21 @@ class MemoryBackend:
         return None
 
     def create(
-        self, name: str, user_data: str | None, tags: list[str], network: ipaddress.IPv4Network
+        self,
+        name: str,
+        user_data: str | None,
+        tags: list[str],
+        network: ipaddress.IPv4Network,
+        authorized_keys: Sequence[str] = (),
     ) -> str:
         with self._lock:
             host = self._used.get(network, 1) + 1  # .1 is the VPC's gateway
             if host >= network.num_addresses - 1:
                 raise BackendError(f"no free address left in {network}")
             self._used[network] = host
-            machine = MemoryMachine(name, str(network[host]), user_data, list(tags))
+            machine = MemoryMachine(
+                name, str(network[host]), user_data, list(tags), list(authorized_keys)
+            )
             self.history.append(machine)
             return machine.address
 
@@ -143,13 +159,19 @@ class LabBackend:
         return None
 
     def create(
-        self, name: str, user_data: str | None, tags: list[str], network: ipaddress.IPv4Network
+        self,
+        name: str,
+        user_data: str | None,
+        tags: list[str],
+        network: ipaddress.IPv4Network,
+        authorized_keys: Sequence[str] = (),
     ) -> str:
         try:
             lab_droplets.add(self.config, [name], progress=log)
             droplet = lab_droplets.find_droplet(self.config, name)
         except lab_droplets.LabError as error:
             raise BackendError(str(error)) from error
+        start_sshd(droplet, authorized_keys)
         if user_data is not None:
             run_user_data(droplet, user_data)
         return droplet.address
@@ -159,6 +181,35 @@ class LabBackend:
             lab_droplets.remove_droplet(self.config, name, progress=log)
         except lab_droplets.LabError as error:
             raise BackendError(str(error)) from error
+
+
+# A DigitalOcean image's first boot (cloud-init's ssh module): host keys of its own, never
+# the image's (each lab droplet is an overlay of the host's root: the host's keys are
+# hidden, not reused), root's authorized_keys exactly the droplet's `ssh_keys`, sshd running.
+FIRST_BOOT_SSH = """\
+set -eu
+rm -f /etc/ssh/ssh_host_*key*
+ssh-keygen -A -q
+install -d -m 700 /root/.ssh
+umask 077
+cat > /root/.ssh/authorized_keys
+systemctl enable ssh >/dev/null 2>&1
+systemctl start ssh
+"""
+
+
+def start_sshd(droplet: lab_droplets.Droplet, authorized_keys: Sequence[str]) -> None:
+    """Before its user_data, as on DigitalOcean: a droplet made with no key gets an empty
+    authorized_keys (no login), still a running sshd."""
+    done = subprocess.run(
+        lab_droplets.enter_command(droplet, ["sh", "-c", FIRST_BOOT_SSH]),
+        input="".join(f"{key.strip()}\n" for key in authorized_keys),
+        text=True,
+        capture_output=True,
+        timeout=60,
+    )
+    if done.returncode != 0:
+        raise BackendError(f"{droplet.id}: sshd did not start: {done.stderr.strip()[-500:]}")
 
 
 def run_user_data(droplet: lab_droplets.Droplet, user_data: str) -> None:

@@ -127,6 +127,8 @@ class Droplet:
     status: str = "new"
     private_address: str | None = None
     made: bool = False  # the backend made its machine
+    # The public halves of `ssh_keys` as they were at creation: installed for root.
+    authorized_keys: list[str] = field(default_factory=list)
     lifecycle: threading.Lock = field(default_factory=threading.Lock)
 
     def json(self) -> dict:
@@ -465,6 +467,7 @@ class Cloud:
             created=action.started,
             public_address=self.next_public_address(),
             create_action=action,
+            authorized_keys=[self.keys[key_id].public_key for key_id in spec["ssh_keys"]],
         )
 
         def become_active() -> None:
@@ -487,7 +490,11 @@ class Cloud:
         with droplet.lifecycle:
             try:
                 address = self.backend.create(
-                    droplet.name, droplet.user_data, droplet.tags, droplet.vpc.network
+                    droplet.name,
+                    droplet.user_data,
+                    droplet.tags,
+                    droplet.vpc.network,
+                    droplet.authorized_keys,
                 )
             except (BackendError, OSError) as error:
                 log(f"droplet {droplet.id} ({droplet.name}): create failed: {error}")

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from lab import netns
+from lab.lab_secrets import LabSecretsError, writer
 
 DEFAULT_DROPLETS = ("master", "db-1", "hv-1", "dl-1", "st-1")  # one per role
 DROPLET_ID = re.compile(r"^[a-z][a-z0-9-]{0,29}$")  # a hostname and a minion id
@@ -160,14 +161,25 @@ def parse_ids(text: str) -> list[str]:
     if not ids:
         raise LabError("no droplet ids given")
     for droplet_id in ids:
-        if not DROPLET_ID.match(droplet_id):
-            raise LabError(
-                f"droplet id {droplet_id!r}: a lowercase letter, then letters, digits or '-'"
-                " (30 at most)"
-            )
+        check_droplet_id(droplet_id)
     if len(set(ids)) != len(ids):
         raise LabError(f"droplet ids repeat: {text}")
     return ids
+
+
+def check_droplet_id(droplet_id: object) -> str:
+    """The fleet's rule for a minion id (check_minion_id in _runners/secrets.py: the pillar
+    gives no other id its secrets), then the lab's own: a letter first, 30 at most."""
+    try:
+        writer().check_minion_id(droplet_id)
+    except LabSecretsError as error:
+        raise LabError(f"droplet id: {error}") from None
+    if not DROPLET_ID.fullmatch(droplet_id):
+        raise LabError(
+            f"droplet id {droplet_id!r}: a lowercase letter, then letters, digits or '-'"
+            " (30 at most)"
+        )
+    return droplet_id
 
 
 def require_root() -> None:
@@ -188,8 +200,8 @@ def up(
     """Tear down whatever an earlier lab left, then build the bridge, the host's services
     (`host_services`, which records them in the state), and the droplets, each with the
     files `seed` writes before it starts; wait until each droplet's init answers."""
+    ids = [check_droplet_id(droplet_id) for droplet_id in ids]
     require_root()
-    ids = list(ids)
     with lab_lock(config):
         return build(config, ids, progress, host_services, seed)
 
@@ -223,12 +235,12 @@ def add(
 ) -> LabState:
     """More droplets in the running lab (what the DigitalOcean simulator will do per
     droplet created); every droplet's /etc/hosts then names them all."""
+    ids = [check_droplet_id(droplet_id) for droplet_id in ids]
     require_root()
     with lab_lock(config):
         state = load_state(config)
         if state is None:
             raise LabError("the lab is down: `lab up` first")
-        ids = list(ids)
         taken = [droplet_id for droplet_id in ids if droplet_id in state.droplets]
         if taken:
             raise LabError(f"already in the lab: {', '.join(taken)}")
@@ -244,6 +256,7 @@ def remove_droplet(
     does): its processes, namespaces, veth, directory, its place in the state and in every
     other droplet's /etc/hosts, and its minion key on the master. An unknown id is an error
     and changes nothing."""
+    check_droplet_id(droplet_id)
     require_root()
     with lab_lock(config):
         state = load_state(config)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lab import droplets, flickr_service, salt_master, wheelhouse
+from lab import droplets, flickr_service, image_service, salt_master, wheelhouse
 from lab.droplets import LabConfig, LabError, LabState, lab_lock, load_state
 from lab.lab_secrets import write_lab_secrets
 
@@ -129,6 +129,7 @@ def site_facts(config: LabConfig, state: LabState) -> dict | None:
         "queue_port": QUEUE_PORT,
         "private_network": str(config.network),
         "flickr_api_url": flickr_service.api_url(config),
+        "fetch_allow_hosts": image_service.allow_hosts(config),  # its image host's address
     }
 
 

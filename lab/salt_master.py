@@ -109,6 +109,7 @@ def master_config(config: LabConfig) -> dict:
         # The checkout's runners and modules; Salt skips these while they do not exist.
         "runner_dirs": [str(checkout / "_runners")],
         "module_dirs": [str(checkout / "_modules")],
+        "utils_dirs": [str(checkout / "_utils")],  # fleet_join: the fleet runner's handover
         "ccmirror_checkout": str(checkout),  # what deploy.release builds
         # deploy.release builds with the project's Python and the lab's cached wheels
         # (offline after the first build), not a venv of its own on the host.

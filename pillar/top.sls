@@ -4,10 +4,18 @@
     this first root's top.sls is read). The id is the one the master authenticated (opts.id),
     never a grain. -#}
 {%- set minion_id = opts.id %}
+{#- The id is a target and names files below, and Salt matches targets as globs and expands
+    globs in SLS names (`minions.*-1` would be every *-1 minion's secrets): only a plain id,
+    lower-case letters, digits and '-' (the rule of check_minion_id in _runners/secrets.py),
+    gets more than the fleet-wide defaults. The group makes regex_match's answer truthy;
+    \Z, unlike $, refuses a final newline. #}
+{%- set plain_id = minion_id is string and minion_id | regex_match('([a-z0-9][a-z0-9-]*)\\Z') %}
 base:
   '*':
     - ccmirror
     - common
+{#- An id that is not plain gets the fleet-wide defaults above and nothing else. #}
+{%- if plain_id %}
   'master*':
     - ignore_missing: True
     - master
@@ -33,3 +41,4 @@ base:
     - ignore_missing: True
     - site
     - minions.{{ minion_id }}
+{%- endif %}

@@ -50,6 +50,8 @@ def test_harvester_runs_with_its_own_key(host, pillar: dict, minion_id: str) -> 
     assert_secret_file(host, "/etc/ccmirror/harvester.yaml", "ccmirror", "ccmirror")
     key = pillar["harvester"]["flickr"]["api_key"]
     assert key and host.file("/etc/ccmirror/harvester.yaml").contains(key)
+    # Only what it uses: no call is signed yet, so the secret stays on the master.
+    assert "api_secret" not in pillar["harvester"]["flickr"], sorted(pillar["harvester"]["flickr"])
     assert "downloader" not in pillar and "storage" not in pillar
     assert "passwords" not in pillar.get("db", {})  # its own password only, no one else's
 

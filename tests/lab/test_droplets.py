@@ -25,11 +25,14 @@ from lab.droplets import (
     LabConfig,
     LabError,
     LabState,
+    add,
     is_launcher,
     lock_path,
     mentions,
     parse_ids,
     pids_in_namespaces,
+    remove_droplet,
+    up,
 )
 from lab.salt_master import master_pki
 from tests.conftest import VENV_BIN, wait_for
@@ -51,9 +54,22 @@ def lab() -> Iterator[TestLab]:
 
 def test_droplet_ids_are_checked() -> None:
     assert parse_ids("db-1, dl-1") == ["db-1", "dl-1"]
-    for bad in ("", "DB-1", "db_1", "1db", "db-1,db-1", "a" * 31):
+    for bad in ("", "DB-1", "db_1", "1db", "db-1,db-1", "a" * 31, "dl-?", "*-1", "dl-1.example"):
         with pytest.raises(LabError):
             parse_ids(bad)
+
+
+def test_an_id_the_pillar_would_not_serve_is_refused_before_anything_is_made(
+    tmp_path: Path,
+) -> None:
+    """The fleet's rule (check_minion_id in _runners/secrets.py) at every entry that takes
+    a droplet id, not only the CLI's: nothing is locked, made or looked up first."""
+    config = LabConfig(root=tmp_path / "lab", bridge="zh3ids")
+    for bad in ("dl-?", "*-1", "DL-1", "dl-1\n", "dl_1", "../dl-1"):
+        for entry, argument in ((up, ["db-1", bad]), (add, [bad]), (remove_droplet, bad)):
+            with pytest.raises(LabError, match="bad minion id"):
+                entry(config, argument)
+    assert not config.root.exists() and not lock_path(config).exists()
 
 
 @root_only

@@ -1,10 +1,13 @@
 """`salt-run fleet.*` for real (root only): a lab of this module's own with its salt master,
 db-1 and st-1 (the site's core, from `lab up`), the DigitalOcean simulator with the lab
 backend on the bridge, and the master's `ccmirror_fleet` settings in its include dir.
-`fleet.up` makes a lab droplet whose minion joins with the key the runner pre-seeded (the
-master never auto-accepts), `fleet.list` shows it, `fleet.down` drains it, destroys it and
-deletes its key. Highstate is left out (`highstate=False`): applying the roles is
-tests/e2e's, and takes minutes. Torn down even when a test fails.
+`fleet.up` makes a lab droplet whose minion joins with the key the runner made and accepted
+(the master never auto-accepts) and handed over SSH (its user_data, which any process on the
+droplet can read, holds no key), `fleet.list` shows it, `fleet.down` drains it, destroys it
+and deletes its key. Highstate of the workers is left out (`highstate=False`): applying the
+roles is tests/e2e's, and takes minutes; db-1 and st-1 get theirs for the one test that
+needs the queue and storage's sshd (its token and key refused as soon as fleet.down
+returns). Torn down even when a test fails.
 """
 
 from __future__ import annotations
@@ -13,18 +16,22 @@ import json
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import digitalocean
 import pytest
+import requests
 import yaml
 
-from lab import do_fleet, salt_master
+from lab import do_fleet, fleet, salt_master
 from lab.do_sim_process import RunningDoSim
 from tests.conftest import wait_for
 from tests.lab.conftest import TestLab, make_lab, root_only
 
 pytestmark = root_only
 UP_SECONDS = 300
+HIGHSTATE_SECONDS = 1200
+USER_DATA = "/var/lib/cloud/instance/user-data.txt"  # where cloud-init keeps it, as in the lab
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +49,15 @@ def fleet_lab() -> Iterator[tuple[TestLab, RunningDoSim]]:
         if sim is not None:
             assert sim.stop() == 0, "the simulator did not stop cleanly"
         lab.down()
+
+
+@pytest.fixture(scope="module")
+def served_core(fleet_lab) -> tuple[TestLab, RunningDoSim]:
+    """db-1 and st-1 with their roles applied: the queue and storage's sshd running."""
+    lab, sim = fleet_lab
+    result = lab.lab("highstate", "db-1,st-1", timeout=HIGHSTATE_SECONDS)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return lab, sim
 
 
 def salt_run(lab: TestLab, *args: str, timeout: float = 400) -> tuple[int, dict]:
@@ -98,7 +114,7 @@ def test_up_list_down_make_and_remove_a_droplet_and_its_key(fleet_lab) -> None:
     (made,) = up["made"]
     assert made["name"] == "dl-1"
     assert made["tags"] == ["ccmirror", "ccmirror-downloader"]
-    assert set(up["steps"]) == {"create", "active", "minions", "secrets", "sync"}
+    assert set(up["steps"]) == {"create", "active", "handover", "minions", "secrets", "sync"}
     print(f"fleet.up of one downloader: {up_seconds:.1f}s, steps {up['steps']}")
 
     # A lab droplet on the lab's /24 whose minion authenticated with the pre-seeded key.
@@ -110,6 +126,17 @@ def test_up_list_down_make_and_remove_a_droplet_and_its_key(fleet_lab) -> None:
     seeded = (salt_master.minion_keys_dir(lab.config) / "dl-1").read_text()
     assert lab.shell("dl-1", "cat", "/etc/salt/pki/minion/minion.pub") == seeded
     assert lab.shell("dl-1", "cat", "/var/lib/cloud/instance/user-data.exit") == "0\n"
+    assert_no_key_in_user_data(lab, [made["name"] for made in up["made"]])
+    # The keys came over SSH with the fleet's key: DigitalOcean (the simulator) installed its
+    # public half for root; the droplet's host key is its own, not the host's.
+    fleet_key = salt_master.master_pki(lab.config) / "ccmirror-fleet-ssh"
+    public = subprocess.run(["ssh-keygen", "-y", "-f", str(fleet_key)], capture_output=True)
+    authorized = lab.shell("dl-1", "cat", "/root/.ssh/authorized_keys").split()
+    assert authorized[:2] == public.stdout.decode().split()[:2]
+    host_key = Path("/etc/ssh/ssh_host_ed25519_key.pub").read_text()
+    assert lab.shell("dl-1", "cat", "/etc/ssh/ssh_host_ed25519_key.pub") != host_key
+    mode = lab.shell("dl-1", "stat", "-c", "%a %U", "/etc/salt/pki/minion/minion.pem")
+    assert mode == "600 root\n"
     ping = lab.lab("salt", "--", "--out=json", "dl-1", "test.ping")
     assert json.loads(ping.stdout) == {"dl-1": True}
     # secrets.init gave the new downloader its own secrets in the private pillar.
@@ -168,3 +195,85 @@ def test_a_refused_create_leaves_no_key_behind(fleet_lab) -> None:
     assert "droplet limit" in refused["errors"]["dl-1"]
     assert "dl-1" not in accepted_keys(lab)
     assert api_droplets(sim) == []
+
+
+def assert_no_key_in_user_data(lab: TestLab, names: list[str]) -> None:
+    """What any process on each droplet can read as its user_data: no private key, no key
+    at all (neither the minion's public half nor the master's)."""
+    assert names
+    for name in names:
+        user_data = lab.shell(name, "cat", USER_DATA)
+        assert user_data.startswith("#!/bin/sh")
+        assert "PRIVATE KEY" not in user_data and "-----BEGIN" not in user_data, name
+        minion_pub = (salt_master.minion_keys_dir(lab.config) / name).read_text()
+        body = "".join(minion_pub.splitlines()[1:-1])
+        assert body[:40] not in user_data.replace("\n", ""), name
+
+
+def worker_secrets(lab: TestLab, name: str) -> dict:
+    own = salt_master.private_pillar(lab.config) / "minions" / f"{name}.sls"
+    return yaml.safe_load(own.read_text())["downloader"]
+
+
+def queue_status(lab: TestLab, token: str) -> int:
+    """What the queue on db-1 answers the token (releasing a lease that does not exist: no
+    change either way): 401 when it knows no such token."""
+    address = lab.state().droplets["db-1"].address
+    url = f"http://{address}:{fleet.QUEUE_PORT}/v1/leases/999999999/release"
+    headers = {"Authorization": f"Bearer {token}"}
+    return requests.post(url, headers=headers, json={}, timeout=10).status_code
+
+
+def storage_login(lab: TestLab, key_file: Path) -> subprocess.CompletedProcess:
+    """An SSH login to storage's sshd on st-1 with a downloader's key (its forced command,
+    rrsync, then refuses to run without rsync's arguments: the login itself is what counts)."""
+    address = lab.state().droplets["st-1"].address
+    command = ["ssh", "-i", str(key_file), "-p", str(fleet.STORAGE_PORT), "-o", "BatchMode=yes"]
+    command += ["-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=no"]
+    command += ["-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=10"]
+    command += [f"ccmirror-storage@{address}", "true"]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60)
+
+
+def refused_login(login: subprocess.CompletedProcess) -> bool:
+    return login.returncode == 255 and "Permission denied" in login.stderr
+
+
+def test_down_refuses_the_removed_downloaders_token_and_storage_key_at_once(
+    served_core, tmp_path: Path
+) -> None:
+    lab, sim = served_core
+    rc, up = salt_run(lab, "fleet.up", "role=downloader", "count=1", "highstate=False")
+    assert rc == 0 and up["result"] is True, up
+    # The downloader made now, or the one an earlier test left (its steps all done).
+    (name,) = [made["name"] for made in up["made"]] or up["kept"]
+    assert_no_key_in_user_data(lab, [name])
+    # db-1 and st-1 learn the new downloader's token and key (what fleet.up's highstate of
+    # them does; only these two states here).
+    for target, (state_id, sls) in (
+        ("db-1", ("queue-tokens-file-managed", "queue.config")),
+        ("st-1", ("storage-authorized-keys-file-managed", "storage.config")),
+    ):
+        args = ["--out=json", "--static", target, "state.sls_id", state_id, f"mods={sls}"]
+        applied = subprocess.run(
+            salt_master.salt_command(lab.config, "salt", args), capture_output=True, text=True
+        )
+        assert applied.returncode == 0, applied.stdout + applied.stderr
+    own = worker_secrets(lab, name)
+    key_file = tmp_path / "storage-key"
+    key_file.write_text(own["ssh_key"].strip() + "\n")
+    key_file.chmod(0o600)
+    wait_for(lambda: queue_status(lab, own["queue_token"]) != 401, 30, "the queue to know it", 0.5)
+    login = storage_login(lab, key_file)
+    assert not refused_login(login), login.stderr
+
+    rc, down = salt_run(lab, "fleet.down", "role=downloader", "keep=0", "wait=30")
+    assert rc == 0 and down["removed"][name]["removed"] is True, down
+    assert down["revoked"] == {"db-1": "ok", "st-1": "ok"}, down
+    # No highstate after the runner: refused now. The queue looks at its tokens file at
+    # most once a second, so its answer is polled for a few seconds.
+    login = storage_login(lab, key_file)
+    assert refused_login(login), (login.returncode, login.stderr)
+    wait_for(
+        lambda: queue_status(lab, own["queue_token"]) == 401, 10, "the queue to refuse it", 0.5
+    )

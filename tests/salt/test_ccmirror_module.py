@@ -43,7 +43,7 @@ def downloader_config(fleet: Fleet, path: Path, **changes: object) -> Path:
         "known_hosts": env["CCMIRROR_KNOWN_HOSTS"],
         "batch_size": 12,
         "min_free_mb": 1,
-        "fetch": {"timeout": 10},
+        "fetch": {"timeout": 10, "allow_hosts": [env["CCMIRROR_FETCH_ALLOW_HOSTS"]]},
         "push": {"retry_seconds": 5},
     }
     path.write_text(yaml.safe_dump(settings | changes))
@@ -75,14 +75,7 @@ def module_caller(
     (config_dir / "minion").write_text(yaml.safe_dump(minion))
 
     def call(*args: str) -> dict:
-        result = subprocess.run(
-            [str(salt_call_bin), "-c", str(config_dir), "--local", "--id", minion_id]
-            + ["--out=json", *args],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            env=clean_env(),
-        )
+        result = salt_call_process(salt_call_bin, config_dir, minion_id, *args)
         # salt-call exits 1 when the return says `result: False`; the return is still JSON.
         assert result.returncode in (0, 1) and result.stdout, result.stdout + result.stderr
         answer = json.loads(result.stdout)["local"]
@@ -90,6 +83,55 @@ def module_caller(
         return answer
 
     return call
+
+
+def salt_call_process(
+    salt_call_bin: Path, config_dir: Path, minion_id: str, *args: str
+) -> subprocess.CompletedProcess:
+    """`salt-call --local --out=json ARGS` as `minion_id` with the config in `config_dir`."""
+    return subprocess.run(
+        [str(salt_call_bin), "-c", str(config_dir), "--local", "--id", minion_id]
+        + ["--out=json", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=clean_env(),
+    )
+
+
+def test_a_failure_exits_non_zero_with_one_clear_error(salt_call_bin, tmp_path):
+    """What scripts and orchestration see: the exit status. A failed drain still prints its
+    report; a bad argument or the wrong minion is one line on stderr, no traceback."""
+    missing = tmp_path / "no-such" / "downloader.yaml"
+
+    def run(minion_id: str, *args: str) -> subprocess.CompletedProcess:
+        config_dir = tmp_path / minion_id
+        module_caller(salt_call_bin, config_dir, missing, minion_id)  # writes the config
+        return salt_call_process(salt_call_bin, config_dir, minion_id, *args)
+
+    drained = run("dl-1", "ccmirror.drain", "wait=1")
+    assert drained.returncode == 1, drained.stdout + drained.stderr
+    report = json.loads(drained.stdout)["local"]
+    assert report["result"] is False and f"cannot read config {missing}" in report["comment"]
+
+    for minion_id, args, message in (
+        ("dl-1", ["ccmirror.drain", "wait=soon"], "wait must be a number of seconds, not 'soon'"),
+        ("dl-1", ["ccmirror.drain", "wait=-5"], "wait must be from 0 to 86400 seconds"),
+        (
+            "hv-9",
+            ["ccmirror.check_storage"],
+            "check_storage runs on downloader minions only; hv-9 is a harvester minion",
+        ),
+        ("db-1", ["ccmirror.maintenance", "sideways"], "action must be on, off or status"),
+    ):
+        refused = run(minion_id, *args)
+        assert refused.returncode == 1, (args, refused.stdout, refused.stderr)
+        assert message in refused.stderr, (args, refused.stderr)
+        assert "Traceback" not in refused.stdout + refused.stderr, args
+
+    nothing = run("st-1", "ccmirror.drain", "wait=1")
+    assert nothing.returncode == 0, nothing.stdout + nothing.stderr
+    assert json.loads(nothing.stdout)["local"]["result"] is True
 
 
 def test_status_and_check_storage_with_the_right_and_a_wrong_key(fleet, salt_call_bin, tmp_path):
@@ -123,9 +165,6 @@ def test_status_and_check_storage_with_the_right_and_a_wrong_key(fleet, salt_cal
     assert refused["result"] is False
     assert "push to" in refused["comment"] and "Traceback" not in refused["comment"], refused
     assert "Permission denied" in refused["comment"], refused
-
-    not_here = module_caller(salt_call_bin, tmp_path / "minion-hv", tmp_path / "dl.yaml", "hv-9")
-    assert not_here("ccmirror.check_storage")["result"] is False
 
 
 def test_drain_and_resume_a_running_downloader(fleet, salt_call_bin, tmp_path):
@@ -199,7 +238,6 @@ def test_maintenance_switch_and_a_harvester_drained_and_resumed(
     assert db("ccmirror.status")["work"]["maintenance"] is True
     for _ in range(2):
         assert db("ccmirror.maintenance", "off")["maintenance"] is False
-    assert db("ccmirror.maintenance", "sideways")["result"] is False
 
     env = clean_env() | {"CCMIRROR_HARVESTER_DRAIN_FILE": str(drain_file)}
     assert (

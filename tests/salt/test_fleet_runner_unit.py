@@ -1,8 +1,9 @@
 """`_runners/fleet.py` through Salt's own runner loader (a master config with runner_dirs on
 this checkout, python-digitalocean in Salt's Python): every function found with its
 `CLI Example::`, one clear error for a bad role, count or setting before anything is
-called, and the pure parts (names, the user_data script). The run against the simulator
-and real minions is tests/lab/test_fleet_runner.py."""
+called, and the pure parts (names; from `_utils/fleet_join.py` through Salt's utils loader,
+the user_data script, which holds no key, and the handover script that brings the keys over
+SSH). The run against the simulator and real minions is tests/lab/test_fleet_runner.py."""
 
 from __future__ import annotations
 
@@ -21,15 +22,21 @@ LOAD_AND_CHECK = r"""
 import json, subprocess, sys, tempfile, os
 import salt.config, salt.loader
 opts = salt.config.master_config(sys.argv[1])
-runners = salt.loader.runner(opts)
+def _check(g, name):
+    try:
+        return g["check_name"](name)
+    except g["FleetError"] as error:
+        return str(error)
+utils = salt.loader.utils(opts)
+runners = salt.loader.runner(opts, utils=utils)
 names = sorted(name for name in runners if name.startswith("fleet."))
 g = runners["fleet.up"].__globals__
 keys = {"priv": "-----BEGIN RSA " + "PRIVATE KEY-----\nPRIV\n-----END RSA " + "PRIVATE KEY-----\n",
         "pub": "-----BEGIN PUBLIC KEY-----\nPUB\n-----END PUBLIC KEY-----\n"}
 config = g["minion_config"]("dl-3", "10.0.0.2", {"ret_port": 4506, "publish_port": 4505},
                             {"systemd.scope": False})
-script = g["user_data"]("dl-3", config, keys["priv"], keys["pub"], "MASTERPUB\n",
-                        sys.argv[2], "salt==3008.3")
+script = utils["fleet_join.user_data"]("dl-3", config, sys.argv[2], "salt==3008.3")
+handover = utils["fleet_join.handover_script"](keys["priv"], keys["pub"], "MASTERPUB\n", 1)
 out = {
     "names": names,
     "docs": {n: runners[n].__doc__ for n in names},
@@ -40,6 +47,9 @@ out = {
     "down_both": runners["fleet.down"](role="downloader", count=1, keep=1),
     "down_keep_negative": runners["fleet.down"](role="downloader", keep=-1),
     "bad_name": runners["fleet.destroy"](name="../etc"),
+    "hostile_names": {name: runners["fleet.destroy"](name=name)
+                      for name in ("dl-3\n", "dl-?", "*-1", "DL-3", "dl-3.example")},
+    "id_rule": {name: _check(g, name) for name in ("dl-3", "master", "db-1", "st-10")},
     "no_token": runners["fleet.list"](),
     "next": g["next_names"]("dl", {"dl-1", "dl-3", "hv-2"}, 3),
     "last": g["last_ones"](["dl-2", "dl-10", "dl-9", "dl-1"], 2),
@@ -48,17 +58,25 @@ out = {
         "work": {"phase": "fetching", "lease": {"lease_id": 7, "items": 12, "fetched": 3}}}),
     "absent": g["describe_work"](False),
     "script": script,
+    "handover": handover,
 }
-# The script run in a scratch root: paths under it, Salt "present" so nothing installs.
+# Each script run in a scratch root: paths under it, Salt "present" so nothing installs;
+# the handover's stdin is its script, as over SSH (`sh -s`), and it waits for user_data's mark.
+def run(text, root, stdin=False):
+    rooted = text.replace(" /etc/", f" {root}/etc/").replace(" /var/", f" {root}/var/")
+    rooted = rooted.replace("systemctl", "echo systemctl").replace("chown root:root", "true")
+    command = ["sh", "-s"] if stdin else ["sh", "-c", rooted]
+    done = subprocess.run(command, input=rooted if stdin else None, capture_output=True, text=True)
+    files = {}
+    for base, _, names in os.walk(root):
+        for f in names:
+            path = os.path.join(base, f)
+            files[path[len(root):]] = [open(path).read(), oct(os.stat(path).st_mode & 0o777)]
+    return {"rc": done.returncode, "stdout": done.stdout, "stderr": done.stderr}, files
 root = tempfile.mkdtemp()
-rooted = script.replace(" /etc/", f" {root}/etc/").replace("systemctl", "echo systemctl")
-done = subprocess.run(["sh", "-c", rooted], capture_output=True, text=True)
-out["ran"] = {"rc": done.returncode, "stdout": done.stdout, "stderr": done.stderr}
-out["files"] = {}
-for base, _, files in os.walk(root):
-    for f in files:
-        path = os.path.join(base, f)
-        out["files"][path[len(root):]] = [open(path).read(), oct(os.stat(path).st_mode & 0o777)]
+out["waited"], _ = run(handover, tempfile.mkdtemp(), stdin=True)  # no user_data ran there
+out["ran"], out["files"] = run(script, root)
+out["handed"], out["files_after"] = run(handover, root, stdin=True)
 try:
     g["settings"]({"ccmirror_fleet": {"token": "t", "colour": "blue"}})
 except g["FleetError"] as error:
@@ -72,7 +90,7 @@ print(json.dumps(out))
 def seen(salt_call_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     salt_master.ensure_salt()
     tmp = tmp_path_factory.mktemp("fleet-runner")
-    config = runner_master_config(tmp)
+    config = runner_master_config(tmp, utils_dirs=[str(ROOT / "_utils")])
     # A venv whose salt-minion "exists": the script must skip installing Salt.
     venv = tmp / "salt-venv"
     (venv / "bin").mkdir(parents=True)
@@ -108,6 +126,16 @@ def test_bad_arguments_get_one_clear_error(seen: dict) -> None:
     )
     assert seen["down_keep_negative"]["error"] == "keep must be from 0 to 100; not -1"
     assert "droplet name such as dl-3" in seen["bad_name"]["error"]
+    # Names that are globs or near-misses of an id are refused before anything is looked
+    # up (no token is set: a name let through would fail on that instead).
+    for name, refused in seen["hostile_names"].items():
+        assert refused["result"] is False and refused["retcode"] == 1, (name, refused)
+        assert "droplet name such as dl-3" in refused["error"] or refused["error"].startswith(
+            f"bad minion id {name!r}: lower-case letters, digits and '-' only"
+        ), (name, refused)
+    # dl-3 and a newline has the shape of a name (NAME's `$`): the id rule refuses it.
+    assert seen["hostile_names"]["dl-3\n"]["error"].startswith("bad minion id 'dl-3\\n'")
+    assert seen["id_rule"] == {name: name for name in ("dl-3", "master", "db-1", "st-10")}
     # Arguments fine, but the master has no token: said before any API call.
     assert seen["no_token"]["error"].startswith("no DigitalOcean token: set ccmirror_fleet:")
     assert seen["unknown_setting"] == "unknown ccmirror_fleet settings: colour"
@@ -128,18 +156,17 @@ def test_names_are_the_lowest_free_and_down_takes_the_highest(seen: dict) -> Non
     assert seen["absent"].startswith("no answer")
 
 
-def test_user_data_writes_the_minion_its_keys_and_starts_it(seen: dict) -> None:
-    assert seen["script"].startswith("#!/bin/sh\n")
+def test_user_data_holds_no_key_and_prepares_a_minion_that_waits_for_its_keys(
+    seen: dict,
+) -> None:
+    script = seen["script"]
+    assert script.startswith("#!/bin/sh\n")
+    # DigitalOcean serves user_data to anything on the droplet: no key of any kind in it.
+    assert "-----BEGIN" not in script and "PRIV" not in script and "PUB" not in script
     ran = seen["ran"]
     assert ran["rc"] == 0, ran
     files = seen["files"]
-    # A fake key, its header split so that the repository's secret scan does not match it.
-    assert files["/etc/salt/pki/minion/minion.pem"] == [
-        "-----BEGIN RSA " + "PRIVATE KEY-----\nPRIV\n-----END RSA " + "PRIVATE KEY-----\n",
-        "0o400",
-    ]
-    assert files["/etc/salt/pki/minion/minion.pub"][0].startswith("-----BEGIN PUBLIC KEY")
-    assert files["/etc/salt/pki/minion/minion_master.pub"][0] == "MASTERPUB\n"
+    assert not [path for path in files if "/pki/" in path]
     minion = yaml.safe_load(files["/etc/salt/minion.d/ccmirror.conf"][0])
     assert minion == {
         "id": "dl-3",
@@ -155,9 +182,27 @@ def test_user_data_writes_the_minion_its_keys_and_starts_it(seen: dict) -> None:
     assert files["/etc/salt/minion.d/ccmirror.conf"][1] == "0o600"
     unit = files["/etc/systemd/system/salt-minion.service"][0]
     assert "/salt-venv/bin/salt-minion" in unit
-    # Salt was present: nothing installed; the unit enabled and (re)started.
+    # Never started on a key of its own making: only once the master's has come.
+    assert "ConditionPathExists=/etc/salt/pki/minion/minion.pem" in unit
+    assert "/etc/salt/ccmirror-fleet-prepared" in files
+    # Salt was present: nothing installed; the unit enabled, not started.
     assert "pip" not in ran["stdout"] + ran["stderr"]
-    assert ran["stdout"].splitlines()[-2:] == [
-        "systemctl enable salt-minion",
-        "systemctl restart salt-minion",
+    assert ran["stdout"].splitlines()[-1] == "systemctl enable salt-minion"
+    assert "restart" not in ran["stdout"]
+
+
+def test_the_handover_writes_the_keys_and_starts_the_minion_once_prepared(seen: dict) -> None:
+    waited = seen["waited"]
+    assert waited["rc"] == 3 and "did not prepare the minion within 1s" in waited["stderr"]
+    handed = seen["handed"]
+    assert handed["rc"] == 0, handed
+    files = seen["files_after"]
+    # A fake key, its header split so that the repository's secret scan does not match it.
+    assert files["/etc/salt/pki/minion/minion.pem"] == [
+        "-----BEGIN RSA " + "PRIVATE KEY-----\nPRIV\n-----END RSA " + "PRIVATE KEY-----\n",
+        "0o600",
     ]
+    assert files["/etc/salt/pki/minion/minion.pub"][0].startswith("-----BEGIN PUBLIC KEY")
+    assert files["/etc/salt/pki/minion/minion.pub"][1] == "0o644"
+    assert files["/etc/salt/pki/minion/minion_master.pub"] == ["MASTERPUB\n", "0o644"]
+    assert handed["stdout"].splitlines()[-2:] == ["systemctl restart salt-minion", "handed over"]

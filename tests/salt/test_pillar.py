@@ -5,9 +5,28 @@ from __future__ import annotations
 import json
 import shutil
 
+import pytest
 import yaml
 
-from tests.salt.conftest import ROOT, make_salt_call
+from tests.salt.conftest import MINIONS, ROOT, SITE, make_salt_call
+
+# Ids a minion could be given (a key accepted by mistake, a hand-made minion config) that
+# are globs, paths or near-misses of real ids: Salt matches the top file's targets and
+# expands globs in SLS names, so each once reached other minions' files.
+HOSTILE_IDS = [
+    "dl-?",
+    "*-1",
+    "?*",
+    "*",
+    "dl-[12]",
+    "DL-1",
+    "dl-1 ",
+    "dl-1\n",
+    "../minions/db-1",
+    "minions/db-1",
+    "dl-1.example",
+    "db-1.sls",
+]
 
 
 def pillar(salt_call, minion: str) -> dict:
@@ -98,3 +117,58 @@ def test_a_roles_site_settings_override_its_defaults_for_that_role_only(
     assert queue["tokens"], "the minion's own secrets are still there"
     for other in ("dl-1", "st-1"):
         assert "queue" not in pillar(salt_call, other), other
+
+
+def raw_text(items: dict) -> str:
+    """Every string in `items`, as is (json.dumps would escape a private key's newlines)."""
+    found: list[str] = []
+
+    def walk(value) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                found.append(str(key))
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+        else:
+            found.append(str(value))
+
+    walk(items)
+    return "\n".join(found)
+
+
+def every_secret(private_root) -> set[str]:
+    """Every secret string of every minion's file (public keys are not secrets)."""
+    return {
+        value
+        for minion in MINIONS
+        if (private_root / "minions" / f"{minion}.sls").exists()
+        for value in secrets_of(private_root, minion)
+        if "ssh-" not in value
+    }
+
+
+@pytest.mark.parametrize("minion", HOSTILE_IDS)
+def test_an_id_that_is_a_glob_or_a_path_gets_no_secret_and_no_site_facts(
+    salt_call, private_root, minion
+):
+    """pillar/top.sls renders `site` and `minions.<id>` only for ids of lower-case letters,
+    digits and '-': any other id gets the roles' defaults at most."""
+    items = pillar(salt_call, minion)
+    text = raw_text(items)
+    seen = sorted(value[:8] for value in every_secret(private_root) if value in text)
+    assert not seen, f"{minion!r} was served other minions' secrets: {seen}"
+    assert "site" not in items, f"{minion!r} was served the site's facts"
+    assert SITE["storage_host"] not in text and SITE["db_host"] not in text
+    assert not {"db", "queue", "harvester", "storage"} & set(items), sorted(items)
+    assert "queue_token" not in items.get("downloader", {})
+
+
+def test_every_plain_id_still_gets_its_own_secrets_and_the_site(salt_call, private_root):
+    for minion in MINIONS:
+        items = pillar(salt_call, minion)
+        assert items["site"]["db_host"] == SITE["db_host"], minion
+        text = raw_text(items)
+        own = secrets_of(private_root, minion) if minion != "master" else []
+        assert all(value in text for value in own), minion

@@ -302,7 +302,12 @@ def test_set_flickr_key_writes_only_that_harvesters_file_and_refuses_a_downloade
     )
     assert again == {"minion": "hv-1", "changed": False}
     flickr = seen["hv-1"]["harvester"]["flickr"]
-    assert (flickr["api_key"], flickr["api_secret"]) == (key, secret)
+    # The harvester gets the key it uses; the secret (no call is signed yet) stays on the
+    # master, in the record set_flickr_key wrote, and in no minion's file.
+    assert flickr["api_key"] == key and "api_secret" not in flickr, sorted(flickr)
+    assert secret not in json.dumps(seen)
+    assert master.record()["minions"]["hv-1"]["flickr_secret"] == secret
+    assert not [p for p in (master.private / "minions").iterdir() if secret in p.read_text()]
     assert seen["hv-2"]["harvester"]["flickr"]["api_key"] == other_key
     assert key not in json.dumps(seen["hv-2"]) and key not in json.dumps(seen["dl-1"])
 
@@ -414,6 +419,38 @@ def test_rotation_steps_out_of_order_are_refused_and_change_nothing(initialised:
     assert started["state"] == "started"
     assert early["retcode"] == 1 and "run step=switch first" in early["error"]
     assert master.record()["rotations"]["queue_tokens"]["step"] == "started"
+
+
+# Near-misses of real ids: a final newline, upper case, an underscore, a glob, a path.
+HOSTILE_IDS = ["hv-1\n", "HV-1", "hv_1", "hv-?", "hv-*", "hv-1.sls", "../hv-1", "-hv-1"]
+
+
+def test_a_minion_id_that_is_not_plain_is_refused_and_nothing_changes(master: Master):
+    """Pillar gives such an id no secrets (pillar/top.sls), so the runner writes none for
+    it: one clear error, no file touched."""
+    assert master.run("secrets.init", f"site={SITE}")[0] == 0
+    before = master.files()
+    key, secret = token_hex(16), token_hex(8)
+    calls = [
+        ["run", "secrets.set_flickr_key", {"minion": minion, "key": key, "secret": secret}]
+        for minion in HOSTILE_IDS
+    ] + [
+        ["run", "secrets.forget", {"minion": minion.replace("hv", "dl")}] for minion in HOSTILE_IDS
+    ]
+    for (_, function, kwargs), refused in zip(calls, master.steps(*calls), strict=True):
+        minion = kwargs["minion"]
+        assert refused["retcode"] == 1 and refused["changed"] is False, (function, minion)
+        assert refused["error"].startswith(f"bad minion id {minion!r}: lower-case letters"), (
+            function,
+            refused,
+        )
+    assert master.files() == before
+
+    # A key accepted under such an id (by hand, by mistake): init names it and writes nothing.
+    master.accept("dl-X")
+    code, returned, _ = master.run("secrets.init")
+    assert code == 1 and returned["error"].startswith("bad minion id 'dl-X'"), returned
+    assert master.files() == before
 
 
 def test_the_runner_and_the_queue_agree_on_tokens():
