@@ -239,8 +239,11 @@ class Worker:
         )
 
     def _new_calls(self) -> int:
-        """API calls made since the last count was written to the database."""
-        calls, self._calls_reported = self.client.calls - self._calls_reported, self.client.calls
+        """API calls made since the last count was written to the database. `client.calls`
+        is read once: the prefetch thread may count a call between two reads, and that call
+        would then be in neither count (test_harvest saw 188 calls recorded for 189 made)."""
+        made = self.client.calls
+        calls, self._calls_reported = made - self._calls_reported, made
         return calls
 
 
