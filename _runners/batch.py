@@ -6,10 +6,11 @@ The work runs on the database minion (the first `db-*` with the migrate config; 
 gives `db-*` the db and queue roles, and `master*` the master role only) with the programs
 and configs the states install there: `harvester` from /opt/ccmirror/venv with
 /etc/ccmirror/migrate.yaml (the one config there whose user may create tasks and the
-temporary tables reconcile stages in), as root. The queue's `GET /v1/status` (open, no
-token) is read on that minion too, at the address the queue config binds: the queue is
-reachable from the private network only. Master options `ccmirror_venv`,
-`ccmirror_migrate_config`, `ccmirror_queue_config` move the paths.
+temporary tables reconcile stages in), as root. The queue's `GET /v1/status` (no token:
+its own address is in the queue's `status_allow`) is read on that minion too, at the
+address the queue config binds: the queue is reachable from the private network only.
+Master options `ccmirror_venv`, `ccmirror_migrate_config`, `ccmirror_queue_config` move
+the paths.
 """
 
 from __future__ import annotations

@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from ccmirror_common.hosts import DEFAULT_POLICY, HostListError, HostPolicy
+
 DEFAULT_CONFIG_PATH = Path("/etc/ccmirror/harvester.yaml")
 FLICKR_API_URL = "https://api.flickr.com/services/rest/"
 
@@ -61,6 +63,22 @@ class QueueSettings:
     rescan_seconds: float = 10.0
     lease_retention_days: int = 7  # closed leases are kept this long, then pruned
     db_connections: int = 8
+    # Request bodies over this are refused (413) unread; 0: max_items x 4 KiB + 64 KiB
+    # (harvester.queue_guard.body_limit), room for a report of a full lease with its errors.
+    max_body_bytes: int = 0
+    # A worker holding this many unexpired leases gets 429 and no new one.
+    max_open_leases: int = 4
+    # Who may read /v1/status, /metrics and / without a token: addresses or CIDRs, matched
+    # against the socket's peer (never a forwarded header). Salt adds the master's address.
+    status_allow: list[str] = field(default_factory=lambda: ["127.0.0.0/8", "::1"])
+
+
+@dataclass
+class FetchSettings:
+    """The downloader's `fetch.allow_hosts`, read here too: a photo whose image or fallback
+    URL is on another host is refused at import (by name, no DNS; ccmirror_common/hosts.py)."""
+
+    allow_hosts: HostPolicy = DEFAULT_POLICY
 
 
 @dataclass
@@ -69,9 +87,10 @@ class Settings:
     flickr: FlickrSettings = field(default_factory=FlickrSettings)
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     queue: QueueSettings = field(default_factory=QueueSettings)
+    fetch: FetchSettings = field(default_factory=FetchSettings)
 
 
-SECTIONS = ("flickr", "worker", "queue")
+SECTIONS = ("flickr", "worker", "queue", "fetch")
 
 
 # Environment variable -> (section or None for top level, setting name).
@@ -95,6 +114,11 @@ ENVIRONMENT = {
     "CCMIRROR_QUEUE_MAX_ATTEMPTS": ("queue", "max_attempts"),
     "CCMIRROR_QUEUE_REAP_INTERVAL": ("queue", "reap_interval"),
     "CCMIRROR_QUEUE_RESCAN_SECONDS": ("queue", "rescan_seconds"),
+    "CCMIRROR_FETCH_ALLOW_HOSTS": ("fetch", "allow_hosts"),  # comma-separated
+    "CCMIRROR_QUEUE_MAX_ITEMS": ("queue", "max_items"),
+    "CCMIRROR_QUEUE_MAX_BODY_BYTES": ("queue", "max_body_bytes"),
+    "CCMIRROR_QUEUE_MAX_OPEN_LEASES": ("queue", "max_open_leases"),
+    "CCMIRROR_QUEUE_STATUS_ALLOW": ("queue", "status_allow"),  # comma-separated
 }
 
 
@@ -140,6 +164,20 @@ def _set(target: Any, key: str, value: Any, source: str) -> None:
     if key not in known or key in SECTIONS:
         raise ConfigError(f"{source}: unknown setting '{key}'")
     kind = type(getattr(target, key))
+    if kind is HostPolicy:  # a YAML list, or a comma-separated string from the environment
+        try:
+            if not isinstance(value, str | list):
+                raise HostListError(f"must be a list of hosts, not {value!r}")
+            setattr(target, key, HostPolicy(value))
+        except HostListError as exc:
+            raise ConfigError(f"{source}: '{key}': {exc}") from None
+        return
+    if kind is list:  # a YAML list, or a comma-separated string from the environment
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list):
+            raise ConfigError(f"{source}: '{key}' must be a list, not {value!r}")
+        setattr(target, key, [str(item).strip() for item in items if str(item).strip()])
+        return
     try:
         setattr(target, key, kind(value) if kind is not str else str(value))
     except (TypeError, ValueError):

@@ -12,7 +12,9 @@ each borrowing a MariaDB connection from a small pool; the queue logic is in
     POST /v1/leases/{id}/release         give photos back unreported
     GET  /v1/status, /metrics, /         counts, Prometheus metrics, a page for people
 
-Every `/v1/leases` call needs `Authorization: Bearer TOKEN` (one token per worker).
+Every `/v1/leases` call needs `Authorization: Bearer TOKEN` (one token per worker); the
+status, metrics and page need one too except from the addresses `queue.status_allow` names.
+`harvester.queue_guard` checks both, and the body's size, before any body is read.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ import json
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Literal
@@ -37,6 +39,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from harvester import download_queue as dq
 from harvester.config import QueueSettings, Settings
 from harvester.db import ConnectionPool, DatabaseError
+from harvester.queue_guard import WORKER_KEY, RequestGuard, body_limit, parse_networks
 from harvester.queue_metrics import QueueMetrics
 from harvester.queue_page import render_status_page
 from harvester.queue_status import CachedStatus, queue_status
@@ -163,7 +166,20 @@ PROBLEMS = {
     403: {"model": Problem, "description": "the lease belongs to another worker"},
     404: {"model": Problem, "description": "no such lease"},
     409: {"model": Problem, "description": "the lease lapsed (extend)"},
+    413: {"model": Problem, "description": "the body is over queue.max_body_bytes"},
     503: {"model": Problem, "description": "the database is unavailable; retry"},
+}
+LEASE_PROBLEMS = {
+    **PROBLEMS,
+    429: {
+        "model": Problem,
+        "description": "the worker holds queue.max_open_leases open leases, or another lease"
+        " request of it is in flight: wait Retry-After seconds, or report a lease first",
+    },
+}
+STATUS_PROBLEMS = {
+    403: {"model": Problem, "description": "not from an allowed address, and no worker token"},
+    503: PROBLEMS[503],
 }
 
 
@@ -184,6 +200,13 @@ class QueueService:
             session_sql=("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED", *dq.SESSION_SQL),
         )
         self.tokens = TokenStore(Path(settings.tokens_file))
+        try:
+            self.status_allow = parse_networks(settings.status_allow)
+        except ValueError as exc:
+            raise QueueStartError(str(exc)) from None
+        self.max_body = body_limit(settings.max_body_bytes, settings.max_items)
+        self._leasing: set[str] = set()  # workers with a lease request in flight
+        self._leasing_lock = threading.Lock()
         self.metrics = QueueMetrics(self.status)
         self._maintenance = (dq.Maintenance(False, dq.DEFAULT_RETRY_AFTER), -1e9)
         self._status = CachedStatus(self._compute_status)
@@ -220,6 +243,24 @@ class QueueService:
     def leased_up_to(self, leased: dq.Lease | None) -> None:
         if leased is not None:
             self._leased_up_to = max(self._leased_up_to, leased.item_ids[-1])
+
+    @contextmanager
+    def one_lease_request(self, worker: str) -> Iterator[None]:
+        """One lease request per worker at a time, refused rather than queued: the open-lease
+        cap is counted in the database, and two requests counting at once would both pass.
+        (A downloader leases one batch after the other; it never overlaps its own.)"""
+        with self._leasing_lock:
+            if worker in self._leasing:
+                raise dq.TooManyLeases(
+                    f"another lease request of worker {worker} is in flight; one at a time",
+                    retry_after=1,
+                )
+            self._leasing.add(worker)
+        try:
+            yield
+        finally:
+            with self._leasing_lock:
+                self._leasing.discard(worker)
 
     def _compute_status(self) -> dict:
         maintenance = self.maintenance().on  # before borrowing: it may borrow a connection too
@@ -268,12 +309,11 @@ async def _worker_of(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> str:
-    """The worker whose bearer token came with the request. Async, though it only looks up a
-    hash (and stats the tokens file now and then): FastAPI would run a plain function in the
+    """The worker whose bearer token `RequestGuard` found (the bearer dependency documents
+    the scheme in the OpenAPI description). Async: FastAPI would run a plain function in the
     thread pool, a second thread hop for every request."""
-    tokens = request.app.state.service.tokens
-    worker = tokens.worker_for(credentials.credentials) if credentials else None
-    if worker is None:
+    worker = request.scope.get(WORKER_KEY)
+    if worker is None:  # the guard refuses such a request first; never trust its absence
         raise Unauthorized
     return worker
 
@@ -296,6 +336,13 @@ def create_app(service: QueueService) -> FastAPI:
     )
 
     app.state.service = service
+    # Outside every route: tokens, status addresses and body size, before a body is read.
+    app.add_middleware(
+        RequestGuard,
+        tokens=service.tokens,
+        status_allow=service.status_allow,
+        max_body=service.max_body,
+    )
 
     @app.exception_handler(Unauthorized)
     def _unauthorized(_: Request, __: Exception) -> JSONResponse:
@@ -307,7 +354,9 @@ def create_app(service: QueueService) -> FastAPI:
 
     @app.exception_handler(dq.QueueError)
     def _refused(_: Request, exc: dq.QueueError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+        retry_after = getattr(exc, "retry_after", None)
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status, headers=headers)
 
     for gone in DATABASE_GONE:
 
@@ -320,7 +369,7 @@ def create_app(service: QueueService) -> FastAPI:
                 headers={"Retry-After": "5"},
             )
 
-    @app.post("/v1/leases", response_model=LeaseResponse, responses=PROBLEMS)
+    @app.post("/v1/leases", response_model=LeaseResponse, responses=LEASE_PROBLEMS)
     def lease(worker: Worker, body: LeaseRequest | None = None) -> Response:
         body = body or LeaseRequest()
         maintenance = service.maintenance()
@@ -330,11 +379,12 @@ def create_app(service: QueueService) -> FastAPI:
         settings = service.settings
         seconds = min(body.lease_seconds or settings.lease_seconds, settings.max_lease_seconds)
         count = min(body.max_items, settings.max_items)
-        with service.pool.connection() as conn:
+        cap = settings.max_open_leases
+        with service.one_lease_request(worker), service.pool.connection() as conn:
             after = service.scan_start()
-            leased = dq.lease(conn, worker, count, seconds, utc_now(), after)
+            leased = dq.lease(conn, worker, count, seconds, utc_now(), after, cap)
             if leased is None and after:  # nothing past the mark: look from the start
-                leased = dq.lease(conn, worker, count, seconds, utc_now())
+                leased = dq.lease(conn, worker, count, seconds, utc_now(), max_open=cap)
         service.leased_up_to(leased)
         service.metrics.leased(worker, len(leased.item_ids) if leased else 0)
         return _lease_json(leased, seconds, maintenance, False)
@@ -374,16 +424,16 @@ def create_app(service: QueueService) -> FastAPI:
             released = dq.release(conn, worker, lease_id, items, utc_now())
         return {"lease_id": lease_id, "released": released}
 
-    @app.get("/v1/status", responses={503: PROBLEMS[503]})
+    @app.get("/v1/status", responses=STATUS_PROBLEMS)
     def status() -> dict:
         return service.status()
 
-    @app.get("/metrics", response_class=Response, responses={503: PROBLEMS[503]})
+    @app.get("/metrics", response_class=Response, responses=STATUS_PROBLEMS)
     def metrics() -> Response:
         body, content_type = service.metrics.render()
         return Response(body, media_type=content_type)
 
-    @app.get("/", response_class=HTMLResponse, responses={503: PROBLEMS[503]})
+    @app.get("/", response_class=HTMLResponse, responses=STATUS_PROBLEMS)
     def page() -> HTMLResponse:
         return HTMLResponse(render_status_page(service.status()))
 
@@ -429,6 +479,10 @@ def serve(settings: Settings, *, verbose: bool = False) -> int:
         loop="uvloop",
         http="httptools",
         timeout_graceful_shutdown=30,
+        # The client address is the socket's peer: `status_allow` must not be decided by an
+        # X-Forwarded-For header (uvicorn trusts it from 127.0.0.1 by default).
+        proxy_headers=False,
+        forwarded_allow_ips="",
     )
     log.info(
         "queue service on http://%s:%d/ (tokens from %s)",

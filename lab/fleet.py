@@ -130,6 +130,8 @@ def site_facts(config: LabConfig, state: LabState) -> dict | None:
         "private_network": str(config.network),
         "flickr_api_url": flickr_service.api_url(config),
         "fetch_allow_hosts": image_service.allow_hosts(config),  # its image host's address
+        # The salt master and the lab's checks read the queue's status from the bridge.
+        "master_host": config.host_address,
     }
 
 

@@ -72,6 +72,7 @@ output "site_pillar" {
   value = {
     site = {
       db_host               = digitalocean_droplet.db.ipv4_address_private
+      master_host           = digitalocean_droplet.master.ipv4_address_private # reads the queue's status
       db_port               = local.mariadb_port
       queue_port            = var.queue_port
       queue_url             = "http://${digitalocean_droplet.db.ipv4_address_private}:${var.queue_port}"

@@ -2,7 +2,8 @@
 {%- from "db/map.jinja" import db, db_users with context %}
 {%- from "ccmirror/map.jinja" import ccmirror with context %}
 {%- set password = db_users[queue.db_user].password %}
-{%- set settings = {"bind": queue.bind, "port": queue.port, "tokens_file": queue.tokens_file} %}
+{%- set settings = {"bind": queue.bind, "port": queue.port, "tokens_file": queue.tokens_file,
+                    "status_allow": queue.status_allow} %}
 {%- do settings.update(queue.settings) %}
 
 include:

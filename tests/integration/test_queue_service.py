@@ -295,7 +295,8 @@ def test_retry_failures_are_capped_and_gone_and_bad_are_final(start_queue, sql):
 
 def test_racing_workers_never_hold_the_same_photo(start_queue, sql):
     workers = [f"dl-{n}" for n in range(1, 9)]
-    queue = start_queue(workers=workers)
+    # They lease and never report: no open-lease cap here (test_queue_refusals tests it).
+    queue = start_queue(workers=workers, max_open_leases=str(PHOTOS))
     leased: dict[str, list[list[int]]] = {w: [] for w in workers}
     errors: list[str] = []
 
