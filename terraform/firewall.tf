@@ -20,37 +20,6 @@ resource "digitalocean_firewall" "master" {
     port_range  = local.salt_ports
     source_tags = values(digitalocean_tag.role)[*].name
   }
-
-  inbound_rule {
-    protocol         = "icmp"
-    source_addresses = [digitalocean_vpc.core.ip_range]
-  }
-
-  dynamic "inbound_rule" {
-    for_each = length(var.admin_cidrs) > 0 ? ["ssh"] : []
-    content {
-      protocol         = "tcp"
-      port_range       = "22"
-      source_addresses = var.admin_cidrs
-    }
-  }
-
-  outbound_rule {
-    protocol              = "tcp"
-    port_range            = "1-65535"
-    destination_addresses = local.outbound_anywhere
-  }
-
-  outbound_rule {
-    protocol              = "udp"
-    port_range            = "1-65535"
-    destination_addresses = local.outbound_anywhere
-  }
-
-  outbound_rule {
-    protocol              = "icmp"
-    destination_addresses = local.outbound_anywhere
-  }
 }
 
 resource "digitalocean_firewall" "db" {
@@ -78,37 +47,6 @@ resource "digitalocean_firewall" "db" {
       digitalocean_tag.role["master"].name,
     ]
   }
-
-  inbound_rule {
-    protocol         = "icmp"
-    source_addresses = [digitalocean_vpc.core.ip_range]
-  }
-
-  dynamic "inbound_rule" {
-    for_each = length(var.admin_cidrs) > 0 ? ["ssh"] : []
-    content {
-      protocol         = "tcp"
-      port_range       = "22"
-      source_addresses = var.admin_cidrs
-    }
-  }
-
-  outbound_rule {
-    protocol              = "tcp"
-    port_range            = "1-65535"
-    destination_addresses = local.outbound_anywhere
-  }
-
-  outbound_rule {
-    protocol              = "udp"
-    port_range            = "1-65535"
-    destination_addresses = local.outbound_anywhere
-  }
-
-  outbound_rule {
-    protocol              = "icmp"
-    destination_addresses = local.outbound_anywhere
-  }
 }
 
 resource "digitalocean_firewall" "storage" {
@@ -125,19 +63,31 @@ resource "digitalocean_firewall" "storage" {
       digitalocean_tag.role["master"].name,
     ]
   }
+}
+
+# The downloader and harvester droplets the master makes at run time carry a role tag; this
+# firewall follows the tags, so a new droplet is covered from its first boot. They serve
+# nothing: SSH only from inside the VPC (the master as the bastion).
+resource "digitalocean_firewall" "fleet" {
+  name = "${var.name}-fleet"
+  tags = [for role in var.fleet_roles : digitalocean_tag.role[role].name]
+
+  inbound_rule {
+    protocol         = "tcp"
+    port_range       = "22"
+    source_addresses = [digitalocean_vpc.core.ip_range]
+  }
+}
+
+# What every droplet of the project has, core or fleet (DigitalOcean applies the union of a
+# droplet's firewalls): ping from inside the VPC, and outbound open.
+resource "digitalocean_firewall" "every_role" {
+  name = "${var.name}-every-role"
+  tags = values(digitalocean_tag.role)[*].name
 
   inbound_rule {
     protocol         = "icmp"
     source_addresses = [digitalocean_vpc.core.ip_range]
-  }
-
-  dynamic "inbound_rule" {
-    for_each = length(var.admin_cidrs) > 0 ? ["ssh"] : []
-    content {
-      protocol         = "tcp"
-      port_range       = "22"
-      source_addresses = var.admin_cidrs
-    }
   }
 
   outbound_rule {
@@ -158,38 +108,15 @@ resource "digitalocean_firewall" "storage" {
   }
 }
 
-# The downloader and harvester droplets the master makes at run time carry a role tag; this
-# firewall follows the tags, so a new droplet is covered from its first boot. They serve
-# nothing: SSH only from inside the VPC (the master as the bastion).
-resource "digitalocean_firewall" "fleet" {
-  name = "${var.name}-fleet"
-  tags = [for role in var.fleet_roles : digitalocean_tag.role[role].name]
+# SSH on the core's droplets, only from var.admin_cidrs (no firewall at all when it is empty).
+resource "digitalocean_firewall" "core_admin_ssh" {
+  count = length(var.admin_cidrs) > 0 ? 1 : 0
+  name  = "${var.name}-core-admin-ssh"
+  tags  = [for role in local.core_roles : digitalocean_tag.role[role].name]
 
   inbound_rule {
     protocol         = "tcp"
     port_range       = "22"
-    source_addresses = [digitalocean_vpc.core.ip_range]
-  }
-
-  inbound_rule {
-    protocol         = "icmp"
-    source_addresses = [digitalocean_vpc.core.ip_range]
-  }
-
-  outbound_rule {
-    protocol              = "tcp"
-    port_range            = "1-65535"
-    destination_addresses = local.outbound_anywhere
-  }
-
-  outbound_rule {
-    protocol              = "udp"
-    port_range            = "1-65535"
-    destination_addresses = local.outbound_anywhere
-  }
-
-  outbound_rule {
-    protocol              = "icmp"
-    destination_addresses = local.outbound_anywhere
+    source_addresses = var.admin_cidrs
   }
 }

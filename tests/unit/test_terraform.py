@@ -31,7 +31,8 @@ EVERY_ROLE = "tag:*"  # a rule's source: every role's tag, core and fleet
 ANYWHERE = {"0.0.0.0/0", "::/0"}
 MARIADB_PORT = "3306"
 SALT_PORTS = "4505-4506"
-CORE_FIREWALLS = ("master", "db", "storage")  # SSH from admin_cidrs only
+CORE_FIREWALLS = ("master", "db", "storage")  # one per core droplet: its services
+ADMIN_SSH = "core_admin_ssh"  # the core's SSH, from admin_cidrs only
 ROLE_TAG = re.compile(r'\$\{digitalocean_tag\.role\["(\w+)"\]\.name\}')
 SECRET_LOOKING = [
     re.compile(r"dop_v1_[0-9a-f]{20,}"),  # a DigitalOcean personal access token
@@ -182,7 +183,7 @@ def inbound_problems(config: dict[str, list]) -> list[str]:
             if rule["sources"] != {VPC}:
                 problems.append(f"{where}: ICMP from {sorted(rule['sources'])}")
         elif rule["port"] == "22":
-            wanted = {ADMINS} if rule["firewall"] in CORE_FIREWALLS else {VPC}
+            wanted = {ADMINS} if rule["firewall"] == ADMIN_SSH else {VPC}
             if rule["sources"] != wanted:
                 problems.append(f"{where}: SSH from {sorted(rule['sources'])}")
         elif (rule["firewall"], rule["port"]) not in allowed:
@@ -216,8 +217,9 @@ def test_services_are_open_to_their_role_tags_only_and_ssh_to_admins_only() -> N
     assert rules[("db", "8700")] == {"tag:downloader", "tag:master"}  # the queue service
     assert rules[("master", SALT_PORTS)] == {EVERY_ROLE}
     assert rules[("storage", "2222")] == {"tag:downloader", "tag:master"}  # write-only rsync
-    assert rules[("master", "22")] == rules[("db", "22")] == rules[("storage", "22")] == {ADMINS}
-    assert rules[("fleet", "22")] == {VPC}
+    assert rules[(ADMIN_SSH, "22")] == {ADMINS} and rules[("fleet", "22")] == {VPC}
+    assert rules[("every_role", "all")] == {VPC}  # ICMP
+    assert not {("master", "22"), ("db", "22"), ("storage", "22")} & set(rules)
     # The role tags are the core's and the fleet's roles, downloader and harvester required.
     roles = [unquote(r) for r in locals_of(config)["core_roles"]]
     fleet = named(config, "variable")["fleet_roles"]
@@ -239,6 +241,10 @@ def test_firewalls_cover_the_droplets_they_are_meant_for() -> None:
     for name in CORE_FIREWALLS:
         assert firewalls[name]["droplet_ids"] == [f"${{digitalocean_droplet.{name}.id}}"]
     assert "digitalocean_tag.role[role].name" in str(firewalls["fleet"]["tags"])
+    # The core's admin SSH follows the core roles' tags; ICMP and outbound every role's.
+    assert "local.core_roles" in str(firewalls[ADMIN_SSH]["tags"])
+    assert firewalls["every_role"]["tags"] == "${values(digitalocean_tag.role)[*].name}"
+    assert len(firewalls["every_role"]["outbound_rule"]) == 3
     droplets = resources(config, "digitalocean_droplet")
     assert set(droplets) == {"master", "db", "storage"}
     for name, droplet in droplets.items():
