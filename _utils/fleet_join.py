@@ -137,7 +137,10 @@ def handover_script(
         path = f"{PKI}/{name}"
         lines += [*heredoc(f"{path}.new", text), f"chown root:root {path}.new"]
         lines += [f"chmod {mode} {path}.new", f"mv -f {path}.new {path}"]
-    lines += ["systemctl restart salt-minion", "echo handed over", ""]
+    # The keys are written under umask 077; the minion must not inherit it (the lab's
+    # systemctl starts the unit from this shell and does not apply UMask=): what Salt then
+    # installs (the venvs the services run from as their own users) would be root's alone.
+    lines += ["umask 022", "systemctl restart salt-minion", "echo handed over", ""]
     return "\n".join(lines)
 
 

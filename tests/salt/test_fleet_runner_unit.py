@@ -64,7 +64,9 @@ out = {
 # the handover's stdin is its script, as over SSH (`sh -s`), and it waits for user_data's mark.
 def run(text, root, stdin=False):
     rooted = text.replace(" /etc/", f" {root}/etc/").replace(" /var/", f" {root}/var/")
-    rooted = rooted.replace("systemctl", "echo systemctl").replace("chown root:root", "true")
+    # systemctl prints itself with the umask the unit would inherit (the lab's does).
+    rooted = rooted.replace("systemctl", 'echo "$(umask)" systemctl')
+    rooted = rooted.replace("chown root:root", "true")
     command = ["sh", "-s"] if stdin else ["sh", "-c", rooted]
     done = subprocess.run(command, input=rooted if stdin else None, capture_output=True, text=True)
     files = {}
@@ -187,7 +189,7 @@ def test_user_data_holds_no_key_and_prepares_a_minion_that_waits_for_its_keys(
     assert "/etc/salt/ccmirror-fleet-prepared" in files
     # Salt was present: nothing installed; the unit enabled, not started.
     assert "pip" not in ran["stdout"] + ran["stderr"]
-    assert ran["stdout"].splitlines()[-1] == "systemctl enable salt-minion"
+    assert ran["stdout"].splitlines()[-1] == "0022 systemctl enable salt-minion"
     assert "restart" not in ran["stdout"]
 
 
@@ -205,4 +207,7 @@ def test_the_handover_writes_the_keys_and_starts_the_minion_once_prepared(seen: 
     assert files["/etc/salt/pki/minion/minion.pub"][0].startswith("-----BEGIN PUBLIC KEY")
     assert files["/etc/salt/pki/minion/minion.pub"][1] == "0o644"
     assert files["/etc/salt/pki/minion/minion_master.pub"] == ["MASTERPUB\n", "0o644"]
-    assert handed["stdout"].splitlines()[-2:] == ["systemctl restart salt-minion", "handed over"]
+    # The keys were written under umask 077; the minion starts under 022, else what it
+    # installs (the services' venvs) is root's alone and no service can run.
+    restart = "0022 systemctl restart salt-minion"
+    assert handed["stdout"].splitlines()[-2:] == [restart, "handed over"]
