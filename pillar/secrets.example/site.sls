@@ -7,3 +7,4 @@ site:
   storage_host: 10.0.0.3
   storage_port: 2222
   private_network: 10.0.0.0/24
+  master_host: 10.0.0.4
