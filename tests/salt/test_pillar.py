@@ -113,7 +113,12 @@ def test_a_roles_site_settings_override_its_defaults_for_that_role_only(
     )
     salt_call = make_salt_call(salt_call_bin, root / "config", [ROOT / "pillar", root / "private"])
     queue = pillar(salt_call, "db-1")["queue"]
-    assert queue["settings"] == {"lease_seconds": 45, "max_items": 1000}
+    assert queue["settings"] == {
+        "lease_seconds": 45,
+        "max_items": 1000,
+        "max_open_leases": 4,
+        "max_body_bytes": 0,
+    }
     assert queue["tokens"], "the minion's own secrets are still there"
     for other in ("dl-1", "st-1"):
         assert "queue" not in pillar(salt_call, other), other
