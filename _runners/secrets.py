@@ -16,7 +16,7 @@ pillar/README.md lists the keys of each role. Two layers live in this file:
   by path (importlib) and calls them, so the lab and a real master write the same files.
   The dependency points that way because a runner must not import `lab`, and Salt's own
   Python has neither `lab` nor the `ccmirror` packages (hence no `harvester` import here:
-  the token format of harvester/queue_tokens.py is repeated below, and tests check both
+  the token format of harvester/queue/tokens.py is repeated below, and tests check both
   agree);
 - the runner functions Salt loads (`init`, `set_flickr_key`, `rotate`, `forget`; see
   `__load__`), which find the private root and the accepted minions from the master's
@@ -54,7 +54,7 @@ RECORD_FILE = "secrets.json"
 LEGACY_RECORD_FILE = "lab-secrets.json"  # the name lab/lab_secrets.py used before
 LOCK_FILE = ".secrets.lock"
 SITE_DEFAULTS = {"storage_port": 2222, "queue_port": 8700, "db_port": 3306}
-TOKEN_PREFIX = "ccmq_"  # harvester/queue_tokens.py's; tests check they agree
+TOKEN_PREFIX = "ccmq_"  # harvester/queue/tokens.py's; tests check they agree
 QUEUE_DB_USER = "queue"
 MIGRATE_DB_USER = "migrate"
 STORAGE_HOST_KEY = "storage-host"
@@ -244,7 +244,7 @@ def has_role(minion_id: str) -> bool:
 
 
 def hash_token(token: str) -> str:
-    """harvester/queue_tokens.py's hash of a bearer token."""
+    """harvester/queue/tokens.py's hash of a bearer token."""
     return "sha256:" + hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
@@ -642,7 +642,7 @@ def rotate(what: str, step: str = "start") -> dict[str, Any]:
                      of both (the worker keeps its name). Apply db-*'s states.
         step=switch  downloaders use the new token. Apply dl-*'s states.
         step=retire  the queue forgets the old hashes. Apply db-*'s states.
-        (The tokens file then maps a worker to a list of hashes: harvester/queue_tokens.py
+        (The tokens file then maps a worker to a list of hashes: harvester/queue/tokens.py
         must accept a list for this rotation to be free of 401s.)
 
     what=db_passwords (the migrate, queue and harvester database users)

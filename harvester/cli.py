@@ -289,7 +289,7 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    from harvester.queue_service import QueueStartError, serve
+    from harvester.queue.service import QueueStartError, serve
 
     open_database(settings).close()
     if args.bind:
@@ -303,7 +303,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
-    from harvester.queue_tokens import TokenError, add_token, read_tokens, revoke_token
+    from harvester.queue.tokens import TokenError, add_token, read_tokens, revoke_token
 
     path = Path(settings.queue.tokens_file)
     try:
@@ -323,7 +323,7 @@ def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_maintenance(args: argparse.Namespace, settings: Settings) -> int:
-    from harvester.download_queue import get_maintenance, set_maintenance
+    from harvester.queue.leases import get_maintenance, set_maintenance
 
     conn = open_database(settings)
     if args.switch == "status":

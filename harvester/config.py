@@ -64,7 +64,7 @@ class QueueSettings:
     lease_retention_days: int = 7  # closed leases are kept this long, then pruned
     db_connections: int = 8
     # Request bodies over this are refused (413) unread; 0: max_items x 4 KiB + 64 KiB
-    # (harvester.queue_guard.body_limit), room for a report of a full lease with its errors.
+    # (harvester.queue.guard.body_limit), room for a report of a full lease with its errors.
     max_body_bytes: int = 0
     # A worker holding this many unexpired leases gets 429 and no new one.
     max_open_leases: int = 4

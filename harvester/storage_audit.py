@@ -38,8 +38,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
-from harvester.download_queue import with_retry
 from harvester.progress import ProgressLine, format_duration
+from harvester.queue.leases import with_retry
 
 log = logging.getLogger("harvester.storage_audit")
 

@@ -30,11 +30,11 @@ import pymysql
 
 from harvester.config import Settings
 from harvester.db import DatabaseError, connect
-from harvester.download_queue import get_maintenance
 from harvester.flickr_api import APIError, FlickrClient, Interrupted, SearchPage, TransientError
 from harvester.licenses import store_licenses
 from harvester.photos import PhotoRow, photo_rows
 from harvester.progress import HarvestProgress
+from harvester.queue.leases import get_maintenance
 from harvester.search_tasks import (
     LeaseLost,
     PageResult,

@@ -18,8 +18,8 @@ import pytest
 
 from downloader.layout import image_path
 from downloader.spool import Spool
-from harvester import download_queue
 from harvester.db import connect
+from harvester.queue import leases
 from lab.flickr_universe import LICENSES_2025
 from lab.image_host import jpeg_bytes, png_bytes
 from lab.mirror_check import (
@@ -81,12 +81,12 @@ def mirror(db_url: str, tmp_path: Path) -> Mirror:
     fill_catalog(db_url)
     with connect(db_url) as conn:
         now = datetime.now(UTC).replace(tzinfo=None)
-        lease = download_queue.lease(conn, "dl-1", 1000, 600, now)
+        lease = leases.lease(conn, "dl-1", 1000, 600, now)
         conn.commit()
         items = json.loads(lease.items_json)
         results = [fetch_result(item, root) for item in items]
-        reports = [download_queue.Report(**report_of(result)) for result in results]
-        download_queue.complete(conn, "dl-1", lease.id, reports, max_attempts=1, now=now)
+        reports = [leases.Report(**report_of(result)) for result in results]
+        leases.complete(conn, "dl-1", lease.id, reports, max_attempts=1, now=now)
         conn.commit()
     journal = Spool(tmp_path / "spool").begin(lease.id, now.isoformat(), items)
     journal.record(results)

@@ -1,5 +1,5 @@
 """The download queue as a real `harvester serve` process over HTTP, on a real MariaDB (and
-`harvester.download_queue` called directly where the test counts what MariaDB reads)."""
+`harvester.queue.leases` called directly where the test counts what MariaDB reads)."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from harvester import download_queue as dq
 from harvester.db import connect
 from harvester.licenses import License, store_licenses
-from harvester.queue_tokens import hash_token, read_tokens, write_tokens
+from harvester.queue import leases as dq
+from harvester.queue.tokens import hash_token, read_tokens, write_tokens
 from lab.catalog_images import fill_images
 from lab.queue_process import RunningQueue, spawn
 from tests.conftest import wait_for

@@ -20,8 +20,8 @@ from types import ModuleType
 import pytest
 
 from downloader.layout import image_path
-from harvester import download_queue as dq
 from harvester.db import connect
+from harvester.queue import leases as dq
 from lab.catalog_images import fill_images
 from tests.conftest import ROOT, harvester_env, run_harvester
 

@@ -130,7 +130,7 @@ def test_harvester_and_queue_configs_load(highstates, private_root, tmp_path):
 
 
 def test_queue_tokens_file_holds_every_downloader_hash(highstates, private_root, tmp_path):
-    from harvester.queue_tokens import hash_token, read_tokens
+    from harvester.queue.tokens import hash_token, read_tokens
 
     path = tmp_path / "tokens.yaml"
     path.write_text(args(highstates["db-1"]["queue-tokens-file-managed"])["contents"])

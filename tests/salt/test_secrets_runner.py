@@ -20,7 +20,7 @@ from secrets import token_hex
 import pytest
 import yaml
 
-from harvester.queue_tokens import TOKEN_PREFIX, hash_token
+from harvester.queue.tokens import TOKEN_PREFIX, hash_token
 from lab.lab_secrets import write_lab_secrets, writer
 from lab.salt_master import SALT_VENV, ensure_salt, generate_keys
 from tests.salt.conftest import ROOT, make_salt_call

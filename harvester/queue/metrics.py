@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from harvester.download_queue import ReportOutcome
+from harvester.queue.leases import ReportOutcome
 
 OUTCOMES = ("stored", "already_stored", "requeued", "failed", "gone", "ignored")
 

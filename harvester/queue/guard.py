@@ -21,7 +21,7 @@ import json
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
-from harvester.queue_tokens import TokenStore
+from harvester.queue.tokens import TokenStore
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

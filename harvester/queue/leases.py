@@ -1,5 +1,5 @@
 """The download queue in the catalog: lease photos to workers, take their reports, expire
-leases that lapse. The HTTP layer (`harvester.queue_service`) is a thin shell around this.
+leases that lapse. The HTTP layer (`harvester.queue.service`) is a thin shell around this.
 
 A photo's place in the queue is `images.state`, and while a lease holds it, `lease_id`:
 

@@ -4,7 +4,7 @@ FastAPI under uvicorn: the request and response models are the OpenAPI descripti
 (`/openapi.json`), and malformed input is refused by validation with a 4xx that says what is
 wrong before any handler runs. Handlers are plain functions run in uvicorn's thread pool,
 each borrowing a MariaDB connection from a small pool; the queue logic is in
-`harvester.download_queue`.
+`harvester.queue.leases`.
 
     POST /v1/leases                      lease up to N photos
     POST /v1/leases/{id}/complete        report stored/failed photos of a lease
@@ -14,7 +14,7 @@ each borrowing a MariaDB connection from a small pool; the queue logic is in
 
 Every `/v1/leases` call needs `Authorization: Bearer TOKEN` (one token per worker); the
 status, metrics and page need one too except from the addresses `queue.status_allow` names.
-`harvester.queue_guard` checks both, and the body's size, before any body is read.
+`harvester.queue.guard` checks both, and the body's size, before any body is read.
 """
 
 from __future__ import annotations
@@ -36,16 +36,16 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from harvester import download_queue as dq
 from harvester.config import QueueSettings, Settings
 from harvester.db import ConnectionPool, DatabaseError
-from harvester.queue_guard import WORKER_KEY, RequestGuard, body_limit, parse_networks
-from harvester.queue_metrics import QueueMetrics
-from harvester.queue_page import render_status_page
-from harvester.queue_status import CachedStatus, queue_status
-from harvester.queue_tokens import TokenError, TokenStore
+from harvester.queue import leases as dq
+from harvester.queue.guard import WORKER_KEY, RequestGuard, body_limit, parse_networks
+from harvester.queue.metrics import QueueMetrics
+from harvester.queue.page import render_status_page
+from harvester.queue.status import CachedStatus, queue_status
+from harvester.queue.tokens import TokenError, TokenStore
 
-log = logging.getLogger("harvester.queue_service")
+log = logging.getLogger("harvester.queue.service")
 API_VERSION = "v1"
 MAX_ID = 2**63 - 1
 EMPTY_WAIT = 30  # seconds a worker is told to wait when nothing is pending

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from harvester.db import DatabaseError
 from harvester.reconcile import image_counts
 
-log = logging.getLogger("harvester.queue_status")
+log = logging.getLogger("harvester.queue.status")
 
 IMAGE_STATES = ("pending", "leased", "stored", "failed", "gone", "withdrawn")
 SETTLED_STATES = ("stored", "failed", "gone")

@@ -15,7 +15,8 @@ REFRESH_SECONDS = 10
 @cache
 def _environment() -> Environment:
     env = Environment(
-        loader=PackageLoader("harvester", "templates"), autoescape=select_autoescape(["html"])
+        loader=PackageLoader("harvester.queue", "templates"),
+        autoescape=select_autoescape(["html"]),
     )
     env.filters["duration"] = format_duration
     env.filters["thousands"] = lambda n: f"{n:,}"
@@ -31,6 +32,6 @@ def render_status_page(status: dict) -> str:
     }
     return (
         _environment()
-        .get_template("queue_status.html")
+        .get_template("status.html")
         .render(status=status, images=images, total=total, shares=shares, refresh=REFRESH_SECONDS)
     )

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-log = logging.getLogger("harvester.queue_tokens")
+log = logging.getLogger("harvester.queue.tokens")
 TOKEN_PREFIX = "ccmq_"
 WORKER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 HASH_FORMAT = re.compile(r"^sha256:[0-9a-f]{64}$")
