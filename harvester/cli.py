@@ -20,9 +20,9 @@ import pymysql
 
 from harvester.config import ConfigError, Settings, load_settings
 from harvester.db import DatabaseError, connect
-from harvester.flickr_api import FlickrError
 from harvester.migrate import current_version, migrate, unapplied
-from harvester.search_tasks import SeedError, seed_queries, seed_timeslices
+from harvester.search.flickr_api import FlickrError
+from harvester.search.tasks import SeedError, seed_queries, seed_timeslices
 from harvester.status import format_status, harvest_status
 
 FLICKR_EPOCH = "2004-01-01"
@@ -214,7 +214,7 @@ def cmd_seed(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_work(args: argparse.Namespace, settings: Settings) -> int:
-    from harvester.worker import Worker  # the worker pulls in requests; other commands don't
+    from harvester.search.worker import Worker  # the worker pulls in requests; other commands don't
 
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

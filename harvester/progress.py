@@ -10,7 +10,7 @@ import sys
 import time
 from typing import TextIO
 
-from harvester.search_tasks import counts_by_state
+from harvester.search.tasks import counts_by_state
 
 
 def format_duration(seconds: float | None) -> str:

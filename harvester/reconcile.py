@@ -27,8 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from harvester.db import connect, upsert_counts
-from harvester.licenses import DEFAULT_CC_LICENSE_IDS
 from harvester.progress import ProgressLine, format_duration
+from harvester.search.licenses import DEFAULT_CC_LICENSE_IDS
 
 log = logging.getLogger("harvester.reconcile")
 

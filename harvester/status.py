@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from harvester.migrate import current_version
-from harvester.photos import SOURCE_TABLES
 from harvester.reconcile import image_counts
-from harvester.search_tasks import counts_by_state
+from harvester.search.photos import SOURCE_TABLES
+from harvester.search.tasks import counts_by_state
 from harvester.storage_audit import audit_line, last_audit
 
 TASK_STATES = ("pending", "running", "done", "failed")

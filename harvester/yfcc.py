@@ -18,7 +18,7 @@ What a row holds:
   original}_o.{ext}`, image_size 'o'; fallback_url: the dataset's download URL (500 px),
   as https on Flickr's image hosts. A line without the original's parts (empty or odd
   secret original, extension, farm or server) has the download URL as image_url with
-  image_size 'm' (the API's name for 500 px, as in harvester.photos) and no fallback; a
+  image_size 'm' (the API's name for 500 px, as in harvester.search.photos) and no fallback; a
   line with neither is `bad_url`; one whose image or fallback URL is not on a host of
   `fetch.allow_hosts` (ccmirror_common/hosts.py; by name, no DNS) is `host_not_allowed`.
 - page_url: the dataset's page URL as https, rebuilt from owner and id when missing.
@@ -80,7 +80,7 @@ NAMES_CACHED = 100_000  # decoded owner nicknames remembered (a few MB at most)
 _NAMES: dict[str, str] = {}
 
 # The dataset's download URL is Flickr's 500 px size, which the API calls `url_m`
-# (harvester.photos.SIZES_BY_PREFERENCE): the size recorded when it is the image URL.
+# (harvester.search.photos.SIZES_BY_PREFERENCE): the size recorded when it is the image URL.
 ORIGINAL_SIZE = "o"
 DOWNLOAD_SIZE = "m"
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from harvester.db import connect
-from harvester.licenses import License, store_licenses
+from harvester.search.licenses import License, store_licenses
 from lab import image_host
 from lab.catalog_images import fill_images
 from lab.queue_process import RunningQueue, spawn

@@ -15,7 +15,7 @@ import pytest
 
 from downloader.queue_client import QueueClient, QueueUnavailable
 from harvester.db import connect
-from harvester.licenses import License, store_licenses
+from harvester.search.licenses import License, store_licenses
 from lab.catalog_images import fill_images
 from lab.queue_process import RunningQueue, spawn
 

@@ -7,9 +7,9 @@ import json
 import pytest
 import yaml
 
-from harvester.flickr_api import MalformedPage, parse_search_page
-from harvester.licenses import is_cc_url, parse_licenses
-from harvester.photos import photo_row
+from harvester.search.flickr_api import MalformedPage, parse_search_page
+from harvester.search.licenses import is_cc_url, parse_licenses
+from harvester.search.photos import photo_row
 from tests.conftest import FIXTURES
 
 FLICKR = FIXTURES / "flickr"

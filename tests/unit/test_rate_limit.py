@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 
-from harvester import rate_limit
-from harvester.rate_limit import TokenBucket
+from harvester.search import rate_limit
+from harvester.search.rate_limit import TokenBucket
 
 
 class FakeClock:

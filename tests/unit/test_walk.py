@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from harvester.search_tasks import ChildTask, Cursor, SearchTask
-from harvester.walk import next_step
+from harvester.search.tasks import ChildTask, Cursor, SearchTask
+from harvester.search.walk import next_step
 
 CC = [1, 2, 3, 4, 5, 6, 9, 10]
 

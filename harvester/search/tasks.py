@@ -14,7 +14,7 @@ import random
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from harvester.photos import PhotoRow, store_rows
+from harvester.search.photos import PhotoRow, store_rows
 
 SEED_BATCH = 10_000
 TASK_COLUMNS = (

@@ -18,8 +18,8 @@ from typing import TypeVar
 import requests
 
 from harvester.config import FlickrSettings
-from harvester.licenses import License, parse_licenses
-from harvester.rate_limit import TokenBucket
+from harvester.search.licenses import License, parse_licenses
+from harvester.search.rate_limit import TokenBucket
 
 RETRYABLE_CODES = {105, 201}  # "service currently unavailable"
 FATAL_CODES = {100, 112, 114, 115, 116}  # bad key, unknown method, bad format/url

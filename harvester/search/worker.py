@@ -30,12 +30,18 @@ import pymysql
 
 from harvester.config import Settings
 from harvester.db import DatabaseError, connect
-from harvester.flickr_api import APIError, FlickrClient, Interrupted, SearchPage, TransientError
-from harvester.licenses import store_licenses
-from harvester.photos import PhotoRow, photo_rows
 from harvester.progress import HarvestProgress
 from harvester.queue.leases import get_maintenance
-from harvester.search_tasks import (
+from harvester.search.flickr_api import (
+    APIError,
+    FlickrClient,
+    Interrupted,
+    SearchPage,
+    TransientError,
+)
+from harvester.search.licenses import store_licenses
+from harvester.search.photos import PhotoRow, photo_rows
+from harvester.search.tasks import (
     LeaseLost,
     PageResult,
     SearchTask,
@@ -45,9 +51,9 @@ from harvester.search_tasks import (
     release,
     seconds_until_claimable,
 )
-from harvester.walk import next_step
+from harvester.search.walk import next_step
 
-log = logging.getLogger("harvester.worker")
+log = logging.getLogger("harvester.search.worker")
 # What PyMySQL raises when the server restarts or the connection drops.
 DATABASE_GONE = (pymysql.err.OperationalError, pymysql.err.InterfaceError)
 

@@ -16,7 +16,7 @@ second with more than 4,000 photos of one license cannot be split further; the t
 
 from __future__ import annotations
 
-from harvester.search_tasks import ChildTask, Cursor, PageResult, SearchTask
+from harvester.search.tasks import ChildTask, Cursor, PageResult, SearchTask
 
 RESULT_CAP = 4000
 DENSE_SECOND = 500  # results in one second that mark it as likely over the cap
