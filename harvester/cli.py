@@ -240,7 +240,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_import_yfcc(args: argparse.Namespace, settings: Settings) -> int:
-    from harvester.yfcc_import import (
+    from harvester.yfcc.load import (
         YfccImportError,
         check_files,
         format_summary,

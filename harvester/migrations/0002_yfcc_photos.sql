@@ -13,7 +13,7 @@
 -- table by its primary key.
 --
 -- The staging table each import loads into is a TEMPORARY table of its own connection
--- (harvester/yfcc_import.py), so parallel imports never share one.
+-- (harvester/yfcc/load.py), so parallel imports never share one.
 
 CREATE TABLE IF NOT EXISTS yfcc_photos (
     photo_id BIGINT UNSIGNED NOT NULL PRIMARY KEY,

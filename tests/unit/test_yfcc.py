@@ -7,7 +7,7 @@ from urllib.parse import unquote_plus
 
 import pytest
 
-from harvester.yfcc import (
+from harvester.yfcc.rows import (
     CORRUPT_REASONS,
     SKIP_REASONS,
     LicenseMap,

@@ -3,7 +3,7 @@
 The pipeline keeps memory flat whatever the file size:
 
     file (plain, .gz or .bz2, told by its magic bytes) -> 4 MiB blocks -> lines
-    -> harvester.yfcc.parse_fields -> TSV rows of a chunk (~200k), sorted by photo id
+    -> harvester.yfcc.rows.parse_fields -> TSV rows of a chunk (~200k), sorted by photo id
     -> an unlinked temporary file -> loader thread: LOAD DATA LOCAL INFILE into a
        TEMPORARY staging table, one INSERT ... SELECT ... ON DUPLICATE KEY UPDATE into
        yfcc_photos, COMMIT, TRUNCATE.
@@ -47,7 +47,7 @@ import pymysql
 from ccmirror_common.hosts import DEFAULT_POLICY, HostPolicy
 from harvester.db import LOCK_ERRORS, connect, upsert_counts
 from harvester.progress import ProgressLine, format_duration
-from harvester.yfcc import SKIP_REASONS, TSV_COLUMNS, LicenseMap, parse_fields, tsv_line
+from harvester.yfcc.rows import SKIP_REASONS, TSV_COLUMNS, LicenseMap, parse_fields, tsv_line
 
 CHUNK_LINES = 200_000  # rows per LOAD DATA + upsert: a couple of seconds of MariaDB work
 READ_BLOCK = 4 << 20  # bytes decompressed and split into lines at a time

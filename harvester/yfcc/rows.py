@@ -1,6 +1,6 @@
 """One YFCC100M line -> the row `yfcc_photos` keeps, or the reason the line is left out.
 
-Pure functions, no database; `harvester.yfcc_import` streams files through them.
+Pure functions, no database; `harvester.yfcc.load` streams files through them.
 
 A line is 23 tab-separated fields (the 2014 `yfcc100m_dataset-N` files) or 25: the 2016
 single-file release puts a line number in front and the photo hash after the photo id;
