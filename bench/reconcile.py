@@ -18,9 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from harvester.catalog.reconcile import reconcile
 from harvester.db import connect
 from harvester.migrate import migrate
-from harvester.reconcile import reconcile
 from lab.catalog_sample import fill_sources
 from lab.mariadb import LocalMariaDB
 

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pymysql
 
+from harvester.catalog.status import format_status, harvest_status
 from harvester.config import ConfigError, Settings, load_settings
 from harvester.db import DatabaseError, connect
 from harvester.migrate import current_version, migrate, unapplied
 from harvester.search.flickr_api import FlickrError
 from harvester.search.tasks import SeedError, seed_queries, seed_timeslices
-from harvester.status import format_status, harvest_status
 
 FLICKR_EPOCH = "2004-01-01"
 
@@ -273,7 +273,7 @@ def cmd_import_yfcc(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
-    from harvester.reconcile import ReconcileProgress, reconcile
+    from harvester.catalog.reconcile import ReconcileProgress, reconcile
 
     open_database(settings).close()
     progress = ReconcileProgress(settings.db_url)

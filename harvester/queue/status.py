@@ -15,8 +15,8 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from harvester.catalog.reconcile import image_counts
 from harvester.db import DatabaseError
-from harvester.reconcile import image_counts
 
 log = logging.getLogger("harvester.queue.status")
 

@@ -10,8 +10,8 @@ import threading
 import pymysql
 import pytest
 
+from harvester.catalog.reconcile import reconcile
 from harvester.db import connect
-from harvester.reconcile import reconcile
 from lab.catalog_sample import fill_sources
 from tests.conftest import VENV_BIN, harvester_env, run_harvester, wait_for
 

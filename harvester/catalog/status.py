@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from harvester.catalog.reconcile import image_counts
 from harvester.migrate import current_version
-from harvester.reconcile import image_counts
 from harvester.search.photos import SOURCE_TABLES
 from harvester.search.tasks import counts_by_state
 from harvester.storage_audit import audit_line, last_audit

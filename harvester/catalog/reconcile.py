@@ -30,7 +30,7 @@ from harvester.db import connect, upsert_counts
 from harvester.progress import ProgressLine, format_duration
 from harvester.search.licenses import DEFAULT_CC_LICENSE_IDS
 
-log = logging.getLogger("harvester.reconcile")
+log = logging.getLogger("harvester.catalog.reconcile")
 
 # Every source table, in the order of `images.sources` (its SET bits 1, 2, 4), with its alias
 # in `BatchSQL`, which decides which one a photo's fields come from.
