@@ -11,7 +11,7 @@ the event bus's 1 MiB (``max_event_size``), past which Salt trims a return.
 
 Standard library only: the ccmirror package is not installed on storage minions.
 
-The inventory (read by ``harvester/storage_audit.py``; the two agree on this text, not on
+The inventory (read by ``harvester/audit/storage.py``; the two agree on this text, not on
 shared code)::
 
     # ccmirror-storage-inventory v1<TAB>storage=st-1<TAB>root=/srv/...<TAB>started=ISO<TAB>full=1

@@ -338,7 +338,7 @@ def cmd_maintenance(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_audit_storage(args: argparse.Namespace, settings: Settings) -> int:
-    from harvester.storage_audit import InventoryError, audit_storage, check_readable
+    from harvester.audit.storage import InventoryError, audit_storage, check_readable
 
     try:
         check_readable(args.inventory)  # a bad path fails before the database is touched

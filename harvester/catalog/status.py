@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from harvester.audit.storage import audit_line, last_audit
 from harvester.catalog.reconcile import image_counts
 from harvester.migrate import current_version
 from harvester.search.photos import SOURCE_TABLES
 from harvester.search.tasks import counts_by_state
-from harvester.storage_audit import audit_line, last_audit
 
 TASK_STATES = ("pending", "running", "done", "failed")
 RATE_WINDOW_MINUTES = 5

@@ -41,7 +41,7 @@ from typing import TextIO
 from harvester.progress import ProgressLine, format_duration
 from harvester.queue.leases import with_retry
 
-log = logging.getLogger("harvester.storage_audit")
+log = logging.getLogger("harvester.audit.storage")
 
 FORMAT = "ccmirror-storage-inventory v1"
 END = "# end"
