@@ -6,12 +6,15 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import socketserver
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pymysql
 import pytest
@@ -35,6 +38,20 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str, interva
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+Server = TypeVar("Server", bound=socketserver.BaseServer)
+
+
+def serving(server: Server) -> Iterator[Server]:
+    """A test's own HTTP server answering on a thread while the fixture that yields from
+    this lives; shut down and its socket closed after."""
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join()
 
 
 @pytest.fixture(scope="session")

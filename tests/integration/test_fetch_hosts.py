@@ -10,7 +10,6 @@ import asyncio
 import http.server
 import os
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from ccmirror_common.hosts import HostPolicy
 from downloader.fetch import Fetcher, FetchItem, FetchResult, FetchSettings
 from downloader.layout import image_path
 from lab.image_host import RunningImageHost, jpeg_bytes, spawn
-from tests.conftest import VENV_BIN
+from tests.conftest import VENV_BIN, serving
 
 REDIRECTOR_ADDRESS = "127.0.0.2"
 
@@ -64,13 +63,7 @@ def host(image_host: RunningImageHost) -> RunningImageHost:
 
 @pytest.fixture
 def redirector() -> Iterator[Redirector]:
-    server = Redirector()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    yield from serving(Redirector())
 
 
 def fetch_all(out: Path, items: list[FetchItem], allow: HostPolicy | None) -> list[FetchResult]:

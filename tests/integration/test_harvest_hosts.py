@@ -7,13 +7,12 @@ from __future__ import annotations
 import copy
 import http.server
 import json
-import threading
 from collections.abc import Iterator
 from urllib.parse import parse_qs
 
 import pytest
 
-from tests.conftest import FIXTURES, harvester_env, run_harvester
+from tests.conftest import FIXTURES, harvester_env, run_harvester, serving
 
 DAY_START = 1577836800  # 2020-01-01
 FLICKR = FIXTURES / "flickr"
@@ -69,13 +68,7 @@ class _ApiHandler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def api() -> Iterator[FlickrApi]:
-    server = FlickrApi()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    yield from serving(FlickrApi())
 
 
 def harvest(db_url: str, api: FlickrApi, **extra: str):
