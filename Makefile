@@ -14,11 +14,12 @@ deps: debian-packages $(VENV)/.installed
 debian-packages:
 	@tools/install-debian-packages $(DEBIAN_PACKAGES)
 
-# Reinstalls only when pyproject.toml changes.
-$(VENV)/.installed: pyproject.toml
+# The fleet's code with every role's extras, and the lab (a distribution of its own), both
+# editable. Reinstalls only when either pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml lab/pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[harvester,queue,downloader,test]' -e ./lab
 	touch $@
 
 lint: deps

@@ -49,6 +49,7 @@ STAMP = ".source-digest"
 SOURCE_FILES = ("pyproject.toml", "README.md")
 WHEEL_NAME = re.compile(r"^(?P<name>[^-]+)-(?P<version>[^-]+)(-\d[^-]*)?-[^-]+-[^-]+-[^-]+\.whl$")
 PIP_TIMEOUT = 1800
+DEVELOPMENT_EXTRAS = frozenset({"test", "bench"})  # never on a droplet
 
 
 class WheelhouseError(RuntimeError):
@@ -137,7 +138,7 @@ def dependency_wheels(
     """A directory of wheels for every requirement of the project, and below it in
     `build-system/` what building the project needs, made once per list of requirements
     (keyed by its digest, as lab/wheelhouse.py keys it) with pip and its cache."""
-    runtime = sorted(project(checkout)["dependencies"])
+    runtime = fleet_requirements(checkout)
     build_system = sorted(pyproject(checkout)["build-system"]["requires"])
     wanted = "\n".join([*runtime, "# build-system", *build_system]) + "\n"
     directory = cache / hashlib.sha256(wanted.encode()).hexdigest()[:16]
@@ -156,6 +157,18 @@ def dependency_wheels(
             shutil.rmtree(directory, ignore_errors=True)
             partial.rename(directory)  # complete or absent: a killed fetch starts over
     return directory
+
+
+def fleet_requirements(checkout: Path) -> list[str]:
+    """What any droplet may install: the project's dependencies and those of every role's
+    extra (a minion installs `ccmirror[<its extras>]` from the same wheelhouse), without the
+    development extras."""
+    meta = project(checkout)
+    wanted = set(meta.get("dependencies", []))
+    for extra, requirements in meta.get("optional-dependencies", {}).items():
+        if extra not in DEVELOPMENT_EXTRAS:
+            wanted.update(requirements)
+    return sorted(wanted)
 
 
 def build_project_wheel(checkout: Path, build_system: Path, out: Path, python: str) -> Path:

@@ -147,7 +147,7 @@ def indented(text: str) -> None:
 
 def lab_remove(args: argparse.Namespace, config: droplets.LabConfig) -> int:
     for droplet_id in droplets.parse_ids(args.ids):
-        droplets.remove_droplet(config, droplet_id, progress=lambda text: print(f"  {text}"))
+        fleet.remove(config, droplet_id, progress=lambda text: print(f"  {text}"))
     return 0
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from lab import droplets as lab_droplets
+from lab import fleet as lab_fleet
 
 # Where cloud-init keeps the user data, its output and its "done" marker; the simulator's
 # lab droplets use the same paths so a script or an operator finds them where on DigitalOcean.
@@ -178,7 +179,7 @@ class LabBackend:
 
     def destroy(self, name: str) -> None:
         try:
-            lab_droplets.remove_droplet(self.config, name, progress=log)
+            lab_fleet.remove(self.config, name, progress=log)
         except lab_droplets.LabError as error:
             raise BackendError(str(error)) from error
 

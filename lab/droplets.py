@@ -252,10 +252,10 @@ def add(
 def remove_droplet(
     config: LabConfig, droplet_id: str, progress: Callable[[str], None] = print
 ) -> None:
-    """Take one droplet out of the running lab (what destroying a droplet on DigitalOcean
-    does): its processes, namespaces, veth, directory, its place in the state and in every
-    other droplet's /etc/hosts, and its minion key on the master. An unknown id is an error
-    and changes nothing."""
+    """Take one droplet out of the running lab: its processes, namespaces, veth, directory,
+    its place in the state and in every other droplet's /etc/hosts (`lab.fleet.remove` also
+    deletes its minion key on the master, as destroying a droplet on DigitalOcean does). An
+    unknown id is an error and changes nothing."""
     check_droplet_id(droplet_id)
     require_root()
     with lab_lock(config):
@@ -271,11 +271,6 @@ def remove_droplet(
         del state.droplets[droplet_id]
         state.save(config.state_file)
         rewrite_hosts(config, state)
-        if "salt-master" in state.services:
-            # Imported here: salt_master builds on this module.
-            from lab.salt_master import forget_minion
-
-            forget_minion(config, droplet_id)
         progress(f"{droplet_id}: removed")
 
 

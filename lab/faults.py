@@ -32,6 +32,7 @@ from typing import Protocol
 import requests
 
 from lab import droplets as lab_droplets
+from lab import fleet as lab_fleet
 from lab import netns
 from lab.droplets import Droplet, LabConfig, LabError, find_droplet, wait_for
 from lab.salt_master import master_pki
@@ -308,7 +309,7 @@ def destroy_droplet(
     key_file = minion_key_file(config, droplet_id)
     key = key_file.read_bytes() if keep_minion_key and key_file.exists() else None
     if do_api is None:
-        lab_droplets.remove_droplet(config, droplet_id, progress=lambda line: None)
+        lab_fleet.remove(config, droplet_id, progress=lambda line: None)
     else:
         delete_through_api(do_api, droplet_id)
     wait_for(

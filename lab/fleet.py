@@ -103,6 +103,15 @@ def add(
     return state
 
 
+def remove(config: LabConfig, droplet_id: str, progress: Callable[[str], None] = print) -> None:
+    """Take one droplet out of the running lab and, when the lab runs a salt master, delete
+    its minion key there (what destroying a droplet on DigitalOcean and `salt-key -d` do)."""
+    droplets.remove_droplet(config, droplet_id, progress=progress)
+    state = load_state(config)
+    if state is not None and "salt-master" in state.services:
+        salt_master.forget_minion(config, droplet_id)
+
+
 def link_synced_dirs(config: LabConfig) -> None:
     """`salt://_modules/` and the like from the checkout, through the lab's fileserver root:
     the checkout's top level itself is not served (its pillar/ and tests/ are no minion's)."""

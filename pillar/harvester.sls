@@ -2,3 +2,8 @@
 harvester:
   flickr:
     rate_limit_per_hour: 3600
+
+# The role's extra of the ccmirror wheel (salt/ccmirror/install.sls installs the union).
+ccmirror:
+  extras:
+    harvester: [harvester]

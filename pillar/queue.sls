@@ -7,3 +7,9 @@ queue:
     max_items: 1000
     max_open_leases: 4        # a worker with this many unexpired leases gets 429
     max_body_bytes: 0         # 0: max_items x 4 KiB + 64 KiB, room for a full report
+
+# The queue service's web stack (FastAPI, uvicorn, Jinja2, prometheus-client).
+# The role's extra of the ccmirror wheel (salt/ccmirror/install.sls installs the union).
+ccmirror:
+  extras:
+    queue: [queue]

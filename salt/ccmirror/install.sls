@@ -1,8 +1,11 @@
-{#- ccmirror==<pillar version> into a venv, from a local copy of the master's wheelhouse,
-    with no index: the same path offline (the lab) and online, one version fleet-wide. #}
+{#- ccmirror[<the minion's extras>]==<pillar version> into a venv, from a local copy of the
+    master's wheelhouse, with no index: the same path offline (the lab) and online, one
+    version fleet-wide. Each role's pillar names its extra (ccmirror:extras:<role>): a
+    downloader gets none of the queue's web stack. #}
 {%- from "ccmirror/map.jinja" import ccmirror with context %}
 {%- set pip = ccmirror.venv ~ "/bin/pip" %}
-{%- set requirement = "ccmirror==" ~ ccmirror.version %}
+{%- set extras = ccmirror.extras.values() | sum(start=[]) | unique | sort %}
+{%- set requirement = "ccmirror" ~ ("[" ~ extras | join(",") ~ "]" if extras else "") ~ "==" ~ ccmirror.version %}
 {%- set pip_install = pip ~ " install --quiet --disable-pip-version-check --no-index --find-links " ~ ccmirror.wheelhouse %}
 
 ccmirror-wheelhouse-file-recurse:
@@ -21,13 +24,12 @@ ccmirror-venv-cmd-run:
     - name: {{ ccmirror.python }} -m venv {{ ccmirror.venv }}
     - creates: {{ ccmirror.venv }}/bin/python
 
-# First install and version changes: skipped while the venv holds the pillar's version.
+# First install, version changes and a new role's extra: skipped while the venv holds the
+# pillar's version with every requirement of the minion's extras.
 ccmirror-package-cmd-run:
   cmd.run:
     - name: {{ pip_install }} '{{ requirement }}'
-    - unless: >-
-        {{ ccmirror.venv }}/bin/python -c "import importlib.metadata as m, sys;
-        sys.exit(m.version('ccmirror') != '{{ ccmirror.version }}')"
+    - unless: {{ ccmirror.venv }}/bin/python -m ccmirror_common.installed {{ ([ccmirror.version] + extras) | join(" ") }}
     - require:
       - cmd: ccmirror-venv-cmd-run
       - file: ccmirror-wheelhouse-file-recurse

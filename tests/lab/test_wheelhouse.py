@@ -46,12 +46,19 @@ def test_wheelhouse_pins_every_wheel_and_rebuilds_only_what_changed(tmp_path: Pa
     names = {canonical(name) for name in pins}
     version = wheelhouse.project(checkout)["version"]
     assert pins["ccmirror"] == version
-    for requirement in wheelhouse.project(checkout)["dependencies"]:
+    meta = wheelhouse.project(checkout)
+    extras = meta["optional-dependencies"]
+    # Every role's extra installs from it; the development extras and the lab do not.
+    for requirement in meta["dependencies"] + extras["harvester"] + extras["queue"]:
         assert canonical(Requirement(requirement).name) in names, requirement
+    assert not {"pytest", "img2dataset", "aiohttp", "docker-systemctl-replacement"} & names
     assert len(list(served.glob("*.whl"))) == len(pins)  # a wheel per pin, nothing else
     assert not {"setuptools", "wheel"} & names  # the build backend is not the minions'
 
     wheel = served / f"ccmirror-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel) as archive:
+        tops = {name.split("/")[0] for name in archive.namelist()}
+    assert "lab" not in tops and {"harvester", "downloader", "ccmirror_common"} <= tops
     built = wheel.stat().st_mtime_ns
     said.clear()
     wheelhouse.build(config, checkout, progress=said.append)

@@ -148,6 +148,19 @@ def copy_checkout(target: Path) -> Path:
     return target
 
 
+def resolve_offline(wheelhouse: Path, requirement: str) -> set[str]:
+    """The distributions pip would install for `requirement` from `wheelhouse` alone."""
+    resolved = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet"]
+        + ["--no-index", "--find-links", str(wheelhouse), "--report", "-", requirement],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resolved.returncode == 0, resolved.stderr
+    return {item["metadata"]["name"].lower() for item in json.loads(resolved.stdout)["install"]}
+
+
 def test_wheelhouse_builds_complete_and_only_when_changed(salt_call_bin, tmp_path):
     checkout = copy_checkout(tmp_path / "checkout")
     served = tmp_path / "dist" / "wheelhouse"
@@ -165,17 +178,13 @@ def test_wheelhouse_builds_complete_and_only_when_changed(salt_call_bin, tmp_pat
     assert first["wheel"].startswith("ccmirror-0.1.0-")
     pins = (served / "requirements.txt").read_text().split()
     assert "ccmirror==0.1.0" in pins and len(pins) == len(list(served.glob("*.whl")))
-    # Complete: pip resolves ccmirror and every dependency from it alone.
-    resolved = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet"]
-        + ["--no-index", "--find-links", str(served), "--report", "-", "ccmirror==0.1.0"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert resolved.returncode == 0, resolved.stderr
-    names = {item["metadata"]["name"].lower() for item in json.loads(resolved.stdout)["install"]}
-    assert {"ccmirror", "pymysql", "fastapi", "uvicorn"} <= names
+    # Complete: pip resolves each role's install from it alone, and a downloader's has
+    # none of the database's or the queue's dependencies.
+    database = resolve_offline(served, "ccmirror[harvester,queue]==0.1.0")
+    assert {"ccmirror", "pymysql", "fastapi", "uvicorn", "jinja2"} <= database
+    downloader = resolve_offline(served, "ccmirror[downloader]==0.1.0")
+    assert {"ccmirror", "requests", "pyyaml"} <= downloader
+    assert not {"pymysql", "fastapi", "uvicorn", "jinja2", "aiohttp"} & downloader
 
     wheel = served / first["wheel"]
     mtime = wheel.stat().st_mtime_ns

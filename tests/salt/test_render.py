@@ -168,3 +168,24 @@ def test_pillar_version_is_the_package_version():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     pillar = yaml.safe_load((ROOT / "pillar" / "ccmirror.sls").read_text())
     assert pillar["ccmirror"]["version"] == project["version"]
+
+
+@pytest.mark.parametrize(
+    ("minion", "requirement"),
+    [
+        ("db-1", "ccmirror[harvester,queue]"),
+        ("hv-1", "ccmirror[harvester]"),
+        ("dl-1", "ccmirror[downloader]"),
+    ],
+)
+def test_each_role_installs_only_its_own_extras(highstates, minion, requirement):
+    """A downloader gets no database driver or web stack; the database server, which runs the
+    queue and the harvester's database commands, gets both extras; the check that skips the
+    install names the same version and extras."""
+    version = yaml.safe_load((ROOT / "pillar" / "ccmirror.sls").read_text())["ccmirror"]["version"]
+    install = args(highstates[minion]["ccmirror-package-cmd-run"])
+    assert install["name"].endswith(f" '{requirement}=={version}'"), install["name"]
+    extras = requirement.split("[")[1].rstrip("]").split(",")
+    assert install["unless"].endswith(
+        f"/bin/python -m ccmirror_common.installed {version} {' '.join(extras)}"
+    )
