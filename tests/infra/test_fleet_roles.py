@@ -112,3 +112,6 @@ def test_master_has_its_config_and_a_private_pillar_root(host) -> None:
     private = host.file("/srv/ccmirror-private")
     assert private.is_directory and private.user == "root" and private.mode == 0o700
     assert host.file("/usr/local/sbin/ccmirror-build-wheelhouse").mode == 0o755
+    # Minions sync the `ccmirror.*` execution module from salt://_modules/ (the dist root).
+    modules = host.file("/srv/ccmirror-dist/_modules")
+    assert modules.is_symlink and modules.linked_to == "/srv/ccmirror/_modules"

@@ -14,7 +14,11 @@ from lab.storage import authorized_keys_line
 from tests.salt.conftest import ROOT, SITE
 
 ROLE_STATES = {
-    "master": ["master-config-file-managed", "master-private-pillar-file-directory"],
+    "master": [
+        "master-config-file-managed",
+        "master-private-pillar-file-directory",
+        "master-modules-file-symlink",
+    ],
     "db-1": [
         "db-mariadb-config-file-managed",
         "db-mariadb-service-running",
