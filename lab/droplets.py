@@ -27,10 +27,11 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ccmirror_common.roles import ROLES
 from lab import netns
 from lab.lab_secrets import LabSecretsError, writer
 
-DEFAULT_DROPLETS = ("master", "db-1", "hv-1", "dl-1", "st-1")  # one per role
+DEFAULT_DROPLETS = tuple(role.first_minion for role in ROLES)  # one per role: master, db-1, ...
 DROPLET_ID = re.compile(r"^[a-z][a-z0-9-]{0,29}$")  # a hostname and a minion id
 FIRST_OCTET = 2  # .1 is the host's address on the bridge
 READY_SECONDS = 60.0

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ccmirror_common.roles import ROLES
 from lab import droplets, flickr_service, image_service, salt_master, wheelhouse
 from lab.droplets import LabConfig, LabError, LabState, lab_lock, load_state
 from lab.lab_secrets import write_lab_secrets
@@ -22,7 +23,8 @@ HIGHSTATE_SECONDS = 900.0
 STORAGE_PORT = 2222  # the storage droplet's sshd (lab_secrets' default; the states use it)
 QUEUE_PORT = 8700
 SYNCED_DIRS = ("_modules",)  # custom modules minions sync from salt://
-SERVERS_FIRST = ("master", "db-", "st-")  # what the workers connect to
+# What the workers connect to (the static core) starts first.
+SERVERS_FIRST = tuple(role.prefix for role in ROLES if not role.scaled)
 
 
 @dataclass
