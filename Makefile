@@ -31,7 +31,7 @@ lint: deps
 test: lint
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-# The whole mirror through Salt (lab/mission.py); LAB_DOWNLOADERS=, LAB_HARVESTERS=,
+# The whole mirror through Salt (lab/mission/stages.py); LAB_DOWNLOADERS=, LAB_HARVESTERS=,
 # LAB_PHOTOS= size it. Run twice, the second run replaces the first lab.
 lab: deps
 	$(VENV)/bin/lab mission

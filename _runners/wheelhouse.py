@@ -5,7 +5,7 @@ and a `requirements.txt` of exact pins, so minions install with `pip --no-index`
 Two layers, as in `_runners/secrets.py`:
 
 - plain functions (`build_wheelhouse` and its helpers), standard library only, no `__opts__`:
-  the one builder. `deploy.release` loads this file by path; lab/wheelhouse.py can too (it
+  the one builder. `deploy.release` loads this file by path; lab/fleet/wheelhouse.py can too (it
   keeps its own copy today), which is why it lives here and not in `lab/` (a runner must not
   import `lab`, and Salt's own Python has neither `lab` nor the `ccmirror` packages);
 - the runner function Salt loads (`build`), which reads its paths from the master's config.
@@ -137,7 +137,7 @@ def dependency_wheels(
 ) -> Path:
     """A directory of wheels for every requirement of the project, and below it in
     `build-system/` what building the project needs, made once per list of requirements
-    (keyed by its digest, as lab/wheelhouse.py keys it) with pip and its cache."""
+    (keyed by its digest, as lab/fleet/wheelhouse.py keys it) with pip and its cache."""
     runtime = fleet_requirements(checkout)
     build_system = sorted(pyproject(checkout)["build-system"]["requires"])
     wanted = "\n".join([*runtime, "# build-system", *build_system]) + "\n"

@@ -42,8 +42,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab.child import free_port
-from lab.image_host import jpeg_bytes
+from lab.processes.child import free_port
+from lab.sims.image_host.server import jpeg_bytes
 
 BIN = Path(sys.executable).parent
 WORK = Path(tempfile.gettempdir()) / "ccmirror-bench-fetch"

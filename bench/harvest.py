@@ -24,8 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from lab.flickr_sim_process import RunningSim, spawn
-from lab.mariadb import LocalMariaDB
+from lab.processes.mariadb import LocalMariaDB
+from lab.sims.flickr.process import RunningSim, spawn
 
 BIN = Path(sys.executable).parent
 TARGET_PHOTOS_PER_SECOND = 20_000

@@ -1,6 +1,6 @@
 """Queue service benchmark: lease + complete round trips over HTTP, in photos per second.
 
-A catalog of 1M and then 10M pending photos (`lab.catalog_images`), one `harvester serve`
+A catalog of 1M and then 10M pending photos (`lab.mission.catalog_images`), one `harvester serve`
 process, and 8 clients (threads, each with its own keep-alive connection and worker token)
 that lease 500 photos, report all of them stored, and go again, for a fixed time. The clients
 share these 2 cores with the service and MariaDB, so they use http.client rather than
@@ -26,9 +26,9 @@ from pathlib import Path
 
 from harvester.db import connect
 from harvester.migrate import migrate
-from lab.catalog_images import fill_images
-from lab.mariadb import LocalMariaDB
-from lab.queue_process import RunningQueue, spawn
+from lab.mission.catalog_images import fill_images
+from lab.processes.mariadb import LocalMariaDB
+from lab.processes.queue import RunningQueue, spawn
 
 TARGET_PER_SECOND = 20_000
 RSS_LIMIT_MB = 200

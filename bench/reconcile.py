@@ -1,6 +1,6 @@
 """Reconcile benchmark: catalog rows merged per second for 1M and 5M photos.
 
-The three source tables are filled with `lab.catalog_sample` (every photo in YFCC100M, two
+The three source tables are filled with `lab.mission.catalog_sample` (every photo in YFCC100M, two
 thirds in the time slices, one in five in the query results), then one `reconcile` pass
 builds the catalog from nothing, and a second pass re-reads it all after every time-slice
 title changed. Printed: photos/s and source rows/s of each pass, against the 50,000 rows/s
@@ -21,8 +21,8 @@ from pathlib import Path
 from harvester.catalog.reconcile import reconcile
 from harvester.db import connect
 from harvester.migrate import migrate
-from lab.catalog_sample import fill_sources
-from lab.mariadb import LocalMariaDB
+from lab.mission.catalog_sample import fill_sources
+from lab.processes.mariadb import LocalMariaDB
 
 TARGET_ROWS_PER_SECOND = 50_000
 

@@ -1,6 +1,6 @@
 """YFCC100M import benchmark: `harvester import-yfcc` against a raw LOAD DATA of the same file.
 
-Generates N synthetic YFCC100M lines (lab.yfcc_sample, 23 fields, plain TSV; kept between
+Generates N synthetic YFCC100M lines (lab.mission.yfcc_sample, 23 fields, plain TSV; kept between
 runs), then in one run on a private MariaDB measures:
 
 - raw: `LOAD DATA LOCAL INFILE` of the file into a table of 23 TEXT columns with no keys,
@@ -29,8 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from lab.mariadb import LocalMariaDB
-from lab.yfcc_sample import write_sample
+from lab.mission.yfcc_sample import write_sample
+from lab.processes.mariadb import LocalMariaDB
 
 BIN = Path(sys.executable).parent
 TARGET_RATIO = 0.8

@@ -18,7 +18,7 @@ from email.utils import parsedate_to_datetime
 PLACEHOLDER_URL_MARK = "photo_unavailable"
 PLACEHOLDER_SHA256 = frozenset(
     {
-        # the lab's placeholder (lab.image_host.placeholder_png)
+        # the lab's placeholder (lab.sims.image_host.server.placeholder_png)
         "cd214d30e7f8c882dc28a1960a2112cdebf9925cb71c08cc1fda8ae4830c3651",
     }
 )

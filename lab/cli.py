@@ -1,7 +1,7 @@
 """`lab` command line: the whole mirror on one machine.
 
 `lab up`, `status`, `shell` and `down` manage the lab's droplets (namespaces on a private
-bridge, see `lab.droplets`; root only). `lab harvest-demo` runs the first stage for real:
+bridge, see `lab.fleet.droplets`; root only). `lab harvest-demo` runs the first stage for real:
 a private MariaDB, the Flickr simulator on loopback, `harvester migrate`, `seed`, several
 `harvester work` processes, and a check of what they stored against the simulator's truth.
 """
@@ -19,14 +19,16 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from lab import droplets, fleet, mission, salt_master
-from lab.flickr_sim_process import RunningSim, spawn
-from lab.flickr_universe import Universe
-from lab.mariadb import LocalMariaDB
-from lab.yfcc_from_universe import write_yfcc_sample
+from lab import CHECKOUT
+from lab.fleet import droplets, salt_master
+from lab.fleet import lifecycle as fleet
+from lab.mission import stages as mission
+from lab.mission.yfcc_from_universe import write_yfcc_sample
+from lab.processes.mariadb import LocalMariaDB
+from lab.sims.flickr.process import RunningSim, spawn
+from lab.sims.flickr.universe import Universe
 
-ROOT = Path(__file__).resolve().parent.parent
-LAB_DIR = Path(os.environ.get("LAB_DIR", ROOT / ".lab"))
+LAB_DIR = Path(os.environ.get("LAB_DIR", CHECKOUT / ".lab"))
 BIN = Path(sys.executable).parent
 DEMO_QUERIES = ("sunset", "river bridge", "portrait", "cat")
 HOT_WINDOW_EVERY, HOT_SECOND_EVERY = 70, 100  # ten-minute buckets: about twice a day

@@ -20,9 +20,9 @@ import pymysql
 import pytest
 
 from harvester.db import connect
-from lab.flickr_sim_process import RunningSim, spawn
-from lab.mariadb import LocalMariaDB
-from lab.storage import RunningStorage, start_storage
+from lab.processes.mariadb import LocalMariaDB
+from lab.processes.storage import RunningStorage, start_storage
+from lab.sims.flickr.process import RunningSim, spawn
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT.parent / "shared" / "fixtures"

@@ -1,5 +1,5 @@
 {#- The account the downloaders push as. Its password is '*', not '!': without PAM, sshd
-    refuses a locked account even for a key (as lab/storage.py found). #}
+    refuses a locked account even for a key (as lab/processes/storage.py found). #}
 {%- from "storage/map.jinja" import storage with context %}
 
 storage-user-user-present:

@@ -1,4 +1,4 @@
-"""The whole mirror in one lab of this module's own (lab/mission.py, as `make lab` runs it),
+"""The whole mirror in one lab of this module's own (lab/mission/stages.py, as `make lab` runs it),
 with faults injected while the downloaders work, then the exact final state checked.
 
 While the harvest runs: `kill -9` of the harvester's daemon between two pages of a search
@@ -17,7 +17,7 @@ the last):
 - dl-2's droplet destroyed while it holds a lease (as from DigitalOcean's console), then
   `fleet.destroy` of the name: the lease lapses and dl-1 downloads its photos.
 Then: every CC photo of the ground truth stored exactly once with the image host's bytes and
-its manifest line, or classified gone/failed as its fault says (lab/mirror_check.py); the
+its manifest line, or classified gone/failed as its fault says (lab/mission/mirror_check.py); the
 storage audit agrees; testinfra passes against the fleet left; a second highstate of it
 changes nothing. The core includes a droplet of the master role, so every role's states are
 applied and verified here.
@@ -41,7 +41,11 @@ import pytest
 import requests
 import yaml
 
-from lab import do_fleet, faults, fleet, image_service, mission, salt_master
+from lab.fleet import faults, salt_master
+from lab.fleet import lifecycle as fleet
+from lab.mission import stages as mission
+from lab.sims.digitalocean import service as do_fleet
+from lab.sims.image_host import service as image_service
 from tests.conftest import wait_for
 from tests.lab.conftest import make_lab, root_only
 

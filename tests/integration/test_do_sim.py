@@ -24,7 +24,7 @@ import pytest
 import requests
 from digitalocean import DataReadError, NotFoundError
 
-from lab.do_sim_process import RunningDoSim, spawn
+from lab.sims.digitalocean.process import RunningDoSim, spawn
 from tests.conftest import FIXTURES, ROOT, wait_for
 
 DO_FIXTURES = FIXTURES / "digitalocean"
@@ -386,7 +386,7 @@ def test_responses_have_the_shapes_of_the_real_api(sim: RunningDoSim) -> None:
 def test_no_token_no_start_and_sigterm_stops_cleanly() -> None:
     env = {k: v for k, v in os.environ.items() if k != "CCMIRROR_DO_TOKEN"}
     result = subprocess.run(
-        [sys.executable, "-m", "lab.do_sim", "--port", "0"],
+        [sys.executable, "-m", "lab.sims.digitalocean.server", "--port", "0"],
         env=env,
         cwd=ROOT,
         capture_output=True,

@@ -18,10 +18,10 @@ import pytest
 
 from harvester.db import connect
 from harvester.search.licenses import License, store_licenses
-from lab import image_host
-from lab.catalog_images import fill_images
-from lab.queue_process import RunningQueue, spawn
-from lab.storage import RunningStorage
+from lab.mission.catalog_images import fill_images
+from lab.processes.queue import RunningQueue, spawn
+from lab.processes.storage import RunningStorage
+from lab.sims.image_host import server as image_host
 from tests.conftest import make_storage, remove_storage, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="sshd and useradd need root")

@@ -27,7 +27,7 @@ from downloader.fetch import (
     SpoolError,
 )
 from downloader.layout import image_path
-from lab.image_host import RunningImageHost, jpeg_bytes, spawn
+from lab.sims.image_host.server import RunningImageHost, jpeg_bytes, spawn
 from tests.conftest import VENV_BIN
 
 IMAGE_SIZE = 3000

@@ -18,7 +18,7 @@ import pytest
 from ccmirror_common.hosts import HostPolicy
 from downloader.fetch import Fetcher, FetchItem, FetchResult, FetchSettings
 from downloader.layout import image_path
-from lab.image_host import RunningImageHost, jpeg_bytes, spawn
+from lab.sims.image_host.server import RunningImageHost, jpeg_bytes, spawn
 from tests.conftest import VENV_BIN, serving
 
 REDIRECTOR_ADDRESS = "127.0.0.2"

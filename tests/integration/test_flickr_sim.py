@@ -1,4 +1,4 @@
-"""Tests of the Flickr simulator (lab.flickr_sim) over real HTTP, run as a subprocess."""
+"""Tests of the Flickr simulator (lab.sims.flickr.server) over real HTTP, run as a subprocess."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from lab.flickr_universe import Universe
+from lab.sims.flickr.universe import Universe
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = Path(os.environ.get("CCMIRROR_FIXTURES", "/work/shared/fixtures")) / "flickr"
@@ -120,7 +120,7 @@ class Sim:
         cmd = [
             sys.executable,
             "-m",
-            "lab.flickr_sim",
+            "lab.sims.flickr.server",
             "--host",
             "127.0.0.1",
             "--port",
@@ -538,7 +538,7 @@ def test_sigterm_and_sigint_exit_zero_and_verbose_log_has_no_keys() -> None:
 
 
 def test_fast_json_writer_equals_json_dumps_of_reference_dicts(hot_window: dict) -> None:
-    from lab.flickr_sim import FlickrSim, Settings, flickr_json
+    from lab.sims.flickr.server import FlickrSim, Settings, flickr_json
 
     app = FlickrSim(Universe(seed=SEED, end=END), Settings())
     for extras in (ALL_EXTRAS, "", "license,owner_name,url_o,url_6k,url_sq,description,tags"):

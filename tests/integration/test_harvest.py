@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from harvester.migrate import available_migrations
-from lab.flickr_sim_process import RunningSim
+from lab.sims.flickr.process import RunningSim
 from tests.conftest import (
     VENV_BIN,
     harvester_env,
@@ -235,7 +235,7 @@ def test_new_cc_license_is_found_through_getinfo(db_url, flickr_sim_factory, sql
 
 
 def test_query_tasks_harvest_every_match(db_url, sim, sql, tmp_path):
-    from lab.flickr_universe import Universe
+    from lab.sims.flickr.universe import Universe
 
     queries = tmp_path / "queries.txt"
     queries.write_text("# search terms\nsunset\n\nriver  bridge\nSUNSET\n")

@@ -20,9 +20,7 @@ from downloader.layout import image_path
 from downloader.spool import Spool
 from harvester.db import connect
 from harvester.queue import leases
-from lab.flickr_universe import LICENSES_2025
-from lab.image_host import jpeg_bytes, png_bytes
-from lab.mirror_check import (
+from lab.mission.mirror_check import (
     PROBLEMS,
     GroundTruth,
     MirrorMismatch,
@@ -30,6 +28,8 @@ from lab.mirror_check import (
     check_mirror,
     error_head,
 )
+from lab.sims.flickr.universe import LICENSES_2025
+from lab.sims.image_host.server import jpeg_bytes, png_bytes
 
 IMAGE_SIZE = 1500
 FIRST_ID = 52_000_000_000

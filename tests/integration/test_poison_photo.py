@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.image_host import jpeg_bytes
+from lab.sims.image_host.server import jpeg_bytes
 from tests.conftest import wait_for
 from tests.integration import test_downloader
 from tests.integration.test_downloader import Fleet, kill_when, make_fleet, photo_ids

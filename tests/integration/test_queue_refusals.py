@@ -16,8 +16,8 @@ import pytest
 from downloader.queue_client import QueueClient, QueueUnavailable
 from harvester.db import connect
 from harvester.search.licenses import License, store_licenses
-from lab.catalog_images import fill_images
-from lab.queue_process import RunningQueue, spawn
+from lab.mission.catalog_images import fill_images
+from lab.processes.queue import RunningQueue, spawn
 
 PHOTOS = 20
 CC_BY = License(4, "Attribution License", "https://creativecommons.org/licenses/by/2.0/")

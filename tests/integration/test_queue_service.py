@@ -21,8 +21,8 @@ from harvester.db import connect
 from harvester.queue import leases as dq
 from harvester.queue.tokens import hash_token, read_tokens, write_tokens
 from harvester.search.licenses import License, store_licenses
-from lab.catalog_images import fill_images
-from lab.queue_process import RunningQueue, spawn
+from lab.mission.catalog_images import fill_images
+from lab.processes.queue import RunningQueue, spawn
 from tests.conftest import wait_for
 
 PHOTOS = 60

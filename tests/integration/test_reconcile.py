@@ -12,7 +12,7 @@ import pytest
 
 from harvester.catalog.reconcile import reconcile
 from harvester.db import connect
-from lab.catalog_sample import fill_sources
+from lab.mission.catalog_sample import fill_sources
 from tests.conftest import VENV_BIN, harvester_env, run_harvester, wait_for
 
 SOURCE_TABLES = {

@@ -32,8 +32,8 @@ from downloader.push import (
     rsync_command,
     ssh_command,
 )
-from lab.child import free_port
-from lab.storage import RunningStorage
+from lab.processes.child import free_port
+from lab.processes.storage import RunningStorage
 from tests.conftest import make_storage, remove_storage, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="sshd and useradd need root")

@@ -22,7 +22,7 @@ import pytest
 from downloader.layout import image_path
 from harvester.db import connect
 from harvester.queue import leases as dq
-from lab.catalog_images import fill_images
+from lab.mission.catalog_images import fill_images
 from tests.conftest import ROOT, harvester_env, run_harvester
 
 PHOTOS = 8

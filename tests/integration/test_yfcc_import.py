@@ -19,7 +19,7 @@ import pytest
 
 from harvester.db import connect
 from harvester.migrate import migrate
-from lab.yfcc_sample import SampleStats, write_sample
+from lab.mission.yfcc_sample import SampleStats, write_sample
 from tests.conftest import FIXTURES, ROOT, VENV_BIN, harvester_env, run_harvester, wait_for
 
 REAL_FILE = FIXTURES / "yfcc100m" / "yfcc100m_dataset_2014_23fields_4lines.tsv"

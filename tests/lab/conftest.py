@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from lab import netns
-from lab.droplets import LabConfig, LabState
+from lab.fleet import netns
+from lab.fleet.droplets import LabConfig, LabState
 from tests.conftest import VENV_BIN
 
 root_only = pytest.mark.skipif(

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from lab import netns
-from lab.droplets import (
+from lab.fleet import netns
+from lab.fleet.droplets import (
     LabConfig,
     LabError,
     LabState,
@@ -34,7 +34,7 @@ from lab.droplets import (
     remove_droplet,
     up,
 )
-from lab.salt_master import master_pki
+from lab.fleet.salt_master import master_pki
 from tests.conftest import VENV_BIN, wait_for
 from tests.lab.conftest import TestLab, make_lab, root_only
 

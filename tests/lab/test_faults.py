@@ -17,10 +17,10 @@ import pymysql
 import pytest
 import requests
 
-from lab import faults
-from lab.do_fleet import start_simulator
-from lab.droplets import LabError, pids_in_namespaces
-from lab.mirror_check import lab_catalog, lab_storage_root
+from lab.fleet import faults
+from lab.fleet.droplets import LabError, pids_in_namespaces
+from lab.mission.mirror_check import lab_catalog, lab_storage_root
+from lab.sims.digitalocean.service import start_simulator
 from tests.conftest import VENV_BIN, wait_for
 from tests.lab.conftest import TestLab, make_lab, root_only
 
@@ -184,7 +184,7 @@ def test_destroy_droplet_without_the_simulator_takes_it_out_of_the_lab(lab: Test
 def test_mirror_check_reads_the_lab_catalog_and_storage_from_the_host(
     lab: TestLab, fx_password: str
 ) -> None:
-    """lab.mirror_check's way into a lab: db-1's MariaDB as root over its socket (no
+    """lab.mission.mirror_check's way into a lab: db-1's MariaDB as root over its socket (no
     password), st-1's storage through its PID 1's root."""
     with lab_catalog(lab.config, "db-1", database="mysql") as conn, conn.cursor() as cur:
         cur.execute("SELECT CURRENT_USER()")

@@ -23,8 +23,10 @@ import pytest
 import requests
 import yaml
 
-from lab import do_fleet, fleet, salt_master
-from lab.do_sim_process import RunningDoSim
+from lab.fleet import lifecycle as fleet
+from lab.fleet import salt_master
+from lab.sims.digitalocean import service as do_fleet
+from lab.sims.digitalocean.process import RunningDoSim
 from tests.conftest import wait_for
 from tests.lab.conftest import TestLab, make_lab, root_only
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
-from lab import wheelhouse
-from lab.droplets import LabConfig
+from lab.fleet import wheelhouse
+from lab.fleet.droplets import LabConfig
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 and "CCMIRROR_WHEEL_CACHE" not in os.environ,

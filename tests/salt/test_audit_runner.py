@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lab.salt_master import SALT_VENV, generate_keys, write_file
+from lab.fleet.salt_master import SALT_VENV, generate_keys, write_file
 from tests.conftest import wait_for
 from tests.integration.test_storage_audit import PHOTOS, Mirror, fill_images, image_path_of
 from tests.salt.conftest import runner_master_config

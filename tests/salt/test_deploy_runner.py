@@ -16,7 +16,7 @@ import sys
 import tomllib
 from pathlib import Path
 
-from lab.wheelhouse import dependency_cache
+from lab.fleet.wheelhouse import dependency_cache
 from tests.salt.conftest import ROOT, runner_master_config
 
 LOAD_AND_CHECK = r"""

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lab import salt_master
+from lab.fleet import salt_master
 from tests.salt.conftest import runner_master_config
 
 ROOT = Path(__file__).resolve().parent.parent.parent

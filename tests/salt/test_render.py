@@ -1,5 +1,5 @@
 """Every role's highstate renders with its pillar, holds the states an operator relies on,
-and writes what the programs and lab/storage.py expect."""
+and writes what the programs and lab/processes/storage.py expect."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import jinja2
 import pytest
 import yaml
 
-from lab.storage import authorized_keys_line
+from lab.processes.storage import authorized_keys_line
 from tests.salt.conftest import ROOT, SITE
 
 ROLE_STATES = {

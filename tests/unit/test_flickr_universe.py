@@ -1,4 +1,4 @@
-"""Tests of the simulated Flickr photo universe (lab.flickr_universe), no HTTP involved."""
+"""Tests of the simulated Flickr photo universe (lab.sims.flickr.universe), no HTTP involved."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lab.flickr_universe import (
+from lab.sims.flickr.universe import (
     BUCKET_SECONDS,
     LICENSES_2025,
     Photo,

@@ -12,8 +12,8 @@ import jinja2
 import yaml
 
 from ccmirror_common.roles import BY_NAME, ROLES, role_of
-from lab import droplets
-from lab import fleet as lab_fleet
+from lab.fleet import droplets
+from lab.fleet import lifecycle as lab_fleet
 from tests.conftest import ROOT
 
 GLOB_LITERAL = re.compile(r"""["']([a-z]+-?\*)["']""")

@@ -30,7 +30,7 @@ from downloader.verify import (
     sniff_ext,
     status_outcome,
 )
-from lab.image_host import gif_bytes, jpeg_bytes, placeholder_png, png_bytes, webp_bytes
+from lab.sims.image_host.server import gif_bytes, jpeg_bytes, placeholder_png, png_bytes, webp_bytes
 
 
 def test_magic_bytes_decide_the_extension():

@@ -17,7 +17,7 @@ from harvester.yfcc.rows import (
     tsv_line,
     url_decode,
 )
-from lab.yfcc_sample import BAD_KINDS, sample_line
+from lab.mission.yfcc_sample import BAD_KINDS, sample_line
 from tests.conftest import FIXTURES
 
 REAL_LINES = (

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import yaml
 
-from lab.droplets import Droplet, LabConfig, LabError, LabState, wait_for
-from lab.wheelhouse import dependency_cache, fileserver_root, served_checkout
+from lab.fleet.droplets import Droplet, LabConfig, LabError, LabState, wait_for
+from lab.fleet.wheelhouse import dependency_cache, fileserver_root, served_checkout
 
 SALT_VENV = Path(os.environ.get("CCMIRROR_SALT_VENV", "/opt/ccmirror-salt"))
 SALT_REQUIREMENT = "salt>=3006,<3009"  # DESIGN.md: Salt 3006 LTS to 3008
@@ -30,7 +30,6 @@ SALT_REQUIREMENT = "salt>=3006,<3009"  # DESIGN.md: Salt 3006 LTS to 3008
 INFRA_REQUIREMENTS = ("pytest>=8.0", "pytest-testinfra>=10")
 # What the master's runners import beside salt: the fleet runner's DigitalOcean client.
 RUNNER_REQUIREMENTS = ("python-digitalocean>=1.17,<2",)
-CHECKOUT = Path(__file__).resolve().parent.parent
 PUBLISH_PORT, RET_PORT = 4505, 4506
 MASTER_SECONDS = 60.0
 MINION_UNIT = """\

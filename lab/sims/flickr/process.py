@@ -9,13 +9,12 @@ from __future__ import annotations
 import subprocess
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import requests
 
-from lab import child
+from lab import CHECKOUT
+from lab.processes import child
 
-ROOT = Path(__file__).resolve().parent.parent
 READY = "flickr_sim listening on "
 
 
@@ -52,12 +51,13 @@ class RunningSim:
 
 
 def spawn(*args: str, key: str, timeout: float = 30.0) -> RunningSim:
-    """Start `python -m lab.flickr_sim` on 127.0.0.1 with `key` accepted; `args` add options."""
+    """Start `python -m lab.sims.flickr.server` on 127.0.0.1 with `key` accepted; `args`
+    add options."""
     process = subprocess.Popen(
         [
             sys.executable,
             "-m",
-            "lab.flickr_sim",
+            "lab.sims.flickr.server",
             "--host",
             "127.0.0.1",
             "--port",
@@ -66,7 +66,7 @@ def spawn(*args: str, key: str, timeout: float = 30.0) -> RunningSim:
             key,
             *args,
         ],
-        cwd=ROOT,
+        cwd=CHECKOUT,
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -1,6 +1,6 @@
 """The lab's droplets: whole "machines" on this one, as root, made of namespaces.
 
-Each droplet is a named network namespace on the lab bridge (see `lab.netns`), and a process
+Each droplet is a named network namespace on the lab bridge (see `lab.fleet.netns`), and a process
 tree in new UTS, PID and mount namespaces whose PID 1 is the replacement `systemctl`
 (docker-systemctl-replacement) running `init`. Its root is a copy-on-write overlay of the
 host's root (lower = host /, upper and work under `<lab root>/<id>/`), with its own /proc,
@@ -28,8 +28,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ccmirror_common.roles import ROLES
-from lab import netns
-from lab.lab_secrets import LabSecretsError, writer
+from lab.fleet import netns
+from lab.fleet.secrets import LabSecretsError, writer
 
 DEFAULT_DROPLETS = tuple(role.first_minion for role in ROLES)  # one per role: master, db-1, ...
 DROPLET_ID = re.compile(r"^[a-z][a-z0-9-]{0,29}$")  # a hostname and a minion id
@@ -254,9 +254,9 @@ def remove_droplet(
     config: LabConfig, droplet_id: str, progress: Callable[[str], None] = print
 ) -> None:
     """Take one droplet out of the running lab: its processes, namespaces, veth, directory,
-    its place in the state and in every other droplet's /etc/hosts (`lab.fleet.remove` also
-    deletes its minion key on the master, as destroying a droplet on DigitalOcean does). An
-    unknown id is an error and changes nothing."""
+    its place in the state and in every other droplet's /etc/hosts
+    (`lab.fleet.lifecycle.remove` also deletes its minion key on the master, as destroying a
+    droplet on DigitalOcean does). An unknown id is an error and changes nothing."""
     check_droplet_id(droplet_id)
     require_root()
     with lab_lock(config):

@@ -6,11 +6,12 @@ DigitalOcean's awkward parts are kept: bearer tokens (401), `{"id", "message"}` 
 a 429 when the hourly or per-minute budget is spent, droplets that are `new` without
 addresses before they become `active`, and actions that complete later. Each droplet is a
 machine of a backend: a record in memory, or a lab droplet that runs its `user_data`
-(`--backend lab`, root, a running lab; see `lab.do_sim_backends`).
+(`--backend lab`, root, a running lab; see `lab.sims.digitalocean.backends`).
 
 Run it in the foreground::
 
-    CCMIRROR_DO_TOKEN=... python -m lab.do_sim --host 127.0.0.1 --port 0 [--backend lab]
+    CCMIRROR_DO_TOKEN=... python -m lab.sims.digitalocean.server --host 127.0.0.1 --port 0 \
+        [--backend lab]
 
 It prints one line, ``do_sim listening on http://HOST:PORT/v2/``, when ready, and exits 0 on
 SIGTERM/SIGINT after the machines being made or removed are done. Point python-digitalocean
@@ -40,9 +41,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from lab import do_sim_catalog as catalog
-from lab.do_sim_backends import Backend, LabBackend, MemoryBackend
-from lab.do_sim_cloud import ApiError, Cloud, Settings, not_found
+from lab.sims.digitalocean import catalog
+from lab.sims.digitalocean.backends import Backend, LabBackend, MemoryBackend
+from lab.sims.digitalocean.cloud import ApiError, Cloud, Settings, not_found
 
 READY = "do_sim listening on "
 TOKEN_ENV = "CCMIRROR_DO_TOKEN"
@@ -501,7 +502,7 @@ def make_backend(kind: str) -> Backend:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m lab.do_sim", description=__doc__.splitlines()[0]
+        prog="python -m lab.sims.digitalocean.server", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (%(default)s)")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")

@@ -31,11 +31,11 @@ from typing import Protocol
 
 import requests
 
-from lab import droplets as lab_droplets
-from lab import fleet as lab_fleet
-from lab import netns
-from lab.droplets import Droplet, LabConfig, LabError, find_droplet, wait_for
-from lab.salt_master import master_pki
+from lab.fleet import droplets as lab_droplets
+from lab.fleet import lifecycle as lab_fleet
+from lab.fleet import netns
+from lab.fleet.droplets import Droplet, LabConfig, LabError, find_droplet, wait_for
+from lab.fleet.salt_master import master_pki
 
 # Whether a lab droplet's init restarts a unit started after boot when its main process dies.
 RESTARTED_BY_LAB_INIT = False
@@ -64,7 +64,8 @@ class KilledDaemon:
 
 
 class DoApi(Protocol):
-    """Where the DigitalOcean simulator answers (lab.do_sim_process.RunningDoSim is one)."""
+    """Where the DigitalOcean simulator answers (one: RunningDoSim of
+    lab.sims.digitalocean.process)."""
 
     end_point: str  # http://HOST:PORT/v2/
     token: str

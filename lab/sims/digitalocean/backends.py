@@ -1,5 +1,5 @@
 """What stands behind a droplet of the DigitalOcean simulator: a record in memory (fast
-tests), or a real lab droplet (`lab.droplets`) that boots as a DigitalOcean image does (host
+tests), or a real lab droplet (`lab.fleet.droplets`) that boots as a DigitalOcean image does (host
 keys of its own, the droplet's `ssh_keys` authorized for root, sshd on its address) and runs
 its `user_data`.
 
@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from lab import droplets as lab_droplets
-from lab import fleet as lab_fleet
+from lab.fleet import droplets as lab_droplets
+from lab.fleet import lifecycle as lab_fleet
 
 # Where cloud-init keeps the user data, its output and its "done" marker; the simulator's
 # lab droplets use the same paths so a script or an operator finds them where on DigitalOcean.

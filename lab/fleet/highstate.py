@@ -1,7 +1,7 @@
 """Apply highstate to minions at once and show it state by state: run by the salt venv's
 python (it imports salt), not the project's.
 
-    python lab/salt_highstate.py --config-dir DIR --out FILE [--timeout SECONDS] ID [ID...]
+    python lab/fleet/highstate.py --config-dir DIR --out FILE [--timeout SECONDS] ID [ID...]
 
 One line per state as the minions report it (minion, its count of states, result, state id)
 on stderr, from the `salt/job/<jid>/prog/...` events minions fire with `state_events: True`;

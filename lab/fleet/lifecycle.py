@@ -14,11 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ccmirror_common.roles import ROLES
-from lab import droplets, flickr_service, image_service, salt_master, wheelhouse
-from lab.droplets import LabConfig, LabError, LabState, lab_lock, load_state
-from lab.lab_secrets import write_lab_secrets
+from lab import CHECKOUT
+from lab.fleet import droplets, salt_master, wheelhouse
+from lab.fleet.droplets import LabConfig, LabError, LabState, lab_lock, load_state
+from lab.fleet.secrets import write_lab_secrets
+from lab.sims.flickr import service as flickr_service
+from lab.sims.image_host import service as image_service
 
-CHECKOUT = Path(__file__).resolve().parent.parent
 HIGHSTATE_SECONDS = 900.0
 STORAGE_PORT = 2222  # the storage droplet's sshd (lab_secrets' default; the states use it)
 QUEUE_PORT = 8700
@@ -203,7 +205,7 @@ def apply_highstate(
         process = subprocess.Popen(
             [
                 str(salt_master.SALT_VENV / "bin" / "python"),
-                str(Path(__file__).with_name("salt_highstate.py")),
+                str(Path(__file__).with_name("highstate.py")),
                 "--config-dir",
                 str(salt_master.config_dir(config)),
                 "--out",

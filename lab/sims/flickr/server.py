@@ -1,14 +1,14 @@
 """A Flickr REST API simulator over HTTP, for tests, the lab and benchmarks.
 
 Serves ``flickr.photos.search`` and ``flickr.photos.licenses.getInfo`` from a deterministic
-:class:`lab.flickr_universe.Universe`, with Flickr's awkward parts kept on purpose: the
+:class:`lab.sims.flickr.universe.Universe`, with Flickr's awkward parts kept on purpose: the
 4,000-result cap (later pages repeat the last page within the cap), misreported totals,
 string/int type quirks, ``\\/``-escaped JSON, HTTP-200 errors, API keys, a per-key rate limit
 and injectable faults (5xx, codes 105/201, truncated JSON, slow answers).
 
 Run it in the foreground::
 
-    python -m lab.flickr_sim --host 127.0.0.1 --port 0 --seed 1
+    python -m lab.sims.flickr.server --host 127.0.0.1 --port 0 --seed 1
 
 It prints one line, ``flickr_sim listening on http://HOST:PORT/services/rest/``, when ready and
 exits 0 on SIGTERM/SIGINT. Ground truth and run-time control live under ``/_sim/`` (no key).
@@ -36,7 +36,7 @@ from json.encoder import encode_basestring_ascii as _encode_str  # type: ignore[
 from urllib.parse import parse_qs, urlsplit
 from xml.sax.saxutils import quoteattr
 
-from lab.flickr_universe import (
+from lab.sims.flickr.universe import (
     DEFAULT_START,
     OWN_SECRET_SIZES,
     SIZES,
@@ -902,7 +902,9 @@ def _rate(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m lab.flickr_sim", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m lab.sims.flickr.server", description=__doc__.split("\n")[0]
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0, help="0 picks a free port")
     p.add_argument("--seed", type=int, default=1)

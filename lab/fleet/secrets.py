@@ -4,7 +4,7 @@
 
 writes, under `directory` (made 0700; the master's second pillar root), the layout of
 pillar/README.md: `site.sls`, `minions/<id>.sls` (0600, that minion's own secrets) and the
-record `secrets.json` (0600, every secret made so far; lab/flickr_service.py reads the
+record `secrets.json` (0600, every secret made so far; lab/sims/flickr/service.py reads the
 harvesters' Flickr keys from it). The writer is the `secrets` runner's
 (`_runners/secrets.py`), loaded here by path: a runner cannot import `lab`, so the shared
 code lives there, and the lab and a real master write the same files. The lab differs in
@@ -29,7 +29,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-WRITER_FILE = Path(__file__).resolve().parent.parent / "_runners" / "secrets.py"
+from lab import CHECKOUT
+
+WRITER_FILE = CHECKOUT / "_runners" / "secrets.py"
 WRITER_MODULE = "ccmirror_secrets_runner"
 
 

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote_plus
 
-from lab.flickr_universe import Universe
+from lab.sims.flickr.universe import Universe
 
 # Flickr's 2.0 licenses as the dataset names them (YFCC100M predates CC0 ids and 4.0).
 YFCC_LICENSES = {

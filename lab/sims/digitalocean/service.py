@@ -13,9 +13,9 @@ from pathlib import Path
 
 import yaml
 
-from lab import host_services, salt_master
-from lab.do_sim_process import RunningDoSim, spawn
-from lab.droplets import LabConfig, LabState
+from lab.fleet import host_services, salt_master
+from lab.fleet.droplets import LabConfig, LabState
+from lab.sims.digitalocean.process import RunningDoSim, spawn
 
 SETTINGS_FILE = "ccmirror-fleet.conf"
 SERVICE = "do-sim"
@@ -27,7 +27,7 @@ LAB_MINION_CONFIG = {"systemd.scope": False, "acceptance_wait_time": 1, "state_e
 
 @dataclass(frozen=True)
 class DoService:
-    """Where the lab's simulator service answers (a lab.faults.DoApi)."""
+    """Where the lab's simulator service answers (a lab.fleet.faults.DoApi)."""
 
     end_point: str  # http://HOST:PORT/v2/
     token: str
@@ -64,7 +64,7 @@ def ensure_service(config: LabConfig, state: LabState) -> DoService:
     if not token_file.exists():
         token_file.touch(mode=0o600)
         token_file.write_text("dop_v1_" + secrets.token_hex(32) + "\n")
-    args = ["lab.do_sim", "--backend", "lab", "--boot-seconds", "0", "--host"]
+    args = ["lab.sims.digitalocean.server", "--backend", "lab", "--boot-seconds", "0", "--host"]
     args += [config.host_address, "--port", str(PORT), "--token-file", str(token_file)]
     host_services.ensure(config, state, SERVICE, args, PORT, env=lab_env(config))
     return service(config)

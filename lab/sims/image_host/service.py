@@ -1,4 +1,4 @@
-"""The lab's image host (lab/image_host.py) as a host service on the bridge address: the
+"""The lab's image host (lab/sims/image_host/server.py) as a host service on the bridge address: the
 Flickr simulator's image URLs point at it, so downloader droplets fetch from it as they
 would from Flickr's image servers; its `/_img/` endpoints set faults per photo."""
 
@@ -7,8 +7,8 @@ from __future__ import annotations
 import requests
 
 from ccmirror_common.hosts import DEFAULT_ALLOW_HOSTS
-from lab import host_services
-from lab.droplets import LabConfig, LabState
+from lab.fleet import host_services
+from lab.fleet.droplets import LabConfig, LabState
 
 SERVICE = "image-host"
 PORT = 8601
@@ -26,12 +26,12 @@ def allow_hosts(config: LabConfig) -> list[str]:
 
 
 def ensure(config: LabConfig, state: LabState, image_size: int = IMAGE_SIZE) -> None:
-    args = ["lab.image_host", "--host", config.host_address, "--port", str(PORT)]
+    args = ["lab.sims.image_host.server", "--host", config.host_address, "--port", str(PORT)]
     host_services.ensure(config, state, SERVICE, [*args, "--image-size", str(image_size)], PORT)
 
 
 def set_faults(config: LabConfig, faults: dict[int, str | dict]) -> None:
-    """Per photo id a mode (or {"mode", "times"}), see lab/image_host.py."""
+    """Per photo id a mode (or {"mode", "times"}), see lab/sims/image_host/server.py."""
     payload = {"faults": {str(photo_id): mode for photo_id, mode in faults.items()}}
     url = base_url(config) + "/_img/faults"
     requests.post(url, json=payload, timeout=10).raise_for_status()

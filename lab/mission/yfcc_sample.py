@@ -12,7 +12,7 @@ of any one line (`sample_line`) without generating the file; photo ids are a bij
 the line index, so they are unique within a seed. `bad_every=N` turns every Nth line into a
 bad line of each kind in `BAD_KINDS` in turn, and `write_sample` returns exact counts.
 
-    .venv/bin/python -m lab.yfcc_sample OUT.tsv[.gz|.bz2] --lines 1000000 [--fields 25]
+    .venv/bin/python -m lab.mission.yfcc_sample OUT.tsv[.gz|.bz2] --lines 1000000 [--fields 25]
 """
 
 from __future__ import annotations

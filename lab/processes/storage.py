@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lab import child
+from lab.processes import child
 
 STORAGE_USER = "ccmirror-storage"
 STORAGE_HOME = Path("/var/lib/ccmirror-storage")
@@ -164,7 +164,7 @@ def sshd_config(
 ) -> str:
     allow = "yes" if lenient else "no"
     return f"""\
-# A throw-away storage sshd (lab.storage): one user, one key, rrsync only.
+# A throw-away storage sshd (lab.processes.storage): one user, one key, rrsync only.
 ListenAddress {host}
 Port {port}
 HostKey {host_key}

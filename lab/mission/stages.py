@@ -40,25 +40,21 @@ from pathlib import Path
 import pymysql
 import yaml
 
-from lab import (
-    do_fleet,
-    droplets,
-    fleet,
-    flickr_service,
-    image_service,
-    mirror_check,
-    salt_master,
-    wheelhouse,
-)
-from lab.droplets import LabConfig, LabError
-from lab.flickr_universe import Universe
-from lab.yfcc_from_universe import write_yfcc_sample
+from lab.fleet import droplets, salt_master, wheelhouse
+from lab.fleet import lifecycle as fleet
+from lab.fleet.droplets import LabConfig, LabError
+from lab.mission import mirror_check
+from lab.mission.yfcc_from_universe import write_yfcc_sample
+from lab.sims.digitalocean import service as do_fleet
+from lab.sims.flickr import service as flickr_service
+from lab.sims.flickr.universe import Universe
+from lab.sims.image_host import service as image_service
 
 CORE = ("db-1", "st-1")
 BUCKET = 600  # the universe's ten-minute buckets
 HOT_WINDOW_EVERY, HOT_SECOND_EVERY = 70, 100  # about twice a day, as in harvest-demo
 YFCC_ON_DB = "/var/lib/ccmirror/yfcc-sample.tsv"
-# What the image host does to one photo in `fault_every`, in turn (lab/mirror_check.py
+# What the image host does to one photo in `fault_every`, in turn (lab/mission/mirror_check.py
 # knows how each must end: gone, failed as bad, stored after a retry).
 FAULTS = ("404", "placeholder", "not_image", {"mode": "503", "times": 1}, "410", "html")
 SALT_RUN_SECONDS = 1800

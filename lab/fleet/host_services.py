@@ -14,10 +14,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lab.droplets import LabConfig, LabError, LabState, mentions, service_env, wait_for
+from lab import CHECKOUT
+from lab.fleet.droplets import LabConfig, LabError, LabState, mentions, service_env, wait_for
 
 START_SECONDS = 30.0
-CHECKOUT = Path(__file__).resolve().parent.parent
 
 
 def ensure(

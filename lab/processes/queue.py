@@ -15,7 +15,7 @@ from pathlib import Path
 
 import requests
 
-from lab import child
+from lab.processes import child
 
 VENV_BIN = Path(sys.executable).parent
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import yaml
 
-from lab import host_services
-from lab.droplets import LabConfig, LabState
+from lab.fleet import host_services
+from lab.fleet.droplets import LabConfig, LabState
 
 SERVICE = "flickr-sim"
 PORT = 8600
@@ -57,7 +57,7 @@ def restart(config: LabConfig, state: LabState, private_pillar: Path) -> None:
     if not keys:
         host_services.stop(config, state, SERVICE)
         return
-    args = ["lab.flickr_sim", "--host", config.host_address, "--port", str(PORT)]
+    args = ["lab.sims.flickr.server", "--host", config.host_address, "--port", str(PORT)]
     # Throw-away lab keys; the simulator takes them no other way.
     args += ["--keys", ",".join(keys), *wanted["options"]]
     host_services.ensure(config, state, SERVICE, args, PORT)

@@ -7,14 +7,12 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import requests
 
-from lab import child
-from lab.do_sim import READY, TOKEN_ENV
-
-ROOT = Path(__file__).resolve().parent.parent
+from lab import CHECKOUT
+from lab.processes import child
+from lab.sims.digitalocean.server import READY, TOKEN_ENV
 
 
 @dataclass
@@ -57,14 +55,23 @@ def spawn(
     env: dict[str, str] | None = None,
     timeout: float = 30.0,
 ) -> RunningDoSim:
-    """Start `python -m lab.do_sim` on `host` (a free port) accepting `token`; `args` add
-    options (`--backend lab`, `--boot-seconds 0.2`...). The token goes through the
-    environment, never the command line."""
+    """Start `python -m lab.sims.digitalocean.server` on `host` (a free port) accepting
+    `token`; `args` add options (`--backend lab`, `--boot-seconds 0.2`...). The token goes
+    through the environment, never the command line."""
     child_env = dict(env if env is not None else os.environ)
     child_env[TOKEN_ENV] = token
     process = subprocess.Popen(
-        [sys.executable, "-m", "lab.do_sim", "--host", host, "--port", "0", *args],
-        cwd=ROOT,
+        [
+            sys.executable,
+            "-m",
+            "lab.sims.digitalocean.server",
+            "--host",
+            host,
+            "--port",
+            "0",
+            *args,
+        ],
+        cwd=CHECKOUT,
         env=child_env,
         stdout=subprocess.PIPE,
         text=True,

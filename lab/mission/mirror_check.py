@@ -6,10 +6,10 @@
     assert_mirror(conn, storage_root, truth)             # MirrorMismatch naming every problem
 
 The ground truth is what the simulators were made to hold: the CC photo ids of the harvested
-range (`lab.flickr_universe.Universe.truth`, plus any other source's), and the faults the
-image host was told to serve per photo id (`lab.image_host` modes, with `times` or not). The
-image host's bytes are a function of the photo id and its `--image-size`, so every stored
-file's sha256 is known in advance.
+range (`lab.sims.flickr.universe.Universe.truth`, plus any other source's), and the faults the
+image host was told to serve per photo id (`lab.sims.image_host.server` modes, with `times`
+or not). The image host's bytes are a function of the photo id and its `--image-size`, so
+every stored file's sha256 is known in advance.
 
 Every ground-truth photo must be `stored` exactly once, or `gone`/`failed` with the class
 its fault gives (the class is the queue's `last_error` prefix: `gone`, `bad`, `retry`). A
@@ -38,8 +38,8 @@ import pymysql
 import pymysql.cursors
 
 from downloader.layout import IMAGE_EXTENSIONS, image_path
-from lab.droplets import LabConfig, find_droplet
-from lab.image_host import gif_bytes, jpeg_bytes, png_bytes, webp_bytes
+from lab.fleet.droplets import LabConfig, find_droplet
+from lab.sims.image_host.server import gif_bytes, jpeg_bytes, png_bytes, webp_bytes
 
 PROBLEMS = {
     "not_in_catalog": "a ground-truth photo the catalog does not hold",

@@ -1,11 +1,12 @@
 """The DigitalOcean simulator's account: droplets, actions, tags, SSH keys and VPCs, checked
 the way DigitalOcean checks them and rendered in its JSON shapes. No HTTP here (see
-`lab.do_sim`): each operation takes parsed JSON and returns a payload or raises `ApiError`.
+`lab.sims.digitalocean.server`): each operation takes parsed JSON and returns a payload or
+raises `ApiError`.
 
 Time matters as on the real service: a droplet is `new` (no addresses) until its machine is
 made and `boot_seconds` have passed, then `active` with a private and a public IPv4; its
 create action goes from `in-progress` to `completed` then. Power actions take
-`action_seconds`. Machines are made and removed by a backend (`lab.do_sim_backends`) in
+`action_seconds`. Machines are made and removed by a backend (`lab.sims.digitalocean.backends`) in
 worker threads, one droplet's create and destroy in order.
 """
 
@@ -25,8 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from lab import do_sim_catalog as catalog
-from lab.do_sim_backends import Backend, BackendError, log
+from lab.sims.digitalocean import catalog
+from lab.sims.digitalocean.backends import Backend, BackendError, log
 
 MAX_NAMES = 10  # droplets in one create request
 MAX_USER_DATA = 64 * 1024

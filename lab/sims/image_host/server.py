@@ -24,7 +24,7 @@ image server; the lab's e2e tests stretch a download over their faults with it).
 Host header and overall, so tests can check a fetcher's concurrency limits; ``POST
 /_img/reset`` clears faults and stats. Run it in the foreground::
 
-    python -m lab.image_host --host 127.0.0.1 --port 0
+    python -m lab.sims.image_host.server --host 127.0.0.1 --port 0
 
 It prints ``image_host listening on http://HOST:PORT`` when ready; SIGTERM stops it.
 """
@@ -44,14 +44,13 @@ import sys
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import requests
 from aiohttp import web
 
-from lab import child
+from lab import CHECKOUT
+from lab.processes import child
 
-ROOT = Path(__file__).resolve().parent.parent
 READY = "image_host listening on "
 PLACEHOLDER_PATH = "/photo_unavailable.png"
 HUGE_LENGTH = 3 * 1024**3
@@ -443,10 +442,20 @@ class RunningImageHost:
 
 
 def spawn(*args: str, timeout: float = 30.0) -> RunningImageHost:
-    """Start `python -m lab.image_host` on an ephemeral loopback port; `args` add options."""
+    """Start `python -m lab.sims.image_host.server` on an ephemeral loopback port; `args`
+    add options."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "lab.image_host", "--host", "127.0.0.1", "--port", "0", *args],
-        cwd=ROOT,
+        [
+            sys.executable,
+            "-m",
+            "lab.sims.image_host.server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            *args,
+        ],
+        cwd=CHECKOUT,
         stdout=subprocess.PIPE,
         text=True,
     )
