@@ -12,7 +12,7 @@ The private root is the master's second `pillar_roots: base` entry (or the maste
 pillar/README.md lists the keys of each role. Two layers live in this file:
 
 - plain functions (`write_private_root`, `store_flickr_key`, `rotate_secrets`, ...) with no
-  `__opts__` or `__salt__`: the one writer of the layout. lab/fleet/secrets.py loads this file
+  `__opts__` or `__salt__`: the one writer of the layout. lab/fleet/lab_secrets.py loads this file
   by path (importlib) and calls them, so the lab and a real master write the same files.
   The dependency points that way because a runner must not import `lab`, and Salt's own
   Python has neither `lab` nor the `ccmirror` packages (hence no `harvester` import here:
@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 __load__ = ["init", "set_flickr_key", "rotate", "forget"]
 
 RECORD_FILE = "secrets.json"
-LEGACY_RECORD_FILE = "lab-secrets.json"  # the name lab/fleet/secrets.py used before
+LEGACY_RECORD_FILE = "lab-secrets.json"  # the name lab/fleet/lab_secrets.py used before
 LOCK_FILE = ".secrets.lock"
 SITE_DEFAULTS = {"storage_port": 2222, "queue_port": 8700, "db_port": 3306}
 TOKEN_PREFIX = "ccmq_"  # harvester/queue/tokens.py's; tests check they agree
@@ -80,7 +80,7 @@ class SecretsError(ValueError):
 
 
 # ---------------------------------------------------------------------------------------
-# The plain layer: no __opts__, no __salt__ (lab/fleet/secrets.py calls it).
+# The plain layer: no __opts__, no __salt__ (lab/fleet/lab_secrets.py calls it).
 
 
 def write_private_root(
@@ -229,7 +229,7 @@ def check_minion_id(minion_id: object) -> str:
     pillar target and names an sls file: a glob (`dl-?`, `*-1`), a dot (an sls path
     separator), a slash or an upper-case letter would reach other files or be matched
     against other ids, and pillar/top.sls gives such an id no secrets anyway. fleet.py and
-    the lab (lab/fleet/secrets.py) call this function."""
+    the lab (lab/fleet/lab_secrets.py) call this function."""
     if not isinstance(minion_id, str) or not MINION_ID.fullmatch(minion_id):
         raise SecretsError(
             f"bad minion id {minion_id!r}: lower-case letters, digits and '-' only, starting"

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from ccmirror_common.roles import ROLES
 from lab.fleet import netns
-from lab.fleet.secrets import LabSecretsError, writer
+from lab.fleet.lab_secrets import LabSecretsError, writer
 
 DEFAULT_DROPLETS = tuple(role.first_minion for role in ROLES)  # one per role: master, db-1, ...
 DROPLET_ID = re.compile(r"^[a-z][a-z0-9-]{0,29}$")  # a hostname and a minion id

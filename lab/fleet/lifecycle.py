@@ -17,7 +17,7 @@ from ccmirror_common.roles import ROLES
 from lab import CHECKOUT
 from lab.fleet import droplets, salt_master, wheelhouse
 from lab.fleet.droplets import LabConfig, LabError, LabState, lab_lock, load_state
-from lab.fleet.secrets import write_lab_secrets
+from lab.fleet.lab_secrets import write_lab_secrets
 from lab.sims.flickr import service as flickr_service
 from lab.sims.image_host import service as image_service
 
@@ -205,6 +205,7 @@ def apply_highstate(
         process = subprocess.Popen(
             [
                 str(salt_master.SALT_VENV / "bin" / "python"),
+                "-P",  # not the script's directory on sys.path: its modules are the lab's
                 str(Path(__file__).with_name("highstate.py")),
                 "--config-dir",
                 str(salt_master.config_dir(config)),

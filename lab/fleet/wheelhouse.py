@@ -3,7 +3,7 @@ of every dependency and a `requirements.txt` of exact pins, so minions install t
 `pip --no-index` and need no network (the lab's droplets have none).
 
 The builder is the `wheelhouse` runner's (`_runners/wheelhouse.py`), loaded here by path as
-lab/fleet/secrets.py loads the secrets runner: the lab and a real master build the same way.
+lab/fleet/lab_secrets.py loads the secrets runner: the lab and a real master build the same way.
 The ccmirror wheel is rebuilt only when a packaged file changed; dependency wheels and the
 build backend come from PyPI through pip's cache once per set of requirements, into a cache
 outside any lab (`lab down` removes the lab's directory; the next `lab up` copies them back

@@ -1,6 +1,6 @@
 """Salt's own `salt-call --local` against this checkout's states and pillar: a minion config
 in a temporary directory with file_roots = salt/, pillar_roots = [pillar/, a private root
-written by lab/fleet/secrets.py], as the master has them."""
+written by lab/fleet/lab_secrets.py], as the master has them."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lab.fleet.lab_secrets import write_lab_secrets
 from lab.fleet.salt_master import SALT_VENV, ensure_salt
-from lab.fleet.secrets import write_lab_secrets
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 MINIONS = ["master", "db-1", "hv-1", "hv-2", "dl-1", "dl-2", "st-1"]

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from ccmirror_common.hosts import DEFAULT_POLICY, HostPolicy
-from lab.fleet.secrets import write_lab_secrets
+from lab.fleet.lab_secrets import write_lab_secrets
 from tests.salt.conftest import MINIONS, ROOT, SITE, make_salt_call
 from tests.salt.test_render import args
 

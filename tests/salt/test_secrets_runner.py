@@ -21,8 +21,8 @@ import pytest
 import yaml
 
 from harvester.queue.tokens import TOKEN_PREFIX, hash_token
+from lab.fleet.lab_secrets import write_lab_secrets, writer
 from lab.fleet.salt_master import SALT_VENV, ensure_salt, generate_keys
-from lab.fleet.secrets import write_lab_secrets, writer
 from tests.salt.conftest import ROOT, make_salt_call
 
 # Run in Salt's Python: argv = master config, minion config; stdin = a JSON list of
