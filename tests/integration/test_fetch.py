@@ -24,9 +24,9 @@ from downloader.fetch import (
     FetchResult,
     FetchSettings,
     HostLimit,
-    SpoolError,
 )
 from downloader.layout import image_path
+from downloader.spool import SpoolError
 from lab.image_host import RunningImageHost, jpeg_bytes, spawn
 from tests.conftest import VENV_BIN
 
