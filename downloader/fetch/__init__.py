@@ -14,7 +14,7 @@ Flickr's "photo unavailable" placeholder), `retry` (5xx, 429, 403, timeouts, res
 truncated bodies, redirect loops) or `bad` (not an image, body longer than announced, over
 the size cap, other 4xx). Nothing but a verified image is ever renamed into place.
 
-Why our own HTTP client (downloader/http_client.py): CPU per image is the budget on a one-vCPU
+Why our own HTTP client (downloader/fetch/http/): CPU per image is the budget on a one-vCPU
 droplet. One event loop with pooled keep-alive connections costs a fraction of a thread per
 connection, and a bare Protocol parser costs a fraction of aiohttp's per request; the body is
 hashed, checked and kept as it arrives, in the connection's data_received (see bench/fetch.py).
@@ -28,6 +28,7 @@ One module per job:
 - `fetcher`: the `Fetcher`, an item's exchanges and their verdicts;
 - `scheduler`: per-host concurrency and politeness (which job runs next);
 - `body`: a body's bytes as they arrive (cap, magic bytes, sha256, spill to a temp file);
+- `http`: the HTTP/1.1 client (a pool of keep-alive connections, GET, redirects);
 - `present`: what an earlier run already stored;
 - `progress`: counts, rate and ETA as one line;
 - `loop`: the event loop a run is on (uvloop when installed);

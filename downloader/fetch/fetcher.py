@@ -17,13 +17,22 @@ from collections.abc import AsyncIterator, Container, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from downloader import http_client, verify
+from downloader import verify
 from downloader.fetch.body import Body, Refused, sniff, write_all
+from downloader.fetch.http import (
+    BadUrl,
+    HttpClient,
+    HttpError,
+    Malformed,
+    RequestTimeout,
+    Response,
+    TooManyRedirects,
+    Truncated,
+)
 from downloader.fetch.items import FetchItem, FetchResult
 from downloader.fetch.progress import FetchProgress
 from downloader.fetch.scheduler import HostGate, Job, Scheduler, host_of
 from downloader.fetch.settings import FetchSettings
-from downloader.http_client import HttpClient, Response
 from downloader.layout import IMAGE_EXTENSIONS, image_path
 from downloader.spool import SpoolError, disk_full
 
@@ -219,7 +228,7 @@ class Fetcher:
                 response.discard()
             final = response.url if response is not None else url
             return _Attempt(FetchResult(item, refused.outcome, url=final, error=refused.reason))
-        except http_client.HttpError as e:
+        except HttpError as e:
             final = response.url if response is not None else url
             outcome, reason = self._failure(e)
             return _Attempt(FetchResult(item, outcome, url=final, error=reason))
@@ -228,22 +237,22 @@ class Fetcher:
                 response.discard()  # the connection cannot be reused mid-answer
             raise
 
-    def _failure(self, error: http_client.HttpError) -> tuple[str, str]:
+    def _failure(self, error: HttpError) -> tuple[str, str]:
         """The outcome class of an exchange that failed, and why."""
         s = self.settings
-        if isinstance(error, http_client.TooManyRedirects):
+        if isinstance(error, TooManyRedirects):
             # A loop is a CDN or cookie misconfiguration, not a verdict on the photo: `retry`,
             # which the queue turns into `failed` after max_attempts if it never clears.
             return "retry", f"redirect loop: more than {s.max_redirects} redirects"
-        if isinstance(error, http_client.RequestTimeout):
+        if isinstance(error, RequestTimeout):
             return "retry", f"timeout (total {s.total_timeout:g}s, read {s.read_timeout:g}s)"
-        if isinstance(error, http_client.Truncated):
+        if isinstance(error, Truncated):
             return "retry", f"truncated body: {error}"
-        if isinstance(error, http_client.Malformed):
+        if isinstance(error, Malformed):
             # Most often bytes past the announced Content-Length: the server's framing cannot
             # be trusted, and a server that sends it once for a URL sends it again: final.
             return "bad", f"malformed response (length not as announced?): {error}"
-        if isinstance(error, http_client.BadUrl):
+        if isinstance(error, BadUrl):
             return "bad", str(error)
         return "retry", f"connection: {error}"
 
