@@ -4,7 +4,7 @@ A private nginx (its own config, a loopback port) serves 20,000 generated JPEGs 
 (`--kb 5-20` for small ones, as in the issue's first measurement)
 at Flickr-shaped paths. Both tools fetch the same URL list, compute sha256 and write files:
 
-- `downloader fetch --concurrency 64` (one process, one event loop, downloader/http_client.py);
+- `downloader fetch --concurrency 64` (one process, one event loop, downloader/fetch/http/);
 - img2dataset with processes_count=2, thread_count=64, output_format=files, resize_mode=no,
   compute_hash=sha256, otherwise its defaults (`--peer-lean` adds disable_all_reencoding and
   no EXIF, its cheapest mode).

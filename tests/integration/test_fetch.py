@@ -24,9 +24,9 @@ from downloader.fetch import (
     FetchResult,
     FetchSettings,
     HostLimit,
-    SpoolError,
 )
 from downloader.layout import image_path
+from downloader.spool import SpoolError
 from lab.sims.image_host.server import RunningImageHost, jpeg_bytes, spawn
 from tests.conftest import VENV_BIN
 

@@ -10,7 +10,7 @@ import hashlib
 import pytest
 
 from ccmirror_common.hosts import HostPolicy
-from downloader.http_client import (
+from downloader.fetch.http import (
     HttpClient,
     Malformed,
     RequestTimeout,

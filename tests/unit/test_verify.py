@@ -11,14 +11,8 @@ from pathlib import Path
 import pytest
 
 from downloader import queue_client
-from downloader.fetch import (
-    BadInput,
-    FetchItem,
-    FetchResult,
-    FetchSettings,
-    HostLimit,
-    read_url_list,
-)
+from downloader.fetch import FetchItem, FetchResult, FetchSettings, HostLimit
+from downloader.fetch.url_list import BadInput, read_url_list
 from downloader.verify import (
     ERROR_CHARS,
     MAX_RETRY_AFTER,

@@ -1,5 +1,5 @@
-"""What the HTTP client (downloader/http_client.py) requests, and how an exchange fails: a
-parsed URL (`Target`) and the errors, each one line for a report."""
+"""What the HTTP client (downloader/fetch/http/client.py) requests, and how an exchange
+fails: a parsed URL (`Target`) and the errors, each one line for a report."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """A body as the fetcher receives it: checked, hashed and kept while it streams in.
 
-Split from downloader/fetch.py, which drives the exchanges; this is what happens to their
-bytes. Everything here runs in the connection's data_received, so it stays lean.
+The fetcher (downloader/fetch/fetcher.py) drives the exchanges; this is what happens to
+their bytes. Everything here runs in the connection's data_received, so it stays lean.
 """
 
 from __future__ import annotations

@@ -1,48 +1,21 @@
-"""A small HTTP/1.1 client on asyncio Protocols: GET, keep-alive, streaming bodies, nothing else.
+"""One keep-alive HTTP/1.1 connection as an asyncio Protocol, and the `Response` it reads.
 
-The fetcher's hot path is one small image per request, so CPU per request is the budget. On
-this kind of machine aiohttp spends ~150 us of Python per request on its request, response and
-stream objects; this client spends ~20-30 us (bench/fetch.py compares the whole stage against
-img2dataset). What it does:
-
-- one keep-alive pool per (scheme, host, port); a reused connection that turns out closed
-  before any byte of the answer is retried once on a fresh one (the server's idle close);
-- `Content-Length`, chunked and read-until-close bodies; bytes past an announced length are a
-  malformed response, never part of the body;
-- body bytes go to the caller's `sink` from `data_received` itself (hash, checks, spill while
-  they arrive; a sink that raises stops the read and closes the connection);
-- redirects followed up to a limit, with a hook to stop at a known target (a placeholder);
-- timeouts: connect, silence while waiting or reading, total per request (redirects and body
-  included), enforced by one sweep over busy connections, not a timer per request;
-- https through the default SSL context (certificates verified);
-- only hosts the allow-list names (ccmirror_common/hosts.py), on every redirect hop: a name is
-  resolved once per connection, every address checked, and the checked address connected to.
+It sends one GET at a time and parses the answer as it arrives: the head, then a
+`Content-Length`, chunked or read-until-close body handed to the reader's sink from
+`data_received` itself. An exchange ends complete (the connection goes back to its pool),
+or broken with one error (the connection is closed, never reused). The pool, the connect
+and the redirects are the client's (downloader/fetch/http/client.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ssl
 from collections.abc import Callable
-from urllib.parse import urljoin
+from typing import Protocol
 
-from ccmirror_common.hosts import HostPolicy, HostRefused
-from downloader.http_target import (  # noqa: F401 - the failures callers catch, named here too
-    BadUrl,
-    ConnectFailed,
-    HostNotAllowed,
-    HttpError,
-    Malformed,
-    RequestTimeout,
-    Target,
-    TooManyRedirects,
-    Truncated,
-)
+from downloader.fetch.http.target import ConnectFailed, Malformed, RequestTimeout, Target, Truncated
 
-REDIRECTS = frozenset({301, 302, 303, 307, 308})
 MAX_HEAD_BYTES = 64 * 1024
-IDLE_SECONDS = 15.0  # an idle connection older than this is closed rather than reused
 
 _IDLE, _HEAD, _BODY, _DONE, _BROKEN = range(5)
 _LENGTH, _CHUNKED, _UNTIL_CLOSE = range(3)
@@ -63,7 +36,7 @@ class Response:
         self.content_length = content_length
         self.url = ""
         self.location: str | None = None  # a redirect's absolute target, when not followed
-        self._conn: _Connection | None = None
+        self._conn: Connection | None = None
 
     @property
     def content_type(self) -> str:
@@ -86,10 +59,22 @@ class Response:
             conn.discard_body()
 
 
-class _Connection(asyncio.Protocol):
+class Pool(Protocol):
+    """What a connection needs of the client that owns it (an HttpClient)."""
+
+    loop: asyncio.AbstractEventLoop
+    read_timeout: float
+    busy: set[Connection]  # connections in an exchange: the client's timeout sweep checks them
+
+    def put_idle(self, conn: Connection) -> None: ...
+
+    def forget(self, conn: Connection) -> None: ...
+
+
+class Connection(asyncio.Protocol):
     """One keep-alive connection; one request at a time (no pipelining)."""
 
-    def __init__(self, client: HttpClient, key: tuple) -> None:
+    def __init__(self, client: Pool, key: tuple) -> None:
         self.client = client
         self.key = key
         self.loop = client.loop
@@ -135,7 +120,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self.client._forget(self)
+        self.client.forget(self)
         state = self._state
         if state == _BODY and self._mode == _UNTIL_CLOSE and exc is None:
             self.keep_alive = False
@@ -164,7 +149,7 @@ class _Connection(asyncio.Protocol):
         self.received = 0
         self._error = None
         waiter = self._head_waiter = self.loop.create_future()
-        self.client._busy.add(self)
+        self.client.busy.add(self)
         try:
             self.transport.write(target.request)  # type: ignore[union-attr]
         except (OSError, RuntimeError) as e:  # closed under us: a fresh connection is tried
@@ -383,7 +368,7 @@ class _Connection(asyncio.Protocol):
     # ------------------------------------------------------------------ endings
     def _complete(self) -> None:
         self._state = _DONE
-        self.client._busy.discard(self)
+        self.client.busy.discard(self)
         waiter = self._body_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -393,7 +378,7 @@ class _Connection(asyncio.Protocol):
         self._response = None
         if self.keep_alive and not self.closed and self._state == _DONE:
             self._state = _IDLE
-            self.client._put_idle(self)
+            self.client.put_idle(self)
         else:
             self._break(None)
 
@@ -402,7 +387,7 @@ class _Connection(asyncio.Protocol):
         self._state = _BROKEN
         self._error = error
         self._response = None
-        self.client._busy.discard(self)
+        self.client.busy.discard(self)
         if abort and not self.closed:
             self.closed = True
             if self.transport is not None:
@@ -412,7 +397,15 @@ class _Connection(asyncio.Protocol):
                 if waiter is not None and not waiter.done():
                     waiter.set_exception(error)
 
+    def abandon(self) -> None:
+        """Close the connection with nothing to report: an idle one not to be reused, or the
+        client closing."""
+        self._break(None)
+
     def check_time(self, now: float) -> None:
+        """Break the exchange when it has run past its deadline or been silent too long."""
+        if self._state not in (_HEAD, _BODY):
+            return
         if now > self.deadline:
             self._break(RequestTimeout("total"))
         elif now - self.last_activity > self.client.read_timeout:
@@ -429,156 +422,3 @@ def _content_length(value: str | None) -> int | None:
     if not text.isdigit():
         raise Malformed(f"bad Content-Length: {text[:60]!r}")
     return int(text)
-
-
-class HttpClient:
-    """A connection pool and the GET call. Use as an async context manager."""
-
-    def __init__(
-        self,
-        *,
-        user_agent: str,
-        connect_timeout: float,
-        read_timeout: float,
-        total_timeout: float,
-        allow_hosts: HostPolicy,
-        max_idle_per_host: int = 64,
-    ) -> None:
-        self.allow_hosts = allow_hosts
-        self.connect_timeout = connect_timeout
-        self.read_timeout = read_timeout
-        self.total_timeout = total_timeout
-        self.max_idle_per_host = max_idle_per_host
-        self.loop = asyncio.get_running_loop()
-        self._fixed = (
-            f"User-Agent: {user_agent}\r\nAccept: */*\r\nAccept-Encoding: identity\r\n\r\n"
-        ).encode()
-        self._idle: dict[tuple, list[_Connection]] = {}
-        self._busy: set[_Connection] = set()
-        self._ssl: ssl.SSLContext | None = None
-        # One sweep finds timed-out exchanges: cheaper than a timer armed per request.
-        self._tick = min(1.0, max(0.02, min(read_timeout, total_timeout) / 10))
-        self._sweeper: asyncio.Task | None = None
-
-    async def __aenter__(self) -> HttpClient:
-        self._sweeper = asyncio.create_task(self._sweep())
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
-        for conns in self._idle.values():
-            for conn in conns:
-                conn._break(None)
-        self._idle.clear()
-        for conn in list(self._busy):
-            conn._break(None)
-
-    async def get(
-        self,
-        url: str,
-        *,
-        max_redirects: int,
-        stop_at: Callable[[str], bool] | None = None,
-    ) -> Response:
-        """The answer to GET `url` after redirects. A redirect whose target `stop_at` accepts
-        is returned unfollowed, with `location` set."""
-        deadline = self.loop.time() + self.total_timeout
-        for hop in range(max_redirects + 1):
-            target = Target(url, self._fixed)
-            if not self.allow_hosts.allows_host(target.host):  # a cached answer per host
-                why = f" (redirected to {url[:100]})" if hop else ""
-                raise HostNotAllowed(f"host not allowed: {target.host[:100]}{why}")
-            response = await self._request(target, deadline)
-            location = response.headers.get("location") if response.status in REDIRECTS else None
-            if not location:
-                return response
-            response.discard()
-            url = urljoin(url, location.strip())
-            if stop_at is not None and stop_at(url):
-                response.location = url
-                return response
-        raise TooManyRedirects(f"more than {max_redirects} redirects")
-
-    async def _request(self, target: Target, deadline: float) -> Response:
-        while True:
-            conn = self._take_idle(target.key)
-            reused = conn is not None
-            if conn is None:
-                conn = await self._connect(target, deadline)
-            try:
-                return await conn.send(target, deadline)
-            except ConnectFailed:
-                if not reused:
-                    raise
-                # The server closed the idle connection as we wrote to it: a fresh one.
-
-    def _take_idle(self, key: tuple) -> _Connection | None:
-        conns = self._idle.get(key)
-        now = self.loop.time()
-        while conns:
-            conn = conns.pop()
-            if (
-                not conn.closed
-                and not conn.transport.is_closing()  # type: ignore[union-attr]
-                and now - conn.idle_since < IDLE_SECONDS
-            ):
-                return conn
-            conn._break(None)
-        return None
-
-    async def _connect(self, target: Target, deadline: float) -> _Connection:
-        timeout = min(self.connect_timeout, deadline - self.loop.time())
-        context = None
-        if target.scheme == "https":
-            if self._ssl is None:
-                self._ssl = ssl.create_default_context()
-            context = self._ssl
-        try:
-            async with asyncio.timeout(max(timeout, 0)):
-                # Resolved and checked once; the checked address is what we connect to.
-                addresses = await self.allow_hosts.resolve(self.loop, target.host, target.port)
-                error = OSError(f"no address for {target.host}")
-                for address in addresses:
-                    try:
-                        _, conn = await self.loop.create_connection(
-                            lambda: _Connection(self, target.key),
-                            address,
-                            target.port,
-                            ssl=context,
-                            server_hostname=target.host if context else None,
-                        )
-                        return conn
-                    except OSError as e:  # the next address, as create_connection would
-                        error = e
-                raise error
-        except TimeoutError:
-            raise RequestTimeout("connect") from None
-        except HostRefused as e:
-            raise HostNotAllowed(str(e)) from None
-        except OSError as e:
-            raise ConnectFailed(f"{type(e).__name__}: {e}") from None
-
-    def _put_idle(self, conn: _Connection) -> None:
-        conns = self._idle.setdefault(conn.key, [])
-        if len(conns) >= self.max_idle_per_host:
-            conn._break(None)
-            return
-        conn.idle_since = self.loop.time()
-        conns.append(conn)
-
-    def _forget(self, conn: _Connection) -> None:
-        self._busy.discard(conn)
-
-    async def _sweep(self) -> None:
-        while True:
-            await asyncio.sleep(self._tick)
-            now = self.loop.time()
-            for conn in [c for c in self._busy if c._state in (_HEAD, _BODY)]:
-                conn.check_time(now)
