@@ -17,21 +17,14 @@ push: {timeout: 120, retry_seconds: 600}
 
 from __future__ import annotations
 
-import os
 import socket
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import yaml
-
-from ccmirror_common.hosts import DEFAULT_POLICY, HostListError, HostPolicy
+from ccmirror_common.hosts import DEFAULT_POLICY, HostPolicy
+from ccmirror_common.settings import ConfigError, Environment, load_into
 
 DEFAULT_CONFIG_PATH = Path("/etc/ccmirror/downloader.yaml")
-
-
-class ConfigError(ValueError):
-    """The configuration cannot be used; the message says which setting and why."""
 
 
 @dataclass
@@ -80,8 +73,8 @@ class Settings:
             )
 
 
-SECTIONS = ("fetch", "push")
-ENVIRONMENT = {
+# Environment variable -> (section or None for top level, setting name).
+ENVIRONMENT: Environment = {
     "CCMIRROR_QUEUE_URL": (None, "queue_url"),
     "CCMIRROR_QUEUE_TOKEN": (None, "queue_token"),
     "CCMIRROR_WORKER": (None, "worker"),
@@ -109,53 +102,10 @@ def load_settings(
     path: str | Path | None = None, environ: dict[str, str] | None = None
 ) -> Settings:
     """Read `path`, else $CCMIRROR_CONFIG, else the default file if present; then the env."""
-    environ = os.environ if environ is None else environ
-    settings = Settings()
-    config_path = path or environ.get("CCMIRROR_CONFIG")
-    if config_path is None and DEFAULT_CONFIG_PATH.exists():
-        config_path = DEFAULT_CONFIG_PATH
-    if config_path is not None:
-        _apply_file(settings, Path(config_path))
-    for name, (section, key) in ENVIRONMENT.items():
-        if name in environ:
-            target = getattr(settings, section) if section else settings
-            _set(target, key, environ[name], source=name)
-    return settings
-
-
-def _apply_file(settings: Settings, path: Path) -> None:
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except OSError as exc:
-        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config {path} is not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"config {path} must be a mapping")
-    for key, value in data.items():
-        if key in SECTIONS:
-            if not isinstance(value, dict):
-                raise ConfigError(f"config {path}: '{key}' must be a mapping")
-            for sub_key, sub_value in value.items():
-                _set(getattr(settings, key), sub_key, sub_value, source=f"{path}: {key}")
-        else:
-            _set(settings, key, value, source=str(path))
-
-
-def _set(target: Any, key: str, value: Any, source: str) -> None:
-    known = {f.name for f in fields(target)}
-    if key not in known or key in SECTIONS:
-        raise ConfigError(f"{source}: unknown setting '{key}'")
-    kind = type(getattr(target, key))
-    if kind is HostPolicy:
-        if not isinstance(value, str | list):
-            raise ConfigError(f"{source}: '{key}' must be a list of hosts, not {value!r}")
-        try:
-            setattr(target, key, HostPolicy(value))
-        except HostListError as exc:
-            raise ConfigError(f"{source}: '{key}': {exc}") from None
-        return
-    try:
-        setattr(target, key, kind(value) if kind is not str else str(value))
-    except (TypeError, ValueError):
-        raise ConfigError(f"{source}: '{key}' must be a {kind.__name__}, not {value!r}") from None
+    return load_into(
+        Settings(),
+        default_path=DEFAULT_CONFIG_PATH,
+        environment=ENVIRONMENT,
+        path=path,
+        environ=environ,
+    )

@@ -1,11 +1,10 @@
 """`downloader run`, `status`, `drain`, `resume` and `check-storage`: settings, signals,
-logging, one-line errors."""
+logging. A failure is a CommandError or ConfigError: downloader/cli.py reports it as one line."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 import signal
 import sys
 import tempfile
@@ -14,6 +13,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from ccmirror_common import cli
+from ccmirror_common.cli import CommandError
 from downloader.config import ConfigError, Settings, load_settings
 from downloader.daemon import Daemon
 from downloader.push import PushFailed, PushStopped, StorageTarget, push_tree
@@ -27,11 +28,7 @@ PROBE_DIR = "manifests/probe"  # rrsync -wo lets the key write here; it can dele
 
 
 def run_command(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    cli.configure_logging(args.verbose)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -40,9 +37,8 @@ def run_command(args: argparse.Namespace) -> int:
         settings.require("queue_url", "queue_token", "storage")
         daemon = build_daemon(settings, stop)
         return daemon.run(once=args.once)
-    except (ConfigError, QueueRefused, PushFailed, ValueError) as exc:
-        print(f"downloader: {exc}", file=sys.stderr)
-        return 1
+    except (QueueRefused, PushFailed, ValueError) as exc:  # ValueError: a bad URL or target
+        raise CommandError(str(exc)) from None
 
 
 def build_daemon(settings: Settings, stop: threading.Event) -> Daemon:
@@ -52,24 +48,9 @@ def build_daemon(settings: Settings, stop: threading.Event) -> Daemon:
     return Daemon(settings, client, spool, build_stages(settings, status), stop, status)
 
 
-def settings_or_say_why(args: argparse.Namespace) -> Settings | None:
-    """The settings, or None once the reason they cannot be read is printed."""
-    try:
-        return load_settings(args.config)
-    except ConfigError as exc:
-        print(f"downloader: {exc}", file=sys.stderr)
-        return None
-
-
 def status_command(args: argparse.Namespace) -> int:
-    settings = settings_or_say_why(args)
-    if settings is None:
-        return 1
-    state = read_status(Path(settings.spool))
-    if args.json:
-        print(json.dumps(state, indent=2))
-        return 0
-    print(format_status(state))
+    settings = load_settings(args.config)
+    cli.print_state(args, read_status(Path(settings.spool)), format_status)
     return 0
 
 
@@ -109,17 +90,11 @@ def format_status(state: dict) -> str:
 
 
 def drain_command(args: argparse.Namespace) -> int:
-    if args.wait < 0:
-        print("downloader: --wait must be 0 or more seconds", file=sys.stderr)
-        return 2
-    settings = settings_or_say_why(args)
-    if settings is None:
-        return 1
+    settings = load_settings(args.config)
     spool = Path(settings.spool)
     if not spool.is_dir():
         # Not made here: a spool made by root would be one the daemon cannot write.
-        print(f"downloader: the spool {spool} does not exist", file=sys.stderr)
-        return 1
+        raise CommandError(f"the spool {spool} does not exist")
     write_atomically(drain_path(spool), datetime.now(UTC).isoformat(timespec="seconds") + "\n")
     if not args.wait:
         print(f"drain requested: {settings.worker} takes no new lease until `downloader resume`")
@@ -132,12 +107,10 @@ def drain_command(args: argparse.Namespace) -> int:
             print(idle)
             return 0
         if time.monotonic() >= deadline:
-            print(
-                f"downloader: still draining after {args.wait:g}s ({describe_work(state)});"
-                " the drain request stays: wait longer or `downloader resume`",
-                file=sys.stderr,
+            raise CommandError(
+                f"still draining after {args.wait:g}s ({describe_work(state)});"
+                " the drain request stays: wait longer or `downloader resume`"
             )
-            return 1
         time.sleep(DRAIN_POLL)
 
 
@@ -164,9 +137,7 @@ def describe_work(state: dict) -> str:
 
 
 def resume_command(args: argparse.Namespace) -> int:
-    settings = settings_or_say_why(args)
-    if settings is None:
-        return 1
+    settings = load_settings(args.config)
     path = drain_path(Path(settings.spool))
     if not path.exists():
         print(f"{settings.worker} was not drained")
@@ -214,3 +185,12 @@ def _storage_report(args: argparse.Namespace, result: dict) -> int:
     else:
         print(f"downloader: storage check failed: {result['error']}", file=sys.stderr)
     return 0 if result["ok"] else 1
+
+
+COMMANDS = {
+    "run": run_command,
+    "status": status_command,
+    "drain": drain_command,
+    "resume": resume_command,
+    "check-storage": check_storage_command,
+}

@@ -1,23 +1,24 @@
 """`harvester` command line: migrate, seed search tasks, work on them, show status.
 
-Every failure ends in one line on stderr and a non-zero exit (2 for a bad command line,
-1 for anything else), with nothing written.
+The skeleton is ccmirror_common/cli.py: a failure is one line on stderr and exit 1 (2 for a
+bad command line, 130 for Ctrl-C), with nothing written.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import signal
 import socket
 import sys
 import threading
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pymysql
 
+from ccmirror_common import cli
+from ccmirror_common.cli import CommandError, non_negative_int, positive_int
 from harvester.catalog.status import format_status, harvest_status
 from harvester.config import ConfigError, Settings, load_settings
 from harvester.db import DatabaseError, connect
@@ -26,15 +27,8 @@ from harvester.search.flickr_api import FlickrError
 from harvester.search.tasks import SeedError, seed_queries, seed_timeslices
 
 FLICKR_EPOCH = "2004-01-01"
-
-
-class CommandError(RuntimeError):
-    """A failure to report as one line."""
-
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, not usage + error
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+# What a command may fail with, each reported as one line (a bug still shows its traceback).
+FAILURES = (ConfigError, DatabaseError, FlickrError, SeedError, pymysql.err.MySQLError)
 
 
 def parse_time(text: str) -> int:
@@ -53,36 +47,18 @@ def parse_time(text: str) -> int:
     return int(moment.timestamp())
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive whole number, not {text!r}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, not {text!r}")
-    return value
-
-
-def build_parser() -> Parser:
-    parser = Parser(prog="harvester", description=__doc__.splitlines()[0])
+def build_parser() -> cli.Parser:
+    parser, commands = cli.new_parser("harvester", __doc__.splitlines()[0])
     parser.add_argument("--config", help="YAML settings file (default /etc/ccmirror/...)")
     parser.add_argument("--verbose", "-v", action="store_true", help="log debug detail")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
-    commands.add_parser("migrate", help="apply the database migrations not applied yet")
+    migrations = commands.add_parser(
+        "migrate", help="apply the database migrations not applied yet"
+    )
+    cli.add_json_option(migrations, "print what was applied and the schema version as JSON")
 
     seed = commands.add_parser("seed", help="create search tasks")
-    kinds = seed.add_subparsers(dest="kind", required=True, parser_class=Parser)
+    kinds = seed.add_subparsers(dest="kind", required=True)
     slices = kinds.add_parser("timeslices", help="upload-time slices of [start, end)")
     slices.add_argument("--start", type=parse_time, required=True, help="UTC date, inclusive")
     slices.add_argument("--end", type=parse_time, required=True, help="UTC date, exclusive")
@@ -101,14 +77,14 @@ def build_parser() -> Parser:
     )
 
     status = commands.add_parser("status", help="tasks by state, photos per source, calls")
-    status.add_argument("--json", action="store_true", help="print JSON")
+    cli.add_json_option(status)
 
     yfcc = commands.add_parser("import-yfcc", help="import YFCC100M files into yfcc_photos")
     yfcc.add_argument("files", nargs="+", type=Path, help="dataset files: plain, .gz or .bz2")
     yfcc.add_argument(
         "--chunk-lines", type=positive_int, default=200_000, help="rows per bulk load (200000)"
     )
-    yfcc.add_argument("--json", action="store_true", help="print the summary as JSON")
+    cli.add_json_option(yfcc, "print the summary as JSON")
 
     merge = commands.add_parser("reconcile", help="merge every source into the images catalog")
     merge.add_argument("--batch-size", type=positive_int, default=10_000, help="rows (10000)")
@@ -120,19 +96,21 @@ def build_parser() -> Parser:
     serve.add_argument("--port", type=positive_int, help="TCP port (queue.port, 8700)")
 
     token = commands.add_parser("token", help="the queue's bearer tokens, one per worker")
-    token_actions = token.add_subparsers(dest="action", required=True, parser_class=Parser)
+    token_actions = token.add_subparsers(dest="action", required=True)
     add = token_actions.add_parser("add", help="print a new token for WORKER, once")
     add.add_argument("worker")
     add.add_argument("--replace", action="store_true", help="replace the worker's token")
     revoke = token_actions.add_parser("revoke", help="remove WORKER's token")
     revoke.add_argument("worker")
-    token_actions.add_parser("list", help="the workers that have a token")
+    listing = token_actions.add_parser("list", help="the workers that have a token")
+    cli.add_json_option(listing, "print the workers as a JSON list")
 
     maintenance = commands.add_parser("maintenance", help="stop or resume leasing fleet-wide")
     maintenance.add_argument("switch", choices=("on", "off", "status"))
     maintenance.add_argument(
         "--retry-after", type=positive_int, default=300, help="seconds workers wait (300)"
     )
+    cli.add_json_option(maintenance, "print the maintenance state as JSON")
 
     audit = commands.add_parser(
         "audit-storage", help="compare a storage inventory with the catalog; requeue bad files"
@@ -141,7 +119,7 @@ def build_parser() -> Parser:
         "--inventory", type=Path, required=True, help="from `ccmirror_audit.inventory` (.gz)"
     )
     audit.add_argument("--dry-run", action="store_true", help="count, change nothing")
-    audit.add_argument("--json", action="store_true", help="print the result as JSON")
+    cli.add_json_option(audit, "print the result as JSON")
     audit.add_argument(
         "--samples", type=non_negative_int, default=20, help="paths named per kind (20)"
     )
@@ -156,20 +134,18 @@ def build_parser() -> Parser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    try:
-        settings = load_settings(args.config)
-        return COMMANDS[args.command](args, settings)
-    except (ConfigError, DatabaseError, FlickrError, SeedError, CommandError) as exc:
-        print(f"harvester: {exc}", file=sys.stderr)
-        return 1
-    except pymysql.err.MySQLError as exc:
-        print(f"harvester: database error: {exc.args[-1]}", file=sys.stderr)
-        return 1
+    cli.configure_logging(args.verbose)
+    return cli.run("harvester", lambda: dispatch(args), FAILURES, describe_failure)
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    return COMMANDS[args.command](args, load_settings(args.config))
+
+
+def describe_failure(exc: BaseException) -> str:
+    if isinstance(exc, pymysql.err.MySQLError):  # its args: (code, message)
+        return f"database error: {exc.args[-1]}"
+    return str(exc)
 
 
 def open_database(settings: Settings, *, migrated: bool = True, local_infile: bool = False):
@@ -183,10 +159,17 @@ def open_database(settings: Settings, *, migrated: bool = True, local_infile: bo
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     conn = open_database(settings, migrated=False)
     applied = migrate(conn)
-    for migration in applied:
-        print(f"applied {migration.version:04d} {migration.name}")
-    print(f"schema version {current_version(conn)}")
+    state = {
+        "applied": [{"version": m.version, "name": m.name} for m in applied],
+        "version": current_version(conn),
+    }
+    cli.print_state(args, state, format_migrated)
     return 0
+
+
+def format_migrated(state: dict) -> str:
+    lines = [f"applied {m['version']:04d} {m['name']}" for m in state["applied"]]
+    return "\n".join([*lines, f"schema version {state['version']}"])
 
 
 def cmd_seed(args: argparse.Namespace, settings: Settings) -> int:
@@ -234,8 +217,7 @@ def cmd_work(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     conn = open_database(settings)
-    status = harvest_status(conn)
-    print(json.dumps(status, indent=2) if args.json else format_status(status))
+    cli.print_state(args, harvest_status(conn), format_status)
     return 0
 
 
@@ -259,11 +241,11 @@ def cmd_import_yfcc(args: argparse.Namespace, settings: Settings) -> int:
     except YfccImportError as exc:
         raise CommandError(str(exc)) from None
     except KeyboardInterrupt:
-        raise CommandError(
+        raise cli.Interrupted(
             "import-yfcc interrupted: the chunks loaded so far are kept;"
             " run the same command again to finish"
         ) from None
-    print(json.dumps(stats.as_dict(), indent=2) if args.json else format_summary(stats))
+    cli.print_state(args, stats.as_dict(), lambda _: format_summary(stats))
     if stats.broken_files:
         raise CommandError(
             f"{len(stats.broken_files)} file(s) ended early: the rows before the break are"
@@ -315,8 +297,7 @@ def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
             revoke_token(path, args.worker)
             print(f"revoked the token of {args.worker}")
         else:
-            for worker in sorted(read_tokens(path)):
-                print(worker)
+            cli.print_state(args, sorted(read_tokens(path)), "\n".join)
     except TokenError as exc:
         raise CommandError(str(exc)) from None
     return 0
@@ -330,11 +311,14 @@ def cmd_maintenance(args: argparse.Namespace, settings: Settings) -> int:
         state = get_maintenance(conn)
     else:
         state = set_maintenance(conn, args.switch == "on", args.retry_after)
-    print(
-        f"maintenance {'on' if state.on else 'off'}"
-        + (f": workers are told to come back in {state.retry_after}s" if state.on else "")
-    )
+    cli.print_state(args, asdict(state), format_maintenance)
     return 0
+
+
+def format_maintenance(state: dict) -> str:
+    return f"maintenance {'on' if state['on'] else 'off'}" + (
+        f": workers are told to come back in {state['retry_after']}s" if state["on"] else ""
+    )
 
 
 def cmd_audit_storage(args: argparse.Namespace, settings: Settings) -> int:
@@ -352,8 +336,7 @@ def cmd_audit_storage(args: argparse.Namespace, settings: Settings) -> int:
         )
     except InventoryError as exc:
         raise CommandError(str(exc)) from None
-    summary = result.as_dict()
-    print(json.dumps(summary, indent=2) if args.json else summary["summary"])
+    cli.print_state(args, result.as_dict(), lambda summary: summary["summary"])
     return 0
 
 

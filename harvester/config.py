@@ -7,21 +7,15 @@ without writing a file. Secrets are kept out of `repr()` so they never reach a l
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import yaml
-
-from ccmirror_common.hosts import DEFAULT_POLICY, HostListError, HostPolicy
+from ccmirror_common.hosts import DEFAULT_POLICY, HostPolicy
+from ccmirror_common.settings import ConfigError as ConfigError  # what callers catch
+from ccmirror_common.settings import Environment, load_into
 
 DEFAULT_CONFIG_PATH = Path("/etc/ccmirror/harvester.yaml")
 FLICKR_API_URL = "https://api.flickr.com/services/rest/"
-
-
-class ConfigError(ValueError):
-    """The configuration cannot be used; the message says which setting and why."""
 
 
 @dataclass
@@ -90,11 +84,8 @@ class Settings:
     fetch: FetchSettings = field(default_factory=FetchSettings)
 
 
-SECTIONS = ("flickr", "worker", "queue", "fetch")
-
-
 # Environment variable -> (section or None for top level, setting name).
-ENVIRONMENT = {
+ENVIRONMENT: Environment = {
     "CCMIRROR_DB_URL": (None, "db_url"),
     "CCMIRROR_FLICKR_API_URL": ("flickr", "api_url"),
     "CCMIRROR_FLICKR_API_KEY": ("flickr", "api_key"),
@@ -126,59 +117,10 @@ def load_settings(
     path: str | Path | None = None, environ: dict[str, str] | None = None
 ) -> Settings:
     """Read `path`, else $CCMIRROR_CONFIG, else the default file if present; then the env."""
-    environ = os.environ if environ is None else environ
-    settings = Settings()
-    config_path = path or environ.get("CCMIRROR_CONFIG")
-    if config_path is None and DEFAULT_CONFIG_PATH.exists():
-        config_path = DEFAULT_CONFIG_PATH
-    if config_path is not None:
-        _apply_file(settings, Path(config_path))
-    for name, (section, key) in ENVIRONMENT.items():
-        if name in environ:
-            target = getattr(settings, section) if section else settings
-            _set(target, key, environ[name], source=name)
-    return settings
-
-
-def _apply_file(settings: Settings, path: Path) -> None:
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except OSError as exc:
-        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config {path} is not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"config {path} must be a mapping")
-    for key, value in data.items():
-        if key in SECTIONS:
-            if not isinstance(value, dict):
-                raise ConfigError(f"config {path}: '{key}' must be a mapping")
-            for sub_key, sub_value in value.items():
-                _set(getattr(settings, key), sub_key, sub_value, source=f"{path}: {key}")
-        else:
-            _set(settings, key, value, source=str(path))
-
-
-def _set(target: Any, key: str, value: Any, source: str) -> None:
-    known = {f.name: f for f in fields(target)}
-    if key not in known or key in SECTIONS:
-        raise ConfigError(f"{source}: unknown setting '{key}'")
-    kind = type(getattr(target, key))
-    if kind is HostPolicy:  # a YAML list, or a comma-separated string from the environment
-        try:
-            if not isinstance(value, str | list):
-                raise HostListError(f"must be a list of hosts, not {value!r}")
-            setattr(target, key, HostPolicy(value))
-        except HostListError as exc:
-            raise ConfigError(f"{source}: '{key}': {exc}") from None
-        return
-    if kind is list:  # a YAML list, or a comma-separated string from the environment
-        items = value.split(",") if isinstance(value, str) else value
-        if not isinstance(items, list):
-            raise ConfigError(f"{source}: '{key}' must be a list, not {value!r}")
-        setattr(target, key, [str(item).strip() for item in items if str(item).strip()])
-        return
-    try:
-        setattr(target, key, kind(value) if kind is not str else str(value))
-    except (TypeError, ValueError):
-        raise ConfigError(f"{source}: '{key}' must be a {kind.__name__}, not {value!r}") from None
+    return load_into(
+        Settings(),
+        default_path=DEFAULT_CONFIG_PATH,
+        environment=ENVIRONMENT,
+        path=path,
+        environ=environ,
+    )

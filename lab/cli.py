@@ -19,6 +19,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from ccmirror_common import cli
 from lab import CHECKOUT
 from lab.fleet import droplets, salt_master
 from lab.fleet import lifecycle as fleet
@@ -34,9 +35,14 @@ DEMO_QUERIES = ("sunset", "river bridge", "portrait", "cat")
 HOT_WINDOW_EVERY, HOT_SECOND_EVERY = 70, 100  # ten-minute buckets: about twice a day
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="lab", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
+# What a command may fail with, each reported as one line; a step of `harvest-demo` that
+# fails has said why on its own stderr already.
+FAILURES = (droplets.LabError, subprocess.CalledProcessError)
+LEFT_FOR_A_LOOK = "lab: what was built stays for a look (lab status); lab down removes it"
+
+
+def build_parser() -> cli.Parser:
+    parser, commands = cli.new_parser("lab", __doc__.splitlines()[0])
     demo = commands.add_parser("harvest-demo", help="harvest a simulated range end to end")
     demo.add_argument("--day", default="2013-06-01", help="UTC day to harvest (2013-06-01)")
     demo.add_argument("--days", type=int, default=int(os.environ.get("LAB_DAYS", "1")))
@@ -48,18 +54,25 @@ def main(argv: list[str] | None = None) -> int:
         help="the whole mirror through Salt (root): LAB_DOWNLOADERS, LAB_HARVESTERS, LAB_PHOTOS",
     )
     add_droplet_commands(commands)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return cli.run("lab", lambda: dispatch(args), FAILURES)
+
+
+def dispatch(args: argparse.Namespace) -> int:
     if args.command == "harvest-demo":
         return harvest_demo(args)
     if args.command == "mission":
         return lab_mission()
     try:
         return DROPLET_COMMANDS[args.command](args, droplets.LabConfig.from_env())
-    except droplets.LabError as error:
-        print(f"lab {args.command}: {error}", file=sys.stderr)
+    except droplets.LabError:
         if args.command in ("up", "add"):
-            print("lab: what was built stays for a look (lab status); lab down removes it")
-        return 2
+            print(LEFT_FOR_A_LOOK)
+        raise
 
 
 def add_droplet_commands(commands: argparse._SubParsersAction) -> None:
@@ -82,7 +95,7 @@ def add_droplet_commands(commands: argparse._SubParsersAction) -> None:
     remove.add_argument("ids", help="comma-separated droplet ids")
     commands.add_parser("down", help="remove every droplet, mount, link and process of the lab")
     status = commands.add_parser("status", help="droplets, addresses, PID 1 alive and answering")
-    status.add_argument("--json", action="store_true")
+    cli.add_json_option(status, "print the droplets as JSON")
     shell = commands.add_parser("shell", help="a shell (or CMD) inside a droplet")
     shell.add_argument("id")
     shell.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD ARGS... (default bash)")
@@ -95,10 +108,9 @@ def lab_mission() -> int:
     try:
         droplets.require_root()
         return mission.run(droplets.LabConfig.from_env(), mission.Options.from_env())
-    except droplets.LabError as error:
-        print(f"lab mission: {error}", file=sys.stderr)
-        print("lab: what was built stays for a look (lab status); lab down removes it")
-        return 2
+    except droplets.LabError:
+        print(LEFT_FOR_A_LOOK)
+        raise
 
 
 def lab_up(args: argparse.Namespace, config: droplets.LabConfig) -> int:

@@ -487,6 +487,6 @@ def run_lab_droplet(lab, sim: RunningDoSim) -> None:
 
     assert made[0].destroy() is True
     wait_for(lambda: "do-1" not in lab.state().droplets, 30, "the lab droplet to be removed")
-    assert lab.lab("shell", "do-1", "--", "true").returncode == 2
+    assert lab.lab("shell", "do-1", "--", "true").returncode == 1
     assert sorted(lab.state().droplets) == ["do-2", "do-base"]
     assert [d.name for d in digitalocean.Manager().get_all_droplets()] == ["do-2"]

@@ -326,6 +326,27 @@ def test_migrate_is_idempotent_and_records_versions(database):
     assert f"schema version {len(available_migrations())}" in second.stdout
 
 
+def test_the_harvesters_state_as_json(database):
+    env = harvester_env(database)
+    versions = [m.version for m in available_migrations()]
+    first = run_harvester("migrate", "--json", env=env)
+    assert first.returncode == 0, first.stderr
+    migrated = json.loads(first.stdout)
+    assert [m["version"] for m in migrated["applied"]] == versions
+    assert migrated["version"] == versions[-1]
+    again = json.loads(run_harvester("migrate", "--json", env=env).stdout)
+    assert again == {"applied": [], "version": versions[-1]}
+
+    status = json.loads(run_harvester("status", "--json", env=env).stdout)
+    assert sum(status["tasks"].values()) == 0
+    on = run_harvester("maintenance", "on", "--retry-after", "60", "--json", env=env)
+    assert json.loads(on.stdout) == {"on": True, "retry_after": 60}
+    state = run_harvester("maintenance", "status", "--json", env=env)
+    assert json.loads(state.stdout) == {"on": True, "retry_after": 60}
+    off = run_harvester("maintenance", "off", env=env)
+    assert off.stdout == "maintenance off\n"
+
+
 def test_commands_refuse_an_unmigrated_database(database):
     result = run_harvester("status", env=harvester_env(database))
     assert result.returncode == 1 and "harvester migrate" in result.stderr

@@ -178,7 +178,7 @@ def test_status_reports_every_droplet_alive_and_answering(lab: TestLab) -> None:
         ("t-b", True, True),
     ]
     unknown = lab.lab("shell", "t-z", "--", "true")
-    assert unknown.returncode == 2 and "no droplet 't-z'" in unknown.stderr
+    assert unknown.returncode == 1 and "no droplet 't-z'" in unknown.stderr
 
 
 @root_only
@@ -207,7 +207,7 @@ def test_up_after_a_crash_then_down_leaves_nothing() -> None:
             second.droplets["c-3"].address,
             "c-3",
         ]
-        assert crashed.lab("add", "c-3").returncode == 2  # already there
+        assert crashed.lab("add", "c-3").returncode == 1  # already there
 
         # And out again: nothing of it left, the others no longer name it.
         removed = crashed.lab("remove", "c-3")
@@ -218,7 +218,7 @@ def test_up_after_a_crash_then_down_leaves_nothing() -> None:
         assert not Path(second.droplets["c-3"].dir).exists()
         assert pids_in_namespaces({second.droplets["c-3"].pidns}) == []
         assert crashed.shell("c-1", "sh", "-c", "getent hosts c-3 || echo unknown") == ("unknown\n")
-        assert crashed.lab("remove", "c-3").returncode == 2  # no longer there
+        assert crashed.lab("remove", "c-3").returncode == 1  # no longer there
     finally:
         result = crashed.down()
     assert "removed" in result.stdout
