@@ -28,12 +28,13 @@ SaltCall = Callable[..., object]
 
 
 def runner_master_config(directory: Path, **options: object) -> Path:
-    """A master config in `directory` that loads this checkout's runners (Salt's loader
-    reads it; no master runs), with `options` over the defaults."""
+    """A master config in `directory` that loads this checkout's runners and the `_utils/`
+    they reach (Salt's loader reads it; no master runs), with `options` over the defaults."""
     config = directory / "master"
     settings = {
         "root_dir": str(directory / "root"),
         "runner_dirs": [str(ROOT / "_runners")],
+        "utils_dirs": [str(ROOT / "_utils")],  # what the runners share (runner_tools, ...)
         "log_level": "quiet",
         **options,
     }

@@ -23,7 +23,7 @@ LOAD_AND_CHECK = r"""
 import json, sys
 import salt.config, salt.loader
 opts = salt.config.master_config(sys.argv[1])
-runners = salt.loader.runner(opts)
+runners = salt.loader.runner(opts, utils=salt.loader.utils(opts))  # as salt-run loads them
 names = sorted(n for n in runners if n.split(".")[0] in ("deploy", "wheelhouse"))
 g = runners["deploy.release"].__globals__
 error = g["ReleaseError"]
@@ -81,7 +81,7 @@ BUILD = r"""
 import json, sys
 import salt.config, salt.loader
 opts = salt.config.master_config(sys.argv[1])
-runners = salt.loader.runner(opts)
+runners = salt.loader.runner(opts, utils=salt.loader.utils(opts))  # as salt-run loads them
 print(json.dumps(runners["wheelhouse.build"]()))
 """
 

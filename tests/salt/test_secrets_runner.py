@@ -136,6 +136,7 @@ def make_master(tmp: Path, salt_call_bin: Path) -> Master:
     config = {
         "root_dir": str(root_dir),
         "runner_dirs": [str(ROOT / "_runners")],
+        "utils_dirs": [str(ROOT / "_utils")],
         "pillar_roots": {"base": [str(ROOT / "pillar"), str(private)]},
         "log_level": "quiet",
         "log_level_logfile": "debug",  # the most Salt would log
