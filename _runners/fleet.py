@@ -34,7 +34,6 @@ twice makes nothing the second time; ``fleet.down`` takes ``count`` droplets awa
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -459,10 +458,8 @@ def _progress(message: str) -> None:
 
 
 def _reporter() -> Callable[[str], None]:
-    """_progress for a _utils/ function to call back: bound now, as a callback runs in the
-    utils loader's context, which has none of this runner's dunders."""
-    event = globals().get("__jid_event__")
-    return functools.partial(_util("runner_tools.progress"), event, logger=log, label="fleet")
+    """_progress for a _utils/ function to call back (see runner_tools.reporter)."""
+    return _util("runner_tools.reporter")(globals().get("__jid_event__"), log, "fleet")
 
 
 def _minions(name: str) -> Any:

@@ -9,13 +9,15 @@ A runner passes what Salt injects into the runner, not into this module: its
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import salt.client
 
 __virtualname__ = "runner_tools"
-__load__ = ["progress", "local_client", "seconds", "flag"]
+__load__ = ["progress", "reporter", "local_client", "seconds", "flag"]
 
 
 def __virtual__():
@@ -32,6 +34,15 @@ def progress(
         logger.info("%s: %s", label, message)
     if event is not None:
         event.fire_event({"message": message}, "progress")
+
+
+def reporter(
+    event: Any, logger: logging.Logger | None = None, label: str = ""
+) -> Callable[[str], None]:
+    """`progress` bound to a runner's event and logger, for a `_utils/` function to call
+    back: a runner's own `_progress` would fail there, as a callback runs in the utils
+    loader's context, which has none of the runner's dunders."""
+    return functools.partial(progress, event, logger=logger, label=label)
 
 
 def local_client(opts: dict) -> Any:
