@@ -30,7 +30,6 @@ import logging
 import time
 from typing import Any
 
-import salt.client
 import salt.utils.event
 
 log = logging.getLogger(__name__)
@@ -54,14 +53,13 @@ class AuditError(RuntimeError):
 
 
 def _progress(message: str) -> None:
+    """A progress event for salt-run's caller; silent outside a job (_utils/runner_tools.py)."""
     event = globals().get("__jid_event__")
-    if event is not None:
-        event.fire_event({"message": message}, "progress")
-    log.info("audit: %s", message)
+    __utils__["runner_tools.progress"](event, message, log, "audit")  # noqa: F821 (Salt injects it)
 
 
 def _client():
-    return salt.client.get_local_client(__opts__["conf_file"])
+    return __utils__["runner_tools.local_client"](__opts__)  # noqa: F821
 
 
 def _failed(message: str, **extra) -> dict[str, Any]:

@@ -22,8 +22,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import salt.client
-
 log = logging.getLogger(__name__)
 
 __load__ = ["seed", "import_yfcc", "status", "reconcile", "wait", "db_minion"]
@@ -60,14 +58,13 @@ class BatchError(ValueError):
 
 
 def _progress(message: str) -> None:
+    """A progress event for salt-run's caller; silent outside a job (_utils/runner_tools.py)."""
     event = globals().get("__jid_event__")
-    if event is not None:
-        event.fire_event({"message": message}, "progress")
-    log.info("batch: %s", message)
+    __utils__["runner_tools.progress"](event, message, log, "batch")  # noqa: F821 (Salt injects it)
 
 
 def _client():
-    return salt.client.get_local_client(__opts__["conf_file"])
+    return __utils__["runner_tools.local_client"](__opts__)  # noqa: F821
 
 
 def _setting(name: str) -> str:

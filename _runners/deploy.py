@@ -1,7 +1,7 @@
 """The `deploy` runner: a new ccmirror release rolled out to the fleet in batches.
 
-`deploy.release` builds the wheelhouse on the master (`_runners/wheelhouse.py`, loaded by
-path: one builder for `salt-run wheelhouse.build` and this), checks that the version the
+`deploy.release` builds the wheelhouse on the master (`_utils/wheelhouse_builder.py` through
+`__utils__`: one builder for `salt-run wheelhouse.build` and this), checks that the version the
 pillar pins (`ccmirror:version`, pillar/ccmirror.sls) is the wheel's, then upgrades the
 minions running our code, the database minion first (its `harvester migrate` runs before any
 worker has the new code), then the workers in batches. Each batch is drained
@@ -18,15 +18,11 @@ bump. A wheel whose version the pillar does not pin is refused before any minion
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import math
 import re
 import time
-from pathlib import Path
 from typing import Any
-
-import salt.client
 
 log = logging.getLogger(__name__)
 
@@ -53,24 +49,25 @@ class ReleaseError(ValueError):
 
 
 def _progress(message: str) -> None:
+    """A progress event for salt-run's caller; silent outside a job (_utils/runner_tools.py)."""
     event = globals().get("__jid_event__")
-    if event is not None:
-        event.fire_event({"message": message}, "progress")
-    log.info("deploy: %s", message)
+    __utils__["runner_tools.progress"](event, message, log, "deploy")  # noqa: F821 (Salt injects it)
 
 
 def _client():
-    return salt.client.get_local_client(__opts__["conf_file"])
+    return __utils__["runner_tools.local_client"](__opts__)  # noqa: F821
 
 
-def _wheelhouse_module():
-    """_runners/wheelhouse.py's plain layer (Salt's loader keeps runner modules to itself)."""
-    spec = importlib.util.spec_from_file_location(
-        "ccmirror_wheelhouse", Path(__file__).with_name("wheelhouse.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _builder(name: str) -> Any:
+    """A function of _utils/wheelhouse_builder.py (the master's config needs utils_dirs)."""
+    return __utils__[f"wheelhouse_builder.{name}"]  # noqa: F821 (Salt injects it)
+
+
+def _reporter():
+    """_progress for the builder to call back: bound now, as a callback runs in the utils
+    loader's context, which has none of this runner's dunders."""
+    event = globals().get("__jid_event__")
+    return __utils__["runner_tools.reporter"](event, log, "deploy")  # noqa: F821
 
 
 def release(batch="10%", wait=300, build=True):
@@ -132,20 +129,19 @@ def release(batch="10%", wait=300, build=True):
 
 
 def _checkout_version() -> str:
-    wheelhouse = _wheelhouse_module()
     try:
-        checkout = wheelhouse.checkout_of(__opts__)
-        return wheelhouse.project(checkout)["version"]
-    except (wheelhouse.WheelhouseError, OSError, KeyError, ValueError) as error:
+        checkout = _builder("checkout_of")(__opts__)
+        return _builder("project")(checkout)["version"]
+    # RuntimeError: the builder's WheelhouseError
+    except (RuntimeError, OSError, KeyError, ValueError) as error:
         raise ReleaseError(f"cannot read the version to release: {error}") from None
 
 
 def _build() -> dict[str, Any]:
-    wheelhouse = _wheelhouse_module()
     _progress("building the wheelhouse")
     try:
-        built = wheelhouse.build_for_master(__opts__, progress=_progress)
-    except (wheelhouse.WheelhouseError, OSError) as error:
+        built = _builder("build_for_master")(__opts__, progress=_reporter())
+    except (RuntimeError, OSError) as error:  # RuntimeError: the builder's WheelhouseError
         raise ReleaseError(str(error)) from None
     # The master lists its file roots from a cache (fileserver_list_cache_time): minions
     # must see the new wheel now.
@@ -154,13 +150,12 @@ def _build() -> dict[str, Any]:
 
 
 def _served() -> dict[str, Any]:
-    wheelhouse = _wheelhouse_module()
-    target = wheelhouse.served_wheelhouse(__opts__)
-    wheel = wheelhouse.project_wheel(target)
+    target = _builder("served_wheelhouse")(__opts__)
+    wheel = _builder("project_wheel")(target)
     if wheel is None:
         raise ReleaseError(f"no ccmirror wheel in {target}: run with build=True")
-    match = wheelhouse.WHEEL_NAME.match(wheel.name)
-    return {"version": match["version"], "wheel": wheel.name, "built": False, "path": str(target)}
+    version = _builder("wheel_version")(wheel.name)
+    return {"version": version, "wheel": wheel.name, "built": False, "path": str(target)}
 
 
 def _fleet_status(client) -> dict[str, Any]:

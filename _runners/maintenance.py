@@ -10,8 +10,6 @@ a released or lapsed lease gives its photos back to the queue.
 
 from __future__ import annotations
 
-import salt.client
-
 # Targets by minion id, as in salt/top.sls; the queue runs on the database minion, which
 # `batch.db_minion` finds (the first db-*; the salt master has no queue).
 DOWNLOADERS = "dl-*"
@@ -22,10 +20,9 @@ __opts__: dict = {}  # replaced by Salt's loader
 
 
 def _progress(message: str) -> None:
-    """A progress event for `salt-run`'s caller; silent when run outside a job."""
+    """A progress event for salt-run's caller; silent outside a job (_utils/runner_tools.py)."""
     event = globals().get("__jid_event__")
-    if event is not None:
-        event.fire_event({"message": message}, "progress")
+    __utils__["runner_tools.progress"](event, message)  # noqa: F821 (Salt injects it)
 
 
 def _failed(answer: dict) -> dict:
@@ -37,7 +34,7 @@ def _failed(answer: dict) -> dict:
 
 
 def _client():
-    return salt.client.get_local_client(__opts__["conf_file"])
+    return __utils__["runner_tools.local_client"](__opts__)  # noqa: F821
 
 
 def _switch_queue(client, action: str, **kwarg: int) -> dict:

@@ -4,10 +4,12 @@ written by lab/fleet/lab_secrets.py], as the master has them."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import yaml
@@ -27,13 +29,25 @@ SITE = {
 SaltCall = Callable[..., object]
 
 
+def plain_util(name: str) -> ModuleType:
+    """`_utils/<name>.py` as a plain module, for one with no Salt import (its functions called
+    here directly; Salt reaches them as `__utils__["<name>.*"]`)."""
+    spec = importlib.util.spec_from_file_location(
+        f"ccmirror_util_{name}", ROOT / "_utils" / f"{name}.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def runner_master_config(directory: Path, **options: object) -> Path:
-    """A master config in `directory` that loads this checkout's runners (Salt's loader
-    reads it; no master runs), with `options` over the defaults."""
+    """A master config in `directory` that loads this checkout's runners and the `_utils/`
+    they reach (Salt's loader reads it; no master runs), with `options` over the defaults."""
     config = directory / "master"
     settings = {
         "root_dir": str(directory / "root"),
         "runner_dirs": [str(ROOT / "_runners")],
+        "utils_dirs": [str(ROOT / "_utils")],  # what the runners share (runner_tools, ...)
         "log_level": "quiet",
         **options,
     }

@@ -126,6 +126,7 @@ def salt(request, salt_call_bin) -> Iterator[SaltOnLoopback]:
         "user": "root",
         "auto_accept": False,
         "runner_dirs": [str(ROOT / "_runners")],
+        "utils_dirs": [str(ROOT / "_utils")],
         "ccmirror_migrate_config": str(setup.migrate_config),
         "log_level_logfile": "info",
     }
@@ -259,7 +260,7 @@ LOAD_AND_CHECK = r"""
 import json, sys
 import salt.config, salt.loader
 opts = salt.config.master_config(sys.argv[1])
-runners = salt.loader.runner(opts)
+runners = salt.loader.runner(opts, utils=salt.loader.utils(opts))  # as salt-run loads them
 minion_opts = salt.config.minion_config(None)
 minion_opts.update(module_dirs=[sys.argv[2]], file_client="local")
 modules = salt.loader.minion_mods(minion_opts)

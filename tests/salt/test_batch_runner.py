@@ -18,7 +18,7 @@ LOAD_AND_CHECK = r"""
 import json, sys
 import salt.config, salt.loader
 opts = salt.config.master_config(sys.argv[1])
-runners = salt.loader.runner(opts)
+runners = salt.loader.runner(opts, utils=salt.loader.utils(opts))  # as salt-run loads them
 names = sorted(name for name in runners if name.startswith("batch."))
 g = runners["batch.status"].__globals__
 harvest = {

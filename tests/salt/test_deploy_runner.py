@@ -1,4 +1,5 @@
-"""`_runners/deploy.py` and `_runners/wheelhouse.py` through Salt's own runner loader.
+"""`_runners/deploy.py` and `_runners/wheelhouse.py` (its builder `_utils/wheelhouse_builder.py`)
+through Salt's own runner loader.
 
 The wheelhouse really builds (pip, from a copy of this checkout, with the lab's cache of
 dependency wheels: offline after the machine's first build), is complete enough for
@@ -23,7 +24,8 @@ LOAD_AND_CHECK = r"""
 import json, sys
 import salt.config, salt.loader
 opts = salt.config.master_config(sys.argv[1])
-runners = salt.loader.runner(opts)
+utils = salt.loader.utils(opts)
+runners = salt.loader.runner(opts, utils=utils)  # as salt-run loads them
 names = sorted(n for n in runners if n.split(".")[0] in ("deploy", "wheelhouse"))
 g = runners["deploy.release"].__globals__
 error = g["ReleaseError"]
@@ -41,11 +43,11 @@ up = {"version": "0.2.0", "service": {"name": "ccmirror-downloader", "state": "a
 g["__context__"] = {}
 bad_release = runners["deploy.release"](batch="ten")
 nothing_served = runners["deploy.release"](build=False)
-w = runners["wheelhouse.build"].__globals__
+served_wheelhouse = utils["wheelhouse_builder.served_wheelhouse"]
 def served(roots):
     try:
-        return str(w["served_wheelhouse"]({"file_roots": {"base": roots}}))
-    except w["WheelhouseError"] as exc:
+        return str(served_wheelhouse({"file_roots": {"base": roots}}))
+    except served_wheelhouse.__globals__["WheelhouseError"] as exc:
         return "error: " + str(exc)
 print(json.dumps({
     "names": names,
@@ -81,7 +83,7 @@ BUILD = r"""
 import json, sys
 import salt.config, salt.loader
 opts = salt.config.master_config(sys.argv[1])
-runners = salt.loader.runner(opts)
+runners = salt.loader.runner(opts, utils=salt.loader.utils(opts))  # as salt-run loads them
 print(json.dumps(runners["wheelhouse.build"]()))
 """
 

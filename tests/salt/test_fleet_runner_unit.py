@@ -1,9 +1,10 @@
 """`_runners/fleet.py` through Salt's own runner loader (a master config with runner_dirs on
 this checkout, python-digitalocean in Salt's Python): every function found with its
 `CLI Example::`, one clear error for a bad role, count or setting before anything is
-called, and the pure parts (names; from `_utils/fleet_join.py` through Salt's utils loader,
-the user_data script, which holds no key, and the handover script that brings the keys over
-SSH). The run against the simulator and real minions is tests/lab/test_fleet_runner.py."""
+called, and the pure parts (names and settings from `_utils/fleet_droplets.py`; from
+`_utils/fleet_join.py` through Salt's utils loader, the user_data script, which holds no key,
+and the handover script that brings the keys over SSH). The run against the simulator and
+real minions is tests/lab/test_fleet_runner.py."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ import salt.config, salt.loader
 opts = salt.config.master_config(sys.argv[1])
 def _check(g, name):
     try:
-        return g["check_name"](name)
+        return runners.run(g["check_name"], name)  # in the runner's loader context
     except g["FleetError"] as error:
         return str(error)
 utils = salt.loader.utils(opts)
@@ -33,8 +34,9 @@ names = sorted(name for name in runners if name.startswith("fleet."))
 g = runners["fleet.up"].__globals__
 keys = {"priv": "-----BEGIN RSA " + "PRIVATE KEY-----\nPRIV\n-----END RSA " + "PRIVATE KEY-----\n",
         "pub": "-----BEGIN PUBLIC KEY-----\nPUB\n-----END PUBLIC KEY-----\n"}
-config = g["minion_config"]("dl-3", "10.0.0.2", {"ret_port": 4506, "publish_port": 4505},
-                            {"systemd.scope": False})
+droplets = lambda name: utils[f"fleet_droplets.{name}"]
+config = droplets("minion_config")("dl-3", "10.0.0.2", {"ret_port": 4506, "publish_port": 4505},
+                                   {"systemd.scope": False})
 script = utils["fleet_join.user_data"]("dl-3", config, sys.argv[2], "salt==3008.3")
 handover = utils["fleet_join.handover_script"](keys["priv"], keys["pub"], "MASTERPUB\n", 1)
 out = {
@@ -51,12 +53,12 @@ out = {
                       for name in ("dl-3\n", "dl-?", "*-1", "DL-3", "dl-3.example")},
     "id_rule": {name: _check(g, name) for name in ("dl-3", "master", "db-1", "st-10")},
     "no_token": runners["fleet.list"](),
-    "next": g["next_names"]("dl", {"dl-1", "dl-3", "hv-2"}, 3),
-    "last": g["last_ones"](["dl-2", "dl-10", "dl-9", "dl-1"], 2),
-    "tags": g["role_tags"]("ccmirror", "downloader"),
-    "work": g["describe_work"]({"role": "downloader", "installed": True,
+    "next": droplets("next_names")("dl", {"dl-1", "dl-3", "hv-2"}, 3),
+    "last": droplets("last_ones")(["dl-2", "dl-10", "dl-9", "dl-1"], 2),
+    "tags": droplets("role_tags")("ccmirror", "downloader"),
+    "work": droplets("describe_work")({"role": "downloader", "installed": True,
         "work": {"phase": "fetching", "lease": {"lease_id": 7, "items": 12, "fetched": 3}}}),
-    "absent": g["describe_work"](False),
+    "absent": droplets("describe_work")(False),
     "script": script,
     "handover": handover,
 }
@@ -80,10 +82,10 @@ out["waited"], _ = run(handover, tempfile.mkdtemp(), stdin=True)  # no user_data
 out["ran"], out["files"] = run(script, root)
 out["handed"], out["files_after"] = run(handover, root, stdin=True)
 try:
-    g["settings"]({"ccmirror_fleet": {"token": "t", "colour": "blue"}})
-except g["FleetError"] as error:
+    droplets("settings")({"ccmirror_fleet": {"token": "t", "colour": "blue"}})
+except ValueError as error:  # fleet_droplets' FleetValueError
     out["unknown_setting"] = str(error)
-out["defaults"] = g["settings"]({"interface": "10.0.0.2", "ccmirror_fleet": {"token": "t"}})
+out["defaults"] = droplets("settings")({"interface": "10.0.0.2", "ccmirror_fleet": {"token": "t"}})
 print(json.dumps(out))
 """
 

@@ -21,9 +21,9 @@ import pytest
 import yaml
 
 from harvester.queue.tokens import TOKEN_PREFIX, hash_token
-from lab.fleet.lab_secrets import write_lab_secrets, writer
+from lab.fleet.lab_secrets import write_lab_secrets
 from lab.fleet.salt_master import SALT_VENV, ensure_salt, generate_keys
-from tests.salt.conftest import ROOT, make_salt_call
+from tests.salt.conftest import ROOT, make_salt_call, plain_util
 
 # Run in Salt's Python: argv = master config, minion config; stdin = a JSON list of
 # ["run", "fun", {kwargs}] (RunnerClient, the loader salt-run uses) and ["pillar", [ids]]
@@ -136,6 +136,7 @@ def make_master(tmp: Path, salt_call_bin: Path) -> Master:
     config = {
         "root_dir": str(root_dir),
         "runner_dirs": [str(ROOT / "_runners")],
+        "utils_dirs": [str(ROOT / "_utils")],
         "pillar_roots": {"base": [str(ROOT / "pillar"), str(private)]},
         "log_level": "quiet",
         "log_level_logfile": "debug",  # the most Salt would log
@@ -454,7 +455,7 @@ def test_a_minion_id_that_is_not_plain_is_refused_and_nothing_changes(master: Ma
 
 
 def test_the_runner_and_the_queue_agree_on_tokens():
-    module = writer()
+    module = plain_util("private_pillar")
     assert module.TOKEN_PREFIX == TOKEN_PREFIX
     assert module.hash_token("ccmq_x") == hash_token("ccmq_x")
 
@@ -478,11 +479,12 @@ def test_a_step_run_again_after_a_failure_midway_writes_what_was_missing(tmp_pat
     """As if the runner was killed after saving the record but before writing st-1's file."""
     site = {"db_host": "10.9.0.2", "storage_host": "10.9.0.3"}
     write_lab_secrets(tmp_path, ["dl-1", "st-1"], site)
-    writer().rotate_secrets(tmp_path, "storage_key", "start")
+    writer = plain_util("private_pillar")
+    writer.rotate_secrets(tmp_path, "storage_key", "start")
     st1 = tmp_path / "minions" / "st-1.sls"
     written = st1.read_text()
     st1.unlink()
-    again = writer().rotate_secrets(tmp_path, "storage_key", "start")
+    again = writer.rotate_secrets(tmp_path, "storage_key", "start")
     assert again["changed"] and again["files"] == ["minions/st-1.sls"]
     assert st1.read_text() == written and "dl-1.next" in written
-    assert not writer().rotate_secrets(tmp_path, "storage_key", "start")["changed"]
+    assert not writer.rotate_secrets(tmp_path, "storage_key", "start")["changed"]

@@ -1,0 +1,505 @@
+"""The master's private pillar root, written by one writer: the plain layer of the `secrets`
+runner (``__utils__["private_pillar.*"]``; the master's config has ``utils_dirs`` on this
+checkout's ``_utils/``). Layout (pillar/README.md lists the keys of each role):
+
+    site.sls             the site's facts every minion sees (addresses, ports), no secret
+    minions/<id>.sls     0600, that minion's own secrets and nothing else (pillar/top.sls
+                         includes it for the minion whose authenticated id it is)
+    secrets.json         0600, the record of every secret made: the sls files are rendered
+                         from it, so a re-run repairs a file left half-way
+
+No ``__opts__``, no Salt, no ``ccmirror`` import (yaml only): the lab writes the same files
+with it (lab/lab_secrets.py, through _runners/secrets.py today), and the token format of
+harvester/queue/tokens.py is repeated below (tests check both agree). The fleet runner checks
+a droplet's name with `check_minion_id`. Secret values are never logged nor returned.
+
+A little over 500 lines: one writer of one layout whose record, rotation and file helpers go
+together; one file, so that the lab can load it by path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import ipaddress
+import json
+import os
+import re
+import secrets
+import subprocess
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+RECORD_FILE = "secrets.json"
+LEGACY_RECORD_FILE = "lab-secrets.json"  # the name lab/lab_secrets.py used before
+LOCK_FILE = ".secrets.lock"
+SITE_DEFAULTS = {"storage_port": 2222, "queue_port": 8700, "db_port": 3306}
+TOKEN_PREFIX = "ccmq_"  # harvester/queue/tokens.py's; tests check they agree
+QUEUE_DB_USER = "queue"
+MIGRATE_DB_USER = "migrate"
+STORAGE_HOST_KEY = "storage-host"
+# pillar/top.sls's rule for an id that gets its own secrets (there in Jinja): fullmatch.
+MINION_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,99}")
+FLICKR_VALUE = re.compile(r"^[A-Za-z0-9]{1,200}$")
+HEADER = "# written by the secrets runner (_runners/secrets.py) from secrets.json: do not edit\n"
+
+# What each rotation renews: per minion role prefix, and in the record's `db` section.
+ROTATED_FIELDS: dict[str, dict[str, tuple[str, ...]]] = {
+    "queue_tokens": {"dl-": ("queue_token",)},
+    "storage_key": {"dl-": ("ssh_private_key", "ssh_public_key")},
+    "db_passwords": {"hv-": ("db_password",), "db": ("migrate_password", "queue_password")},
+}
+STEPS = ("start", "switch", "retire")
+STARTED, SWITCHED = "started", "switched"
+
+
+class SecretsError(ValueError):
+    """The site facts, a minion id, a value or a step cannot be used; the message says why.
+    Raised before anything is written."""
+
+
+# ---------------------------------------------------------------------------------------
+# What the runner and the lab call.
+
+
+def write_private_root(
+    directory: Path,
+    minion_ids: Iterable[str],
+    site: dict[str, Any] | None = None,
+    *,
+    throwaway_flickr_keys: bool = False,
+) -> dict[str, Any]:
+    """Create or update the private root for `minion_ids` (added to those recorded before;
+    none is forgotten) and `site` (merged over the recorded facts). Keeps every secret made
+    before; makes what a new minion needs. Flickr keys are made only for the lab
+    (`throwaway_flickr_keys`): a real one is set with `store_flickr_key`.
+
+    Returns {"added": ids new to the record, "files": paths written (relative)}."""
+    directory = Path(directory)
+    ids = list(minion_ids)
+    for minion_id in ids:
+        check_minion_id(minion_id)
+    # Checked before the root is made: a refused first run leaves nothing behind.
+    site_facts({**_recorded_site(directory, load_record(directory)), **(site or {})})
+    with _locked(directory):
+        record = load_record(directory)
+        facts = site_facts({**_recorded_site(directory, record), **(site or {})})
+        record["site"] = facts
+        added = [minion_id for minion_id in ids if minion_id not in record["minions"]]
+        for minion_id in ids:
+            _ensure_secrets(record, minion_id, throwaway_flickr_keys)
+        return {"added": added, "files": _save_and_render(directory, record)}
+
+
+def store_flickr_key(directory: Path, minion_id: str, key: str, secret: str) -> bool:
+    """Set harvester `minion_id`'s Flickr API key and secret; True when they changed.
+    Only that minion's file is rewritten (with the key; the secret stays in the record)."""
+    check_minion_id(minion_id)
+    if not minion_id.startswith("hv-"):
+        raise SecretsError(
+            f"minion {minion_id!r} is not a harvester (hv-*): only harvesters have a Flickr key"
+        )
+    for name, value in (("key", key), ("secret", secret)):
+        if not isinstance(value, str) or not FLICKR_VALUE.match(value):
+            # The value itself stays out of the message: it may be a real secret.
+            raise SecretsError(
+                f"Flickr {name} must be a string of letters and digits (quote it if it is "
+                "all digits)"
+            )
+    directory = Path(directory)
+    with _locked(directory):
+        record = load_record(directory, must_exist=True)
+        own = record["minions"].get(minion_id)
+        if own is None:
+            raise SecretsError(
+                f"minion {minion_id} is not in the private root: accept its key and run "
+                "secrets.init first"
+            )
+        own.update(flickr_api_key=key, flickr_secret=secret)
+        return bool(_save_and_render(directory, record))
+
+
+def forget_minion(directory: Path, minion_id: str) -> bool:
+    """Drop a minion's secrets: its file goes, and the queue's and storage's files no
+    longer list its token hash and key. True when it was known."""
+    check_minion_id(minion_id)
+    directory = Path(directory)
+    with _locked(directory):
+        record = load_record(directory, must_exist=True)
+        known = record["minions"].pop(minion_id, None) is not None
+        for rotation in record["rotations"].values():
+            rotation["minions"].pop(minion_id, None)
+        path = directory / "minions" / f"{minion_id}.sls"
+        removed = path.exists()
+        path.unlink(missing_ok=True)
+        return bool(_save_and_render(directory, record)) or known or removed
+
+
+def rotate_secrets(directory: Path, what: str, step: str = "start") -> dict[str, Any]:
+    """One step of a rotation (see the runner's `rotate` for the steps and what to apply
+    between them). Each step is idempotent. Returns {"changed", "state", "minions",
+    "files"}: the rotation's state after the step ("started", "switched" or "done")."""
+    if what not in ROTATED_FIELDS:
+        raise SecretsError(f"what must be one of {', '.join(ROTATED_FIELDS)}, not {what!r}")
+    if step not in STEPS:
+        raise SecretsError(f"step must be one of {', '.join(STEPS)}, not {step!r}")
+    directory = Path(directory)
+    with _locked(directory):
+        record = load_record(directory, must_exist=True)
+        rotation = record["rotations"].get(what)
+        if step == "start":
+            changed = _start_rotation(record, what)
+            started = record["rotations"][what]
+            if not started["minions"] and not started["db"]:
+                del record["rotations"][what]  # nothing of that kind exists yet
+        elif step == "switch":
+            if rotation is None:
+                raise SecretsError(f"no rotation of {what} is under way: run step=start first")
+            changed = rotation["step"] != SWITCHED
+            rotation["step"] = SWITCHED
+        else:
+            changed = rotation is not None and _retire_rotation(record, what)
+        rotation = record["rotations"].get(what)
+        # Rendered even when the record did not change: a step re-run after a failure
+        # midway (record saved, a file not) writes what is missing.
+        files = _save_and_render(directory, record)
+        changed = changed or bool(files)
+        return {
+            "changed": changed,
+            "state": rotation["step"] if rotation else "done",
+            "minions": sorted(rotation["minions"]) if rotation else [],
+            "files": files,
+        }
+
+
+def site_facts(site: dict[str, Any]) -> dict[str, Any]:
+    """The `site:` pillar: the given facts with defaults, checked, and the queue URL."""
+    missing = [key for key in ("db_host", "storage_host") if not site.get(key)]
+    if missing:
+        raise SecretsError(f"site facts missing: {', '.join(missing)}")
+    facts = {**SITE_DEFAULTS, **site}
+    for key in SITE_DEFAULTS:
+        if not isinstance(facts[key], int) or not 0 < facts[key] < 65536:
+            raise SecretsError(f"site {key} must be a port number, not {facts[key]!r}")
+    facts["queue_url"] = f"http://{facts['db_host']}:{facts['queue_port']}"
+    if facts.get("private_network"):
+        try:
+            network = ipaddress.IPv4Network(facts["private_network"])
+        except ValueError as exc:
+            raise SecretsError(f"site private_network: {exc}") from None
+        facts["private_network"] = str(network)
+    return facts
+
+
+def check_minion_id(minion_id: object) -> str:
+    """The fleet's one rule for a minion id, returned as is when it holds: lower-case
+    letters, digits and '-', not starting with '-', at most 100 characters. The id is a
+    pillar target and names an sls file: a glob (`dl-?`, `*-1`), a dot (an sls path
+    separator), a slash or an upper-case letter would reach other files or be matched
+    against other ids, and pillar/top.sls gives such an id no secrets anyway. fleet.py and
+    the lab (lab/lab_secrets.py) call this function."""
+    if not isinstance(minion_id, str) or not MINION_ID.fullmatch(minion_id):
+        raise SecretsError(
+            f"bad minion id {minion_id!r}: lower-case letters, digits and '-' only, starting"
+            " with a letter or digit (such as dl-3)"
+        )
+    return minion_id
+
+
+def hash_token(token: str) -> str:
+    """harvester/queue/tokens.py's hash of a bearer token."""
+    return "sha256:" + hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def minion_pillar(record: dict[str, Any], minion_id: str) -> dict[str, Any]:
+    """What one minion may know, by its role (the prefix of its id), at the record's point
+    in each rotation."""
+    minions = record["minions"]
+    if minion_id.startswith("hv-"):
+        return {"harvester": _harvester_pillar(record, minion_id)}
+    if minion_id.startswith("dl-"):
+        return {
+            "downloader": {
+                "queue_token": _in_use(record, "queue_tokens", minion_id, "queue_token"),
+                "ssh_key": _in_use(record, "storage_key", minion_id, "ssh_private_key"),
+                "storage_host_key": record["keys"][STORAGE_HOST_KEY]["public"],
+            }
+        }
+    downloaders = sorted(other for other in minions if other.startswith("dl-"))
+    if minion_id.startswith("db-"):
+        users = {
+            MIGRATE_DB_USER: _in_use(record, "db_passwords", None, "migrate_password"),
+            QUEUE_DB_USER: _in_use(record, "db_passwords", None, "queue_password"),
+        }
+        for other in sorted(minions):
+            if other.startswith("hv-"):
+                users[other] = _in_use(record, "db_passwords", other, "db_password")
+        return {
+            "db": {"passwords": users},
+            "queue": {"tokens": {other: _token_hashes(record, other) for other in downloaders}},
+        }
+    if minion_id.startswith("st-"):
+        host_key = record["keys"][STORAGE_HOST_KEY]
+        authorized: dict[str, str] = {}
+        for other in downloaders:
+            authorized[other] = _in_use(record, "storage_key", other, "ssh_public_key")
+            other_key = _not_in_use(record, "storage_key", other, "ssh_public_key")
+            if other_key:
+                # The label is only the line's comment in authorized_keys.
+                authorized[f"{other}.{_other_label(record, 'storage_key')}"] = other_key
+        return {
+            "storage": {
+                "host_key": {"private": host_key["private"], "public": host_key["public"]},
+                "authorized_keys": authorized,
+            }
+        }
+    return {}
+
+
+def load_record(directory: Path, must_exist: bool = False) -> dict[str, Any]:
+    """The record of every secret made so far, with its sections present."""
+    path = Path(directory) / RECORD_FILE
+    if not path.exists() and (Path(directory) / LEGACY_RECORD_FILE).exists():
+        path = Path(directory) / LEGACY_RECORD_FILE
+    if not path.exists():
+        if must_exist:
+            raise SecretsError(f"no private pillar root at {directory}: run secrets.init first")
+        record: dict[str, Any] = {}
+    else:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    for key in ("minions", "keys", "db", "site", "rotations"):
+        record.setdefault(key, {})
+    return record
+
+
+# ---------------------------------------------------------------------------------------
+# The plain layer's helpers.
+
+
+def _harvester_pillar(record: dict[str, Any], minion_id: str) -> dict[str, Any]:
+    own = record["minions"][minion_id]
+    pillar: dict[str, Any] = {
+        "db_password": _in_use(record, "db_passwords", minion_id, "db_password")
+    }
+    if "flickr_api_key" in own:  # a real master has none until set_flickr_key
+        # Only the key: no call the harvester makes is signed yet, so the secret stays in
+        # the record on the master until one is (a minion gets only what it uses).
+        pillar["flickr"] = {"api_key": own["flickr_api_key"]}
+    return pillar
+
+
+def _current(record: dict[str, Any], minion_id: str | None, field: str) -> str:
+    return record["db"][field] if minion_id is None else record["minions"][minion_id][field]
+
+
+def _next(record: dict[str, Any], what: str, minion_id: str | None, field: str) -> str | None:
+    rotation = record["rotations"].get(what)
+    if rotation is None:
+        return None
+    section = rotation["db"] if minion_id is None else rotation["minions"].get(minion_id, {})
+    return section.get(field)
+
+
+def _in_use(record: dict[str, Any], what: str, minion_id: str | None, field: str) -> str:
+    """The value clients use: the next one once its rotation is switched."""
+    upcoming = _next(record, what, minion_id, field)
+    if upcoming and record["rotations"][what]["step"] == SWITCHED:
+        return upcoming
+    return _current(record, minion_id, field)
+
+
+def _not_in_use(record: dict[str, Any], what: str, minion_id: str | None, field: str) -> str:
+    """During a rotation, the value verifiers accept besides the one in use; else ""."""
+    upcoming = _next(record, what, minion_id, field)
+    if not upcoming:
+        return ""
+    if record["rotations"][what]["step"] == SWITCHED:
+        return _current(record, minion_id, field)
+    return upcoming
+
+
+def _other_label(record: dict[str, Any], what: str) -> str:
+    return "previous" if record["rotations"][what]["step"] == SWITCHED else "next"
+
+
+def _token_hashes(record: dict[str, Any], minion_id: str) -> str | list[str]:
+    """The queue's hash of a downloader's token; during a rotation both hashes, the one in
+    use first (the queue then accepts either, and the worker keeps its name)."""
+    in_use = hash_token(_in_use(record, "queue_tokens", minion_id, "queue_token"))
+    other = _not_in_use(record, "queue_tokens", minion_id, "queue_token")
+    return [in_use, hash_token(other)] if other else in_use
+
+
+def _ensure_secrets(record: dict[str, Any], minion_id: str, throwaway_flickr_keys: bool) -> None:
+    """Make what `minion_id` needs, keeping whatever was made for it before."""
+    own = record["minions"].setdefault(minion_id, {})
+    if minion_id.startswith("hv-"):
+        if throwaway_flickr_keys:
+            own.setdefault("flickr_api_key", secrets.token_hex(16))  # a Flickr key's shape
+            own.setdefault("flickr_secret", secrets.token_hex(8))
+        own.setdefault("db_password", _new_value("db_password"))
+    elif minion_id.startswith("dl-"):
+        own.setdefault("queue_token", _new_value("queue_token"))
+        if "ssh_private_key" not in own:
+            private, public = _ssh_keygen(f"ccmirror-{minion_id}")
+            own.update(ssh_private_key=private, ssh_public_key=public)
+    if STORAGE_HOST_KEY not in record["keys"]:
+        private, public = _ssh_keygen("ccmirror-storage-host")
+        record["keys"][STORAGE_HOST_KEY] = {"private": private, "public": public}
+    record["db"].setdefault("migrate_password", _new_value("migrate_password"))
+    record["db"].setdefault("queue_password", _new_value("queue_password"))
+
+
+def _new_value(field: str) -> str:
+    if field == "queue_token":
+        return TOKEN_PREFIX + secrets.token_urlsafe(32)
+    return secrets.token_urlsafe(24)  # the database passwords
+
+
+def _start_rotation(record: dict[str, Any], what: str) -> bool:
+    """Make a next value for every field `what` renews that has none yet (a re-run, or a
+    minion added since the start, gets what is missing). Once switched, nothing changes."""
+    rotation = record["rotations"].setdefault(what, {"step": STARTED, "minions": {}, "db": {}})
+    if rotation["step"] == SWITCHED:
+        return False
+    changed = False
+    for prefix, fields in ROTATED_FIELDS[what].items():
+        if prefix == "db":
+            changed |= _fill_next(rotation["db"], fields, "db")
+            continue
+        for minion_id in sorted(record["minions"]):
+            if minion_id.startswith(prefix):
+                section = rotation["minions"].setdefault(minion_id, {})
+                changed |= _fill_next(section, fields, minion_id)
+    return changed
+
+
+def _fill_next(section: dict[str, str], fields: tuple[str, ...], owner: str) -> bool:
+    if all(field in section for field in fields):
+        return False
+    if fields == ("ssh_private_key", "ssh_public_key"):
+        section["ssh_private_key"], section["ssh_public_key"] = _ssh_keygen(f"ccmirror-{owner}")
+    else:
+        for field in fields:
+            section.setdefault(field, _new_value(field))
+    return True
+
+
+def _retire_rotation(record: dict[str, Any], what: str) -> bool:
+    """The next values become the current ones and the old are forgotten. A rotation that
+    was never switched cannot be retired: clients would lose the value they use."""
+    rotation = record["rotations"][what]
+    if rotation["step"] != SWITCHED:
+        raise SecretsError(f"the rotation of {what} is not switched yet: run step=switch first")
+    record["db"].update(rotation["db"])
+    for minion_id, values in rotation["minions"].items():
+        if minion_id in record["minions"]:
+            record["minions"][minion_id].update(values)
+    del record["rotations"][what]
+    return True
+
+
+def _recorded_site(directory: Path, record: dict[str, Any]) -> dict[str, Any]:
+    """The facts recorded before; else those of a hand-written site.sls (as in
+    pillar/secrets.example)."""
+    if record["site"]:
+        return record["site"]
+    path = directory / "site.sls"
+    if path.exists():
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if isinstance(data, dict) and isinstance(data.get("site"), dict):
+            return data["site"]
+    return {}
+
+
+def _save_and_render(directory: Path, record: dict[str, Any]) -> list[str]:
+    """The record first, then every file rendered from it: a run that stops half-way is
+    completed by the next. Returns the files whose content or mode changed."""
+    changed: list[str] = []
+    text = json.dumps(record, indent=1, sort_keys=True)
+    if _write_if_changed(directory / RECORD_FILE, text, 0o600):
+        changed.append(RECORD_FILE)
+    (directory / LEGACY_RECORD_FILE).unlink(missing_ok=True)
+    if _write_if_changed(directory / "site.sls", _sls({"site": record["site"]}), 0o644):
+        changed.append("site.sls")
+    minions_dir = directory / "minions"
+    minions_dir.mkdir(exist_ok=True)
+    os.chmod(minions_dir, 0o700)
+    for minion_id in sorted(record["minions"]):
+        pillar = minion_pillar(record, minion_id)
+        path = minions_dir / f"{minion_id}.sls"
+        if pillar and _write_if_changed(path, _sls(pillar), 0o600):
+            changed.append(f"minions/{minion_id}.sls")
+    return changed
+
+
+def _sls(data: dict[str, Any]) -> str:
+    return HEADER + yaml.dump(data, Dumper=_BlockDumper, default_flow_style=False, sort_keys=True)
+
+
+class _BlockDumper(yaml.SafeDumper):
+    """Multi-line strings (private keys) as `|` blocks, as a person would write them."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_BlockDumper.add_representer(str, _represent_str)
+
+
+def _write_if_changed(path: Path, text: str, mode: int) -> bool:
+    """Atomically, with its mode set before it is visible: no reader sees half a file, and
+    no secret is ever world-readable, whatever the umask. An equal file is left alone (its
+    mode corrected), so a second run changes nothing."""
+    try:
+        same = path.read_text(encoding="utf-8") == text
+    except FileNotFoundError:
+        same = False
+    if same:
+        if path.stat().st_mode & 0o777 == mode:
+            return False
+        os.chmod(path, mode)
+        return True
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    return True
+
+
+@contextlib.contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    """The root made (0700) and held by one writer at a time: two runners started together
+    must not each save a record without the other's secrets."""
+    directory.mkdir(parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)
+    fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _ssh_keygen(comment: str) -> tuple[str, str]:
+    """A new ed25519 key pair (private, public), made in a private temporary directory."""
+    with tempfile.TemporaryDirectory(prefix="ccmirror-secrets-") as tmp:
+        path = Path(tmp) / "key"
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
+            check=True,
+            capture_output=True,
+        )
+        return path.read_text(), path.with_suffix(".pub").read_text().strip()
