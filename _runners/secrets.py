@@ -13,11 +13,8 @@ Secret values are never logged and never returned: runner returns name minions a
 
 from __future__ import annotations
 
-import functools
-import importlib.util
 import logging
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import yaml
@@ -28,31 +25,11 @@ log = logging.getLogger(__name__)
 __load__ = ["init", "set_flickr_key", "rotate", "forget"]
 
 ROLE_PREFIXES = ("db-", "hv-", "dl-", "st-")  # the roles that have secrets
-# lab/lab_secrets.py and lab/droplets.py load this file by path for these names of the writer,
-# which lives in _utils/private_pillar.py: handed on from there (__getattr__ below) until the
-# lab loads that file itself. Salt never asks for them.
-LAB_NAMES = frozenset({"RECORD_FILE", "SecretsError", "write_private_root", "check_minion_id"})
-WRITER_FILE = Path(__file__).resolve().parent.parent / "_utils" / "private_pillar.py"
 
 
 class RefusedError(ValueError):
     """An argument or a master setting the runner cannot use (the writer's own refusals are
     its SecretsError, a ValueError too); raised before anything is written."""
-
-
-def __getattr__(name: str) -> Any:
-    if name not in LAB_NAMES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(_writer_module(), name)
-
-
-@functools.cache
-def _writer_module() -> ModuleType:
-    """_utils/private_pillar.py as a plain module, for the lab only (see LAB_NAMES)."""
-    spec = importlib.util.spec_from_file_location("ccmirror_private_pillar", WRITER_FILE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def has_role(minion_id: str) -> bool:

@@ -5,38 +5,13 @@ reached as ``__utils__["wheelhouse_builder.*"]``; `deploy.release` builds with i
 
 from __future__ import annotations
 
-import functools
-import importlib.util
 import logging
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 # Salt loads only this as a runner function.
 __load__ = ["build"]
-
-# lab/wheelhouse.py loads this file by path for these names of the builder, which lives in
-# _utils/wheelhouse_builder.py: handed on from there (__getattr__ below) until the lab loads
-# that file itself. Salt never asks for them.
-LAB_NAMES = frozenset({"build_wheelhouse", "WheelhouseError", "packaged_files", "project"})
-BUILDER_FILE = Path(__file__).resolve().parent.parent / "_utils" / "wheelhouse_builder.py"
-
-
-def __getattr__(name: str) -> Any:
-    if name not in LAB_NAMES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(_builder_module(), name)
-
-
-@functools.cache
-def _builder_module() -> ModuleType:
-    """_utils/wheelhouse_builder.py as a plain module, for the lab only (see LAB_NAMES)."""
-    spec = importlib.util.spec_from_file_location("ccmirror_wheelhouse_builder", BUILDER_FILE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def build() -> dict[str, Any]:

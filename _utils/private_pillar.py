@@ -9,7 +9,7 @@ checkout's ``_utils/``). Layout (pillar/README.md lists the keys of each role):
                          from it, so a re-run repairs a file left half-way
 
 No ``__opts__``, no Salt, no ``ccmirror`` import (yaml only): the lab writes the same files
-with it (lab/lab_secrets.py, through _runners/secrets.py today), and the token format of
+with it (lab/fleet/lab_secrets.py, loading this file by path), and the token format of
 harvester/queue/tokens.py is repeated below (tests check both agree). The fleet runner checks
 a droplet's name with `check_minion_id`. Secret values are never logged nor returned.
 
@@ -36,7 +36,7 @@ from typing import Any
 import yaml
 
 RECORD_FILE = "secrets.json"
-LEGACY_RECORD_FILE = "lab-secrets.json"  # the name lab/lab_secrets.py used before
+LEGACY_RECORD_FILE = "lab-secrets.json"  # the name lab/fleet/lab_secrets.py used before
 LOCK_FILE = ".secrets.lock"
 SITE_DEFAULTS = {"storage_port": 2222, "queue_port": 8700, "db_port": 3306}
 TOKEN_PREFIX = "ccmq_"  # harvester/queue/tokens.py's; tests check they agree
@@ -202,7 +202,7 @@ def check_minion_id(minion_id: object) -> str:
     pillar target and names an sls file: a glob (`dl-?`, `*-1`), a dot (an sls path
     separator), a slash or an upper-case letter would reach other files or be matched
     against other ids, and pillar/top.sls gives such an id no secrets anyway. fleet.py and
-    the lab (lab/lab_secrets.py) call this function."""
+    the lab (lab/fleet/lab_secrets.py) call this function."""
     if not isinstance(minion_id, str) or not MINION_ID.fullmatch(minion_id):
         raise SecretsError(
             f"bad minion id {minion_id!r}: lower-case letters, digits and '-' only, starting"

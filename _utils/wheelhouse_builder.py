@@ -2,8 +2,8 @@
 `requirements.txt` of exact pins, built on the master into the directory it serves as
 `salt://wheelhouse/`, so minions install with `pip --no-index`. The `wheelhouse` and `deploy`
 runners reach it as ``__utils__["wheelhouse_builder.*"]`` (the master's config has
-``utils_dirs`` on this checkout's ``_utils/``); lab/wheelhouse.py builds with it too (through
-_runners/wheelhouse.py today). Standard library only, no ``__opts__`` (the master's options
+``utils_dirs`` on this checkout's ``_utils/``); lab/fleet/wheelhouse.py builds with it too
+(loading this file by path). Standard library only, no ``__opts__`` (the master's options
 come in as an argument): Salt's own Python has neither `lab` nor the `ccmirror` packages.
 
 Dependency wheels, and the build backend the ccmirror wheel is built with, come from PyPI
@@ -126,7 +126,7 @@ def dependency_wheels(
 ) -> Path:
     """A directory of wheels for every requirement of the project, and below it in
     `build-system/` what building the project needs, made once per list of requirements
-    (keyed by its digest, as lab/wheelhouse.py keys it) with pip and its cache."""
+    (keyed by its digest, as lab/fleet/wheelhouse.py keys it) with pip and its cache."""
     runtime = fleet_requirements(checkout)
     build_system = sorted(pyproject(checkout)["build-system"]["requires"])
     wanted = "\n".join([*runtime, "# build-system", *build_system]) + "\n"

@@ -169,7 +169,7 @@ def parse_ids(text: str) -> list[str]:
 
 
 def check_droplet_id(droplet_id: object) -> str:
-    """The fleet's rule for a minion id (check_minion_id in _runners/secrets.py: the pillar
+    """The fleet's rule for a minion id (check_minion_id in _utils/private_pillar.py: the pillar
     gives no other id its secrets), then the lab's own: a letter first, 30 at most."""
     try:
         writer().check_minion_id(droplet_id)

@@ -5,9 +5,10 @@
 writes, under `directory` (made 0700; the master's second pillar root), the layout of
 pillar/README.md: `site.sls`, `minions/<id>.sls` (0600, that minion's own secrets) and the
 record `secrets.json` (0600, every secret made so far; lab/sims/flickr/service.py reads the
-harvesters' Flickr keys from it). The writer is the `secrets` runner's
-(`_runners/secrets.py`), loaded here by path: a runner cannot import `lab`, so the shared
-code lives there, and the lab and a real master write the same files. The lab differs in
+harvesters' Flickr keys from it). The writer is the one the `secrets` runner reaches through
+`__utils__` (`_utils/private_pillar.py`, loaded by lab/fleet/salt_utils.py): a runner cannot
+import `lab`, so the shared code lives there, and the lab and a real master write the same
+files. The lab differs in
 one way: it makes throw-away Flickr keys (the Flickr simulator accepts any), where a real
 master waits for `salt-run secrets.set_flickr_key`.
 
@@ -22,26 +23,17 @@ later (refresh their pillar and apply their states again).
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Iterable
-from functools import cache
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from lab import CHECKOUT
-
-WRITER_FILE = CHECKOUT / "_runners" / "secrets.py"
-WRITER_MODULE = "ccmirror_secrets_runner"
+from lab.fleet.salt_utils import plain_util
 
 
-@cache
 def writer() -> ModuleType:
-    """_runners/secrets.py as a plain module (its runner functions stay unused here)."""
-    spec = importlib.util.spec_from_file_location(WRITER_MODULE, WRITER_FILE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The private pillar's one writer (_utils/private_pillar.py), as the runners reach it."""
+    return plain_util("private_pillar")
 
 
 STATE_FILE = writer().RECORD_FILE

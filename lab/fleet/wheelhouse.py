@@ -2,8 +2,9 @@
 of every dependency and a `requirements.txt` of exact pins, so minions install the code with
 `pip --no-index` and need no network (the lab's droplets have none).
 
-The builder is the `wheelhouse` runner's (`_runners/wheelhouse.py`), loaded here by path as
-lab/fleet/lab_secrets.py loads the secrets runner: the lab and a real master build the same way.
+The builder is the one the `wheelhouse` and `deploy` runners reach through `__utils__`
+(`_utils/wheelhouse_builder.py`, loaded by lab/fleet/salt_utils.py): the lab and a real
+master build the same way.
 The ccmirror wheel is rebuilt only when a packaged file changed; dependency wheels and the
 build backend come from PyPI through pip's cache once per set of requirements, into a cache
 outside any lab (`lab down` removes the lab's directory; the next `lab up` copies them back
@@ -12,31 +13,24 @@ in seconds), and every build after that is offline.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from functools import cache
 from pathlib import Path
 from types import ModuleType
 
 from lab import CHECKOUT
 from lab.fleet.droplets import LabConfig, LabError
+from lab.fleet.salt_utils import plain_util
 
-BUILDER_FILE = CHECKOUT / "_runners" / "wheelhouse.py"
-BUILDER_MODULE = "ccmirror_wheelhouse_runner"
 DEPENDENCY_CACHE = "/var/cache/ccmirror-lab/wheels"  # $CCMIRROR_WHEEL_CACHE moves it
 
 
-@cache
 def builder() -> ModuleType:
-    """_runners/wheelhouse.py as a plain module (its runner function stays unused here)."""
-    spec = importlib.util.spec_from_file_location(BUILDER_MODULE, BUILDER_FILE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The wheelhouse builder (_utils/wheelhouse_builder.py), as `deploy.release` reaches it."""
+    return plain_util("wheelhouse_builder")
 
 
 def fileserver_root(config: LabConfig) -> Path:

@@ -62,7 +62,7 @@ def test_droplet_ids_are_checked() -> None:
 def test_an_id_the_pillar_would_not_serve_is_refused_before_anything_is_made(
     tmp_path: Path,
 ) -> None:
-    """The fleet's rule (check_minion_id in _runners/secrets.py) at every entry that takes
+    """The fleet's rule (check_minion_id in _utils/private_pillar.py) at every entry that takes
     a droplet id, not only the CLI's: nothing is locked, made or looked up first."""
     config = LabConfig(root=tmp_path / "lab", bridge="zh3ids")
     for bad in ("dl-?", "*-1", "DL-1", "dl-1\n", "dl_1", "../dl-1"):

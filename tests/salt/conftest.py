@@ -4,18 +4,17 @@ written by lab/fleet/lab_secrets.py], as the master has them."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import yaml
 
 from lab.fleet.lab_secrets import write_lab_secrets
 from lab.fleet.salt_master import SALT_VENV, ensure_salt
+from lab.fleet.salt_utils import plain_util  # noqa: F401 (tests import it from here)
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 MINIONS = ["master", "db-1", "hv-1", "hv-2", "dl-1", "dl-2", "st-1"]
@@ -27,17 +26,6 @@ SITE = {
     "flickr_api_url": "http://10.250.0.1:8800/services/rest/",
 }
 SaltCall = Callable[..., object]
-
-
-def plain_util(name: str) -> ModuleType:
-    """`_utils/<name>.py` as a plain module, for one with no Salt import (its functions called
-    here directly; Salt reaches them as `__utils__["<name>.*"]`)."""
-    spec = importlib.util.spec_from_file_location(
-        f"ccmirror_util_{name}", ROOT / "_utils" / f"{name}.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def runner_master_config(directory: Path, **options: object) -> Path:
