@@ -222,6 +222,15 @@ def harvester_config(db_url: str, sim, path: Path) -> Path:
     return path
 
 
+def frozen_mid_walk(proc: subprocess.Popen, sql) -> bool:
+    """Stop the worker; True when it holds a task past its second page, else let it go on."""
+    proc.send_signal(signal.SIGSTOP)
+    if sql("SELECT 1 FROM search_tasks WHERE state = 'running' AND cursor_page > 2"):
+        return True
+    proc.send_signal(signal.SIGCONT)
+    return False
+
+
 def test_maintenance_switch_and_a_harvester_drained_and_resumed(
     db_url, sim, sql, salt_call_bin, tmp_path
 ):
@@ -272,12 +281,13 @@ def test_maintenance_switch_and_a_harvester_drained_and_resumed(
         text=True,
     )
     try:
-        wait_for(
-            lambda: sql("SELECT 1 FROM search_tasks WHERE state = 'running' AND cursor_page > 2"),
-            60,
-            "the task to be mid-walk",
-        )
-        assert hv("ccmirror.status")["work"]["tasks"], "the task in hand is shown"
+        # Frozen mid-walk (SIGSTOP), so the task is still in hand while salt-call, seconds on
+        # a loaded machine, reads it: the test does not race the walk.
+        wait_for(lambda: frozen_mid_walk(proc, sql), 60, "the task to be mid-walk")
+        try:
+            assert hv("ccmirror.status")["work"]["tasks"], "the task in hand is shown"
+        finally:
+            proc.send_signal(signal.SIGCONT)
         drained = hv("ccmirror.drain", "wait=30")
         assert drained["result"] is True, drained
         assert drained["work"] == {"drain_requested": True, "tasks": []}
