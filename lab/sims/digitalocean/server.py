@@ -493,7 +493,7 @@ def read_tokens(token_file: str | None) -> list[str]:
 
 def make_backend(kind: str) -> Backend:
     if kind == "lab":
-        from lab import droplets  # the lab's droplets need root; only asked for here
+        from lab.fleet import droplets  # the lab's droplets need root; only asked for here
 
         droplets.require_root()
         return LabBackend(droplets.LabConfig.from_env())
