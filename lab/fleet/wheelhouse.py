@@ -23,7 +23,7 @@ from pathlib import Path
 from types import ModuleType
 
 from lab import CHECKOUT
-from lab.fleet.droplets import LabConfig, LabError
+from lab.fleet.core import LabConfig, LabError
 
 BUILDER_FILE = CHECKOUT / "_runners" / "wheelhouse.py"
 BUILDER_MODULE = "ccmirror_wheelhouse_runner"

@@ -493,10 +493,10 @@ def read_tokens(token_file: str | None) -> list[str]:
 
 def make_backend(kind: str) -> Backend:
     if kind == "lab":
-        from lab.fleet import droplets  # the lab's droplets need root; only asked for here
+        from lab.fleet import core  # the lab's droplets need root; only asked for here
 
-        droplets.require_root()
-        return LabBackend(droplets.LabConfig.from_env())
+        core.require_root()
+        return LabBackend(core.LabConfig.from_env())
     return MemoryBackend(ipaddress.IPv4Network("10.116.0.0/20"))
 
 
