@@ -42,8 +42,10 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from lab.sims.digitalocean import catalog
+from lab.sims.digitalocean.account import Settings
 from lab.sims.digitalocean.backends import Backend, LabBackend, MemoryBackend
-from lab.sims.digitalocean.cloud import ApiError, Cloud, Settings, not_found
+from lab.sims.digitalocean.cloud import Cloud
+from lab.sims.digitalocean.records import ApiError, not_found
 
 READY = "do_sim listening on "
 TOKEN_ENV = "CCMIRROR_DO_TOKEN"
