@@ -197,7 +197,7 @@ class PhotoRenderer:
             if edge > 0:
                 if long_edge < edge:
                     continue
-                other = round(short_edge * edge / long_edge)  # as universe.scaled()
+                other = round(short_edge * edge / long_edge)  # as buckets.scaled()
                 url = f"{prefix}{size_secret(bits, salt) if salt else secret}{suffix}.jpg"
                 if wide:
                     out.append(landscape.format(url, other, edge))
