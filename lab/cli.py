@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ccmirror_common import cli
 from lab import CHECKOUT
-from lab.fleet import droplets, salt_master
+from lab.fleet import core, droplets, salt_master
 from lab.fleet import lifecycle as fleet
 from lab.mission import stages as mission
 from lab.mission.yfcc_from_universe import write_yfcc_sample
@@ -37,7 +37,7 @@ HOT_WINDOW_EVERY, HOT_SECOND_EVERY = 70, 100  # ten-minute buckets: about twice 
 
 # What a command may fail with, each reported as one line; a step of `harvest-demo` that
 # fails has said why on its own stderr already.
-FAILURES = (droplets.LabError, subprocess.CalledProcessError)
+FAILURES = (core.LabError, subprocess.CalledProcessError)
 LEFT_FOR_A_LOOK = "lab: what was built stays for a look (lab status); lab down removes it"
 
 
@@ -68,8 +68,8 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.command == "mission":
         return lab_mission()
     try:
-        return DROPLET_COMMANDS[args.command](args, droplets.LabConfig.from_env())
-    except droplets.LabError:
+        return DROPLET_COMMANDS[args.command](args, core.LabConfig.from_env())
+    except core.LabError:
         if args.command in ("up", "add"):
             print(LEFT_FOR_A_LOOK)
         raise
@@ -107,13 +107,13 @@ def add_droplet_commands(commands: argparse._SubParsersAction) -> None:
 def lab_mission() -> int:
     try:
         droplets.require_root()
-        return mission.run(droplets.LabConfig.from_env(), mission.Options.from_env())
-    except droplets.LabError:
+        return mission.run(core.LabConfig.from_env(), mission.Options.from_env())
+    except core.LabError:
         print(LEFT_FOR_A_LOOK)
         raise
 
 
-def lab_up(args: argparse.Namespace, config: droplets.LabConfig) -> int:
+def lab_up(args: argparse.Namespace, config: core.LabConfig) -> int:
     ids = droplets.parse_ids(args.droplets)
     step(f"lab up: bridge {config.bridge} {config.host_address}/24, droplets {', '.join(ids)}")
 
@@ -130,7 +130,7 @@ def lab_up(args: argparse.Namespace, config: droplets.LabConfig) -> int:
     return healthy
 
 
-def lab_highstate(args: argparse.Namespace, config: droplets.LabConfig) -> int:
+def lab_highstate(args: argparse.Namespace, config: core.LabConfig) -> int:
     droplets.require_root()
     ids = droplets.parse_ids(args.ids) if args.ids else None
     step(f"highstate on {', '.join(ids) if ids else 'every droplet'}")
@@ -140,15 +140,15 @@ def lab_highstate(args: argparse.Namespace, config: droplets.LabConfig) -> int:
     return 0 if fleet.report(outcomes) else 1
 
 
-def lab_infra(args: argparse.Namespace, config: droplets.LabConfig) -> int:
+def lab_infra(args: argparse.Namespace, config: core.LabConfig) -> int:
     droplets.require_root()
-    if droplets.load_state(config) is None:
-        raise droplets.LabError("the lab is down: `lab up` first")
+    if core.load_state(config) is None:
+        raise core.LabError("the lab is down: `lab up` first")
     rest = args.args[1:] if args.args[:1] == ["--"] else args.args
     return fleet.run_infra(config, rest)
 
 
-def lab_add(args: argparse.Namespace, config: droplets.LabConfig) -> int:
+def lab_add(args: argparse.Namespace, config: core.LabConfig) -> int:
     """New droplets get a minion when the lab runs a salt master (unless --no-salt)."""
     ids = droplets.parse_ids(args.ids)
     fleet.add(config, ids, progress=indented, with_minion=not args.no_salt)
@@ -159,23 +159,23 @@ def indented(text: str) -> None:
     print(f"  {text}", flush=True)
 
 
-def lab_remove(args: argparse.Namespace, config: droplets.LabConfig) -> int:
+def lab_remove(args: argparse.Namespace, config: core.LabConfig) -> int:
     for droplet_id in droplets.parse_ids(args.ids):
         fleet.remove(config, droplet_id, progress=lambda text: print(f"  {text}"))
     return 0
 
 
-def lab_down(args: argparse.Namespace, config: droplets.LabConfig) -> int:
+def lab_down(args: argparse.Namespace, config: core.LabConfig) -> int:
     removed = droplets.down(config)
     print("lab down: removed the lab" if removed else "lab down: nothing to remove")
     return 0
 
 
-def lab_status(args: argparse.Namespace, config: droplets.LabConfig) -> int:
+def lab_status(args: argparse.Namespace, config: core.LabConfig) -> int:
     """Exit 0 only when the lab is up, every droplet answers and, with Salt, every minion."""
     droplets.require_root()
     rows = droplets.status(config)
-    state = droplets.load_state(config)
+    state = core.load_state(config)
     master = state.services.get("salt-master") if state else None
     if master:
         pinged = salt_master.ping(config) if rows else {}
@@ -191,7 +191,7 @@ def lab_status(args: argparse.Namespace, config: droplets.LabConfig) -> int:
     return 0 if rows and healthy else 1
 
 
-def print_status(rows: list[dict], config: droplets.LabConfig, master: int | None) -> None:
+def print_status(rows: list[dict], config: core.LabConfig, master: int | None) -> None:
     minions = f" {'minion':<6}" if master else ""
     header = f"{'droplet':<12} {'address':<15} {'pid':>8}  {'PID 1':<6} {'answers':<7}{minions}"
     print(header.rstrip())
@@ -208,18 +208,18 @@ def print_status(rows: list[dict], config: droplets.LabConfig, master: int | Non
         print(f"  (lab salt -- '*' test.ping; config {salt_master.config_dir(config)})")
 
 
-def lab_shell(args: argparse.Namespace, config: droplets.LabConfig) -> int:
+def lab_shell(args: argparse.Namespace, config: core.LabConfig) -> int:
     droplets.require_root()
     command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
-    droplet = droplets.find_droplet(config, args.id)
-    argv = droplets.enter_command(droplet, command or ["/bin/bash", "-l"])
+    droplet = core.find_droplet(config, args.id)
+    argv = core.enter_command(droplet, command or ["/bin/bash", "-l"])
     os.execvp(argv[0], argv)  # the terminal and the exit code pass straight through
 
 
-def lab_salt(args: argparse.Namespace, config: droplets.LabConfig) -> int:
+def lab_salt(args: argparse.Namespace, config: core.LabConfig) -> int:
     droplets.require_root()
-    if droplets.load_state(config) is None:
-        raise droplets.LabError("the lab is down: `lab up` first")
+    if core.load_state(config) is None:
+        raise core.LabError("the lab is down: `lab up` first")
     rest = args.args[1:] if args.args[:1] == ["--"] else args.args
     argv = salt_master.salt_command(config, args.command, rest)
     os.execv(argv[0], argv)

@@ -31,10 +31,17 @@ from typing import Protocol
 
 import requests
 
-from lab.fleet import droplets as lab_droplets
 from lab.fleet import lifecycle as lab_fleet
-from lab.fleet import netns
-from lab.fleet.droplets import Droplet, LabConfig, LabError, find_droplet, wait_for
+from lab.fleet import netns, pids
+from lab.fleet.core import (
+    Droplet,
+    LabConfig,
+    LabError,
+    enter_command,
+    find_droplet,
+    load_state,
+    wait_for,
+)
 from lab.fleet.salt_master import master_pki
 
 # Whether a lab droplet's init restarts a unit started after boot when its main process dies.
@@ -155,7 +162,7 @@ def parse_seconds(text: str) -> float:
 
 def host_pid(droplet: Droplet, pid: int) -> int:
     """The host's pid of a live process that is `pid` inside the droplet, or 0."""
-    for candidate in lab_droplets.pids_in_namespaces({droplet.pidns}):
+    for candidate in pids.pids_in_namespaces({droplet.pidns}):
         try:
             status = Path(f"/proc/{candidate}/status").read_text()
         except (FileNotFoundError, ProcessLookupError):
@@ -168,10 +175,7 @@ def host_pid(droplet: Droplet, pid: int) -> int:
 
 def descendants_of(droplet: Droplet, host: int) -> list[int]:
     """Host pids of every live descendant of the host process `host` in the droplet."""
-    parents = {
-        pid: lab_droplets.parent_pid(pid)
-        for pid in lab_droplets.pids_in_namespaces({droplet.pidns})
-    }
+    parents = {pid: pids.parent_pid(pid) for pid in pids.pids_in_namespaces({droplet.pidns})}
     found: list[int] = []
     frontier = {host}
     while frontier:
@@ -185,13 +189,13 @@ def end_processes(pids: tuple[int, ...], timeout: float) -> None:
     """SIGTERM, then SIGKILL to those still running after `timeout` (as systemd's stop)."""
     for pid in pids:
         if is_running(pid):
-            lab_droplets.signal_pid(pid, signal.SIGTERM)
+            pids.signal_pid(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while any(is_running(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
     for pid in pids:
         if is_running(pid):
-            lab_droplets.signal_pid(pid, signal.SIGKILL)
+            pids.signal_pid(pid, signal.SIGKILL)
 
 
 def is_running(pid: int) -> bool:
@@ -276,9 +280,7 @@ def restart_mariadb(
 def pings(droplet: Droplet) -> bool:
     """`mariadb-admin ping` on the server's socket (root's unix-socket login, as Debian's)."""
     command = ["mariadb-admin", "--connect-timeout=2", "ping"]
-    result = subprocess.run(
-        lab_droplets.enter_command(droplet, command), capture_output=True, timeout=10
-    )
+    result = subprocess.run(enter_command(droplet, command), capture_output=True, timeout=10)
     return result.returncode == 0
 
 
@@ -342,7 +344,7 @@ def delete_through_api(do_api: DoApi, name: str) -> None:
 
 
 def in_lab(config: LabConfig, droplet_id: str) -> bool:
-    state = lab_droplets.load_state(config)
+    state = load_state(config)
     return state is not None and droplet_id in state.droplets
 
 
@@ -354,7 +356,7 @@ def minion_key_file(config: LabConfig, droplet_id: str) -> Path:
 def run_in(droplet: Droplet, command: list[str], timeout: float = COMMAND_SECONDS) -> str:
     """`command` inside the droplet; its stdout. LabError with its output when it fails."""
     result = subprocess.run(
-        lab_droplets.enter_command(droplet, command),
+        enter_command(droplet, command),
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 
 from lab import CHECKOUT
-from lab.fleet.droplets import LabConfig, LabError, LabState, mentions, service_env, wait_for
+from lab.fleet.core import LabConfig, LabError, LabState, wait_for
+from lab.fleet.pids import mentions, service_env
 
 START_SECONDS = 30.0
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from ccmirror_common.roles import ROLES
 from lab import CHECKOUT
 from lab.fleet import droplets, salt_master, wheelhouse
-from lab.fleet.droplets import LabConfig, LabError, LabState, lab_lock, load_state
+from lab.fleet.core import LabConfig, LabError, LabState, lab_lock, load_state
 from lab.fleet.lab_secrets import write_lab_secrets
 from lab.sims.flickr import service as flickr_service
 from lab.sims.image_host import service as image_service

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from lab.fleet.droplets import Droplet, LabConfig, LabError, LabState, wait_for
+from lab.fleet.core import Droplet, LabConfig, LabError, LabState, wait_for
 from lab.fleet.wheelhouse import dependency_cache, fileserver_root, served_checkout
 
 SALT_VENV = Path(os.environ.get("CCMIRROR_SALT_VENV", "/opt/ccmirror-salt"))

@@ -22,7 +22,7 @@ from pathlib import Path
 from types import ModuleType
 
 from lab import CHECKOUT
-from lab.fleet.droplets import LabConfig, LabError
+from lab.fleet.core import LabConfig, LabError
 from lab.fleet.salt_utils import plain_util
 
 DEPENDENCY_CACHE = "/var/cache/ccmirror-lab/wheels"  # $CCMIRROR_WHEEL_CACHE moves it

@@ -38,7 +38,7 @@ import pymysql
 import pymysql.cursors
 
 from downloader.layout import IMAGE_EXTENSIONS, image_path
-from lab.fleet.droplets import LabConfig, find_droplet
+from lab.fleet.core import LabConfig, find_droplet
 from lab.sims.image_host.server import gif_bytes, jpeg_bytes, png_bytes, webp_bytes
 
 PROBLEMS = {

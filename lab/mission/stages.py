@@ -40,9 +40,9 @@ from pathlib import Path
 import pymysql
 import yaml
 
-from lab.fleet import droplets, salt_master, wheelhouse
 from lab.fleet import lifecycle as fleet
-from lab.fleet.droplets import LabConfig, LabError
+from lab.fleet import salt_master, wheelhouse
+from lab.fleet.core import LabConfig, LabError, LabState, lab_lock, load_state
 from lab.mission import mirror_check
 from lab.mission.yfcc_from_universe import write_yfcc_sample
 from lab.sims.digitalocean import service as do_fleet
@@ -170,8 +170,8 @@ class Mission:
         """What the master serves and releases from."""
         return wheelhouse.served_checkout(self.config)
 
-    def state(self) -> droplets.LabState:
-        state = droplets.load_state(self.config)
+    def state(self) -> LabState:
+        state = load_state(self.config)
         if state is None:
             raise LabError("the lab is down")
         return state
@@ -196,7 +196,7 @@ class Mission:
         self.flickr_keys = {f"hv-{n}": _new_flickr_key() for n in harvesters}
         issued = [pair["key"] for pair in self.flickr_keys.values()]
         flickr_service.configure(self.config, universe_options, issued)
-        with droplets.lab_lock(self.config):
+        with lab_lock(self.config):
             state = self.state()
             flickr_service.restart(self.config, state, salt_master.private_pillar(self.config))
             image_service.ensure(self.config, state)

@@ -538,7 +538,9 @@ def test_sigterm_and_sigint_exit_zero_and_verbose_log_has_no_keys() -> None:
 
 
 def test_fast_json_writer_equals_json_dumps_of_reference_dicts(hot_window: dict) -> None:
-    from lab.sims.flickr.server import FlickrSim, Settings, flickr_json
+    from lab.sims.flickr.app import FlickrSim
+    from lab.sims.flickr.control import Settings
+    from lab.sims.flickr.wire import flickr_json
 
     app = FlickrSim(Universe(seed=SEED, end=END), Settings())
     for extras in (ALL_EXTRAS, "", "license,owner_name,url_o,url_6k,url_sq,description,tags"):

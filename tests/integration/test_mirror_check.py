@@ -28,7 +28,7 @@ from lab.mission.mirror_check import (
     check_mirror,
     error_head,
 )
-from lab.sims.flickr.universe import LICENSES_2025
+from lab.sims.flickr.tables import LICENSES_2025
 from lab.sims.image_host.server import jpeg_bytes, png_bytes
 
 IMAGE_SIZE = 1500

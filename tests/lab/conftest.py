@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from lab.fleet import netns
-from lab.fleet.droplets import LabConfig, LabState
+from lab.fleet.core import LabConfig, LabState
 from tests.conftest import VENV_BIN
 
 root_only = pytest.mark.skipif(

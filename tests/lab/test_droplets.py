@@ -21,19 +21,9 @@ from pathlib import Path
 import pytest
 
 from lab.fleet import netns
-from lab.fleet.droplets import (
-    LabConfig,
-    LabError,
-    LabState,
-    add,
-    is_launcher,
-    lock_path,
-    mentions,
-    parse_ids,
-    pids_in_namespaces,
-    remove_droplet,
-    up,
-)
+from lab.fleet.core import LabConfig, LabError, LabState, lock_path
+from lab.fleet.droplets import add, parse_ids, remove_droplet, up
+from lab.fleet.pids import is_launcher, mentions, pids_in_namespaces
 from lab.fleet.salt_master import master_pki
 from tests.conftest import VENV_BIN, wait_for
 from tests.lab.conftest import TestLab, make_lab, root_only

@@ -18,7 +18,8 @@ import pytest
 import requests
 
 from lab.fleet import faults
-from lab.fleet.droplets import LabError, pids_in_namespaces
+from lab.fleet.core import LabError
+from lab.fleet.pids import pids_in_namespaces
 from lab.mission.mirror_check import lab_catalog, lab_storage_root
 from lab.sims.digitalocean.service import start_simulator
 from tests.conftest import VENV_BIN, wait_for

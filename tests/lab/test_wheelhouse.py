@@ -15,7 +15,7 @@ import pytest
 from packaging.requirements import Requirement
 
 from lab.fleet import wheelhouse
-from lab.fleet.droplets import LabConfig
+from lab.fleet.core import LabConfig
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 and "CCMIRROR_WHEEL_CACHE" not in os.environ,

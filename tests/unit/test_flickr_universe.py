@@ -10,13 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lab.sims.flickr.universe import (
-    BUCKET_SECONDS,
-    LICENSES_2025,
-    Photo,
-    Universe,
-    is_cc_url,
-)
+from lab.sims.flickr.buckets import BUCKET_SECONDS, Photo
+from lab.sims.flickr.tables import LICENSES_2025, is_cc_url
+from lab.sims.flickr.universe import Universe
 
 FIXTURES = Path(os.environ.get("CCMIRROR_FIXTURES", "/work/shared/fixtures")) / "flickr"
 END = 1735689600  # 2025-01-01

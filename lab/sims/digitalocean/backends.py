@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from lab.fleet import core as lab_core
 from lab.fleet import droplets as lab_droplets
 from lab.fleet import lifecycle as lab_fleet
 
@@ -137,7 +138,7 @@ class LabBackend:
 
     unique_names = True
 
-    def __init__(self, config: lab_droplets.LabConfig) -> None:
+    def __init__(self, config: lab_core.LabConfig) -> None:
         self.config = config
 
     @property
@@ -147,12 +148,12 @@ class LabBackend:
     def refuse(self, name: str, network: ipaddress.IPv4Network) -> str | None:
         if network != self.config.network:
             return f"the lab has one VPC, {self.config.network}; not {network}"
-        if not lab_droplets.DROPLET_ID.match(name):
+        if not lab_core.DROPLET_ID.match(name):
             return (
                 "the lab names droplets with a lowercase letter, then letters, digits or '-'"
                 " (30 at most)"
             )
-        state = lab_droplets.load_state(self.config)
+        state = lab_core.load_state(self.config)
         if state is None:
             return "the lab is down (`lab up` first)"
         if name in state.droplets:
@@ -169,8 +170,8 @@ class LabBackend:
     ) -> str:
         try:
             lab_droplets.add(self.config, [name], progress=log)
-            droplet = lab_droplets.find_droplet(self.config, name)
-        except lab_droplets.LabError as error:
+            droplet = lab_core.find_droplet(self.config, name)
+        except lab_core.LabError as error:
             raise BackendError(str(error)) from error
         start_sshd(droplet, authorized_keys)
         if user_data is not None:
@@ -180,7 +181,7 @@ class LabBackend:
     def destroy(self, name: str) -> None:
         try:
             lab_fleet.remove(self.config, name, progress=log)
-        except lab_droplets.LabError as error:
+        except lab_core.LabError as error:
             raise BackendError(str(error)) from error
 
 
@@ -199,11 +200,11 @@ systemctl start ssh
 """
 
 
-def start_sshd(droplet: lab_droplets.Droplet, authorized_keys: Sequence[str]) -> None:
+def start_sshd(droplet: lab_core.Droplet, authorized_keys: Sequence[str]) -> None:
     """Before its user_data, as on DigitalOcean: a droplet made with no key gets an empty
     authorized_keys (no login), still a running sshd."""
     done = subprocess.run(
-        lab_droplets.enter_command(droplet, ["sh", "-c", FIRST_BOOT_SSH]),
+        lab_core.enter_command(droplet, ["sh", "-c", FIRST_BOOT_SSH]),
         input="".join(f"{key.strip()}\n" for key in authorized_keys),
         text=True,
         capture_output=True,
@@ -213,14 +214,14 @@ def start_sshd(droplet: lab_droplets.Droplet, authorized_keys: Sequence[str]) ->
         raise BackendError(f"{droplet.id}: sshd did not start: {done.stderr.strip()[-500:]}")
 
 
-def run_user_data(droplet: lab_droplets.Droplet, user_data: str) -> None:
+def run_user_data(droplet: lab_core.Droplet, user_data: str) -> None:
     """Put the user data where cloud-init does and, when it is a script, start it in the
     background inside the droplet (as cloud-init does once the machine is up: the droplet is
     `active` before its script ends). Its output goes to cloud-init's log, its exit status
     next to it, and boot-finished marks the end."""
     store = f"mkdir -p /var/lib/cloud/instance && umask 077 && cat > {USER_DATA_PATH}"
     subprocess.run(
-        lab_droplets.enter_command(droplet, ["sh", "-c", store]),
+        lab_core.enter_command(droplet, ["sh", "-c", store]),
         input=user_data,
         text=True,
         check=True,
@@ -238,7 +239,7 @@ def run_user_data(droplet: lab_droplets.Droplet, user_data: str) -> None:
         )
     detached = f"setsid sh -c {shlex.quote(body)} >> {USER_DATA_OUTPUT} 2>&1 < /dev/null &"
     subprocess.run(
-        lab_droplets.enter_command(droplet, ["sh", "-c", detached]),
+        lab_core.enter_command(droplet, ["sh", "-c", detached]),
         check=True,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,

@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from lab.fleet import host_services, salt_master
-from lab.fleet.droplets import LabConfig, LabState
+from lab.fleet.core import LabConfig, LabState
 from lab.sims.digitalocean.process import RunningDoSim, spawn
 
 SETTINGS_FILE = "ccmirror-fleet.conf"

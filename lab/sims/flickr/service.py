@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from lab.fleet import host_services
-from lab.fleet.droplets import LabConfig, LabState
+from lab.fleet.core import LabConfig, LabState
 
 SERVICE = "flickr-sim"
 PORT = 8600

@@ -8,7 +8,7 @@ import requests
 
 from ccmirror_common.hosts import DEFAULT_ALLOW_HOSTS
 from lab.fleet import host_services
-from lab.fleet.droplets import LabConfig, LabState
+from lab.fleet.core import LabConfig, LabState
 
 SERVICE = "image-host"
 PORT = 8601
