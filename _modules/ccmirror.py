@@ -18,8 +18,11 @@ LocalClient gets it as a string starting with "ERROR").
 
 from __future__ import annotations
 
+import email.parser
+import glob
 import json
 import os
+import re
 import time
 
 from salt.exceptions import CommandExecutionError
@@ -52,20 +55,6 @@ SERVICES = {
     "storage": "ccmirror-storage-sshd",
 }
 POLL_SECONDS = 0.5
-# The harvester's current task, read with the harvester's own settings and database code.
-CURRENT_TASK = """
-import json, sys
-from harvester.config import load_settings
-from harvester.db import connect
-conn = connect(load_settings(sys.argv[1]).db_url)
-with conn.cursor() as cur:
-    cur.execute(
-        "SELECT id, task_key, cursor_page, lease_expires FROM search_tasks"
-        " WHERE worker = %s AND state = 'running'", (sys.argv[2],))
-    rows = cur.fetchall()
-print(json.dumps([{"id": r[0], "task": r[1], "page": r[2], "lease_expires": str(r[3])}
-                  for r in rows]))
-"""
 
 
 def __virtual__():
@@ -110,11 +99,28 @@ def _harvester(config: str, *args: str, timeout: float | None = None) -> dict:
 
 
 def _version() -> str | None:
-    python = _program("python")
-    if not os.path.exists(python):
+    """The installed ccmirror's version, read from its metadata in the venv without running
+    it: deploy.release asks before an upgrade, when the installed code may be any older one."""
+    site = os.path.join(_setting("venv"), "lib", "python3*", "site-packages")
+    pattern = os.path.join(site, "ccmirror-*.dist-info")  # the wheel's name, normalized
+    found = [
+        (os.path.getmtime(path), version)
+        for path in glob.glob(pattern)
+        if (version := _ccmirror_version(os.path.join(path, "METADATA"))) is not None
+    ]
+    # Two copies means an interrupted upgrade left one: pip writes the new one last.
+    return max(found)[1] if found else None
+
+
+def _ccmirror_version(metadata: str) -> str | None:
+    """`Version` of a METADATA file when it is ccmirror's (not ccmirror-lab's, say)."""
+    try:
+        with open(metadata, encoding="utf-8") as handle:
+            headers = email.parser.HeaderParser().parse(handle)
+    except (OSError, UnicodeDecodeError):
         return None
-    out = _run([python, "-c", "import importlib.metadata as m; print(m.version('ccmirror'))"], 60)
-    return out["stdout"].strip() if out["retcode"] == 0 else None
+    name = re.sub(r"[-_.]+", "-", str(headers.get("Name", ""))).lower()
+    return headers.get("Version") if name == "ccmirror" else None
 
 
 def _service_state(role: str) -> dict:
@@ -159,16 +165,9 @@ def _downloader_work() -> dict:
 
 
 def _harvester_tasks() -> list[dict] | dict:
-    out = _run(
-        [
-            _program("python"),
-            "-c",
-            CURRENT_TASK,
-            _setting("harvester_config"),
-            _minion_id(),
-        ],
-        60,
-    )
+    """The search tasks this minion's worker holds (`harvester tasks`), read with the
+    harvester's own settings and database code."""
+    out = _harvester("harvester_config", "tasks", "--worker", _minion_id(), "--json", timeout=60)
     if out["retcode"] != 0:
         return {"error": _message(out).splitlines()[-1:]}
     return json.loads(out["stdout"])

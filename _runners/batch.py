@@ -7,8 +7,9 @@ gives `db-*` the db and queue roles, and `master*` the master role only) with th
 and configs the states install there: `harvester` from /opt/ccmirror/venv with
 /etc/ccmirror/migrate.yaml (the one config there whose user may create tasks and the
 temporary tables reconcile stages in), as root. The queue's `GET /v1/status` (no token:
-its own address is in the queue's `status_allow`) is read on that minion too, at the
-address the queue config binds: the queue is reachable from the private network only.
+its own address is in the queue's `status_allow`) is read on that minion too, by `harvester
+queue-status` with /etc/ccmirror/queue.yaml, at the address the queue config binds: the queue
+is reachable from the private network only.
 Master options `ccmirror_venv`, `ccmirror_migrate_config`, `ccmirror_queue_config` move
 the paths.
 """
@@ -40,15 +41,6 @@ RECONCILE_TIMEOUT = 24 * 3600
 IMPORT_TIMEOUT = 24 * 3600
 DATE = re.compile(r"^(\d+|\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2})?Z?)?)$")
 CREATED = re.compile(r"created ([\d,]+) search tasks")
-# The queue's status from the db minion, at the address its own config binds.
-QUEUE_STATUS = """
-import sys, urllib.request
-from harvester.config import load_settings
-queue = load_settings(sys.argv[1]).queue
-host = "127.0.0.1" if queue.bind in ("", "0.0.0.0") else queue.bind
-url = "http://%s:%d/v1/status" % ("[%s]" % host if ":" in host else host, queue.port)
-print(urllib.request.urlopen(url, timeout=30).read().decode())
-"""
 
 __opts__: dict = {}  # replaced by Salt's loader
 
@@ -71,8 +63,9 @@ def _setting(name: str) -> str:
     return __opts__.get(f"ccmirror_{name}") or DEFAULTS[name]
 
 
-def _harvester_argv(*args: str) -> list[str]:
-    return [f"{_setting('venv')}/bin/harvester", "--config", _setting("migrate_config"), *args]
+def _harvester_argv(*args: str, config: str = "migrate") -> list[str]:
+    """`harvester` on the database minion with one of its configs (migrate or queue)."""
+    return [f"{_setting('venv')}/bin/harvester", "--config", _setting(f"{config}_config"), *args]
 
 
 def _db_minion(client) -> str:
@@ -219,8 +212,7 @@ def _collect_status() -> dict[str, Any]:
     with _client() as client:
         minion = _db_minion(client)
         harvest = _run(client, minion, _harvester_argv("status", "--json"))
-        queue_script = [f"{_setting('venv')}/bin/python", "-c", QUEUE_STATUS]
-        queue = _run(client, minion, [*queue_script, _setting("queue_config")])
+        queue = _run(client, minion, _harvester_argv("queue-status", "--json", config="queue"))
         fleet = client.cmd(WORKERS, "ccmirror.status", tgt_type="compound", timeout=CALL_TIMEOUT)
     return status_table(minion, _json_or_error(harvest), _json_or_error(queue), fleet)
 

@@ -1,5 +1,8 @@
 """`harvester` command line: migrate, seed search tasks, work on them, show status.
 
+`tasks` and `queue-status` are what Salt runs on minions (`ccmirror.status`, `batch.status`):
+a minion runs a command of the installed CLI with `--json`, never a program of its own.
+
 The skeleton is ccmirror_common/cli.py: a failure is one line on stderr and exit 1 (2 for a
 bad command line, 130 for Ctrl-C), with nothing written.
 """
@@ -11,6 +14,7 @@ import signal
 import socket
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,7 +28,7 @@ from harvester.config import ConfigError, Settings, load_settings
 from harvester.db import DatabaseError, connect
 from harvester.migrate import current_version, migrate, unapplied
 from harvester.search.flickr_api import FlickrError
-from harvester.search.tasks import SeedError, seed_queries, seed_timeslices
+from harvester.search.tasks import SeedError, running_tasks, seed_queries, seed_timeslices
 
 FLICKR_EPOCH = "2004-01-01"
 # What a command may fail with, each reported as one line (a bug still shows its traceback).
@@ -78,6 +82,15 @@ def build_parser() -> cli.Parser:
 
     status = commands.add_parser("status", help="tasks by state, photos per source, calls")
     cli.add_json_option(status)
+
+    tasks = commands.add_parser("tasks", help="the search tasks a worker holds now")
+    tasks.add_argument("--worker", default=socket.gethostname(), help="worker id (hostname)")
+    cli.add_json_option(tasks, "print the tasks as a JSON list")
+
+    queue_status = commands.add_parser(
+        "queue-status", help="the running queue's /v1/status, at the address its config binds"
+    )
+    cli.add_json_option(queue_status, "print the status as the queue serves it (JSON)")
 
     yfcc = commands.add_parser("import-yfcc", help="import YFCC100M files into yfcc_photos")
     yfcc.add_argument("files", nargs="+", type=Path, help="dataset files: plain, .gz or .bz2")
@@ -221,6 +234,35 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_tasks(args: argparse.Namespace, settings: Settings) -> int:
+    # Not `open_database`: reading who holds what needs no up-to-date schema check.
+    conn = connect(settings.db_url)
+    cli.print_state(args, running_tasks(conn, args.worker), format_tasks(args.worker))
+    return 0
+
+
+def format_tasks(worker: str) -> Callable[[list[dict]], str]:
+    def human(tasks: list[dict]) -> str:
+        lines = [
+            f"task {t['id']} {t['task']}: page {t['page']}, lease until {t['lease_expires']}"
+            for t in tasks
+        ]
+        return "\n".join(lines) or f"{worker} holds no task"
+
+    return human
+
+
+def cmd_queue_status(args: argparse.Namespace, settings: Settings) -> int:
+    from harvester.queue.status_client import QueueUnreachable, fetch_status, format_queue_status
+
+    try:
+        status = fetch_status(settings.queue)
+    except QueueUnreachable as exc:
+        raise CommandError(str(exc)) from None
+    cli.print_state(args, status, format_queue_status)
+    return 0
+
+
 def cmd_import_yfcc(args: argparse.Namespace, settings: Settings) -> int:
     from harvester.yfcc.load import (
         YfccImportError,
@@ -349,6 +391,8 @@ COMMANDS = {
     "seed": cmd_seed,
     "work": cmd_work,
     "status": cmd_status,
+    "tasks": cmd_tasks,
+    "queue-status": cmd_queue_status,
     "import-yfcc": cmd_import_yfcc,
     "audit-storage": cmd_audit_storage,
 }

@@ -403,3 +403,19 @@ def counts_by_state(conn) -> dict[str, int]:
         counts = {state: int(n) for state, n in cur.fetchall()}
     conn.commit()
     return counts
+
+
+def running_tasks(conn, worker: str) -> list[dict]:
+    """The tasks `worker` holds now (`harvester tasks`, for ccmirror.status and drain)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT id, task_key, cursor_page, lease_expires FROM search_tasks"
+            " WHERE worker = %s AND state = 'running'",
+            (worker,),
+        )
+        rows = cur.fetchall()
+    conn.commit()
+    return [
+        {"id": task_id, "task": key, "page": page, "lease_expires": str(expires)}
+        for task_id, key, page, expires in rows
+    ]

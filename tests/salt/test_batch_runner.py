@@ -2,18 +2,36 @@
 this checkout): every function loads with its `CLI Example::`, bad arguments give one clear
 error before any minion is asked (no master runs here: a call that reached for one would
 fail differently), and the status table is built from sample returns shaped as
-`harvester status --json`, the queue's /v1/status and `ccmirror.status` give them. The run
-against real minions belongs to the lab test."""
+`harvester status --json`, the queue's /v1/status and `ccmirror.status` give them. And
+`batch.status` through a real master with a database and a harvester minion on loopback."""
 
 from __future__ import annotations
 
 import json
 import subprocess
+import sys
+import tempfile
+import tomllib
 from pathlib import Path
 
+import yaml
+
+from harvester.db import connect
+from harvester.search.tasks import claim
+from tests.conftest import harvester_env
+from tests.integration import test_queue_service
+from tests.integration.test_harvest import seed_day
 from tests.salt.conftest import runner_master_config
+from tests.salt.loopback import salt_on_loopback
 
 ROOT = Path(__file__).resolve().parent.parent.parent
+VENV = Path(sys.executable).parent.parent
+# The fixtures that fill a catalog and start the queue service on it.
+catalog, start_queue, queue = (
+    test_queue_service.catalog,
+    test_queue_service.start_queue,
+    test_queue_service.queue,
+)
 LOAD_AND_CHECK = r"""
 import json, sys
 import salt.config, salt.loader
@@ -149,3 +167,52 @@ def test_batch_runner_loads_and_builds_its_table(salt_call_bin, tmp_path):
     assert "until must be one of harvested, downloaded" in seen["refused_wait"]["error"]
     assert seen["refused_yfcc"]["retcode"] == 1
     assert "absolute paths on the db minion" in seen["refused_yfcc"]["error"]
+
+
+def test_batch_status_through_a_master_asks_the_database_the_queue_and_a_harvester(
+    salt_call_bin, queue, db_url, sql
+):
+    """`salt-run batch.status` with db-1 and hv-1 answering: db-1 runs `harvester status` and
+    `harvester queue-status` (the queue's own config), hv-1 `ccmirror.status` (`harvester
+    tasks`); a queue that does not answer is one line in the table."""
+    seed_day(harvester_env(db_url), stride=3600)
+    conn = connect(db_url)
+    held = claim(conn, "hv-1", 600)
+    conn.close()
+    assert queue.post("/v1/leases", "dl-1", {"max_items": 5}).status_code == 200
+    base = Path(tempfile.mkdtemp(prefix="ccm-batch-"))
+    migrate, queue_yaml, harvester_yaml = (base / f"{n}.yaml" for n in ("m", "q", "h"))
+    port = int(queue.url.rsplit(":", 1)[1])
+    migrate.write_text(yaml.safe_dump({"db_url": db_url}))
+    harvester_yaml.write_text(yaml.safe_dump({"db_url": db_url}))
+    queue_yaml.write_text(yaml.safe_dump({"db_url": db_url, "queue": {"port": port}}))
+    master = {
+        "ccmirror_venv": str(VENV),
+        "ccmirror_migrate_config": str(migrate),
+        "ccmirror_queue_config": str(queue_yaml),
+    }
+    minions = {
+        "db-1": {"venv": str(VENV)},
+        "hv-1": {
+            "venv": str(VENV),
+            "harvester_config": str(harvester_yaml),
+            "harvester_drain_file": str(base / "harvester.drain"),
+        },
+    }
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    with salt_on_loopback(base, minions, master) as salt:
+        answer, code, _ = salt.run_json("batch.status")
+        assert code == 0, answer
+        assert answer["db_minion"] == "db-1"
+        assert answer["harvest"]["tasks"]["running"] == 1
+        assert (answer["queue"]["leases_active"], answer["queue"]["items_leased_out"]) == (1, 5)
+        assert answer["fleet"]["hv-1"].startswith(f"harvester {version}, ")
+        assert answer["fleet"]["hv-1"].endswith(f", task {held.id} page 1"), answer["fleet"]
+
+        queue.stop()
+        answer, code, _ = salt.run_json("batch.status")
+        assert code == 0 and answer["harvest"]["tasks"]["running"] == 1, answer
+        assert answer["queue"]["error"] == (
+            f"harvester: the queue did not answer at http://127.0.0.1:{port}/v1/status:"
+            " [Errno 111] Connection refused"
+        )

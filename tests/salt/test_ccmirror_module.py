@@ -14,10 +14,12 @@ from pathlib import Path
 
 import yaml
 
-from tests.conftest import run_harvester, wait_for
+from harvester.db import connect
+from harvester.search.tasks import claim
+from tests.conftest import harvester_env, run_harvester, wait_for
 from tests.integration import test_downloader, test_harvest
 from tests.integration.test_downloader import Fleet, assert_all_stored_once, photo_ids
-from tests.integration.test_harvest import DAY, START
+from tests.integration.test_harvest import DAY, START, seed_day
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 VENV = Path(sys.executable).parent.parent
@@ -207,6 +209,9 @@ def test_drain_and_resume_a_running_downloader(fleet, salt_call_bin, tmp_path):
 
 
 def harvester_config(db_url: str, sim, path: Path) -> Path:
+    if sim is None:  # only the database: the worker is not started
+        path.write_text(yaml.safe_dump({"db_url": db_url}))
+        return path
     settings = {
         "db_url": db_url,
         "flickr": {
@@ -305,3 +310,29 @@ def test_maintenance_switch_and_a_harvester_drained_and_resumed(
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
     assert "paused: drain requested" in proc.stderr.read()
+
+
+def test_status_reads_the_installed_version_and_tasks_without_running_python(
+    db_url, salt_call_bin, tmp_path
+):
+    """An older ccmirror (deploy.release reads the fleet's version before upgrading) is read
+    from its metadata, and the worker's task comes from `harvester tasks`: a venv with no
+    `python` in it still answers."""
+    venv = tmp_path / "venv"
+    site = venv / "lib" / "python3.11" / "site-packages"
+    for name, version in (("ccmirror", "0.0.9"), ("ccmirror-lab", "9.9.9")):
+        metadata = site / f"{name.replace('-', '_')}-{version}.dist-info" / "METADATA"
+        metadata.parent.mkdir(parents=True)
+        metadata.write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n\n")
+    (venv / "bin").mkdir()
+    (venv / "bin" / "harvester").symlink_to(VENV / "bin" / "harvester")
+    seed_day(harvester_env(db_url), stride=3600)
+    conn = connect(db_url)
+    held = claim(conn, "hv-1", 600)
+    conn.close()
+    config = harvester_config(db_url, None, tmp_path / "harvester.yaml")
+    settings = {"venv": str(venv), "harvester_config": str(config)}
+    hv = module_caller(salt_call_bin, tmp_path / "hv", config, "hv-1", settings)
+    status = hv("ccmirror.status")
+    assert (status["installed"], status["version"]) == (True, "0.0.9"), status
+    assert [(t["id"], t["page"]) for t in status["work"]["tasks"]] == [(held.id, 1)], status
