@@ -23,6 +23,9 @@ idempotent: a second report of the same photo changes nothing.
 Each call is one transaction of a few statements, every one by primary key or by the
 `(state, id)` index, whatever the size of the catalog. Times are the service's clock, passed
 in, so the expiry checks and the reaper agree.
+
+Over 500 lines, one module: every function is a transition of the one state machine above,
+and each transaction must keep all of its rules (a split would scatter them).
 """
 
 from __future__ import annotations

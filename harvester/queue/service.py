@@ -15,6 +15,9 @@ each borrowing a MariaDB connection from a small pool; the queue logic is in
 Every `/v1/leases` call needs `Authorization: Bearer TOKEN` (one token per worker); the
 status, metrics and page need one too except from the addresses `queue.status_allow` names.
 `harvester.queue.guard` checks both, and the body's size, before any body is read.
+
+Over 500 lines, one module: the request and response models and their handlers are, together,
+the API's description (`/openapi.json`); the queue's logic is elsewhere.
 """
 
 from __future__ import annotations

@@ -22,6 +22,10 @@ The staging table is TEMPORARY, so it belongs to this connection alone: imports 
 parallel never see each other's rows, and a killed import leaves nothing behind. Two
 imports upserting the same photos at once can deadlock; the chunk that loses is rolled back
 and loaded again.
+
+Over 500 lines, one module: the reader, the chunker and the loader thread are one pipeline
+whose stages share the chunk's format and the restart rule above; apart, each would have to
+restate the other's invariants.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """The house's layout rules, checked on every run: no import cycle among the project's own
 modules (each module reachable from a package must be importable without its importer half
-built, and a cycle is the first sign of two rooms that should be one or three)."""
+built, and a cycle is the first sign of two rooms that should be one or three), and no module
+over 500 lines without a reason written at its top."""
 
 from __future__ import annotations
 
@@ -92,3 +93,19 @@ def test_no_import_cycle_among_the_projects_modules() -> None:
     graph = import_graph()
     assert len(graph) > 80  # the walk found the tree
     assert strongly_connected(graph) == []
+
+
+LONG_MODULE_LINES = 500
+
+
+def test_a_module_over_500_lines_says_why_in_its_docstring() -> None:
+    """A long module is either split by job or says, at its top, why it is one ("Over 500
+    lines, one module: ..."): the next engineer knows it was chosen, not grown into."""
+    unexplained = []
+    for name, path in project_modules().items():
+        text = path.read_text()
+        if text.count("\n") > LONG_MODULE_LINES:
+            docstring = ast.get_docstring(ast.parse(text)) or ""
+            if "500 lines" not in docstring:
+                unexplained.append(f"{name} ({text.count(chr(10))} lines)")
+    assert unexplained == []
