@@ -1,7 +1,7 @@
 """Push a spool tree to write-only storage with rsync over SSH, retrying what is transient.
 
 Storage runs `rrsync -wo -no-del` behind a forced command, so a push can only add or replace
-files under the storage root (`downloader.layout`), never read or delete them. A push is
+files under the storage root (`ccmirror_common.layout`), never read or delete them. A push is
 idempotent: paths depend only on the photo id, unchanged files are skipped by checksum, and
 a changed file replaces the old one by an atomic rename (last push wins: the queue keeps
 the sha256 of the latest report, and the newest lease's manifest describes the bytes).

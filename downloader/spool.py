@@ -3,7 +3,7 @@
     SPOOL/lease/lease.json        the lease, its items and its phase (rewritten atomically)
     SPOOL/lease/results.jsonl     one line per photo whose fetch ended (appended as they end)
     SPOOL/lease/starts            one line per daemon start that resumed the lease
-    SPOOL/lease/files/            what goes to storage, in its layout (downloader.layout):
+    SPOOL/lease/files/            what goes to storage, in its layout (ccmirror_common.layout):
         images/<aa>/<bb>/<photo_id>.<ext>
         manifests/<yyyy>/<mm>/<dd>/<lease_id>.jsonl
     SPOOL/quarantine/<lease>-<utc>/   a lease that could not be finished, kept for a person
@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from downloader.layout import manifest_path
+from ccmirror_common.layout import manifest_path
 from downloader.verify import printable
 
 PHASES = ("fetching", "fetched", "pushed", "reported")

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Container, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ccmirror_common.layout import IMAGE_EXTENSIONS, image_path
 from downloader import verify
 from downloader.fetch.body import Body, Refused, sniff, write_all
 from downloader.fetch.http import (
@@ -33,7 +34,6 @@ from downloader.fetch.items import FetchItem, FetchResult
 from downloader.fetch.progress import FetchProgress
 from downloader.fetch.scheduler import HostGate, Job, Scheduler, host_of
 from downloader.fetch.settings import FetchSettings
-from downloader.layout import IMAGE_EXTENSIONS, image_path
 from downloader.spool import SpoolError, disk_full
 
 

@@ -38,6 +38,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
+from ccmirror_common.layout import IMAGE_PATH
 from harvester.progress import ProgressLine, format_duration
 from harvester.queue.leases import with_retry
 
@@ -47,8 +48,6 @@ FORMAT = "ccmirror-storage-inventory v1"
 END = "# end"
 # path, bytes, mtime (ns), sha256 hex or "-" (unreadable)
 LINE = re.compile(r"^([^\t]+)\t(\d{1,19})\t(-?\d{1,20})\t([0-9a-f]{64}|-)$")
-# downloader/layout.py's images/<aa>/<bb>/<photo_id>.<ext>; other files can only be orphans.
-LAYOUT = re.compile(r"^images/[0-9a-f]{2}/[0-9a-f]{2}/(\d{1,20})\.[A-Za-z0-9]{1,8}$")
 MAX_PHOTO_ID = 2**64 - 1
 PATH_CHARS = 1024  # stored_images.path
 NULL = "\\N"  # LOAD DATA's NULL
@@ -226,7 +225,7 @@ def _parse(path: Path, lines, out: TextIO, progress: ProgressLine | None) -> Inv
         if match is None:
             raise InventoryError(f"{path}:{number}: not path<TAB>bytes<TAB>mtime<TAB>sha256")
         raw_path, size, _mtime, digest = match.groups()
-        layout = LAYOUT.match(raw_path)
+        layout = IMAGE_PATH.match(raw_path)  # else only an orphan
         photo_id = int(layout[1]) if layout and int(layout[1]) <= MAX_PHOTO_ID else None
         files += 1
         total_bytes += int(size)

@@ -14,7 +14,7 @@ every stored file's sha256 is known in advance.
 Every ground-truth photo must be `stored` exactly once, or `gone`/`failed` with the class
 its fault gives (the class is the queue's `last_error` prefix: `gone`, `bad`, `retry`). A
 stored photo has one `stored_images` row, one file at its layout path
-(`downloader.layout`) whose sha256 and size equal the catalog's and the image host's bytes,
+(`ccmirror_common.layout`) whose sha256 and size equal the catalog's and the image host's bytes,
 and a manifest line whose attribution equals the catalog's. Storage holds nothing else under
 `images/`. The problems found are named by PROBLEMS' keys.
 
@@ -37,7 +37,7 @@ from pathlib import Path
 import pymysql
 import pymysql.cursors
 
-from downloader.layout import IMAGE_EXTENSIONS, image_path
+from ccmirror_common.layout import IMAGE_EXTENSIONS, image_path
 from lab.fleet.core import LabConfig, find_droplet
 from lab.sims.image_host.server import gif_bytes, jpeg_bytes, png_bytes, webp_bytes
 

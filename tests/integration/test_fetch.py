@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from ccmirror_common.hosts import HostPolicy
+from ccmirror_common.layout import image_path
 from downloader.fetch import (
     Fetcher,
     FetchItem,
@@ -25,7 +26,6 @@ from downloader.fetch import (
     FetchSettings,
     HostLimit,
 )
-from downloader.layout import image_path
 from downloader.spool import SpoolError
 from lab.sims.image_host.server import RunningImageHost, jpeg_bytes, spawn
 from tests.conftest import VENV_BIN

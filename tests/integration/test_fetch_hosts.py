@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from ccmirror_common.hosts import HostPolicy
+from ccmirror_common.layout import image_path
 from downloader.fetch import Fetcher, FetchItem, FetchResult, FetchSettings
-from downloader.layout import image_path
 from lab.sims.image_host.server import RunningImageHost, jpeg_bytes, spawn
 from tests.conftest import VENV_BIN, serving
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from downloader.layout import image_path
+from ccmirror_common.layout import image_path
 from downloader.spool import Spool
 from harvester.db import connect
 from harvester.queue import leases

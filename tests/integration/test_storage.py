@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from downloader.layout import image_path, manifest_path
+from ccmirror_common.layout import image_path, manifest_path
 from downloader.push import (
     PARTIAL_DIR,
     Attempt,

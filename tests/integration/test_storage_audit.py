@@ -19,7 +19,7 @@ from types import ModuleType
 
 import pytest
 
-from downloader.layout import image_path
+from ccmirror_common.layout import image_path
 from harvester.db import connect
 from harvester.queue import leases as dq
 from lab.mission.catalog_images import fill_images

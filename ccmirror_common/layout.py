@@ -6,14 +6,18 @@
     manifests/<yyyy>/<mm>/<dd>/<lease_id>.jsonl   one JSON line per stored image
 
 A path depends only on the photo id and extension, so the same photo pushed twice lands on
-the same file.
+the same file. Written by the downloader, read back by the storage audit and the lab's check.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import date
 
 IMAGE_EXTENSIONS = ("jpg", "png", "gif", "webp")
+# Any file where image_path puts one (group 1: the photo id); the extension is not checked, so
+# the audit can tell an unknown file in the right place from one the layout never writes.
+IMAGE_PATH = re.compile(r"^images/[0-9a-f]{2}/[0-9a-f]{2}/(\d{1,20})\.[A-Za-z0-9]{1,8}$")
 
 
 def image_path(photo_id: int, ext: str) -> str:
