@@ -7,6 +7,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+from ccmirror_common.progress import format_duration
 from downloader.fetch.items import OUTCOMES, FetchResult
 
 
@@ -47,14 +48,5 @@ class FetchProgress:
             text += f", {self.reused:,} already present"
         eta = self.eta(total) if total else None
         if eta is not None and self.done < (total or 0):
-            text += f", ETA {_duration(eta)}"
+            text += f", ETA {format_duration(eta)}"
         return text
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"

@@ -6,13 +6,13 @@ from __future__ import annotations
 import os
 import re
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 from typing import TextIO
 from urllib.parse import urlsplit
 
 from ccmirror_common.hosts import DEFAULT_POLICY, HostPolicy
+from ccmirror_common.progress import ProgressLine
 from downloader.fetch.fetcher import Fetcher
 from downloader.fetch.items import FetchItem
 from downloader.fetch.loop import run_async
@@ -67,31 +67,20 @@ async def fetch_url_list(
     items: list[FetchItem], out: Path, settings: FetchSettings, stream: TextIO
 ) -> FetchProgress:
     """The daemon's code path for a plain URL list: progress lines, then a summary."""
-    tty = stream.isatty()
-    interval = 1.0 if tty else 30.0
+    shown = ProgressLine(stream, tty_interval=1.0)
     present = scan_present(out) or None  # an empty set: no lookups at all
     async with Fetcher(out, settings, present) as fetcher:
         progress = fetcher.progress
-        last = time.monotonic()
         errors: Counter = Counter()
         async for result in fetcher.stream(items):
             if result.error:
                 errors[(result.outcome, result.error.split(":", 1)[0])] += 1
-            if time.monotonic() - last >= interval:
-                last = time.monotonic()
-                _show(stream, progress.line(len(items)), tty)
-    _show(stream, progress.line(len(items)), tty, final=True)
+            if shown.due():
+                shown.show(progress.line(len(items)))
+    shown.show(progress.line(len(items)), final=True)
     for (outcome, reason), count in errors.most_common(10):
         stream.write(f"  {outcome:5} {count:>8,}  {reason}\n")
     return progress
-
-
-def _show(stream: TextIO, line: str, tty: bool, final: bool = False) -> None:
-    if tty:
-        stream.write("\r\x1b[K" + line + ("\n" if final else ""))
-    else:
-        stream.write(line + "\n")
-    stream.flush()
 
 
 def run_fetch_command(

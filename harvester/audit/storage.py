@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import TextIO
 
 from ccmirror_common.layout import IMAGE_PATH
-from harvester.progress import ProgressLine, format_duration
+from ccmirror_common.progress import ProgressLine, format_duration
 from harvester.queue.leases import with_retry
 
 log = logging.getLogger("harvester.audit.storage")

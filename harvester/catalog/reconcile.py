@@ -26,8 +26,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from ccmirror_common.progress import ProgressLine, format_duration
 from harvester.db import connect, upsert_counts
-from harvester.progress import ProgressLine, format_duration
 from harvester.search.licenses import DEFAULT_CC_LICENSE_IDS
 
 log = logging.getLogger("harvester.catalog.reconcile")

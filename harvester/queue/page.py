@@ -7,7 +7,7 @@ from functools import cache
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from harvester.progress import format_duration
+from ccmirror_common.progress import format_duration
 
 REFRESH_SECONDS = 10
 

@@ -30,7 +30,6 @@ import pymysql
 
 from harvester.config import Settings
 from harvester.db import DatabaseError, connect
-from harvester.progress import HarvestProgress
 from harvester.queue.leases import get_maintenance
 from harvester.search.flickr_api import (
     APIError,
@@ -41,6 +40,7 @@ from harvester.search.flickr_api import (
 )
 from harvester.search.licenses import store_licenses
 from harvester.search.photos import PhotoRow, photo_rows
+from harvester.search.progress import HarvestProgress
 from harvester.search.tasks import (
     LeaseLost,
     PageResult,

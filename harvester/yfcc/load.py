@@ -49,8 +49,8 @@ from typing import BinaryIO, TextIO
 import pymysql
 
 from ccmirror_common.hosts import DEFAULT_POLICY, HostPolicy
+from ccmirror_common.progress import ProgressLine, format_duration
 from harvester.db import LOCK_ERRORS, connect, upsert_counts
-from harvester.progress import ProgressLine, format_duration
 from harvester.yfcc.rows import SKIP_REASONS, TSV_COLUMNS, LicenseMap, parse_fields, tsv_line
 
 CHUNK_LINES = 200_000  # rows per LOAD DATA + upsert: a couple of seconds of MariaDB work

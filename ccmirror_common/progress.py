@@ -1,0 +1,52 @@
+"""Progress of long jobs: one line, redrawn on a terminal, logged when there is none. Used by
+the harvester's long commands and `downloader fetch`; standard library only.
+
+On a terminal the line is redrawn every couple of seconds; otherwise (systemd, a pipe) a line
+is written every half minute, so the journal shows the same story.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    seconds = int(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    if seconds >= 60:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds}s"
+
+
+class ProgressLine:
+    def __init__(self, stream: TextIO | None = None, tty_interval: float = 2.0) -> None:
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.interval = tty_interval if self.tty else 30.0
+        self.started = time.monotonic()
+        self.last = self.started
+
+    @property
+    def elapsed(self) -> float:
+        return max(time.monotonic() - self.started, 1e-6)
+
+    def due(self) -> bool:
+        return time.monotonic() - self.last >= self.interval
+
+    def show(self, line: str, final: bool = False) -> None:
+        self.last = time.monotonic()
+        if self.tty and not final:
+            self.stream.write("\r\x1b[K" + line)
+        else:
+            self.stream.write(("\r\x1b[K" if self.tty else "") + line + "\n")
+        self.stream.flush()
+
+    def clear(self) -> None:
+        """Before another message on a terminal, so it does not land mid-line."""
+        if self.tty:
+            self.stream.write("\r\x1b[K")
