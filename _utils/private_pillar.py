@@ -9,8 +9,8 @@ checkout's ``_utils/``). Layout (pillar/README.md lists the keys of each role):
                          from it, so a re-run repairs a file left half-way
 
 No ``__opts__``, no Salt, no ``ccmirror`` import (yaml only): the lab writes the same files
-with it (lab/fleet/lab_secrets.py, loading this file by path), and the token format of
-harvester/queue/tokens.py is repeated below (tests check both agree). The fleet runner checks
+with it (lab/fleet/lab_secrets.py, loading this file by path), and the queue's token form
+and hash come from ccmirror_common/tokens.py beside it (loaded by path). The fleet runner checks
 a droplet's name with `check_minion_id`. Secret values are never logged nor returned.
 
 A little over 500 lines: one writer of one layout whose record, rotation and file helpers go
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
+import importlib.util
 import ipaddress
 import json
 import os
@@ -31,6 +31,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import yaml
@@ -39,7 +40,6 @@ RECORD_FILE = "secrets.json"
 LEGACY_RECORD_FILE = "lab-secrets.json"  # the name lab/fleet/lab_secrets.py used before
 LOCK_FILE = ".secrets.lock"
 SITE_DEFAULTS = {"storage_port": 2222, "queue_port": 8700, "db_port": 3306}
-TOKEN_PREFIX = "ccmq_"  # harvester/queue/tokens.py's; tests check they agree
 QUEUE_DB_USER = "queue"
 MIGRATE_DB_USER = "migrate"
 STORAGE_HOST_KEY = "storage-host"
@@ -211,9 +211,20 @@ def check_minion_id(minion_id: object) -> str:
     return minion_id
 
 
-def hash_token(token: str) -> str:
-    """harvester/queue/tokens.py's hash of a bearer token."""
-    return "sha256:" + hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+def _shared_tokens() -> ModuleType:
+    """ccmirror_common/tokens.py of the checkout this `_utils/` is in (the master's utils_dirs
+    point into its checkout): the queue's own token form and hash, one file for both sides,
+    loaded by path because Salt's Python has no ccmirror installed."""
+    path = Path(__file__).resolve().parent.parent / "ccmirror_common" / "tokens.py"
+    spec = importlib.util.spec_from_file_location("ccmirror_common_tokens", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_TOKENS = _shared_tokens()
+hash_token = _TOKENS.hash_token
+new_queue_token = _TOKENS.new_token
 
 
 def minion_pillar(record: dict[str, Any], minion_id: str) -> dict[str, Any]:
@@ -357,7 +368,7 @@ def _ensure_secrets(record: dict[str, Any], minion_id: str, throwaway_flickr_key
 
 def _new_value(field: str) -> str:
     if field == "queue_token":
-        return TOKEN_PREFIX + secrets.token_urlsafe(32)
+        return new_queue_token()
     return secrets.token_urlsafe(24)  # the database passwords
 
 

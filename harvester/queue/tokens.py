@@ -10,11 +10,9 @@ SHA-256 of it cannot be reversed or guessed; no slow password hash is needed.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
-import secrets
 import tempfile
 import threading
 import time
@@ -22,18 +20,15 @@ from pathlib import Path
 
 import yaml
 
+from ccmirror_common.tokens import TOKEN_PREFIX, hash_token, new_token  # noqa: F401 (the queue's names)
+
 log = logging.getLogger("harvester.queue.tokens")
-TOKEN_PREFIX = "ccmq_"
 WORKER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 HASH_FORMAT = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
 class TokenError(ValueError):
     """The tokens file or a worker name cannot be used; the message says why."""
-
-
-def hash_token(token: str) -> str:
-    return "sha256:" + hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 Hashes = str | list[str]  # one hash, or the two of a rotation
@@ -94,7 +89,7 @@ def add_token(path: Path, worker: str, *, replace: bool = False) -> str:
     tokens = read_tokens(path) if path.exists() else {}
     if worker in tokens and not replace:
         raise TokenError(f"worker {worker} has a token already (--replace issues a new one)")
-    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = new_token()
     tokens[worker] = hash_token(token)
     write_tokens(path, tokens)
     return token

@@ -454,10 +454,18 @@ def test_a_minion_id_that_is_not_plain_is_refused_and_nothing_changes(master: Ma
     assert master.files() == before
 
 
-def test_the_runner_and_the_queue_agree_on_tokens():
-    module = plain_util("private_pillar")
-    assert module.TOKEN_PREFIX == TOKEN_PREFIX
-    assert module.hash_token("ccmq_x") == hash_token("ccmq_x")
+def test_the_runners_queue_tokens_are_the_queues_own_form(tmp_path: Path):
+    """The writer takes the token form and hash from the queue's own module (one file for
+    both sides): a downloader's token has the queue's prefix, db-1 holds its queue hash."""
+    write_lab_secrets(
+        tmp_path, ["db-1", "dl-1"], {"db_host": "10.9.0.2", "storage_host": "10.9.0.3"}
+    )
+    token = yaml.safe_load((tmp_path / "minions" / "dl-1.sls").read_text())["downloader"][
+        "queue_token"
+    ]
+    db1 = yaml.safe_load((tmp_path / "minions" / "db-1.sls").read_text())
+    assert token.startswith(TOKEN_PREFIX) and len(token) > len(TOKEN_PREFIX) + 40
+    assert db1["queue"]["tokens"]["dl-1"] == hash_token(token)
 
 
 def test_the_lab_keeps_secrets_recorded_under_the_old_record_name(tmp_path: Path):
