@@ -185,15 +185,15 @@ def descendants_of(droplet: Droplet, host: int) -> list[int]:
     return [pid for pid in found if is_running(pid)]
 
 
-def end_processes(pids: tuple[int, ...], timeout: float) -> None:
+def end_processes(host_pids: tuple[int, ...], timeout: float) -> None:
     """SIGTERM, then SIGKILL to those still running after `timeout` (as systemd's stop)."""
-    for pid in pids:
+    for pid in host_pids:
         if is_running(pid):
             pids.signal_pid(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while any(is_running(pid) for pid in pids) and time.monotonic() < deadline:
+    while any(is_running(pid) for pid in host_pids) and time.monotonic() < deadline:
         time.sleep(0.05)
-    for pid in pids:
+    for pid in host_pids:
         if is_running(pid):
             pids.signal_pid(pid, signal.SIGKILL)
 
