@@ -35,7 +35,7 @@ from lab.processes.mariadb import LocalMariaDB
 BIN = Path(sys.executable).parent
 TARGET_RATIO = 0.8
 RSS_LIMIT_MB = 200
-PORT = 13309
+PORT = 13310  # its own: bench/queue_service.py uses 13309, and each leaves its server up
 WORK = Path(tempfile.gettempdir()) / "ccmirror-bench-yfcc"
 
 
