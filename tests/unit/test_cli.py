@@ -177,9 +177,9 @@ def test_ctrl_c_is_one_line_and_exit_130(program, env, tmp_path):
         stderr=subprocess.PIPE,
         text=True,
     )
+    # Once the FIFO is open for reading, the program is inside its settings load: no wait.
     writer = open_writer_when_read(fifo, proc)
     try:
-        time.sleep(0.2)  # into its read()
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
     finally:
