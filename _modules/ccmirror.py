@@ -1,11 +1,12 @@
 """Salt execution module for ccmirror machines: what a minion is doing, drain and resume its
 daemon, check its storage key with a real write, and the queue's maintenance switch.
 
-Synced to minions from `_modules/` (saltutil.sync_modules). It calls the programs the states
-install (`/opt/ccmirror/venv/bin/downloader`, `.../harvester`) with the configs the states
-write (`/etc/ccmirror/*.yaml`), so the daemons' own code decides what `drained` means. Paths
-come from `config.get` (minion config, grains or pillar, under `ccmirror:`): `venv`,
-`downloader_config`, `harvester_config`, `queue_config`, `harvester_drain_file`, `role`.
+Synced to minions from `_modules/`, with the `_utils/` it uses (saltutil.sync_all). It calls
+the programs the states install (`/opt/ccmirror/venv/bin/downloader`, `.../harvester`) with
+the configs the states write (`/etc/ccmirror/*.yaml`), so the daemons' own code decides what
+`drained` means. Paths come from `config.get` (minion config, grains or pillar, under
+`ccmirror:`): `venv`, `downloader_config`, `harvester_config`, `queue_config`,
+`harvester_drain_file`, `role`.
 
 The module loads everywhere; on a machine without ccmirror, `ccmirror.status` says so.
 
@@ -140,14 +141,12 @@ def _outcome(report: dict) -> dict:
 
 
 def _seconds(value, name: str) -> float:
-    """A number of seconds, zero or more; anything else is the caller's mistake."""
+    """A number of seconds, zero or more, checked as the runners check theirs (`_utils/`
+    synced to minions with the modules); anything else is the caller's mistake."""
     try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        raise CommandExecutionError(f"{name} must be a number of seconds, not {value!r}") from None
-    if not 0 <= seconds <= 86400:
-        raise CommandExecutionError(f"{name} must be from 0 to 86400 seconds, not {value!r}")
-    return seconds
+        return __utils__["arguments.seconds"](value, name)  # noqa: F821 (Salt injects it)
+    except ValueError as exc:
+        raise CommandExecutionError(str(exc)) from None
 
 
 def _message(out: dict) -> str:

@@ -115,7 +115,7 @@ def storage(
             store = str(storage) if storage else _storage_minion(client)
             db = _db_minion()
             # The module as the master serves it now, as deploy and fleet do before a call.
-            client.cmd([store, db], "saltutil.sync_modules", tgt_type="list", timeout=CALL_TIMEOUT)
+            client.cmd([store, db], "saltutil.sync_all", tgt_type="list", timeout=CALL_TIMEOUT)
             _progress(f"walking {store}'s storage ({'full' if full else 'changed files'} hash)")
             step = time.monotonic()
             inventory = _inventory(client, store, full, progress_seconds, timeout)

@@ -447,13 +447,8 @@ def _message(out: dict) -> str:
 
 
 def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes = rest // 60
-    if days:
-        return f"{days}d {hours}h"
-    return f"{hours}h {minutes}m" if hours else f"{minutes}m {seconds % 60}s"
+    """The programs' own format (ccmirror_common/progress.py), so an ETA reads alike."""
+    return __utils__["runner_tools.shared_module"]("progress").format_duration(seconds)  # noqa: F821
 
 
 def _date(value, name: str) -> str:

@@ -108,7 +108,7 @@ def release(batch="10%", wait=300, build=True):
             return _refused(error, version=version)
         plan = [batches(wave, size_spec) for wave in plan_waves(before)]
         _progress(f"rolling out ccmirror {built['version']} in {sum(map(len, plan))} batches")
-        client.cmd(sorted(before), "saltutil.sync_modules", tgt_type="list", timeout=120)
+        client.cmd(sorted(before), "saltutil.sync_all", tgt_type="list", timeout=120)
         outcome = _roll_out(client, plan, built["version"], wait)
     outcome["minions"] = {
         minion: _minion_report(_version_of(ret), outcome["minions"].get(minion))

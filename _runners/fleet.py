@@ -128,8 +128,8 @@ def up(
         role, count = _cloud("check_role")(role, ROLE_PREFIXES), _cloud("check_count")(count)
         conf = _cloud("settings")(__opts__)
         extra_tags = _cloud("check_tags")(tags)
-        highstate = _util("runner_tools.flag")(highstate, "highstate")
-        timeout = _util("runner_tools.seconds")(timeout, "timeout")
+        highstate = _util("arguments.flag")(highstate, "highstate")
+        timeout = _util("arguments.seconds")(timeout, "timeout")
         manager = _cloud("manager")(conf)
         # The fleet's SSH key at DigitalOcean (made on the master and registered once).
         conf["ssh_key_id"] = _join("ssh_key_id")(conf, f"{conf['project_tag']}-fleet")
@@ -213,8 +213,8 @@ def down(
             raise FleetError("give count (droplets to take away) or keep (to leave), not both")
         conf = _cloud("settings")(__opts__)
         wait, force = (
-            _util("runner_tools.seconds")(wait, "wait"),
-            _util("runner_tools.flag")(force, "force"),
+            _util("arguments.seconds")(wait, "wait"),
+            _util("arguments.flag")(force, "force"),
         )
     except ValueError as error:  # FleetError, or fleet_droplets' FleetValueError
         return _refused(error, role=role, count=count, keep=keep)
@@ -250,8 +250,8 @@ def destroy(name: str, wait: int = DRAIN_WAIT, force=False):
         check_name(name)  # a name's `$` lets a final newline through
         conf = _cloud("settings")(__opts__)
         wait, force = (
-            _util("runner_tools.seconds")(wait, "wait"),
-            _util("runner_tools.flag")(force, "force"),
+            _util("arguments.seconds")(wait, "wait"),
+            _util("arguments.flag")(force, "force"),
         )
     except ValueError as error:  # FleetError, or fleet_droplets' FleetValueError
         return _refused(error, name=name)

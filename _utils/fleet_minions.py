@@ -106,7 +106,7 @@ def drain(opts: dict, name: str, wait: float) -> dict[str, Any]:
     """ccmirror.drain on a minion that has ccmirror; one that has none has nothing to drain."""
     if not ping(opts, [name]).get(name):
         return {"result": False, "comment": "minion does not answer: not drained"}
-    cmd(opts, [name], "saltutil.sync_modules", timeout=60)
+    cmd(opts, [name], "saltutil.sync_all", timeout=60)  # ccmirror and the _utils it uses
     status = cmd(opts, [name], "ccmirror.status", timeout=60).get(name)
     if not isinstance(status, dict):
         return {"result": False, "comment": f"ccmirror.status: {status}"}

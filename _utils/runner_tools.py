@@ -1,7 +1,7 @@
-"""What the runners do alike: a progress line for salt-run's caller, a LocalClient, and
-checked arguments. Every runner reaches this module as ``__utils__["runner_tools.*"]`` (the
-master's config has ``utils_dirs`` on this checkout's ``_utils/``): written once here instead
-of once per runner.
+"""What the runners do alike: a progress line for salt-run's caller and a LocalClient (their
+checked arguments are `arguments.py`, which minions load too). Every runner reaches this
+module as ``__utils__["runner_tools.*"]`` (the master's config has ``utils_dirs`` on this
+checkout's ``_utils/``): written once here instead of once per runner.
 
 A runner passes what Salt injects into the runner, not into this module: its
 ``__jid_event__`` (present only during a job) and its ``__opts__`` (the master's).
@@ -10,14 +10,17 @@ A runner passes what Salt injects into the runner, not into this module: its
 from __future__ import annotations
 
 import functools
+import importlib.util
 import logging
 from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import salt.client
 
 __virtualname__ = "runner_tools"
-__load__ = ["progress", "reporter", "local_client", "seconds", "flag"]
+__load__ = ["progress", "reporter", "local_client", "shared_module"]
 
 
 def __virtual__():
@@ -50,22 +53,17 @@ def local_client(opts: dict) -> Any:
     return salt.client.get_local_client(opts["conf_file"])
 
 
-# Arguments: a ValueError whose message says which and why.
+_SHARED: dict[str, ModuleType] = {}
 
 
-def seconds(value: object, name: str) -> float:
-    """A number of seconds from 0 to a day; anything else is refused."""
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number of seconds; not {value!r}") from None
-    if not 0 <= seconds <= 86400:
-        raise ValueError(f"{name} must be from 0 to 86400 seconds; not {value!r}")
-    return seconds
-
-
-def flag(value: object, name: str) -> bool:
-    """A True/False argument, as Salt passes `force=True`; anything else is refused."""
-    if isinstance(value, bool):
-        return value
-    raise ValueError(f"{name} must be True or False; not {value!r}")
+def shared_module(name: str) -> ModuleType:
+    """`ccmirror_common/<name>.py` of the checkout this `_utils/` is in (the master's
+    utils_dirs point into its checkout), loaded by path: Salt's Python has no ccmirror
+    installed, and a runner must not keep a copy of what the programs say (a duration)."""
+    if name not in _SHARED:  # not functools.cache: Salt's loader takes plain functions only
+        path = Path(__file__).resolve().parent.parent / "ccmirror_common" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(f"ccmirror_common_{name}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        _SHARED[name] = module
+    return _SHARED[name]

@@ -1,5 +1,6 @@
 """Progress of long jobs: one line, redrawn on a terminal, logged when there is none. Used by
-the harvester's long commands and `downloader fetch`; standard library only.
+the harvester's long commands and `downloader fetch`; standard library only, so that Salt's
+Python on the master can load it by path.
 
 On a terminal the line is redrawn every couple of seconds; otherwise (systemd, a pipe) a line
 is written every half minute, so the journal shows the same story.
@@ -13,9 +14,13 @@ from typing import TextIO
 
 
 def format_duration(seconds: float | None) -> str:
+    """An ETA or a run's length, short: 45s, 3m45s, 2h05m, 3d04h; "?" when unknown. Also
+    `batch.status`'s ETA on the master (`_runners/batch.py` loads this file by path)."""
     if seconds is None:
         return "?"
     seconds = int(seconds)
+    if seconds >= 86400:
+        return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
     if seconds >= 3600:
         return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
     if seconds >= 60:

@@ -24,7 +24,7 @@ from lab.sims.image_host import service as image_service
 HIGHSTATE_SECONDS = 900.0
 STORAGE_PORT = 2222  # the storage droplet's sshd (lab_secrets' default; the states use it)
 QUEUE_PORT = 8700
-SYNCED_DIRS = ("_modules",)  # custom modules minions sync from salt://
+SYNCED_DIRS = ("_modules", "_utils")  # custom modules minions sync from salt://
 # What the workers connect to (the static core) starts first.
 SERVERS_FIRST = tuple(role.prefix for role in ROLES if not role.scaled)
 

@@ -29,12 +29,20 @@ master-wheelhouse-file-directory:
     - mode: "0755"
     - makedirs: True
 
-# Minions sync the checkout's execution modules (`ccmirror.*`) from salt://_modules/: served
-# through the dist root, as the checkout's top level (pillar/, tests/) is no minion's.
+# Minions sync the checkout's execution modules (`ccmirror.*`) from salt://_modules/ and what
+# they share with the runners from salt://_utils/: served through the dist root, as the
+# checkout's top level (pillar/, tests/) is no minion's.
 master-modules-file-symlink:
   file.symlink:
     - name: {{ master.dist_root }}/_modules
     - target: {{ master.checkout }}/_modules
+    - require:
+      - file: master-wheelhouse-file-directory
+
+master-utils-file-symlink:
+  file.symlink:
+    - name: {{ master.dist_root }}/_utils
+    - target: {{ master.checkout }}/_utils
     - require:
       - file: master-wheelhouse-file-directory
 

@@ -116,3 +116,4 @@ def test_master_has_its_config_and_a_private_pillar_root(host) -> None:
     # (readlink, not testinfra's linked_to: realpath fails where the checkout is not cloned yet)
     assert host.file("/srv/ccmirror-dist/_modules").is_symlink
     assert host.check_output("readlink /srv/ccmirror-dist/_modules") == "/srv/ccmirror/_modules"
+    assert host.check_output("readlink /srv/ccmirror-dist/_utils") == "/srv/ccmirror/_utils"

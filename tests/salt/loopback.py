@@ -173,6 +173,7 @@ def start_minion(
         "user": "root",
         "acceptance_wait_time": 1,
         "module_dirs": [str(ROOT / "_modules")],
+        "utils_dirs": [str(ROOT / "_utils")],  # arguments.py, as salt://_utils/ gives a droplet
         "systemd.scope": False,
         "ccmirror": ccmirror,
     }

@@ -60,9 +60,10 @@ fleet = {
              "work": {"drain_requested": False, "tasks": [{"id": 5, "page": 2}]}},
     "dl-2": "Minion did not return. [No response]",
 }
-table = g["status_table"]("db-1", harvest, queue, fleet)
-broken = g["status_table"]("db-1", {"error": "harvester: database error"},
-                           {"error": "Connection refused"}, {})
+# Through the loader, as batch.status calls it: its __utils__ exist only inside a loader call.
+table = runners.run(g["status_table"], "db-1", harvest, queue, fleet)
+broken = runners.run(g["status_table"], "db-1", {"error": "harvester: database error"},
+                     {"error": "Connection refused"}, {})
 errors = {}
 for name, kwargs in {
     "no_kind": {},
@@ -137,7 +138,7 @@ def test_batch_runner_loads_and_builds_its_table(salt_call_bin, tmp_path):
     assert "storage_audit" in table and table["storage_audit"] is None
     summary = table["summary"]
     assert "tasks: pending 3, running 1, done 40, failed 2" in summary
-    assert "ETA 3m 45s" in summary and "storage audit: not run" in summary
+    assert "ETA 3m45s" in summary and "storage audit: not run" in summary
     assert seen["left"] == [4, 900, None, None]
     assert seen["broken"]["harvest"] == {"error": "harvester: database error"}
     assert seen["broken"]["queue"]["error"] == "Connection refused"

@@ -66,6 +66,7 @@ def module_caller(
         "file_client": "local",
         "root_dir": str(config_dir / "root"),
         "module_dirs": [str(ROOT / "_modules")],
+        "utils_dirs": [str(ROOT / "_utils")],  # arguments.py, as salt://_utils/ gives a droplet
         "log_level": "quiet",
         "ccmirror": {
             "venv": str(VENV),
@@ -117,7 +118,7 @@ def test_a_failure_exits_non_zero_with_one_clear_error(salt_call_bin, tmp_path):
     assert report["result"] is False and f"cannot read config {missing}" in report["comment"]
 
     for minion_id, args, message in (
-        ("dl-1", ["ccmirror.drain", "wait=soon"], "wait must be a number of seconds, not 'soon'"),
+        ("dl-1", ["ccmirror.drain", "wait=soon"], "wait must be a number of seconds; not 'soon'"),
         ("dl-1", ["ccmirror.drain", "wait=-5"], "wait must be from 0 to 86400 seconds"),
         (
             "hv-9",

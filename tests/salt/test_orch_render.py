@@ -69,6 +69,7 @@ def orch(salt_call_bin, tmp_path_factory) -> dict:
                 "pillar_roots": {"base": [str(tmp / "pillar")]},
                 "runner_dirs": [str(ROOT / "_runners")],
                 "module_dirs": [str(ROOT / "_modules")],
+                "utils_dirs": [str(ROOT / "_utils")],  # as salt://_utils/ gives a droplet
                 "log_level": "quiet",
             }
         )

@@ -18,6 +18,7 @@ ROLE_STATES = {
         "master-config-file-managed",
         "master-private-pillar-file-directory",
         "master-modules-file-symlink",
+        "master-utils-file-symlink",
     ],
     "db-1": [
         "db-mariadb-config-file-managed",
