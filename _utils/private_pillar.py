@@ -43,15 +43,21 @@ SITE_DEFAULTS = {"storage_port": 2222, "queue_port": 8700, "db_port": 3306}
 QUEUE_DB_USER = "queue"
 MIGRATE_DB_USER = "migrate"
 STORAGE_HOST_KEY = "storage-host"
+# The object store's S3 identities that are no downloader's (SeaweedFS's -s3.config): the
+# admin (bucket settings; stays in the record on the master) and the audit (db-1: list, read,
+# and restore a version by copying it, which only adds a version under object lock).
+STORAGE_ADMIN, STORAGE_AUDIT = "storage-admin", "storage-audit"
+FILER_DB_USER = "seaweedfs"  # the SeaweedFS filers' metadata store on db-1
 # pillar/top.sls's rule for an id that gets its own secrets (there in Jinja): fullmatch.
 MINION_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,99}")
 FLICKR_VALUE = re.compile(r"^[A-Za-z0-9]{1,200}$")
+ACCESS_KEY_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 HEADER = "# written by the secrets runner (_runners/secrets.py) from secrets.json: do not edit\n"
 
 # What each rotation renews: per minion role prefix, and in the record's `db` section.
 ROTATED_FIELDS: dict[str, dict[str, tuple[str, ...]]] = {
     "queue_tokens": {"dl-": ("queue_token",)},
-    "storage_key": {"dl-": ("ssh_private_key", "ssh_public_key")},
+    "storage_key": {"dl-": ("ssh_private_key", "ssh_public_key", "s3_access_key", "s3_secret_key")},
     "db_passwords": {"hv-": ("db_password",), "db": ("migrate_password", "queue_password")},
 }
 STEPS = ("start", "switch", "retire")
@@ -239,6 +245,7 @@ def minion_pillar(record: dict[str, Any], minion_id: str) -> dict[str, Any]:
                 "queue_token": _in_use(record, "queue_tokens", minion_id, "queue_token"),
                 "ssh_key": _in_use(record, "storage_key", minion_id, "ssh_private_key"),
                 "storage_host_key": record["keys"][STORAGE_HOST_KEY]["public"],
+                "s3": _s3_identity(record, minion_id, _in_use),
             }
         }
     downloaders = sorted(other for other in minions if other.startswith("dl-"))
@@ -250,9 +257,11 @@ def minion_pillar(record: dict[str, Any], minion_id: str) -> dict[str, Any]:
         for other in sorted(minions):
             if other.startswith("hv-"):
                 users[other] = _in_use(record, "db_passwords", other, "db_password")
+        users[FILER_DB_USER] = record["db"]["filer_password"]
         return {
             "db": {"passwords": users},
             "queue": {"tokens": {other: _token_hashes(record, other) for other in downloaders}},
+            "storage_audit": dict(record["keys"][STORAGE_AUDIT]),
         }
     if minion_id.startswith("st-"):
         host_key = record["keys"][STORAGE_HOST_KEY]
@@ -267,6 +276,8 @@ def minion_pillar(record: dict[str, Any], minion_id: str) -> dict[str, Any]:
             "storage": {
                 "host_key": {"private": host_key["private"], "public": host_key["public"]},
                 "authorized_keys": authorized,
+                "s3_identities": _s3_identities(record, downloaders),
+                "filer_db_password": record["db"]["filer_password"],
             }
         }
     return {}
@@ -302,6 +313,34 @@ def _harvester_pillar(record: dict[str, Any], minion_id: str) -> dict[str, Any]:
         # the record on the master until one is (a minion gets only what it uses).
         pillar["flickr"] = {"api_key": own["flickr_api_key"]}
     return pillar
+
+
+def _s3_identity(record: dict[str, Any], minion_id: str, which: Any) -> dict[str, str] | None:
+    """A downloader's S3 key pair as `which` (_in_use, _not_in_use) picks it; None when
+    `_not_in_use` finds no rotation."""
+    access = which(record, "storage_key", minion_id, "s3_access_key")
+    if not access:
+        return None
+    return {
+        "access_key": access,
+        "secret_key": which(record, "storage_key", minion_id, "s3_secret_key"),
+    }
+
+
+def _s3_identities(record: dict[str, Any], downloaders: list[str]) -> dict[str, dict]:
+    """What the S3 gateways accept: each downloader's key (both during a rotation, as sshd's
+    authorized_keys), the admin and the audit. S3 keys are shared secrets: the gateway must
+    hold them all, so only storage droplets get this list."""
+    identities = {
+        "admin": dict(record["keys"][STORAGE_ADMIN]),
+        "audit": dict(record["keys"][STORAGE_AUDIT]),
+    }
+    for other in downloaders:
+        identities[other] = _s3_identity(record, other, _in_use)
+        other_key = _s3_identity(record, other, _not_in_use)
+        if other_key:
+            identities[f"{other}.{_other_label(record, 'storage_key')}"] = other_key
+    return identities
 
 
 def _current(record: dict[str, Any], minion_id: str | None, field: str) -> str:
@@ -356,19 +395,26 @@ def _ensure_secrets(record: dict[str, Any], minion_id: str, throwaway_flickr_key
         own.setdefault("db_password", _new_value("db_password"))
     elif minion_id.startswith("dl-"):
         own.setdefault("queue_token", _new_value("queue_token"))
-        if "ssh_private_key" not in own:
-            private, public = _ssh_keygen(f"ccmirror-{minion_id}")
-            own.update(ssh_private_key=private, ssh_public_key=public)
+        _fill_next(own, ROTATED_FIELDS["storage_key"]["dl-"], minion_id)
     if STORAGE_HOST_KEY not in record["keys"]:
         private, public = _ssh_keygen("ccmirror-storage-host")
         record["keys"][STORAGE_HOST_KEY] = {"private": private, "public": public}
-    record["db"].setdefault("migrate_password", _new_value("migrate_password"))
-    record["db"].setdefault("queue_password", _new_value("queue_password"))
+    for name in (STORAGE_ADMIN, STORAGE_AUDIT):
+        record["keys"].setdefault(
+            name,
+            {"access_key": _new_value("s3_access_key"), "secret_key": _new_value("s3_secret_key")},
+        )
+    for field in ("migrate_password", "queue_password", "filer_password"):
+        record["db"].setdefault(field, _new_value(field))
 
 
 def _new_value(field: str) -> str:
     if field == "queue_token":
         return new_queue_token()
+    if field == "s3_access_key":  # AWS's shape: 20 upper-case letters and digits
+        return "CCM" + "".join(secrets.choice(ACCESS_KEY_CHARS) for _ in range(17))
+    if field == "s3_secret_key":
+        return secrets.token_urlsafe(30)  # 40 characters, as AWS's
     return secrets.token_urlsafe(24)  # the database passwords
 
 
@@ -391,13 +437,13 @@ def _start_rotation(record: dict[str, Any], what: str) -> bool:
 
 
 def _fill_next(section: dict[str, str], fields: tuple[str, ...], owner: str) -> bool:
+    """The fields `section` lacks, made (an ssh key pair together); True when any was."""
     if all(field in section for field in fields):
         return False
-    if fields == ("ssh_private_key", "ssh_public_key"):
+    if "ssh_private_key" in fields and "ssh_private_key" not in section:
         section["ssh_private_key"], section["ssh_public_key"] = _ssh_keygen(f"ccmirror-{owner}")
-    else:
-        for field in fields:
-            section.setdefault(field, _new_value(field))
+    for field in fields:
+        section.setdefault(field, _new_value(field))
     return True
 
 
@@ -432,6 +478,8 @@ def _save_and_render(directory: Path, record: dict[str, Any]) -> list[str]:
     """The record first, then every file rendered from it: a run that stops half-way is
     completed by the next. Returns the files whose content or mode changed."""
     changed: list[str] = []
+    for minion_id in sorted(record["minions"]):  # a record from an older release: what is new
+        _ensure_secrets(record, minion_id, throwaway_flickr_keys=False)
     text = json.dumps(record, indent=1, sort_keys=True)
     if _write_if_changed(directory / RECORD_FILE, text, 0o600):
         changed.append(RECORD_FILE)

@@ -79,6 +79,26 @@ def test_harvester_sees_only_its_own_flickr_key(salt_call, private_root):
     assert "downloader" not in items and "db" not in items
 
 
+def test_s3_keys_go_to_their_downloader_and_to_the_storage_gateways_only(salt_call):
+    """S3 keys are shared secrets: the gateway on every storage droplet holds each
+    downloader's, the audit's (db-1) and the admin's; a downloader only its own; the admin key
+    no other minion."""
+    dl1, dl2 = (pillar(salt_call, m)["downloader"]["s3"] for m in ("dl-1", "dl-2"))
+    assert dl1["access_key"] != dl2["access_key"] and dl1["secret_key"] != dl2["secret_key"]
+    identities = pillar(salt_call, "st-1")["storage"]["s3_identities"]
+    assert identities["dl-1"] == dl1 and identities["dl-2"] == dl2
+    db = pillar(salt_call, "db-1")
+    assert identities["audit"] == db["storage_audit"]
+    admin = identities["admin"]["secret_key"]
+    assert admin != db["storage_audit"]["secret_key"]
+    for minion in ("master", "db-1", "hv-1", "dl-1"):
+        assert admin not in json.dumps(pillar(salt_call, minion)), minion
+    assert (
+        pillar(salt_call, "st-1")["storage"]["filer_db_password"]
+        == (db["db"]["passwords"]["seaweedfs"])
+    )
+
+
 def test_master_and_storage_get_no_database_or_flickr_secret(salt_call):
     for minion in ("master", "st-1"):
         items = pillar(salt_call, minion)

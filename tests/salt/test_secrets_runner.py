@@ -333,6 +333,13 @@ def test_rotate_storage_key_adds_switches_then_retires(initialised: Master, tmp_
     def in_use(seen: dict) -> str:
         return public_of(seen["dl-1"]["downloader"]["ssh_key"], tmp_path)
 
+    def s3_accepted(seen: dict) -> dict[str, str]:
+        identities = seen["st-1"]["storage"]["s3_identities"]
+        return {label: key["access_key"] for label, key in identities.items() if "dl-1" in label}
+
+    def s3_in_use(seen: dict) -> str:
+        return seen["dl-1"]["downloader"]["s3"]["access_key"]
+
     old = in_use(before)
     assert authorized(before) == {"dl-1": old}
     started, restarted, switched, reswitched, retired, reretired = returns
@@ -341,15 +348,22 @@ def test_rotate_storage_key_adds_switches_then_retires(initialised: Master, tmp_
     new = authorized(pillars[0])["dl-1.next"]
     assert new != old and authorized(pillars[0]) == {"dl-1": old, "dl-1.next": new}
     assert in_use(pillars[0]) == old  # downloaders keep the key storage accepted before
+    old_s3 = s3_in_use(before)
+    assert s3_accepted(before) == {"dl-1": old_s3} and s3_in_use(pillars[0]) == old_s3
+    new_s3 = s3_accepted(pillars[0])["dl-1.next"]
+    assert new_s3 != old_s3 and s3_accepted(pillars[0]) == {"dl-1": old_s3, "dl-1.next": new_s3}
     assert not restarted["changed"] and pillars[1] == pillars[0]
 
     assert switched["state"] == "switched" and switched["apply"] == ["dl-*"]
     assert in_use(pillars[2]) == new
     assert authorized(pillars[2]) == {"dl-1": new, "dl-1.previous": old}
+    assert s3_in_use(pillars[2]) == new_s3
+    assert s3_accepted(pillars[2]) == {"dl-1": new_s3, "dl-1.previous": old_s3}
     assert not reswitched["changed"] and pillars[3] == pillars[2]
 
     assert retired["state"] == "done" and retired["apply"] == ["st-*"]
     assert authorized(pillars[4]) == {"dl-1": new} and in_use(pillars[4]) == new
+    assert s3_accepted(pillars[4]) == {"dl-1": new_s3} and s3_in_use(pillars[4]) == new_s3
     assert not reretired["changed"] and reretired["state"] == "done"
 
 
