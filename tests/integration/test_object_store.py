@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import socket
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,7 +19,7 @@ from botocore.exceptions import ClientError
 from lab.processes import seaweedfs_s3 as s3
 from lab.processes.mariadb import LocalMariaDB
 from lab.processes.seaweedfs import Cluster, MySQLFilerStore, StorageError
-from lab.processes.seaweedfs_process import port_is_free
+from lab.processes.seaweedfs_process import free_port_pair, port_is_free
 from tests.conftest import seaweedfs_cluster, wait_for
 
 BUCKET = s3.IMAGES_BUCKET
@@ -265,14 +266,12 @@ def weed_processes_under(base_dir: Path) -> list[str]:
 
 
 def test_a_port_in_use_is_one_clear_error_and_nothing_runs(tmp_path: Path) -> None:
-    import socket
-
+    port = free_port_pair(set())  # the block: master, two volume servers, filer, gateway
+    if not all(port_is_free(p) and port_is_free(p + 10000) for p in range(port, port + 5)):
+        pytest.skip("a port of the block is taken by something else")
     with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
+        busy.bind(("127.0.0.1", port + 2))  # the first volume server's
         busy.listen()
-        port = busy.getsockname()[1] - 2  # the block's third server (the first volume server)
-        if not all(port_is_free(p) and port_is_free(p + 10000) for p in (port, port + 1)):
-            pytest.skip("the ports next to the busy one are taken by something else")
         with pytest.raises(StorageError, match=rf"port 127.0.0.1:{port + 2} is in use"):
             seaweedfs_cluster(tmp_path, first_port=port)
     assert weed_processes_under(tmp_path) == []
