@@ -19,7 +19,7 @@ debian-packages:
 $(VENV)/.installed: pyproject.toml lab/pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[harvester,queue,downloader,test]' -e ./lab
+	$(PY) -m pip install --quiet -e '.[harvester,queue,downloader,storage,test]' -e ./lab
 	touch $@
 
 lint: deps

@@ -21,6 +21,8 @@ import pytest
 
 from harvester.db import connect
 from lab.processes.mariadb import LocalMariaDB
+from lab.processes.seaweedfs import Cluster, ClusterSettings, start_cluster
+from lab.processes.seaweedfs_s3 import admin_client, create_images_bucket
 from lab.processes.storage import RunningStorage, start_storage
 from lab.sims.flickr.process import RunningSim, spawn
 
@@ -142,6 +144,45 @@ def make_storage(lenient_sshd: bool = False) -> RunningStorage:
 def remove_storage(storage: RunningStorage) -> None:
     storage.stop()
     shutil.rmtree(storage.root.parent, ignore_errors=True)
+
+
+# weed's filer waits 15 s for its own metadata stream on SIGTERM; a test cluster is killed sooner.
+TEST_SEAWEEDFS = {"stop_timeout": 5.0}
+
+
+def seaweedfs_cluster(base_dir: Path, **settings) -> Cluster:
+    """A SeaweedFS cluster (lab/processes/seaweedfs.py) with the images bucket made by its
+    admin key; the caller stops it."""
+    cluster = start_cluster(base_dir, ClusterSettings(**(TEST_SEAWEEDFS | settings)))
+    try:
+        create_images_bucket(admin_client(cluster))
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """One cluster for the session: a master, two volume servers (replication 001), a filer
+    on leveldb2 and the S3 gateway. Tests that kill or add servers start their own."""
+    cluster = seaweedfs_cluster(tmp_path_factory.mktemp("seaweedfs"))
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def seaweedfs_factory(tmp_path: Path) -> Iterator[Callable[..., Cluster]]:
+    """Starts clusters of a test's own (ClusterSettings as keywords); stopped after it."""
+    started: list[Cluster] = []
+
+    def start(**settings) -> Cluster:
+        started.append(seaweedfs_cluster(tmp_path / f"seaweedfs-{len(started)}", **settings))
+        return started[-1]
+
+    yield start
+    for cluster in started:
+        cluster.stop()
 
 
 def harvester_env(db_url: str, sim: RunningSim | None = None, **extra: str) -> dict[str, str]:

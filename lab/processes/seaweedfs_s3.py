@@ -1,0 +1,153 @@
+"""The S3 side of a SeaweedFS cluster: keys, identities changed on the running gateway, the
+images bucket, and boto3 clients (the admin client of the tests and the lab).
+
+Identities without a gateway restart. The gateway follows the filer's metadata under /etc/
+and reloads its identities whenever one under /etc/iam/identities/ changes; `weed shell
+s3.configure ... -apply` writes them there through the filer's IAM service. So a rotation is:
+add the new key to the identity (both keys work), switch the downloader, remove the old key
+(refused from then on). The commands go to `weed shell` on stdin, never argv. (The gateway
+also re-reads its static -config on SIGHUP, but identities named there are "static" and the
+dynamic store cannot change them: only the admin identity lives there.)
+
+Keys that cannot destroy. A downloader's identity has the action `Write:<bucket>` only: put,
+overwrite and delete (which in a versioned bucket add a version or a delete marker), but no
+get, head or list. What refuses its deleting a *version* by id is not object lock on the
+bucket by itself (SeaweedFS 4.48 lets `Write` remove any version that carries no retention
+and no legal hold), but the bucket's default retention, stamped on every version at PUT:
+GOVERNANCE mode, so the writer (no s3:BypassGovernanceRetention, no Admin) can neither delete
+a version nor shorten its retention, while the admin key still can, with
+`x-amz-bypass-governance-retention: true` (a takedown must stay possible; COMPLIANCE would
+forbid even that for the whole period).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import string
+from dataclasses import dataclass, field
+
+import boto3
+from botocore.client import BaseClient
+from botocore.config import Config
+
+from lab.processes.seaweedfs import Cluster, StorageError
+
+REGION = "us-east-1"  # weed accepts any; botocore's signer needs one
+IMAGES_BUCKET = "images"
+RETENTION_MODE = "GOVERNANCE"
+RETENTION_YEARS = 100  # weed's maximum: a version's protection must outlive the mirror
+NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{0,62}$")  # an identity or bucket name
+KEY_PART = re.compile(r"^[A-Za-z0-9+/=_-]{8,128}$")  # one shell word, no spaces or newlines
+
+
+@dataclass(frozen=True)
+class S3Key:
+    access_key: str
+    secret_key: str = field(repr=False)
+
+
+def new_key() -> S3Key:
+    alphabet = string.ascii_uppercase + string.digits
+    access = "".join(secrets.choice(alphabet) for _ in range(20))
+    return S3Key(access, secrets.token_urlsafe(30))
+
+
+def admin_key(cluster: Cluster) -> S3Key:
+    return S3Key(cluster.admin_access_key, cluster.admin_secret_key)
+
+
+def client(endpoint: str, key: S3Key, retries: int = 3) -> BaseClient:
+    """A boto3 S3 client on `endpoint` with path-style addressing (no bucket DNS names)."""
+    config = Config(
+        s3={"addressing_style": "path"},
+        retries={"max_attempts": retries, "mode": "standard"},
+        connect_timeout=5,
+        read_timeout=60,
+    )
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=key.access_key,
+        aws_secret_access_key=key.secret_key,
+        region_name=REGION,
+        config=config,
+    )
+
+
+def admin_client(cluster: Cluster) -> BaseClient:
+    return client(cluster.s3_url, admin_key(cluster))
+
+
+def create_images_bucket(
+    admin: BaseClient,
+    bucket: str = IMAGES_BUCKET,
+    mode: str = RETENTION_MODE,
+    years: int = RETENTION_YEARS,
+) -> None:
+    """The images bucket, created by the admin key: object lock (which turns versioning on and
+    keeps it on) with a default retention stamped on every version written."""
+    _check_name(bucket, "bucket")
+    admin.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    rule = {"DefaultRetention": {"Mode": mode, "Years": years}}
+    admin.put_object_lock_configuration(
+        Bucket=bucket, ObjectLockConfiguration={"ObjectLockEnabled": "Enabled", "Rule": rule}
+    )
+
+
+def add_identity(cluster: Cluster, name: str, key: S3Key, bucket: str = IMAGES_BUCKET) -> None:
+    """A downloader's identity: `Write:<bucket>` and nothing else, with one key."""
+    _check_name(name, "identity")
+    _check_name(bucket, "bucket")
+    _configure(cluster, f"-user={name} -actions=Write -buckets={bucket}", key)
+
+
+def add_key(cluster: Cluster, name: str, key: S3Key) -> None:
+    """A second key for an existing identity (the first step of a rotation)."""
+    _check_name(name, "identity")
+    if name not in identities(cluster):
+        raise StorageError(f"no identity {name!r}")
+    _configure(cluster, f"-user={name}", key)
+
+
+def remove_key(cluster: Cluster, name: str, access_key: str) -> None:
+    """Retire one key of an identity: refused by the gateway from then on."""
+    _check_name(name, "identity")
+    if access_key not in identities(cluster).get(name, []):
+        raise StorageError(f"identity {name!r} has no key {access_key!r}")
+    cluster.shell(f"s3.configure -user={name} -access_key={access_key} -delete -apply")
+
+
+def remove_identity(cluster: Cluster, name: str) -> None:
+    _check_name(name, "identity")
+    if name not in identities(cluster):
+        raise StorageError(f"no identity {name!r}")
+    cluster.shell(f"s3.configure -user={name} -delete -apply")
+
+
+def identities(cluster: Cluster) -> dict[str, list[str]]:
+    """The filer's dynamic identities: name -> access keys (the admin, static, is not one)."""
+    listing = cluster.shell("s3.configure")
+    try:
+        configuration = json.loads(listing[listing.index("{") :])
+    except ValueError as error:
+        raise StorageError(f"s3.configure listed no configuration: {listing[:200]!r}") from error
+    return {
+        identity["name"]: [credential["accessKey"] for credential in identity["credentials"]]
+        for identity in configuration.get("identities") or []
+    }
+
+
+def _configure(cluster: Cluster, what: str, key: S3Key) -> None:
+    for part in (key.access_key, key.secret_key):
+        if not KEY_PART.match(part):
+            raise StorageError("a key must be 8-128 characters of A-Z a-z 0-9 + / = _ -")
+    cluster.shell(
+        f"s3.configure {what} -access_key={key.access_key} -secret_key={key.secret_key} -apply"
+    )
+
+
+def _check_name(name: str, what: str) -> None:
+    if not NAME.match(name):
+        raise StorageError(f"bad {what} name {name!r}: lowercase letters, digits, '.' and '-'")
