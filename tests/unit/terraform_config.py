@@ -8,6 +8,7 @@ a guess."""
 from __future__ import annotations
 
 import io
+import operator
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ TERRAFORM_DIR = ROOT / "terraform"
 COUNT_INDEX = re.compile(r"\$\{count\.index \+ (\d+)\}")
 DROPLET = re.compile(r"digitalocean_droplet\.(\w+)")
 Config = dict[str, list]
+COMPARISONS = {"==": operator.eq, ">=": operator.ge}
 
 
 def unquote(value: object) -> object:
@@ -162,7 +164,8 @@ def wrap(expr: str) -> object:
 
 
 def evaluate(config: Config, expr: object, values: dict[str, object]) -> object:
-    """The value of a literal, `var.x`, `local.x`, `a == b` or `c ? a : b`; anything else is
+    """The value of a literal, `var.x`, `local.x`, `a == b`, `a >= b`, `min(a, b)` or
+    `c ? a : b`; anything else is
     an AssertionError, so that a test never passes on an expression it did not read."""
     if not isinstance(expr, str):
         return expr
@@ -172,10 +175,13 @@ def evaluate(config: Config, expr: object, values: dict[str, object]) -> object:
         return evaluate(
             config, if_true if evaluate(config, condition, values) else if_false, values
         )
-    equals = [i for i, c in top_level(expr) if c == "=" and expr[i : i + 2] == "=="]
-    if equals:
-        left, right = expr[: equals[0]], expr[equals[0] + 2 :]
-        return evaluate(config, left.strip(), values) == evaluate(config, right.strip(), values)
+    for symbol, compare in COMPARISONS.items():
+        found = [i for i, _ in top_level(expr) if expr.startswith(f" {symbol} ", i)]
+        if found:
+            left, right = expr[: found[0]], expr[found[0] + len(symbol) + 2 :]
+            return compare(evaluate(config, left, values), evaluate(config, right, values))
+    if match := re.fullmatch(r"min\(([^,()]+), ([^,()]+)\)", expr):
+        return min(evaluate(config, match[1], values), evaluate(config, match[2], values))
     if re.fullmatch(r"-?\d+", expr):
         return int(expr)
     if expr.startswith('"') and expr.endswith('"') and "${" not in expr:

@@ -412,6 +412,19 @@ def test_site_pillar_names_the_store_for_each_backend() -> None:
     assert site_fact(config, "storage_host", **spaces) == '"${var.region}.digitaloceanspaces.com"'
     assert site_fact(config, "storage_port", **spaces) == 443
     assert droplet_names(config, "storage", variables(config, **spaces)) == []
+    # SeaweedFS's masters: three (raft) from three storage droplets on, else one; on the
+    # first of them (st-1..st-3), none with Spaces.
+    masters = (
+        "${[for droplet in slice(digitalocean_droplet.storage, 0, local.storage_master_count)"
+        " : droplet.name]}"
+    )
+    assert site_fact(config, "storage_masters") == masters
+    counts = {
+        n: evaluate(config, "${local.storage_master_count}", variables(config, storage_count=n))
+        for n in (1, 2, 3, 4, 100)
+    }
+    assert counts == {1: 1, 2: 1, 3: 3, 4: 3, 100: 3}
+    assert evaluate(config, "${local.storage_master_count}", variables(config, **spaces)) == 0
     # Bucket, region and backend come from the variables as they are.
     for key, variable in (("bucket", "storage_bucket"), ("region", "region")):
         assert site_fact(config, f"storage_{key}") == f"${{var.{variable}}}"
