@@ -27,7 +27,7 @@ resource "digitalocean_firewall" "db" {
   droplet_ids = [digitalocean_droplet.db.id]
 
   # MariaDB: the harvesters' writes, the db droplet's own programs (migrate, reconcile, the
-  # audit) and the master's.
+  # audit), the master's, and SeaweedFS's filers (their metadata store, database seaweedfs).
   inbound_rule {
     protocol   = "tcp"
     port_range = tostring(local.mariadb_port)
@@ -35,6 +35,7 @@ resource "digitalocean_firewall" "db" {
       digitalocean_tag.role["db"].name,
       digitalocean_tag.role["harvester"].name,
       digitalocean_tag.role["master"].name,
+      digitalocean_tag.role["storage"].name,
     ]
   }
 
@@ -49,19 +50,66 @@ resource "digitalocean_firewall" "db" {
   }
 }
 
+# SeaweedFS on the st-* droplets. By tag, not by droplet id: a storage droplet that
+# `fleet.up role=storage` adds is covered from its first boot. Clients speak S3 only; the
+# cluster's own ports (masters' raft, volume replication, filer) are open between storage
+# droplets alone. The runners' `weed shell` (storage.status, storage.repair) runs on a
+# storage minion through Salt, not on the master: volume.fix.replication has the shell
+# itself call each volume server's gRPC port, which the master then never needs.
 resource "digitalocean_firewall" "storage" {
-  name        = "${var.name}-storage"
-  droplet_ids = [digitalocean_droplet.storage.id]
+  name = "${var.name}-storage"
+  tags = [digitalocean_tag.role["storage"].name]
 
-  # rsync over SSH (the write-only rrsync sshd): the downloaders' pushes, and an operator's
-  # check from the master.
+  # The S3 gateway: the downloaders' pushes (each its own write-only identity), and the
+  # master's admin key (bucket setup, the audit's listing, restoring a version).
   inbound_rule {
     protocol   = "tcp"
-    port_range = tostring(var.storage_rsync_port)
+    port_range = tostring(local.s3_gateway_port)
     source_tags = [
       digitalocean_tag.role["downloader"].name,
       digitalocean_tag.role["master"].name,
     ]
+  }
+
+  # Masters (HTTP and gRPC): raft between masters, volume servers' heartbeats, the filers'
+  # and S3 gateways' lookups.
+  inbound_rule {
+    protocol    = "tcp"
+    port_range  = tostring(local.weed_master_port)
+    source_tags = [digitalocean_tag.role["storage"].name]
+  }
+
+  inbound_rule {
+    protocol    = "tcp"
+    port_range  = tostring(local.weed_master_grpc_port)
+    source_tags = [digitalocean_tag.role["storage"].name]
+  }
+
+  # Volume servers (HTTP and gRPC): the filers' reads and writes, replication to the second
+  # copy, volume copies by fix.replication and balance.
+  inbound_rule {
+    protocol    = "tcp"
+    port_range  = tostring(local.weed_volume_port)
+    source_tags = [digitalocean_tag.role["storage"].name]
+  }
+
+  inbound_rule {
+    protocol    = "tcp"
+    port_range  = tostring(local.weed_volume_grpc_port)
+    source_tags = [digitalocean_tag.role["storage"].name]
+  }
+
+  # Filers (HTTP and gRPC): the S3 gateways' metadata, `weed shell` on a storage minion.
+  inbound_rule {
+    protocol    = "tcp"
+    port_range  = tostring(local.weed_filer_port)
+    source_tags = [digitalocean_tag.role["storage"].name]
+  }
+
+  inbound_rule {
+    protocol    = "tcp"
+    port_range  = tostring(local.weed_filer_grpc_port)
+    source_tags = [digitalocean_tag.role["storage"].name]
   }
 }
 

@@ -1,10 +1,12 @@
 # The static core of ccmirror on DigitalOcean: one VPC, the salt master, the database
-# droplet (MariaDB and the queue service), the storage droplet and its volume, grouped in a
-# project. Each droplet's name is its hostname and minion id, and salt/top.sls gives it its
-# roles by that id: `master` the master role only, `db-*` db and queue, `st-*` storage. The
-# downloader and harvester droplets are not here: the Salt master makes and removes them at
-# run time (salt-run fleet.up / fleet.down) in this VPC, with the role tags below. Every
-# firewall (firewall.tf) opens a service to the role tags that use it, not to the whole VPC.
+# droplet (MariaDB and the queue service), the store of photos and manifests, grouped in a
+# project. The store is SeaweedFS on storage_count st-* droplets, each with its own volume
+# (storage_backend "seaweedfs"), or a versioned DigitalOcean Spaces bucket ("spaces").
+# Each droplet's name is its hostname and minion id, and salt/top.sls gives it its roles by
+# that id: `master` the master role only, `db-*` db and queue, `st-*` storage. The downloader
+# and harvester droplets are not here: the Salt master makes and removes them at run time
+# (salt-run fleet.up / fleet.down) in this VPC, with the role tags below. Every firewall
+# (firewall.tf) opens a service to the role tags that use it, not to the whole VPC.
 
 locals {
   mariadb_port = 3306
@@ -12,13 +14,48 @@ locals {
   project_tag  = var.name
   core_roles   = ["master", "db", "storage"]
   role_tags    = { for role in concat(local.core_roles, var.fleet_roles) : role => "${var.name}-${role}" }
+
+  seaweedfs = var.storage_backend == "seaweedfs"
+  spaces    = var.storage_backend == "spaces"
+  # No storage droplet at all with Spaces: the store is DigitalOcean's.
+  storage_count = local.seaweedfs ? var.storage_count : 0
+  # SeaweedFS's masters keep their raft quorum on an odd number: three on st-1..st-3 when
+  # there are three or more storage droplets, else one on st-1.
+  storage_master_count = local.storage_count >= 3 ? 3 : min(local.storage_count, 1)
+  spaces_endpoint      = "https://${var.region}.digitaloceanspaces.com"
+
+  # SeaweedFS's default ports, as the storage role runs it; each server's gRPC port is its
+  # HTTP port + 10000.
+  s3_gateway_port       = 8333
+  weed_master_port      = 9333
+  weed_master_grpc_port = 19333
+  weed_volume_port      = 8080
+  weed_volume_grpc_port = 18080
+  weed_filer_port       = 8888
+  weed_filer_grpc_port  = 18888
+
+  # The store's S3 endpoint: st-1's gateway (any storage droplet's would do), or Spaces.
+  storage_nodes    = { for droplet in digitalocean_droplet.storage : droplet.name => droplet.ipv4_address_private }
+  storage_volumes  = { for index, droplet in digitalocean_droplet.storage : droplet.name => "/dev/disk/by-id/scsi-0DO_Volume_${digitalocean_volume.storage[index].name}" }
+  storage_endpoint = local.seaweedfs ? "http://${digitalocean_droplet.storage[0].ipv4_address_private}:${local.s3_gateway_port}" : local.spaces_endpoint
+  storage_host     = local.seaweedfs ? digitalocean_droplet.storage[0].ipv4_address_private : "${var.region}.digitaloceanspaces.com"
+  storage_port     = local.seaweedfs ? local.s3_gateway_port : 443
+
+  # The tags the master's fleet.up puts on the droplets it makes (storage: role=storage).
+  fleet_tags = merge(
+    { for role in concat(var.fleet_roles, ["storage"]) : role => digitalocean_tag.role[role].name },
+    { project = digitalocean_tag.project.name },
+  )
+
+  # The droplets salt/top.sls gives roles to by their names (the core_minions output).
+  core_droplets = concat([digitalocean_droplet.master, digitalocean_droplet.db], digitalocean_droplet.storage)
 }
 
 resource "digitalocean_vpc" "core" {
   name        = "${var.name}-vpc"
   region      = var.region
   ip_range    = var.vpc_cidr
-  description = "ccmirror: master, db, storage and the downloader/harvester fleet"
+  description = "ccmirror: master, db, the st-* storage droplets and the downloader/harvester fleet"
 }
 
 resource "digitalocean_tag" "project" {
@@ -73,10 +110,13 @@ resource "digitalocean_droplet" "db" {
   }
 }
 
-# The storage droplet: a write-only rsync target (a second sshd with rrsync on
-# storage_rsync_port) in front of the volume that holds the mirror.
+# The storage droplets st-1..st-N (SeaweedFS only): a volume server on each one's volume, a
+# filer (its metadata in MariaDB on db-1, so the loss of a storage droplet loses no name)
+# and an S3 gateway on each, masters on the first three. Their names are the st-* ids
+# salt/top.sls gives the storage role; `fleet.up role=storage` adds more at run time.
 resource "digitalocean_droplet" "storage" {
-  name       = var.storage_name
+  count      = local.storage_count
+  name       = "st-${count.index + 1}"
   region     = var.region
   size       = var.storage_size
   image      = var.image
@@ -91,14 +131,16 @@ resource "digitalocean_droplet" "storage" {
   }
 }
 
-# The mirrored images and manifests. It outlives the storage droplet: a rebuilt droplet is
-# attached to the same volume.
+# One volume per storage droplet: SeaweedFS's volume files. Each outlives its droplet (a
+# rebuilt st-N is attached to the same volume), hence prevent_destroy: lowering
+# storage_count, or leaving SeaweedFS for Spaces, fails the plan instead of deleting photos.
 resource "digitalocean_volume" "storage" {
-  name                    = "${var.name}-storage"
+  count                   = local.storage_count
+  name                    = "${var.name}-st-${count.index + 1}"
   region                  = var.region
   size                    = var.storage_volume_gb
   initial_filesystem_type = "ext4"
-  description             = "ccmirror: images and attribution manifests"
+  description             = "ccmirror: SeaweedFS volume data of st-${count.index + 1} (at most 16 TiB per volume: grow by adding droplets)"
   tags                    = [digitalocean_tag.project.name]
 
   lifecycle {
@@ -107,8 +149,29 @@ resource "digitalocean_volume" "storage" {
 }
 
 resource "digitalocean_volume_attachment" "storage" {
-  droplet_id = digitalocean_droplet.storage.id
-  volume_id  = digitalocean_volume.storage.id
+  count      = local.storage_count
+  droplet_id = digitalocean_droplet.storage[count.index].id
+  volume_id  = digitalocean_volume.storage[count.index].id
+}
+
+# The Spaces bucket (storage_backend "spaces" only), versioned so that an overwrite or a
+# delete adds a version instead of destroying one. The provider reads the Spaces keys that
+# create it from SPACES_ACCESS_KEY_ID and SPACES_SECRET_ACCESS_KEY in the operator's
+# environment; the downloaders' keys are made outside Terraform (their secrets would be in
+# its state) and go to the private pillar.
+resource "digitalocean_spaces_bucket" "images" {
+  count  = local.spaces ? 1 : 0
+  name   = var.storage_bucket
+  region = var.region
+  acl    = "private"
+
+  versioning {
+    enabled = true
+  }
+
+  lifecycle {
+    prevent_destroy = true
+  }
 }
 
 resource "digitalocean_project" "ccmirror" {
@@ -116,10 +179,10 @@ resource "digitalocean_project" "ccmirror" {
   description = "Mirror of Creative Commons photos on Flickr, run from a Salt master"
   purpose     = "Service or API"
   environment = var.environment
-  resources = [
-    digitalocean_droplet.master.urn,
-    digitalocean_droplet.db.urn,
-    digitalocean_droplet.storage.urn,
-    digitalocean_volume.storage.urn,
-  ]
+  resources = concat(
+    [digitalocean_droplet.master.urn, digitalocean_droplet.db.urn],
+    digitalocean_droplet.storage[*].urn,
+    digitalocean_volume.storage[*].urn,
+    digitalocean_spaces_bucket.images[*].urn,
+  )
 }

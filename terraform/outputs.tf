@@ -19,12 +19,8 @@ output "region" {
 }
 
 output "core_minions" {
-  description = "Minion id (droplet name and hostname) => private address of each core droplet. salt/top.sls gives each its roles by id: master the master role only, db-* db and queue, st-* storage."
-  value = {
-    (digitalocean_droplet.master.name)  = digitalocean_droplet.master.ipv4_address_private
-    (digitalocean_droplet.db.name)      = digitalocean_droplet.db.ipv4_address_private
-    (digitalocean_droplet.storage.name) = digitalocean_droplet.storage.ipv4_address_private
-  }
+  description = "Minion id (droplet name and hostname) => private address of each core droplet: master, db-1 and every st-* storage droplet. salt/top.sls gives each its roles by id: master the master role only, db-* db and queue, st-* storage."
+  value       = { for droplet in local.core_droplets : droplet.name => droplet.ipv4_address_private }
 }
 
 output "master_private_ip" {
@@ -42,19 +38,19 @@ output "db_private_ip" {
   value       = digitalocean_droplet.db.ipv4_address_private
 }
 
-output "storage_private_ip" {
-  description = "Private address of the storage droplet (pillar site:storage_host)."
-  value       = digitalocean_droplet.storage.ipv4_address_private
+output "storage_nodes" {
+  description = "Minion id => private address of each storage droplet st-1..st-N (none with Spaces)."
+  value       = local.storage_nodes
 }
 
-output "storage_volume_id" {
-  description = "Id of the block storage volume holding the mirror."
-  value       = digitalocean_volume.storage.id
+output "storage_volumes" {
+  description = "Minion id => the device path of its volume on that storage droplet (DigitalOcean names the device by volume name); none with Spaces."
+  value       = local.storage_volumes
 }
 
-output "storage_volume_device" {
-  description = "Device path of the volume on the storage droplet (DigitalOcean names it by volume name)."
-  value       = "/dev/disk/by-id/scsi-0DO_Volume_${digitalocean_volume.storage.name}"
+output "storage_endpoint" {
+  description = "The S3 endpoint of the store: st-1's SeaweedFS S3 gateway, or the Spaces region's endpoint."
+  value       = local.storage_endpoint
 }
 
 output "project_id" {
@@ -63,27 +59,38 @@ output "project_id" {
 }
 
 output "fleet_tags" {
-  description = "Tag per fleet role (role => tag name): fleet.up tags each droplet with its role's tag and the project tag, and the fleet firewall follows them."
-  value       = merge({ for role in var.fleet_roles : role => digitalocean_tag.role[role].name }, { project = digitalocean_tag.project.name })
+  description = "Tag per role the master makes droplets of (role => tag name): the fleet roles, and storage for `fleet.up role=storage`. fleet.up tags each droplet with its role's tag and the project tag, and the firewalls follow them."
+  value       = local.fleet_tags
 }
 
 output "site_pillar" {
   description = "The site facts of the master's private pillar (site.sls), from this core."
   value = {
     site = {
-      db_host               = digitalocean_droplet.db.ipv4_address_private
-      master_host           = digitalocean_droplet.master.ipv4_address_private # reads the queue's status
-      db_port               = local.mariadb_port
-      queue_port            = var.queue_port
-      queue_url             = "http://${digitalocean_droplet.db.ipv4_address_private}:${var.queue_port}"
-      storage_host          = digitalocean_droplet.storage.ipv4_address_private
-      storage_port          = var.storage_rsync_port
-      private_network       = digitalocean_vpc.core.ip_range
-      storage_volume_id     = digitalocean_volume.storage.id
-      storage_volume_device = "/dev/disk/by-id/scsi-0DO_Volume_${digitalocean_volume.storage.name}"
-      vpc_id                = digitalocean_vpc.core.id
-      region                = var.region
-      fleet_tags            = merge({ for role in var.fleet_roles : role => digitalocean_tag.role[role].name }, { project = digitalocean_tag.project.name })
+      db_host         = digitalocean_droplet.db.ipv4_address_private
+      master_host     = digitalocean_droplet.master.ipv4_address_private # reads the queue's status
+      db_port         = local.mariadb_port
+      queue_port      = var.queue_port
+      queue_url       = "http://${digitalocean_droplet.db.ipv4_address_private}:${var.queue_port}"
+      private_network = digitalocean_vpc.core.ip_range
+      vpc_id          = digitalocean_vpc.core.id
+      region          = var.region
+      fleet_tags      = local.fleet_tags
+
+      # The object store, as the downloaders, the audit and the storage states read it.
+      storage_backend  = var.storage_backend
+      storage_endpoint = local.storage_endpoint
+      storage_bucket   = var.storage_bucket
+      storage_region   = var.region
+      storage_nodes    = local.storage_nodes
+      storage_volumes  = local.storage_volumes
+      storage_masters  = [for droplet in slice(digitalocean_droplet.storage, 0, local.storage_master_count) : droplet.name]
+
+      # Read by today's states (the rsync-era storage and downloader config) until they move
+      # to storage_endpoint: both name the store's S3 endpoint, st-1's gateway (or Spaces),
+      # so the pillar they check stays complete. Remove them with those states.
+      storage_host = local.storage_host
+      storage_port = local.storage_port
     }
   }
 }

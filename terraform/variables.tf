@@ -10,7 +10,7 @@ variable "name" {
 }
 
 variable "region" {
-  description = "DigitalOcean region slug for the VPC, the droplets and the volume (a volume attaches only within its region)."
+  description = "DigitalOcean region slug for the VPC, the droplets, the volumes (a volume attaches only within its region) and the Spaces bucket (a region that offers Spaces, such as fra1, ams3, nyc3, sgp1)."
   type        = string
   default     = "fra1"
 
@@ -21,7 +21,7 @@ variable "region" {
 }
 
 variable "vpc_cidr" {
-  description = "Private range of the VPC; MariaDB, the queue service, Salt and rsync are open only to it. Room for the downloader fleet."
+  description = "Private range of the VPC: the droplets' private addresses, with room for the downloader fleet (each service is open to role tags inside it, never to all of it)."
   type        = string
   default     = "10.20.0.0/20"
 
@@ -113,31 +113,53 @@ variable "db_backups" {
   default     = true
 }
 
-variable "storage_name" {
-  description = "Droplet name, hostname and minion id of the storage droplet (pillar targets st-*)."
+variable "storage_backend" {
+  description = "Where photos and manifests are stored: \"seaweedfs\" (storage_count st-* droplets, each with its volume, run SeaweedFS: replication 001, object lock, per-downloader write-only identities) or \"spaces\" (a versioned DigitalOcean Spaces bucket and no storage droplet; see README.md for what it lacks)."
   type        = string
-  default     = "st-1"
+  default     = "seaweedfs"
 
   validation {
-    condition     = can(regex("^st-[a-z0-9-]{1,27}$", var.storage_name))
-    error_message = "storage_name: must start with 'st-' (the pillar's storage target), 30 characters at most."
+    condition     = contains(["seaweedfs", "spaces"], var.storage_backend)
+    error_message = "storage_backend: \"seaweedfs\" or \"spaces\"."
+  }
+}
+
+variable "storage_count" {
+  description = "Number of storage droplets st-1..st-N when storage_backend is seaweedfs (ignored for spaces): a volume server, filer and S3 gateway on each, masters on the first three (one when fewer than three). Replication 001 (two copies on two servers) needs two or more; one is a test site with replication 000."
+  type        = number
+  default     = 3
+
+  validation {
+    condition     = var.storage_count >= 1 && var.storage_count <= 100 && floor(var.storage_count) == var.storage_count
+    error_message = "storage_count: a whole number from 1 to 100."
   }
 }
 
 variable "storage_size" {
-  description = "Size slug of the storage droplet (rsync over SSH is light on CPU; the data lives on the volume)."
+  description = "Size slug of each storage droplet (SeaweedFS's volume server, filer and S3 gateway; the data lives on its volume)."
   type        = string
   default     = "s-2vcpu-4gb"
 }
 
 variable "storage_volume_gb" {
-  description = "Size in GiB of the block storage volume holding the mirrored images and manifests (grow it later; never shrink)."
+  description = "Size in GiB of each storage droplet's block storage volume (SeaweedFS's volume data; grow it later, never shrink). DigitalOcean caps a volume at 16 TiB (16384 GiB): the store grows by adding droplets (storage_count), not by one bigger disk."
   type        = number
   default     = 1000
 
   validation {
-    condition     = var.storage_volume_gb >= 1 && var.storage_volume_gb <= 16000 && floor(var.storage_volume_gb) == var.storage_volume_gb
-    error_message = "storage_volume_gb: a whole number from 1 to 16000 (DigitalOcean's largest volume)."
+    condition     = var.storage_volume_gb >= 1 && var.storage_volume_gb <= 16384 && floor(var.storage_volume_gb) == var.storage_volume_gb
+    error_message = "storage_volume_gb: a whole number from 1 to 16384 (16 TiB, DigitalOcean's largest volume)."
+  }
+}
+
+variable "storage_bucket" {
+  description = "The S3 bucket of images and manifests (pillar site:storage_bucket): SeaweedFS's bucket, or the Spaces bucket's name, which must be unique in its region among all of DigitalOcean's customers. No '.' (Spaces' TLS wildcard does not match it)."
+  type        = string
+  default     = "ccmirror-images"
+
+  validation {
+    condition     = can(regex("^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$", var.storage_bucket))
+    error_message = "storage_bucket: 3-63 lowercase letters, digits or '-', starting and ending with a letter or digit."
   }
 }
 
@@ -149,17 +171,6 @@ variable "queue_port" {
   validation {
     condition     = var.queue_port >= 1024 && var.queue_port <= 65535 && !contains([3306, 4505, 4506], var.queue_port)
     error_message = "queue_port: an unprivileged port (1024-65535) other than MariaDB's and Salt's."
-  }
-}
-
-variable "storage_rsync_port" {
-  description = "TCP port of the storage droplet's second sshd (rrsync, write-only) that downloaders push to; port 22 stays the admins'. Pillar site:storage_port."
-  type        = number
-  default     = 2222
-
-  validation {
-    condition     = var.storage_rsync_port >= 1024 && var.storage_rsync_port <= 65535
-    error_message = "storage_rsync_port: an unprivileged port (1024-65535)."
   }
 }
 

@@ -10,6 +10,7 @@ terraform {
 }
 
 # No token here, nor in any variable: the provider reads DIGITALOCEAN_TOKEN (or
-# DIGITALOCEAN_ACCESS_TOKEN) from the operator's environment, so no secret is ever in a file,
-# a plan or the state's inputs.
+# DIGITALOCEAN_ACCESS_TOKEN) from the operator's environment, and with storage_backend
+# "spaces" the keys that create the bucket from SPACES_ACCESS_KEY_ID and
+# SPACES_SECRET_ACCESS_KEY, so no secret is ever in a file, a plan or the state's inputs.
 provider "digitalocean" {}

@@ -1,18 +1,19 @@
 """The core as Terraform builds it gets the roles the design says: every minion id the
-`core_minions` output names (terraform/outputs.tf, ids from the variables' defaults) is
-rendered against the real salt/top.sls by Salt's own matcher (`salt-call --local
-state.show_top` with that id), not by an fnmatch of our own.
+`core_minions` output names (terraform/outputs.tf, ids from the variables' defaults and the
+storage droplets' `count`: st-1..st-N) is rendered against the real salt/top.sls by Salt's
+own matcher (`salt-call --local state.show_top` with that id), not by an fnmatch of our own.
 
-The design: `master` is the salt master only; `db-1` runs MariaDB and the queue; `st-*` is
-storage. A core whose database droplet matched only `master*` would get no database. The
-runners look for the database on the ids that get the db role only (`batch.db_minion`)."""
+The design: `master` is the salt master only; `db-1` runs MariaDB and the queue; every `st-*`
+is storage (SeaweedFS). A core whose database droplet matched only `master*` would get no
+database, and a storage droplet named outside `st-*` no storage. The runners look for the
+database on the ids that get the db role only (`batch.db_minion`)."""
 
 from __future__ import annotations
 
 import ast
 
 from tests.salt.conftest import ROOT, SaltCall
-from tests.unit.test_terraform import core, core_minion_ids, named
+from tests.unit.terraform_config import core, core_minion_ids, named
 
 # Roles by droplet resource in terraform/main.tf, as the design gives them.
 DESIGN_ROLES = {
@@ -31,10 +32,11 @@ def roles_from_top(salt_call: SaltCall, minion_id: str) -> set[str]:
 
 def test_every_core_minion_terraform_names_gets_its_roles_from_top_sls(salt_call: SaltCall):
     config = core()
-    ids = core_minion_ids(config)
-    assert set(ids) == set(DESIGN_ROLES)  # every core droplet is in the output
-    got = {droplet: roles_from_top(salt_call, minion) for droplet, minion in ids.items()}
-    assert got == {droplet: EVERY_MINION | roles for droplet, roles in DESIGN_ROLES.items()}
+    ids = core_minion_ids(config, storage_count=4)  # one past the three raft masters
+    assert set(ids.values()) == set(DESIGN_ROLES)  # every core droplet is in the output
+    assert sorted(m for m, d in ids.items() if d == "storage") == ["st-1", "st-2", "st-3", "st-4"]
+    got = {minion: roles_from_top(salt_call, minion) for minion in ids}
+    assert got == {minion: EVERY_MINION | DESIGN_ROLES[droplet] for minion, droplet in ids.items()}
     # The site pillar's database is the droplet that runs it.
     site = named(config, "output")["site_pillar"]["value"]["site"]
     (db_droplet,) = [d for d, roles in DESIGN_ROLES.items() if "db" in roles]
@@ -55,5 +57,5 @@ def test_the_runners_look_for_the_database_on_the_db_minion_only(salt_call: Salt
     matches; each minion judges the target with Salt's matcher, as here."""
     target = runner_constant("_runners/batch.py", "DB_CANDIDATES")
     ids = core_minion_ids(core())
-    matched = {ids[d] for d in ids if salt_call(ids[d], "match.compound", target) is True}
-    assert matched == {ids["db"]}
+    matched = {minion for minion in ids if salt_call(minion, "match.compound", target) is True}
+    assert matched == {minion for minion, droplet in ids.items() if droplet == "db"} == {"db-1"}

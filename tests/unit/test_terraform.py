@@ -3,27 +3,48 @@ design allows. No provider can be downloaded here, so nothing is planned: the fi
 parsed with python-hcl2 and the firewall rules, variables, outputs and literals checked.
 
 What may be reached from where, by role tag (DigitalOcean's source_tags), never by the whole
-VPC: MariaDB from the db, harvester and master tags; the queue service from the downloader
-and master tags; Salt on the master from every role's tag; the storage's rsync sshd from the
-downloader and master tags. SSH (22) on the core droplets only from var.admin_cidrs, the
-fleet's SSH from the VPC; ICMP from the VPC; nothing inbound from 0.0.0.0/0 or ::/0.
-(tests/salt/test_core_roles.py checks the roles salt/top.sls gives the core's minion ids.)
+VPC: MariaDB from the db, harvester, master and storage (SeaweedFS's filer store) tags; the
+queue service from the downloader and master tags; Salt on the master from every role's tag;
+the S3 gateway on the storage droplets from the downloader and master tags, SeaweedFS's
+master, volume and filer ports (HTTP and gRPC) from the storage tag alone. SSH (22) on the
+core droplets only from var.admin_cidrs, the fleet's SSH from the VPC; ICMP from the VPC;
+nothing inbound from 0.0.0.0/0 or ::/0.
+
+What gets built: storage_count st-* droplets, each with its own volume, for SeaweedFS; for
+Spaces a versioned bucket and no storage droplet (the `count` expressions are evaluated for
+each backend, tests/unit/terraform_config.py). (tests/salt/test_core_roles.py checks the
+roles salt/top.sls gives each minion id of the `core_minions` output.)
 """
 
 from __future__ import annotations
 
-import io
 import re
 import shutil
 import subprocess
 from pathlib import Path
 
-import hcl2
 import pytest
 
 from tests.conftest import ROOT
+from tests.unit.terraform_config import (
+    TERRAFORM_DIR,
+    Config,
+    choose,
+    core,
+    core_minion_ids,
+    droplet_names,
+    evaluate,
+    instances,
+    load,
+    locals_of,
+    named,
+    resolve,
+    resources,
+    tf_texts,
+    unquote,
+    variables,
+)
 
-TERRAFORM_DIR = ROOT / "terraform"
 TERRAFORM = shutil.which("terraform") or "/usr/local/bin/terraform"
 VPC = "VPC"  # a rule's source: the VPC's range
 ADMINS = "ADMINS"  # a rule's source: var.admin_cidrs
@@ -31,7 +52,6 @@ EVERY_ROLE = "tag:*"  # a rule's source: every role's tag, core and fleet
 ANYWHERE = {"0.0.0.0/0", "::/0"}
 MARIADB_PORT = "3306"
 SALT_PORTS = "4505-4506"
-CORE_FIREWALLS = ("master", "db", "storage")  # one per core droplet: its services
 ADMIN_SSH = "core_admin_ssh"  # the core's SSH, from admin_cidrs only
 ROLE_TAG = re.compile(r'\$\{digitalocean_tag\.role\["(\w+)"\]\.name\}')
 SECRET_LOOKING = [
@@ -40,7 +60,10 @@ SECRET_LOOKING = [
     re.compile(r"\b(token|password|passwd|secret|api_key)\s*=\s*\"[^\"]+\"", re.IGNORECASE),
     re.compile(r"\b[0-9a-fA-F]{32,}\b"),  # a long hex string: a token or a hash of one
     re.compile(r"\b[A-Za-z0-9+/]{40,}={0,2}"),  # a long base64 blob: a key
+    re.compile(r"\bDO[0-9A-Z]{16,}\b"),  # a Spaces access key id
 ]
+S3_GATEWAY_PORT = "8333"
+WEED_CLUSTER_PORTS = ("9333", "19333", "8080", "18080", "8888", "18888")
 SITE_KEYS = {
     "db_host",
     "db_port",
@@ -49,59 +72,12 @@ SITE_KEYS = {
     "storage_host",
     "storage_port",
     "private_network",
+    "storage_backend",
+    "storage_endpoint",
+    "storage_bucket",
+    "storage_region",
+    "storage_nodes",
 }
-
-
-def unquote(value: object) -> object:
-    if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
-        return value[1:-1]
-    return value
-
-
-def load(texts: list[str]) -> dict[str, list]:
-    """Top-level blocks of several .tf texts, merged by kind (resource, variable...)."""
-    merged: dict[str, list] = {}
-    for text in texts:
-        for kind, items in hcl2.load(io.StringIO(text)).items():
-            if not kind.startswith("__"):
-                merged.setdefault(kind, []).extend(items)
-    return merged
-
-
-def core() -> dict[str, list]:
-    return load([path.read_text() for path in sorted(TERRAFORM_DIR.glob("*.tf"))])
-
-
-def named(config: dict[str, list], kind: str) -> dict[str, dict]:
-    """Blocks with one label (variable, output) by name."""
-    return {unquote(name): body for item in config.get(kind, []) for name, body in item.items()}
-
-
-def resources(config: dict[str, list], resource_type: str) -> dict[str, dict]:
-    found = {}
-    for item in config.get("resource", []):
-        for kind, instances in item.items():
-            if unquote(kind) == resource_type:
-                found.update({unquote(name): body for name, body in instances.items()})
-    return found
-
-
-def locals_of(config: dict[str, list]) -> dict[str, object]:
-    return {key: value for item in config.get("locals", []) for key, value in item.items()}
-
-
-def resolve(config: dict[str, list], value: object) -> object:
-    """A literal, or a `${local.x}` / `${var.x}` (default) / `${tostring(...)}` of one."""
-    value = unquote(value)
-    if not isinstance(value, str):
-        return value
-    match = re.fullmatch(r"\$\{(?:tostring\()?(local|var)\.(\w+)\)?\}", value)
-    if not match:
-        return value
-    kind, name = match.groups()
-    if kind == "local":
-        return resolve(config, locals_of(config)[name])
-    return resolve(config, named(config, "variable")[name].get("default"))
 
 
 def sources(value: object) -> set[str]:
@@ -125,7 +101,7 @@ def sources(value: object) -> set[str]:
     return found
 
 
-def inbound_rules(config: dict[str, list]) -> list[dict]:
+def inbound_rules(config: Config) -> list[dict]:
     """Every inbound rule of every firewall, static or in a dynamic block, resolved."""
     rules = []
     for firewall, body in resources(config, "digitalocean_firewall").items():
@@ -153,19 +129,20 @@ def inbound_rules(config: dict[str, list]) -> list[dict]:
     return rules
 
 
-def allowed_services(config: dict[str, list]) -> dict[tuple[str, str], set[str]]:
+def allowed_services(config: Config) -> dict[tuple[str, str], set[str]]:
     """(firewall, port) -> the role tags the design lets reach that service."""
     queue_port = str(resolve(config, "${var.queue_port}"))
-    rsync_port = str(resolve(config, "${var.storage_rsync_port}"))
-    return {
-        ("db", MARIADB_PORT): {"tag:db", "tag:harvester", "tag:master"},
+    allowed = {
+        ("db", MARIADB_PORT): {"tag:db", "tag:harvester", "tag:master", "tag:storage"},
         ("db", queue_port): {"tag:downloader", "tag:master"},
         ("master", SALT_PORTS): {EVERY_ROLE},
-        ("storage", rsync_port): {"tag:downloader", "tag:master"},
+        ("storage", S3_GATEWAY_PORT): {"tag:downloader", "tag:master"},
     }
+    allowed.update({("storage", port): {"tag:storage"} for port in WEED_CLUSTER_PORTS})
+    return allowed
 
 
-def inbound_problems(config: dict[str, list]) -> list[str]:
+def inbound_problems(config: Config) -> list[str]:
     """What breaks the design's rules for inbound traffic, one line each."""
     problems = []
     allowed = allowed_services(config)
@@ -213,10 +190,16 @@ def test_services_are_open_to_their_role_tags_only_and_ssh_to_admins_only() -> N
     config = core()
     assert inbound_problems(config) == []
     rules = {(r["firewall"], r["port"]): r["sources"] for r in inbound_rules(config)}
-    assert rules[("db", MARIADB_PORT)] == {"tag:db", "tag:harvester", "tag:master"}
+    assert rules[("db", MARIADB_PORT)] == {"tag:db", "tag:harvester", "tag:master", "tag:storage"}
     assert rules[("db", "8700")] == {"tag:downloader", "tag:master"}  # the queue service
     assert rules[("master", SALT_PORTS)] == {EVERY_ROLE}
-    assert rules[("storage", "2222")] == {"tag:downloader", "tag:master"}  # write-only rsync
+    assert rules[("storage", S3_GATEWAY_PORT)] == {"tag:downloader", "tag:master"}
+    for port in WEED_CLUSTER_PORTS:  # masters, volume servers, filers: the cluster's own
+        assert rules[("storage", port)] == {"tag:storage"}, port
+    assert {port for firewall, port in rules if firewall == "storage"} == {
+        S3_GATEWAY_PORT,
+        *WEED_CLUSTER_PORTS,
+    }  # the rsync sshd is gone
     assert rules[(ADMIN_SSH, "22")] == {ADMINS} and rules[("fleet", "22")] == {VPC}
     assert rules[("every_role", "all")] == {VPC}  # ICMP
     assert not {("master", "22"), ("db", "22"), ("storage", "22")} & set(rules)
@@ -238,8 +221,11 @@ def test_services_are_open_to_their_role_tags_only_and_ssh_to_admins_only() -> N
 def test_firewalls_cover_the_droplets_they_are_meant_for() -> None:
     config = core()
     firewalls = resources(config, "digitalocean_firewall")
-    for name in CORE_FIREWALLS:
+    for name in ("master", "db"):
         assert firewalls[name]["droplet_ids"] == [f"${{digitalocean_droplet.{name}.id}}"]
+    # Storage by its role tag: every st-* droplet, those fleet.up adds at run time included.
+    assert firewalls["storage"]["tags"] == ['${digitalocean_tag.role["storage"].name}']
+    assert "droplet_ids" not in firewalls["storage"]
     assert "digitalocean_tag.role[role].name" in str(firewalls["fleet"]["tags"])
     # The core's admin SSH follows the core roles' tags; ICMP and outbound every role's.
     assert "local.core_roles" in str(firewalls[ADMIN_SSH]["tags"])
@@ -251,29 +237,89 @@ def test_firewalls_cover_the_droplets_they_are_meant_for() -> None:
         assert unquote(droplet["vpc_uuid"]) == "${digitalocean_vpc.core.id}"
         assert unquote(droplet["ssh_keys"]) == "${var.ssh_key_fingerprints}"
         assert f'${{digitalocean_tag.role["{name}"].name}}' in droplet["tags"]
-    (attachment,) = resources(config, "digitalocean_volume_attachment").values()
-    assert unquote(attachment["droplet_id"]) == "${digitalocean_droplet.storage.id}"
     (project,) = resources(config, "digitalocean_project").values()
-    assert set(project["resources"]) == {
-        "${digitalocean_droplet.master.urn}",
-        "${digitalocean_droplet.db.urn}",
-        "${digitalocean_droplet.storage.urn}",
-        "${digitalocean_volume.storage.urn}",
+    assert project["resources"] == (
+        "${concat([digitalocean_droplet.master.urn, digitalocean_droplet.db.urn], "
+        "digitalocean_droplet.storage[*].urn, digitalocean_volume.storage[*].urn, "
+        "digitalocean_spaces_bucket.images[*].urn)}"
+    )
+
+
+def storage_built(config: Config, **overrides: object) -> dict[str, object]:
+    """What the storage resources' `count`s make for these variables."""
+    values = variables(config, **overrides)
+    return {
+        "droplets": droplet_names(config, "storage", values),
+        "volumes": instances(config, "digitalocean_volume", "storage", values),
+        "attachments": instances(config, "digitalocean_volume_attachment", "storage", values),
+        "buckets": instances(config, "digitalocean_spaces_bucket", "images", values),
     }
+
+
+@pytest.mark.parametrize("count", [None, 1, 5])
+def test_seaweedfs_makes_storage_count_st_droplets_each_with_its_own_volume(count) -> None:
+    config = core()
+    overrides = {} if count is None else {"storage_count": count}
+    built = storage_built(config, **overrides)
+    wanted = count or 3  # the default: three, for three raft masters
+    assert built == {
+        "droplets": [f"st-{n}" for n in range(1, wanted + 1)],
+        "volumes": wanted,
+        "attachments": wanted,
+        "buckets": 0,
+    }
+    assert all(re.fullmatch(r"st-[0-9]+", name) for name in built["droplets"])  # top.sls st-*
+    # Volume N on droplet N, a volume per droplet named after it, kept if a droplet goes.
+    (attachment,) = resources(config, "digitalocean_volume_attachment").values()
+    assert attachment["droplet_id"] == "${digitalocean_droplet.storage[count.index].id}"
+    assert attachment["volume_id"] == "${digitalocean_volume.storage[count.index].id}"
+    volume = resources(config, "digitalocean_volume")["storage"]
+    assert unquote(volume["name"]) == "${var.name}-st-${count.index + 1}"
+    assert unquote(volume["size"]) == "${var.storage_volume_gb}"
+    assert "16 TiB" in str(volume["description"])
+    assert volume["lifecycle"] == [{"prevent_destroy": True, "__is_block__": True}]
+
+
+def test_spaces_makes_a_versioned_bucket_and_no_storage_droplet() -> None:
+    config = core()
+    built = storage_built(config, storage_backend="spaces", storage_count=5)
+    assert built == {"droplets": [], "volumes": 0, "attachments": 0, "buckets": 1}
+    bucket = resources(config, "digitalocean_spaces_bucket")["images"]
+    assert bucket["versioning"] == [{"enabled": True, "__is_block__": True}]
+    assert unquote(bucket["name"]) == "${var.storage_bucket}"
+    assert unquote(bucket["region"]) == "${var.region}"
+    assert unquote(bucket["acl"]) == "private"
+    assert bucket["lifecycle"] == [{"prevent_destroy": True, "__is_block__": True}]
+    # Only the two backends are accepted, SeaweedFS by default.
+    backend = named(config, "variable")["storage_backend"]
+    assert unquote(backend["default"]) == "seaweedfs"
+    (check,) = backend["validation"]
+    assert check["condition"] == '${contains(["seaweedfs", "spaces"], var.storage_backend)}'
+
+
+def test_storage_count_is_validated_from_one_to_a_hundred() -> None:
+    variable = named(core(), "variable")["storage_count"]
+    (check,) = variable["validation"]
+    assert check["condition"] == (
+        "${var.storage_count >= 1 && var.storage_count <= 100 && "
+        "floor(var.storage_count) == var.storage_count}"
+    )
+    assert variable["default"] == 3
 
 
 def test_the_checks_catch_an_open_port() -> None:
     """The same checks on copies with MariaDB opened to the internet, then to the whole VPC,
-    and with the core's SSH opened to the VPC."""
-    text = (TERRAFORM_DIR / "firewall.tf").read_text()
-    others = [p.read_text() for p in sorted(TERRAFORM_DIR.glob("*.tf")) if p.name != "firewall.tf"]
+    with the core's SSH opened to the VPC, and with SeaweedFS's volume servers opened to the
+    downloaders."""
+    texts = tf_texts()
+    text = texts.pop("firewall.tf")
     mariadb_tags = 'source_tags = [\n      digitalocean_tag.role["db"].name,'
     assert mariadb_tags in text
 
     def problems_with(old: str, new: str) -> list[str]:
         changed = text.replace(old, new, 1)
         assert changed != text
-        return inbound_problems(load([changed, *others]))
+        return inbound_problems(load([changed, *texts.values()]))
 
     opened = problems_with(mariadb_tags, 'source_addresses = ["0.0.0.0/0"]\n    source_tags = [')
     assert any("open to the internet" in p for p in opened), opened
@@ -290,13 +336,21 @@ def test_the_checks_catch_an_open_port() -> None:
         "source_addresses = var.admin_cidrs", "source_addresses = [digitalocean_vpc.core.ip_range]"
     )
     assert any("SSH from" in p for p in ssh_from_vpc), ssh_from_vpc
+    volume_rule = (
+        "port_range  = tostring(local.weed_volume_port)\n"
+        '    source_tags = [digitalocean_tag.role["storage"].name]'
+    )
+    volumes = problems_with(
+        volume_rule, volume_rule.replace('role["storage"]', 'role["downloader"]')
+    )
+    assert any("storage tcp/8080: from" in p for p in volumes), volumes
 
 
 def test_every_variable_and_output_is_described_and_typed() -> None:
     config = core()
-    variables = named(config, "variable")
-    assert {"region", "vpc_cidr", "admin_cidrs", "ssh_key_fingerprints"} <= set(variables)
-    for name, body in variables.items():
+    variables_ = named(config, "variable")
+    assert {"region", "vpc_cidr", "admin_cidrs", "ssh_key_fingerprints"} <= set(variables_)
+    for name, body in variables_.items():
         assert str(unquote(body.get("description", ""))).strip(), f"variable {name}: no description"
         assert "type" in body, f"variable {name}: no type"
     for name, body in named(config, "output").items():
@@ -304,16 +358,10 @@ def test_every_variable_and_output_is_described_and_typed() -> None:
         assert body.get("sensitive") is not True, f"output {name}: a secret has no place here"
 
 
-def core_minion_ids(config: dict[str, list]) -> dict[str, str]:
-    """Droplet resource -> minion id, for every droplet the `core_minions` output names (its
-    keys are `(digitalocean_droplet.X.name)`; a name is a variable's default)."""
-    ids = {}
-    droplets = resources(config, "digitalocean_droplet")
-    for key in named(config, "output")["core_minions"]["value"]:
-        match = re.fullmatch(r"\$\{\(digitalocean_droplet\.(\w+)\.name\)\}", key)
-        assert match, f"core_minions: a key that is not a droplet's name: {key}"
-        ids[match[1]] = str(resolve(config, droplets[match[1]]["name"]))
-    return ids
+def site_fact(config: Config, key: str, **overrides: object) -> object:
+    """A key of the site pillar's output as the HCL decides it for these variables."""
+    site = named(config, "output")["site_pillar"]["value"]["site"]
+    return choose(config, site[key], variables(config, **overrides))
 
 
 def test_outputs_feed_the_masters_site_pillar() -> None:
@@ -325,32 +373,75 @@ def test_outputs_feed_the_masters_site_pillar() -> None:
     assert unquote(site["queue_url"]).startswith(
         "http://${digitalocean_droplet.db.ipv4_address_private}:"
     )
-    assert site["storage_host"] == "${digitalocean_droplet.storage.ipv4_address_private}"
     assert site["private_network"] == "${digitalocean_vpc.core.ip_range}"
-    assert {
-        "vpc_id",
-        "vpc_cidr",
-        "core_minions",
-        "master_private_ip",
-        "db_private_ip",
-        "storage_private_ip",
-        "storage_volume_id",
-    } <= set(outputs)
-    # Every core droplet is named, with its private address, and by default as the lab has them.
-    assert core_minion_ids(config) == {"master": "master", "db": "db-1", "storage": "st-1"}
-    for droplet, address in zip(
-        core_minion_ids(config), outputs["core_minions"]["value"].values(), strict=True
-    ):
-        assert address == f"${{digitalocean_droplet.{droplet}.ipv4_address_private}}"
+    assert {"vpc_id", "vpc_cidr", "core_minions", "master_private_ip", "db_private_ip"} <= set(
+        outputs
+    )
+    assert {"storage_nodes", "storage_volumes", "storage_endpoint"} <= set(outputs)
+    # Every core droplet is named, storage_count st-* among them, as the lab has them.
+    assert core_minion_ids(config) == {
+        "master": "master",
+        "db-1": "db",
+        "st-1": "storage",
+        "st-2": "storage",
+        "st-3": "storage",
+    }
+    assert set(core_minion_ids(config, storage_backend="spaces")) == {"master", "db-1"}
+
+
+def test_site_pillar_names_the_store_for_each_backend() -> None:
+    config = core()
+    st_1 = "digitalocean_droplet.storage[0].ipv4_address_private"
+    assert droplet_names(config, "storage", variables(config))[0] == "st-1"  # index 0
+    # SeaweedFS: st-1's S3 gateway, on the port its firewall opens to the downloaders.
+    assert (
+        site_fact(config, "storage_endpoint") == f'"http://${{{st_1}}}:${{local.s3_gateway_port}}"'
+    )
+    assert str(evaluate(config, "${local.s3_gateway_port}", {})) == S3_GATEWAY_PORT
+    assert site_fact(config, "storage_nodes") == (
+        "${{for droplet in digitalocean_droplet.storage : "
+        "droplet.name => droplet.ipv4_address_private}}"
+    )
+    # The keys today's states read name st-1 until they move to storage_endpoint.
+    assert site_fact(config, "storage_host") == f"${{{st_1}}}"
+    assert str(resolve(config, site_fact(config, "storage_port"))) == S3_GATEWAY_PORT
+    # Spaces: the region's endpoint, and no storage node.
+    spaces = {"storage_backend": "spaces"}
+    endpoint = site_fact(config, "storage_endpoint", **spaces)
+    assert endpoint == '"https://${var.region}.digitaloceanspaces.com"'
+    assert site_fact(config, "storage_host", **spaces) == '"${var.region}.digitaloceanspaces.com"'
+    assert site_fact(config, "storage_port", **spaces) == 443
+    assert droplet_names(config, "storage", variables(config, **spaces)) == []
+    # SeaweedFS's masters: three (raft) from three storage droplets on, else one; on the
+    # first of them (st-1..st-3), none with Spaces.
+    masters = (
+        "${[for droplet in slice(digitalocean_droplet.storage, 0, local.storage_master_count)"
+        " : droplet.name]}"
+    )
+    assert site_fact(config, "storage_masters") == masters
+    counts = {
+        n: evaluate(config, "${local.storage_master_count}", variables(config, storage_count=n))
+        for n in (1, 2, 3, 4, 100)
+    }
+    assert counts == {1: 1, 2: 1, 3: 3, 4: 3, 100: 3}
+    assert evaluate(config, "${local.storage_master_count}", variables(config, **spaces)) == 0
+    # Bucket, region and backend come from the variables as they are.
+    for key, variable in (("bucket", "storage_bucket"), ("region", "region")):
+        assert site_fact(config, f"storage_{key}") == f"${{var.{variable}}}"
+    assert site_fact(config, "storage_backend") == "${var.storage_backend}"
 
 
 def test_no_secret_in_any_file() -> None:
     config = core()
     names = set(named(config, "variable"))
-    assert not {n for n in names if re.search(r"token|password|secret|private_key", n)}, names
+    secret = r"token|password|secret|private_key|access_key|access_id"
+    assert not {n for n in names if re.search(secret, n)}, names
     for provider in config.get("provider", []):
         for body in provider.values():
-            assert not {"token", "spaces_secret_key"} & set(body), "the token comes from the env"
+            assert not {"token", "spaces_access_id", "spaces_secret_key"} & set(body), (
+                "the token and the Spaces keys come from the environment"
+            )
+    assert not resources(config, "digitalocean_spaces_key"), "its secret would be in the state"
     files = [p for p in TERRAFORM_DIR.rglob("*") if p.is_file() and ".terraform" not in p.parts]
     assert files
     for path in files:
