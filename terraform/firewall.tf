@@ -60,13 +60,15 @@ resource "digitalocean_firewall" "storage" {
   name = "${var.name}-storage"
   tags = [digitalocean_tag.role["storage"].name]
 
-  # The S3 gateway: the downloaders' pushes (each its own write-only identity), and the
-  # master's admin key (bucket setup, the audit's listing, restoring a version).
+  # The S3 gateway: the downloaders' pushes (each its own write-only identity), db-1's
+  # storage audit (its audit key lists the bucket and restores a version by copying it) and
+  # the master's admin key (bucket setup).
   inbound_rule {
     protocol   = "tcp"
     port_range = tostring(local.s3_gateway_port)
     source_tags = [
       digitalocean_tag.role["downloader"].name,
+      digitalocean_tag.role["db"].name,
       digitalocean_tag.role["master"].name,
     ]
   }

@@ -136,7 +136,7 @@ def allowed_services(config: Config) -> dict[tuple[str, str], set[str]]:
         ("db", MARIADB_PORT): {"tag:db", "tag:harvester", "tag:master", "tag:storage"},
         ("db", queue_port): {"tag:downloader", "tag:master"},
         ("master", SALT_PORTS): {EVERY_ROLE},
-        ("storage", S3_GATEWAY_PORT): {"tag:downloader", "tag:master"},
+        ("storage", S3_GATEWAY_PORT): {"tag:downloader", "tag:db", "tag:master"},
     }
     allowed.update({("storage", port): {"tag:storage"} for port in WEED_CLUSTER_PORTS})
     return allowed
@@ -193,7 +193,7 @@ def test_services_are_open_to_their_role_tags_only_and_ssh_to_admins_only() -> N
     assert rules[("db", MARIADB_PORT)] == {"tag:db", "tag:harvester", "tag:master", "tag:storage"}
     assert rules[("db", "8700")] == {"tag:downloader", "tag:master"}  # the queue service
     assert rules[("master", SALT_PORTS)] == {EVERY_ROLE}
-    assert rules[("storage", S3_GATEWAY_PORT)] == {"tag:downloader", "tag:master"}
+    assert rules[("storage", S3_GATEWAY_PORT)] == {"tag:downloader", "tag:db", "tag:master"}
     for port in WEED_CLUSTER_PORTS:  # masters, volume servers, filers: the cluster's own
         assert rules[("storage", port)] == {"tag:storage"}, port
     assert {port for firewall, port in rules if firewall == "storage"} == {
