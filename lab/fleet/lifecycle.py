@@ -139,6 +139,12 @@ def site_facts(config: LabConfig, state: LabState) -> dict | None:
         "db_host": db,
         "storage_host": storage,
         "storage_port": STORAGE_PORT,
+        # SeaweedFS's nodes (salt/storage/seaweedfs): every st-* droplet by id.
+        "storage_nodes": {
+            droplet_id: droplet.address
+            for droplet_id, droplet in sorted(state.droplets.items())
+            if droplet_id.startswith("st-")
+        },
         "queue_port": QUEUE_PORT,
         "private_network": str(config.network),
         "flickr_api_url": flickr_service.api_url(config),

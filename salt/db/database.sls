@@ -30,6 +30,22 @@ db-database-ccmirror-mysql-database-present:
     - require:
       - cmd: db-salt-pymysql-cmd-run
       - service: db-mariadb-service-running
+{%- for database in db_users.values() | map(attribute="database") | unique | sort %}
+{%-   if database != db.database %}
+
+db-database-{{ database }}-ccmirror-mysql-database-present:
+  ccmirror_mysql.database_present:
+    - name: {{ database }}
+    - character_set: utf8mb4
+    - collate: utf8mb4_bin
+{%-     for key, value in connection | dictsort %}
+    - {{ key }}: {{ value | json }}
+{%-     endfor %}
+    - require:
+      - cmd: db-salt-pymysql-cmd-run
+      - service: db-mariadb-service-running
+{%-   endif %}
+{%- endfor %}
 {%- for name, user in db_users | dictsort %}
 
 db-user-{{ name }}-ccmirror-mysql-user-present:
@@ -45,9 +61,9 @@ db-user-{{ name }}-ccmirror-mysql-user-present:
 
 db-user-{{ name }}-ccmirror-mysql-grants-present:
   ccmirror_mysql.grants_present:
-    - name: {{ name }}-on-{{ db.database }}
+    - name: {{ name }}-on-{{ user.database }}
     - grant: {{ user.grants }}
-    - database: {{ db.database }}.*
+    - database: {{ user.database }}.*
     - user: {{ name }}
     - host: {{ user.host | json }}
 {%-   for key, value in connection | dictsort %}
@@ -55,4 +71,7 @@ db-user-{{ name }}-ccmirror-mysql-grants-present:
 {%-   endfor %}
     - require:
       - ccmirror_mysql: db-user-{{ name }}-ccmirror-mysql-user-present
+{%-   if user.database != db.database %}
+      - ccmirror_mysql: db-database-{{ user.database }}-ccmirror-mysql-database-present
+{%-   endif %}
 {%- endfor %}

@@ -3,3 +3,4 @@ include:
   - .user
   - .config
   - .service
+  - .seaweedfs

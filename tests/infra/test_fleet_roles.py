@@ -101,6 +101,39 @@ def test_storage_free_space_check_runs(host) -> None:
     running_and_enabled(host, "ccmirror-storage-check")
 
 
+@pytest.mark.role("storage")
+def test_storage_runs_seaweedfs_with_an_object_locked_bucket(
+    host, site: dict, pillar: dict, minion_id: str
+) -> None:
+    """SeaweedFS on the node's private address: a master on the masters' nodes, a volume
+    server, the filer (its store on db-1) and the S3 gateway, which refuses an unsigned
+    request; the bucket has object lock with its default retention."""
+    nodes = site.get("storage_nodes") or {minion_id: site["storage_host"]}
+    address = nodes[minion_id]
+    first_master = nodes[sorted(nodes)[0]]
+    servers = {"volume": 8080, "filer": 8888, "s3": 8333}
+    if address == first_master:
+        servers["master"] = 9333
+    listening = listening_tcp(host)
+    for server, port in servers.items():
+        running_and_enabled(host, f"ccmirror-weed-{server}")
+        assert (address, port) in listening, (server, port)
+    for name in ("s3.json", "filer.toml", "filer.my.cnf"):
+        assert_secret_file(host, f"/etc/seaweedfs/{name}", "seaweedfs", "seaweedfs")
+    code, body = http_get(host, f"http://{address}:8333/images")
+    assert code == 403 and "AccessDenied" in body, (code, body)
+    if address == first_master:
+        admin = pillar["storage"]["s3_identities"]["admin"]
+        check = host.run(
+            "env CCMIRROR_S3_ACCESS_KEY=%s CCMIRROR_S3_SECRET_KEY=%s"
+            " /usr/local/sbin/ccmirror-storage-bucket --check http://%s:8333 images GOVERNANCE 100",
+            admin["access_key"],
+            admin["secret_key"],
+            address,
+        )
+        assert check.rc == 0, check.stderr
+
+
 @pytest.mark.role("storage", "db")
 def test_servers_hold_no_flickr_key(pillar: dict) -> None:
     assert not nested_keys(pillar) & {"api_key", "api_secret", "flickr"}

@@ -3,6 +3,7 @@ and writes what the programs and lab/processes/storage.py expect."""
 
 from __future__ import annotations
 
+import json
 import tomllib
 from pathlib import Path
 
@@ -28,6 +29,8 @@ ROLE_STATES = {
         "db-user-queue-ccmirror-mysql-grants-present",
         "db-user-hv-1-ccmirror-mysql-grants-present",
         "db-user-hv-2-ccmirror-mysql-grants-present",
+        "db-database-seaweedfs-ccmirror-mysql-database-present",
+        "db-user-seaweedfs-ccmirror-mysql-grants-present",
         "db-migrate-cmd-run",
         "queue-tokens-file-managed",
         "queue-service-running",
@@ -48,6 +51,12 @@ ROLE_STATES = {
         "storage-check-service-running",
         "storage-images-file-directory",
         "storage-manifests-file-directory",
+        "storage-weed-master-service-running",
+        "storage-weed-volume-service-running",
+        "storage-weed-filer-service-running",
+        "storage-weed-s3-service-running",
+        "storage-weed-bucket-cmd-run",
+        "ccmirror-package-cmd-run",
     ],
 }
 COMMON_STATES = ["common-sshd-config-file-managed", "common-timesyncd-service-running"]
@@ -181,6 +190,7 @@ def test_pillar_version_is_the_package_version():
         ("db-1", "ccmirror[harvester,queue]"),
         ("hv-1", "ccmirror[harvester]"),
         ("dl-1", "ccmirror[downloader]"),
+        ("st-1", "ccmirror[storage]"),
     ],
 )
 def test_each_role_installs_only_its_own_extras(highstates, minion, requirement):
@@ -194,3 +204,49 @@ def test_each_role_installs_only_its_own_extras(highstates, minion, requirement)
     assert install["unless"].endswith(
         f"/bin/python -m ccmirror_common.installed {version} {' '.join(extras)}"
     )
+
+
+def render(state: dict, name: str) -> str:
+    """A file.managed state's template, rendered with its context as Salt would."""
+    template = (ROOT / args(state)["source"].replace("salt://", "salt/")).read_text()
+    environment = jinja2.Environment(extensions=["jinja2.ext.do"])
+    environment.filters["json"] = json.dumps  # as Salt's
+    return environment.from_string(template).render(**args(state)["context"])
+
+
+def test_the_s3_gateway_gives_downloaders_put_only_and_keeps_the_admin_key_off_the_line(
+    highstates, private_root
+):
+    """Every identity of st-1's pillar is in the gateway's file, a downloader's with
+    `Write:images` alone; the bucket is made with the admin key from the environment."""
+    st = yaml.safe_load((private_root / "minions" / "st-1.sls").read_text())["storage"]
+    text = render(highstates["st-1"]["storage-weed-s3-config-file-managed"], "s3.json")
+    identities = {i["name"]: i for i in json.loads(text)["identities"]}
+    assert set(identities) == {"admin", "audit", "dl-1", "dl-2"}
+    for name in ("dl-1", "dl-2"):
+        assert identities[name]["actions"] == ["Write:images"]
+        (credential,) = identities[name]["credentials"]
+        assert credential["accessKey"] == st["s3_identities"][name]["access_key"]
+    assert "Admin" in identities["admin"]["actions"]
+    assert "Admin" not in identities["audit"]["actions"]
+    bucket = args(highstates["st-1"]["storage-weed-bucket-cmd-run"])
+    admin = st["s3_identities"]["admin"]
+    assert admin["secret_key"] not in bucket["name"] + bucket["unless"]
+    env = (
+        {k: v for item in bucket["env"] for k, v in item.items()}
+        if isinstance(bucket["env"], list)
+        else bucket["env"]
+    )
+    assert env["CCMIRROR_S3_SECRET_KEY"] == admin["secret_key"]
+
+
+def test_the_filer_logs_in_to_its_own_database_on_db_1(highstates, private_root):
+    db = yaml.safe_load((private_root / "minions" / "db-1.sls").read_text())["db"]
+    toml = render(highstates["st-1"]["storage-weed-filer-config-file-managed"], "filer.toml")
+    assert f'password = "{db["passwords"]["seaweedfs"]}"' in toml
+    assert f'hostname = "{SITE["db_host"]}"' in toml and 'database = "seaweedfs"' in toml
+    grants = args(highstates["db-1"]["db-user-seaweedfs-ccmirror-mysql-grants-present"])
+    assert grants["database"] == "seaweedfs.*" and grants["host"] == "10.250.0.0/255.255.255.0"
+    # One storage node: one master, and the replication one server can hold.
+    unit = render(highstates["st-1"]["storage-weed-master-unit-file-managed"], "master")
+    assert "-defaultReplication=000" in unit and f"-ip={SITE['storage_host']}" in unit

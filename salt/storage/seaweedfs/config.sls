@@ -1,0 +1,74 @@
+{#- SeaweedFS's account, directories and configs: the filer's store (MariaDB on db-1) and the
+    S3 gateway's identities, both secrets, so 0600 and never shown in a diff. #}
+{%- from "storage/map.jinja" import storage with context %}
+{%- from "storage/seaweedfs/map.jinja" import weed with context %}
+
+include:
+  - ccmirror
+
+storage-weed-user-user-present:
+  user.present:
+    - name: {{ weed.user }}
+    - home: {{ weed.home }}
+    - createhome: True
+    - shell: /usr/sbin/nologin
+    - system: True
+    - usergroup: True
+
+{%- for name, path in (("master", weed.master_dir), ("data", weed.data_dir), ("config", weed.config_dir)) %}
+
+storage-weed-{{ name }}-dir-file-directory:
+  file.directory:
+    - name: {{ path }}
+    - user: {{ weed.user }}
+    - group: {{ weed.group }}
+    - mode: "0750"
+    - makedirs: True
+    - require:
+      - user: storage-weed-user-user-present
+{%- endfor %}
+
+storage-weed-filer-config-file-managed:
+  file.managed:
+    - name: {{ weed.config_dir }}/filer.toml
+    - source: salt://storage/seaweedfs/files/filer.toml.jinja
+    - template: jinja
+    - context:
+        weed: {{ weed | json }}
+        password: {{ storage.filer_db_password | json }}
+    - user: {{ weed.user }}
+    - group: {{ weed.group }}
+    - mode: "0600"
+    - show_changes: False
+    - require:
+      - file: storage-weed-config-dir-file-directory
+
+storage-weed-filer-login-file-managed:
+  file.managed:
+    - name: {{ weed.config_dir }}/filer.my.cnf
+    - source: salt://storage/seaweedfs/files/filer.my.cnf.jinja
+    - template: jinja
+    - context:
+        weed: {{ weed | json }}
+        password: {{ storage.filer_db_password | json }}
+    - user: {{ weed.user }}
+    - group: {{ weed.group }}
+    - mode: "0600"
+    - show_changes: False
+    - require:
+      - file: storage-weed-config-dir-file-directory
+
+storage-weed-s3-config-file-managed:
+  file.managed:
+    - name: {{ weed.config_dir }}/s3.json
+    - source: salt://storage/seaweedfs/files/s3.json.jinja
+    - template: jinja
+    - context:
+        weed: {{ weed | json }}
+        identities: {{ storage.s3_identities | json }}
+    - user: {{ weed.user }}
+    - group: {{ weed.group }}
+    - mode: "0600"
+    - show_changes: False
+    - require:
+      - file: storage-weed-config-dir-file-directory
