@@ -128,8 +128,14 @@ def build_parser() -> cli.Parser:
     audit = commands.add_parser(
         "audit-storage", help="compare a storage inventory with the catalog; requeue bad files"
     )
-    audit.add_argument(
-        "--inventory", type=Path, required=True, help="from `ccmirror_audit.inventory` (.gz)"
+    source = audit.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--inventory", type=Path, help="from `ccmirror_audit.inventory` (.gz): rsync storage"
+    )
+    source.add_argument(
+        "--s3",
+        action="store_true",
+        help="list the settings' `storage:` bucket (ListObjectVersions); restore overwritten",
     )
     audit.add_argument("--dry-run", action="store_true", help="count, change nothing")
     cli.add_json_option(audit, "print the result as JSON")
@@ -366,6 +372,8 @@ def format_maintenance(state: dict) -> str:
 def cmd_audit_storage(args: argparse.Namespace, settings: Settings) -> int:
     from harvester.audit.storage import InventoryError, audit_storage, check_readable
 
+    if args.s3:
+        return cmd_audit_bucket(args, settings)
     try:
         check_readable(args.inventory)  # a bad path fails before the database is touched
         conn = open_database(settings, local_infile=True)  # LOAD DATA of its checked rows
@@ -377,6 +385,27 @@ def cmd_audit_storage(args: argparse.Namespace, settings: Settings) -> int:
             clock_margin=args.clock_margin,
         )
     except InventoryError as exc:
+        raise CommandError(str(exc)) from None
+    cli.print_state(args, result.as_dict(), lambda summary: summary["summary"])
+    return 0
+
+
+def cmd_audit_bucket(args: argparse.Namespace, settings: Settings) -> int:
+    from harvester.audit.s3 import StorageAuditError, audit_bucket
+    from harvester.audit.s3_listing import client_for
+
+    try:
+        client = client_for(settings.storage)  # missing settings fail before the database
+        conn = open_database(settings, local_infile=True)  # LOAD DATA of the listing it wrote
+        result = audit_bucket(
+            conn,
+            client,
+            settings.storage,
+            dry_run=args.dry_run,
+            samples=args.samples,
+            clock_margin=args.clock_margin,
+        )
+    except StorageAuditError as exc:
         raise CommandError(str(exc)) from None
     cli.print_state(args, result.as_dict(), lambda summary: summary["summary"])
     return 0

@@ -76,12 +76,26 @@ class FetchSettings:
 
 
 @dataclass
+class StorageSettings:
+    """The S3 bucket the photos are in, for `harvester audit-storage --s3`. Its identity needs
+    Read, List and Write on the bucket: Write only adds versions (the bucket has object lock),
+    which is how an overwritten photo's stored version is made the latest again."""
+
+    endpoint: str = ""  # https://... of the S3 gateway, or a managed S3 such as Spaces
+    bucket: str = ""
+    region: str = "us-east-1"
+    access_key: str = field(default="", repr=False)
+    secret_key: str = field(default="", repr=False)
+
+
+@dataclass
 class Settings:
     db_url: str = field(default="", repr=False)
     flickr: FlickrSettings = field(default_factory=FlickrSettings)
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     queue: QueueSettings = field(default_factory=QueueSettings)
     fetch: FetchSettings = field(default_factory=FetchSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
 
 
 # Environment variable -> (section or None for top level, setting name).
@@ -110,6 +124,11 @@ ENVIRONMENT: Environment = {
     "CCMIRROR_QUEUE_MAX_BODY_BYTES": ("queue", "max_body_bytes"),
     "CCMIRROR_QUEUE_MAX_OPEN_LEASES": ("queue", "max_open_leases"),
     "CCMIRROR_QUEUE_STATUS_ALLOW": ("queue", "status_allow"),  # comma-separated
+    "CCMIRROR_STORAGE_ENDPOINT": ("storage", "endpoint"),
+    "CCMIRROR_STORAGE_BUCKET": ("storage", "bucket"),
+    "CCMIRROR_STORAGE_REGION": ("storage", "region"),
+    "CCMIRROR_STORAGE_ACCESS_KEY": ("storage", "access_key"),
+    "CCMIRROR_STORAGE_SECRET_KEY": ("storage", "secret_key"),
 }
 
 

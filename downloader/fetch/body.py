@@ -29,16 +29,20 @@ class Refused(Exception):
 
 class Body:
     """A body as it streams in, fed from the connection's data_received: the size cap, the
-    magic bytes and sha256 as bytes arrive; bodies up to SPILL_BYTES stay in memory until
+    magic bytes, sha256 and md5 as bytes arrive; bodies up to SPILL_BYTES stay in memory until
     verified, larger ones go on to the temp file as they come."""
 
-    __slots__ = ("open_temp", "photo_id", "cap", "digest", "size", "chunks", "ext", "temp", "fd")
+    __slots__ = (
+        "open_temp", "photo_id", "cap", "digest", "md5", "size", "chunks", "ext", "temp", "fd",
+    )  # fmt: skip
 
     def __init__(self, open_temp: OpenTemp, photo_id: int, cap: int) -> None:
         self.open_temp = open_temp  # (photo id, ext) -> (temp path, descriptor)
         self.photo_id = photo_id
         self.cap = cap
         self.digest = hashlib.sha256()
+        # The S3 audit compares it with the object's ETag: a listing gives MD5s, not SHA-256s.
+        self.md5 = hashlib.md5(usedforsecurity=False)
         self.size = 0
         self.chunks: list[bytes] = []
         self.ext: str | None = None
@@ -51,6 +55,7 @@ class Body:
             raise Refused("bad", f"too large: over the {self.cap:,}-byte cap while reading")
         self.size = size
         self.digest.update(data)
+        self.md5.update(data)
         if self.fd is not None:
             write_all(self.fd, data)
             return

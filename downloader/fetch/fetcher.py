@@ -189,13 +189,11 @@ class Fetcher:
             rel = image_path(item.photo_id, ext)
             if rel in self.present:
                 try:
-                    with open(self.out / rel, "rb") as f:
-                        digest = hashlib.file_digest(f, "sha256")
-                        size = f.tell()
+                    sha256, md5, size = _file_digests(self.out / rel)
                 except FileNotFoundError:
                     continue
                 return FetchResult(
-                    item, "stored", rel, digest.hexdigest(), size, ext, item.url, reused=True
+                    item, "stored", rel, sha256, size, ext, item.url, reused=True, md5=md5
                 )
         return None
 
@@ -308,7 +306,8 @@ class Fetcher:
             rel = image_path(item.photo_id, ext)
             self._finish(body.fd, body.temp, f"{self._root}/{rel}")  # type: ignore[arg-type]
             body.fd = body.temp = None
-            return FetchResult(item, "stored", rel, sha, size, ext, response.url)
+            md5 = body.md5.hexdigest()
+            return FetchResult(item, "stored", rel, sha, size, ext, response.url, md5=md5)
         finally:
             body.discard()
 
@@ -346,3 +345,14 @@ class Fetcher:
             os.replace(temp, final)  # atomic: readers see the whole image or none
         except OSError as e:
             raise SpoolError(f"cannot write {final}: {e.strerror or e}") from e
+
+
+def _file_digests(path: Path) -> tuple[str, str, int]:
+    """SHA-256 and MD5 (hex) and size of a file, read once."""
+    sha256, md5, size = hashlib.sha256(), hashlib.md5(usedforsecurity=False), 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            sha256.update(chunk)
+            md5.update(chunk)
+            size += len(chunk)
+    return sha256.hexdigest(), md5.hexdigest(), size

@@ -32,6 +32,7 @@ class FetchResult:
     url: str | None = None  # the URL the bytes came from, after redirects (or the one tried)
     error: str | None = None  # one line, for failures
     reused: bool = False  # already present from an earlier run: hashed from disk, not fetched
+    md5: str | None = None  # hex, for the S3 audit (listings give ETags, the MD5 of the bytes)
 
     def __post_init__(self) -> None:
         # The one place every error is made: whatever a host sent (a long redirect target,
@@ -49,5 +50,6 @@ class FetchResult:
                 "sha256": self.sha256,
                 "bytes": self.bytes,
                 "path": self.path,
+                "md5": self.md5,
             }
         return {"id": key, "result": self.outcome, "error": self.error}

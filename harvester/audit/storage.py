@@ -135,6 +135,7 @@ RESULT_COLUMNS = (
     "orphans",
     "unreadable",
     "requeued",
+    "restored",
     "samples",
     "seconds",
     "finished_at",
@@ -176,6 +177,7 @@ class AuditResult:
     orphans: int = 0
     unreadable: int = 0
     requeued: int = 0
+    restored: int = 0  # overwritten photos made latest again (S3), or that would be (dry run)
     samples: dict[str, list[str]] = field(default_factory=dict)
     seconds: float = 0.0
     finished_at: datetime | None = None
@@ -317,7 +319,7 @@ def audit_storage(
             conn.commit()  # only the temporary tables so far: kept for a retried _apply
             if not dry_run:
                 progress.show(f"requeueing {result.missing + result.corrupt:,} photos")
-                _apply(conn, result, started)
+                apply_and_record(conn, result, started)
         finally:
             conn.rollback()  # a dry run, or a failure: nothing the audit staged is kept
             _drop_temporary(conn)
@@ -354,14 +356,14 @@ def _judge(conn, result: AuditResult, cutoff: datetime, samples: int) -> None:
         cur.execute(UNCHECKED_SQL, (cutoff,))
         result.unchecked = int(cur.fetchone()[0])
         result.samples = {
-            "orphans": _column(
+            "orphans": column(
                 cur,
                 "SELECT f.path FROM audit_files f LEFT JOIN audit_seen v ON v.file_id = f.id"
                 " WHERE v.file_id IS NULL ORDER BY f.id LIMIT %s",
                 samples,
             ),
             **{
-                reason: _column(
+                reason: column(
                     cur,
                     "SELECT s.path FROM audit_requeue r JOIN stored_images s"
                     " ON s.image_id = r.image_id WHERE r.reason = %s ORDER BY r.image_id"
@@ -374,12 +376,12 @@ def _judge(conn, result: AuditResult, cutoff: datetime, samples: int) -> None:
         }
 
 
-def _column(cur, query: str, *args) -> list[str]:
+def column(cur, query: str, *args) -> list[str]:
     cur.execute(query, args)
     return [row[0] for row in cur.fetchall()]
 
 
-def _apply(conn, result: AuditResult, started: float) -> None:
+def apply_and_record(conn, result: AuditResult, started: float) -> None:
     """Requeue and record in one transaction (again when it loses a deadlock to the queue)."""
 
     def work(cur) -> int:
@@ -447,6 +449,9 @@ def audit_line(audit: dict | None) -> str:
         line += f"; dry run: {audit['missing'] + audit['corrupt']:,} would be requeued"
     else:
         line += f"; {audit['requeued']:,} requeued"
+    if audit.get("restored"):
+        verb = "would be restored" if audit.get("dry_run") else "restored"
+        line += f"; {audit['restored']:,} overwritten {verb}"
     if audit.get("unchecked"):
         line += f"; {audit['unchecked']:,} stored since the walk began, not checked"
     return line + f" ({format_duration(audit.get('seconds'))})"

@@ -128,6 +128,7 @@ class Report:
     bytes: int = 0
     path: str = ""
     error: str = ""
+    md5: str | None = None  # hex; absent from reports of older downloaders
 
 
 @dataclass
@@ -347,14 +348,19 @@ def _write_stored(cur, stored: Sequence[Report], worker: str, lease_id: int, now
     tail = f"{escape(worker)}, {int(lease_id)}, {escape(now)})"
     rows = ",".join(
         f"({int(r.id)}, x'{bytes.fromhex(r.sha256).hex()}', {int(r.bytes)}, {escape(r.path)},"
-        f" {tail}"
+        f" {_md5_value(r.md5)}, {tail}"
         for r in stored
     )
     cur.execute(
         "INSERT IGNORE INTO stored_images"
-        f" (image_id, sha256, bytes, path, worker, lease_id, stored_at) VALUES {rows}"
+        f" (image_id, sha256, bytes, path, md5, worker, lease_id, stored_at) VALUES {rows}"
     )
     return cur.rowcount
+
+
+def _md5_value(md5: str | None) -> str:
+    """The MD5 as SQL: its bytes re-made from hex (never the text as sent), or NULL."""
+    return "NULL" if md5 is None else f"x'{bytes.fromhex(md5).hex()}'"
 
 
 def _write_states(cur, changes: dict[int, Change]) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -37,7 +38,7 @@ import uvicorn
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from harvester.config import QueueSettings, Settings
 from harvester.db import ConnectionPool, DatabaseError
@@ -51,6 +52,7 @@ from harvester.queue.tokens import TokenError, TokenStore
 log = logging.getLogger("harvester.queue.service")
 API_VERSION = "v1"
 MAX_ID = 2**63 - 1
+MD5_HEX = re.compile(r"[0-9a-f]{32}")
 EMPTY_WAIT = 30  # seconds a worker is told to wait when nothing is pending
 DATABASE_GONE = (pymysql.err.OperationalError, pymysql.err.InterfaceError, DatabaseError)
 
@@ -112,6 +114,15 @@ class StoredReport(Strict):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="hex SHA-256 of the bytes")
     bytes: int = Field(ge=0, le=2**53)
     path: Text = Field(min_length=1, max_length=1024, description="where storage keeps it")
+    md5: str | None = Field(None, description="hex MD5 of the bytes (the S3 audit compares it)")
+
+    @field_validator("md5")
+    @classmethod
+    def _md5_hex(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # A validator rather than a pattern, so that the 422 names the photo, not an index.
+        if value is not None and not MD5_HEX.fullmatch(value):
+            raise ValueError(f"photo {info.data.get('id')}: md5 must be 32 lowercase hex digits")
+        return value
 
 
 class FailedReport(Strict):

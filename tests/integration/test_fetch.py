@@ -137,8 +137,29 @@ def test_good_images_land_at_their_layout_path_with_their_sha256(
             "sha256": r.sha256,
             "bytes": len(body),
             "path": r.path,
+            "md5": hashlib.md5(body).hexdigest(),  # what the S3 audit compares with the ETag
         }
     assert len(files_under(tmp_path)) == len(ids), "temp files left behind"
+
+
+def test_a_photo_already_present_is_reported_with_the_digests_of_its_bytes(
+    host: RunningImageHost, tmp_path: Path
+):
+    ids = [300_001, 300_002 + 2**33]
+    items = [FetchItem(i, host.url(i)) for i in ids]
+    fetched = fetch_all(tmp_path, items)
+    present = {r.path for r in fetched}
+
+    again = fetch_all(tmp_path, items, present=present)
+
+    assert host.stats()["requests"] == {str(i): 1 for i in ids}, "present photos not fetched"
+    for r in again:
+        body = jpeg_bytes(r.item.photo_id, IMAGE_SIZE)
+        assert r.reused and r.bytes == len(body)
+        assert (r.sha256, r.md5) == (
+            hashlib.sha256(body).hexdigest(),
+            hashlib.md5(body).hexdigest(),
+        )
 
 
 def test_the_extension_comes_from_the_bytes_not_the_url(host: RunningImageHost, tmp_path: Path):

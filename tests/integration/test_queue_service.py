@@ -132,6 +132,33 @@ def test_lease_gives_what_a_downloader_needs_and_stored_reports_are_kept(queue, 
     assert status["workers"][0]["worker"] == "dl-1" and status["workers"][0]["stored_5m"] == 5
 
 
+def test_a_stored_report_with_md5_keeps_it_and_one_without_leaves_it_null(queue, sql):
+    got = lease(queue, "dl-1", 2)
+    first, second = (i["id"] for i in got["items"])
+    md5 = hashlib.md5(b"jpeg bytes").hexdigest()
+    answer = complete(
+        queue, "dl-1", got["lease_id"], [stored(first) | {"md5": md5}, stored(second)]
+    )
+    assert answer["stored"] == [first, second]
+    rows = sql("SELECT image_id, LOWER(HEX(md5)) FROM stored_images ORDER BY image_id")
+    assert rows == [(first, md5), (second, None)]
+
+
+def test_a_bad_md5_is_one_422_naming_the_photo_and_changes_nothing(queue, sql):
+    got = lease(queue, "dl-1", 2)
+    good, bad = (i["id"] for i in got["items"])
+    before = sql("SELECT id, state, lease_id FROM images ORDER BY id")
+    for md5 in ("xyz", "AB" * 16, "ab" * 17, 12):
+        items = [stored(good) | {"md5": "ab" * 16}, stored(bad) | {"md5": md5}]
+        response = queue.post(f"/v1/leases/{got['lease_id']}/complete", "dl-1", {"items": items})
+        assert response.status_code == 422, response.text
+        errors = response.json()["detail"]
+        assert len(errors) == 1 and errors[0]["loc"][-1] == "md5", errors
+        assert isinstance(md5, int) or f"photo {bad}: md5" in errors[0]["msg"], errors
+    assert sql("SELECT id, state, lease_id FROM images ORDER BY id") == before
+    assert sql("SELECT COUNT(*) FROM stored_images") == [(0,)]
+
+
 def test_reports_are_idempotent(queue, sql):
     got = lease(queue, "dl-1", 4)
     ids = [i["id"] for i in got["items"]]
