@@ -167,8 +167,28 @@ def write_private_pillar(
     if facts is None:
         progress("private pillar: not written (the lab needs a db-* and an st-* droplet)")
         return False
-    write_lab_secrets(salt_master.private_pillar(config), sorted(state.droplets), facts)
+    root = salt_master.private_pillar(config)
+    write_lab_secrets(root, sorted(state.droplets), facts)
+    write_lab_settings(root)
     return True
+
+
+# The site's own role settings (pillar settings/<role>.sls in the private root), as an
+# operator writes them. SeaweedFS sizes a node's volume slots as free disk / volume size, and
+# grows a collection by 6-7 volumes at once: 30 GB volumes on a lab droplet sharing the
+# host's disk would leave it no writable volume, so the lab's are small and counted.
+LAB_SETTINGS = {
+    "storage": "storage:\n  seaweedfs:\n    volume_size_limit_mb: 256\n    max_volumes: 60\n",
+}
+
+
+def write_lab_settings(root: Path) -> None:
+    settings = root / "settings"
+    settings.mkdir(mode=0o700, exist_ok=True)
+    for role, text in LAB_SETTINGS.items():
+        path = settings / f"{role}.sls"
+        if not path.exists() or path.read_text() != text:
+            path.write_text(text)
 
 
 def highstate(

@@ -38,7 +38,13 @@ def test_journald_and_logrotate_are_bounded(host) -> None:
     assert host.file("/etc/logrotate.d/ccmirror").contains("maxsize")
 
 
-def allowed_ports(roles: set[str], site: dict) -> dict[int, str]:
+# SeaweedFS's servers (salt/storage/seaweedfs), each with its gRPC port at +10000.
+SEAWEEDFS_PORTS = {"volume": 8080, "filer": 8888, "s3": 8333}
+SEAWEEDFS_MASTER_PORT = 9333
+GRPC_OFFSET = 10000
+
+
+def allowed_ports(roles: set[str], site: dict, minion_id: str) -> dict[int, str]:
     """Port -> the one address it may listen on ('*' for any) for a minion of these roles."""
     ports = {SSH_PORT: "*"}
     if "db" in roles:
@@ -47,11 +53,19 @@ def allowed_ports(roles: set[str], site: dict) -> dict[int, str]:
         ports[site["queue_port"]] = site["db_host"]
     if "storage" in roles:
         ports[site["storage_port"]] = site["storage_host"]
+        nodes = site.get("storage_nodes") or {minion_id: site["storage_host"]}
+        servers = list(SEAWEEDFS_PORTS.values())
+        if minion_id in sorted(nodes)[: 3 if len(nodes) >= 3 else 1]:  # raft: 3, or 1
+            servers.append(SEAWEEDFS_MASTER_PORT)
+        for port in servers:
+            ports[port] = ports[port + GRPC_OFFSET] = nodes[minion_id]
     return ports
 
 
-def test_ports_listen_only_where_they_should(host, roles: set[str], site: dict) -> None:
-    allowed = allowed_ports(roles, site)
+def test_ports_listen_only_where_they_should(
+    host, roles: set[str], site: dict, minion_id: str
+) -> None:
+    allowed = allowed_ports(roles, site, minion_id)
     for address, port in listening_tcp(host):
         if address.startswith("127.") or address == "::1":
             continue  # loopback is the machine's own business

@@ -56,7 +56,7 @@ ROLE_STATES = {
         "storage-weed-filer-service-running",
         "storage-weed-s3-service-running",
         "storage-weed-bucket-cmd-run",
-        "ccmirror-package-cmd-run",
+        "storage-weed-package-cmd-run",
     ],
 }
 COMMON_STATES = ["common-sshd-config-file-managed", "common-timesyncd-service-running"]
@@ -190,7 +190,6 @@ def test_pillar_version_is_the_package_version():
         ("db-1", "ccmirror[harvester,queue]"),
         ("hv-1", "ccmirror[harvester]"),
         ("dl-1", "ccmirror[downloader]"),
-        ("st-1", "ccmirror[storage]"),
     ],
 )
 def test_each_role_installs_only_its_own_extras(highstates, minion, requirement):
@@ -250,3 +249,15 @@ def test_the_filer_logs_in_to_its_own_database_on_db_1(highstates, private_root)
     # One storage node: one master, and the replication one server can hold.
     unit = render(highstates["st-1"]["storage-weed-master-unit-file-managed"], "master")
     assert "-defaultReplication=000" in unit and f"-ip={SITE['storage_host']}" in unit
+
+
+def test_storage_installs_the_weed_the_wheelhouse_pins_and_no_ccmirror(highstates):
+    """SeaweedFS in a venv of its own, at the version of pyproject.toml's `storage` extra
+    (the wheelhouse holds that one); ccmirror's code is no storage droplet's."""
+    extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]["storage"]
+    install = args(highstates["st-1"]["storage-weed-package-cmd-run"])
+    for requirement in extra:
+        assert f"'{requirement}'" in install["name"], (requirement, install["name"])
+    assert "ccmirror-package-cmd-run" not in highstates["st-1"]

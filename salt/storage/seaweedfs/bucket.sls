@@ -2,7 +2,6 @@
     environment, never the command line): object lock and its default retention. #}
 {%- from "storage/map.jinja" import storage with context %}
 {%- from "storage/seaweedfs/map.jinja" import weed with context %}
-{%- from "ccmirror/map.jinja" import ccmirror with context %}
 {%- set script = "/usr/local/sbin/ccmirror-storage-bucket" %}
 {%- set args = [weed.s3_url, weed.bucket, weed.retention.mode, weed.retention.years] | join(" ") %}
 
@@ -15,7 +14,7 @@ storage-weed-bucket-script-file-managed:
     - source: salt://storage/seaweedfs/files/ccmirror-storage-bucket.jinja
     - template: jinja
     - context:
-        python: {{ ccmirror.venv }}/bin/python
+        python: {{ weed.python }}
     - user: root
     - group: root
     - mode: "0755"

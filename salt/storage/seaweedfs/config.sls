@@ -4,7 +4,7 @@
 {%- from "storage/seaweedfs/map.jinja" import weed with context %}
 
 include:
-  - ccmirror
+  - .package
 
 storage-weed-user-user-present:
   user.present:

@@ -1,4 +1,5 @@
 include:
+  - .package
   - .config
   - .service
   - .bucket

@@ -25,7 +25,7 @@
               ~ " -config=" ~ weed.config_dir ~ "/s3.json -port.iceberg=0 -port.lance=0"}) %}
 
 include:
-  - ccmirror
+  - .package
   - .config
 {%- for server in servers %}
 
@@ -53,13 +53,14 @@ storage-weed-{{ server.name }}-service-running:
     - reload: True
 {%-   endif %}
     - require:
-      - cmd: ccmirror-package-cmd-run
+      - cmd: storage-weed-package-cmd-run
       - file: storage-weed-data-dir-file-directory
       - file: storage-weed-master-dir-file-directory
 {%-   for unit in server.after %}
       - service: storage-weed-{{ unit | replace("ccmirror-weed-", "") }}-service-running
 {%-   endfor %}
     - watch:
+      - cmd: storage-weed-package-cmd-run  # a new weed
       - file: storage-weed-{{ server.name }}-unit-file-managed
 {%-   if server.name == "filer" %}
       - file: storage-weed-filer-config-file-managed
