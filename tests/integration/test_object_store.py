@@ -5,10 +5,13 @@ gateway, two copies of everything, and a cluster that survives losing and gainin
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import secrets
+import signal
 import socket
 import subprocess
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,7 +21,7 @@ from botocore.exceptions import ClientError
 
 from lab.processes import seaweedfs_s3 as s3
 from lab.processes.mariadb import LocalMariaDB
-from lab.processes.seaweedfs import Cluster, MySQLFilerStore, StorageError
+from lab.processes.seaweedfs import Cluster, MySQLFilerStore, StorageError, admin_config
 from lab.processes.seaweedfs_process import free_port_pair, port_is_free
 from tests.conftest import seaweedfs_cluster, wait_for
 
@@ -285,3 +288,58 @@ def test_no_weed_binary_is_one_clear_error(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="no weed binary"):
         seaweedfs_cluster(tmp_path, weed=str(tmp_path / "no-such-weed"))
     assert weed_processes_under(tmp_path) == []
+
+
+def test_static_identities_rotate_on_sighup_with_no_failed_upload(seaweedfs_factory) -> None:
+    """As the storage states run the gateway (salt/storage/seaweedfs): every identity in its
+    static file, re-read on SIGHUP (the unit's reload). A downloader's key added, both keys
+    accepted, the old one retired, while that downloader uploads all along: no upload fails,
+    and the old key is refused after."""
+    cluster = seaweedfs_factory(volume_servers=1, replication="000")
+    config = cluster.base_dir / "s3" / "s3.json"
+    old_key, new_key = s3.new_key(), s3.new_key()
+
+    def reload(keys: dict[str, s3.S3Key]) -> None:
+        identities = admin_config(cluster.admin_access_key, cluster.admin_secret_key)
+        for name, key in keys.items():
+            credentials = [{"accessKey": key.access_key, "secretKey": key.secret_key}]
+            identities["identities"].append(
+                {"name": name, "credentials": credentials, "actions": [f"Write:{BUCKET}"]}
+            )
+        config.write_text(json.dumps(identities))
+        os.kill(cluster.s3.process.pid, signal.SIGHUP)
+
+    old = s3.client(cluster.s3_url, old_key, retries=1)
+    new = s3.client(cluster.s3_url, new_key, retries=1)
+    reload({"dl-1": old_key})
+    wait_for(lambda: accepts(old), 30, "the gateway to accept the downloader's key")
+    failures: list[str] = []
+    uploads = [0]
+    stop = threading.Event()
+    use_new = threading.Event()
+
+    def upload() -> None:
+        while not stop.is_set():
+            client = new if use_new.is_set() else old
+            try:
+                client.put_object(Bucket=BUCKET, Key=photo_key(), Body=b"photo")
+                uploads[0] += 1
+            except ClientError as error:
+                failures.append(str(error))
+
+    uploader = threading.Thread(target=upload)
+    uploader.start()
+    try:
+        reload({"dl-1": old_key, "dl-1-next": new_key})  # secrets.rotate step=start
+        wait_for(lambda: accepts(new), 30, "the gateway to accept the next key")
+        use_new.set()  # step=switch: the downloader takes the next key
+        seen = uploads[0]
+        wait_for(lambda: uploads[0] > seen + 5, 30, "uploads with the next key")
+        reload({"dl-1": new_key})  # step=retire
+        wait_for(lambda: not accepts(old), 30, "the gateway to refuse the old key")
+        seen = uploads[0]
+        wait_for(lambda: uploads[0] > seen + 5, 30, "uploads after the retirement")
+    finally:
+        stop.set()
+        uploader.join()
+    assert failures == [] and uploads[0] > 10
