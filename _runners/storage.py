@@ -1,0 +1,216 @@
+"""The `storage` runner: the SeaweedFS cluster from the master.
+
+``storage.status`` and ``storage.repair`` call ``_modules/ccmirror_storage.py`` on one
+storage minion (``minion=``, default the first ``st-*`` that answers), which asks the
+cluster's masters (HTTP) or runs ``weed shell`` there, and relay its answer. ``repair``
+shows a progress line per step (the status before, ``volume.fix.replication``,
+``volume.balance``) and ends with the status after. A failure is one clear error and a
+non-zero exit.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import salt.utils.minions
+
+log = logging.getLogger(__name__)
+
+__load__ = ["status", "repair"]
+
+STORAGE_MINIONS = "st-*"
+PING_TIMEOUT = 30
+STATUS_TIMEOUT = 120
+STEPS = ("fix_replication", "balance")  # in this order: copies first, then moves
+STEP_COMMANDS = {"fix_replication": "volume.fix.replication", "balance": "volume.balance"}
+
+__opts__: dict = {}  # replaced by Salt's loader
+
+
+class StorageError(RuntimeError):
+    """A step that failed; the message says which and why."""
+
+
+def _progress(message: str) -> None:
+    """A progress event for salt-run's caller; silent outside a job (_utils/runner_tools.py)."""
+    event = globals().get("__jid_event__")
+    __utils__["runner_tools.progress"](event, message, log, "storage")  # noqa: F821
+
+
+def _client():
+    return __utils__["runner_tools.local_client"](__opts__)  # noqa: F821 (Salt injects it)
+
+
+def _failed(message: str, **extra) -> dict[str, Any]:
+    """One clear error; salt-run and orchestration see the job failed."""
+    __context__["retcode"] = 1  # noqa: F821 (Salt injects it)
+    log.error("storage: %s", message)
+    return {"result": False, "error": message, "retcode": 1, **extra}
+
+
+def status(minion=None, timeout=STATUS_TIMEOUT):
+    """
+    The SeaweedFS cluster, as a storage minion's ``ccmirror_storage.status`` reads it from
+    the masters: the raft leader; each volume server (volumes, max volumes, free slots, its
+    disk's total, used and free bytes); volumes, files and bytes (one copy and all copies);
+    capacity, used and free bytes; the replication; the volumes with fewer copies than the
+    replication asks and the files (photos) in them; volume ids no live server holds.
+    ``minion`` picks the storage minion that asks (default: the first ``st-*`` that
+    answers). ``timeout`` is in seconds.
+
+    CLI Example::
+
+        salt-run storage.status
+        salt-run storage.status minion=st-2 --out=json
+    """
+    try:
+        timeout = _seconds(timeout, "timeout")
+        with _client() as client:
+            store = _storage_minion(client, minion)
+            answer = _call(client, store, "ccmirror_storage.status", {}, timeout)
+    except StorageError as error:
+        return _failed(str(error))
+    answer["minion"] = store
+    answer["comment"] = summary_line(answer)
+    return answer
+
+
+def repair(apply=True, minion=None, timeout=6 * 3600):
+    """
+    Repair the SeaweedFS cluster with its own tools, from a storage minion, under weed's
+    admin lock: ``volume.fix.replication`` (every volume with a copy missing gets one on a
+    server with a free slot; a surplus copy is trimmed), then ``volume.balance`` (volumes
+    move from fuller servers to emptier ones; it ranks servers by bytes in whole volume-size
+    limits, so a young cluster moves nothing: _modules/ccmirror_storage.py says why). A
+    progress line per step, then the status after. ``apply=False`` is a dry run: what weed
+    would copy and move, nothing changed. Fails (exit 1) when weed reports an error or an
+    applied repair leaves volumes under-replicated (no server with room: ``fleet.up
+    role=storage`` first). ``timeout`` bounds each step (seconds).
+
+    CLI Example::
+
+        salt-run storage.repair
+        salt-run storage.repair apply=False
+        salt-run storage.repair minion=st-2 timeout=7200
+    """
+    try:
+        apply = _flag(apply, "apply")
+        timeout = _seconds(timeout, "timeout")
+        with _client() as client:
+            store = _storage_minion(client, minion)
+            before = _call(client, store, "ccmirror_storage.status", {}, STATUS_TIMEOUT)
+            _progress(f"before, from {store}: {summary_line(before)}")
+            steps, failures = _run_steps(client, store, apply, timeout)
+            after = _call(client, store, "ccmirror_storage.status", {}, STATUS_TIMEOUT)
+            _progress(f"after: {summary_line(after)}")
+    except StorageError as error:
+        return _failed(str(error))
+    answer = {
+        "minion": store,
+        "apply": apply,
+        "steps": steps,
+        "copied": sum(step.get("copied", 0) for step in steps),
+        "moved": sum(step.get("moved", 0) for step in steps),
+        "would_copy": sum(step.get("would_copy", 0) for step in steps),
+        "would_move": sum(step.get("would_move", 0) for step in steps),
+        "under_replicated_before": before["under_replicated"]["volumes"],
+        "under_replicated_after": after["under_replicated"]["volumes"],
+        "status": after,
+    }
+    if failures:
+        return _failed("; ".join(failures), **answer)
+    answer["result"] = True
+    answer["comment"] = "; ".join(step["comment"] for step in steps)
+    return answer
+
+
+def _run_steps(client, store: str, apply: bool, timeout: float) -> tuple[list[dict], list[str]]:
+    """Each step as a call of its own, so each shows its progress as it ends; a step that
+    reports a failure (weed's error, volumes left with a copy missing) does not stop the
+    next, a minion that does not answer does."""
+    steps, failures = [], []
+    for number, step in enumerate(STEPS, start=1):
+        command = STEP_COMMANDS[step] + (" -apply" if apply else " (dry run)")
+        _progress(f"step {number}/{len(STEPS)}: {command} on {store}")
+        kwarg = {"apply": apply, "steps": step, "timeout": timeout}
+        answer = _answer(client, store, "ccmirror_storage.repair", kwarg, timeout * 1.1 + 60)
+        if not isinstance(answer, dict) or "steps" not in answer:
+            reason = _reason(answer, timeout)
+            raise StorageError(f"{command} on {store}: {reason}")
+        report = {key: value for key, value in answer.items() if key != "steps"}
+        report.update(answer["steps"][0])
+        steps.append(report)
+        _progress(f"step {number}/{len(STEPS)}: {answer.get('comment', '')}")
+        if not answer.get("result"):
+            failures.append(f"{step}: {answer.get('comment')}")
+    return steps, failures
+
+
+def summary_line(answer: dict) -> str:
+    under = answer["under_replicated"]
+    return (
+        f"{answer['volume_servers']} volume server(s), {answer['volumes']} volume(s),"
+        f" {answer['files']:,} file(s), {answer['bytes']:,} bytes;"
+        f" {answer['free_slots']} free slot(s), {answer['free_bytes']:,} bytes free;"
+        f" {under['volumes']} volume(s) under-replicated ({under['files']:,} file(s))"
+    )
+
+
+def _call(client, minion: str, function: str, kwarg: dict, timeout: float) -> dict:
+    answer = _answer(client, minion, function, kwarg, timeout)
+    if not isinstance(answer, dict) or not answer.get("result"):
+        raise StorageError(f"{function} on {minion}: {_reason(answer, timeout)}")
+    return answer
+
+
+def _answer(client, minion: str, function: str, kwarg: dict, timeout: float):
+    ret = client.cmd(minion, function, [], tgt_type="list", kwarg=kwarg, timeout=int(timeout))
+    return ret.get(minion)
+
+
+def _reason(answer, timeout: float) -> str:
+    if answer is None:
+        return f"no answer in {timeout:.0f}s"
+    if isinstance(answer, dict):
+        return str(answer.get("comment") or answer)[:500]
+    return str(answer)[:500]  # e.g. "'ccmirror_storage.status' is not available."
+
+
+def _storage_minion(client, wanted) -> str:
+    """`wanted` if it is a storage minion that answers; else the first `st-*` that does."""
+    if wanted is not None and not (isinstance(wanted, str) and wanted.startswith("st-")):
+        raise StorageError(f"minion must be a storage minion ({STORAGE_MINIONS}); not {wanted!r}")
+    # Salt prints "No minions matched the target" into salt-run's output when a glob matches
+    # no key: the runner's own error is the one clear message.
+    if not salt.utils.minions.CkMinions(__opts__).check_minions(STORAGE_MINIONS)["minions"]:
+        raise StorageError(f"no storage minion ({STORAGE_MINIONS}) answered")
+    answered = client.cmd(STORAGE_MINIONS, "test.ping", tgt_type="glob", timeout=PING_TIMEOUT)
+    alive = sorted(name for name, ret in answered.items() if ret is True)
+    if wanted is not None:
+        if wanted not in alive:
+            raise StorageError(f"the storage minion {wanted} did not answer")
+        return wanted
+    if not alive:
+        raise StorageError(f"no storage minion ({STORAGE_MINIONS}) answered")
+    return alive[0]
+
+
+def _flag(value, name: str) -> bool:
+    try:
+        return __utils__["arguments.flag"](value, name)  # noqa: F821
+    except ValueError as error:
+        raise StorageError(str(error)) from None
+
+
+def _seconds(value, name: str) -> float:
+    """Seconds, more than none: a step of a real repair can take hours."""
+    if isinstance(value, bool):
+        value = None
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = -1.0
+    if not 0 < seconds <= 7 * 86400:
+        raise StorageError(f"{name} must be a number of seconds from 1 to a week; not {value!r}")
+    return seconds
