@@ -12,6 +12,24 @@
       "ssh_key": downloader.ssh_key_file,
       "known_hosts": downloader.known_hosts_file,
     } %}
+{#- Where photos go: the rsync target (the lab's default until #19's switch), or the site's
+    S3 bucket (SeaweedFS's gateway on a storage droplet, or Spaces) with this downloader's own
+    put-only key (pillar downloader:s3). #}
+{%- set backend = salt["pillar.get"]("site:storage_backend", "rsync") %}
+{%- if backend != "rsync" %}
+{%-   if not downloader.s3 %}
+{%-     do salt["test.exception"]("pillar downloader:s3 is not set (the private pillar root)") %}
+{%-   endif %}
+{%-   set nodes = salt["pillar.get"]("site:storage_nodes", {}) %}
+{%-   set first = nodes[nodes | sort | first] if nodes else storage_host %}
+{%-   do settings.update({"storage": {
+        "endpoint": salt["pillar.get"]("site:storage_endpoint", "http://" ~ first ~ ":8333"),
+        "bucket": salt["pillar.get"]("site:storage_bucket", "images"),
+        "region": salt["pillar.get"]("site:storage_region", "us-east-1"),
+        "access_key": downloader.s3.access_key,
+        "secret_key": downloader.s3.secret_key,
+      }}) %}
+{%- endif %}
 {%- do settings.update(downloader.settings) %}
 {#- The site's image hosts (pillar site:fetch_allow_hosts), unless this role's own
     settings name them: the downloader fetches from no other host. #}

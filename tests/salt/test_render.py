@@ -11,8 +11,9 @@ import jinja2
 import pytest
 import yaml
 
+from lab.fleet.lab_secrets import write_lab_secrets
 from lab.processes.storage import authorized_keys_line
-from tests.salt.conftest import ROOT, SITE
+from tests.salt.conftest import MINIONS, ROOT, SITE, make_salt_call
 
 ROLE_STATES = {
     "master": [
@@ -261,3 +262,29 @@ def test_storage_installs_the_weed_the_wheelhouse_pins_and_no_ccmirror(highstate
     for requirement in extra:
         assert f"'{requirement}'" in install["name"], (requirement, install["name"])
     assert "ccmirror-package-cmd-run" not in highstates["st-1"]
+
+
+def test_a_site_on_s3_gives_each_downloader_the_bucket_and_its_own_put_key(
+    salt_call_bin, tmp_path_factory, tmp_path
+):
+    """`site:storage_backend` other than rsync (Terraform's seaweedfs or spaces): the
+    downloader's config names the bucket on the first storage node's gateway (or the site's
+    endpoint) with its own S3 key, and the downloader reads it as an S3 target."""
+    from downloader.config import load_settings
+
+    root = tmp_path_factory.mktemp("s3-site") / "private"
+    nodes = {"st-1": SITE["storage_host"], "st-2": "10.250.0.9"}
+    write_lab_secrets(
+        root, MINIONS, {**SITE, "storage_backend": "seaweedfs", "storage_nodes": nodes}
+    )
+    salt_call = make_salt_call(
+        salt_call_bin, tmp_path_factory.mktemp("salt-s3"), [ROOT / "pillar", root]
+    )
+    state = args(salt_call("dl-1", "state.show_highstate")["downloader-config-file-managed"])
+    (tmp_path / "downloader.yaml").write_text(state["contents"])
+    settings = load_settings(tmp_path / "downloader.yaml", environ={})
+    own = yaml.safe_load((root / "minions" / "dl-1.sls").read_text())["downloader"]["s3"]
+    assert settings.storage.endpoint == f"http://{SITE['storage_host']}:8333"
+    assert settings.storage.bucket == "images"
+    assert settings.storage.access_key == own["access_key"]
+    assert settings.storage.secret_key == own["secret_key"]
