@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import re
 from pathlib import Path
 from urllib.parse import quote
@@ -40,6 +41,9 @@ CONTENT_TYPES = {
 ERROR_CODE = re.compile(rb"<Code>([^<]{1,100})</Code>")
 ERROR_MESSAGE = re.compile(rb"<Message>([^<]{0,300})</Message>")
 HASH_CHUNK = 1 << 20
+# urllib3 warns of every connection it retries once: with the store away that is a line per
+# PUT per attempt (thousands a minute). The push logs one line per attempt instead.
+logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
 
 
 class PutError(Exception):

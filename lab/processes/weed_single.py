@@ -202,6 +202,8 @@ def _create_bucket(weed: RunningWeed) -> None:
         try:
             client.create_bucket(Bucket=weed.bucket, ObjectLockEnabledForBucket=True)
             return
+        except client.exceptions.BucketAlreadyOwnedByYou:
+            return  # a retry after a create whose answer was lost
         except Exception as exc:  # noqa: BLE001 - any failure until the deadline, then raised
             if time.monotonic() > deadline:
                 raise WeedError(f"cannot create bucket {weed.bucket}: {exc}") from exc
