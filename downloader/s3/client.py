@@ -2,7 +2,8 @@
 
 Each PUT carries the file's SHA-256 twice: as `x-amz-checksum-sha256` (base64), which the
 store checks against the bytes it received and refuses with BadDigest, storing nothing; and
-as the signed `x-amz-content-sha256` (hex), so the signature covers the digest. The digest is
+as the signed `x-amz-content-sha256` (hex), so the signature covers the digest. SeaweedFS
+4.48 checks only the first (tried: a wrong signed hash alone is stored); AWS checks both. The digest is
 the one the fetch stage computed while streaming the photo (the journal has it), so a push
 does not read a photo twice and a photo changed in the spool since it was fetched is refused
 by the store instead of stored. boto3 would hash every body again for the signature; the

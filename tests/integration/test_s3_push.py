@@ -121,7 +121,10 @@ def test_a_refused_key_or_bucket_is_fatal_at_once(weed, tmp_path, change, code):
     files = spool_tree(tmp_path, 2, prefix=3)
     retried = []
     with pytest.raises(PushFailed) as refused:
-        push_objects(tmp_path, sorted(files), target_of(weed, **change), on_retry=retried.append)
+        push_objects(
+            tmp_path, sorted(files), target_of(weed, **change), retry_seconds=5, backoff=0.1,
+            on_retry=retried.append,
+        )  # fmt: skip
     assert not refused.value.transient and refused.value.attempts == 1 and not retried
     assert code in str(refused.value) or "AccessDenied" in str(refused.value)
     assert "not-the-secret" not in str(refused.value)
