@@ -74,7 +74,7 @@ def push_objects(
     stop_event = stop_event or threading.Event()
     try:
         wanted = checked_paths(local_root, paths if paths is not None else _all_files(local_root))
-    except KeyError as exc:
+    except FileNotFoundError as exc:
         raise PushFailed(
             f"push to {target.label} failed: {exc}", transient=False, attempts=0
         ) from None
