@@ -2,12 +2,12 @@
 
 Each PUT carries the file's SHA-256 twice: as `x-amz-checksum-sha256` (base64), which the
 store checks against the bytes it received and refuses with BadDigest, storing nothing; and
-as the signed `x-amz-content-sha256` (hex), so the signature covers the digest. SeaweedFS
-4.48 checks only the first (tried: a wrong signed hash alone is stored); AWS checks both. The digest is
-the one the fetch stage computed while streaming the photo (the journal has it), so a push
-does not read a photo twice and a photo changed in the spool since it was fetched is refused
-by the store instead of stored. boto3 would hash every body again for the signature; the
-signer alone, told the digest, does not (`KnownDigestSigner`).
+as the signed `x-amz-content-sha256` (hex), so the signature covers the digest (SeaweedFS
+4.48 checks only the first: tried, a wrong signed hash alone is stored; AWS checks both).
+The digest is the one the fetch stage computed while streaming the photo (the journal has
+it), so a push does not read a photo twice and a photo changed in the spool since it was
+fetched is refused by the store instead of stored. boto3 would hash every body again for the
+signature; the signer alone, told the digest, does not (`KnownDigestSigner`).
 
 What a failed PUT means is `PutError.transient`: a refused, reset or timed-out connection, a
 5xx, SlowDown or RequestTimeout may pass; a refused key or signature, a missing bucket, a

@@ -17,10 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from downloader.config import Settings
 from downloader.push import PushFailed
 from downloader.s3.push import push_objects
 from downloader.s3.target import S3Target
 from downloader.spool import Spool
+from downloader.stages import lease_pusher
 from lab.processes.weed_single import RunningWeed, start_weed
 from tests.conftest import wait_for
 
@@ -167,23 +169,31 @@ def test_a_gateway_that_is_down_is_retried_until_it_is_back(weed, tmp_path):
 
 
 def test_a_push_killed_midway_resumes_with_only_the_rest(weed, tmp_path):
-    """A real kill -9 of a process pushing a lease through the daemon's own push (the
-    journal records keys as they land); the next push puts only what is not recorded."""
+    """A real kill -9 of a process pushing a lease by the daemon's own push (`lease_pusher`:
+    the journal records keys as they land); the next push puts only what is not recorded."""
     spool = Spool(tmp_path / "spool")
     journal = spool.begin(5, "2030-01-01T00:00:00", [])
     files = spool_tree(journal.files, 300, prefix=5)
-    settings = json.dumps(weed.storage_setting())
+    images = sorted(p for p in files if p.startswith("images/"))
+    journal.record(
+        [
+            {"id": n, "result": "stored", "path": p, "sha256": hashlib.sha256(files[p]).hexdigest()}
+            for n, p in enumerate(images)
+        ]
+    )
+    journal.manifest = next(p for p in files if p.startswith("manifests/"))
+    journal.save()
+    mapping = json.dumps(weed.storage_setting())
     script = f"""
 import json, threading
 from pathlib import Path
-from downloader.s3.push import push_objects
+from downloader.config import Settings
 from downloader.s3.target import S3Target
 from downloader.spool import Spool
-journal = Spool(Path({str(spool.root)!r})).current()
-paths = sorted(p.relative_to(journal.files).as_posix() for p in journal.files.rglob("*")
-               if p.is_file())
-push_objects(journal.files, paths, S3Target.from_mapping(json.loads({settings!r})),
-             concurrency=2, on_put=journal.record_put, already_put=journal.put_keys())
+from downloader.stages import lease_pusher
+settings = Settings(storage=S3Target.from_mapping(json.loads({mapping!r})))
+settings.push.concurrency = 2
+lease_pusher(settings)(Spool(Path({str(spool.root)!r})).current(), threading.Event(), print)
 """
     pusher = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
     try:
@@ -193,13 +203,11 @@ push_objects(journal.files, paths, S3Target.from_mapping(json.loads({settings!r}
         pusher.wait(10)
     recorded = journal.put_keys()
     assert 20 <= len(recorded) < len(files), "killed before the end"
-    result = push_objects(
-        journal.files, sorted(files), target_of(weed), already_put=recorded,
-        on_put=journal.record_put,
-    )  # fmt: skip
+    settings = Settings(storage=target_of(weed))
+    result = lease_pusher(settings)(spool.current(), threading.Event(), print)
     assert result.files_transferred == len(files) - len(recorded)
     assert journal.put_keys() == set(files)
-    held = versions(weed, "images/") | versions(weed, "manifests/2026/12/05/5")
+    held = versions(weed, "images/") | versions(weed, journal.manifest)
     mine = {key: held.get(key, 0) for key in files}
     assert all(count >= 1 for count in mine.values())
     # At most the PUTs in flight at the kill went twice (stored, not yet journaled).
