@@ -35,6 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ccmirror_common.layout import image_path  # noqa: E402
 
+BENCH_ROOT = Path("/var/lib/ccmirror-bench")
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -50,8 +52,12 @@ def main() -> None:
     from lab.processes.storage import start_storage
     from lab.processes.weed_single import start_weed
 
-    scratch = Path(tempfile.mkdtemp(prefix="s3-push-", dir="/var/tmp"))
-    os.chmod(scratch, 0o755)  # sshd's StrictModes walk checks every parent
+    # sshd's StrictModes walk refuses an authorized_keys below a world-writable directory
+    # such as /tmp or /var/tmp: a root-owned 0755 one, as the tests' storage has.
+    BENCH_ROOT.mkdir(parents=True, exist_ok=True)
+    os.chmod(BENCH_ROOT, 0o755)
+    scratch = Path(tempfile.mkdtemp(prefix="s3-push-", dir=BENCH_ROOT))
+    os.chmod(scratch, 0o755)
     weed = storage = None
     try:
         weed = start_weed(scratch / "weed")
