@@ -88,6 +88,12 @@ def assign(target: Any, key: str, value: Any, source: str) -> None:
     """Set `target.key` from a YAML value or an environment string, as the default's type."""
     if key not in {f.name for f in fields(target)} or is_section(target, key):
         raise ConfigError(f"{source}: unknown setting '{key}'")
+    # A setting of more than one shape (a string or a mapping) names its own parser, which
+    # returns the value or raises ConfigError with a message that names no secret.
+    parse = next(f.metadata.get("parse") for f in fields(target) if f.name == key)
+    if parse is not None:
+        setattr(target, key, parse(value, f"{source}: '{key}'"))
+        return
     kind = type(getattr(target, key))
     if kind is HostPolicy:  # a YAML list, or a comma-separated string from the environment
         setattr(target, key, host_policy(key, value, source))

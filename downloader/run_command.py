@@ -10,6 +10,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,12 +20,14 @@ from downloader.config import ConfigError, Settings, load_settings
 from downloader.daemon import Daemon
 from downloader.push import PushFailed, PushStopped, StorageTarget, push_tree
 from downloader.queue_client import QueueClient, QueueRefused
+from downloader.s3.target import S3Target
 from downloader.spool import Spool, write_atomically
 from downloader.stages import build_stages
 from downloader.status import DaemonStatus, drain_path, read_status
 
 DRAIN_POLL = 0.2  # seconds between looks at the daemon's status while `drain --wait` waits
 PROBE_DIR = "manifests/probe"  # rrsync -wo lets the key write here; it can delete nothing
+S3_PROBE_DIR = "probes"  # probes/<worker>/probe.txt: a new version per check, nothing lost
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -149,32 +152,48 @@ def resume_command(args: argparse.Namespace) -> int:
 
 def check_storage_command(args: argparse.Namespace) -> int:
     """Push one small probe file to storage the way a lease's files go: a real write through
-    the storage key, the pinned host key and rrsync."""
+    the storage key (rsync: the pinned host key and rrsync; S3: a signed PUT with its
+    SHA-256), by the code a push uses."""
     try:
         settings = load_settings(args.config)
         settings.require("storage")
-        target = StorageTarget.from_spec(
-            settings.storage,
-            port=settings.storage_port,
-            key_path=settings.ssh_key,
-            known_hosts_path=settings.known_hosts,
-        )
+        probe, label, push_probe = _probe_push(settings)
     except (ConfigError, ValueError) as exc:
         return _storage_report(args, {"ok": False, "error": str(exc)})
-    probe = f"{PROBE_DIR}/{settings.worker}.txt"
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="ccmirror-probe-") as scratch:
         path = Path(scratch) / probe
         path.parent.mkdir(parents=True)
         path.write_text(f"{settings.worker} {datetime.now(UTC).isoformat()}\n")
         try:
-            push_tree(Path(scratch), [probe], target, timeout=30, retry_seconds=0, attempts=1)
+            push_probe(Path(scratch), [probe])
         except (PushFailed, PushStopped) as exc:
-            return _storage_report(args, {"ok": False, "target": target.label, "error": str(exc)})
+            return _storage_report(args, {"ok": False, "target": label, "error": str(exc)})
     seconds = round(time.monotonic() - started, 2)
-    return _storage_report(
-        args, {"ok": True, "target": target.label, "path": probe, "seconds": seconds}
+    return _storage_report(args, {"ok": True, "target": label, "path": probe, "seconds": seconds})
+
+
+def _probe_push(settings: Settings) -> tuple[str, str, Callable[[Path, list[str]], object]]:
+    """The probe's path, the target's label and a one-attempt push to it."""
+    storage = settings.storage
+    if isinstance(storage, S3Target):
+        from downloader.s3.push import push_objects
+
+        def put(root: Path, paths: list[str]) -> object:
+            return push_objects(root, paths, storage, timeout=30, retry_seconds=0, attempts=1)
+
+        return f"{S3_PROBE_DIR}/{settings.worker}/probe.txt", storage.label, put
+    target = StorageTarget.from_spec(
+        storage,
+        port=settings.storage_port,
+        key_path=settings.ssh_key,
+        known_hosts_path=settings.known_hosts,
     )
+
+    def rsync(root: Path, paths: list[str]) -> object:
+        return push_tree(root, paths, target, timeout=30, retry_seconds=0, attempts=1)
+
+    return f"{PROBE_DIR}/{settings.worker}.txt", target.label, rsync
 
 
 def _storage_report(args: argparse.Namespace, result: dict) -> int:

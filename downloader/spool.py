@@ -3,6 +3,7 @@
     SPOOL/lease/lease.json        the lease, its items and its phase (rewritten atomically)
     SPOOL/lease/results.jsonl     one line per photo whose fetch ended (appended as they end)
     SPOOL/lease/starts            one line per daemon start that resumed the lease
+    SPOOL/lease/put.txt           one line per object an S3 push stored (appended as they land)
     SPOOL/lease/files/            what goes to storage, in its layout (ccmirror_common.layout):
         images/<aa>/<bb>/<photo_id>.<ext>
         manifests/<yyyy>/<mm>/<dd>/<lease_id>.jsonl
@@ -160,6 +161,30 @@ class LeaseJournal:
         """Every file of this lease to push: its stored images and its manifest."""
         stored = [r["path"] for r in self.results().values() if r["result"] == "stored"]
         return sorted(stored) + ([self.manifest] if self.manifest else [])
+
+    def digests(self) -> dict[str, str]:
+        """Path -> SHA-256 hex of every stored photo, as the fetch computed it: what the
+        store is told to check each upload against."""
+        return {
+            r["path"]: r["sha256"]
+            for r in self.results().values()
+            if r["result"] == "stored" and r.get("sha256")
+        }
+
+    def put_keys(self) -> set[str]:
+        """The keys an S3 push of this lease already stored; a torn last line is no key."""
+        try:
+            text = (self.directory / "put.txt").read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return set()
+        lines = text.split("\n")
+        return {line for line in lines[:-1] if line}  # the last is "" or torn by a kill
+
+    def record_put(self, keys: list[str]) -> None:
+        """Append keys the store took (flushed, not fsynced: a lost line is one more PUT of
+        the same bytes, which a versioned bucket keeps as an identical version)."""
+        with open(self.directory / "put.txt", "a", encoding="utf-8") as out:
+            out.write("".join(f"{key}\n" for key in keys))
 
     def reports(self) -> list[dict]:
         """The report of every photo with a result, in the queue service's shape. Errors

@@ -1,5 +1,6 @@
 """The daemon's two outside stages, built from the settings: fetch a lease's photos into its
-spool (`downloader.fetch`) and push its files to storage (`downloader.push`)."""
+spool (`downloader.fetch`) and push its files to storage: rsync over SSH (`downloader.push`)
+or PUTs into an S3 bucket (`downloader.s3.push`), the same contract either way."""
 
 from __future__ import annotations
 
@@ -7,12 +8,21 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from downloader.config import Settings
 from downloader.daemon import Stages
 from downloader.fetch import Fetcher, FetchItem, FetchResult, FetchSettings, HostLimit, OnDisk
 from downloader.fetch import run_async as run_fetch_loop
-from downloader.push import Attempt, PushFailed, PushStopped, StorageTarget, push_tree
+from downloader.push import (
+    Attempt,
+    PushFailed,
+    PushResult,
+    PushStopped,
+    StorageTarget,
+    push_tree,
+)
+from downloader.s3.target import S3Target
 from downloader.spool import LeaseJournal, SpoolError
 from downloader.status import DaemonStatus
 
@@ -21,22 +31,64 @@ RECORD_EVERY = 1.0  # seconds between journal appends while fetching
 STOP_POLL = 0.2
 
 
+# Push one lease's files once (with the push's own retries): journal, stop, on_retry.
+LeasePush = Callable[[LeaseJournal, threading.Event, Callable[[Attempt], None]], PushResult]
+
+
 def build_stages(settings: Settings, status: DaemonStatus) -> Stages:
-    target = StorageTarget.from_spec(
-        settings.storage,
-        port=settings.storage_port,
-        key_path=settings.ssh_key,
-        known_hosts_path=settings.known_hosts,
-    )
+    push_lease = lease_pusher(settings)
     fetch_settings = fetch_settings_from(settings)
 
     def fetch(items: list[dict], journal: LeaseJournal, stop: threading.Event) -> None:
         run_fetch_loop(_fetch(items, journal, stop, fetch_settings, status))
 
     def push(journal: LeaseJournal, stop: threading.Event) -> bool:
-        return _push(journal, stop, target, settings, status)
+        return _push(journal, stop, push_lease, status)
 
     return Stages(fetch=fetch, push=push)
+
+
+def lease_pusher(settings: Settings) -> LeasePush:
+    """The push the `storage` setting names: an S3 mapping, else rsync to user@host."""
+    storage = settings.storage
+    if isinstance(storage, S3Target):
+        from downloader.s3.push import push_objects  # botocore only where S3 is used
+
+        def put_lease(journal: LeaseJournal, stop: threading.Event, on_retry) -> PushResult:
+            return push_objects(
+                journal.files,
+                journal.pushed_paths(),
+                storage,
+                timeout=settings.push.timeout,
+                retry_seconds=settings.push.retry_seconds,
+                stop_event=stop,
+                on_retry=on_retry,
+                concurrency=settings.push.concurrency,
+                digests=journal.digests(),
+                already_put=journal.put_keys(),  # a resumed push puts only the rest
+                on_put=journal.record_put,
+            )
+
+        return put_lease
+    target = StorageTarget.from_spec(
+        storage,
+        port=settings.storage_port,
+        key_path=settings.ssh_key,
+        known_hosts_path=settings.known_hosts,
+    )
+
+    def rsync_lease(journal: LeaseJournal, stop: threading.Event, on_retry) -> PushResult:
+        return push_tree(
+            journal.files,
+            journal.pushed_paths(),
+            target,
+            timeout=settings.push.timeout,
+            retry_seconds=settings.push.retry_seconds,
+            stop_event=stop,
+            on_retry=on_retry,
+        )
+
+    return rsync_lease
 
 
 def fetch_settings_from(settings: Settings) -> FetchSettings:
@@ -113,28 +165,19 @@ def _journal_entry(result: FetchResult) -> dict:
 def _push(
     journal: LeaseJournal,
     stop: threading.Event,
-    target: StorageTarget,
-    settings: Settings,
+    push_lease: LeasePush,
     status: DaemonStatus,
 ) -> bool:
     """Push until it is done, however long storage is away (the spool holds one lease, so
     it stays bounded); False on a stop. A refusal that waiting cannot fix (host key, key,
-    rrsync) is raised: it needs an operator."""
+    rrsync, a bucket or digest the store refuses) is raised: it needs an operator."""
 
     def retrying(attempt: Attempt) -> None:
         status.error("storage", attempt.error)
 
     while not stop.is_set():
         try:
-            push_tree(
-                journal.files,
-                journal.pushed_paths(),
-                target,
-                timeout=settings.push.timeout,
-                retry_seconds=settings.push.retry_seconds,
-                stop_event=stop,
-                on_retry=retrying,
-            )
+            push_lease(journal, stop, retrying)
             return True
         except PushStopped:
             return False
