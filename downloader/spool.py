@@ -192,9 +192,10 @@ class LeaseJournal:
         reports = []
         for result in self.results().values():
             if result.get("result") == "stored":
-                reports.append(
-                    {k: result.get(k) for k in ("id", "result", "sha256", "bytes", "path")}
-                )
+                report = {k: result.get(k) for k in ("id", "result", "sha256", "bytes", "path")}
+                if result.get("md5"):  # the S3 audit compares it with the bucket's ETags
+                    report["md5"] = result["md5"]
+                reports.append(report)
             else:
                 error = printable(str(result.get("error") or result.get("result")))
                 reports.append({"id": result["id"], "result": result.get("result"), "error": error})

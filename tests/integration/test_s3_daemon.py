@@ -72,6 +72,9 @@ def assert_stored_in_the_bucket(fleet: S3Fleet, photos: int) -> None:
     assert set(mine) == set(recorded)
     for key, body in mine.items():
         assert hashlib.sha256(body).hexdigest() == recorded[key]
+    # The MD5 too: an S3 listing's ETags are what the storage audit compares it with.
+    md5s = dict(sql("SELECT path, LOWER(HEX(md5)) FROM stored_images"))
+    assert md5s == {key: hashlib.md5(body).hexdigest() for key, body in mine.items()}
     assert not (fleet.spool / "lease").exists()
 
 
