@@ -67,7 +67,7 @@ def status(minion=None, timeout=STATUS_TIMEOUT):
     try:
         timeout = _seconds(timeout, "timeout")
         with _client() as client:
-            store = _storage_minion(client, minion)
+            store = _synced(client, _storage_minion(client, minion))
             answer = _call(client, store, "ccmirror_storage.status", {}, timeout)
     except StorageError as error:
         return _failed(str(error))
@@ -98,7 +98,7 @@ def repair(apply=True, minion=None, timeout=6 * 3600):
         apply = _flag(apply, "apply")
         timeout = _seconds(timeout, "timeout")
         with _client() as client:
-            store = _storage_minion(client, minion)
+            store = _synced(client, _storage_minion(client, minion))
             before = _call(client, store, "ccmirror_storage.status", {}, STATUS_TIMEOUT)
             _progress(f"before, from {store}: {summary_line(before)}")
             steps, failures = _run_steps(client, store, apply, timeout)
@@ -194,6 +194,13 @@ def _storage_minion(client, wanted) -> str:
     if not alive:
         raise StorageError(f"no storage minion ({STORAGE_MINIONS}) answered")
     return alive[0]
+
+
+def _synced(client, minion: str) -> str:
+    """`minion`, with this checkout's modules: a fleet joined before ccmirror_storage was
+    written has not synced it yet (the audit runner does the same)."""
+    client.cmd(minion, "saltutil.sync_all", [], tgt_type="list", timeout=STATUS_TIMEOUT)
+    return minion
 
 
 def _flag(value, name: str) -> bool:

@@ -103,6 +103,7 @@ class Mission:
     truth: list[int] = field(default_factory=list)  # the CC photo ids of the range
     faults: dict[int, str | dict] = field(default_factory=dict)  # what the image host does
     audit_result: dict | None = None
+    storage_result: dict | None = None
     flickr_keys: dict[str, dict[str, str]] = field(default_factory=dict)  # issued, by minion
 
     # ------------------------------------------------------------------ plumbing
@@ -315,6 +316,12 @@ class Mission:
             self.audit_result = self.salt_run("audit.storage")
             return self.audit_result
 
+    def storage_status(self) -> dict | None:
+        """SeaweedFS on the storage droplets, as `salt-run storage.status` sees it."""
+        with self.stage("storage status"):
+            self.storage_result = self.salt_run("storage.status")
+            return self.storage_result
+
     def check(self) -> mirror_check.MirrorReport:
         """The catalog and storage against the ground truth (no stage: it is the lab's look,
         not the operator's)."""
@@ -333,6 +340,8 @@ class Mission:
             self.show(f"  {line}")
         if self.audit_result is not None:
             self.show(f"  audit:      {self.audit_result.get('comment')}")
+        if self.storage_result is not None:
+            self.show(f"  seaweedfs:  {self.storage_result.get('comment')}")
         times = ", ".join(
             f"{name.split(':')[0].split(' of ')[0]} {t:.0f}s" for name, t in self.stages
         )
@@ -452,6 +461,7 @@ def run(config: LabConfig, options: Options, show: Callable[[str], None] = print
     mission.harvest()
     mission.download()
     mission.audit()
+    mission.storage_status()
     mission.harvesters_down()
     report = mission.check()
     mission.summary(report, time.monotonic() - started)

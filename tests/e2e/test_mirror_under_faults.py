@@ -97,6 +97,7 @@ def run() -> Iterator[dict]:
         seen["tasks"] = task_states(m)
         m.download(during=lambda: faults_during_download(m, seen))
         seen["audit"] = m.audit()
+        seen["storage"] = m.storage_status()
         seen["report"] = m.check()
         # What the fleet's sshd looked like before the second highstate: told only when a
         # test below fails (a CI run once found hv-1's sshd inactive here, unexplained).
@@ -395,6 +396,18 @@ def infra(m: mission.Mission) -> subprocess.CompletedProcess:
     """`pytest tests/infra --hosts='salt://*'` from the lab's master."""
     argv, env = fleet.infra_command(m.config, ["-q", "-p", "no:cacheprovider", "-rA"])
     return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_seaweedfs_on_the_storage_droplet_answers_storage_status(run) -> None:
+    """The storage role's SeaweedFS (beside the rsync target until the downloaders switch),
+    through `salt-run storage.status` on the lab's one storage droplet: its volume server,
+    the replication one node can hold, nothing under-replicated."""
+    status = run["storage"]
+    assert status["result"] is True, status
+    # No photo goes there yet: volumes (and their replication) appear with the first write.
+    assert status["volume_servers"] == 1 and set(status["replication"]) <= {"000"}, status
+    assert status["under_replicated"]["volumes"] == 0, status
+    assert any("seaweedfs:" in line for line in run["shown"]), run["shown"][-12:]
 
 
 def test_testinfra_passes_against_the_whole_fleet_while_it_downloads(run) -> None:
