@@ -1,7 +1,9 @@
 """Which S3 client the downloader's push uses: PUT/s and client CPU per object, one run.
 
-A private single-process SeaweedFS (`lab/processes/weed_single.py`: master, volume, filer
-and S3 gateway on loopback, a versioned object-locked bucket) takes the same N files of
+A private SeaweedFS cluster shaped as the lab's (`lab/processes/seaweedfs.py`: a master, two
+volume servers with replication 001, a filer and the S3 gateway as separate processes on
+loopback; the images bucket with object lock and its default retention, a writer identity with
+Write on it alone) takes the same N files of
 5-20 KB (random bytes, written to disk once) from each candidate in turn, every PUT sending
 the file's SHA-256 as `x-amz-checksum-sha256` (the digests are known beforehand, as the
 fetch stage's journal knows them), with the same concurrency:
@@ -16,9 +18,9 @@ fetch stage's journal knows them), with the same concurrency:
   loop (the shape of downloader/fetch/http/, which only GETs): the floor of what Python pays.
 
 Each candidate runs in a child process of its own; its CPU (user + system from getrusage)
-divided by the objects put is its client CPU per object; the weed server's CPU over the same
-interval (from /proc) is reported beside it. Runs alternate between candidates; medians and
-ratios against boto3 are printed at the end.
+divided by the objects put is its client CPU per object; the cluster's CPU over the same
+interval (all its weed processes, from /proc) is reported beside it. Runs alternate between
+candidates; medians and ratios against boto3 are printed at the end.
 
     .venv/bin/python bench/s3_clients.py [--objects 2000] [--repeat 3] [--concurrency 16]
 """
@@ -30,6 +32,7 @@ import asyncio
 import base64
 import concurrent.futures
 import hashlib
+import importlib.util
 import json
 import os
 import random
@@ -40,7 +43,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from lab.processes.seaweedfs import Cluster
+    from lab.processes.seaweedfs_s3 import WritableBucket
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -59,15 +67,14 @@ def main() -> None:
     if args.child:
         print(json.dumps(run_child(args.child, json.loads(Path(args.spec).read_text()))))
         return
-    from lab.processes.weed_single import start_weed
+    args.only = installed(args.only)
+    from lab.processes.seaweedfs import start_cluster
+    from lab.processes.seaweedfs_s3 import writable_bucket
 
     with tempfile.TemporaryDirectory(prefix="s3-clients-") as scratch:
         files = write_files(Path(scratch) / "files", args.objects)
-        weed = start_weed(Path(scratch) / "weed")
-        try:
-            results = compare(args, weed, files)
-        finally:
-            weed.stop()
+        with start_cluster(Path(scratch) / "seaweedfs") as cluster:
+            results = compare(args, writable_bucket(cluster), files)
     report(results, args)
 
 
@@ -87,22 +94,25 @@ def sha256_hex(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
-def compare(args: argparse.Namespace, weed, files: list[dict]) -> dict[str, list[dict]]:
+def compare(
+    args: argparse.Namespace, bucket: WritableBucket, files: list[dict]
+) -> dict[str, list[dict]]:
     results: dict[str, list[dict]] = {name: [] for name in args.only}
+    setting = bucket.storage_setting()
     for run in range(args.repeat):
         for name in args.only:
             spec = {
-                "endpoint": weed.endpoint,
-                "bucket": weed.bucket,
-                "region": weed.region,
-                "key": weed.writer,
+                "endpoint": setting["endpoint"],
+                "bucket": setting["bucket"],
+                "region": setting["region"],
+                "key": [setting["access_key"], setting["secret_key"]],
                 "prefix": f"bench/{name.replace('+', '-')}/{run}",
                 "concurrency": args.concurrency,
                 "files": files,
             }
             spec_path = Path(files[0]["path"]).parent.parent.parent / "spec.json"
             spec_path.write_text(json.dumps(spec))
-            server_before = process_cpu(weed.process.pid)
+            server_before = cluster_cpu(bucket.cluster)
             done = subprocess.run(
                 [sys.executable, __file__, "--child", name, "--spec", str(spec_path)],
                 capture_output=True,
@@ -111,7 +121,7 @@ def compare(args: argparse.Namespace, weed, files: list[dict]) -> dict[str, list
             if done.returncode != 0:
                 sys.exit(f"{name} failed:\n{done.stderr[-3000:]}")
             result = json.loads(done.stdout)
-            result["server_ms"] = (process_cpu(weed.process.pid) - server_before) * 1000
+            result["server_ms"] = (cluster_cpu(bucket.cluster) - server_before) * 1000
             results[name].append(result)
             print(
                 f"run {run + 1} {name:16} {result['puts_per_s']:7.0f} PUT/s  client "
@@ -120,6 +130,11 @@ def compare(args: argparse.Namespace, weed, files: list[dict]) -> dict[str, list
                 flush=True,
             )
     return results
+
+
+def cluster_cpu(cluster: Cluster) -> float:
+    """User + system seconds of every weed process of the cluster."""
+    return sum(process_cpu(process.process.pid) for process in cluster.processes())
 
 
 def process_cpu(pid: int) -> float:
@@ -158,7 +173,7 @@ def run_child(name: str, spec: dict) -> dict:
         "minio": put_minio,
         "signer+asyncio": put_signer_asyncio,
     }[name]
-    import_all()  # not counted: a daemon imports once
+    import_all(name)  # not counted: a daemon imports once
     before = cpu_seconds()
     started = time.monotonic()
     put_all(spec)
@@ -172,13 +187,23 @@ def run_child(name: str, spec: dict) -> dict:
     }
 
 
-def import_all() -> None:
+def import_all(name: str) -> None:
     import boto3  # noqa: F401
     import botocore.auth  # noqa: F401
     import botocore.awsrequest  # noqa: F401
-    import minio  # noqa: F401
     import requests  # noqa: F401
     import urllib3  # noqa: F401
+
+    if name == "minio":
+        import minio  # noqa: F401
+
+
+def installed(candidates: list[str]) -> list[str]:
+    """minio-py is no dependency of the project: measured when it is installed."""
+    if "minio" in candidates and importlib.util.find_spec("minio") is None:
+        print("minio is not installed (pip install minio): left out", file=sys.stderr)
+        return [name for name in candidates if name != "minio"]
+    return candidates
 
 
 def cpu_seconds() -> float:

@@ -5,7 +5,9 @@ a manifest) in a spool tree are pushed, each run to fresh keys/directories, by:
 
 - s3: `downloader.s3.push.push_objects` (botocore's signer over urllib3, `--concurrency`
   PUTs in flight, each with its SHA-256 known beforehand as the journal knows it) into a
-  private single-process SeaweedFS (`lab/processes/weed_single.py`, versioned bucket);
+  private SeaweedFS cluster shaped as the lab's (`lab/processes/seaweedfs.py`: a master, two
+  volume servers with replication 001, a filer, the S3 gateway; the images bucket with object
+  lock and its default retention, through a writer identity with Write on it alone);
 - rsync: `downloader.push.push_tree` (rsync over SSH, one stream) into a private sshd +
   rrsync write-only storage (`lab/processes/storage.py`; needs root, as the tests do).
 
@@ -49,8 +51,9 @@ def main() -> None:
     if args.child:
         print(json.dumps(run_child(args.child, json.loads(Path(args.spec).read_text()))))
         return
+    from lab.processes.seaweedfs import start_cluster
+    from lab.processes.seaweedfs_s3 import writable_bucket
     from lab.processes.storage import start_storage
-    from lab.processes.weed_single import start_weed
 
     # sshd's StrictModes walk refuses an authorized_keys below a world-writable directory
     # such as /tmp or /var/tmp: a root-owned 0755 one, as the tests' storage has.
@@ -58,9 +61,10 @@ def main() -> None:
     os.chmod(BENCH_ROOT, 0o755)
     scratch = Path(tempfile.mkdtemp(prefix="s3-push-", dir=BENCH_ROOT))
     os.chmod(scratch, 0o755)
-    weed = storage = None
+    cluster = storage = None
     try:
-        weed = start_weed(scratch / "weed")
+        cluster = start_cluster(scratch / "seaweedfs")
+        bucket = writable_bucket(cluster)
         storage = start_storage(scratch / "rsync")
         results: dict[str, list[dict]] = {"s3": [], "rsync": []}
         for run in range(args.repeat):
@@ -69,7 +73,7 @@ def main() -> None:
                 spec = {
                     "tree": str(tree),
                     "concurrency": args.concurrency,
-                    "s3": weed.storage_setting(),
+                    "s3": bucket.storage_setting(),
                     "rsync": {
                         "spec": storage.target.rstrip(":"),
                         "port": storage.port,
@@ -86,8 +90,8 @@ def main() -> None:
                 )
         report(results, args)
     finally:
-        if weed is not None:
-            weed.stop()
+        if cluster is not None:
+            cluster.stop()
         if storage is not None:
             storage.stop()
         shutil.rmtree(scratch, ignore_errors=True)

@@ -22,7 +22,12 @@ import pytest
 from harvester.db import connect
 from lab.processes.mariadb import LocalMariaDB
 from lab.processes.seaweedfs import Cluster, ClusterSettings, start_cluster
-from lab.processes.seaweedfs_s3 import admin_client, create_images_bucket
+from lab.processes.seaweedfs_s3 import (
+    WritableBucket,
+    admin_client,
+    create_images_bucket,
+    writable_bucket,
+)
 from lab.processes.storage import RunningStorage, start_storage
 from lab.sims.flickr.process import RunningSim, spawn
 
@@ -148,6 +153,7 @@ def remove_storage(storage: RunningStorage) -> None:
 
 # weed's filer waits 15 s for its own metadata stream on SIGTERM; a test cluster is killed sooner.
 TEST_SEAWEEDFS = {"stop_timeout": 5.0}
+SESSION_VOLUMES = 400  # volumes a server of the session cluster may hold: about 60 buckets
 
 
 def seaweedfs_cluster(base_dir: Path, **settings) -> Cluster:
@@ -166,7 +172,9 @@ def seaweedfs_cluster(base_dir: Path, **settings) -> Cluster:
 def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """One cluster for the session: a master, two volume servers (replication 001), a filer
     on leveldb2 and the S3 gateway. Tests that kill or add servers start their own."""
-    cluster = seaweedfs_cluster(tmp_path_factory.mktemp("seaweedfs"))
+    # Every bucket is a collection of its own that takes six volumes on each server at its
+    # first PUT (weed's growth for two copies), and tests make buckets of their own (s3_bucket).
+    cluster = seaweedfs_cluster(tmp_path_factory.mktemp("seaweedfs"), volume_max=SESSION_VOLUMES)
     yield cluster
     cluster.stop()
 
@@ -183,6 +191,25 @@ def seaweedfs_factory(tmp_path: Path) -> Iterator[Callable[..., Cluster]]:
     yield start
     for cluster in started:
         cluster.stop()
+
+
+def bucket_name() -> str:
+    return f"t-{secrets.token_hex(5)}"
+
+
+@pytest.fixture
+def s3_bucket(seaweedfs: Cluster) -> WritableBucket:
+    """A bucket of the test's own on the session cluster, made as the images bucket is (object
+    lock, GOVERNANCE default retention), with a writer identity of its own (Write on it
+    alone): no test sees another's objects, whatever ran before."""
+    return writable_bucket(seaweedfs, bucket_name())
+
+
+@pytest.fixture
+def own_s3_bucket(seaweedfs_factory: Callable[..., Cluster]) -> WritableBucket:
+    """The same on a cluster of the test's own (one volume server, no replication): for a test
+    that kills its gateway or changes what the whole cluster sees."""
+    return writable_bucket(seaweedfs_factory(volume_servers=1, replication="000"), bucket_name())
 
 
 def harvester_env(db_url: str, sim: RunningSim | None = None, **extra: str) -> dict[str, str]:

@@ -119,6 +119,17 @@ class Cluster:
         self._start(server, lambda: server.address in self.data_nodes())
         return server
 
+    def kill_gateway(self) -> None:
+        """kill -9 the S3 gateway: an outage of the store as its clients see it, while the
+        filer and the volume servers keep every object."""
+        self.s3.kill()
+
+    def restart_gateway(self) -> WeedProcess:
+        """Start the stopped gateway again on the same port; it loads the filer's identities
+        before it answers."""
+        self._start(self.s3, lambda: answers(self.s3_url + "/"))
+        return self.s3
+
     def restart_filer(self, wipe: bool = False) -> WeedProcess:
         """Stop the filer and start it again on the same port and store; `wipe` first deletes
         its directory, as a lost droplet loses it (a leveldb2 store goes with it, a MariaDB

@@ -21,6 +21,7 @@ import requests
 
 GRPC_OFFSET = 10000  # weed's gRPC port is its HTTP port + 10000
 HIGHEST_PORT = 65535 - GRPC_OFFSET
+LOWEST_PORT = 10000  # of a randomly chosen one
 HOST = "127.0.0.1"
 DATA_CENTER = "dc1"
 RACK = "rack1"  # one rack: replication 001 puts the two copies on two servers of it
@@ -106,10 +107,23 @@ def check_ports(port: int) -> None:
             raise StorageError(f"port {HOST}:{wanted} is in use")
 
 
+def ephemeral_floor() -> int:
+    """The lowest port the kernel hands to outgoing connections (ip_local_port_range)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
 def free_port_pair(taken: set[int]) -> int:
-    """A random port below 55536 that is free, with its gRPC twin free too."""
+    """A random port that is free, with its gRPC twin free too, both below the ephemeral
+    range when there is room: a port found free there can be taken by any outgoing
+    connection (the cluster's own make many) before the weed server binds it."""
+    highest = min(HIGHEST_PORT, ephemeral_floor() - 1 - GRPC_OFFSET)
+    if highest < LOWEST_PORT + 2000:  # an odd ephemeral range leaves no room below it
+        highest = HIGHEST_PORT
     for _ in range(200):
-        port = random.randint(20000, HIGHEST_PORT)
+        port = random.randint(LOWEST_PORT, highest)
         if port not in taken and port_is_free(port) and port_is_free(port + GRPC_OFFSET):
             return port
     raise StorageError("no free port pair found")

@@ -31,8 +31,9 @@ from dataclasses import dataclass, field
 import boto3
 from botocore.client import BaseClient
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
-from lab.processes.seaweedfs import Cluster, StorageError
+from lab.processes.seaweedfs import Cluster, StorageError, wait
 
 REGION = "us-east-1"  # weed accepts any; botocore's signer needs one
 IMAGES_BUCKET = "images"
@@ -40,6 +41,10 @@ RETENTION_MODE = "GOVERNANCE"
 RETENTION_YEARS = 100  # weed's maximum: a version's protection must outlive the mirror
 NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{0,62}$")  # an identity or bucket name
 KEY_PART = re.compile(r"^[A-Za-z0-9+/=_-]{8,128}$")  # one shell word, no spaces or newlines
+BUCKET_ACTIONS = ("Read", "List", "Tagging", "Write")  # what an identity may have on a bucket
+WRITER_ACTIONS = ("Write",)  # a downloader's: put, never get or list
+AUDITOR_ACTIONS = ("Read", "List", "Write")  # the audit's: list, compare, restore a version
+UNKNOWN_KEY = "InvalidAccessKeyId"
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,32 @@ def admin_client(cluster: Cluster) -> BaseClient:
     return client(cluster.s3_url, admin_key(cluster))
 
 
+@dataclass(frozen=True)
+class WritableBucket:
+    """A bucket made as the images bucket is, and a downloader's write-only key for it: what
+    the downloader's tests and benchmarks push into."""
+
+    cluster: Cluster
+    name: str
+    writer: S3Key
+
+    def storage_setting(self, key: S3Key | None = None) -> dict[str, str]:
+        return storage_setting(self.cluster, key or self.writer, self.name)
+
+    def admin_client(self) -> BaseClient:
+        return admin_client(self.cluster)
+
+
+def writable_bucket(cluster: Cluster, name: str = IMAGES_BUCKET) -> WritableBucket:
+    """Create bucket `name` (object lock, default retention) and an identity `writer-<name>`
+    with Write on it alone; returns once the gateway accepts the writer's key."""
+    create_images_bucket(admin_client(cluster), name)
+    writer = new_key()
+    add_identity(cluster, f"writer-{name}", writer, name)
+    wait_known(cluster, writer, name)
+    return WritableBucket(cluster, name, writer)
+
+
 def create_images_bucket(
     admin: BaseClient,
     bucket: str = IMAGES_BUCKET,
@@ -96,11 +127,50 @@ def create_images_bucket(
     )
 
 
-def add_identity(cluster: Cluster, name: str, key: S3Key, bucket: str = IMAGES_BUCKET) -> None:
-    """A downloader's identity: `Write:<bucket>` and nothing else, with one key."""
+def add_identity(
+    cluster: Cluster,
+    name: str,
+    key: S3Key,
+    bucket: str = IMAGES_BUCKET,
+    actions: tuple[str, ...] = WRITER_ACTIONS,
+) -> None:
+    """An identity with one key and `actions` on `bucket` only: by default a downloader's,
+    `Write:<bucket>` and nothing else; AUDITOR_ACTIONS for the storage audit's."""
     _check_name(name, "identity")
     _check_name(bucket, "bucket")
-    _configure(cluster, f"-user={name} -actions=Write -buckets={bucket}", key)
+    if not actions or not set(actions) <= set(BUCKET_ACTIONS):
+        raise StorageError(f"actions must be some of {', '.join(BUCKET_ACTIONS)}: {actions}")
+    _configure(cluster, f"-user={name} -actions={','.join(actions)} -buckets={bucket}", key)
+
+
+def wait_known(
+    cluster: Cluster, key: S3Key, bucket: str = IMAGES_BUCKET, timeout: float = 30.0
+) -> None:
+    """Until the gateway knows `key`: it loads identities as the filer's change reaches it.
+    The probe is a listing, which changes nothing: a known write-only key is refused it with
+    AccessDenied, an unknown one with InvalidAccessKeyId."""
+    probe = client(cluster.s3_url, key, retries=1)
+
+    def known() -> bool:
+        try:
+            probe.list_objects_v2(Bucket=bucket, MaxKeys=1)
+        except ClientError as error:
+            return error.response["Error"]["Code"] != UNKNOWN_KEY
+        return True
+
+    wait(known, timeout, f"the gateway to know the key {key.access_key}")
+
+
+def storage_setting(cluster: Cluster, key: S3Key, bucket: str = IMAGES_BUCKET) -> dict[str, str]:
+    """The `storage:` mapping of the downloader's (or the audit's) settings for this gateway,
+    bucket and key."""
+    return {
+        "endpoint": cluster.s3_url,
+        "bucket": bucket,
+        "region": REGION,
+        "access_key": key.access_key,
+        "secret_key": key.secret_key,
+    }
 
 
 def add_key(cluster: Cluster, name: str, key: S3Key) -> None:

