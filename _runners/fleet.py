@@ -58,15 +58,11 @@ __opts__: dict = {}  # replaced by Salt's loader
 # Roles fleet.up makes, by minion id prefix as in salt/top.sls. The database and storage
 # droplets are the static core (terraform/), never scaled from here.
 ROLE_PREFIXES = {"downloader": "dl", "harvester": "hv"}
-# What renders a worker's access on the servers it reaches: applied on its own (one state by
-# state.sls_id, or an sls whose service reloads what it renders; not a highstate) when a
-# worker's secrets are forgotten, so they are refused at once.
+# What renders a worker's access on the servers it reaches: applied on its own (state.sls_id,
+# not a highstate) when a worker's secrets are forgotten, so they are refused at once.
 REVOKE_STATES = {
-    "db-": (("queue-tokens-file-managed", "queue.config"),),  # the queue's bearer tokens
-    "st-": (
-        ("storage-authorized-keys-file-managed", "storage.config"),  # storage's sshd
-        (None, "storage.seaweedfs.service"),  # the S3 gateway's identities, reloaded
-    ),
+    "db-": ("queue-tokens-file-managed", "queue.config"),  # the queue's bearer tokens
+    "st-": ("storage-authorized-keys-file-managed", "storage.config"),  # storage's sshd
 }
 REVOKE_TIMEOUT = 300
 ACTIVE_SECONDS = 300

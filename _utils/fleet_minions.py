@@ -120,32 +120,22 @@ def drain(opts: dict, name: str, wait: float) -> dict[str, Any]:
 
 
 def revoke(
-    opts: dict,
-    states: dict[str, tuple[tuple[str | None, str], ...]],
-    timeout: int,
-    progress: Callable[[str], None],
+    opts: dict, states: dict[str, tuple[str, str]], timeout: int, progress: Callable[[str], None]
 ) -> dict[str, str]:
-    """Each of `states` (minion id prefix -> (state id, sls) pairs; no state id: the whole
-    sls) applied on every accepted minion of that prefix: per minion "ok" or why not (one
-    that does not answer is a failure: it may still let the token in)."""
+    """Each of `states` (minion id prefix -> (state id, sls)) applied on every accepted minion
+    of that prefix: per minion "ok" or why not (one that does not answer is a failure: it may
+    still let the token in)."""
     servers = sorted(minion_keys(opts, accepted_only=True))
-    revoked: dict[str, str] = {}
-    for prefix, applied in states.items():
+    revoked = {}
+    for prefix, (state_id, sls) in states.items():
         targets = [minion for minion in servers if minion.startswith(prefix)]
-        for state_id, sls in applied if targets else ():
-            what = state_id or sls
-            progress(f"revoking at once on {', '.join(targets)}: {what}")
-            if state_id is None:
-                ret = cmd(opts, targets, "state.sls", timeout, arg=[sls])
-            else:
-                ret = cmd(
-                    opts, targets, "state.sls_id", timeout, arg=[state_id], kwarg={"mods": sls}
-                )
-            for target in targets:
-                why = state_failure(ret.get(target))
-                if why and revoked.get(target, "ok") == "ok":  # the first failure is told
-                    revoked[target] = f"{what}: {why}"
-                revoked.setdefault(target, "ok")
+        if not targets:
+            continue
+        progress(f"revoking at once on {', '.join(targets)}: {state_id}")
+        ret = cmd(opts, targets, "state.sls_id", timeout, arg=[state_id], kwarg={"mods": sls})
+        for target in targets:
+            why = state_failure(ret.get(target))
+            revoked[target] = f"{state_id}: {why}" if why else "ok"
     return revoked
 
 
