@@ -3,13 +3,15 @@
 N JPEGs of 5-20 KB made by the lab's image host (`lab.sims.image_host.server.jpeg_bytes`)
 are served by a private nginx on loopback, as bench/fetch.py serves them. Each run:
 
-- fetch: the downloader's fetch stage (`downloader fetch`'s own function, `--concurrency`
-  connections, sha256 while streaming, files written at their storage-layout paths);
+- fetch: the downloader's fetch stage (`downloader fetch`'s own function, `--fetch-concurrency`
+  connections, sha256 while streaming, files written at their storage-layout paths under
+  `--spool`, tmpfs by default: its fastest, so the hardest rate for a push to keep up with);
 - then the very files it wrote are pushed by each of:
   - asyncio: `downloader.s3.push.push_objects`, botocore's SigV4 signer over the fetch's own
-    asyncio HTTP client (downloader/fetch/http/), `--push-concurrency` PUTs in flight;
+    asyncio HTTP client (downloader/fetch/http/), N PUTs in flight for each N of
+    `--push-concurrency` (asyncio-N);
   - urllib3: the sender it replaced, the same signer over a urllib3 pool and a thread per PUT
-    in flight (as downloader/s3/client.py was before);
+    in flight (as downloader/s3/client.py was before; urllib3-N);
   - rsync: `downloader.push.push_tree` over SSH into a private sshd + rrsync write-only
     storage (`lab/processes/storage.py`; needs root);
   both S3 senders into a SeaweedFS cluster (`lab/processes/seaweedfs.py`: one master, one
@@ -25,6 +27,7 @@ under a prefix of its own (hard links), so no run overwrites another's keys or f
 ranges and the ratios to the fetch stage are printed at the end.
 
     .venv/bin/python bench/s3_push_vs_fetch.py [--photos 5000] [--repeat 3]
+        [--push-concurrency 16,64] [--spool /dev/shm]
 """
 
 from __future__ import annotations
