@@ -244,6 +244,8 @@ def child(name: str, spec: dict, spec_path: Path, server_pids: list[int] = ()) -
     if done.returncode != 0:
         raise ChildFailed(f"{name} failed:\n{done.stderr[-3000:]}")
     result = json.loads(done.stdout)
+    if name == "rsync":  # sshd reaps the session (and its rsync) after the client is done
+        settled(server_pids[0])
     server = process_cpu(server_pids) - before
     result["server_ms_per_photo"] = server * 1000 / max(result["photos"], 1)
     return result
@@ -260,6 +262,15 @@ def process_cpu(pids: list[int]) -> float:
             continue
         ticks += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def settled(pid: int, timeout: float = 30.0) -> None:
+    """Wait until `pid` has no child left (each one's CPU then counts in its cutime)."""
+    deadline = time.monotonic() + timeout
+    while len(tree_pids(pid)) > 1:
+        if time.monotonic() > deadline:
+            raise ChildFailed(f"process {pid} still has children after {timeout:.0f}s")
+        time.sleep(0.05)
 
 
 def tree_pids(pid: int) -> list[int]:
