@@ -21,7 +21,7 @@ are served by a private nginx on loopback, as bench/fetch.py serves them. Each r
 Every stage runs in a child process; its CPU is user + system of that child and what it
 waited for (ssh, rsync), from getrusage around the stage alone (not the interpreter's start),
 per photo. The servers' CPU (nginx for the fetch, the weed processes for S3, sshd and its
-rsyncs for rsync; from /proc, theirs and their reaped children's) is shown apart: it shares
+sessions' rsync for rsync; sampled from /proc) is shown apart: it shares
 these 2 cores here, where in production it runs on other machines. Each push writes the files
 under a prefix of its own (hard links), so no run overwrites another's keys or files. Medians,
 ranges and the ratios to the fetch stage are printed at the end.
@@ -42,6 +42,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -147,7 +148,7 @@ class Servers:
         if stage == "fetch":
             return tree_pids(self.nginx.pid)
         if stage == "rsync":
-            return [self.storage.process.pid]  # sshd: its sessions and rsyncs are reaped
+            return [self.storage.process.pid]  # sshd: its sessions and their rsyncs
         return [p.process.pid for p in self.cluster.processes() if p.process is not None]
 
     def __exit__(self, *exc: object) -> None:
@@ -232,49 +233,69 @@ class ChildFailed(RuntimeError):
     pass
 
 
-def child(name: str, spec: dict, spec_path: Path, server_pids: list[int] = ()) -> dict:
+def child(name: str, spec: dict, spec_path: Path, server_roots: list[int] = ()) -> dict:
     """Run one stage in a child; its rates, and the servers' CPU per photo meanwhile."""
     spec_path.write_text(json.dumps(spec))
-    before = process_cpu(server_pids)
-    done = subprocess.run(
-        [sys.executable, __file__, "--child", name, "--spec", str(spec_path)],
-        capture_output=True,
-        text=True,
-    )
+    sampler = ServerCpu(server_roots)
+    try:
+        done = subprocess.run(
+            [sys.executable, __file__, "--child", name, "--spec", str(spec_path)],
+            capture_output=True,
+            text=True,
+        )
+    finally:
+        server = sampler.finish()
     if done.returncode != 0:
         raise ChildFailed(f"{name} failed:\n{done.stderr[-3000:]}")
     result = json.loads(done.stdout)
-    if name == "rsync":  # sshd reaps the session (and its rsync) after the client is done
-        settled(server_pids[0])
-    server = process_cpu(server_pids) - before
     result["server_ms_per_photo"] = server * 1000 / max(result["photos"], 1)
     return result
 
 
-def process_cpu(pids: list[int]) -> float:
-    """CPU seconds of `pids` and of their children already reaped (/proc/<pid>/stat)."""
-    ticks = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        ticks += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
-    return ticks / os.sysconf("SC_CLK_TCK")
+class ServerCpu:
+    """CPU seconds the server processes (`roots` and their descendants) spent meanwhile,
+    sampled from /proc every 20 ms: a session process sshd starts and ends is counted from
+    its samples, since sshd itself does not account for its reaped sessions."""
+
+    def __init__(self, roots: list[int]) -> None:
+        self.roots = list(roots)
+        self.first: dict[int, int] = {pid: ticks(pid) for root in roots for pid in tree_pids(root)}
+        self.last = dict(self.first)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop.wait(0.02):
+            self._sample()
+
+    def _sample(self) -> None:
+        for root in self.roots:
+            for pid in tree_pids(root):
+                used = ticks(pid)
+                if used >= 0:
+                    self.last[pid] = used
+
+    def finish(self) -> float:
+        self.stop.set()
+        self.thread.join()
+        self._sample()
+        spent = sum(used - self.first.get(pid, 0) for pid, used in self.last.items())
+        return spent / os.sysconf("SC_CLK_TCK")
 
 
-def settled(pid: int, timeout: float = 30.0) -> None:
-    """Wait until `pid` has no child left (each one's CPU then counts in its cutime)."""
-    deadline = time.monotonic() + timeout
-    while len(tree_pids(pid)) > 1:
-        if time.monotonic() > deadline:
-            raise ChildFailed(f"process {pid} still has children after {timeout:.0f}s")
-        time.sleep(0.05)
+def ticks(pid: int) -> int:
+    """utime + stime of `pid` in clock ticks (-1 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return -1
+    return int(fields[11]) + int(fields[12])
 
 
 def tree_pids(pid: int) -> list[int]:
-    """`pid` and its living descendants (nginx's workers)."""
+    """`pid` and its living descendants (nginx's workers, sshd's sessions)."""
     pids, todo = [], [pid]
     while todo:
         current = todo.pop()
