@@ -1,6 +1,6 @@
 """One S3 PUT: botocore's SigV4 signer over the downloader's own asyncio HTTP client
-(downloader/fetch/http/), the one its GETs use: 0.2 ms of client CPU per small photo against
-0.55-0.6 over urllib3 (bench/s3_push_vs_fetch.py; README, the S3 paragraph).
+(downloader/fetch/http/), the one its GETs use: about half the client CPU per small photo of
+the same signer over urllib3 and threads (bench/s3_push_vs_fetch.py; README, the S3 paragraph).
 
 Each PUT carries the file's SHA-256 twice: as `x-amz-checksum-sha256` (base64), which the
 store checks against the bytes it received and refuses with BadDigest, storing nothing; and
