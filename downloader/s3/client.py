@@ -1,33 +1,35 @@
-"""One S3 PUT: botocore's SigV4 signer over a urllib3 pool (bench/s3_clients.py chose them).
+"""One S3 PUT: botocore's SigV4 signer over the downloader's own asyncio HTTP client
+(downloader/fetch/http/), the one its GETs use: about half the client CPU per small photo of
+the same signer over urllib3 and threads (bench/s3_push_vs_fetch.py; README, the S3 paragraph).
 
 Each PUT carries the file's SHA-256 twice: as `x-amz-checksum-sha256` (base64), which the
 store checks against the bytes it received and refuses with BadDigest, storing nothing; and
 as the signed `x-amz-content-sha256` (hex), so the signature covers the digest (SeaweedFS
 4.48 checks only the first: tried, a wrong signed hash alone is stored; AWS checks both).
 The digest is the one the fetch stage computed while streaming the photo (the journal has
-it), so a push does not read a photo twice and a photo changed in the spool since it was
+it), so a push does not hash a photo again and a photo changed in the spool since it was
 fetched is refused by the store instead of stored. boto3 would hash every body again for the
 signature; the signer alone, told the digest, does not (`KnownDigestSigner`).
 
 What a failed PUT means is `PutError.transient`: a refused, reset or timed-out connection, a
-5xx, SlowDown or RequestTimeout may pass; a refused key or signature, a missing bucket, a
-digest the store does not accept, or any other 4xx will not, however long one waits.
+malformed answer, a 5xx, SlowDown or RequestTimeout may pass; a refused key or signature, a
+missing bucket, a digest the store does not accept, or any other 4xx will not, however long
+one waits.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import logging
 import re
 from pathlib import Path
 from urllib.parse import quote
 
-import urllib3
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
+from downloader.fetch.http import BadUrl, HttpClient, HttpError, Response
 from downloader.s3.target import S3Target
 
 TRANSIENT_CODES = {"SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable"}
@@ -41,10 +43,8 @@ CONTENT_TYPES = {
 }
 ERROR_CODE = re.compile(rb"<Code>([^<]{1,100})</Code>")
 ERROR_MESSAGE = re.compile(rb"<Message>([^<]{0,300})</Message>")
-HASH_CHUNK = 1 << 20
-# urllib3 warns of every connection it retries once: with the store away that is a line per
-# PUT per attempt (thousands a minute). The push logs one line per attempt instead.
-logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
+ANSWER_KEPT = 64 * 1024  # of a refusal's body: its Code and Message are in the first bytes
+USER_AGENT = "ccmirror-downloader"
 
 
 class PutError(Exception):
@@ -65,7 +65,8 @@ class KnownDigestSigner(S3SigV4Auth):
 
 
 class ObjectWriter:
-    """PUTs into one bucket through one keep-alive pool, from any number of threads."""
+    """PUTs into one bucket through one keep-alive pool: `async with writer:` opens the pool
+    on the running loop (and closes it), then any number of tasks call `put_file`."""
 
     def __init__(
         self,
@@ -76,40 +77,51 @@ class ObjectWriter:
         connect_timeout: float = 10.0,
     ) -> None:
         self.target = target
+        self.connections = connections
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
         self._signer = KnownDigestSigner(
             Credentials(target.access_key, target.secret_key), "s3", target.region
         )
-        self._pool = urllib3.PoolManager(
-            num_pools=1,
-            maxsize=connections,
-            block=True,  # a thread waits for a free connection instead of opening another
-            # Once at once, rewinding the file: a keep-alive connection the store closed while
-            # idle. Anything else the push retries, with its backoff and classification.
-            retries=urllib3.Retry(total=1, redirect=0, status=0, backoff_factor=0),
-            timeout=urllib3.Timeout(connect=connect_timeout, read=timeout),
+        self._client: HttpClient | None = None
+
+    async def __aenter__(self) -> ObjectWriter:
+        self._client = HttpClient(
+            user_agent=USER_AGENT,
+            connect_timeout=self.connect_timeout,
+            # A PUT is answered within `timeout` of its start, its body's upload included.
+            read_timeout=self.timeout,
+            total_timeout=self.timeout,
+            allow_hosts=None,  # the settings' own endpoint, not a catalog URL
+            max_idle_per_host=self.connections,
         )
+        await self._client.__aenter__()
+        return self
 
-    def close(self) -> None:
-        self._pool.clear()
+    async def __aexit__(self, *exc: object) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
 
-    def put_file(self, key: str, path: Path, sha256_hex: str | None = None) -> int:
+    async def put_file(self, key: str, path: Path, sha256_hex: str | None = None) -> int:
         """Store `path` at `key`; its size. `sha256_hex` is the content's digest (computed
         here when not given). Raises PutError, or OSError for a local file that cannot be
         read."""
-        digest = sha256_hex or file_sha256(path)
-        with open(path, "rb") as body:
-            size = body.seek(0, 2)
-            body.seek(0)
-            url, headers = self.signed_put(key, digest, size)
-            try:
-                response = self._pool.urlopen(
-                    "PUT", url, body=body, headers=headers, redirect=False, preload_content=True
-                )
-            except urllib3.exceptions.HTTPError as exc:  # connect, reset, timeout, protocol
-                raise PutError(key, _connection_error(exc), transient=True) from None
-        if response.status != 200:
-            raise refusal(key, response.status, response.data)
-        return size
+        assert self._client is not None, "use `async with writer`"
+        body = path.read_bytes()  # a photo is small; the spool's disk answers in microseconds
+        digest = sha256_hex or hashlib.sha256(body).hexdigest()
+        url, headers = self.signed_put(key, digest, len(body))
+        try:
+            response = await self._client.put(url, headers, body)
+            if response.status == 200:
+                response.discard()  # the connection goes back to the pool
+                return len(body)
+            answer = await _answer(response)
+        except BadUrl as exc:  # an endpoint or key that cannot be requested at all
+            raise PutError(key, str(exc), transient=False) from None
+        except HttpError as exc:  # connect, reset, timeout, a malformed answer
+            raise PutError(key, f"{type(exc).__name__}: {exc}"[:300], transient=True) from None
+        raise refusal(key, response.status, answer)
 
     def signed_put(self, key: str, sha256_hex: str, size: int) -> tuple[str, dict[str, str]]:
         """The URL and headers of a PUT of `size` bytes with that digest, signed now."""
@@ -138,16 +150,13 @@ def refusal(key: str, status: int, body: bytes) -> PutError:
     return PutError(key, text, transient=transient, status=status)
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as body:
-        while chunk := body.read(HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+async def _answer(response: Response) -> bytes:
+    """The first ANSWER_KEPT bytes of a refusal's body (the rest read and dropped)."""
+    kept = bytearray()
 
+    def keep(data: bytes) -> None:
+        if len(kept) < ANSWER_KEPT:
+            kept.extend(data[: ANSWER_KEPT - len(kept)])
 
-def _connection_error(exc: Exception) -> str:
-    reason = getattr(exc, "reason", None) or exc
-    text = str(reason)
-    # urllib3 puts the pool object's repr in front: keep what the socket said.
-    return re.sub(r"^<[^>]*>:\s*", "", text)[:300] or type(exc).__name__
+    await response.read(keep)
+    return bytes(kept)

@@ -5,11 +5,12 @@ PushResult, or PushFailed (with `.transient`) or PushStopped; transient failures
 exponential backoff and jitter until `retry_seconds` or `attempts`; `on_retry` told before
 each wait; `stop_event` ends it between PUTs.
 
-An attempt is one pass over the keys not yet stored, `concurrency` PUTs at a time; a key the
-store took is never put again: `on_put` is told (the spool's journal appends it) and a later
-pass, or a push resumed after a kill, is given those keys as `already_put`. A key put twice
-anyway (killed between the store's answer and the journal's line) is harmless: the bucket is
-versioned, so it gains an identical version.
+An attempt is one pass over the keys not yet stored, `concurrency` PUTs at a time on one
+asyncio loop in the caller's thread (the fetch's own HTTP client; no thread per PUT); a key
+the store took is never put again: `on_put` is told at once (the spool's journal appends it)
+and a later pass, or a push resumed after a kill, is given those keys as `already_put`. A key
+put twice anyway (killed between the store's answer and the journal's line) is harmless: the
+bucket is versioned, so it gains an identical version.
 
 Fatal, because waiting does not fix it: a key or signature the store refuses, a missing
 bucket, a digest it does not accept (the spool's file is not what was fetched), another 4xx,
@@ -18,7 +19,7 @@ and a local file that is missing or unreadable.
 
 from __future__ import annotations
 
-import concurrent.futures as futures
+import asyncio
 import logging
 import threading
 import time
@@ -85,14 +86,11 @@ def push_objects(
     writer = ObjectWriter(
         target, connections=concurrency, timeout=timeout, connect_timeout=connect_timeout
     )
-    try:
-        return _passes(
-            writer, local_root, remaining, digests or {}, on_put, stop_event, on_retry,
-            deadline=started + retry_seconds, attempts=attempts, backoff=(backoff, max_backoff),
-            started=started, concurrency=concurrency,
-        )  # fmt: skip
-    finally:
-        writer.close()
+    return _passes(
+        writer, local_root, remaining, digests or {}, on_put, stop_event, on_retry,
+        deadline=started + retry_seconds, attempts=attempts, backoff=(backoff, max_backoff),
+        started=started, concurrency=concurrency,
+    )  # fmt: skip
 
 
 def _passes(
@@ -161,41 +159,37 @@ def _one_pass(
     fatal error. Every key stored is told to `on_put` (from this thread only) as it lands."""
     outcome = _Pass()
     todo = iter(keys)
-    with futures.ThreadPoolExecutor(concurrency, thread_name_prefix="s3-put") as pool:
-        running: dict[futures.Future, str] = {}
 
-        def start_more() -> None:
-            while len(running) < concurrency and outcome.fatal is None and not stop_event.is_set():
-                key = next(todo, None)
-                if key is None:
-                    return
-                running[pool.submit(_put, writer, local_root, key, digests.get(key))] = key
+    async def worker() -> None:
+        while outcome.fatal is None and not stop_event.is_set():
+            key = next(todo, None)
+            if key is None:
+                return
+            try:
+                size = await _put(writer, local_root, key, digests.get(key))
+            except PutError as exc:
+                if exc.transient:
+                    outcome.transient.append(exc)
+                elif outcome.fatal is None:
+                    outcome.fatal = exc
+                continue
+            outcome.bytes += size  # after the await: `+= await` would add to a stale sum
+            outcome.stored.append(key)
+            if on_put is not None:
+                # At once, one key: a kill -9 then puts again at most the PUTs in flight.
+                on_put([key])
 
-        start_more()
-        while running:
-            finished, _ = futures.wait(running, timeout=0.2, return_when=futures.FIRST_COMPLETED)
-            landed = []
-            for future in finished:
-                key = running.pop(future)
-                try:
-                    outcome.bytes += future.result()
-                    landed.append(key)
-                except PutError as exc:
-                    if exc.transient:
-                        outcome.transient.append(exc)
-                    elif outcome.fatal is None:
-                        outcome.fatal = exc
-            if landed:
-                outcome.stored += landed
-                if on_put is not None:
-                    on_put(landed)
-            start_more()
+    async def run() -> None:
+        async with writer:
+            await asyncio.gather(*(worker() for _ in range(min(concurrency, len(keys)))))
+
+    asyncio.run(run())
     return outcome
 
 
-def _put(writer: ObjectWriter, local_root: Path, key: str, digest: str | None) -> int:
+async def _put(writer: ObjectWriter, local_root: Path, key: str, digest: str | None) -> int:
     try:
-        return writer.put_file(key, local_root / key, digest)
+        return await writer.put_file(key, local_root / key, digest)
     except OSError as exc:  # the spool's own file: waiting will not bring it back
         raise PutError(key, f"cannot read {local_root / key}: {exc.strerror or exc}",
                        transient=False) from None  # fmt: skip

@@ -1,4 +1,5 @@
-"""A small HTTP/1.1 client on asyncio Protocols: GET, keep-alive, streaming bodies, nothing else.
+"""A small HTTP/1.1 client on asyncio Protocols: GET, PUT of a body in memory, keep-alive,
+streaming bodies, nothing else.
 
 The fetcher's hot path is one small image per request, so CPU per request is the budget. On
 this kind of machine aiohttp spends ~150 us of Python per request on its request, response and
@@ -15,8 +16,11 @@ img2dataset). What it does:
 - timeouts: connect, silence while waiting or reading, total per request (redirects and body
   included), enforced by one sweep over busy connections, not a timer per request;
 - https through the default SSL context (certificates verified);
+- PUT (the S3 push, downloader/s3/client.py): a body sent after its head in one write, no
+  redirect followed;
 - only hosts the allow-list names (ccmirror_common/hosts.py), on every redirect hop: a name is
   resolved once per connection, every address checked, and the checked address connected to.
+  A client made without a list (the S3 push's: its endpoint is the settings' own) has none.
 
 Modules: `client` (HttpClient: the pool, connect, redirects, timeouts), `connection` (one
 connection's exchange and the Response), `target` (a parsed URL and the errors). This package

@@ -1,22 +1,28 @@
-"""The HTTP client the fetcher uses: `HttpClient.get` and its pool of keep-alive connections.
+"""The HTTP client the fetcher and the S3 push use: `HttpClient.get`, `HttpClient.put` and
+their pool of keep-alive connections.
 
 A GET checks each hop's host against the allow-list, takes an idle connection to the host or
 connects (the name resolved and every address checked once, the checked address connected
 to), follows redirects up to a limit, and enforces the total and read timeouts with one sweep
-over busy connections. One connection's exchange is downloader/fetch/http/connection.py.
+over busy connections. A PUT sends a body held in memory to a URL the caller chose (the
+settings' storage endpoint, not a catalog URL: a client made with `allow_hosts=None` connects
+wherever its caller asks) and follows no redirect. One connection's exchange is
+downloader/fetch/http/connection.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from urllib.parse import urljoin
 
 from ccmirror_common.hosts import HostPolicy, HostRefused
 from downloader.fetch.http.connection import Connection, Response
 from downloader.fetch.http.target import (
+    BadUrl,
     ConnectFailed,
     HostNotAllowed,
     RequestTimeout,
@@ -38,17 +44,20 @@ class HttpClient:
         connect_timeout: float,
         read_timeout: float,
         total_timeout: float,
-        allow_hosts: HostPolicy,
+        allow_hosts: HostPolicy | None,
         max_idle_per_host: int = 64,
     ) -> None:
+        """`allow_hosts=None`: no allow-list, for a client that only ever requests URLs of
+        its own settings (the S3 push's endpoint)."""
         self.allow_hosts = allow_hosts
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.total_timeout = total_timeout
         self.max_idle_per_host = max_idle_per_host
         self.loop = asyncio.get_running_loop()
+        self._user_agent = f"User-Agent: {user_agent}\r\n"
         self._fixed = (
-            f"User-Agent: {user_agent}\r\nAccept: */*\r\nAccept-Encoding: identity\r\n\r\n"
+            f"{self._user_agent}Accept: */*\r\nAccept-Encoding: identity\r\n\r\n"
         ).encode()
         self._idle: dict[tuple, list[Connection]] = {}
         self.busy: set[Connection] = set()
@@ -89,7 +98,7 @@ class HttpClient:
         deadline = self.loop.time() + self.total_timeout
         for hop in range(max_redirects + 1):
             target = Target(url, self._fixed)
-            if not self.allow_hosts.allows_host(target.host):  # a cached answer per host
+            if not self._allowed(target.host):  # a cached answer per host
                 why = f" (redirected to {url[:100]})" if hop else ""
                 raise HostNotAllowed(f"host not allowed: {target.host[:100]}{why}")
             response = await self._request(target, deadline)
@@ -103,14 +112,34 @@ class HttpClient:
                 return response
         raise TooManyRedirects(f"more than {max_redirects} redirects")
 
-    async def _request(self, target: Target, deadline: float) -> Response:
+    async def put(self, url: str, headers: Mapping[str, str], body: bytes) -> Response:
+        """The answer to PUT `body` at `url` with `headers` (Host and Content-Length are
+        the client's own); a redirect is returned as it is, never followed."""
+        lines = [self._user_agent]
+        for name, value in headers.items():
+            if name.lower() not in ("host", "content-length"):
+                lines.append(f"{name}: {value}\r\n")
+        lines.append(f"Content-Length: {len(body)}\r\n\r\n")
+        head = "".join(lines)
+        breaks = len(lines) + 1  # one per line and the empty line: no more in a name or value
+        if head.count("\n") != breaks or head.count("\r") != breaks:
+            raise BadUrl(f"a header name or value holds a line break: {url[:100]}")
+        target = Target(url, head.encode("latin-1"), "PUT")
+        if not self._allowed(target.host):
+            raise HostNotAllowed(f"host not allowed: {target.host[:100]}")
+        return await self._request(target, self.loop.time() + self.total_timeout, body)
+
+    def _allowed(self, host: str) -> bool:
+        return self.allow_hosts is None or self.allow_hosts.allows_host(host)
+
+    async def _request(self, target: Target, deadline: float, body: bytes = b"") -> Response:
         while True:
             conn = self._take_idle(target.key)
             reused = conn is not None
             if conn is None:
                 conn = await self._connect(target, deadline)
             try:
-                return await conn.send(target, deadline)
+                return await conn.send(target, deadline, body)
             except ConnectFailed:
                 if not reused:
                     raise
@@ -140,7 +169,7 @@ class HttpClient:
         try:
             async with asyncio.timeout(max(timeout, 0)):
                 # Resolved and checked once; the checked address is what we connect to.
-                addresses = await self.allow_hosts.resolve(self.loop, target.host, target.port)
+                addresses = await self._resolve(target)
                 error = OSError(f"no address for {target.host}")
                 for address in addresses:
                     try:
@@ -161,6 +190,12 @@ class HttpClient:
             raise HostNotAllowed(str(e)) from None
         except OSError as e:
             raise ConnectFailed(f"{type(e).__name__}: {e}") from None
+
+    async def _resolve(self, target: Target) -> list[str]:
+        if self.allow_hosts is not None:
+            return await self.allow_hosts.resolve(self.loop, target.host, target.port)
+        infos = await self.loop.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
+        return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
     def put_idle(self, conn: Connection) -> None:
         conns = self._idle.setdefault(conn.key, [])

@@ -1,10 +1,10 @@
 """One keep-alive HTTP/1.1 connection as an asyncio Protocol, and the `Response` it reads.
 
-It sends one GET at a time and parses the answer as it arrives: the head, then a
-`Content-Length`, chunked or read-until-close body handed to the reader's sink from
-`data_received` itself. An exchange ends complete (the connection goes back to its pool),
-or broken with one error (the connection is closed, never reused). The pool, the connect
-and the redirects are the client's (downloader/fetch/http/client.py).
+It sends one request at a time (a GET, or a PUT with its body) and parses the answer as it
+arrives: the head, then a `Content-Length`, chunked or read-until-close body handed to the
+reader's sink from `data_received` itself. An exchange ends complete (the connection goes
+back to its pool), or broken with one error (the connection is closed, never reused). The
+pool, the connect and the redirects are the client's (downloader/fetch/http/client.py).
 """
 
 from __future__ import annotations
@@ -142,7 +142,8 @@ class Connection(asyncio.Protocol):
             self._break(Truncated(why), abort=False)
 
     # ------------------------------------------------------------------ one exchange
-    async def send(self, target: Target, deadline: float) -> Response:
+    async def send(self, target: Target, deadline: float, body: bytes = b"") -> Response:
+        """Send the request (`body` after its head, a PUT's) and wait for the answer's head."""
         self._state = _HEAD
         self.deadline = deadline
         self.last_activity = self.loop.time()
@@ -151,7 +152,9 @@ class Connection(asyncio.Protocol):
         waiter = self._head_waiter = self.loop.create_future()
         self.client.busy.add(self)
         try:
-            self.transport.write(target.request)  # type: ignore[union-attr]
+            # One write: a small photo's head and body leave in one send call.
+            request = target.request + body if body else target.request
+            self.transport.write(request)  # type: ignore[union-attr]
         except (OSError, RuntimeError) as e:  # closed under us: a fresh connection is tried
             self._head_waiter = None
             self._break(None)

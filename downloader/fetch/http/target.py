@@ -41,11 +41,12 @@ class RequestTimeout(HttpError, TimeoutError):
 
 
 class Target:
-    """A parsed URL: where to connect and what to send."""
+    """A parsed URL: where to connect and what to send (the request's head; `fixed_headers`
+    are the header lines after Host, ending with the empty line)."""
 
     __slots__ = ("url", "scheme", "host", "port", "key", "request")
 
-    def __init__(self, url: str, fixed_headers: bytes) -> None:
+    def __init__(self, url: str, fixed_headers: bytes, method: str = "GET") -> None:
         try:
             parts = urlsplit(url)
             port = parts.port
@@ -70,4 +71,6 @@ class Target:
         self.scheme = scheme
         self.host = host
         self.key = (scheme, host, self.port)
-        self.request = f"GET {path} HTTP/1.1\r\nHost: {host_header}\r\n".encode() + fixed_headers
+        self.request = (
+            f"{method} {path} HTTP/1.1\r\nHost: {host_header}\r\n".encode() + fixed_headers
+        )
