@@ -53,8 +53,10 @@ SERVICES = {
     "downloader": "ccmirror-downloader",
     "harvester": "ccmirror-harvester",
     "db": "ccmirror-queue",
-    "storage": "ccmirror-storage-sshd",
+    "storage": "ccmirror-storage-sshd",  # rsync; SeaweedFS's: STORAGE_SERVICES
 }
+# The storage role's main service by site:storage_backend (salt/storage/init.sls).
+STORAGE_SERVICES = {"rsync": "ccmirror-storage-sshd", "seaweedfs": "ccmirror-weed-volume"}
 POLL_SECONDS = 0.5
 
 
@@ -126,6 +128,9 @@ def _ccmirror_version(metadata: str) -> str | None:
 
 def _service_state(role: str) -> dict:
     name = SERVICES.get(role)
+    if role == "storage":
+        backend = __salt__["config.get"]("site:storage_backend", "rsync")
+        name = STORAGE_SERVICES.get(backend, name)
     if name is None:
         return {}
     out = _run(["systemctl", "is-active", name], 30)

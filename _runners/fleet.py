@@ -58,11 +58,16 @@ __opts__: dict = {}  # replaced by Salt's loader
 # Roles fleet.up makes, by minion id prefix as in salt/top.sls. The database and storage
 # droplets are the static core (terraform/), never scaled from here.
 ROLE_PREFIXES = {"downloader": "dl", "harvester": "hv"}
-# What renders a worker's access on the servers it reaches: applied on its own (state.sls_id,
-# not a highstate) when a worker's secrets are forgotten, so they are refused at once.
+# What renders a worker's access on the servers it reaches, applied on its own (not a
+# highstate: a storage droplet not yet set up must not start its servers here) when a
+# worker's secrets are forgotten, so that they are refused at once. Storage droplets know
+# their backend (rsync's authorized keys, or the S3 gateway's identities and its reload).
 REVOKE_STATES = {
-    "db-": ("queue-tokens-file-managed", "queue.config"),  # the queue's bearer tokens
-    "st-": ("storage-authorized-keys-file-managed", "storage.config"),  # storage's sshd
+    "db-": (("state.sls_id", ["queue-tokens-file-managed"], {"mods": "queue.config"}),),
+    "st-": (
+        ("saltutil.sync_modules", [], {}),  # ccmirror_storage as the master serves it now
+        ("ccmirror_storage.apply_access", [], {}),
+    ),
 }
 REVOKE_TIMEOUT = 300
 ACTIVE_SECONDS = 300

@@ -148,12 +148,15 @@ def _run_steps(client, store: str, apply: bool, timeout: float) -> tuple[list[di
 
 
 def summary_line(answer: dict) -> str:
+    """One line for `make lab` and the operator: nodes, objects, bytes and their copies."""
     under = answer["under_replicated"]
+    replication = "/".join(answer.get("replication") or []) or "none yet"
     return (
-        f"{answer['volume_servers']} volume server(s), {answer['volumes']} volume(s),"
-        f" {answer['files']:,} file(s), {answer['bytes']:,} bytes;"
-        f" {answer['free_slots']} free slot(s), {answer['free_bytes']:,} bytes free;"
-        f" {under['volumes']} volume(s) under-replicated ({under['files']:,} file(s))"
+        f"{answer['volume_servers']} volume server(s), {len(answer.get('masters') or [])}"
+        f" master(s); {answer['volumes']} volume(s), {answer['files']:,} object(s),"
+        f" {answer['bytes']:,} bytes, {answer['stored_bytes']:,} with copies (replication"
+        f" {replication}); {answer['free_slots']} free slot(s), {answer['free_bytes']:,} bytes"
+        f" free; {under['volumes']} volume(s) under-replicated ({under['files']:,} object(s))"
     )
 
 

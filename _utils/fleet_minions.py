@@ -119,24 +119,47 @@ def drain(opts: dict, name: str, wait: float) -> dict[str, Any]:
     return {"result": bool(ret.get("result")), "comment": str(ret.get("comment", ""))}
 
 
+# A revoke step: (function, args, kwargs) called on the servers of one prefix.
+RevokeStep = tuple[str, list, dict]
+
+
 def revoke(
-    opts: dict, states: dict[str, tuple[str, str]], timeout: int, progress: Callable[[str], None]
+    opts: dict,
+    steps: dict[str, tuple[RevokeStep, ...]],
+    timeout: int,
+    progress: Callable[[str], None],
 ) -> dict[str, str]:
-    """Each of `states` (minion id prefix -> (state id, sls)) applied on every accepted minion
-    of that prefix: per minion "ok" or why not (one that does not answer is a failure: it may
-    still let the token in)."""
+    """Each of `steps` (minion id prefix -> steps, in order) called on every accepted minion of
+    that prefix: per minion "ok" or why not, the first failure told (one that does not answer
+    is a failure: it may still let the token in)."""
     servers = sorted(minion_keys(opts, accepted_only=True))
-    revoked = {}
-    for prefix, (state_id, sls) in states.items():
+    revoked: dict[str, str] = {}
+    for prefix, prefix_steps in steps.items():
         targets = [minion for minion in servers if minion.startswith(prefix)]
-        if not targets:
-            continue
-        progress(f"revoking at once on {', '.join(targets)}: {state_id}")
-        ret = cmd(opts, targets, "state.sls_id", timeout, arg=[state_id], kwarg={"mods": sls})
-        for target in targets:
-            why = state_failure(ret.get(target))
-            revoked[target] = f"{state_id}: {why}" if why else "ok"
+        for fun, args, kwargs in prefix_steps if targets else ():
+            what = args[0] if fun.startswith("state.") else fun
+            progress(f"revoking at once on {', '.join(targets)}: {what}")
+            ret = cmd(opts, targets, fun, timeout, arg=list(args), kwarg=dict(kwargs))
+            for target in targets:
+                why = step_failure(fun, ret.get(target))
+                if why and revoked.get(target, "ok") == "ok":
+                    revoked[target] = f"{what}: {why}"
+                revoked.setdefault(target, "ok")
     return revoked
+
+
+def step_failure(fun: str, ret: object) -> str | None:
+    """Why one revoke step failed on a minion: a state run's failure, or an execution
+    function's `result: False`, error string or silence; None when it did not."""
+    if fun.startswith("state."):
+        return state_failure(ret)
+    if ret is None:
+        return "no return"
+    if isinstance(ret, dict) and ret.get("result") is False:
+        return str(ret.get("comment", ret))[:500]
+    if isinstance(ret, str) and (ret.startswith("ERROR") or "is not available" in ret):
+        return ret[:500]
+    return None
 
 
 def finish(

@@ -47,6 +47,8 @@ STORAGE_HOST_KEY = "storage-host"
 # admin (bucket settings; stays in the record on the master) and the audit (db-1: list, read,
 # and restore a version by copying it, which only adds a version under object lock).
 STORAGE_ADMIN, STORAGE_AUDIT = "storage-admin", "storage-audit"
+# The record's list of downloaders whose secrets were forgotten (ids only).
+FORGOTTEN_DOWNLOADERS = "forgotten_downloaders"
 FILER_DB_USER = "seaweedfs"  # the SeaweedFS filers' metadata store on db-1
 # pillar/top.sls's rule for an id that gets its own secrets (there in Jinja): fullmatch.
 MINION_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,99}")
@@ -138,6 +140,10 @@ def forget_minion(directory: Path, minion_id: str) -> bool:
     with _locked(directory):
         record = load_record(directory, must_exist=True)
         known = record["minions"].pop(minion_id, None) is not None
+        if known and minion_id.startswith("dl-"):
+            # Named (no secret) so that storage's gateways take its key away on a reload.
+            forgotten = set(record.setdefault(FORGOTTEN_DOWNLOADERS, [])) | {minion_id}
+            record[FORGOTTEN_DOWNLOADERS] = sorted(forgotten)
         for rotation in record["rotations"].values():
             rotation["minions"].pop(minion_id, None)
         path = directory / "minions" / f"{minion_id}.sls"
@@ -277,6 +283,7 @@ def minion_pillar(record: dict[str, Any], minion_id: str) -> dict[str, Any]:
                 "host_key": {"private": host_key["private"], "public": host_key["public"]},
                 "authorized_keys": authorized,
                 "s3_identities": _s3_identities(record, downloaders),
+                "s3_revoked": sorted(set(record.get(FORGOTTEN_DOWNLOADERS, [])) - set(downloaders)),
                 "filer_db_password": record["db"]["filer_password"],
             }
         }

@@ -139,6 +139,9 @@ def site_facts(config: LabConfig, state: LabState) -> dict | None:
         "db_host": db,
         "storage_host": storage,
         "storage_port": STORAGE_PORT,
+        # Where the downloaders put photos: SeaweedFS's S3 gateways (the rsync target on st-*
+        # stays a second backend a site may choose with "rsync").
+        "storage_backend": "seaweedfs",
         # SeaweedFS's nodes (salt/storage/seaweedfs): every st-* droplet by id.
         "storage_nodes": {
             droplet_id: droplet.address

@@ -2,21 +2,24 @@
 {%- from "ccmirror/map.jinja" import ccmirror with context %}
 {%- set storage_host = salt["pillar.get"]("site:storage_host") %}
 {%- set storage_port = salt["pillar.get"]("site:storage_port", 22) %}
+{#- Where photos go: the site's S3 bucket (SeaweedFS's gateway on a storage droplet, or
+    Spaces) with this downloader's own put-only key (pillar downloader:s3), or, on a site
+    whose backend is rsync, the rsync target over SSH with its own key. #}
+{%- set backend = salt["pillar.get"]("site:storage_backend", "rsync") %}
 {%- set settings = {
       "queue_url": salt["pillar.get"]("site:queue_url"),
       "queue_token": downloader.queue_token,
       "worker": grains["id"],
       "spool": downloader.spool,
-      "storage": downloader.storage_user ~ "@" ~ storage_host,
-      "storage_port": storage_port,
-      "ssh_key": downloader.ssh_key_file,
-      "known_hosts": downloader.known_hosts_file,
     } %}
-{#- Where photos go: the rsync target (the lab's default until #19's switch), or the site's
-    S3 bucket (SeaweedFS's gateway on a storage droplet, or Spaces) with this downloader's own
-    put-only key (pillar downloader:s3). #}
-{%- set backend = salt["pillar.get"]("site:storage_backend", "rsync") %}
-{%- if backend != "rsync" %}
+{%- if backend == "rsync" %}
+{%-   do settings.update({
+        "storage": downloader.storage_user ~ "@" ~ storage_host,
+        "storage_port": storage_port,
+        "ssh_key": downloader.ssh_key_file,
+        "known_hosts": downloader.known_hosts_file,
+      }) %}
+{%- else %}
 {%-   if not downloader.s3 %}
 {%-     do salt["test.exception"]("pillar downloader:s3 is not set (the private pillar root)") %}
 {%-   endif %}
@@ -58,6 +61,8 @@ downloader-config-file-managed:
       - file: ccmirror-config-dir-file-directory
       - user: ccmirror-service-user-user-present
 
+{%- if backend == "rsync" %}
+
 downloader-ssh-key-file-managed:
   file.managed:
     - name: {{ downloader.ssh_key_file }}
@@ -80,6 +85,13 @@ downloader-known-hosts-file-managed:
     - mode: "0644"
     - require:
       - file: ccmirror-config-dir-file-directory
+{%- else %}
+
+# No SSH key is used on an S3 site: none is left on the droplet from an rsync one.
+downloader-ssh-key-file-absent:
+  file.absent:
+    - name: {{ downloader.ssh_key_file }}
+{%- endif %}
 
 downloader-spool-file-directory:
   file.directory:

@@ -28,7 +28,9 @@ downloader-service-running:
     - watch:
       - file: downloader-unit-file-managed
       - file: downloader-config-file-managed
+{%- if salt["pillar.get"]("site:storage_backend", "rsync") == "rsync" %}
       - file: downloader-ssh-key-file-managed
       - file: downloader-known-hosts-file-managed
+{%- endif %}
       - cmd: ccmirror-package-cmd-run
       - cmd: ccmirror-package-refresh-cmd-run

@@ -1,3 +1,5 @@
+{#- The rsync target (site:storage_backend rsync): the storage sshd's host key, its
+    authorized downloader keys and its config. #}
 {%- from "storage/map.jinja" import storage with context %}
 
 storage-sshd-dir-file-directory:
@@ -55,11 +57,3 @@ storage-sshd-config-file-managed:
     - mode: "0644"
     - require:
       - file: storage-sshd-dir-file-directory
-
-storage-check-script-file-managed:
-  file.managed:
-    - name: {{ storage.check_script }}
-    - source: salt://storage/files/ccmirror-storage-check
-    - user: root
-    - group: root
-    - mode: "0755"

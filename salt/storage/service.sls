@@ -1,3 +1,4 @@
+{#- The rsync target's sshd (site:storage_backend rsync). #}
 {%- from "storage/map.jinja" import storage with context %}
 
 include:
@@ -30,24 +31,3 @@ storage-sshd-service-running:
       - file: storage-sshd-unit-file-managed
       - file: storage-sshd-config-file-managed
       - file: storage-host-key-file-managed
-
-storage-check-unit-file-managed:
-  file.managed:
-    - name: {{ storage.check_unit_file }}
-    - source: salt://storage/files/ccmirror-storage-check.service.jinja
-    - template: jinja
-    - context:
-        storage: {{ storage | json }}
-    - user: root
-    - group: root
-    - mode: "0644"
-
-storage-check-service-running:
-  service.running:
-    - name: {{ storage.check_service }}
-    - enable: True
-    - require:
-      - file: storage-root-file-directory
-    - watch:
-      - file: storage-check-unit-file-managed
-      - file: storage-check-script-file-managed

@@ -15,17 +15,20 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import jinja2
 import pytest
+import yaml
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
 from lab.processes import seaweedfs_s3 as s3
 from lab.processes.mariadb import LocalMariaDB
-from lab.processes.seaweedfs import Cluster, MySQLFilerStore, StorageError, admin_config
+from lab.processes.seaweedfs import Cluster, MySQLFilerStore, StorageError
 from lab.processes.seaweedfs_process import free_port_pair, port_is_free
 from tests.conftest import seaweedfs_cluster, wait_for
 
 BUCKET = s3.IMAGES_BUCKET
+ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 def photo_key() -> str:
@@ -290,25 +293,44 @@ def test_no_weed_binary_is_one_clear_error(tmp_path: Path) -> None:
     assert weed_processes_under(tmp_path) == []
 
 
+S3_TEMPLATE = ROOT / "salt" / "storage" / "seaweedfs" / "files" / "s3.json.jinja"
+
+
+def rendered_identities(pillar: dict[str, s3.S3Key], revoked: list[str]) -> str:
+    """The storage states' s3.json (salt/storage/seaweedfs) for pillar storage:s3_identities
+    and storage:s3_revoked, rendered as Salt renders it (jinja2, `do`, a `json` filter)."""
+    env = jinja2.Environment(extensions=["jinja2.ext.do"])
+    env.filters["json"] = json.dumps
+    defaults = yaml.safe_load((ROOT / "salt" / "storage" / "defaults.yaml").read_text())
+    weed = {"actions": defaults["storage"]["seaweedfs"]["actions"]}
+    identities = {
+        name: {"access_key": key.access_key, "secret_key": key.secret_key}
+        for name, key in pillar.items()
+    }
+    template = env.from_string(S3_TEMPLATE.read_text())
+    return template.render(weed=weed, identities=identities, revoked=revoked)
+
+
+def gateway_reloading(cluster: Cluster) -> Callable[[dict[str, s3.S3Key], list[str]], None]:
+    """Writes the rendered s3.json and sends SIGHUP, as the states' reload does."""
+    config = cluster.base_dir / "s3" / "s3.json"
+    admin = s3.S3Key(cluster.admin_access_key, cluster.admin_secret_key)
+
+    def reload(downloaders: dict[str, s3.S3Key], revoked: list[str] | None = None) -> None:
+        config.write_text(rendered_identities({"admin": admin, **downloaders}, revoked or []))
+        os.kill(cluster.s3.process.pid, signal.SIGHUP)
+
+    return reload
+
+
 def test_static_identities_rotate_on_sighup_with_no_failed_upload(seaweedfs_factory) -> None:
     """As the storage states run the gateway (salt/storage/seaweedfs): every identity in its
     static file, re-read on SIGHUP (the unit's reload). A downloader's key added, both keys
     accepted, the old one retired, while that downloader uploads all along: no upload fails,
     and the old key is refused after."""
     cluster = seaweedfs_factory(volume_servers=1, replication="000")
-    config = cluster.base_dir / "s3" / "s3.json"
+    reload = gateway_reloading(cluster)
     old_key, new_key = s3.new_key(), s3.new_key()
-
-    def reload(keys: dict[str, s3.S3Key]) -> None:
-        identities = admin_config(cluster.admin_access_key, cluster.admin_secret_key)
-        for name, key in keys.items():
-            credentials = [{"accessKey": key.access_key, "secretKey": key.secret_key}]
-            identities["identities"].append(
-                {"name": name, "credentials": credentials, "actions": [f"Write:{BUCKET}"]}
-            )
-        config.write_text(json.dumps(identities))
-        os.kill(cluster.s3.process.pid, signal.SIGHUP)
-
     old = s3.client(cluster.s3_url, old_key, retries=1)
     new = s3.client(cluster.s3_url, new_key, retries=1)
     reload({"dl-1": old_key})
@@ -330,9 +352,10 @@ def test_static_identities_rotate_on_sighup_with_no_failed_upload(seaweedfs_fact
     uploader = threading.Thread(target=upload)
     uploader.start()
     try:
-        reload({"dl-1": old_key, "dl-1-next": new_key})  # secrets.rotate step=start
+        reload({"dl-1": old_key, "dl-1.next": new_key})  # secrets.rotate step=start
         wait_for(lambda: accepts(new), 30, "the gateway to accept the next key")
         use_new.set()  # step=switch: the downloader takes the next key
+        reload({"dl-1": new_key, "dl-1.previous": old_key})
         seen = uploads[0]
         wait_for(lambda: uploads[0] > seen + 5, 30, "uploads with the next key")
         reload({"dl-1": new_key})  # step=retire
@@ -343,3 +366,22 @@ def test_static_identities_rotate_on_sighup_with_no_failed_upload(seaweedfs_fact
         stop.set()
         uploader.join()
     assert failures == [] and uploads[0] > 10
+
+
+def test_a_forgotten_downloaders_key_is_refused_after_a_reload(seaweedfs_factory) -> None:
+    """fleet.down forgets a downloader's secrets: the states name it revoked (no key,
+    disabled) and the gateway's reload takes its key away at once. An identity the file
+    merely stops naming would keep working until the gateway restarts (SeaweedFS merges a
+    reloaded file into what it holds)."""
+    cluster = seaweedfs_factory(volume_servers=1, replication="000")
+    reload = gateway_reloading(cluster)
+    kept, gone, dropped = s3.new_key(), s3.new_key(), s3.new_key()
+    clients = {key: s3.client(cluster.s3_url, key, retries=1) for key in (kept, gone, dropped)}
+    reload({"dl-1": kept, "dl-2": gone, "dl-3": dropped})
+    for client in clients.values():
+        wait_for(lambda client=client: accepts(client), 30, "the gateway to accept the keys")
+    reload({"dl-1": kept}, revoked=["dl-2"])
+    wait_for(lambda: not accepts(clients[gone]), 30, "the gateway to refuse dl-2's key")
+    assert accepts(clients[kept])
+    # dl-3, only left out of the file, is still let in: why the states name it revoked.
+    assert accepts(clients[dropped])

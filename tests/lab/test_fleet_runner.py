@@ -6,8 +6,8 @@ backend on the bridge, and the master's `ccmirror_fleet` settings in its include
 droplet can read, holds no key), `fleet.list` shows it, `fleet.down` drains it, destroys it
 and deletes its key. Highstate of the workers is left out (`highstate=False`): applying the
 roles is tests/e2e's, and takes minutes; db-1 and st-1 get theirs for the one test that
-needs the queue and storage's sshd (its token and key refused as soon as fleet.down
-returns). Torn down even when a test fails.
+needs the queue and storage's S3 gateway (its token and S3 key refused as soon as
+fleet.down returns). Torn down even when a test fails.
 """
 
 from __future__ import annotations
@@ -22,9 +22,11 @@ import digitalocean
 import pytest
 import requests
 import yaml
+from botocore.exceptions import ClientError
 
 from lab.fleet import lifecycle as fleet
 from lab.fleet import salt_master
+from lab.processes import seaweedfs_s3 as s3
 from lab.sims.digitalocean import service as do_fleet
 from lab.sims.digitalocean.process import RunningDoSim
 from tests.conftest import wait_for
@@ -55,7 +57,7 @@ def fleet_lab() -> Iterator[tuple[TestLab, RunningDoSim]]:
 
 @pytest.fixture(scope="module")
 def served_core(fleet_lab) -> tuple[TestLab, RunningDoSim]:
-    """db-1 and st-1 with their roles applied: the queue and storage's sshd running."""
+    """db-1 and st-1 with their roles applied: the queue and SeaweedFS's S3 gateway running."""
     lab, sim = fleet_lab
     result = lab.lab("highstate", "db-1,st-1", timeout=HIGHSTATE_SECONDS)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -217,6 +219,15 @@ def worker_secrets(lab: TestLab, name: str) -> dict:
     return yaml.safe_load(own.read_text())["downloader"]
 
 
+def s3_put(writer) -> int:
+    """What the S3 gateway answers a downloader's put of a probe object."""
+    try:
+        writer.put_object(Bucket="images", Key="probes/fleet-runner-test", Body=b"probe")
+    except ClientError as error:
+        return int(error.response["ResponseMetadata"]["HTTPStatusCode"])
+    return 200
+
+
 def queue_status(lab: TestLab, token: str) -> int:
     """What the queue on db-1 answers the token (releasing a lease that does not exist: no
     change either way): 401 when it knows no such token."""
@@ -226,56 +237,38 @@ def queue_status(lab: TestLab, token: str) -> int:
     return requests.post(url, headers=headers, json={}, timeout=10).status_code
 
 
-def storage_login(lab: TestLab, key_file: Path) -> subprocess.CompletedProcess:
-    """An SSH login to storage's sshd on st-1 with a downloader's key (its forced command,
-    rrsync, then refuses to run without rsync's arguments: the login itself is what counts)."""
-    address = lab.state().droplets["st-1"].address
-    command = ["ssh", "-i", str(key_file), "-p", str(fleet.STORAGE_PORT), "-o", "BatchMode=yes"]
-    command += ["-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=no"]
-    command += ["-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=10"]
-    command += [f"ccmirror-storage@{address}", "true"]
-    return subprocess.run(command, capture_output=True, text=True, timeout=60)
-
-
-def refused_login(login: subprocess.CompletedProcess) -> bool:
-    return login.returncode == 255 and "Permission denied" in login.stderr
-
-
-def test_down_refuses_the_removed_downloaders_token_and_storage_key_at_once(
-    served_core, tmp_path: Path
-) -> None:
+def test_down_refuses_the_removed_downloaders_token_and_storage_key_at_once(served_core) -> None:
     lab, sim = served_core
     rc, up = salt_run(lab, "fleet.up", "role=downloader", "count=1", "highstate=False")
     assert rc == 0 and up["result"] is True, up
     # The downloader made now, or the one an earlier test left (its steps all done).
     (name,) = [made["name"] for made in up["made"]] or up["kept"]
     assert_no_key_in_user_data(lab, [name])
-    # db-1 and st-1 learn the new downloader's token and key (what fleet.up's highstate of
-    # them does; only these two states here).
-    for target, (state_id, sls) in (
-        ("db-1", ("queue-tokens-file-managed", "queue.config")),
-        ("st-1", ("storage-authorized-keys-file-managed", "storage.config")),
+    # db-1 and st-1 learn the new downloader's token and S3 key (what fleet.up's highstate of
+    # them does; here only what renders them, as the runner's revoke applies it).
+    for target, call in (
+        ("db-1", ["state.sls_id", "queue-tokens-file-managed", "mods=queue.config"]),
+        ("st-1", ["saltutil.sync_modules"]),
+        ("st-1", ["ccmirror_storage.apply_access"]),
     ):
-        args = ["--out=json", "--static", target, "state.sls_id", state_id, f"mods={sls}"]
+        args = ["--out=json", "--static", target, *call]
         applied = subprocess.run(
             salt_master.salt_command(lab.config, "salt", args), capture_output=True, text=True
         )
         assert applied.returncode == 0, applied.stdout + applied.stderr
     own = worker_secrets(lab, name)
-    key_file = tmp_path / "storage-key"
-    key_file.write_text(own["ssh_key"].strip() + "\n")
-    key_file.chmod(0o600)
+    gateway = f"http://{lab.state().droplets['st-1'].address}:8333"
+    writer = s3.client(gateway, s3.S3Key(own["s3"]["access_key"], own["s3"]["secret_key"]), 1)
+    wait_for(lambda: s3_put(writer) == 200, 30, "st-1's gateway to take its S3 key", 0.5)
     wait_for(lambda: queue_status(lab, own["queue_token"]) != 401, 30, "the queue to know it", 0.5)
-    login = storage_login(lab, key_file)
-    assert not refused_login(login), login.stderr
 
     rc, down = salt_run(lab, "fleet.down", "role=downloader", "keep=0", "wait=30")
     assert rc == 0 and down["removed"][name]["removed"] is True, down
     assert down["revoked"] == {"db-1": "ok", "st-1": "ok"}, down
-    # No highstate after the runner: refused now. The queue looks at its tokens file at
-    # most once a second, so its answer is polled for a few seconds.
-    login = storage_login(lab, key_file)
-    assert refused_login(login), (login.returncode, login.stderr)
+    # No highstate after the runner: refused now. The gateway re-reads s3.json on the SIGHUP
+    # the runner sent (in a goroutine of its own: within a moment, not before the signal
+    # returns); the queue looks at its tokens file at most once a second. Both are polled.
+    wait_for(lambda: s3_put(writer) == 403, 10, "st-1's gateway to refuse its S3 key", 0.5)
     wait_for(
         lambda: queue_status(lab, own["queue_token"]) == 401, 10, "the queue to refuse it", 0.5
     )

@@ -52,6 +52,17 @@ ROLE_STATES = {
         "storage-check-service-running",
         "storage-images-file-directory",
         "storage-manifests-file-directory",
+    ],
+}
+# A site on SeaweedFS (the lab's, Terraform's): what differs from the rsync site above.
+S3_ROLE_STATES = {
+    "dl-1": [
+        "downloader-config-file-managed",
+        "downloader-ssh-key-file-absent",
+        "downloader-service-running",
+    ],
+    "st-1": [
+        "storage-check-service-running",
         "storage-weed-master-service-running",
         "storage-weed-volume-service-running",
         "storage-weed-filer-service-running",
@@ -60,6 +71,13 @@ ROLE_STATES = {
         "storage-weed-package-cmd-run",
     ],
 }
+# ... and what a site's backend leaves out: nothing of the other one runs.
+S3_ABSENT_STATES = {
+    "dl-1": ["downloader-ssh-key-file-managed", "downloader-known-hosts-file-managed"],
+    "st-1": ["storage-sshd-service-running", "storage-authorized-keys-file-managed"],
+}
+RSYNC_ABSENT_STATES = {"st-1": ["storage-weed-s3-service-running", "storage-weed-bucket-cmd-run"]}
+S3_NODES = {"st-1": SITE["storage_host"], "st-2": "10.250.0.9"}
 COMMON_STATES = ["common-sshd-config-file-managed", "common-timesyncd-service-running"]
 
 
@@ -78,12 +96,43 @@ def highstates(salt_call) -> dict[str, dict]:
     return {minion: salt_call(minion, "state.show_highstate") for minion in ROLE_STATES}
 
 
+@pytest.fixture(scope="module")
+def s3_site(salt_call_bin, tmp_path_factory) -> tuple[Path, object]:
+    """A site on SeaweedFS with two storage nodes: its private root and salt-call."""
+    root = tmp_path_factory.mktemp("s3-site") / "private"
+    write_lab_secrets(
+        root, MINIONS, {**SITE, "storage_backend": "seaweedfs", "storage_nodes": S3_NODES}
+    )
+    salt_call = make_salt_call(
+        salt_call_bin, tmp_path_factory.mktemp("salt-s3"), [ROOT / "pillar", root]
+    )
+    return root, salt_call
+
+
+@pytest.fixture(scope="module")
+def s3_highstates(s3_site) -> dict[str, dict]:
+    _, salt_call = s3_site
+    return {minion: salt_call(minion, "state.show_highstate") for minion in ROLE_STATES}
+
+
 @pytest.mark.parametrize("minion", list(ROLE_STATES))
 def test_highstate_renders_with_the_role_states(highstates, minion):
     highstate = highstates[minion]
     assert isinstance(highstate, dict), f"{minion} did not render: {highstate}"
     missing = [s for s in ROLE_STATES[minion] + COMMON_STATES if s not in highstate]
     assert not missing, f"{minion} lacks {missing}"
+    present = [s for s in RSYNC_ABSENT_STATES.get(minion, []) if s in highstate]
+    assert not present, f"{minion} on an rsync site has {present}"
+
+
+@pytest.mark.parametrize("minion", list(S3_ROLE_STATES))
+def test_a_site_on_seaweedfs_runs_it_and_not_the_rsync_target(s3_highstates, minion):
+    highstate = s3_highstates[minion]
+    assert isinstance(highstate, dict), f"{minion} did not render: {highstate}"
+    missing = [s for s in S3_ROLE_STATES[minion] if s not in highstate]
+    assert not missing, f"{minion} lacks {missing}"
+    present = [s for s in S3_ABSENT_STATES[minion] if s in highstate]
+    assert not present, f"{minion} on a SeaweedFS site has {present}"
 
 
 def test_state_ids_follow_role_what_module_function(highstates):
@@ -215,10 +264,12 @@ def render(state: dict, name: str) -> str:
 
 
 def test_the_s3_gateway_gives_downloaders_put_only_and_keeps_the_admin_key_off_the_line(
-    highstates, private_root
+    s3_highstates, s3_site
 ):
     """Every identity of st-1's pillar is in the gateway's file, a downloader's with
     `Write:images` alone; the bucket is made with the admin key from the environment."""
+    private_root, _ = s3_site
+    highstates = s3_highstates
     st = yaml.safe_load((private_root / "minions" / "st-1.sls").read_text())["storage"]
     text = render(highstates["st-1"]["storage-weed-s3-config-file-managed"], "s3.json")
     identities = {i["name"]: i for i in json.loads(text)["identities"]}
@@ -240,46 +291,39 @@ def test_the_s3_gateway_gives_downloaders_put_only_and_keeps_the_admin_key_off_t
     assert env["CCMIRROR_S3_SECRET_KEY"] == admin["secret_key"]
 
 
-def test_the_filer_logs_in_to_its_own_database_on_db_1(highstates, private_root):
+def test_the_filer_logs_in_to_its_own_database_on_db_1(s3_highstates, s3_site):
+    private_root, _ = s3_site
+    highstates = s3_highstates
     db = yaml.safe_load((private_root / "minions" / "db-1.sls").read_text())["db"]
     toml = render(highstates["st-1"]["storage-weed-filer-config-file-managed"], "filer.toml")
     assert f'password = "{db["passwords"]["seaweedfs"]}"' in toml
     assert f'hostname = "{SITE["db_host"]}"' in toml and 'database = "seaweedfs"' in toml
     grants = args(highstates["db-1"]["db-user-seaweedfs-ccmirror-mysql-grants-present"])
     assert grants["database"] == "seaweedfs.*" and grants["host"] == "10.250.0.0/255.255.255.0"
-    # One storage node: one master, and the replication one server can hold.
+    # Two storage nodes: one master (raft needs three), and two copies on two servers.
     unit = render(highstates["st-1"]["storage-weed-master-unit-file-managed"], "master")
-    assert "-defaultReplication=000" in unit and f"-ip={SITE['storage_host']}" in unit
+    assert "-defaultReplication=001" in unit and f"-ip={SITE['storage_host']}" in unit
 
 
-def test_storage_installs_the_weed_the_wheelhouse_pins_and_no_ccmirror(highstates):
+def test_storage_installs_the_weed_the_wheelhouse_pins_and_no_ccmirror(s3_highstates):
     """SeaweedFS in a venv of its own, at the version of pyproject.toml's `storage` extra
     (the wheelhouse holds that one); ccmirror's code is no storage droplet's."""
     extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
         "optional-dependencies"
     ]["storage"]
-    install = args(highstates["st-1"]["storage-weed-package-cmd-run"])
+    install = args(s3_highstates["st-1"]["storage-weed-package-cmd-run"])
     for requirement in extra:
         assert f"'{requirement}'" in install["name"], (requirement, install["name"])
-    assert "ccmirror-package-cmd-run" not in highstates["st-1"]
+    assert "ccmirror-package-cmd-run" not in s3_highstates["st-1"]
 
 
-def test_a_site_on_s3_gives_each_downloader_the_bucket_and_its_own_put_key(
-    salt_call_bin, tmp_path_factory, tmp_path
-):
+def test_a_site_on_s3_gives_each_downloader_the_bucket_and_its_own_put_key(s3_site, tmp_path):
     """`site:storage_backend` other than rsync (Terraform's seaweedfs or spaces): the
     downloader's config names the bucket on the first storage node's gateway (or the site's
     endpoint) with its own S3 key, and the downloader reads it as an S3 target."""
     from downloader.config import load_settings
 
-    root = tmp_path_factory.mktemp("s3-site") / "private"
-    nodes = {"st-1": SITE["storage_host"], "st-2": "10.250.0.9"}
-    write_lab_secrets(
-        root, MINIONS, {**SITE, "storage_backend": "seaweedfs", "storage_nodes": nodes}
-    )
-    salt_call = make_salt_call(
-        salt_call_bin, tmp_path_factory.mktemp("salt-s3"), [ROOT / "pillar", root]
-    )
+    root, salt_call = s3_site
     state = args(salt_call("dl-1", "state.show_highstate")["downloader-config-file-managed"])
     (tmp_path / "downloader.yaml").write_text(state["contents"])
     settings = load_settings(tmp_path / "downloader.yaml", environ={})

@@ -254,6 +254,9 @@ def test_init_writes_each_minion_its_own_file_and_a_second_run_changes_nothing(
     assert not (master.private / "minions" / "dl-3.sls").exists()
     assert sorted(seen["db-1"]["queue"]["tokens"]) == ["dl-1", "dl-2"]
     assert sorted(seen["st-1"]["storage"]["authorized_keys"]) == ["dl-1", "dl-2"]
+    # Its S3 identity goes, and is named revoked (no key) so a gateway's reload drops it.
+    assert sorted(seen["st-1"]["storage"]["s3_identities"]) == ["admin", "audit", "dl-1", "dl-2"]
+    assert seen["st-1"]["storage"]["s3_revoked"] == ["dl-3"]
     assert seen["dl-1"] == dl1
 
 

@@ -175,6 +175,8 @@ def test_runner_and_module_load_through_salt_with_a_cli_example_each(salt_call_b
     assert result.returncode == 0, result.stderr
     docs = json.loads(result.stdout)
     assert sorted(docs) == [
+        "ccmirror_storage.apply_access",
+        "ccmirror_storage.reload_gateway",
         "ccmirror_storage.repair",
         "ccmirror_storage.status",
         "storage.repair",

@@ -66,6 +66,7 @@ storage-weed-s3-config-file-managed:
     - context:
         weed: {{ weed | json }}
         identities: {{ storage.s3_identities | json }}
+        revoked: {{ storage.get("s3_revoked", []) | json }}
     - user: {{ weed.user }}
     - group: {{ weed.group }}
     - mode: "0600"
