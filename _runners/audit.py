@@ -183,9 +183,13 @@ def storage(
 
 
 def _backend(client, db: str) -> str:
-    """The site's storage backend as the database minion's pillar says now (compiled afresh:
-    a minion's pillar in memory can be older than the site's switch)."""
-    kwarg = {"default": "rsync", "saltenv": "base"}
+    """The site's storage backend as the database minion's pillar says now: refreshed first
+    (its copy in memory can be older than the site's switch), then read unmasked (Salt 3008
+    masks pillar values in returns; a backend's name is no secret). As deploy's _check_pins."""
+    client.cmd(
+        [db], "saltutil.refresh_pillar", tgt_type="list", kwarg={"wait": True}, timeout=CALL_TIMEOUT
+    )
+    kwarg = {"default": "rsync", "unmask": True}
     answer = _answer(client, db, "pillar.get", ["site:storage_backend"], kwarg)
     if not isinstance(answer, str) or not answer:
         raise AuditError(f"{db} did not say the site's storage backend: {str(answer)[:200]}")
