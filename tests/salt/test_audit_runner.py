@@ -239,7 +239,7 @@ minion_opts = salt.config.minion_config(None)
 minion_opts.update(module_dirs=[sys.argv[2]], file_client="local")
 modules = salt.loader.minion_mods(minion_opts)
 names = sorted(n for n in runners if n.startswith("audit.")) + sorted(
-    n for n in modules if n.startswith("ccmirror_audit."))
+    n for n in modules if n.split(".")[0] in ("ccmirror_audit", "ccmirror_audit_s3"))
 docs = {n: (runners.get(n) or modules.get(n)).__doc__ for n in names}
 print(json.dumps({"names": names, "docs": docs}))
 """
@@ -260,7 +260,8 @@ def test_runner_and_module_load_through_salt_with_a_cli_example_each(salt_call_b
         "ccmirror_audit.inventory",
         "ccmirror_audit.read_chunk",
         "ccmirror_audit.write_chunk",
+        "ccmirror_audit_s3.audit",
     ]
     for name, doc in seen["docs"].items():
-        command = "salt-run" if name.startswith("audit.") else "ccmirror_audit."
+        command = "salt-run" if name.startswith("audit.") else name.split(".")[0] + "."
         assert "CLI Example::" in doc and command in doc, name
