@@ -8,6 +8,7 @@ their refusals are one clear error. On a site whose storage is an S3 bucket (pil
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -166,6 +167,14 @@ def test_on_an_s3_site_the_audit_restores_requeues_and_counts_from_db_1(s3_site,
     orphan = "images/99/99/7000000001.jpg"
     mirror.writer.put_object(Bucket=mirror.bucket, Key=orphan, Body=b"nobody reported it")
 
+    # A dry run names what it would do and changes nothing.
+    before, versions = mirror.snapshot(), mirror.versions()
+    dry, code, _ = salt.run_json("audit.storage", "dry_run=True", "clock_margin=0")
+    assert code == 0, dry
+    assert (dry["overwritten"], dry["restored"], dry["audit"]["missing"]) == (2, 0, 1), dry
+    assert "2 overwritten would be restored" in dry["comment"]
+    assert (mirror.snapshot(), mirror.versions()) == (before, versions)
+
     answer, code, progress = salt.run_json("audit.storage", "clock_margin=0", "progress_seconds=0")
 
     assert code == 0, answer
@@ -220,6 +229,23 @@ def test_on_an_s3_site_the_audit_restores_requeues_and_counts_from_db_1(s3_site,
         if path.is_file() and not path.is_symlink() and secret in path.read_bytes()
     ]
     assert holders == [Path("audit.moved")], holders
+
+
+def test_a_bucket_audit_that_outlives_its_timeout_is_stopped_and_said_so():
+    """db-1's side kills a harvester past `timeout` (its return says so, not a hang); a
+    failed one's last stderr line is what the runner shows."""
+    path = ROOT / "_modules" / "ccmirror_audit_s3.py"
+    spec = importlib.util.spec_from_file_location("ccmirror_audit_s3", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    code, _, _ = module.run_relayed([sys.executable, "-c", "import time; time.sleep(600)"], 0.5)
+    assert code is None
+    fails = "import sys; print('listing', file=sys.stderr); sys.exit('harvester: error: no')"
+    assert module.run_relayed([sys.executable, "-c", fails], 60) == (
+        1,
+        "",
+        ["listing", "harvester: error: no"],
+    )
 
 
 def conn_setup(db_url: str) -> None:
