@@ -28,6 +28,7 @@ from __future__ import annotations
 import base64
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import salt.utils.event
@@ -70,13 +71,13 @@ def _failed(message: str, **extra) -> dict[str, Any]:
 
 
 def storage(
-    full=True,
+    full=None,
     dry_run=False,
     storage=None,
     clock_margin=2,
     timeout=7 * DAY,
     samples=20,
-    transfer="auto",
+    transfer=None,
     progress_seconds=30,
 ):
     """
@@ -94,12 +95,20 @@ def storage(
     walk's progress (files, bytes, rate, ETA from the last walk) is shown every
     ``progress_seconds``.
 
+    On a site whose storage is an S3 bucket (pillar ``site:storage_backend`` seaweedfs or
+    spaces) there is no tree to walk: the database minion lists the bucket's versions
+    (``ccmirror_audit_s3.audit``), restores an overwritten photo's first version, requeues
+    missing and corrupt photos and counts unknown keys, never deleting one; ``dry_run``,
+    ``samples``, ``clock_margin``, ``timeout`` and ``progress_seconds`` mean the same there,
+    and ``full``, ``storage`` and ``transfer`` are refused (they are the walk's).
+
     CLI Example::
 
         salt-run audit.storage
         salt-run audit.storage full=False
         salt-run audit.storage dry_run=True --out=json
         salt-run audit.storage transfer=relay
+        salt-run audit.storage samples=100 progress_seconds=10
     """
     started = time.monotonic()
     seconds: dict[str, float] = {}
@@ -108,12 +117,19 @@ def storage(
         samples = _positive(samples, "samples", zero=True)
         clock_margin = _positive(clock_margin, "clock_margin", zero=True)
         progress_seconds = _positive(progress_seconds, "progress_seconds", zero=True)
-        full, dry_run = _truthy(full), _truthy(dry_run)
-        if transfer not in TRANSFERS:
-            raise AuditError(f"transfer must be one of {', '.join(TRANSFERS)}, not {transfer!r}")
+        dry_run = _truthy(dry_run)
         with _client() as client:
-            store = str(storage) if storage else _storage_minion(client)
             db = _db_minion()
+            backend = _backend(client, db)
+            if backend != "rsync":
+                _refuse_walk_options(backend, full=full, storage=storage, transfer=transfer)
+                checked = (dry_run, samples, clock_margin, timeout, progress_seconds)
+                return _audit_bucket(client, db, backend, *checked, started=started)
+            full, transfer = _truthy(True if full is None else full), transfer or "auto"
+            if transfer not in TRANSFERS:
+                choices = ", ".join(TRANSFERS)
+                raise AuditError(f"transfer must be one of {choices}, not {transfer!r}")
+            store = str(storage) if storage else _storage_minion(client)
             # The module as the master serves it now, as deploy and fleet do before a call.
             client.cmd([store, db], "saltutil.sync_all", tgt_type="list", timeout=CALL_TIMEOUT)
             _progress(f"walking {store}'s storage ({'full' if full else 'changed files'} hash)")
@@ -152,6 +168,7 @@ def storage(
     audit = compared["audit"]
     return {
         "result": True,
+        "backend": "rsync",
         "storage": store,
         "db_minion": db,
         "comment": audit["summary"],
@@ -165,6 +182,79 @@ def storage(
     }
 
 
+def _backend(client, db: str) -> str:
+    """The site's storage backend as the database minion's pillar says now: refreshed first
+    (its copy in memory can be older than the site's switch), then read unmasked (Salt 3008
+    masks pillar values in returns; a backend's name is no secret). As deploy's _check_pins."""
+    client.cmd(
+        [db], "saltutil.refresh_pillar", tgt_type="list", kwarg={"wait": True}, timeout=CALL_TIMEOUT
+    )
+    kwarg = {"default": "rsync", "unmask": True}
+    answer = _answer(client, db, "pillar.get", ["site:storage_backend"], kwarg)
+    if not isinstance(answer, str) or not answer:
+        raise AuditError(f"{db} did not say the site's storage backend: {str(answer)[:200]}")
+    return answer
+
+
+def _refuse_walk_options(backend: str, **given) -> None:
+    """The walk's own options on a bucket: one clear error rather than an audit that does
+    not do what was asked (`full=True` would hash no byte there: a listing gives MD5s)."""
+    named = sorted(name for name, value in given.items() if value is not None)
+    if named:
+        raise AuditError(
+            f"{', '.join(named)}: only for rsync storage; this site's storage is {backend}"
+            " (an S3 bucket: its listing is audited, no tree is walked)"
+        )
+
+
+def _audit_bucket(
+    client,
+    db: str,
+    backend: str,
+    dry_run: bool,
+    samples: int,
+    clock_margin: int,
+    timeout: int,
+    progress_seconds: int,
+    started: float,
+) -> dict[str, Any]:
+    """ccmirror_audit_s3.audit on the database minion, its progress shown as it comes."""
+    client.cmd([db], "saltutil.sync_all", tgt_type="list", timeout=CALL_TIMEOUT)
+    _progress(f"auditing the {backend} bucket from {db}" + (" (dry run)" if dry_run else ""))
+    kwarg = {
+        "dry_run": dry_run,
+        "samples": samples,
+        "clock_margin": clock_margin,
+        "timeout": timeout,
+        "progress_seconds": progress_seconds,
+    }
+
+    def line_of(data: dict) -> str | None:
+        return data.get("message") if data.get("audit") == "s3" else None
+
+    step = time.monotonic()
+    answer = _watched(client, db, "ccmirror_audit_s3.audit", kwarg, timeout + 60, line_of)
+    audit = answer["audit"]
+    return {
+        "result": True,
+        "backend": backend,
+        "storage": audit["storage"],  # s3://<bucket>
+        "endpoint": audit["root"],
+        "db_minion": db,
+        "comment": audit["summary"],
+        "audit": audit,
+        # Overwritten or deleted photos whose first version is still there; made latest again
+        # unless a dry run (those with no good version left are `corrupt`, and requeued).
+        "overwritten": audit["restored"],
+        "restored": 0 if dry_run else audit["restored"],
+        "requeued": audit["requeued"],
+        "seconds": {
+            "audit": round(time.monotonic() - step, 1),
+            "total": round(time.monotonic() - started, 1),
+        },
+    }
+
+
 def _call(client, minion: str, function: str, arg=(), kwarg=None, timeout=CALL_TIMEOUT) -> dict:
     """One function on one minion; its answer, or AuditError with the minion's reason."""
     return _checked(
@@ -173,37 +263,44 @@ def _call(client, minion: str, function: str, arg=(), kwarg=None, timeout=CALL_T
 
 
 def _inventory(client, store: str, full: bool, progress_seconds: int, timeout: int) -> dict:
-    """ccmirror_audit.inventory on `store`, its progress events shown as this runner's, until
-    it returns, its job is gone, or `timeout`."""
-    function = "ccmirror_audit.inventory"
+    """ccmirror_audit.inventory on `store`, its progress events shown as this runner's."""
+    kwarg = {"full": full, "progress_seconds": progress_seconds}
+
+    def line_of(data: dict) -> str | None:
+        return _walk_line(data) if data.get("storage") == store else None
+
+    return _watched(client, store, "ccmirror_audit.inventory", kwarg, timeout, line_of)
+
+
+def _watched(
+    client, minion: str, function: str, kwarg: dict, timeout: int, line_of: Callable
+) -> dict:
+    """`function` on `minion`, each of its progress events that `line_of` makes a line of
+    shown as this runner's, until it returns, its job is gone, or `timeout`."""
     with salt.utils.event.get_master_event(__opts__, __opts__["sock_dir"], listen=True) as bus:
-        jid = client.cmd_async(
-            store,
-            function,
-            tgt_type="list",
-            kwarg={"full": full, "progress_seconds": progress_seconds},
-        )
+        jid = client.cmd_async(minion, function, tgt_type="list", kwarg=kwarg)
         if not jid:
-            raise AuditError(f"{function} could not be sent to {store}")
-        returned = f"salt/job/{jid}/ret/{store}"
+            raise AuditError(f"{function} could not be sent to {minion}")
+        returned = f"salt/job/{jid}/ret/{minion}"
         deadline = time.monotonic() + timeout
         check_at = time.monotonic() + JOB_CHECK_SECONDS
         while time.monotonic() < deadline:
             event = bus.get_event(wait=1, full=True, auto_reconnect=True)
             if event and event["tag"] == returned:
-                return _checked(store, function, event["data"].get("return"), timeout)
-            if event and event["tag"] == PROGRESS_TAG:
+                return _checked(minion, function, event["data"].get("return"), timeout)
+            if event and event["tag"] == PROGRESS_TAG and event["data"].get("id") in (None, minion):
                 # The master passes a minion's event on as {"id", "tag", "data", ...}.
                 data = event["data"].get("data", event["data"])
-                if isinstance(data, dict) and data.get("storage") == store:
-                    _progress(_walk_line(data))
+                line = line_of(data) if isinstance(data, dict) else None
+                if line:
+                    _progress(line)
             if time.monotonic() >= check_at:
                 check_at = time.monotonic() + JOB_CHECK_SECONDS
-                if not _answer(client, store, "saltutil.find_job", [jid]):
+                if not _answer(client, minion, "saltutil.find_job", [jid]):
                     # Not running: it returned while we looked away, or it died.
-                    cached = client.get_cache_returns(jid).get(store, {}).get("ret")
-                    return _checked(store, function, cached, timeout)
-    raise AuditError(f"{function} on {store}: not done after {timeout}s")
+                    cached = client.get_cache_returns(jid).get(minion, {}).get("ret")
+                    return _checked(minion, function, cached, timeout)
+    raise AuditError(f"{function} on {minion}: not done after {timeout}s")
 
 
 def _walk_line(data: dict) -> str:

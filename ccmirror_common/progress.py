@@ -29,10 +29,14 @@ def format_duration(seconds: float | None) -> str:
 
 
 class ProgressLine:
-    def __init__(self, stream: TextIO | None = None, tty_interval: float = 2.0) -> None:
+    def __init__(
+        self, stream: TextIO | None = None, tty_interval: float = 2.0, interval: float | None = None
+    ) -> None:
+        """`interval`: seconds between lines off a terminal (30), for a caller that relays
+        them (`salt-run audit.storage progress_seconds=`)."""
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty()
-        self.interval = tty_interval if self.tty else 30.0
+        self.interval = tty_interval if self.tty else 30.0 if interval is None else interval
         self.started = time.monotonic()
         self.last = self.started
 

@@ -148,6 +148,12 @@ def build_parser() -> cli.Parser:
         default=2,
         help="seconds of clock skew allowed between storage and database (2)",
     )
+    audit.add_argument(
+        "--progress-seconds",
+        type=non_negative_int,
+        default=None,
+        help="seconds between progress lines off a terminal (30)",
+    )
     return parser
 
 
@@ -383,6 +389,7 @@ def cmd_audit_storage(args: argparse.Namespace, settings: Settings) -> int:
             dry_run=args.dry_run,
             samples=args.samples,
             clock_margin=args.clock_margin,
+            progress_seconds=args.progress_seconds,
         )
     except InventoryError as exc:
         raise CommandError(str(exc)) from None
@@ -404,6 +411,7 @@ def cmd_audit_bucket(args: argparse.Namespace, settings: Settings) -> int:
             dry_run=args.dry_run,
             samples=args.samples,
             clock_margin=args.clock_margin,
+            progress_seconds=args.progress_seconds,
         )
     except StorageAuditError as exc:
         raise CommandError(str(exc)) from None

@@ -140,11 +140,12 @@ def audit_bucket(
     samples: int = DEFAULT_SAMPLES,
     clock_margin: float = DEFAULT_CLOCK_MARGIN,
     stream: TextIO | None = None,
+    progress_seconds: float | None = None,
 ) -> AuditResult:
     """Walk the bucket, judge every stored photo, restore the overwritten and requeue the
     missing and corrupt unless `dry_run`, and record the audit. See the module docstring."""
     started = time.monotonic()
-    progress = ProgressLine(stream)
+    progress = ProgressLine(stream, interval=progress_seconds)
     walked_at = datetime.now(UTC).replace(tzinfo=None)
     with tempfile.NamedTemporaryFile("w", encoding="utf-8", suffix=".tsv") as rows:
         listing = walk_versions(client, storage, rows, progress)

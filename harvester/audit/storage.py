@@ -293,11 +293,12 @@ def audit_storage(
     samples: int = DEFAULT_SAMPLES,
     clock_margin: float = DEFAULT_CLOCK_MARGIN,
     stream: TextIO | None = None,
+    progress_seconds: float | None = None,
 ) -> AuditResult:
     """Compare the inventory with the catalog; requeue missing and corrupt files unless
     `dry_run`, and record the audit. See the module docstring."""
     started = time.monotonic()
-    progress = ProgressLine(stream)
+    progress = ProgressLine(stream, interval=progress_seconds)
     with tempfile.NamedTemporaryFile("w", encoding="utf-8", suffix=".tsv") as rows:
         inventory = read_inventory(inventory_path, rows, progress)
         rows.flush()

@@ -4,3 +4,4 @@ include:
   - .service
   - .database
   - .migrate
+  - .audit

@@ -1,6 +1,6 @@
 {#- `harvester migrate` as the migrate user, only while a migration is unapplied
     (`harvester status` refuses an out-of-date schema). #}
-{%- from "db/map.jinja" import db, db_users with context %}
+{%- from "db/map.jinja" import db, migrate_url with context %}
 {%- from "ccmirror/map.jinja" import ccmirror with context %}
 {%- set harvester = ccmirror.venv ~ "/bin/harvester --config " ~ db.migrate_config %}
 {#- `harvester import-yfcc` runs with this config too: the site's image hosts. #}
@@ -15,7 +15,7 @@ db-migrate-config-file-managed:
     - name: {{ db.migrate_config }}
     - contents: |
         # Managed by Salt (db): `harvester migrate` on the database server.
-        db_url: "mysql://migrate:{{ db_users.get("migrate", {}).get("password", "") | urlencode }}@localhost/{{ db.database }}?unix_socket={{ db.socket }}"
+        db_url: "{{ migrate_url }}"
 {%- if allow_hosts %}
         fetch: {{ {"allow_hosts": allow_hosts} | json }}
 {%- endif %}

@@ -3,10 +3,12 @@
 the master in pieces, and `db-1` compares it with a real MariaDB catalog through `harvester
 audit-storage`. Keys are pre-seeded on both ends, as the lab does (never `auto_accept`).
 Also: the runner and module load through Salt's loaders with a `CLI Example::` each, and
-their refusals are one clear error."""
+their refusals are one clear error. On a site whose storage is an S3 bucket (pillar
+`site:storage_backend`), the same runner has `db-1` audit a real SeaweedFS bucket instead."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -18,7 +20,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lab.processes import seaweedfs_s3 as s3
 from tests.integration.test_storage_audit import PHOTOS, Mirror, fill_images, image_path_of
+from tests.integration.test_storage_audit_s3 import Mirror as BucketMirror
+from tests.integration.test_storage_audit_s3 import Store, content, remove_only_version
 from tests.salt.conftest import runner_master_config
 from tests.salt.loopback import Master, salt_on_loopback
 
@@ -115,6 +120,134 @@ def test_audit_storage_through_a_master_requeues_bad_files_and_reports_orphans(
     assert sql("SELECT COUNT(*) FROM storage_audits") == [(2,)]
 
 
+@dataclass
+class S3Site(Master):
+    base: Path  # every file the master and db-1 keep: job cache, logs
+    audit_config: Path  # what salt/db/audit.sls renders on db-1
+
+
+@pytest.fixture
+def s3_site(salt_call_bin, s3_bucket, db_url) -> Iterator[tuple[S3Site, Store]]:
+    """A master whose pillar makes the site's storage SeaweedFS, with db-1 holding the audit's
+    settings for a bucket of the test's own (its own identity: Read, List, Write on it)."""
+    cluster, auditor = s3_bucket.cluster, s3.new_key()
+    s3.add_identity(cluster, f"auditor-{s3_bucket.name}", auditor, s3_bucket.name,
+                    s3.AUDITOR_ACTIONS)  # fmt: skip
+    s3.wait_known(cluster, auditor, s3_bucket.name)
+    store = Store(s3_bucket, {"admin": s3.admin_key(cluster), "writer": s3_bucket.writer,
+                              "auditor": auditor})  # fmt: skip
+    base = Path(tempfile.mkdtemp(prefix="ccm-s3a-"))
+    setup = S3Site(base / "master", base, base / "audit.yaml")
+    pillar = base / "pillar"
+    pillar.mkdir()
+    (pillar / "top.sls").write_text("base:\n  'db-1':\n    - site\n")
+    (pillar / "site.sls").write_text("site:\n  storage_backend: seaweedfs\n")
+    migrate = base / "migrate.yaml"
+    migrate.write_text(yaml.safe_dump({"db_url": db_url}))
+    settings = {"db_url": db_url, "storage": s3_bucket.storage_setting(auditor)}
+    setup.audit_config.write_text(yaml.safe_dump(settings))
+    setup.audit_config.chmod(0o600)
+    master = {"ccmirror_migrate_config": str(migrate), "pillar_roots": {"base": [str(pillar)]}}
+    ccmirror = {"venv": str(VENV), "audit_config": str(setup.audit_config)}
+    with salt_on_loopback(base, {"db-1": ccmirror}, master):
+        yield setup, store
+
+
+def test_on_an_s3_site_the_audit_restores_requeues_and_counts_from_db_1(s3_site, db_url, sql):
+    salt, store = s3_site
+    conn_setup(db_url)
+    mirror = BucketMirror(db_url, sql, store)
+    keys = mirror.store()
+    missing, overwritten, deleted = sorted(keys)[1:4]
+    photo_of = {i: int(keys[i].rsplit("/", 1)[1].split(".")[0]) for i in keys}
+    remove_only_version(mirror, keys[missing], missing)  # gone: only the admin can do this
+    # What a stolen downloader key can do: overwrite with other bytes, delete.
+    mirror.writer.put_object(Bucket=mirror.bucket, Key=keys[overwritten], Body=b"other bytes")
+    mirror.writer.delete_object(Bucket=mirror.bucket, Key=keys[deleted])
+    orphan = "images/99/99/7000000001.jpg"
+    mirror.writer.put_object(Bucket=mirror.bucket, Key=orphan, Body=b"nobody reported it")
+
+    # A dry run names what it would do and changes nothing.
+    before, versions = mirror.snapshot(), mirror.versions()
+    dry, code, _ = salt.run_json("audit.storage", "dry_run=True", "clock_margin=0")
+    assert code == 0, dry
+    assert (dry["overwritten"], dry["restored"], dry["audit"]["missing"]) == (2, 0, 1), dry
+    assert "2 overwritten would be restored" in dry["comment"]
+    assert (mirror.snapshot(), mirror.versions()) == (before, versions)
+
+    answer, code, progress = salt.run_json("audit.storage", "clock_margin=0", "progress_seconds=0")
+
+    assert code == 0, answer
+    assert (answer["backend"], answer["db_minion"]) == ("seaweedfs", "db-1")
+    assert answer["storage"] == f"s3://{store.name}" and answer["endpoint"] == store.endpoint
+    audit = answer["audit"]
+    verdicts = ("files", "ok", "missing", "corrupt", "orphans", "requeued", "restored")
+    assert {k: audit[k] for k in verdicts} == {
+        "files": PHOTOS - 1,  # keys whose latest is an object: two photos gone, an orphan
+        "ok": PHOTOS - 3,
+        "missing": 1,
+        "corrupt": 0,
+        "orphans": 1,
+        "requeued": 1,
+        "restored": 2,
+    }, audit
+    assert (answer["overwritten"], answer["restored"], answer["requeued"]) == (2, 2, 1)
+    assert answer["comment"] == audit["summary"] and "2 overwritten restored" in answer["comment"]
+    # The harvester's own lines, relayed by db-1 as they came; a listing line on every page
+    # only because progress_seconds=0 reached it.
+    shown = " | ".join(progress)
+    assert "auditing the seaweedfs bucket from db-1" in shown, progress
+    assert f"listing s3://{store.name}/images/" in shown and "listed " in shown, progress
+    for restored in (overwritten, deleted):
+        assert mirror.latest(keys[restored]) == content(photo_of[restored])
+    assert audit["samples"]["missing"] == [keys[missing]]
+    assert dict(sql("SELECT id, state FROM images WHERE id = %s", missing)) == {missing: "pending"}
+    assert mirror.latest(orphan) == b"nobody reported it", "an orphan is never deleted"
+    assert sql("SELECT restored, requeued FROM storage_audits") == [(2, 1)]
+
+    # Run again: nothing left to restore or requeue, and a clean audit adds no version.
+    versions = mirror.versions()
+    again, code, _ = salt.run_json("audit.storage", "clock_margin=0")
+    assert code == 0, again
+    assert (again["overwritten"], again["audit"]["missing"], again["requeued"]) == (0, 0, 0)
+    assert mirror.versions() == versions
+
+    # The walk's options are refused on a bucket, and no settings is one clear error.
+    refused, code, _ = salt.run_json("audit.storage", "full=False", "transfer=relay")
+    assert code == 1 and refused["error"].startswith("full, transfer: only for rsync"), refused
+    salt.audit_config.rename(salt.audit_config.with_suffix(".moved"))
+    refused, code, _ = salt.run_json("audit.storage")
+    assert code == 1 and f"no S3 audit settings at {salt.audit_config}" in refused["error"]
+    assert sql("SELECT COUNT(*) FROM storage_audits") == [(2,)]
+
+    # The audit's secret is in its settings file only: on no command line the job cache
+    # keeps, in no return, in no log of the master or db-1.
+    secret = store.keys["auditor"].secret_key.encode()
+    holders = [
+        path.relative_to(salt.base)
+        for path in salt.base.rglob("*")
+        if path.is_file() and not path.is_symlink() and secret in path.read_bytes()
+    ]
+    assert holders == [Path("audit.moved")], holders
+
+
+def test_a_bucket_audit_that_outlives_its_timeout_is_stopped_and_said_so():
+    """db-1's side kills a harvester past `timeout` (its return says so, not a hang); a
+    failed one's last stderr line is what the runner shows."""
+    path = ROOT / "_modules" / "ccmirror_audit_s3.py"
+    spec = importlib.util.spec_from_file_location("ccmirror_audit_s3", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    code, _, _ = module.run_relayed([sys.executable, "-c", "import time; time.sleep(600)"], 0.5)
+    assert code is None
+    fails = "import sys; print('listing', file=sys.stderr); sys.exit('harvester: error: no')"
+    assert module.run_relayed([sys.executable, "-c", fails], 60) == (
+        1,
+        "",
+        ["listing", "harvester: error: no"],
+    )
+
+
 def conn_setup(db_url: str) -> None:
     from harvester.db import connect
 
@@ -132,7 +265,7 @@ minion_opts = salt.config.minion_config(None)
 minion_opts.update(module_dirs=[sys.argv[2]], file_client="local")
 modules = salt.loader.minion_mods(minion_opts)
 names = sorted(n for n in runners if n.startswith("audit.")) + sorted(
-    n for n in modules if n.startswith("ccmirror_audit."))
+    n for n in modules if n.split(".")[0] in ("ccmirror_audit", "ccmirror_audit_s3"))
 docs = {n: (runners.get(n) or modules.get(n)).__doc__ for n in names}
 print(json.dumps({"names": names, "docs": docs}))
 """
@@ -153,7 +286,8 @@ def test_runner_and_module_load_through_salt_with_a_cli_example_each(salt_call_b
         "ccmirror_audit.inventory",
         "ccmirror_audit.read_chunk",
         "ccmirror_audit.write_chunk",
+        "ccmirror_audit_s3.audit",
     ]
     for name, doc in seen["docs"].items():
-        command = "salt-run" if name.startswith("audit.") else "ccmirror_audit."
+        command = "salt-run" if name.startswith("audit.") else name.split(".")[0] + "."
         assert "CLI Example::" in doc and command in doc, name

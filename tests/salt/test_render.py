@@ -332,3 +332,47 @@ def test_a_site_on_s3_gives_each_downloader_the_bucket_and_its_own_put_key(s3_si
     assert settings.storage.bucket == "images"
     assert settings.storage.access_key == own["access_key"]
     assert settings.storage.secret_key == own["secret_key"]
+
+
+def test_db_1_gets_the_s3_audits_settings_on_an_s3_site_only_and_nowhere_else(
+    highstates, private_root, salt_call_bin, tmp_path_factory, tmp_path
+):
+    """`audit.storage` on a bucket runs `harvester audit-storage --s3` on db-1 with a file of
+    root's (0600, no diff shown): the migrate login and the bucket with the audit's own key,
+    at the downloaders' endpoint. No other state of db-1 or of a downloader carries that
+    secret; an rsync site has no such file (one left behind is removed)."""
+    from harvester.config import load_settings
+
+    rsync_db = highstates["db-1"]
+    assert args(rsync_db["db-audit-config-file-absent"])["name"] == "/etc/ccmirror/audit.yaml"
+    assert "db-audit-config-file-managed" not in rsync_db
+
+    root = tmp_path_factory.mktemp("s3-audit-site") / "private"
+    nodes = {"st-2": "10.250.0.9", "st-1": SITE["storage_host"]}
+    write_lab_secrets(
+        root, MINIONS, {**SITE, "storage_backend": "seaweedfs", "storage_nodes": nodes}
+    )
+    salt_call = make_salt_call(
+        salt_call_bin, tmp_path_factory.mktemp("salt-s3-audit"), [ROOT / "pillar", root]
+    )
+    db = salt_call("db-1", "state.show_highstate")
+    state = args(db["db-audit-config-file-managed"])
+    assert (state["user"], state["group"], state["mode"]) == ("root", "root", "0600")
+    assert state["show_changes"] is False and "db-audit-config-file-absent" not in db
+    (tmp_path / "audit.yaml").write_text(state["contents"])
+    settings = load_settings(tmp_path / "audit.yaml", environ={})
+    key = yaml.safe_load((root / "minions" / "db-1.sls").read_text())["storage_audit"]
+    migrate = yaml.safe_load(args(db["db-migrate-config-file-managed"])["contents"])
+    assert settings.db_url == migrate["db_url"]
+    storage = settings.storage
+    assert (storage.endpoint, storage.bucket, storage.region) == (
+        f"http://{SITE['storage_host']}:8333",  # st-1's gateway: the first node by id
+        "images",
+        "us-east-1",
+    )
+    assert (storage.access_key, storage.secret_key) == (key["access_key"], key["secret_key"])
+
+    others = {name: s for name, s in db.items() if name != "db-audit-config-file-managed"}
+    assert key["secret_key"] not in json.dumps(others)
+    downloader = salt_call("dl-1", "state.show_highstate")
+    assert key["secret_key"] not in json.dumps(downloader)

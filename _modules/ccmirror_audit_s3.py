@@ -1,0 +1,161 @@
+"""Salt execution module: the storage audit of a site whose photos are in an S3 bucket
+(SeaweedFS or Spaces), on the database minion, for `salt-run audit.storage`.
+
+``audit`` runs ``harvester audit-storage --s3`` (harvester/audit/s3.py) with the settings
+Salt renders on db-1 (salt/db/audit.sls: the migrate login and the bucket with the audit's
+own S3 key, root's, 0600). The key stays in that file: it is on no command line, in no
+environment, log line or return. The harvester's progress lines (its stderr, one per
+``progress_seconds``) go to the master as the event ``ccmirror/audit/progress`` as they
+come, which the runner shows as its own; the rsync audit's walk sends the same tag
+(``_modules/ccmirror_audit.py``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import subprocess
+import threading
+from collections import deque
+
+log = logging.getLogger(__name__)
+
+__virtualname__ = "ccmirror_audit_s3"
+__load__ = ["audit"]
+# Replaced by Salt's loader when it loads the module; named here for readers and linters.
+__salt__: dict = {}
+__opts__: dict = {}
+__context__: dict = {}
+
+DEFAULTS = {
+    "venv": "/opt/ccmirror/venv",
+    "audit_config": "/etc/ccmirror/audit.yaml",  # salt/db/defaults.yaml
+}
+PROGRESS_TAG = "ccmirror/audit/progress"
+EVENT_KIND = "s3"  # the runner tells this audit's events from a walk's by it
+SAMPLE = 20
+AUDIT_TIMEOUT = 24 * 3600
+STDERR_LINES = 20  # kept for the error message of a failed run
+
+
+def __virtual__():
+    return __virtualname__
+
+
+def _setting(name: str) -> str:
+    return str(__salt__["config.get"](f"ccmirror:{name}", "") or DEFAULTS[name])
+
+
+def _failed(message: str) -> dict:
+    __context__["retcode"] = 1
+    log.error("ccmirror_audit_s3: %s", message)
+    return {"result": False, "comment": message}
+
+
+def _bool(value) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() not in ("false", "no", "0", "off", "")
+    return bool(value)
+
+
+def _relay(line: str) -> None:
+    """A progress line to the minion's log and, as an event, to the master."""
+    log.info("storage audit: %s", line)
+    if __opts__.get("file_client") != "local":  # a minion of a master: tell it too
+        with contextlib.suppress(Exception):
+            __salt__["event.fire_master"]({"audit": EVENT_KIND, "message": line}, PROGRESS_TAG)
+
+
+def run_relayed(argv: list[str], timeout: float) -> tuple[int | None, str, list[str]]:
+    """Run `argv`; each line it writes to stderr relayed as it comes. Returns its exit code
+    (None when it was killed after `timeout` seconds), its stdout, its last stderr lines."""
+    process = subprocess.Popen(  # noqa: S603 (a fixed argv, no shell)
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        errors="replace",
+    )
+    out: list[str] = []
+    reader = threading.Thread(target=lambda: out.append(process.stdout.read()), daemon=True)
+    reader.start()
+    killer = threading.Timer(float(timeout), process.kill)
+    killer.start()
+    tail: deque[str] = deque(maxlen=STDERR_LINES)
+    try:
+        for raw in process.stderr:
+            line = raw.strip()
+            if line:
+                tail.append(line)
+                _relay(line)
+        code = process.wait()
+        reader.join()
+    finally:
+        timed_out = not killer.is_alive()
+        killer.cancel()
+    return (None if timed_out and code < 0 else code), "".join(out), list(tail)
+
+
+def audit(
+    dry_run=False, samples=SAMPLE, clock_margin=2, timeout=AUDIT_TIMEOUT, progress_seconds=30
+):
+    """
+    On the database minion of a site whose storage is an S3 bucket: list the bucket's
+    ``images/`` (every version), compare sizes and MD5s with ``stored_images``, copy an
+    overwritten photo's first version back onto its key, send missing and corrupt photos back
+    to ``pending``, and count keys no stored photo names (never deleted): ``harvester
+    audit-storage --s3`` with the audit settings (pillar ``ccmirror:audit_config``, default
+    /etc/ccmirror/audit.yaml, rendered by the db states). ``dry_run=True`` copies and changes
+    nothing; photos stored after the listing began, less ``clock_margin`` seconds, wait for
+    the next audit; the first ``samples`` keys of each kind are named. Progress every
+    ``progress_seconds`` goes to the master as ``ccmirror/audit/progress`` events.
+
+    CLI Example::
+
+        salt db-1 ccmirror_audit_s3.audit dry_run=True
+        salt db-1 ccmirror_audit_s3.audit samples=100 timeout=86400
+    """
+    config = _setting("audit_config")
+    if not os.path.isfile(config):
+        return _failed(
+            f"no S3 audit settings at {config}: apply the db states (state.apply db) on a site"
+            " whose pillar site:storage_backend is not rsync"
+        )
+    try:
+        numbers = [int(samples), int(clock_margin), int(progress_seconds), int(timeout)]
+    except (TypeError, ValueError):
+        return _failed("samples, clock_margin, progress_seconds and timeout are whole numbers")
+    if min(numbers) < 0 or numbers[3] == 0:
+        return _failed("samples, clock_margin and progress_seconds >= 0, timeout > 0, please")
+    argv = [
+        os.path.join(_setting("venv"), "bin", "harvester"),
+        "--config",
+        config,
+        "audit-storage",
+        "--s3",
+        "--json",
+        "--samples",
+        str(numbers[0]),
+        "--clock-margin",
+        str(numbers[1]),
+        "--progress-seconds",
+        str(numbers[2]),
+    ]
+    if _bool(dry_run):
+        argv.append("--dry-run")
+    try:
+        code, stdout, tail = run_relayed(argv, numbers[3])
+    except OSError as exc:
+        return _failed(f"cannot run {argv[0]}: {exc}")
+    if code is None:
+        return _failed(f"harvester audit-storage --s3: not done after {numbers[3]}s (stopped)")
+    if code != 0:
+        return _failed(tail[-1] if tail else f"harvester audit-storage --s3: exit code {code}")
+    try:
+        result = json.loads(stdout)
+    except ValueError:
+        return _failed(f"harvester audit-storage --s3 said: {stdout.strip()[:300]}")
+    return {"result": True, "comment": result.get("summary", ""), "audit": result}
