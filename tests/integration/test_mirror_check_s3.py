@@ -9,8 +9,10 @@ audit restored is right again. And `s3_put_allowed`, the e2e test's probe of a k
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
-from dataclasses import astuple, dataclass
+from dataclasses import asdict, astuple, dataclass
 from pathlib import Path
 
 import pytest
@@ -22,8 +24,11 @@ from downloader.s3.target import S3Target
 from harvester.audit.s3_listing import restore_version
 from harvester.config import StorageSettings
 from harvester.db import connect
+from lab.fleet.core import Droplet, LabConfig, LabError, LabState
+from lab.fleet.pids import pid_namespace
+from lab.fleet.salt_master import private_pillar
 from lab.mission.bucket_scan import Bucket, BucketUnreadable
-from lab.mission.mirror_check import check_mirror
+from lab.mission.mirror_check import check_mirror, lab_storage
 from lab.processes import seaweedfs_s3 as s3
 from lab.processes.seaweedfs_s3 import WritableBucket, s3_put_allowed
 from tests.integration.test_mirror_check import FIRST_ID, PHOTOS, Mirror, jpeg, make_mirror
@@ -200,3 +205,33 @@ def test_put_allowed_tells_a_writing_key_from_a_refused_one(s3_bucket: WritableB
     assert not s3_put_allowed(endpoint, writer.access_key, wrong_secret, s3_bucket.name)
     listed = s3_bucket.admin_client().list_object_versions(Bucket=s3_bucket.name)
     assert [v["Key"] for v in listed.get("Versions", [])] == [s3.PUT_PROBE_KEY]
+
+
+def test_the_lab_reads_its_bucket_with_its_admin_key_through_a_live_gateway(
+    bucket_mirror: BucketMirror, tmp_path: Path
+) -> None:
+    """`lab_storage` on a lab state of the test's own: st-0 destroyed, st-1 (this process,
+    alive) at the gateway's address; the admin key read from the private pillar's record."""
+    cluster = bucket_mirror.bucket.cluster
+    config = LabConfig(root=tmp_path / "lab")
+    config.root.mkdir()
+    me = os.getpid()
+    host = cluster.s3.address.rsplit(":", 1)[0]
+    st1 = Droplet("st-1", host, "ns-1", "v1", "/d1", pid=me, pidns=pid_namespace(me))
+    destroyed = Droplet("st-0", "127.0.0.9", "ns-0", "v0", "/d0")
+    state = LabState(config.bridge, str(config.network), {"st-0": destroyed})
+    state.save(config.state_file)
+    with pytest.raises(LabError, match="no live st-\\* droplet"):
+        lab_storage(config, bucket_mirror.name, cluster.s3.port)
+    state.droplets["st-1"] = st1
+    state.save(config.state_file)
+    with pytest.raises(LabError, match="S3 admin key: no private pillar root"):
+        lab_storage(config, bucket_mirror.name, cluster.s3.port)
+    record = {"keys": {"storage-admin": asdict(s3.admin_key(cluster))}}
+    private_pillar(config).mkdir()
+    (private_pillar(config) / "secrets.json").write_text(json.dumps(record))
+    reader = lab_storage(config, bucket_mirror.name, cluster.s3.port)
+    assert reader.label == f"s3://{bucket_mirror.name} at {cluster.s3_url}"
+    with connect(bucket_mirror.files.db_url, autocommit=True) as conn:
+        report = check_mirror(conn, reader, bucket_mirror.files.truth)
+    assert report.ok and report.files == PHOTOS - 4, report.problem_text()
