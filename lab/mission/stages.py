@@ -327,9 +327,7 @@ class Mission:
         not the operator's)."""
         truth = mirror_check.GroundTruth(self.truth, self.faults, image_service.IMAGE_SIZE)
         with self.catalog() as conn:
-            return mirror_check.check_mirror(
-                conn, mirror_check.lab_storage_root(self.config), truth
-            )
+            return mirror_check.check_mirror(conn, mirror_check.lab_storage(self.config), truth)
 
     def summary(self, report: mirror_check.MirrorReport, seconds: float) -> None:
         with self.catalog() as conn, conn.cursor() as cur:

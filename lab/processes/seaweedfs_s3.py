@@ -45,6 +45,8 @@ BUCKET_ACTIONS = ("Read", "List", "Tagging", "Write")  # what an identity may ha
 WRITER_ACTIONS = ("Write",)  # a downloader's: put, never get or list
 AUDITOR_ACTIONS = ("Read", "List", "Write")  # the audit's: list, compare, restore a version
 UNKNOWN_KEY = "InvalidAccessKeyId"
+REFUSED_KEY = ("AccessDenied", UNKNOWN_KEY, "SignatureDoesNotMatch")  # S3's codes for a key
+PUT_PROBE_KEY = "probes/lab/put-allowed.txt"  # a new version per probe: nothing overwritten
 
 
 @dataclass(frozen=True)
@@ -63,13 +65,15 @@ def admin_key(cluster: Cluster) -> S3Key:
     return S3Key(cluster.admin_access_key, cluster.admin_secret_key)
 
 
-def client(endpoint: str, key: S3Key, retries: int = 3) -> BaseClient:
-    """A boto3 S3 client on `endpoint` with path-style addressing (no bucket DNS names)."""
+def client(endpoint: str, key: S3Key, retries: int = 3, pool: int = 10) -> BaseClient:
+    """A boto3 S3 client on `endpoint` with path-style addressing (no bucket DNS names) and
+    `pool` connections (as many as the threads that share it)."""
     config = Config(
         s3={"addressing_style": "path"},
         retries={"max_attempts": retries, "mode": "standard"},
         connect_timeout=5,
         read_timeout=60,
+        max_pool_connections=pool,
     )
     return boto3.client(
         "s3",
@@ -83,6 +87,20 @@ def client(endpoint: str, key: S3Key, retries: int = 3) -> BaseClient:
 
 def admin_client(cluster: Cluster) -> BaseClient:
     return client(cluster.s3_url, admin_key(cluster))
+
+
+def s3_put_allowed(endpoint: str, access_key: str, secret_key: str, bucket: str) -> bool:
+    """Whether this key may write to `bucket`: True when a small probe object put under
+    `probes/` is taken, False when the gateway refuses the key (unknown, wrong secret, or no
+    Write on the bucket). Anything else (no such bucket, no gateway) is raised."""
+    probe = client(endpoint, S3Key(access_key, secret_key), retries=1)
+    try:
+        probe.put_object(Bucket=bucket, Key=PUT_PROBE_KEY, Body=b"may this key put?\n")
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") in REFUSED_KEY:
+            return False
+        raise
+    return True
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """The mirror check against a real catalog (MariaDB, migrations applied) and a storage tree:
 a mirror made the way the fleet makes one (photos leased and reported through the queue's
 own code, files in the storage layout, manifests written by the downloader's journal) passes;
-each way of being wrong is reported by its name, and by that name only.
+each way of being wrong is reported by its name, and by that name only. (The same mirror in an
+S3 bucket: test_mirror_check_s3.py.)
 """
 
 from __future__ import annotations
@@ -76,6 +77,10 @@ class Mirror:
 
 @pytest.fixture
 def mirror(db_url: str, tmp_path: Path) -> Mirror:
+    return make_mirror(db_url, tmp_path)
+
+
+def make_mirror(db_url: str, tmp_path: Path) -> Mirror:
     """A complete, correct mirror of PHOTOS ground-truth photos."""
     root = tmp_path / "storage"
     fill_catalog(db_url)
