@@ -44,14 +44,13 @@ import urllib.request
 log = logging.getLogger(__name__)
 
 __virtualname__ = "ccmirror_storage"
-__load__ = ["status", "repair", "reload_gateway", "apply_access"]
+__load__ = ["status", "repair"]
 # Replaced by Salt's loader when it loads the module; named here for readers and linters.
 __salt__: dict = {}
 __context__: dict = {}
 
 DEFAULT_PREFIX = "/opt/seaweedfs"  # salt/storage/defaults.yaml: storage:seaweedfs:prefix
 DEFAULT_PORTS = {"master": 9333, "volume": 8080}
-GATEWAY_UNIT = "ccmirror-weed-s3"  # salt/storage/seaweedfs/service.sls
 HTTP_TIMEOUT = 10
 SAMPLE = 50  # under-replicated volumes listed in full; the rest are counted
 STEPS = {
@@ -461,67 +460,3 @@ def _outcome(apply: bool, reports: list[dict], under_after: int) -> dict:
     if errors or (apply and fixing and under_after):
         return _failed(text, **answer)
     return {"result": True, "comment": text, **answer}
-
-
-def reload_gateway(unit=GATEWAY_UNIT):
-    """
-    Make the S3 gateway read its identities (s3.json) again, by SIGHUP through systemd, when
-    it runs; one that does not run reads them when it starts. ``fleet.down`` calls it after
-    rendering s3.json so that a removed downloader's key is refused at once.
-
-    CLI Example::
-
-        salt 'st-*' ccmirror_storage.reload_gateway
-    """
-    if not __salt__["service.status"](unit):
-        return {"result": True, "comment": f"{unit} is not running: it reads s3.json at start"}
-    if not __salt__["service.reload"](unit):
-        return _failed(f"{unit} did not reload")
-    return {"result": True, "comment": f"{unit} reloaded"}
-
-
-# What lets a downloader write, by site:storage_backend: (state id, sls) rendered alone.
-ACCESS_STATES = {
-    "rsync": ("storage-authorized-keys-file-managed", "storage.config"),
-    "seaweedfs": ("storage-weed-s3-config-file-managed", "storage.seaweedfs.config"),
-}
-
-
-def apply_access():
-    """
-    Render who may write to storage now (the rsync target's authorized keys, or the S3
-    gateway's identities, as pillar has them) and make it take effect: the one state that
-    renders it, not a highstate (a droplet not yet set up must not start its servers here),
-    then, on SeaweedFS, the gateway's reload. ``fleet.down`` and ``fleet.destroy`` call it
-    on every storage droplet once a downloader's secrets are forgotten.
-
-    CLI Example::
-
-        salt 'st-*' ccmirror_storage.apply_access
-    """
-    backend = _config("site:storage_backend", "rsync")
-    if backend not in ACCESS_STATES:
-        return _failed(f"site:storage_backend {backend!r}: no storage access to apply here")
-    state_id, sls = ACCESS_STATES[backend]
-    ret = __salt__["state.sls_id"](state_id, mods=sls)
-    failed = _state_failure(ret)
-    if failed:
-        return _failed(f"{state_id}: {failed}")
-    if backend == "rsync":
-        return {"result": True, "comment": f"{state_id} applied"}
-    reloaded = reload_gateway()
-    return {**reloaded, "comment": f"{state_id} applied; {reloaded['comment']}"}
-
-
-def _state_failure(ret) -> str | None:
-    """Why a state run failed (render errors, or the states whose result is False)."""
-    if isinstance(ret, list):
-        return "; ".join(str(line) for line in ret)[:500] or "render error"
-    if not isinstance(ret, dict) or not ret:
-        return f"no return: {ret}"[:500]
-    failed = [
-        str(chunk.get("__id__", key))
-        for key, chunk in ret.items()
-        if isinstance(chunk, dict) and chunk.get("result") is False
-    ]
-    return f"failed states: {', '.join(failed)}" if failed else None

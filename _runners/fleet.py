@@ -65,8 +65,8 @@ ROLE_PREFIXES = {"downloader": "dl", "harvester": "hv"}
 REVOKE_STATES = {
     "db-": (("state.sls_id", ["queue-tokens-file-managed"], {"mods": "queue.config"}),),
     "st-": (
-        ("saltutil.sync_modules", [], {}),  # ccmirror_storage as the master serves it now
-        ("ccmirror_storage.apply_access", [], {}),
+        ("saltutil.sync_modules", [], {}),  # ccmirror_storage_access as the master serves it
+        ("ccmirror_storage_access.apply", [], {}),
     ),
 }
 REVOKE_TIMEOUT = 300

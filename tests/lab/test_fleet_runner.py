@@ -249,7 +249,7 @@ def test_down_refuses_the_removed_downloaders_token_and_storage_key_at_once(serv
     for target, call in (
         ("db-1", ["state.sls_id", "queue-tokens-file-managed", "mods=queue.config"]),
         ("st-1", ["saltutil.sync_modules"]),
-        ("st-1", ["ccmirror_storage.apply_access"]),
+        ("st-1", ["ccmirror_storage_access.apply"]),
     ):
         args = ["--out=json", "--static", target, *call]
         applied = subprocess.run(
