@@ -226,8 +226,11 @@ class Mission:
 
     def _write_settings(self) -> None:
         """The site's settings/<role>.sls, as an operator writes them by hand (or none)."""
-        directory = salt_master.private_pillar(self.config) / "settings"
+        root = salt_master.private_pillar(self.config)
+        directory = root / "settings"
         shutil.rmtree(directory, ignore_errors=True)
+        # The lab's own (storage's small volumes), unless the mission's name that role too.
+        fleet.write_lab_settings(root)
         for role, settings in self.options.settings.items():
             directory.mkdir(exist_ok=True)
             (directory / f"{role}.sls").write_text(yaml.safe_dump(settings))
