@@ -1,5 +1,8 @@
 """Push a spool tree to write-only storage with rsync over SSH, retrying what is transient.
 
+rsync sends a file to the path it has on this side, and the spool keeps a lease's files flat:
+`link_tree` lays them out at their storage paths first, as hard links (no byte copied).
+
 Storage runs `rrsync -wo -no-del` behind a forced command, so a push can only add or replace
 files under the storage root (`ccmirror_common.layout`), never read or delete them. A push is
 idempotent: paths depend only on the photo id, unchanged files are skipped by checksum, and
