@@ -4,16 +4,17 @@ N JPEGs of 5-20 KB made by the lab's image host (`lab.sims.image_host.server.jpe
 are served by a private nginx on loopback, as bench/fetch.py serves them. Each run:
 
 - fetch: the downloader's fetch stage (`downloader fetch`'s own function, `--fetch-concurrency`
-  connections, sha256 while streaming, files written at their storage-layout paths under
-  `--spool`, tmpfs by default: its fastest, so the hardest rate for a push to keep up with);
-- then the very files it wrote are pushed by each of:
+  connections, sha256 while streaming, files written flat as in the spool under `--spool`,
+  tmpfs by default: its fastest, so the hardest rate for a push to keep up with);
+- then the very files it wrote are pushed, each to its storage-layout key, by each of:
   - asyncio: `downloader.s3.push.push_objects`, botocore's SigV4 signer over the fetch's own
     asyncio HTTP client (downloader/fetch/http/), N PUTs in flight for each N of
     `--push-concurrency` (asyncio-N);
   - urllib3: the sender it replaced, the same signer over a urllib3 pool and a thread per PUT
     in flight (as downloader/s3/client.py was before; urllib3-N);
-  - rsync: `downloader.push.push_tree` over SSH into a private sshd + rrsync write-only
-    storage (`lab/processes/storage.py`; needs root);
+  - rsync: `downloader.push.link_tree` (the layout as hard links, as the daemon lays it out)
+    then `push_tree` over SSH into a private sshd + rrsync write-only storage
+    (`lab/processes/storage.py`; needs root), both timed;
   both S3 senders into a SeaweedFS cluster (`lab/processes/seaweedfs.py`: one master, one
   volume server, a filer, the S3 gateway; replication 000) through a downloader's own
   write-only identity on the object-locked images bucket, as in production.
@@ -176,7 +177,8 @@ def writer_setting(cluster) -> dict:
     (probe / "probes" / "bench.txt").write_text("bench\n")
     deadline = time.monotonic() + 60
     while True:  # the gateway reloads identities from the filer: poll with a deadline
-        spec = {"root": str(probe), "paths": ["probes/bench.txt"], "s3": setting, "concurrency": 1}
+        paths = {"probes/bench.txt": "probes/bench.txt"}
+        spec = {"root": str(probe), "paths": paths, "s3": setting, "concurrency": 1}
         try:
             child("asyncio", spec, probe / "spec.json")
             return setting
@@ -192,9 +194,7 @@ def one_run(servers: Servers, scratch: Path, run: int, args, results: dict) -> N
     spec = {"urls": str(servers.urls), "out": str(fetched), "concurrency": args.fetch_concurrency}
     results["fetch"].append(child("fetch", spec, scratch / "spec.json", servers.pids("fetch")))
     show(run, "fetch", results["fetch"][-1])
-    files = sorted(
-        p.relative_to(fetched).as_posix() for p in (fetched / "images").rglob("*") if p.is_file()
-    )
+    files = sorted(p.name for p in fetched.iterdir() if p.is_file())  # flat: <id>.<ext>
     for name in results:
         if name == "fetch":
             continue
@@ -204,7 +204,7 @@ def one_run(servers: Servers, scratch: Path, run: int, args, results: dict) -> N
         subprocess.run(["cp", "-al", str(fetched), str(root / prefix)], check=True)
         spec = {
             "root": str(root),
-            "paths": [f"{prefix}/{p}" for p in files],
+            "paths": {f"{prefix}/{storage_key(name)}": f"{prefix}/{name}" for name in files},
             "concurrency": int(name.rsplit("-", 1)[1]) if name != "rsync" else 0,
             "s3": servers.s3,
             "rsync": {
@@ -315,9 +315,9 @@ def run_child(name: str, spec: dict) -> dict:
     import hashlib
 
     root = Path(spec["root"])
-    paths = spec["paths"]
+    paths = spec["paths"]  # storage key -> its file under root
     # The journal knows each photo's digest from the fetch: not counted, as in the daemon.
-    digests = {p: hashlib.sha256((root / p).read_bytes()).hexdigest() for p in paths}
+    digests = {k: hashlib.sha256((root / f).read_bytes()).hexdigest() for k, f in paths.items()}
     pusher = {"asyncio": push_asyncio, "urllib3": push_urllib3, "rsync": push_rsync}[
         name.split("-")[0]
     ]
@@ -349,11 +349,19 @@ def run_fetch(spec: dict) -> dict:
     seconds = time.monotonic() - started
     cpu = cpu_seconds() - before
     assert code == 0, code
-    stored = sum(len(files) for _, _, files in os.walk(out / "images"))
+    stored = sum(1 for p in out.iterdir() if p.is_file())
     return rates(stored, seconds, cpu)
 
 
-def push_asyncio(root: Path, paths: list[str], digests: dict, spec: dict):
+def storage_key(name: str) -> str:
+    """A fetched file's storage key: `<id>.<ext>` -> images/<aa>/<bb>/<id>.<ext>."""
+    from ccmirror_common.layout import image_path
+
+    photo_id, ext = name.split(".")
+    return image_path(int(photo_id), ext)
+
+
+def push_asyncio(root: Path, paths: dict[str, str], digests: dict, spec: dict):
     from downloader.s3.push import push_objects
     from downloader.s3.target import S3Target
 
@@ -366,7 +374,7 @@ def push_asyncio(root: Path, paths: list[str], digests: dict, spec: dict):
     )
 
 
-def push_urllib3(root: Path, paths: list[str], digests: dict, spec: dict):
+def push_urllib3(root: Path, paths: dict[str, str], digests: dict, spec: dict):
     """The replaced sender: the same signer, urllib3's pool, a thread per PUT in flight."""
     import concurrent.futures as futures
 
@@ -386,7 +394,7 @@ def push_urllib3(root: Path, paths: list[str], digests: dict, spec: dict):
     )
 
     def put(key: str) -> int:
-        with open(root / key, "rb") as body:
+        with open(root / paths[key], "rb") as body:
             size = body.seek(0, 2)
             body.seek(0)
             url, headers = writer.signed_put(key, digests[key], size)
@@ -413,15 +421,16 @@ def push_urllib3(root: Path, paths: list[str], digests: dict, spec: dict):
     return run
 
 
-def push_rsync(root: Path, paths: list[str], digests: dict, spec: dict):
-    from downloader.push import StorageTarget, push_tree
+def push_rsync(root: Path, paths: dict[str, str], digests: dict, spec: dict):
+    from downloader.push import StorageTarget, link_tree, push_tree
 
     rsync = spec["rsync"]
     target = StorageTarget.from_spec(
         rsync["spec"], port=rsync["port"], key_path=rsync["key"],
         known_hosts_path=rsync["known_hosts"],
     )  # fmt: skip
-    return lambda: push_tree(root, paths, target).files_transferred
+    layout = root.with_name(root.name + "-layout")
+    return lambda: push_tree(layout, link_tree(root, paths, layout), target).files_transferred
 
 
 def cpu_seconds() -> float:

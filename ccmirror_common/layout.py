@@ -1,4 +1,4 @@
-"""Where things go on storage, and in the spool that mirrors it before a push.
+"""Where things go on storage (the downloader's spool keeps them flat: downloader/spool.py).
 
     images/<aa>/<bb>/<photo_id>.<ext>        aa, bb: the photo id's last two bytes in hex,
                                              so at most 256 x 256 = 65,536 directories,

@@ -6,7 +6,8 @@
     downloader resume              lease again after a drain
     downloader check-storage       a real write of a probe file through the storage key
     downloader fetch --urls F --out D   the fetch stage alone, for a list of URLs (on the
-                                   hosts of fetch.allow_hosts / CCMIRROR_FETCH_ALLOW_HOSTS)
+                                   hosts of fetch.allow_hosts / CCMIRROR_FETCH_ALLOW_HOSTS),
+                                   into D/<photo_id>.<ext> as into the spool
 
 The skeleton is ccmirror_common/cli.py: a failure is one line on stderr and exit 1 (2 for a
 bad command line, 130 for Ctrl-C)."""
@@ -49,7 +50,9 @@ def build_parser() -> cli.Parser:
         "fetch", help="fetch, verify, hash and write a list of image URLs (no queue, no push)"
     )
     fetch.add_argument("--urls", type=Path, required=True, help="one URL per line")
-    fetch.add_argument("--out", type=Path, required=True, help="root of the storage layout")
+    fetch.add_argument(
+        "--out", type=Path, required=True, help="directory for <photo_id>.<ext> files"
+    )
     fetch.add_argument(
         "--concurrency", type=cli.positive_int, default=64, help="connections at once"
     )

@@ -1,5 +1,8 @@
 """Push a spool tree to write-only storage with rsync over SSH, retrying what is transient.
 
+rsync sends a file to the path it has on this side, and the spool keeps a lease's files flat:
+`link_tree` lays them out at their storage paths first, as hard links (no byte copied).
+
 Storage runs `rrsync -wo -no-del` behind a forced command, so a push can only add or replace
 files under the storage root (`ccmirror_common.layout`), never read or delete them. A push is
 idempotent: paths depend only on the photo id, unchanged files are skipped by checksum, and
@@ -41,7 +44,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -288,15 +291,48 @@ def ssh_command(target: StorageTarget, connect_timeout: float = 10.0) -> str:
 def checked_paths(local_root: Path, paths: list[str]) -> list[str]:
     """The relative paths to push, each an existing file under `local_root`: a bad one is a
     caller's bug, told now rather than as rsync's exit 23 after the rest went."""
-    checked = []
-    for path in paths:
-        pure = PurePosixPath(path)
-        if pure.is_absolute() or ".." in pure.parts or "\n" in path or not pure.parts:
-            raise ValueError(f"not a relative storage path: {path!r}")
-        if not (local_root / pure).is_file():
-            raise FileNotFoundError(f"nothing to push at {local_root / pure}")
-        checked.append(str(pure))
+    return list(checked_sources(local_root, {path: path for path in paths}))
+
+
+def checked_sources(local_root: Path, sources: Mapping[str, str]) -> dict[str, str]:
+    """Storage path -> its file under `local_root`, both relative and clean, each file
+    there (checked_paths, for files that are not at their storage paths)."""
+    checked = {}
+    for key, source in sources.items():
+        clean_key, clean_source = _relative(key), _relative(source)
+        if not (local_root / clean_source).is_file():
+            raise FileNotFoundError(f"nothing to push at {local_root / clean_source}")
+        checked[clean_key] = clean_source
     return checked
+
+
+def _relative(path: str) -> str:
+    pure = PurePosixPath(path)
+    if pure.is_absolute() or ".." in pure.parts or "\n" in path or not pure.parts:
+        raise ValueError(f"not a relative storage path: {path!r}")
+    return str(pure)
+
+
+def link_tree(local_root: Path, sources: Mapping[str, str], layout: Path) -> list[str]:
+    """Lay the files out under `layout` at their storage paths, as hard links to
+    `local_root`'s (no byte copied; the same filesystem), for rsync, which sends a file to
+    the path it has here. Idempotent: a link already there is kept, so a push killed midway
+    lays out only the rest. The storage paths, for push_tree."""
+    checked = checked_sources(local_root, sources)
+    made: set[str] = set()
+    for key, source in checked.items():
+        target = layout / key
+        parent = str(target.parent)
+        if parent not in made:
+            os.makedirs(parent, exist_ok=True)
+            made.add(parent)
+        try:
+            os.link(local_root / source, target)
+        except FileExistsError:
+            if not os.path.samefile(local_root / source, target):
+                os.unlink(target)  # not ours (a torn earlier layout): the spool's file wins
+                os.link(local_root / source, target)
+    return list(checked)
 
 
 def discarded_a_file(stderr: str) -> bool:

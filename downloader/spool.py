@@ -4,11 +4,25 @@
     SPOOL/lease/results.jsonl     one line per photo whose fetch ended (appended as they end)
     SPOOL/lease/starts            one line per daemon start that resumed the lease
     SPOOL/lease/put.txt           one line per object an S3 push stored (appended as they land)
-    SPOOL/lease/files/            what goes to storage, in its layout (ccmirror_common.layout):
-        images/<aa>/<bb>/<photo_id>.<ext>
-        manifests/<yyyy>/<mm>/<dd>/<lease_id>.jsonl
+    SPOOL/lease/files/            what goes to storage, flat: one directory however many photos
+        <photo_id>.<ext>          a photo; its storage key (`path` in its result line) is
+                                  layout.image_path: images/<aa>/<bb>/<photo_id>.<ext>
+        manifest.jsonl            the manifest; its key (`manifest` in lease.json) is
+                                  layout.manifest_path: manifests/<yyyy>/<mm>/<dd>/<lease>.jsonl
+    SPOOL/lease/layout/           the rsync push only: files/ at their storage keys, as hard
+                                  links made just before the push (downloader.push.link_tree)
     SPOOL/quarantine/<lease>-<utc>/   a lease that could not be finished, kept for a person
     SPOOL/reserve                 space held back for the journal when the disk fills up
+
+Why flat: the storage layout spreads consecutive photo ids over 65,536 directories, so a
+spool that mirrored it made a directory per photo (20,000 photos, 20,258 directories), and on
+ext4 creating and removing them cost more kernel time than writing the photos. A lease is at
+most a few thousand files: one directory holds them well.
+
+Each result line and lease.json name the file under files/ (`file`, `manifest_file`) beside
+the storage key. A journal written by a version before this layout (a daemon upgraded
+mid-lease) names none: its files are at their keys under files/, and `uploads` reads them
+from there, so such a lease is fetched on, pushed and reported like any other.
 
 A lease moves through the phases below; each is recorded before the next begins, so a
 daemon killed anywhere redoes at most the phase it was in, and every phase can be redone:
@@ -37,10 +51,13 @@ from ccmirror_common.layout import manifest_path
 from downloader.verify import printable
 
 PHASES = ("fetching", "fetched", "pushed", "reported")
+MANIFEST_FILE = "manifest.jsonl"  # under files/, beside the photos (never an image's name)
 QUARANTINE = "quarantine"
 # Held back while fetching so that, when the disk fills up, the journal, the manifest and
 # the phase changes that push and report what was fetched still have room: enough for the
-# lease.json (rewritten through a temp file) and the manifest of a 1,000-photo lease.
+# lease.json (rewritten through a temp file) and the manifest of a 1,000-photo lease. (Not
+# always the directories of an rsync push's layout: about 1,300 for 1,000 photos, a 4 KB
+# block each on ext4; on a disk that filled up those may not fit, and that push fails.)
 RESERVE_BYTES = 2 * 1024 * 1024
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
@@ -76,7 +93,8 @@ class LeaseJournal:
     items: list[dict]
     phase: str = "fetching"
     leased_at: str = ""
-    manifest: str = ""  # its path relative to files/, once written
+    manifest: str = ""  # its storage key, once written
+    manifest_file: str = ""  # its file under files/; "" in an older journal: at its key
     _results: dict[int, dict] | None = field(default=None, repr=False)
 
     @property
@@ -94,6 +112,7 @@ class LeaseJournal:
             "phase": self.phase,
             "leased_at": self.leased_at,
             "manifest": self.manifest,
+            "manifest_file": self.manifest_file,
             "items": self.items,
         }
         write_atomically(self.directory / "lease.json", json.dumps(state))
@@ -133,9 +152,10 @@ class LeaseJournal:
         return [item for item in self.items if item["id"] not in done]
 
     def write_manifest(self, day: datetime | None = None) -> str:
-        """One JSON line per stored image, with the attribution its license requires."""
+        """One JSON line per stored image, with the attribution its license requires; its
+        storage key."""
         day = day or datetime.now(UTC)
-        relative = manifest_path(self.lease_id, day.date())
+        key = manifest_path(self.lease_id, day.date())
         results = self.results()
         lines = []
         for item in self.items:
@@ -151,16 +171,24 @@ class LeaseJournal:
                 "bytes": result["bytes"],
             }
             lines.append(json.dumps(entry, ensure_ascii=False) + "\n")
-        path = self.files / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomically(path, "".join(lines))
-        self.manifest = relative
-        return relative
+        write_atomically(self.files / MANIFEST_FILE, "".join(lines))
+        self.manifest, self.manifest_file = key, MANIFEST_FILE
+        return key
+
+    def uploads(self) -> dict[str, str]:
+        """Storage key -> its file under files/, for every file of this lease to push: its
+        stored images (sorted by key) and its manifest. An older journal's files are at
+        their keys (module docstring)."""
+        stored = [r for r in self.results().values() if r["result"] == "stored"]
+        files = {r["path"]: r.get("file") or r["path"] for r in stored}
+        uploads = {key: files[key] for key in sorted(files)}
+        if self.manifest:
+            uploads[self.manifest] = self.manifest_file or self.manifest
+        return uploads
 
     def pushed_paths(self) -> list[str]:
-        """Every file of this lease to push: its stored images and its manifest."""
-        stored = [r["path"] for r in self.results().values() if r["result"] == "stored"]
-        return sorted(stored) + ([self.manifest] if self.manifest else [])
+        """The storage key of every file of this lease to push (see `uploads`)."""
+        return list(self.uploads())
 
     def digests(self) -> dict[str, str]:
         """Path -> SHA-256 hex of every stored photo, as the fetch computed it: what the
@@ -243,6 +271,7 @@ class Spool:
                 phase=state["phase"],
                 leased_at=state.get("leased_at", ""),
                 manifest=state.get("manifest", ""),
+                manifest_file=state.get("manifest_file", ""),
             )
         except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
             raise JournalError(f"{state_file}: {printable(repr(exc))}") from None

@@ -9,6 +9,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from downloader.config import Settings
 from downloader.daemon import Stages
@@ -20,10 +21,11 @@ from downloader.push import (
     PushResult,
     PushStopped,
     StorageTarget,
+    link_tree,
     push_tree,
 )
 from downloader.s3.target import S3Target
-from downloader.spool import LeaseJournal, SpoolError
+from downloader.spool import LeaseJournal, Spool, SpoolError, disk_full
 from downloader.status import DaemonStatus
 
 log = logging.getLogger("downloader.stages")
@@ -57,7 +59,7 @@ def lease_pusher(settings: Settings) -> LeasePush:
         def put_lease(journal: LeaseJournal, stop: threading.Event, on_retry) -> PushResult:
             return push_objects(
                 journal.files,
-                journal.pushed_paths(),
+                journal.uploads(),  # each file PUT at its storage key
                 storage,
                 timeout=settings.push.timeout,
                 retry_seconds=settings.push.retry_seconds,
@@ -78,9 +80,11 @@ def lease_pusher(settings: Settings) -> LeasePush:
     )
 
     def rsync_lease(journal: LeaseJournal, stop: threading.Event, on_retry) -> PushResult:
+        layout = journal.directory / "layout"
+        keys = lay_out(journal, layout)  # rsync sends a file to the path it has here
         return push_tree(
-            journal.files,
-            journal.pushed_paths(),
+            layout,
+            keys,
             target,
             timeout=settings.push.timeout,
             retry_seconds=settings.push.retry_seconds,
@@ -89,6 +93,25 @@ def lease_pusher(settings: Settings) -> LeasePush:
         )
 
     return rsync_lease
+
+
+def lay_out(journal: LeaseJournal, layout: Path) -> list[str]:
+    """The lease's files at their storage keys under `layout` (hard links), for rsync. A full
+    disk gives the spool's reserve back for the layout's directories, once; a file missing,
+    or a disk still full, is a PushFailed that waiting does not fix."""
+    for last_try in (False, True):
+        try:
+            return link_tree(journal.files, journal.uploads(), layout)
+        except OSError as exc:
+            if disk_full(exc) and not last_try:
+                Spool(journal.directory.parent).free_reserve()
+                continue
+            raise PushFailed(
+                f"cannot lay the lease out for rsync in {layout}: {exc.strerror or exc}",
+                transient=False,
+                attempts=0,
+            ) from exc
+    raise AssertionError("unreachable")
 
 
 def fetch_settings_from(settings: Settings) -> FetchSettings:
@@ -157,6 +180,8 @@ async def _fetch(
 def _journal_entry(result: FetchResult) -> dict:
     entry = result.report()
     entry["url"] = result.url
+    if result.file is not None:
+        entry["file"] = result.file  # under the spool's files/ (`path` is the storage key)
     if result.outcome != "stored":
         entry["error"] = result.error or result.outcome
     return entry

@@ -8,11 +8,12 @@ hands it one lease's items and takes results as they finish::
             journal.record(result)            # result.report() is the queue's item format
         fetcher.progress.line(len(items))     # counts by outcome, rate, ETA
 
-Each item ends in exactly one outcome: `stored` (written to `<out>/<layout.image_path>` by
-temp file and rename, with its sha256), or a failure class for the queue: `gone` (404, 410,
-Flickr's "photo unavailable" placeholder), `retry` (5xx, 429, 403, timeouts, resets,
-truncated bodies, redirect loops) or `bad` (not an image, body longer than announced, over
-the size cap, other 4xx). Nothing but a verified image is ever renamed into place.
+Each item ends in exactly one outcome: `stored` (written to `<out>/<photo_id>.<ext>` by temp
+file and rename, with its sha256 and its storage key `layout.image_path`), or a failure class
+for the queue: `gone` (404, 410, Flickr's "photo unavailable" placeholder), `retry` (5xx,
+429, 403, timeouts, resets, truncated bodies, redirect loops) or `bad` (not an image, body
+longer than announced, over the size cap, other 4xx). Nothing but a verified image is ever
+renamed into place.
 
 Why our own HTTP client (downloader/fetch/http/): CPU per image is the budget on a one-vCPU
 droplet. One event loop with pooled keep-alive connections costs a fraction of a thread per

@@ -2,7 +2,9 @@
 
 It runs each item's exchanges (the main URL, Retry-After waits, the fallback URL), classes
 every answer (`stored`, `gone`, `retry`, `bad`; see the package docstring), and writes a
-verified body to `<out>/<layout.image_path>` by temp file and rename. Which job runs when is
+verified body to `<out>/<photo_id>.<ext>` (flat: a directory per photo would cost more than
+the photo, see downloader/spool.py) by temp file and rename; its result's `path` is where it
+goes on storage, `layout.image_path`. Which job runs when is
 the scheduler's (downloader/fetch/scheduler.py); what happens to the bytes as they arrive is
 the body's (downloader/fetch/body.py).
 """
@@ -60,7 +62,7 @@ class Fetcher:
         self.present = present
         self.progress = FetchProgress()
         self._gates: dict[str, HostGate] = {}
-        self._made_dirs: set[str] = set()
+        self._out_made = False
         self._client: HttpClient | None = None
         self._temp_names = itertools.count()
         self._root = str(self.out)
@@ -186,15 +188,17 @@ class Fetcher:
         if self.present is None:
             return None
         for ext in IMAGE_EXTENSIONS:  # the extension is the body's: any of them may be there
-            rel = image_path(item.photo_id, ext)
-            if rel in self.present:
+            name = local_name(item.photo_id, ext)
+            if name in self.present:
                 try:
-                    sha256, md5, size = _file_digests(self.out / rel)
+                    sha256, md5, size = _file_digests(self.out / name)
                 except FileNotFoundError:
                     continue
+                key = image_path(item.photo_id, ext)
                 return FetchResult(
-                    item, "stored", rel, sha256, size, ext, item.url, reused=True, md5=md5
-                )
+                    item, "stored", key, sha256, size, ext, item.url, reused=True, md5=md5,
+                    file=name,
+                )  # fmt: skip
         return None
 
     def _wants_fallback(self, item: FetchItem, attempt: _Attempt) -> bool:
@@ -303,39 +307,32 @@ class Fetcher:
                     raise Refused("gone", "photo unavailable (placeholder image)")
                 body.temp, body.fd = self._open_temp(item.photo_id, ext)
                 write_all(body.fd, data)
-            rel = image_path(item.photo_id, ext)
-            self._finish(body.fd, body.temp, f"{self._root}/{rel}")  # type: ignore[arg-type]
+            name = local_name(item.photo_id, ext)
+            self._finish(body.fd, body.temp, f"{self._root}/{name}")  # type: ignore[arg-type]
             body.fd = body.temp = None
+            key = image_path(item.photo_id, ext)
             md5 = body.md5.hexdigest()
-            return FetchResult(item, "stored", rel, sha, size, ext, response.url, md5=md5)
+            return FetchResult(
+                item, "stored", key, sha, size, ext, response.url, md5=md5, file=name
+            )
         finally:
             body.discard()
 
     def _open_temp(self, photo_id: int, ext: str) -> tuple[str, int]:
         """A temp file beside the final path, as a raw descriptor (no buffer to copy through:
         bodies are written in one or a few large writes). Strings, not Paths: cheaper."""
-        directory, name = os.path.split(f"{self._root}/{image_path(photo_id, ext)}")
         # A name of its own per attempt, so two fetches of one photo never share a temp file;
         # `.part` files are never taken for images (scan_present skips them).
-        temp = f"{directory}/.{name}.{self._pid}.{next(self._temp_names)}.part"
+        name = local_name(photo_id, ext)
+        temp = f"{self._root}/.{name}.{self._pid}.{next(self._temp_names)}.part"
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
         try:
-            if directory not in self._made_dirs:
-                self._make_dir(directory)
+            if not self._out_made:
+                os.makedirs(self._root, exist_ok=True)
+                self._out_made = True
             return temp, os.open(temp, flags, 0o644)
         except OSError as e:
             raise SpoolError(f"cannot write {temp}: {e.strerror or e}") from e
-
-    def _make_dir(self, directory: str) -> None:
-        # A mkdir per new leaf, its parent made only when missing (os.makedirs stats first).
-        try:
-            os.mkdir(directory)
-        except FileNotFoundError:
-            os.makedirs(directory, exist_ok=True)
-        except FileExistsError:
-            if not os.path.isdir(directory):
-                raise
-        self._made_dirs.add(directory)
 
     def _finish(self, fd: int, temp: str, final: str) -> None:
         try:
@@ -345,6 +342,12 @@ class Fetcher:
             os.replace(temp, final)  # atomic: readers see the whole image or none
         except OSError as e:
             raise SpoolError(f"cannot write {final}: {e.strerror or e}") from e
+
+
+def local_name(photo_id: int, ext: str) -> str:
+    """The file a photo is written to in the output directory: `<photo_id>.<ext>`, the last
+    part of its storage key."""
+    return f"{photo_id}.{ext}"
 
 
 def _file_digests(path: Path) -> tuple[str, str, int]:

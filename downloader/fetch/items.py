@@ -25,7 +25,7 @@ class FetchItem:
 class FetchResult:
     item: FetchItem
     outcome: str  # one of OUTCOMES
-    path: str | None = None  # relative to the output root: layout.image_path(photo_id, ext)
+    path: str | None = None  # its storage key: layout.image_path(photo_id, ext)
     sha256: str | None = None
     bytes: int = 0
     ext: str | None = None
@@ -33,6 +33,7 @@ class FetchResult:
     error: str | None = None  # one line, for failures
     reused: bool = False  # already present from an earlier run: hashed from disk, not fetched
     md5: str | None = None  # hex, for the S3 audit (listings give ETags, the MD5 of the bytes)
+    file: str | None = None  # where it was written, in the output directory: local_name()
 
     def __post_init__(self) -> None:
         # The one place every error is made: whatever a host sent (a long redirect target,

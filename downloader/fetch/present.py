@@ -10,21 +10,20 @@ from pathlib import Path
 
 
 class OnDisk(Container[str]):
-    """`present` for a daemon resuming a spool: a path is present when its file exists."""
+    """`present` for a daemon resuming a spool: a name is present when its file exists."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def __contains__(self, relpath: object) -> bool:
-        return isinstance(relpath, str) and (self.root / relpath).is_file()
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and (self.root / name).is_file()
 
 
 def scan_present(root: Path) -> set[str]:
-    """Every image file under `root/images`, as relative paths: one walk instead of a stat
-    per item, for a whole URL list."""
-    found: set[str] = set()
-    base = root / "images"
-    for directory, _, files in os.walk(base):
-        rel = Path(directory).relative_to(root).as_posix()
-        found.update(f"{rel}/{name}" for name in files if not name.endswith(".part"))
-    return found
+    """The name of every file in `root` (the fetcher writes flat, fetcher.local_name), but
+    a fetch's temp files: one directory read instead of a stat per item, for a URL list."""
+    try:
+        with os.scandir(root) as entries:
+            return {e.name for e in entries if e.is_file() and not e.name.endswith(".part")}
+    except FileNotFoundError:
+        return set()

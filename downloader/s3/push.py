@@ -1,4 +1,5 @@
-"""Push a spool tree to an S3 bucket: one PUT per file, its relative path as the key.
+"""Push files to an S3 bucket: one PUT per file, at its relative path or at the key a mapping
+gives it (the spool keeps its files flat, their keys in the journal: downloader/spool.py).
 
 The contract is `downloader.push.push_tree`'s, so the daemon calls one or the other: a
 PushResult, or PushFailed (with `.transient`) or PushStopped; transient failures retried with
@@ -32,7 +33,7 @@ from downloader.push import (
     PushResult,
     PushStopped,
     backoff_delay,
-    checked_paths,
+    checked_sources,
 )
 from downloader.s3.client import ObjectWriter, PutError
 from downloader.s3.target import S3Target
@@ -52,7 +53,7 @@ class _Pass:
 
 def push_objects(
     local_root: Path,
-    paths: list[str] | None,
+    paths: list[str] | Mapping[str, str] | None,
     target: S3Target,
     *,
     timeout: float = 120.0,
@@ -68,26 +69,32 @@ def push_objects(
     already_put: Collection[str] = (),
     on_put: Callable[[list[str]], None] | None = None,
 ) -> PushResult:
-    """Put `paths` (relative to `local_root`; None: every file under it) into `target`'s
-    bucket at the same keys. `digests`: path -> SHA-256 hex known beforehand (the others
-    are hashed here)."""
+    """Put `paths` into `target`'s bucket: a list of files relative to `local_root`, each at
+    the same key (None: every file under it), or a mapping key -> its file relative to
+    `local_root`. `digests`, `already_put` and `on_put` speak of keys; `digests`: key ->
+    SHA-256 hex known beforehand (the others are hashed here)."""
     started = time.monotonic()
     stop_event = stop_event or threading.Event()
+    if paths is None:
+        paths = _all_files(local_root)
     try:
-        wanted = checked_paths(local_root, paths if paths is not None else _all_files(local_root))
+        sources = checked_sources(
+            local_root, paths if isinstance(paths, Mapping) else {p: p for p in paths}
+        )
     except FileNotFoundError as exc:
         raise PushFailed(
             f"push to {target.label} failed: {exc}", transient=False, attempts=0
         ) from None
     done = set(already_put)
-    remaining = [p for p in wanted if p not in done]
+    remaining = [key for key in sources if key not in done]
     if not remaining:
         return PushResult(0, 0, 0, 0, time.monotonic() - started)
     writer = ObjectWriter(
         target, connections=concurrency, timeout=timeout, connect_timeout=connect_timeout
     )
+    files = {key: local_root / sources[key] for key in remaining}
     return _passes(
-        writer, local_root, remaining, digests or {}, on_put, stop_event, on_retry,
+        writer, files, remaining, digests or {}, on_put, stop_event, on_retry,
         deadline=started + retry_seconds, attempts=attempts, backoff=(backoff, max_backoff),
         started=started, concurrency=concurrency,
     )  # fmt: skip
@@ -95,7 +102,7 @@ def push_objects(
 
 def _passes(
     writer: ObjectWriter,
-    local_root: Path,
+    local_files: Mapping[str, Path],
     remaining: list[str],
     digests: Mapping[str, str],
     on_put: Callable[[list[str]], None] | None,
@@ -113,7 +120,9 @@ def _passes(
     number = 0
     while True:
         number += 1
-        outcome = _one_pass(writer, local_root, remaining, digests, on_put, stop_event, concurrency)
+        outcome = _one_pass(
+            writer, local_files, remaining, digests, on_put, stop_event, concurrency
+        )
         files += len(outcome.stored)
         sent += outcome.bytes
         if outcome.fatal is not None:
@@ -148,7 +157,7 @@ def _passes(
 
 def _one_pass(
     writer: ObjectWriter,
-    local_root: Path,
+    files: Mapping[str, Path],
     keys: list[str],
     digests: Mapping[str, str],
     on_put: Callable[[list[str]], None] | None,
@@ -166,7 +175,7 @@ def _one_pass(
             if key is None:
                 return
             try:
-                size = await _put(writer, local_root, key, digests.get(key))
+                size = await _put(writer, files[key], key, digests.get(key))
             except PutError as exc:
                 if exc.transient:
                     outcome.transient.append(exc)
@@ -187,11 +196,11 @@ def _one_pass(
     return outcome
 
 
-async def _put(writer: ObjectWriter, local_root: Path, key: str, digest: str | None) -> int:
+async def _put(writer: ObjectWriter, file: Path, key: str, digest: str | None) -> int:
     try:
-        return await writer.put_file(key, local_root / key, digest)
+        return await writer.put_file(key, file, digest)
     except OSError as exc:  # the spool's own file: waiting will not bring it back
-        raise PutError(key, f"cannot read {local_root / key}: {exc.strerror or exc}",
+        raise PutError(key, f"cannot read {file}: {exc.strerror or exc}",
                        transient=False) from None  # fmt: skip
 
 

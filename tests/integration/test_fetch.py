@@ -116,7 +116,7 @@ def test_every_fault_is_classified_and_none_is_written(host: RunningImageHost, t
     assert files_under(tmp_path) == [], "a refused body was left on disk"
 
 
-def test_good_images_land_at_their_layout_path_with_their_sha256(
+def test_good_images_land_flat_with_their_storage_key_and_sha256(
     host: RunningImageHost, tmp_path: Path
 ):
     ids = list(range(100_000, 100_040)) + [2**40 + 5]
@@ -127,8 +127,9 @@ def test_good_images_land_at_their_layout_path_with_their_sha256(
     assert {r.outcome for r in results} == {"stored"}
     for r in results:
         body = jpeg_bytes(r.item.photo_id, IMAGE_SIZE)
-        assert r.path == image_path(r.item.photo_id, "jpg")
-        assert (tmp_path / r.path).read_bytes() == body
+        assert r.path == image_path(r.item.photo_id, "jpg")  # where it goes on storage
+        assert r.file == f"{r.item.photo_id}.jpg"
+        assert (tmp_path / r.file).read_bytes() == body
         assert r.sha256 == hashlib.sha256(body).hexdigest()
         assert r.bytes == len(body)
         assert r.report() == {
@@ -140,6 +141,7 @@ def test_good_images_land_at_their_layout_path_with_their_sha256(
             "md5": hashlib.md5(body).hexdigest(),  # what the S3 audit compares with the ETag
         }
     assert len(files_under(tmp_path)) == len(ids), "temp files left behind"
+    assert [p for p in tmp_path.rglob("*") if p.is_dir()] == [], "one directory, however many"
 
 
 def test_a_photo_already_present_is_reported_with_the_digests_of_its_bytes(
@@ -148,7 +150,7 @@ def test_a_photo_already_present_is_reported_with_the_digests_of_its_bytes(
     ids = [300_001, 300_002 + 2**33]
     items = [FetchItem(i, host.url(i)) for i in ids]
     fetched = fetch_all(tmp_path, items)
-    present = {r.path for r in fetched}
+    present = {r.file for r in fetched}
 
     again = fetch_all(tmp_path, items, present=present)
 
@@ -268,14 +270,13 @@ def test_per_host_rate_spaces_requests(host: RunningImageHost, tmp_path: Path):
 
 def test_a_spool_that_cannot_be_written_stops_the_run(host: RunningImageHost, tmp_path: Path):
     """A local fault is not the photo's: no `retry` report that would burn its attempts."""
-    blocked = tmp_path / image_path(31, "jpg")
-    blocked.parent.parent.mkdir(parents=True)
-    blocked.parent.write_text("a file where a directory must go")
+    blocked = tmp_path / "spool"
+    blocked.write_text("a file where a directory must go")
     items = [FetchItem(31, host.url(31))]
 
     with pytest.raises(SpoolError, match="cannot write"):
-        fetch_all(tmp_path, items)
-    assert files_under(tmp_path) == [blocked.parent]
+        fetch_all(blocked, items)
+    assert files_under(tmp_path) == [blocked]
 
 
 def run_fetch_cli(*args: str, allow: str | None = "127.0.0.1") -> subprocess.CompletedProcess:
@@ -302,8 +303,8 @@ def test_cli_fetches_a_url_list_and_a_rerun_fetches_nothing(host: RunningImageHo
     first = run_fetch_cli("--urls", str(urls), "--out", str(out), "--concurrency", "4")
     assert first.returncode == 0, first.stderr
     assert "21/21 images (stored 20 gone 1 retry 0 bad 0)" in first.stderr
-    assert (out / image_path(500, "jpg")).read_bytes() == jpeg_bytes(500, IMAGE_SIZE)
-    assert (out / image_path(22, "jpg")).is_file(), "no id in the name: the line number"
+    assert (out / "500.jpg").read_bytes() == jpeg_bytes(500, IMAGE_SIZE)
+    assert (out / "22.jpg").is_file(), "no id in the name: the line number"
     before = {p: p.stat().st_mtime_ns for p in files_under(out)}
 
     host.reset()  # and 505 is served now
@@ -314,7 +315,7 @@ def test_cli_fetches_a_url_list_and_a_rerun_fetches_nothing(host: RunningImageHo
     assert host.stats()["requests"] == {"505": 1}, "only the missing photo is asked for again"
     after = {p: p.stat().st_mtime_ns for p in files_under(out)}
     assert {p: t for p, t in after.items() if p in before} == before, "a present file was rewritten"
-    assert set(after) - set(before) == {out / image_path(505, "jpg")}
+    assert set(after) - set(before) == {out / "505.jpg"}
 
 
 @pytest.mark.parametrize(

@@ -97,7 +97,7 @@ def make_mirror(db_url: str, tmp_path: Path) -> Mirror:
     journal.record(results)
     manifest = journal.write_manifest()
     (root / manifest).parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy(journal.files / manifest, root / manifest)
+    shutil.copy(journal.files / journal.uploads()[manifest], root / manifest)
     ids = range(FIRST_ID, FIRST_ID + PHOTOS)
     return Mirror(db_url, root, GroundTruth(ids, FAULTS, image_size=IMAGE_SIZE))
 

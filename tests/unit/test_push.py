@@ -13,6 +13,7 @@ from downloader.push import (
     backoff_delay,
     checked_paths,
     classify,
+    link_tree,
     push_tree,
     rsync_command,
     ssh_command,
@@ -108,6 +109,28 @@ def test_paths_must_be_relative_files_under_the_spool(tmp_path: Path):
             checked_paths(tmp_path, [bad])
     with pytest.raises(FileNotFoundError):
         checked_paths(tmp_path, ["images/00/01/257.jpg"])
+
+
+def test_the_rsync_layout_is_hard_links_and_a_second_laying_out_finishes_the_first(
+    tmp_path: Path,
+):
+    files, layout = tmp_path / "files", tmp_path / "layout"
+    files.mkdir()
+    sources = {f"images/{n:02x}/00/{n}.jpg": f"{n}.jpg" for n in range(1, 4)}
+    sources["manifests/2026/12/05/7.jsonl"] = "manifest.jsonl"
+    for name in sources.values():
+        (files / name).write_text(name)
+    # A first laying out killed midway: one link made, one path taken by a torn leftover.
+    (layout / "images/01/00").mkdir(parents=True)
+    (layout / "images/01/00/1.jpg").hardlink_to(files / "1.jpg")
+    (layout / "images/02/00").mkdir(parents=True)
+    (layout / "images/02/00/2.jpg").write_text("torn")
+
+    assert link_tree(files, sources, layout) == list(sources)
+    for key, name in sources.items():
+        assert (layout / key).samefile(files / name), key  # the spool's file, not a copy
+    with pytest.raises(ValueError):
+        link_tree(files, {"../escape.jpg": "1.jpg"}, layout)
 
 
 def test_command_pins_the_host_key_and_the_one_key(tmp_path: Path):

@@ -60,7 +60,7 @@ def test_manifest_carries_attribution_and_reports_have_the_queue_shape(tmp_path)
     journal.record([stored(1), stored(3), {"id": 2, "result": "retry", "error": "HTTP 503"}])
     relative = journal.write_manifest(datetime(2026, 11, 23, tzinfo=UTC))
     assert relative == "manifests/2026/11/23/7.jsonl"
-    lines = [json.loads(x) for x in (journal.files / relative).read_text().splitlines()]
+    lines = [json.loads(x) for x in (journal.files / "manifest.jsonl").read_text().splitlines()]
     assert [line["photo_id"] for line in lines] == [5001, 5003]
     assert lines[0] == {
         "photo_id": 5001,
