@@ -17,6 +17,8 @@ the last):
 - `deploy.release` of a new version from the lab's copy of the checkout;
 - dl-2's droplet destroyed while it holds a lease (as from DigitalOcean's console), then
   `fleet.destroy` of the name: the lease lapses and dl-1 downloads its photos.
+- dl-1's own S3 key (as if stolen) overwrites five stored photos and deletes five; deleting
+  the versions it made is refused, and the audit restores every one.
 Then: every CC photo of the ground truth stored exactly once with the image host's bytes and
 its manifest line, or classified gone/failed as its fault says (lab/mission/mirror_check.py); the
 storage audit agrees; testinfra passes against the fleet left; a second highstate of it
@@ -102,7 +104,6 @@ def run() -> Iterator[dict]:
         m.harvest(during=lambda: kill_harvester_mid_task(m, seen))
         seen["tasks"] = task_states(m)
         m.download(during=lambda: faults_during_download(m, seen))
-        seen["tampered"] = tamper_as_a_downloader(m)
         seen["audit"] = m.audit()
         seen["storage"] = m.storage_status()
         seen["stored"] = stored(m)
@@ -261,6 +262,9 @@ def faults_during_download(m: mission.Mission, seen: dict) -> None:
         1,
     )
     image_service.set_latency(m.config, 0)  # the rest at full speed
+    # While dl-1 is still a downloader (the download's end takes it down, and its key).
+    m.show("    fault: dl-1's S3 key overwrites and deletes stored photos")
+    seen["tampered"] = tamper_as_a_downloader(m)
 
 
 def tamper_as_a_downloader(m: mission.Mission, photos: int = 10) -> dict:
