@@ -48,6 +48,9 @@ def apply():
 
         salt 'st-*' ccmirror_storage_access.apply
     """
+    # The pillar as the master compiles it now: the minion's own copy is from its start (a
+    # highstate does not renew it), perhaps from before the site's facts were written.
+    __salt__["saltutil.refresh_pillar"](wait=True)
     backend = __salt__["config.get"]("site:storage_backend", "rsync")
     if backend not in ACCESS_STATES:
         return _failed(f"site:storage_backend {backend!r}: no storage access to apply here")

@@ -200,9 +200,19 @@ def _storage_minion(client, wanted) -> str:
 
 
 def _synced(client, minion: str) -> str:
-    """`minion`, with this checkout's modules: a fleet joined before ccmirror_storage was
-    written has not synced it yet (the audit runner does the same)."""
+    """`minion`, with this checkout's modules (a fleet joined before ccmirror_storage was
+    written has not synced it yet) and the pillar the master compiles now: the module reads
+    site:storage_nodes from the minion's copy, which a highstate does not renew (the e2e
+    found it empty after the faults)."""
     client.cmd(minion, "saltutil.sync_all", [], tgt_type="list", timeout=STATUS_TIMEOUT)
+    client.cmd(
+        minion,
+        "saltutil.refresh_pillar",
+        [],
+        tgt_type="list",
+        kwarg={"wait": True},
+        timeout=STATUS_TIMEOUT,
+    )
     return minion
 
 

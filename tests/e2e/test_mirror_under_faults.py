@@ -252,6 +252,7 @@ def faults_during_download(m: mission.Mission, seen: dict) -> None:
 
     m.show("    fault: dl-2's droplet destroyed mid-lease")
     lease = wait_for(lambda: lease_held_by(m, "dl-2"), 240, "dl-2 to hold a lease", 1)
+    seen["dl-2's key"] = storage_keys(m)["dl-2"]
     faults.destroy_droplet(m.config, "dl-2", do_api=do_fleet.service(m.config))
     # The operator's clean-up of a droplet gone from the console: its key and secrets.
     seen["destroyed"] = {"lease": lease, "fleet.destroy": m.salt_run("fleet.destroy", "name=dl-2")}
@@ -386,6 +387,11 @@ def test_fleet_destroy_of_the_gone_droplet_deleted_its_key_and_secrets(run) -> N
     assert ret["apply"] == ["db-*", "st-*"], ret
     assert not (salt_master.minion_keys_dir(m.config) / "dl-2").exists()
     assert not (salt_master.private_pillar(m.config) / "minions" / "dl-2.sls").exists()
+    # Revoked at once on every server, with no highstate: its S3 key refused by each gateway.
+    assert ret["revoked"] == dict.fromkeys(["db-1", *STORAGE], "ok"), ret
+    for node in STORAGE:
+        gateway = f"http://{m.state().droplets[node].address}:{S3_PORT}"
+        assert put_status(gateway, run["dl-2's key"]) == 403, node
 
 
 def test_maintenance_left_no_lease_out(run) -> None:
