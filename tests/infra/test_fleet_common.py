@@ -51,8 +51,9 @@ def allowed_ports(roles: set[str], site: dict, minion_id: str) -> dict[int, str]
         ports[site.get("db_port", 3306)] = site["db_host"]
     if "queue" in roles:
         ports[site["queue_port"]] = site["db_host"]
-    if "storage" in roles:
-        ports[site["storage_port"]] = site["storage_host"]
+    if "storage" in roles and site.get("storage_backend", "rsync") == "rsync":
+        ports[site["storage_port"]] = site["storage_host"]  # the rsync target's sshd
+    elif "storage" in roles:
         nodes = site.get("storage_nodes") or {minion_id: site["storage_host"]}
         servers = list(SEAWEEDFS_PORTS.values())
         if minion_id in sorted(nodes)[: 3 if len(nodes) >= 3 else 1]:  # raft: 3, or 1
