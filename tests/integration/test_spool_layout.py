@@ -99,7 +99,7 @@ def upgraded_lease(spool: Path, lease_id: int) -> dict[str, bytes]:
     (directory / "files" / manifest).write_text(text)
     wanted[manifest] = text.encode()
     # lease.json and results.jsonl as the older version wrote them.
-    state = {"lease_id": lease_id, "expires_at": "2030-01-01T00:00:00Z", "phase": "fetched"}
+    state = {"lease_id": lease_id, "expires_at": "2999-01-01T00:00:00Z", "phase": "fetched"}
     state |= {"leased_at": "", "manifest": manifest, "items": [{"id": r["id"]} for r in results]}
     (directory / "lease.json").write_text(json.dumps(state))
     (directory / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in results))
