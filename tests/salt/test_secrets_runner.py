@@ -49,7 +49,7 @@ for kind, *rest in json.load(sys.stdin):
         })
 json.dump(results, sys.stdout)
 """
-RUNNER_FUNCTIONS = ("forget", "init", "rotate", "set_flickr_key")
+RUNNER_FUNCTIONS = ("forget", "init", "rotate", "set_flickr_key", "storage_nodes")
 MINIONS = ["master", "db-1", "hv-1", "hv-2", "dl-1", "dl-2", "st-1"]
 SITE = "{db_host: 10.250.0.2, storage_host: 10.250.0.3, private_network: 10.250.0.0/24}"
 
