@@ -24,9 +24,10 @@ A new volume server is used anyway: the master places new volumes on it as the c
 grows, and ``volume.fix.replication`` copies lost replicas onto it.
 
 Settings (``config.get``: minion config, grains or pillar), each also an argument for tests:
-``site:storage_nodes`` (id -> address; the masters are the first three ids sorted, one below
-three, unless ``storage:seaweedfs:masters`` names them), ``storage:seaweedfs:ports`` (master
-9333, volume 8080) and ``storage:seaweedfs:prefix`` (weed is ``<prefix>/venv/bin/weed``).
+``site:storage_nodes`` (id -> address; the masters are ``storage:seaweedfs:masters``, else
+the pinned ``site:storage_master_addresses``, else the first three ids sorted, one below
+three), ``storage:seaweedfs:ports`` (master 9333, volume 8080) and
+``storage:seaweedfs:prefix`` (weed is ``<prefix>/venv/bin/weed``).
 Standard library only: ccmirror is not installed on storage minions.
 """
 
@@ -108,11 +109,16 @@ def _addresses(value, name: str) -> list[str]:
     return addresses
 
 
-def masters_of(nodes: dict, port: int, named: list | None = None) -> list[str]:
+def masters_of(
+    nodes: dict, port: int, named: list | None = None, pinned: dict | None = None
+) -> list[str]:
     """The masters as salt/storage/seaweedfs/map.jinja places them: `named` addresses, else
-    the first three storage nodes by id (raft needs an odd count), one below three."""
+    the `pinned` ones (site:storage_master_addresses, id: address), else the first three
+    storage nodes by id (raft needs an odd count), one below three."""
     if named:
         return [f"{address}:{port}" for address in named]
+    if isinstance(pinned, dict) and pinned:
+        return [f"{pinned[master]}:{port}" for master in sorted(pinned)]
     if not isinstance(nodes, dict) or not nodes:
         raise StorageError(
             "pillar site:storage_nodes is empty: no SeaweedFS masters known (is this a"
@@ -126,7 +132,8 @@ def _masters(masters) -> list[str]:
     if masters:
         return _addresses(masters, "masters")
     named = _config("storage:seaweedfs:masters", []) or []
-    return masters_of(_config("site:storage_nodes", {}), _port("master"), named)
+    pinned = _config("site:storage_master_addresses", {}) or {}
+    return masters_of(_config("site:storage_nodes", {}), _port("master"), named, pinned)
 
 
 def _weed(weed) -> str:

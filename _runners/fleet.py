@@ -1,6 +1,6 @@
 """The fleet's droplets on DigitalOcean, from the master: make, list, drain and destroy them.
 
-``fleet.up`` makes worker droplets (downloaders, harvesters) with a key pair made on the
+``fleet.up`` makes droplets (downloaders, harvesters, storage) with a key pair made on the
 master and accepted there before the droplet exists (never ``auto_accept``). Their
 ``user_data`` holds no secret (``_utils/fleet_join.py``): the key pair goes over SSH once,
 as salt-cloud's deploy step does, with the fleet's SSH key (on the master only; registered
@@ -12,21 +12,7 @@ delete its minion key, destroy it, forget its secrets and apply at once, on ``db
 and storage key are refused from then on). ``fleet.list`` joins the droplets the API lists
 with their minions' answers and each downloader's work.
 
-Settings come from the master's own config (never from a minion's pillar), e.g. a file in
-``/etc/salt/master.d/`` readable by root only::
-
-    ccmirror_fleet:
-      token: dop_v1_...                  # or token_file: /etc/salt/do-token (0600)
-      end_point: https://api.digitalocean.com/v2/   # the API (the lab: its simulator)
-      master_address: 10.0.0.2           # what new minions connect to
-      region: nyc3
-      size: s-1vcpu-1gb
-      image: debian-12-x64
-      vpc_uuid: ...                      # default: the region's default VPC
-      project_tag: ccmirror              # droplets are tagged ccmirror, ccmirror-<role>
-      salt_venv: /opt/ccmirror-salt      # where the minion's Salt is (installed if absent)
-      minion_config: {}                  # more minion settings (the lab: systemd.scope)
-      ssh_key_file: /etc/salt/pki/master/ccmirror-fleet-ssh   # the default; made if absent
+Settings: ``ccmirror_fleet`` in the master's own config (_utils/fleet_droplets.py).
 
 ``count`` of ``fleet.up`` is the number of droplets of the role wanted in all, so running it
 twice makes nothing the second time; ``fleet.down`` takes ``count`` droplets away.
@@ -55,9 +41,9 @@ __load__ = ["up", "down", "destroy", "list_"]
 __func_alias__ = {"list_": "list"}
 __opts__: dict = {}  # replaced by Salt's loader
 
-# Roles fleet.up makes, by minion id prefix as in salt/top.sls. The database and storage
-# droplets are the static core (terraform/), never scaled from here.
-ROLE_PREFIXES = {"downloader": "dl", "harvester": "hv"}
+# Roles fleet.up makes, by minion id prefix as in salt/top.sls. The database droplet is the
+# static core (terraform/); storage droplets (SeaweedFS volume servers) are added here too.
+ROLE_PREFIXES = {"downloader": "dl", "harvester": "hv", "storage": "st"}
 # What renders a worker's access on the servers it reaches, applied on its own (not a
 # highstate: a storage droplet not yet set up must not start its servers here) when a
 # worker's secrets are forgotten, so that they are refused at once. Storage droplets know
@@ -110,15 +96,20 @@ def up(
     timeout: int = JOIN_SECONDS,
 ) -> dict[str, Any]:
     """
-    Have ``count`` droplets of ``role`` (downloader or harvester) in all: make the missing
-    ones (named dl-N / hv-N, the lowest free numbers; tagged ccmirror and ccmirror-<role>,
-    plus ``tags``; in the VPC), each with its minion key made and accepted here first and a
-    ``user_data`` that installs Salt if absent and starts the minion. Then, for the new
-    droplets and any earlier one whose steps did not all succeed: wait until each minion
-    answers (``timeout`` seconds), ``secrets.init`` (their secrets), sync modules, refresh
-    pillar, apply highstate (``db-*`` and ``st-*`` first: they learn the new minions'
-    token and key; ``highstate=False`` skips it). Safe to run twice: a second run makes
+    Have ``count`` droplets of ``role`` (downloader, harvester or storage) in all: make the
+    missing ones (named dl-N / hv-N / st-N, the lowest free numbers; tagged ccmirror and
+    ccmirror-<role>, plus ``tags``; in the VPC), each with its minion key made and accepted
+    here first and a ``user_data`` that installs Salt if absent and starts the minion. Then,
+    for the new droplets and any earlier one whose steps did not all succeed: wait until each
+    minion answers (``timeout`` seconds), ``secrets.init`` (their secrets), sync modules,
+    refresh pillar, apply highstate (``db-*`` and ``st-*`` first: they learn the new
+    minions' token and key; ``highstate=False`` skips it). Safe to run twice: a second run makes
     nothing and finishes what the first left undone.
+
+    ``role=storage`` counts Terraform's st-* too. A new one's private address goes into
+    ``site:storage_nodes`` (``secrets.storage_nodes``) once it is active, and every st-*
+    gets highstate: the new node runs a volume server the masters use at once. The masters
+    stay pinned (``site:storage_masters``): a new node is never one of them.
 
     Returns the droplets made, those kept, each step's seconds, and per minion what failed.
 
@@ -127,6 +118,7 @@ def up(
         salt-run fleet.up role=downloader count=4
         salt-run fleet.up role=harvester count=2 size=s-2vcpu-2gb region=ams3 tags='[batch7]'
         salt-run fleet.up role=downloader count=1 highstate=False
+        salt-run fleet.up role=storage count=4
     """
     steps = _minions("step_timer")()
     try:
@@ -148,7 +140,8 @@ def up(
     _progress(f"{role}: {len(role_droplets)} of {count} exist; making {', '.join(names) or 'none'}")
     made, fresh, errors = _create(conf, names, role, extra_tags, size, region, image)
     steps.done("create")
-    pending = [d for d in role_droplets if _cloud("ready_tag")(project) not in (d.tags or [])]
+    ready_tag = _cloud("ready_tag")(project)
+    pending = [d for d in role_droplets if _storage("resumable")(role, d, project, ready_tag)]
     targets = sorted({d.name for d in pending} | {d.name for d in made}, key=_cloud("name_number"))
     result: dict[str, Any] = {
         "role": role,
@@ -164,6 +157,11 @@ def up(
         result["made"] = [_cloud("summary")(d) for d in active]
         errors.update({d.name: "not active in time" for d in not_active})
         targets = [t for t in targets if t not in {d.name for d in not_active}]
+    if targets and role == "storage":  # before its highstate: map.jinja needs its address
+        joining = [d for d in [*pending, *made] if d.name in targets]
+        change = __salt__["secrets.storage_nodes"]  # noqa: F821
+        result["storage"] = _storage("record_nodes")(joining, _address, change, errors, _reporter())
+        targets = [t for t in targets if t not in errors]
     if targets:
         joining = [d for d in [*pending, *made] if d.name in targets]
         _hand_over(conf, joining, fresh, timeout, errors)
@@ -178,7 +176,7 @@ def up(
             d for d in [*pending, *made] if d.name in targets and d.name not in errors and highstate
         ]
         if ready:
-            _cloud("tag_droplets")(conf, _cloud("ready_tag")(project), ready)
+            _cloud("tag_droplets")(conf, ready_tag, ready)
     result["ready"] = [t for t in targets if t not in errors]
     result["result"] = not errors
     if errors:
@@ -210,6 +208,8 @@ def down(
     """
     try:
         role = _cloud("check_role")(role, ROLE_PREFIXES)
+        if role == "storage":
+            raise FleetError(_storage("down_refused")())
         if keep is None:
             count = _cloud("check_count")(1 if count is None else count, least=1)
         elif count is None:
@@ -242,12 +242,14 @@ def destroy(name: str, wait: int = DRAIN_WAIT, force=False):
     it, forget its secrets (see ``fleet.down``). Only droplets tagged as the project's are
     destroyed. A name with no droplet left (destroyed from DigitalOcean's console, say) loses
     its minion key and its secrets: then apply ``db-*`` and ``st-*`` to revoke its queue token
-    and storage key there. Safe to run twice.
+    and storage key there. A storage droplet (st-N) leaves ``site:storage_nodes`` too (a
+    master keeps its address in the pinned masters). Safe to run twice.
 
     CLI Example::
 
         salt-run fleet.destroy name=dl-3
         salt-run fleet.destroy name=dl-3 force=True
+        salt-run fleet.destroy name=st-3
     """
     try:
         if not isinstance(name, str) or _cloud("name_number")(name) < 0:
@@ -263,8 +265,18 @@ def destroy(name: str, wait: int = DRAIN_WAIT, force=False):
     manager = _cloud("manager")(conf)
     found = [d for d in _cloud("droplets")(manager, conf["project_tag"]) if d.name == name]
     if not found:
-        return _forget_gone(name)
-    return _removal_result({name: _retire(found[0], wait, force)}, name=name)
+        return _forget_storage_node(name, _forget_gone(name))
+    removed = {name: _retire(found[0], wait, force)}
+    result = _removal_result(removed, name=name)
+    return _forget_storage_node(name, result) if removed[name]["removed"] else result
+
+
+def _forget_storage_node(name: str, result: dict[str, Any]) -> dict[str, Any]:
+    """A destroyed st-*: out of site:storage_nodes (its master address stays pinned)."""
+    result = _storage("forget_node")(name, __salt__["secrets.storage_nodes"], result)  # noqa: F821
+    if result.get("retcode"):
+        __context__["retcode"] = 1  # noqa: F821
+    return result
 
 
 def _forget_gone(name: str) -> dict[str, Any]:
@@ -299,18 +311,8 @@ def list_():
     answers = _ping(names) if names else {}
     workers = [n for n in names if answers.get(n) and n.startswith(("dl-", "hv-"))]
     work = _cmd(workers, "ccmirror.status", timeout=60) if workers else {}
-    listed = {}
-    for droplet in sorted(droplets, key=lambda d: number(d.name)):
-        entry = _cloud("summary")(droplet)
-        if droplet.name not in keys:
-            entry["minion"] = "no key"
-        else:
-            entry["minion"] = "up" if answers.get(droplet.name) else "down"
-        if droplet.name in work:
-            entry["work"] = _cloud("describe_work")(work[droplet.name])
-        listed[droplet.name] = entry
     return {
-        "droplets": listed,
+        "droplets": _cloud("listing")(droplets, keys, answers, work),
         "minions_without_droplet": sorted(keys - {d.name for d in droplets}),
     }
 
@@ -345,7 +347,8 @@ def _create(
         script = _join("user_data")(
             name, {**config, "master_finger": finger}, conf["salt_venv"], conf["salt_requirement"]
         )
-        tags = [*_cloud("role_tags")(conf["project_tag"], role), *extra_tags]
+        project = conf["project_tag"]
+        tags = [*_cloud("role_tags")(project, role), _storage("made_tag")(project), *extra_tags]
         try:
             droplet = _cloud("create")(conf, name, tags, script, size, region, image)
         except digitalocean.Error as error:
@@ -360,30 +363,19 @@ def _create(
 
 
 def _known_hosts(droplet: Any) -> str:
-    """One droplet's host key, trusted on first use: a file of its own, by droplet id."""
-    return str(Path(__opts__["cachedir"], "ccmirror-fleet", "known_hosts", str(droplet.id)))
+    return _join("known_hosts")(__opts__["cachedir"], droplet.id)
 
 
 def _hand_over(
     conf: dict, droplets: list[Any], fresh: dict[str, dict], seconds: float, errors: dict
 ) -> None:
-    """Each droplet's minion key pair over SSH. One from an earlier run whose minion does not
-    answer gets a new pair (the old private half was never kept)."""
+    """fleet_join.hand_over_all with the master's key, its minions' answers and new keys."""
     master_public = (Path(__opts__["pki_dir"]) / "master.pub").read_text()
-    for droplet in droplets:
-        name, keys = droplet.name, fresh.get(droplet.name)
-        if keys is None:
-            if _ping([name]).get(name):
-                continue
-            keys = _wheel("key.gen_accept")(name, force=True)
-        address = getattr(droplet, "private_ip_address", None) or _cloud("private_ip")(droplet)
-        script = _join("handover_script")(keys["priv"], keys["pub"], master_public, int(seconds))
-        done = _join("hand_over")(
-            address, conf["ssh_key_file"], _known_hosts(droplet), script, seconds
-        )
-        _progress(f"{name}: {done['comment']}")
-        if not done["result"]:
-            errors[name] = f"key handover: {done['comment']}"
+    new_keys = lambda name: _wheel("key.gen_accept")(name, force=True)  # noqa: E731
+    _join("hand_over_all")(
+        conf, droplets, fresh, master_public, seconds, errors, _ping, new_keys, _address,
+        _known_hosts, _reporter(),
+    )  # fmt: skip
 
 
 def _retire(droplet: Any, wait: float, force: bool) -> dict[str, Any]:
@@ -465,6 +457,14 @@ def _progress(message: str) -> None:
 def _reporter() -> Callable[[str], None]:
     """_progress for a _utils/ function to call back (see runner_tools.reporter)."""
     return _util("runner_tools.reporter")(globals().get("__jid_event__"), log, "fleet")
+
+
+def _storage(name: str) -> Any:
+    return _util(f"fleet_storage.{name}")
+
+
+def _address(droplet: Any) -> str | None:
+    return getattr(droplet, "private_ip_address", None) or _cloud("private_ip")(droplet)
 
 
 def _minions(name: str) -> Any:

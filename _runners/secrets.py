@@ -22,7 +22,7 @@ import yaml
 log = logging.getLogger(__name__)
 
 # Salt loads only these as runner functions.
-__load__ = ["init", "set_flickr_key", "rotate", "forget"]
+__load__ = ["init", "set_flickr_key", "rotate", "forget", "storage_nodes"]
 
 ROLE_PREFIXES = ("db-", "hv-", "dl-", "st-")  # the roles that have secrets
 
@@ -201,6 +201,32 @@ def forget(minion: str) -> dict[str, Any]:
         return _refused(error, minion=minion)
     log.info("secrets.forget: %s %s", minion, "forgotten" if changed else "unknown")
     return {"minion": minion, "changed": changed, "apply": ["db-*", "st-*"] if changed else []}
+
+
+def storage_nodes(add: dict[str, str] | None = None, drop: list[str] | str | None = None):
+    """
+    Add SeaweedFS nodes to the site's facts (``site:storage_nodes``, id: private address) or
+    drop them, under the private root's lock; ``fleet.up role=storage`` and
+    ``fleet.destroy name=st-N`` call it. The masters stay pinned (``site:storage_masters``
+    and the addresses they started with, ``site:storage_master_addresses``): a new node is a
+    volume server, and a dropped master's address stays in the masters' peers. Then apply
+    the states of every st-* (and of the downloaders and db-* when the first node changed:
+    their S3 endpoint is the first node's gateway unless site:storage_endpoint names one).
+
+    CLI Example::
+
+        salt-run secrets.storage_nodes add='{st-4: 10.0.0.9}'
+        salt-run secrets.storage_nodes drop=st-3
+    """
+    try:
+        if add is not None and not isinstance(add, dict):
+            raise RefusedError("add must be a mapping: add='{st-4: 10.0.0.9}'")
+        dropped = [drop] if isinstance(drop, str) else list(drop or [])
+        summary = _writer("change_storage_nodes")(_private_root(), add or {}, dropped)
+    except (TypeError, ValueError) as error:  # RefusedError, or the writer's SecretsError
+        return _refused(ValueError(str(error)))
+    log.info("secrets.storage_nodes: %s", sorted(summary["storage_nodes"] or {}))
+    return {**summary, "apply": ["st-*"] if summary["changed"] else []}
 
 
 def _refused(error: ValueError, **names: str) -> dict[str, Any]:

@@ -4,6 +4,22 @@ runner reaches it as ``__utils__["fleet_droplets.*"]`` (the master's config has
 ``utils_dirs`` on this checkout's ``_utils/``). No minion, no ``__opts__``: the master's
 options come in as an argument. A bad setting, role, count or tag raises FleetValueError (a
 ValueError) before anything changes; the API's own errors are python-digitalocean's.
+
+Settings come from the master's own config (never from a minion's pillar), e.g. a file in
+``/etc/salt/master.d/`` readable by root only::
+
+    ccmirror_fleet:
+      token: dop_v1_...                  # or token_file: /etc/salt/do-token (0600)
+      end_point: https://api.digitalocean.com/v2/   # the API (the lab: its simulator)
+      master_address: 10.0.0.2           # what new minions connect to
+      region: nyc3
+      size: s-1vcpu-1gb
+      image: debian-12-x64
+      vpc_uuid: ...                      # default: the region's default VPC
+      project_tag: ccmirror              # droplets are tagged ccmirror, ccmirror-<role>
+      salt_venv: /opt/ccmirror-salt      # where the minion's Salt is (installed if absent)
+      minion_config: {}                  # more minion settings (the lab: systemd.scope)
+      ssh_key_file: /etc/salt/pki/master/ccmirror-fleet-ssh   # the default; made if absent
 """
 
 from __future__ import annotations
@@ -171,6 +187,24 @@ def minion_config(minion_id: str, master: str, opts: dict, extra: dict) -> dict[
         **MINION_KEEPALIVE,
         **extra,
     }
+
+
+def listing(
+    found: list[Any], keys: set[str], answers: dict[str, bool], work: dict[str, Any]
+) -> dict[str, dict]:
+    """fleet.list's droplets by name, in number order: each one's summary, whether its
+    minion answers (``no key`` when the master has none) and a worker's work."""
+    listed = {}
+    for droplet in sorted(found, key=lambda d: name_number(d.name)):
+        entry = summary(droplet)
+        if droplet.name not in keys:
+            entry["minion"] = "no key"
+        else:
+            entry["minion"] = "up" if answers.get(droplet.name) else "down"
+        if droplet.name in work:
+            entry["work"] = describe_work(work[droplet.name])
+        listed[droplet.name] = entry
+    return listed
 
 
 def describe_work(ret: object) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import shlex
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,15 @@ except ImportError:  # the fleet runner says so first
     digitalocean = None
 
 __virtualname__ = "fleet_join"
-__load__ = ["user_data", "handover_script", "hand_over", "ssh_key_id", "forget_host"]
+__load__ = [
+    "user_data",
+    "handover_script",
+    "hand_over",
+    "hand_over_all",
+    "known_hosts",
+    "ssh_key_id",
+    "forget_host",
+]
 
 HEREDOC_END = "CCMIRROR_FLEET_EOF"
 PKI = "/etc/salt/pki/minion"
@@ -201,6 +210,42 @@ def hand_over(
         if done.returncode != SSH_ERROR or time.monotonic() >= deadline:
             return {"result": False, "comment": f"ssh root@{address}: {why}"}
         time.sleep(1)
+
+
+def known_hosts(cachedir: str, droplet_id: object) -> str:
+    """One droplet's host key, trusted on first use: a file of its own, by droplet id."""
+    return str(Path(cachedir, "ccmirror-fleet", "known_hosts", str(droplet_id)))
+
+
+def hand_over_all(
+    conf: dict[str, Any],
+    droplets: list[Any],
+    fresh: dict[str, dict],
+    master_public: str,
+    seconds: float,
+    errors: dict[str, str],
+    ping: Callable[[list[str]], dict[str, bool]],
+    new_keys: Callable[[str], dict],
+    address_of: Callable[[Any], str | None],
+    known_hosts_of: Callable[[Any], str],
+    progress: Callable[[str], None],
+) -> None:
+    """Each droplet's minion key pair over SSH (`fresh`: made for it in this run). One from
+    an earlier run whose minion does not answer gets a new pair (`new_keys`: the old private
+    half was never kept); one that answers is left alone."""
+    for droplet in droplets:
+        name, keys = droplet.name, fresh.get(droplet.name)
+        if keys is None:
+            if ping([name]).get(name):
+                continue
+            keys = new_keys(name)
+        script = handover_script(keys["priv"], keys["pub"], master_public, int(seconds))
+        done = hand_over(
+            address_of(droplet), conf["ssh_key_file"], known_hosts_of(droplet), script, seconds
+        )
+        progress(f"{name}: {done['comment']}")
+        if not done["result"]:
+            errors[name] = f"key handover: {done['comment']}"
 
 
 def ssh_public_key(key_file: str) -> str:

@@ -17,6 +17,11 @@ import salt.loader
 
 PING_TIMEOUT = 5
 HIGHSTATE_TIMEOUT = 1800
+# Per role fleet.up makes: the servers whose highstate runs first, as they must learn the new
+# minions' secrets (downloaders: the queue's token hashes, the gateways' S3 identities;
+# harvesters: their database logins). New storage nodes are applied with every st-*: the
+# others learn of the node (site:storage_nodes), and db-1 the site's facts.
+CORE_FIRST = {"downloader": "db-* or st-*", "harvester": "db-*", "storage": "db-* or st-*"}
 
 
 class Steps:
@@ -200,20 +205,25 @@ def finish(
     targets = [t for t in targets if t not in errors]
     if not (highstate and targets):
         return
-    servers = "db-* or st-*" if role == "downloader" else "db-*"
+    servers = CORE_FIRST[role]
     progress(f"highstate on {servers}: they learn the new minions' secrets")
     with salt.client.get_local_client(opts["conf_file"]) as client:
         core = client.cmd(
             servers, "state.highstate", tgt_type="compound", timeout=HIGHSTATE_TIMEOUT
         )
-    core_failed = {m: why for m, ret in core.items() if (why := state_failure(ret))}
+    # New storage nodes are st-* themselves: their highstate ran with the others'.
+    own = {t: core.get(t) for t in targets} if role == "storage" else None
+    core_failed = {
+        m: why for m, ret in core.items() if m not in targets and (why := state_failure(ret))
+    }
     steps.done("highstate_core")
     if core_failed:
         errors.update({t: f"highstate of {', '.join(sorted(core_failed))} failed" for t in targets})
         errors.update({m: f"highstate: {why}" for m, why in core_failed.items()})
         return
-    progress(f"highstate on {', '.join(targets)}")
-    applied = cmd(opts, targets, "state.highstate", timeout=HIGHSTATE_TIMEOUT)
+    if own is None:
+        progress(f"highstate on {', '.join(targets)}")
+    applied = own if own is not None else cmd(opts, targets, "state.highstate", HIGHSTATE_TIMEOUT)
     for target in targets:
         why = state_failure(applied.get(target))
         if why:

@@ -13,8 +13,8 @@ with it (lab/fleet/lab_secrets.py, loading this file by path), and the queue's t
 and hash come from ccmirror_common/tokens.py beside it (loaded by path). The fleet runner checks
 a droplet's name with `check_minion_id`. Secret values are never logged nor returned.
 
-A little over 500 lines: one writer of one layout whose record, rotation and file helpers go
-together; one file, so that the lab can load it by path.
+Over 500 lines: one writer of one layout whose record, rotation, site facts and file helpers
+go together; one file, so that the lab can load it by path.
 """
 
 from __future__ import annotations
@@ -205,7 +205,78 @@ def site_facts(site: dict[str, Any]) -> dict[str, Any]:
         except ValueError as exc:
             raise SecretsError(f"site private_network: {exc}") from None
         facts["private_network"] = str(network)
-    return facts
+    return pin_storage_masters(facts)
+
+
+def pin_storage_masters(facts: dict[str, Any]) -> dict[str, Any]:
+    """`facts` with SeaweedFS's masters pinned: `storage_masters` (ids, as Terraform gives
+    them; else the first three of `storage_nodes` by id once there are three) and
+    `storage_master_addresses` (id: the address each was pinned with). Raft's peers are
+    addresses, fixed when the masters started: a node added, destroyed or replaced under an
+    old name (a new address) must not change them, so a recorded address is kept even when
+    its node leaves `storage_nodes` (README: SeaweedFS, the masters rule). Below three
+    nodes and with none named nothing is pinned: salt/storage/seaweedfs/map.jinja runs one
+    master on the first node."""
+    nodes = facts.get("storage_nodes") or {}
+    if not isinstance(nodes, dict):
+        raise SecretsError("site storage_nodes must be a mapping of minion id: address")
+    for node_id in nodes:
+        check_minion_id(node_id)
+    pinned = facts.get("storage_masters") or (sorted(nodes)[:3] if len(nodes) >= 3 else [])
+    if not pinned:
+        return facts
+    if not isinstance(pinned, list) or len(set(pinned)) != len(pinned) or len(pinned) % 2 == 0:
+        raise SecretsError(
+            f"site storage_masters must be a list of an odd number of storage node ids (raft);"
+            f" not {pinned!r}"
+        )
+    recorded = facts.get("storage_master_addresses") or {}
+    if not isinstance(recorded, dict):
+        raise SecretsError("site storage_master_addresses must be a mapping of id: address")
+    addresses = {}
+    for master in pinned:
+        address = recorded.get(check_minion_id(master)) or nodes.get(master)
+        if not address:
+            raise SecretsError(
+                f"storage master {master} has no address: it is neither in storage_nodes nor"
+                " in storage_master_addresses"
+            )
+        addresses[master] = str(address)
+    return {**facts, "storage_masters": list(pinned), "storage_master_addresses": addresses}
+
+
+def change_storage_nodes(
+    directory: Path, add: dict[str, str] | None = None, drop: Iterable[str] = ()
+) -> dict[str, Any]:
+    """Add nodes (id: private address) to the site's `storage_nodes` and drop others, under
+    the writer's lock (two runs of fleet.up or a secrets.init meanwhile lose nothing). The
+    masters stay pinned as they were (pin_storage_masters). Returns {"changed", "storage_nodes",
+    "storage_masters", "storage_master_addresses"}."""
+    add, drop = dict(add or {}), list(drop)
+    for node_id in [*add, *drop]:
+        if not check_minion_id(node_id).startswith("st-"):
+            raise SecretsError(f"{node_id} is not a storage node (st-*)")
+    for node_id, address in add.items():
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            raise SecretsError(f"{node_id}: {address!r} is not an IP address") from None
+    directory = Path(directory)
+    with _locked(directory):
+        record = load_record(directory, must_exist=True)
+        before = _recorded_site(directory, record)
+        nodes = {**(before.get("storage_nodes") or {}), **add}
+        for node_id in drop:
+            nodes.pop(node_id, None)
+        # Pinned first with the nodes as they were: a master dropped now keeps its address.
+        facts = site_facts({**site_facts(before), "storage_nodes": nodes})
+        record["site"] = facts
+        files = _save_and_render(directory, record)
+        return {
+            "changed": bool(files),
+            **{key: facts.get(key) for key in ("storage_nodes", "storage_masters")},
+            "storage_master_addresses": facts.get("storage_master_addresses"),
+        }
 
 
 def check_minion_id(minion_id: object) -> str:

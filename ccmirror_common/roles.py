@@ -21,6 +21,14 @@ class Role:
     extras: tuple[str, ...]  # the ccmirror wheel's extras it installs (none: not installed)
     scaled: bool  # made and removed by `fleet.up`/`fleet.down`; else Terraform's static core
     secrets: bool  # `secrets.init` writes each minion of the role its own file
+    # `fleet.up` adds more though Terraform makes the first ones (storage: volume servers);
+    # never taken away by `fleet.down`.
+    grows: bool = False
+
+    @property
+    def made_by_fleet_up(self) -> bool:
+        """Whether `fleet.up` makes droplets of the role (_runners/fleet.py ROLE_PREFIXES)."""
+        return self.scaled or self.grows
 
     @property
     def glob(self) -> str:
@@ -64,7 +72,7 @@ ROLES: tuple[Role, ...] = (
         scaled=True,
         secrets=True,
     ),
-    Role("storage", "st-", ("storage",), ("storage",), (), scaled=False, secrets=True),
+    Role("storage", "st-", ("storage",), ("storage",), (), scaled=False, secrets=True, grows=True),
 )
 BY_NAME = {role.name: role for role in ROLES}
 

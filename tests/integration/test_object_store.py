@@ -17,6 +17,7 @@ from pathlib import Path
 
 import jinja2
 import pytest
+import requests
 import yaml
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
@@ -24,7 +25,7 @@ from botocore.exceptions import ClientError
 from lab.processes import seaweedfs_s3 as s3
 from lab.processes.mariadb import LocalMariaDB
 from lab.processes.seaweedfs import Cluster, MySQLFilerStore, StorageError
-from lab.processes.seaweedfs_process import free_port_pair, port_is_free
+from lab.processes.seaweedfs_process import free_port_pair, get_json, port_is_free
 from tests.conftest import seaweedfs_cluster, wait_for
 
 BUCKET = s3.IMAGES_BUCKET
@@ -227,6 +228,43 @@ def test_a_volume_server_added_after_a_loss_takes_new_writes_at_once(
             assert sorted(locations[volume]) == sorted(
                 [added.address, cluster.volume_servers[1].address]
             ), (key, locations[volume])
+    assert all(lost.address not in nodes for nodes in locations.values())
+    for key, body in (before | after).items():
+        assert read(admin, key) == body
+
+
+def leader_of(cluster: Cluster, master: int) -> str:
+    """The raft leader one master names ("" while there is none, or if it does not answer)."""
+    try:
+        return str(get_json(f"http://{cluster.masters[master].address}/cluster/status")["Leader"])
+    except (requests.RequestException, ValueError, KeyError):
+        return ""
+
+
+def test_two_pinned_masters_keep_quorum_and_a_later_volume_server_takes_writes(
+    seaweedfs_factory: Callable[..., Cluster],
+) -> None:
+    """The masters rule (README, SeaweedFS): st-3's droplet (a master and a volume server) is
+    lost; the peers stay the three addresses the masters started with, so st-1 and st-2 keep
+    quorum (2 of 3) and a leader, and a new node's volume server, told all three pinned
+    addresses as the states render them (the dead one included), registers and takes the
+    next writes with the survivor; every photo stays readable."""
+    cluster = seaweedfs_factory(masters=3, volume_servers=2)
+    admin = s3.admin_client(cluster)
+    before = put_photos(admin, 10)
+    cluster.masters[2].kill()  # its droplet is gone, master and volume server
+    lost = cluster.kill_volume_server(1)
+    wait_for(lambda: leader_of(cluster, 0) and leader_of(cluster, 0) == leader_of(cluster, 1),
+             60, "a leader the two live masters agree on")  # fmt: skip
+    assert leader_of(cluster, 0) != cluster.masters[2].address
+    added = cluster.add_volume_server()
+    assert cluster.masters[2].address in " ".join(added.args)  # -mserver: the pinned three
+    after = put_photos(admin, 10)
+    locations = cluster.volume_locations()
+    survivor = cluster.volume_servers[0].address
+    for key in after:
+        for volume in cluster.object_volume_ids(BUCKET, key):
+            assert sorted(locations[volume]) == sorted([added.address, survivor]), key
     assert all(lost.address not in nodes for nodes in locations.values())
     for key, body in (before | after).items():
         assert read(admin, key) == body

@@ -48,6 +48,7 @@ out = {
     "down_zero": runners["fleet.down"](role="downloader", count=0),
     "down_both": runners["fleet.down"](role="downloader", count=1, keep=1),
     "down_keep_negative": runners["fleet.down"](role="downloader", keep=-1),
+    "down_storage": runners["fleet.down"](role="storage", count=1),
     "bad_name": runners["fleet.destroy"](name="../etc"),
     "hostile_names": {name: runners["fleet.destroy"](name=name)
                       for name in ("dl-3\n", "dl-?", "*-1", "DL-3", "dl-3.example")},
@@ -56,6 +57,7 @@ out = {
     "next": droplets("next_names")("dl", {"dl-1", "dl-3", "hv-2"}, 3),
     "last": droplets("last_ones")(["dl-2", "dl-10", "dl-9", "dl-1"], 2),
     "tags": droplets("role_tags")("ccmirror", "downloader"),
+    "storage_next": droplets("next_names")("st", {"st-1", "st-2", "st-4", "dl-3"}, 2),
     "work": droplets("describe_work")({"role": "downloader", "installed": True,
         "work": {"phase": "fetching", "lease": {"lease_id": 7, "items": 12, "fetched": 3}}}),
     "absent": droplets("describe_work")(False),
@@ -86,6 +88,32 @@ try:
 except ValueError as error:  # fleet_droplets' FleetValueError
     out["unknown_setting"] = str(error)
 out["defaults"] = droplets("settings")({"interface": "10.0.0.2", "ccmirror_fleet": {"token": "t"}})
+# fleet_storage with a stand-in for the secrets.storage_nodes runner (its own test is
+# tests/salt/test_secrets_runner.py): what fleet.up and fleet.destroy hand it.
+class Droplet:
+    def __init__(self, name, address, tags=()):
+        self.name, self.private_ip_address, self.tags = name, address, list(tags)
+storage = lambda name: utils[f"fleet_storage.{name}"]
+calls, errors, said = [], {}, []
+def change_nodes(**kwargs):
+    calls.append(kwargs)
+    return {"storage_nodes": {"st-1": "10.0.0.3", "st-4": "10.0.0.9"},
+            "storage_master_addresses": {"st-1": "10.0.0.3"}}
+out["recorded"] = storage("record_nodes")(
+    [Droplet("st-4", "10.0.0.9"), Droplet("st-5", None)],
+    lambda d: d.private_ip_address, change_nodes, errors, said.append)
+out["forgot"] = storage("forget_node")("st-3", change_nodes, {"result": True, "apply": ["db-*"]})
+out["forgot_worker"] = storage("forget_node")("dl-3", change_nodes, {"result": True})
+out["storage_calls"], out["storage_errors"], out["storage_said"] = calls, errors, said
+resumable = lambda role, tags: storage("resumable")(
+    role, Droplet("x-1", None, tags), "ccmirror", "ccmirror-ready")
+out["resumable"] = {
+    "terraform": resumable("storage", ["ccmirror", "ccmirror-storage"]),
+    "made": resumable("storage", ["ccmirror", "ccmirror-storage", "ccmirror-fleet"]),
+    "made_ready": resumable("storage", ["ccmirror-storage", "ccmirror-fleet", "ccmirror-ready"]),
+    "worker": resumable("downloader", ["ccmirror"]),
+    "worker_ready": resumable("downloader", ["ccmirror", "ccmirror-ready"]),
+}
 print(json.dumps(out))
 """
 
@@ -120,7 +148,7 @@ def test_every_function_loads_with_a_cli_example(seen: dict) -> None:
 def test_bad_arguments_get_one_clear_error(seen: dict) -> None:
     assert seen["bad_role"]["result"] is False
     assert seen["bad_role"]["error"] == (
-        "role must be one of downloader, harvester; not 'database'"
+        "role must be one of downloader, harvester, storage; not 'database'"
     )
     assert seen["bad_count"]["error"] == "count must be a whole number; not 'many'"
     assert seen["negative"]["error"] == "count must be from 0 to 100; not -1"
@@ -129,6 +157,12 @@ def test_bad_arguments_get_one_clear_error(seen: dict) -> None:
         "give count (droplets to take away) or keep (to leave), not both"
     )
     assert seen["down_keep_negative"]["error"] == "keep must be from 0 to 100; not -1"
+    # A volume server holds photos: never taken away by count, and the error says how.
+    assert seen["down_storage"]["result"] is False and seen["down_storage"]["retcode"] == 1
+    assert seen["down_storage"]["error"].startswith(
+        "fleet.down does not take storage droplets away: their volume servers hold photos"
+    )
+    assert "volume.evacuate" in seen["down_storage"]["error"]
     assert "droplet name such as dl-3" in seen["bad_name"]["error"]
     # Names that are globs or near-misses of an id are refused before anything is looked
     # up (no token is set: a name let through would fail on that instead).
@@ -213,3 +247,28 @@ def test_the_handover_writes_the_keys_and_starts_the_minion_once_prepared(seen: 
     # installs (the services' venvs) is root's alone and no service can run.
     restart = "0022 systemctl restart salt-minion"
     assert handed["stdout"].splitlines()[-2:] == [restart, "handed over"]
+
+
+def test_storage_droplets_are_recorded_in_the_site_facts_and_forgotten_when_destroyed(
+    seen: dict,
+) -> None:
+    """fleet.up role=storage names st-3 (the lowest free number; a key or droplet holds the
+    others), records each new node's address (one without an address is an error, never
+    recorded), fleet.destroy name=st-N drops it; Terraform's st-* are never resumed."""
+    assert seen["storage_next"] == ["st-3", "st-5"]
+    assert seen["storage_calls"] == [{"add": {"st-4": "10.0.0.9"}}, {"drop": ["st-3"]}]
+    assert seen["storage_errors"] == {"st-5": "no private address: not added to site:storage_nodes"}
+    assert seen["storage_said"] == ["site:storage_nodes: st-4 added; masters stay st-1 (10.0.0.3)"]
+    assert seen["forgot"] == {
+        "result": True,
+        "apply": ["db-*", "st-*"],
+        "storage": {"storage_nodes": ["st-1", "st-4"]},
+    }
+    assert seen["forgot_worker"] == {"result": True}
+    assert seen["resumable"] == {
+        "terraform": False,
+        "made": True,
+        "made_ready": False,
+        "worker": True,
+        "worker_ready": False,
+    }

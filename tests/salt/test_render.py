@@ -376,3 +376,46 @@ def test_db_1_gets_the_s3_audits_settings_on_an_s3_site_only_and_nowhere_else(
     assert key["secret_key"] not in json.dumps(others)
     downloader = salt_call("dl-1", "state.show_highstate")
     assert key["secret_key"] not in json.dumps(downloader)
+
+
+def test_pinned_masters_stay_the_peers_when_a_master_goes_and_a_node_comes(
+    salt_call_bin, tmp_path_factory
+):
+    """Raft's peers are the addresses the masters started with: after st-3 (a master) is
+    destroyed and dropped from site:storage_nodes, and st-4 added, every node still names
+    st-1, st-2 and st-3's old address as masters; st-4 runs a volume server (no master) that
+    reports to them; a new droplet named st-3 at another address is no master either."""
+    from lab.fleet.lab_secrets import writer
+
+    root = tmp_path_factory.mktemp("pinned-site") / "private"
+    nodes = {"st-1": SITE["storage_host"], "st-2": "10.250.0.9", "st-3": "10.250.0.10"}
+    minions = [*MINIONS, "st-2", "st-3", "st-4"]
+    write_lab_secrets(
+        root, minions, {**SITE, "storage_backend": "seaweedfs", "storage_nodes": nodes}
+    )
+    writer().change_storage_nodes(root, drop=["st-3"])
+    changed = writer().change_storage_nodes(root, add={"st-4": "10.250.0.11"})
+    assert changed["storage_nodes"] == {
+        "st-1": SITE["storage_host"],
+        "st-2": "10.250.0.9",
+        "st-4": "10.250.0.11",
+    }
+    assert changed["storage_masters"] == ["st-1", "st-2", "st-3"]
+    salt_call = make_salt_call(
+        salt_call_bin, tmp_path_factory.mktemp("salt-pinned"), [ROOT / "pillar", root]
+    )
+    peers = f"-peers={SITE['storage_host']}:9333,10.250.0.9:9333,10.250.0.10:9333"
+    st1 = salt_call("st-1", "state.show_highstate")
+    assert peers in render(st1["storage-weed-master-unit-file-managed"], "master")
+    st4 = salt_call("st-4", "state.show_highstate")
+    assert "storage-weed-master-unit-file-managed" not in st4
+    volume = render(st4["storage-weed-volume-unit-file-managed"], "volume")
+    assert f"-mserver={peers.removeprefix('-peers=')}" in volume and "-ip=10.250.0.11" in volume
+
+    # A replacement st-3 at a new address: a volume server; the peers keep the old one.
+    writer().change_storage_nodes(root, add={"st-3": "10.250.0.12"})
+    st3 = salt_call("st-3", "state.show_highstate")
+    assert "storage-weed-master-unit-file-managed" not in st3
+    assert peers.removeprefix("-peers=") in render(
+        st3["storage-weed-volume-unit-file-managed"], "volume"
+    )

@@ -13,6 +13,7 @@ import os
 import shutil
 import stat
 import subprocess
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from secrets import token_hex
@@ -48,7 +49,7 @@ for kind, *rest in json.load(sys.stdin):
         })
 json.dump(results, sys.stdout)
 """
-RUNNER_FUNCTIONS = ("forget", "init", "rotate", "set_flickr_key")
+RUNNER_FUNCTIONS = ("forget", "init", "rotate", "set_flickr_key", "storage_nodes")
 MINIONS = ["master", "db-1", "hv-1", "hv-2", "dl-1", "dl-2", "st-1"]
 SITE = "{db_host: 10.250.0.2, storage_host: 10.250.0.3, private_network: 10.250.0.0/24}"
 
@@ -513,3 +514,74 @@ def test_a_step_run_again_after_a_failure_midway_writes_what_was_missing(tmp_pat
     assert again["changed"] and again["files"] == ["minions/st-1.sls"]
     assert st1.read_text() == written and "dl-1.next" in written
     assert not writer.rotate_secrets(tmp_path, "storage_key", "start")["changed"]
+
+
+STORAGE_SITE = (
+    "{db_host: 10.250.0.2, storage_host: 10.250.0.3, private_network: 10.250.0.0/24,"
+    " storage_backend: seaweedfs, storage_nodes: {st-1: 10.250.0.3, st-2: 10.250.0.4,"
+    " st-3: 10.250.0.5}}"
+)
+
+
+def test_storage_nodes_come_and_go_while_the_masters_stay_pinned(master: Master):
+    """What fleet.up and fleet.destroy call for a storage droplet: a node added and one
+    dropped in the site's facts, which every minion sees; the masters pinned on the first
+    run keep st-3's address after st-3 is gone. Bad input changes nothing."""
+    master.accept("st-2", "st-3", "st-4")
+    code, returned, _ = master.run("secrets.init", f"site={STORAGE_SITE}")
+    assert code == 0, returned
+    added, dropped, bad_address, not_storage, seen = master.steps(
+        ["run", "secrets.storage_nodes", {"add": {"st-4": "10.250.0.6"}}],
+        ["run", "secrets.storage_nodes", {"drop": "st-3"}],
+        ["run", "secrets.storage_nodes", {"add": {"st-5": "not-an-address"}}],
+        ["run", "secrets.storage_nodes", {"drop": ["db-1"]}],
+        ["pillar", ["st-4", "dl-1"]],
+    )
+    assert added["changed"] and added["apply"] == ["st-*"]
+    assert sorted(added["storage_nodes"]) == ["st-1", "st-2", "st-3", "st-4"]
+    pinned = {"st-1": "10.250.0.3", "st-2": "10.250.0.4", "st-3": "10.250.0.5"}
+    assert dropped["storage_nodes"] == {
+        "st-1": "10.250.0.3",
+        "st-2": "10.250.0.4",
+        "st-4": "10.250.0.6",
+    }
+    assert dropped["storage_masters"] == ["st-1", "st-2", "st-3"]
+    assert dropped["storage_master_addresses"] == pinned
+    assert (
+        bad_address["retcode"] == 1
+        and "'not-an-address' is not an IP address" in (bad_address["error"])
+    )
+    assert not_storage["retcode"] == 1 and "db-1 is not a storage node" in not_storage["error"]
+    for minion in ("st-4", "dl-1"):
+        site = seen[minion]["site"]
+        assert sorted(site["storage_nodes"]) == ["st-1", "st-2", "st-4"], minion
+        assert site["storage_master_addresses"] == pinned, minion
+
+
+def test_storage_nodes_change_under_the_writers_lock(tmp_path: Path):
+    """A change of storage_nodes waits for the private root's lock and then reads the record
+    afresh: another writer's change made meanwhile (here st-5, as a secrets.init would) is
+    kept, and so is its own (st-4)."""
+    site = {
+        "db_host": "10.9.0.2",
+        "storage_host": "10.9.0.3",
+        "storage_nodes": {"st-1": "10.9.0.3"},
+    }
+    write_lab_secrets(tmp_path, ["st-1"], site)
+    writer = plain_util("private_pillar")
+    outcome: dict = {}
+    with writer._locked(tmp_path):
+        stale = writer.load_record(tmp_path)
+        change = threading.Thread(
+            target=lambda: outcome.update(
+                writer.change_storage_nodes(tmp_path, {"st-4": "10.9.0.6"})
+            )
+        )
+        change.start()
+        change.join(timeout=2)  # it cannot finish while the lock is held
+        assert change.is_alive() and not outcome
+        stale["site"]["storage_nodes"]["st-5"] = "10.9.0.7"
+        (tmp_path / "secrets.json").write_text(json.dumps(stale))
+    change.join(timeout=60)
+    assert sorted(outcome["storage_nodes"]) == ["st-1", "st-4", "st-5"]
+    assert sorted(writer.load_record(tmp_path)["site"]["storage_nodes"]) == ["st-1", "st-4", "st-5"]

@@ -185,3 +185,24 @@ def test_runner_and_module_load_through_salt_with_a_cli_example_each(salt_call_b
     for name, doc in docs.items():
         command = "salt-run storage." if name.startswith("storage.") else name.split(".")[0]
         assert "CLI Example::" in doc and command in doc, name
+
+
+def test_status_and_repair_ask_the_pinned_masters_not_the_first_nodes() -> None:
+    """After st-3 (a master) left site:storage_nodes and st-4 came, the module asks the
+    masters the cluster runs (the pinned addresses), as salt/storage/seaweedfs/map.jinja
+    renders them; with nothing pinned, the first three nodes by id."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "ccmirror_storage_under_test", ROOT / "_modules" / "ccmirror_storage.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    nodes = {"st-1": "10.0.0.3", "st-2": "10.0.0.4", "st-4": "10.0.0.9"}
+    pinned = {"st-3": "10.0.0.5", "st-1": "10.0.0.3", "st-2": "10.0.0.4"}
+    assert module.masters_of(nodes, 9333, None, pinned) == [
+        "10.0.0.3:9333",
+        "10.0.0.4:9333",
+        "10.0.0.5:9333",
+    ]
+    assert module.masters_of(nodes, 9333) == ["10.0.0.3:9333", "10.0.0.4:9333", "10.0.0.9:9333"]

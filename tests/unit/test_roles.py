@@ -71,7 +71,7 @@ def test_runners_and_modules_follow_the_table() -> None:
     waves = constant("_runners/deploy.py", "WAVES")
     assert sorted(glob for wave in waves for glob in wave) == sorted(r.glob for r in installed)
     assert constant("_runners/fleet.py", "ROLE_PREFIXES") == {
-        role.name: role.prefix.rstrip("-") for role in ROLES if role.scaled
+        role.name: role.prefix.rstrip("-") for role in ROLES if role.made_by_fleet_up
     }
 
 
