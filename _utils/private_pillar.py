@@ -13,8 +13,8 @@ with it (lab/fleet/lab_secrets.py, loading this file by path), and the queue's t
 and hash come from ccmirror_common/tokens.py beside it (loaded by path). The fleet runner checks
 a droplet's name with `check_minion_id`. Secret values are never logged nor returned.
 
-Over 500 lines: one writer of one layout whose record, rotation, site facts and file helpers
-go together; one file, so that the lab can load it by path.
+Over 500 lines: one writer of one layout whose record, rotation and file helpers go together,
+so that the lab can load it by path; the site facts' checks are site_pillar.py beside it.
 """
 
 from __future__ import annotations
@@ -39,7 +39,6 @@ import yaml
 RECORD_FILE = "secrets.json"
 LEGACY_RECORD_FILE = "lab-secrets.json"  # the name lab/fleet/lab_secrets.py used before
 LOCK_FILE = ".secrets.lock"
-SITE_DEFAULTS = {"storage_port": 2222, "queue_port": 8700, "db_port": 3306}
 QUEUE_DB_USER = "queue"
 MIGRATE_DB_USER = "migrate"
 STORAGE_HOST_KEY = "storage-host"
@@ -50,8 +49,6 @@ STORAGE_ADMIN, STORAGE_AUDIT = "storage-admin", "storage-audit"
 # The record's list of downloaders whose secrets were forgotten (ids only).
 FORGOTTEN_DOWNLOADERS = "forgotten_downloaders"
 FILER_DB_USER = "seaweedfs"  # the SeaweedFS filers' metadata store on db-1
-# pillar/top.sls's rule for an id that gets its own secrets (there in Jinja): fullmatch.
-MINION_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,99}")
 FLICKR_VALUE = re.compile(r"^[A-Za-z0-9]{1,200}$")
 ACCESS_KEY_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 HEADER = "# written by the secrets runner (_runners/secrets.py) from secrets.json: do not edit\n"
@@ -64,15 +61,6 @@ ROTATED_FIELDS: dict[str, dict[str, tuple[str, ...]]] = {
 }
 STEPS = ("start", "switch", "retire")
 STARTED, SWITCHED = "started", "switched"
-
-
-class SecretsError(ValueError):
-    """The site facts, a minion id, a value or a step cannot be used; the message says why.
-    Raised before anything is written."""
-
-
-# ---------------------------------------------------------------------------------------
-# What the runner and the lab call.
 
 
 def write_private_root(
@@ -189,62 +177,6 @@ def rotate_secrets(directory: Path, what: str, step: str = "start") -> dict[str,
         }
 
 
-def site_facts(site: dict[str, Any]) -> dict[str, Any]:
-    """The `site:` pillar: the given facts with defaults, checked, and the queue URL."""
-    missing = [key for key in ("db_host", "storage_host") if not site.get(key)]
-    if missing:
-        raise SecretsError(f"site facts missing: {', '.join(missing)}")
-    facts = {**SITE_DEFAULTS, **site}
-    for key in SITE_DEFAULTS:
-        if not isinstance(facts[key], int) or not 0 < facts[key] < 65536:
-            raise SecretsError(f"site {key} must be a port number, not {facts[key]!r}")
-    facts["queue_url"] = f"http://{facts['db_host']}:{facts['queue_port']}"
-    if facts.get("private_network"):
-        try:
-            network = ipaddress.IPv4Network(facts["private_network"])
-        except ValueError as exc:
-            raise SecretsError(f"site private_network: {exc}") from None
-        facts["private_network"] = str(network)
-    return pin_storage_masters(facts)
-
-
-def pin_storage_masters(facts: dict[str, Any]) -> dict[str, Any]:
-    """`facts` with SeaweedFS's masters pinned: `storage_masters` (ids, as Terraform gives
-    them; else the first three of `storage_nodes` by id once there are three) and
-    `storage_master_addresses` (id: the address each was pinned with). Raft's peers are
-    addresses, fixed when the masters started: a node added, destroyed or replaced under an
-    old name (a new address) must not change them, so a recorded address is kept even when
-    its node leaves `storage_nodes` (README: SeaweedFS, the masters rule). Below three
-    nodes and with none named nothing is pinned: salt/storage/seaweedfs/map.jinja runs one
-    master on the first node."""
-    nodes = facts.get("storage_nodes") or {}
-    if not isinstance(nodes, dict):
-        raise SecretsError("site storage_nodes must be a mapping of minion id: address")
-    for node_id in nodes:
-        check_minion_id(node_id)
-    pinned = facts.get("storage_masters") or (sorted(nodes)[:3] if len(nodes) >= 3 else [])
-    if not pinned:
-        return facts
-    if not isinstance(pinned, list) or len(set(pinned)) != len(pinned) or len(pinned) % 2 == 0:
-        raise SecretsError(
-            f"site storage_masters must be a list of an odd number of storage node ids (raft);"
-            f" not {pinned!r}"
-        )
-    recorded = facts.get("storage_master_addresses") or {}
-    if not isinstance(recorded, dict):
-        raise SecretsError("site storage_master_addresses must be a mapping of id: address")
-    addresses = {}
-    for master in pinned:
-        address = recorded.get(check_minion_id(master)) or nodes.get(master)
-        if not address:
-            raise SecretsError(
-                f"storage master {master} has no address: it is neither in storage_nodes nor"
-                " in storage_master_addresses"
-            )
-        addresses[master] = str(address)
-    return {**facts, "storage_masters": list(pinned), "storage_master_addresses": addresses}
-
-
 def change_storage_nodes(
     directory: Path, add: dict[str, str] | None = None, drop: Iterable[str] = ()
 ) -> dict[str, Any]:
@@ -279,35 +211,29 @@ def change_storage_nodes(
         }
 
 
-def check_minion_id(minion_id: object) -> str:
-    """The fleet's one rule for a minion id, returned as is when it holds: lower-case
-    letters, digits and '-', not starting with '-', at most 100 characters. The id is a
-    pillar target and names an sls file: a glob (`dl-?`, `*-1`), a dot (an sls path
-    separator), a slash or an upper-case letter would reach other files or be matched
-    against other ids, and pillar/top.sls gives such an id no secrets anyway. fleet.py and
-    the lab (lab/fleet/lab_secrets.py) call this function."""
-    if not isinstance(minion_id, str) or not MINION_ID.fullmatch(minion_id):
-        raise SecretsError(
-            f"bad minion id {minion_id!r}: lower-case letters, digits and '-' only, starting"
-            " with a letter or digit (such as dl-3)"
-        )
-    return minion_id
-
-
-def _shared_tokens() -> ModuleType:
-    """ccmirror_common/tokens.py of the checkout this `_utils/` is in (the master's utils_dirs
-    point into its checkout): the queue's own token form and hash, one file for both sides,
-    loaded by path because Salt's Python has no ccmirror installed."""
-    path = Path(__file__).resolve().parent.parent / "ccmirror_common" / "tokens.py"
-    spec = importlib.util.spec_from_file_location("ccmirror_common_tokens", path)
+def _load_by_path(relative: str, name: str) -> ModuleType:
+    """A file of the checkout this `_utils/` is in (the master's utils_dirs point into its
+    checkout), loaded by path because Salt's Python has no ccmirror installed: the queue's own
+    token form and hash (ccmirror_common/tokens.py, one file for both sides), and the site
+    facts' half of this writer (site_pillar.py beside it)."""
+    path = Path(__file__).resolve().parent.parent / relative
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-_TOKENS = _shared_tokens()
+_TOKENS = _load_by_path("ccmirror_common/tokens.py", "ccmirror_common_tokens")
 hash_token = _TOKENS.hash_token
 new_queue_token = _TOKENS.new_token
+
+# The site facts' half (site_pillar.py), as this writer's callers have always reached it.
+_SITE = _load_by_path("_utils/site_pillar.py", "ccmirror_site_pillar")
+SecretsError = _SITE.SecretsError
+SITE_DEFAULTS = _SITE.SITE_DEFAULTS
+site_facts = _SITE.site_facts
+pin_storage_masters = _SITE.pin_storage_masters
+check_minion_id = _SITE.check_minion_id
 
 
 def minion_pillar(record: dict[str, Any], minion_id: str) -> dict[str, Any]:

@@ -440,7 +440,7 @@ def test_lab_backend_droplet_runs_its_user_data_and_is_removed(
 
     lab = make_lab("d")
     try:
-        lab.up("do-base")
+        lab.up("do-base", "st-9")  # st-9: a storage droplet of the core, as Terraform makes
         sim = spawn("--backend", "lab", "--boot-seconds", "0", token=new_token(), env=lab.env)
         try:
             for name, value in sim.env().items():
@@ -454,6 +454,17 @@ def test_lab_backend_droplet_runs_its_user_data_and_is_removed(
 
 
 def run_lab_droplet(lab, sim: RunningDoSim) -> None:
+    # The core made before the simulator started is listed, with Terraform's tags, and can
+    # be destroyed from the console like any droplet (the fleet runner counts st-* by tag).
+    (core,) = digitalocean.Manager().get_all_droplets(tag_name="ccmirror-storage")
+    assert (core.name, core.status, sorted(core.tags)) == (
+        "st-9",
+        "active",
+        ["ccmirror", "ccmirror-storage"],
+    )
+    assert core.private_ip_address == lab.state().droplets["st-9"].address
+    assert core.destroy() is True
+    wait_for(lambda: "st-9" not in lab.state().droplets, 30, "st-9 to be removed from the lab")
     started = time.monotonic()
     script = "#!/bin/sh\nset -e\nhostname > /root/user-data-ran\necho from $(id -un)\n"
     made = digitalocean.Droplet.create_multiple(

@@ -30,6 +30,20 @@ BOOT_FINISHED = "/var/lib/cloud/instance/boot-finished"
 USER_DATA_EXIT = "/var/lib/cloud/instance/user-data.exit"
 
 
+# Terraform's project tag (terraform/variables.tf `name`, the fleet runner's `project_tag`)
+# and the roles of the droplets it makes, by id.
+PROJECT_TAG = "ccmirror"
+CORE_ROLES = {"master": "master", "db-": "db", "st-": "storage"}
+
+
+def core_role(name: str) -> str | None:
+    """The Terraform role of a droplet id (`master`, `db-1`, `st-2`), or None."""
+    for prefix, role in CORE_ROLES.items():
+        if name == prefix or (prefix.endswith("-") and name.startswith(prefix)):
+            return role
+    return None
+
+
 class BackendError(RuntimeError):
     """A machine that cannot be made or removed; the message says why."""
 
@@ -58,6 +72,11 @@ class Backend(Protocol):
     ) -> str:
         """Make the machine in `network` (its VPC's range) with `authorized_keys` (the public
         halves of its `ssh_keys`) for root, start its `user_data`; its private address."""
+        ...
+
+    def existing(self) -> list[tuple[str, str, list[str]]]:
+        """Machines made before the simulator started, as (name, private address, tags):
+        what Terraform made in the account, which the API lists from the start."""
         ...
 
     def destroy(self, name: str) -> None: ...
@@ -118,6 +137,9 @@ class MemoryBackend:
                 raise BackendError(f"no machine named {name!r}")
             live[0].destroyed = True
 
+    def existing(self) -> list[tuple[str, str, list[str]]]:
+        return []
+
     def snapshot(self) -> list[dict]:
         with self._lock:
             return [
@@ -177,6 +199,19 @@ class LabBackend:
         if user_data is not None:
             run_user_data(droplet, user_data)
         return droplet.address
+
+    def existing(self) -> list[tuple[str, str, list[str]]]:
+        """The lab's core (master, db-*, st-*: the droplets terraform/main.tf makes), with
+        Terraform's tags: the fleet runner counts st-* by its role tag, and the console can
+        destroy any of them, as on DigitalOcean."""
+        state = lab_core.load_state(self.config)
+        droplets = state.droplets.items() if state is not None else ()
+        made = []
+        for name, droplet in sorted(droplets):
+            role = core_role(name)
+            if role is not None:
+                made.append((name, droplet.address, [PROJECT_TAG, f"{PROJECT_TAG}-{role}"]))
+        return made
 
     def destroy(self, name: str) -> None:
         try:

@@ -17,6 +17,9 @@ from lab.sims.digitalocean.validation import (
     resolve_region,
 )
 
+# What an adopted droplet (made before the simulator started: Terraform's) is listed as.
+ADOPTED_SIZE, ADOPTED_IMAGE = "s-2vcpu-4gb", "debian-12-x64"
+
 
 class DropletOps(Account):
     """/v2/droplets."""
@@ -125,6 +128,12 @@ class DropletOps(Account):
         return ids
 
     def add_droplet(self, name: str, spec: dict) -> Droplet:
+        droplet = self.record_droplet(name, spec)
+        self.start_worker(f"create-{droplet.id}", lambda: self.make_machine(droplet))
+        return droplet
+
+    def record_droplet(self, name: str, spec: dict) -> Droplet:
+        """The API's record of a new droplet (status `new`, its create action running)."""
         droplet_id = next(self.droplet_ids)
         action = self.new_action("create", droplet_id, spec["region"])
         droplet = Droplet(
@@ -151,8 +160,29 @@ class DropletOps(Account):
         self.droplets[droplet_id] = droplet
         for tag in droplet.tags:
             self.tags[tag] = droplet_id
-        self.start_worker(f"create-{droplet_id}", lambda: self.make_machine(droplet))
         return droplet
+
+    def adopt_existing(self) -> list[str]:
+        """The backend's machines made before the simulator started (Terraform's core), listed
+        as active droplets of the home region's default VPC from the start; their names."""
+        with self.lock:
+            adopted = []
+            for name, address, tags in self.backend.existing():
+                spec = {
+                    "size": catalog.size_by_slug(ADOPTED_SIZE),
+                    "image": catalog.image_by_id_or_slug(ADOPTED_IMAGE),
+                    "region": self.settings.home_region,
+                    "vpc": self.default_vpc(self.settings.home_region),
+                    "ssh_keys": [],
+                    "tags": checked_tags(tags),
+                    "user_data": None,
+                }
+                droplet = self.record_droplet(name, spec)
+                droplet.create_action.status = "completed"
+                droplet.create_action.completed = droplet.created
+                droplet.status, droplet.made, droplet.private_address = "active", True, address
+                adopted.append(name)
+            return adopted
 
     def make_machine(self, droplet: Droplet) -> None:
         with droplet.lifecycle:

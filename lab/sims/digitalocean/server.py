@@ -210,6 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings(args.boot_seconds, args.action_seconds, args.droplet_limit, args.region)
     limits = Limits(args.rate_limit, args.burst_limit, args.max_per_page)
     sim = DoSim(Cloud(backend, settings), tokens, limits, verbose=args.verbose)
+    adopted = sim.cloud.adopt_existing()
+    if adopted:
+        print(f"do_sim: lists the droplets made before it: {', '.join(adopted)}", file=sys.stderr)
     server = make_server(sim, args.host, args.port)
     stop = threading.Event()
 
