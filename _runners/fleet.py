@@ -160,7 +160,9 @@ def up(
     if targets and role == "storage":  # before its highstate: map.jinja needs its address
         joining = [d for d in [*pending, *made] if d.name in targets]
         change = __salt__["secrets.storage_nodes"]  # noqa: F821
-        result["storage"] = _storage("record_nodes")(joining, _address, change, errors, _reporter())
+        result["storage"] = _storage("record_nodes")(
+            joining, _address_of(), change, errors, _reporter()
+        )
         targets = [t for t in targets if t not in errors]
     if targets:
         joining = [d for d in [*pending, *made] if d.name in targets]
@@ -282,7 +284,7 @@ def _forget_storage_node(name: str, result: dict[str, Any]) -> dict[str, Any]:
 def _forget_gone(name: str) -> dict[str, Any]:
     """A droplet that is gone already: its key and secrets must not outlive it (a copy of its
     disk would still reach the queue and storage with them)."""
-    deleted = _delete_key(name)
+    deleted = _minions("delete_key")(__opts__, name)
     forgotten = bool(__salt__["secrets.forget"](minion=name).get("changed"))  # noqa: F821
     done = [what for what, did in (("minion key", deleted), ("secrets", forgotten)) if did]
     comment = f"no droplet {name}" + (f"; its {' and '.join(done)} deleted" if done else "")
@@ -362,19 +364,18 @@ def _create(
     return made, fresh, errors
 
 
-def _known_hosts(droplet: Any) -> str:
-    return _join("known_hosts")(__opts__["cachedir"], droplet.id)
-
-
 def _hand_over(
     conf: dict, droplets: list[Any], fresh: dict[str, dict], seconds: float, errors: dict
 ) -> None:
-    """fleet_join.hand_over_all with the master's key, its minions' answers and new keys."""
+    """fleet_join.hand_over_all with the master's key, its minions' answers and new keys.
+    Callbacks use no ``__utils__``: a util calling back has none (a LoaderError)."""
     master_public = (Path(__opts__["pki_dir"]) / "master.pub").read_text()
-    new_keys = lambda name: _wheel("key.gen_accept")(name, force=True)  # noqa: E731
+    ping, gen_accept, known_hosts = _minions("ping"), _wheel("key.gen_accept"), _join("known_hosts")
+    cachedir = __opts__["cachedir"]
     _join("hand_over_all")(
-        conf, droplets, fresh, master_public, seconds, errors, _ping, new_keys, _address,
-        _known_hosts, _reporter(),
+        conf, droplets, fresh, master_public, seconds, errors, lambda ids: ping(__opts__, ids),
+        lambda name: gen_accept(name, force=True), _address_of(),
+        lambda droplet: known_hosts(cachedir, droplet.id), _reporter(),
     )  # fmt: skip
 
 
@@ -386,7 +387,7 @@ def _retire(droplet: Any, wait: float, force: bool) -> dict[str, Any]:
     drained = _minions("drain")(__opts__, name, wait)
     if not drained["result"] and not force:
         return {"removed": False, "drain": drained["comment"], "comment": "left as it is"}
-    deleted = _delete_key(name)
+    deleted = _minions("delete_key")(__opts__, name)
     try:
         droplet.destroy()
     except digitalocean.NotFoundError:
@@ -394,7 +395,7 @@ def _retire(droplet: Any, wait: float, force: bool) -> dict[str, Any]:
     except digitalocean.Error as error:
         return {"removed": False, "drain": drained["comment"], "comment": f"destroy: {error}"}
     forgotten = __salt__["secrets.forget"](minion=name)  # noqa: F821
-    _join("forget_host")(_known_hosts(droplet))
+    _join("forget_host")(_join("known_hosts")(__opts__["cachedir"], droplet.id))
     _progress(f"{name}: destroyed")
     return {
         "removed": True,
@@ -463,8 +464,10 @@ def _storage(name: str) -> Any:
     return _util(f"fleet_storage.{name}")
 
 
-def _address(droplet: Any) -> str | None:
-    return getattr(droplet, "private_ip_address", None) or _cloud("private_ip")(droplet)
+def _address_of() -> Callable[[Any], str | None]:
+    """A droplet's private address, as a callback a util may call (nothing left to resolve)."""
+    private_ip = _cloud("private_ip")
+    return lambda droplet: getattr(droplet, "private_ip_address", None) or private_ip(droplet)
 
 
 def _minions(name: str) -> Any:
@@ -486,10 +489,6 @@ def _wheel(name: str) -> Any:
 
 def _minion_keys(accepted_only: bool = False) -> set[str]:
     return _minions("minion_keys")(__opts__, accepted_only)
-
-
-def _delete_key(name: str) -> bool:
-    return _minions("delete_key")(__opts__, name)
 
 
 def _refused(error: Exception, **names: Any) -> dict[str, Any]:
