@@ -26,6 +26,7 @@ import os
 import re
 import time
 
+import salt.utils.data
 from salt.exceptions import CommandExecutionError
 
 __virtualname__ = "ccmirror"
@@ -126,11 +127,19 @@ def _ccmirror_version(metadata: str) -> str | None:
     return headers.get("Version") if name == "ccmirror" else None
 
 
+def _fresh_pillar(key: str, default: object) -> object:
+    """A pillar value as the master compiles it now. The minion's copy in memory is from its
+    start (a highstate does not renew it), and saltutil.refresh_pillar renews the minion's
+    copy for later jobs, not this one's: pillar.items compiles afresh. Unmasked, as the
+    value is read here and never returned whole."""
+    fresh = __salt__["pillar.items"](unmask=True)
+    return salt.utils.data.traverse_dict_and_list(fresh, key, default)
+
+
 def _service_state(role: str) -> dict:
     name = SERVICES.get(role)
     if role == "storage":
-        backend = __salt__["config.get"]("site:storage_backend", "rsync")
-        name = STORAGE_SERVICES.get(backend, name)
+        name = STORAGE_SERVICES.get(_fresh_pillar("site:storage_backend", "rsync"), name)
     if name is None:
         return {}
     out = _run(["systemctl", "is-active", name], 30)

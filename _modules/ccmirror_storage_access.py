@@ -4,12 +4,17 @@
 identities on a SeaweedFS site, the rsync target's authorized keys on an rsync one) with the
 one state that renders it, and makes it take effect (the gateway's reload); ``fleet.down``
 and ``fleet.destroy`` call it on every storage droplet once a downloader's secrets are
-forgotten, so that its key is refused at once. Standard library only, as ccmirror_storage.
+forgotten, so that its key is refused at once. Standard library and Salt only, as
+ccmirror_storage; a state run's failure is read by `_utils/fleet_minions.py`'s
+``state_failure``, as the fleet runner reads its own (``__utils__``: saltutil.sync_all
+brings `_utils/` to the minion with this module).
 """
 
 from __future__ import annotations
 
 import logging
+
+import salt.utils.data
 
 log = logging.getLogger(__name__)
 
@@ -18,6 +23,7 @@ __load__ = ["apply", "reload_gateway"]
 # Replaced by Salt's loader when it loads the module; named here for readers and linters.
 __salt__: dict = {}
 __context__: dict = {}
+__utils__: dict = {}
 
 GATEWAY_UNIT = "ccmirror-weed-s3"  # salt/storage/seaweedfs/service.sls
 # What lets a downloader write, by site:storage_backend: (state id, sls) rendered alone.
@@ -49,13 +55,16 @@ def apply():
         salt 'st-*' ccmirror_storage_access.apply
     """
     # The pillar as the master compiles it now: the minion's own copy is from its start (a
-    # highstate does not renew it), perhaps from before the site's facts were written.
-    __salt__["saltutil.refresh_pillar"](wait=True)
-    backend = __salt__["config.get"]("site:storage_backend", "rsync")
+    # highstate does not renew it), perhaps from before the site's facts were written, and
+    # saltutil.refresh_pillar would renew it for later jobs, not this one. pillar.items
+    # compiles afresh (unmasked: read here, never returned); the state run compiles its own.
+    fresh = __salt__["pillar.items"](unmask=True)
+    backend = salt.utils.data.traverse_dict_and_list(fresh, "site:storage_backend", "rsync")
     if backend not in ACCESS_STATES:
         return _failed(f"site:storage_backend {backend!r}: no storage access to apply here")
     state_id, sls = ACCESS_STATES[backend]
-    failed = _state_failure(__salt__["state.sls_id"](state_id, mods=sls))
+    # The fleet runner's reading of a state run (_utils/ reaches minions with the modules).
+    failed = __utils__["fleet_minions.state_failure"](__salt__["state.sls_id"](state_id, mods=sls))
     if failed:
         return _failed(f"{state_id}: {failed}")
     if backend == "rsync":
@@ -78,17 +87,3 @@ def reload_gateway(unit=GATEWAY_UNIT):
     if not __salt__["service.reload"](unit):
         return _failed(f"{unit} did not reload")
     return {"result": True, "comment": f"{unit} reloaded"}
-
-
-def _state_failure(ret) -> str | None:
-    """Why a state run failed (render errors, or the states whose result is False)."""
-    if isinstance(ret, list):
-        return "; ".join(str(line) for line in ret)[:500] or "render error"
-    if not isinstance(ret, dict) or not ret:
-        return f"no return: {ret}"[:500]
-    failed = [
-        str(chunk.get("__id__", key))
-        for key, chunk in ret.items()
-        if isinstance(chunk, dict) and chunk.get("result") is False
-    ]
-    return f"failed states: {', '.join(failed)}" if failed else None

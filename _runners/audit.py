@@ -186,9 +186,7 @@ def _backend(client, db: str) -> str:
     """The site's storage backend as the database minion's pillar says now: refreshed first
     (its copy in memory can be older than the site's switch), then read unmasked (Salt 3008
     masks pillar values in returns; a backend's name is no secret). As deploy's _check_pins."""
-    client.cmd(
-        [db], "saltutil.refresh_pillar", tgt_type="list", kwarg={"wait": True}, timeout=CALL_TIMEOUT
-    )
+    __utils__["runner_tools.refresh_pillar"](client, [db], CALL_TIMEOUT)  # noqa: F821
     kwarg = {"default": "rsync", "unmask": True}
     answer = _answer(client, db, "pillar.get", ["site:storage_backend"], kwarg)
     if not isinstance(answer, str) or not answer:

@@ -173,13 +173,7 @@ def _check_pins(client, minions: list[str], version: str) -> None:
     """The version each minion's fresh pillar pins must be the wheel's."""
     # The pillar as the master compiles it now, not the minion's copy from before the
     # checkout moved on. (pillar.item's own fresh compile, pillarenv=, ignores unmask.)
-    client.cmd(
-        minions,
-        "saltutil.refresh_pillar",
-        tgt_type="list",
-        kwarg={"wait": True},
-        timeout=STATUS_TIMEOUT,
-    )
+    __utils__["runner_tools.refresh_pillar"](client, minions, STATUS_TIMEOUT)  # noqa: F821
     pins = client.cmd(
         minions,
         "pillar.item",

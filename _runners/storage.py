@@ -205,14 +205,7 @@ def _synced(client, minion: str) -> str:
     site:storage_nodes from the minion's copy, which a highstate does not renew (the e2e
     found it empty after the faults)."""
     client.cmd(minion, "saltutil.sync_all", [], tgt_type="list", timeout=STATUS_TIMEOUT)
-    client.cmd(
-        minion,
-        "saltutil.refresh_pillar",
-        [],
-        tgt_type="list",
-        kwarg={"wait": True},
-        timeout=STATUS_TIMEOUT,
-    )
+    __utils__["runner_tools.refresh_pillar"](client, [minion], STATUS_TIMEOUT)  # noqa: F821
     return minion
 
 

@@ -1,7 +1,8 @@
-"""What the runners do alike: a progress line for salt-run's caller and a LocalClient (their
-checked arguments are `arguments.py`, which minions load too). Every runner reaches this
-module as ``__utils__["runner_tools.*"]`` (the master's config has ``utils_dirs`` on this
-checkout's ``_utils/``): written once here instead of once per runner.
+"""What the runners do alike: a progress line for salt-run's caller, a LocalClient, and the
+minions' pillar renewed before a call reads it (their checked arguments are `arguments.py`,
+which minions load too). Every runner reaches this module as ``__utils__["runner_tools.*"]``
+(the master's config has ``utils_dirs`` on this checkout's ``_utils/``): written once here
+instead of once per runner.
 
 A runner passes what Salt injects into the runner, not into this module: its
 ``__jid_event__`` (present only during a job) and its ``__opts__`` (the master's).
@@ -20,7 +21,7 @@ from typing import Any
 import salt.client
 
 __virtualname__ = "runner_tools"
-__load__ = ["progress", "reporter", "local_client", "shared_module"]
+__load__ = ["progress", "reporter", "local_client", "refresh_pillar", "shared_module"]
 
 
 def __virtual__():
@@ -51,6 +52,17 @@ def reporter(
 def local_client(opts: dict) -> Any:
     """The master's LocalClient, to be used as a context manager (it closes its event bus)."""
     return salt.client.get_local_client(opts["conf_file"])
+
+
+def refresh_pillar(client: Any, minions: list[str], timeout: float) -> dict[str, Any]:
+    """Have `minions` renew their pillar from what the master compiles now, and wait until
+    they have, before the runner's next call to them reads it. A minion's copy in memory is
+    from its start (a highstate does not renew it), and a module reads that copy; a refresh
+    inside that module's own job would renew it for later jobs only, so the runner refreshes
+    in a call of its own first. `client` is the runner's LocalClient."""
+    return client.cmd(
+        minions, "saltutil.refresh_pillar", tgt_type="list", kwarg={"wait": True}, timeout=timeout
+    )
 
 
 _SHARED: dict[str, ModuleType] = {}

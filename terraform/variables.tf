@@ -153,9 +153,9 @@ variable "storage_volume_gb" {
 }
 
 variable "storage_bucket" {
-  description = "The S3 bucket of images and manifests (pillar site:storage_bucket): SeaweedFS's bucket, or the Spaces bucket's name, which must be unique in its region among all of DigitalOcean's customers. No '.' (Spaces' TLS wildcard does not match it)."
+  description = "The S3 bucket of images and manifests (pillar site:storage_bucket), which the gateway, the downloaders' keys and the audit all take. SeaweedFS: the cluster's own name, `images` (the storage formula's default) unless you choose otherwise. Spaces: choose your own, as a Spaces bucket's name must be unique in its region among all of DigitalOcean's customers. No '.' (Spaces' TLS wildcard does not match it)."
   type        = string
-  default     = "ccmirror-images"
+  default     = "images"
 
   validation {
     condition     = can(regex("^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$", var.storage_bucket))

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from ccmirror_common.layout import IMAGE_PATH
 from ccmirror_common.progress import ProgressLine
+from ccmirror_common.s3_errors import s3_errors
 
 if TYPE_CHECKING:
     from harvester.config import StorageSettings
@@ -86,7 +87,7 @@ def walk_versions(
     pages = client.get_paginator("list_object_versions").paginate(
         Bucket=storage.bucket, Prefix=PREFIX, PaginationConfig={"PageSize": PAGE_KEYS}
     )
-    with s3_errors(f"cannot list s3://{storage.bucket} at {storage.endpoint}"):
+    with s3_errors(f"cannot list s3://{storage.bucket} at {storage.endpoint}", StorageAuditError):
         for page in pages:
             for version in page.get("Versions") or ():
                 out.write(_row(version, listing, marker=False))
@@ -134,29 +135,7 @@ def restore_version(client, storage: StorageSettings, key: str, version_id: str)
     """Copy a version of `key` onto itself, so that it is the latest again (a new version
     with its bytes; the later versions and delete markers stay, as object lock wants)."""
     source = {"Bucket": storage.bucket, "Key": key, "VersionId": version_id}
-    with s3_errors(f"cannot restore s3://{storage.bucket}/{key} (version {version_id})"):
+    with s3_errors(
+        f"cannot restore s3://{storage.bucket}/{key} (version {version_id})", StorageAuditError
+    ):
         client.copy_object(Bucket=storage.bucket, Key=key, CopySource=source)
-
-
-class s3_errors:  # noqa: N801 - used as a `with` statement, like contextlib's
-    """Turn botocore's errors into one StorageAuditError line: `what`, and why."""
-
-    def __init__(self, what: str) -> None:
-        self.what = what
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind, error, _traceback) -> bool:
-        if error is None:
-            return False
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        if isinstance(error, ClientError):
-            detail = error.response.get("Error", {})
-            reason = f"{detail.get('Code', '?')}: {detail.get('Message') or 'refused'}"
-        elif isinstance(error, BotoCoreError):
-            reason = str(error)
-        else:
-            return False
-        raise StorageAuditError(f"{self.what}: {reason}") from None

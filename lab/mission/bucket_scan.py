@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from botocore.client import BaseClient
-from botocore.exceptions import BotoCoreError, ClientError
 
+from ccmirror_common.s3_errors import s3_errors
 from lab.mission.storage_scan import Digest, StorageScan, digest_of
 
 PAGE_KEYS = 1000  # S3's most per ListObjectVersions page
@@ -101,7 +101,7 @@ class Bucket:
         pages = self.client.get_paginator("list_object_versions").paginate(
             Bucket=self.name, PaginationConfig={"PageSize": self.page_keys}
         )
-        with s3_errors(f"cannot list {self.label or self.name}"):
+        with s3_errors(f"cannot list {self.label or self.name}", BucketUnreadable):
             for page in pages:
                 for version in page.get("Versions") or ():
                     history = histories.setdefault(version["Key"], KeyHistory())
@@ -142,7 +142,7 @@ class Bucket:
 
     def read(self, key: str, version_id: str | None = None) -> bytes:
         extra = {"VersionId": version_id} if version_id else {}
-        with s3_errors(f"cannot read s3://{self.name}/{key}"):
+        with s3_errors(f"cannot read s3://{self.name}/{key}", BucketUnreadable):
             return self.client.get_object(Bucket=self.name, Key=key, **extra)["Body"].read()
 
 
@@ -154,23 +154,3 @@ def md5_of(version: dict) -> str | None:
 def describe(version: dict) -> str:
     etag = md5_of(version) or str(version.get("ETag") or "?").strip('"')
     return f"{int(version.get('Size') or 0):,} B etag {etag[:12]}.."
-
-
-class s3_errors:  # noqa: N801 - used as a `with` statement, like contextlib's
-    """botocore's errors as one BucketUnreadable line: `what`, and S3's reason."""
-
-    def __init__(self, what: str) -> None:
-        self.what = what
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind, error, _traceback) -> bool:
-        if isinstance(error, ClientError):
-            detail = error.response.get("Error", {})
-            reason = f"{detail.get('Code', '?')}: {detail.get('Message') or 'refused'}"
-        elif isinstance(error, BotoCoreError):
-            reason = str(error)
-        else:
-            return False
-        raise BucketUnreadable(f"{self.what}: {reason}") from None

@@ -36,6 +36,8 @@ from botocore.exceptions import ClientError
 from lab.processes.seaweedfs import Cluster, StorageError, wait
 
 REGION = "us-east-1"  # weed accepts any; botocore's signer needs one
+# The lab's bucket: the storage formula's default (salt/storage/defaults.yaml, which the lab's
+# site leaves unnamed), Python's one copy of it (tests/unit/test_lab_storage_settings.py).
 IMAGES_BUCKET = "images"
 RETENTION_MODE = "GOVERNANCE"
 RETENTION_YEARS = 100  # weed's maximum: a version's protection must outlive the mirror

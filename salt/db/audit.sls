@@ -3,11 +3,10 @@
     audit-storage --s3` here with them (_modules/ccmirror_audit_s3.py). The migrate login, as
     the rsync audit's comparison uses, and the bucket with the audit's own S3 key (pillar
     storage_audit: list, read, and restore a version by copying it; s3.json on st-*). The
-    endpoint is the downloaders' (salt/downloader/config.sls): site:storage_endpoint, else the
-    first storage node's S3 gateway. Root's, 0600, never shown in a diff; on an rsync site
+    bucket and endpoint are the downloaders' (salt/storage/s3_site.jinja). Root's, 0600, never shown in a diff; on an rsync site
     there is no such file (one left from an S3 site is removed with its key). #}
 {%- from "db/map.jinja" import db, migrate_url with context %}
-{%- import_yaml "storage/defaults.yaml" as storage_defaults %}
+{%- from "storage/s3_site.jinja" import bucket, endpoint with context %}
 {%- set backend = salt["pillar.get"]("site:storage_backend", "rsync") %}
 
 include:
@@ -23,18 +22,11 @@ db-audit-config-file-absent:
 {%-   if not (key.get("access_key") and key.get("secret_key")) %}
 {%-     do salt["test.exception"]("pillar storage_audit is not set (the private pillar root)") %}
 {%-   endif %}
-{%-   set nodes = salt["pillar.get"]("site:storage_nodes", {}) %}
-{%-   set first = nodes[nodes | sort | first] if nodes else salt["pillar.get"]("site:storage_host", "") %}
-{%-   set gateway = salt["pillar.get"]("storage:seaweedfs:ports:s3", storage_defaults.storage.seaweedfs.ports.s3) %}
-{%-   set endpoint = salt["pillar.get"]("site:storage_endpoint", "") or ("http://" ~ first ~ ":" ~ gateway if first else "") %}
-{%-   if not endpoint %}
-{%-     do salt["test.exception"]("pillar site:storage_endpoint, storage_nodes or storage_host is not set (site.sls)") %}
-{%-   endif %}
 {%-   set settings = {
         "db_url": migrate_url,
         "storage": {
           "endpoint": endpoint,
-          "bucket": salt["pillar.get"]("site:storage_bucket", "images"),
+          "bucket": bucket,
           "region": salt["pillar.get"]("site:storage_region", "us-east-1"),
           "access_key": key.access_key,
           "secret_key": key.secret_key,

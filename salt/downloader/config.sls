@@ -1,8 +1,9 @@
 {%- from "downloader/map.jinja" import downloader with context %}
 {%- from "ccmirror/map.jinja" import ccmirror with context %}
+{%- from "storage/s3_site.jinja" import bucket, endpoint with context %}
 {%- set storage_host = salt["pillar.get"]("site:storage_host") %}
 {%- set storage_port = salt["pillar.get"]("site:storage_port", 22) %}
-{#- Where photos go: the site's S3 bucket (SeaweedFS's gateway on a storage droplet, or
+{#- Where photos go: the site's S3 bucket (salt/storage/s3_site.jinja: SeaweedFS's gateway, or
     Spaces) with this downloader's own put-only key (pillar downloader:s3), or, on a site
     whose backend is rsync, the rsync target over SSH with its own key. #}
 {%- set backend = salt["pillar.get"]("site:storage_backend", "rsync") %}
@@ -23,11 +24,9 @@
 {%-   if not downloader.s3 %}
 {%-     do salt["test.exception"]("pillar downloader:s3 is not set (the private pillar root)") %}
 {%-   endif %}
-{%-   set nodes = salt["pillar.get"]("site:storage_nodes", {}) %}
-{%-   set first = nodes[nodes | sort | first] if nodes else storage_host %}
 {%-   do settings.update({"storage": {
-        "endpoint": salt["pillar.get"]("site:storage_endpoint", "http://" ~ first ~ ":8333"),
-        "bucket": salt["pillar.get"]("site:storage_bucket", "images"),
+        "endpoint": endpoint,
+        "bucket": bucket,
         "region": salt["pillar.get"]("site:storage_region", "us-east-1"),
         "access_key": downloader.s3.access_key,
         "secret_key": downloader.s3.secret_key,

@@ -334,13 +334,16 @@ def test_no_weed_binary_is_one_clear_error(tmp_path: Path) -> None:
 S3_TEMPLATE = ROOT / "salt" / "storage" / "seaweedfs" / "files" / "s3.json.jinja"
 
 
-def rendered_identities(pillar: dict[str, s3.S3Key], revoked: list[str]) -> str:
+def rendered_identities(
+    pillar: dict[str, s3.S3Key], revoked: list[str], bucket: str = BUCKET
+) -> str:
     """The storage states' s3.json (salt/storage/seaweedfs) for pillar storage:s3_identities
-    and storage:s3_revoked, rendered as Salt renders it (jinja2, `do`, a `json` filter)."""
+    and storage:s3_revoked on a site whose bucket is `bucket` (site:storage_bucket), rendered
+    as Salt renders it (jinja2, `do`, a `json` filter)."""
     env = jinja2.Environment(extensions=["jinja2.ext.do"])
     env.filters["json"] = json.dumps
     defaults = yaml.safe_load((ROOT / "salt" / "storage" / "defaults.yaml").read_text())
-    weed = {"actions": defaults["storage"]["seaweedfs"]["actions"]}
+    weed = {"actions": defaults["storage"]["seaweedfs"]["actions"], "bucket": bucket}
     identities = {
         name: {"access_key": key.access_key, "secret_key": key.secret_key}
         for name, key in pillar.items()
@@ -349,13 +352,17 @@ def rendered_identities(pillar: dict[str, s3.S3Key], revoked: list[str]) -> str:
     return template.render(weed=weed, identities=identities, revoked=revoked)
 
 
-def gateway_reloading(cluster: Cluster) -> Callable[[dict[str, s3.S3Key], list[str]], None]:
-    """Writes the rendered s3.json and sends SIGHUP, as the states' reload does."""
+def gateway_reloading(
+    cluster: Cluster, bucket: str = BUCKET
+) -> Callable[[dict[str, s3.S3Key], list[str]], None]:
+    """Writes the rendered s3.json (a site whose bucket is `bucket`) and sends SIGHUP, as the
+    states' reload does."""
     config = cluster.base_dir / "s3" / "s3.json"
     admin = s3.S3Key(cluster.admin_access_key, cluster.admin_secret_key)
 
     def reload(downloaders: dict[str, s3.S3Key], revoked: list[str] | None = None) -> None:
-        config.write_text(rendered_identities({"admin": admin, **downloaders}, revoked or []))
+        identities = {"admin": admin, **downloaders}
+        config.write_text(rendered_identities(identities, revoked or [], bucket))
         os.kill(cluster.s3.process.pid, signal.SIGHUP)
 
     return reload
@@ -423,3 +430,31 @@ def test_a_forgotten_downloaders_key_is_refused_after_a_reload(seaweedfs_factory
     assert accepts(clients[kept])
     # dl-3, only left out of the file, is still let in: why the states name it revoked.
     assert accepts(clients[dropped])
+
+
+def test_a_sites_own_bucket_name_is_where_its_downloaders_keys_may_write(
+    seaweedfs_factory,
+) -> None:
+    """A site whose bucket is `photos` (pillar site:storage_bucket): the states' s3.json
+    scopes a downloader's key to that bucket, so it puts there, and is refused in `images`
+    (the default's bucket, made on this cluster too), where it may neither write nor read."""
+    cluster = seaweedfs_factory(volume_servers=1, replication="000")
+    admin = s3.admin_client(cluster)
+    s3.create_images_bucket(admin, "photos")
+    key = s3.new_key()
+    gateway_reloading(cluster, "photos")({"dl-1": key})
+    writer = s3.client(cluster.s3_url, key, retries=1)
+    photo = photo_key()
+
+    def put_taken() -> bool:
+        try:
+            writer.put_object(Bucket="photos", Key=photo, Body=b"photo bytes")
+        except ClientError:
+            return False
+        return True
+
+    wait_for(put_taken, 30, "the gateway to let the downloader's key put into photos")
+    assert admin.get_object(Bucket="photos", Key=photo)["Body"].read() == b"photo bytes"
+    assert refusal(lambda: writer.put_object(Bucket=BUCKET, Key=photo, Body=b"x")) == 403
+    assert refusal(lambda: read(admin, photo)) == 404  # nothing of it reached `images`
+    assert refusal(lambda: writer.get_object(Bucket="photos", Key=photo)) == 403

@@ -227,7 +227,7 @@ def worker_secrets(lab: TestLab, name: str) -> dict:
 def s3_put(writer) -> int:
     """What the S3 gateway answers a downloader's put of a probe object."""
     try:
-        writer.put_object(Bucket="images", Key="probes/fleet-runner-test", Body=b"probe")
+        writer.put_object(Bucket=s3.IMAGES_BUCKET, Key="probes/fleet-runner-test", Body=b"probe")
     except ClientError as error:
         return int(error.response["ResponseMetadata"]["HTTPStatusCode"])
     return 200

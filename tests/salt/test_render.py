@@ -78,6 +78,7 @@ S3_ABSENT_STATES = {
 }
 RSYNC_ABSENT_STATES = {"st-1": ["storage-weed-s3-service-running", "storage-weed-bucket-cmd-run"]}
 S3_NODES = {"st-1": SITE["storage_host"], "st-2": "10.250.0.9"}
+PHOTOS_MINIONS = ("st-1", "dl-1", "db-1")  # what names the bucket: gateway, writer, audit
 COMMON_STATES = ["common-sshd-config-file-managed", "common-timesyncd-service-running"]
 
 
@@ -289,6 +290,62 @@ def test_the_s3_gateway_gives_downloaders_put_only_and_keeps_the_admin_key_off_t
         else bucket["env"]
     )
     assert env["CCMIRROR_S3_SECRET_KEY"] == admin["secret_key"]
+
+
+@pytest.fixture(scope="module")
+def photos_site(salt_call_bin, tmp_path_factory) -> tuple[Path, dict[str, dict]]:
+    """A SeaweedFS site whose bucket is `photos` (pillar site:storage_bucket, as Terraform's
+    storage_bucket gives it): its private root and the highstates of st-1, dl-1 and db-1."""
+    root = tmp_path_factory.mktemp("photos-site") / "private"
+    site = {**SITE, "storage_backend": "seaweedfs", "storage_nodes": S3_NODES}
+    write_lab_secrets(root, MINIONS, {**site, "storage_bucket": "photos"})
+    salt_call = make_salt_call(
+        salt_call_bin, tmp_path_factory.mktemp("salt-photos"), [ROOT / "pillar", root]
+    )
+    return root, {minion: salt_call(minion, "state.show_highstate") for minion in PHOTOS_MINIONS}
+
+
+def test_the_sites_bucket_name_is_the_gateways_bucket_and_every_keys_scope(photos_site, tmp_path):
+    """One name, pillar site:storage_bucket: the bucket st-1 makes, every action of the
+    audit's and the downloaders' identities, and the bucket the downloaders and the audit are
+    told to write to and read. (With `images` left anywhere, a downloader's key would be
+    refused in the bucket it is told to put into, or told a bucket that is never made.)"""
+    from downloader.config import load_settings as downloader_settings
+    from harvester.config import load_settings as audit_settings
+
+    _, highstates = photos_site
+    text = render(highstates["st-1"]["storage-weed-s3-config-file-managed"], "s3.json")
+    identities = {i["name"]: i["actions"] for i in json.loads(text)["identities"]}
+    assert identities["audit"] == ["Read:photos", "List:photos", "Write:photos"]
+    for downloader in ("dl-1", "dl-2"):
+        assert identities[downloader] == ["Write:photos"]
+    assert ":" not in " ".join(identities["admin"])  # the admin's: every bucket
+    made = args(highstates["st-1"]["storage-weed-bucket-cmd-run"])["name"]
+    script, url, bucket, *_ = made.split()
+    assert (script, url, bucket) == (
+        "/usr/local/sbin/ccmirror-storage-bucket",
+        f"http://{SITE['storage_host']}:8333",
+        "photos",
+    )
+    downloader = tmp_path / "downloader.yaml"
+    downloader.write_text(args(highstates["dl-1"]["downloader-config-file-managed"])["contents"])
+    assert downloader_settings(downloader, environ={}).storage.bucket == "photos"
+    audit = tmp_path / "audit.yaml"
+    audit.write_text(args(highstates["db-1"]["db-audit-config-file-managed"])["contents"])
+    assert audit_settings(audit, environ={}).storage.bucket == "photos"
+
+
+def test_a_bucket_name_that_is_not_one_is_one_clear_error(salt_call_bin, tmp_path_factory):
+    """A site's bucket that S3 (and Terraform) would refuse is refused where it is read,
+    before any state names it."""
+    root = tmp_path_factory.mktemp("bad-bucket-site") / "private"
+    site = {**SITE, "storage_backend": "seaweedfs", "storage_nodes": S3_NODES}
+    write_lab_secrets(root, MINIONS, {**site, "storage_bucket": "My Photos"})
+    salt_call = make_salt_call(
+        salt_call_bin, tmp_path_factory.mktemp("salt-bad-bucket"), [ROOT / "pillar", root]
+    )
+    rendered = json.dumps(salt_call("dl-1", "state.show_highstate", check=False))
+    assert "pillar site:storage_bucket My Photos: not a bucket name" in rendered
 
 
 def test_the_filer_logs_in_to_its_own_database_on_db_1(s3_highstates, s3_site):

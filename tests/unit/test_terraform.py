@@ -24,6 +24,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import ROOT
 from tests.unit.terraform_config import (
@@ -429,6 +430,15 @@ def test_site_pillar_names_the_store_for_each_backend() -> None:
     for key, variable in (("bucket", "storage_bucket"), ("region", "region")):
         assert site_fact(config, f"storage_{key}") == f"${{var.{variable}}}"
     assert site_fact(config, "storage_backend") == "${var.storage_backend}"
+
+
+def test_the_default_bucket_is_the_storage_formulas() -> None:
+    """One default name, the storage formula's (salt/storage/defaults.yaml): a site Terraform
+    makes with the defaults names the same bucket as one whose pillar names none, and as the
+    lab."""
+    formula = yaml.safe_load((ROOT / "salt" / "storage" / "defaults.yaml").read_text())
+    bucket = named(core(), "variable")["storage_bucket"]
+    assert unquote(bucket["default"]) == formula["storage"]["seaweedfs"]["bucket"]
 
 
 def test_no_secret_in_any_file() -> None:
