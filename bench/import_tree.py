@@ -27,6 +27,7 @@ import json
 import os
 import resource
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -43,7 +44,7 @@ from lab.mission.catalog_images import fill_images  # noqa: E402
 from lab.processes import seaweedfs_s3 as s3  # noqa: E402
 from lab.processes.child import free_port  # noqa: E402
 from lab.processes.mariadb import LocalMariaDB  # noqa: E402
-from lab.processes.seaweedfs import start_cluster  # noqa: E402
+from lab.processes.seaweedfs import ClusterSettings, start_cluster  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
 KINDS = ("import", "again", "push")
@@ -61,12 +62,14 @@ def main() -> None:
     if args.child:
         print(json.dumps(push_child(json.loads(Path(args.child).read_text()))))
         return
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped"))  # the servers stopped too
     scratch = Path(tempfile.mkdtemp(prefix="import-tree-"))
     db = LocalMariaDB(scratch / "mariadb", port=args.db_port or free_port())
     cluster = None
     try:
         db.ensure_running()
-        cluster = start_cluster(scratch / "seaweedfs")
+        # Each bucket takes six volumes on each server at its first PUT: two buckets a run.
+        cluster = start_cluster(scratch / "seaweedfs", ClusterSettings(volume_max=12 * args.repeat))
         results: dict[str, list[dict]] = {kind: [] for kind in KINDS}
         for run in range(args.repeat):
             for kind, figures in one_run(db, cluster, scratch / f"run-{run}", run, args).items():

@@ -158,7 +158,9 @@ def build_parser() -> cli.Parser:
     imports = commands.add_parser(
         "import-tree", help="put the photos of an old layout's directory in the bucket, stored"
     )
-    imports.add_argument("directory", type=Path, help="the old system's or the rsync layout's")
+    imports.add_argument(
+        "directory", type=Path, help="the old system's rsync target, or this project's rsync root"
+    )
     imports.add_argument("--report", type=Path, help="a JSON line per file not uploaded")
     imports.add_argument("--dry-run", action="store_true", help="judge every file, change nothing")
     imports.add_argument("--concurrency", type=positive_int, default=16, help="PUTs at once (16)")
