@@ -56,7 +56,6 @@ BATCH = 1000  # files per catalog lookup, push and catalog transaction
 WORKER = "import"  # stored_images.worker of an imported photo (its lease_id is 0)
 FREE_STATES = ("pending", "failed", "gone")  # a gone photo's old copy is worth keeping
 HEAD_THREADS = 16
-OUTCOMES = ("uploaded", "skipped", "unknown", "bad")
 
 LOOKUP_SQL = """
 SELECT i.id, i.photo_id, i.state, i.lease_id, i.image_url, i.fallback_url,
@@ -158,7 +157,7 @@ class Importer:
     def run(self) -> ImportResult:
         started = time.monotonic()
         batch: list[Claim] = []
-        for relative in walk(self.root, lambda path, why: self._not_taken(path, "unknown", why)):
+        for relative in walk(self.root, self._unwalkable):
             self.result.seen += 1
             found = claim(relative)
             if found is None:
@@ -336,6 +335,11 @@ class Importer:
             return set(taken)
 
         return with_retry(self.conn, work)
+
+    def _unwalkable(self, relative: str, why: str) -> None:
+        """A symlink, a special file or a directory that cannot be read: seen, unknown."""
+        self.result.seen += 1
+        self._not_taken(relative, "unknown", why)
 
     def _skip(self, relative: str, reason: str) -> None:
         self.result.reasons[reason] = self.result.reasons.get(reason, 0) + 1

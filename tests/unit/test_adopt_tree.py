@@ -5,13 +5,22 @@ bytes are a whole image of its format."""
 from __future__ import annotations
 
 import hashlib
+import os
 import struct
 import zlib
 
 import pytest
 
 from harvester.adopt.job import fits
-from harvester.adopt.tree import Claim, TreeError, checked_root, claim, examine, image_problem
+from harvester.adopt.tree import (
+    Claim,
+    TreeError,
+    checked_root,
+    claim,
+    examine,
+    image_problem,
+    walk,
+)
 from lab.sims.image_host.server import jpeg_bytes, placeholder_png
 
 PHOTO = 5_000_000_001
@@ -113,3 +122,20 @@ def test_a_root_that_cannot_be_walked_is_one_tree_error(tmp_path):
         with pytest.raises(TreeError, match=said):
             checked_root(given)
     assert checked_root(tmp_path) == tmp_path.resolve()
+
+
+def test_the_walk_is_sorted_and_names_what_it_cannot_take(tmp_path):
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "2.jpg").write_bytes(b"x")
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    (tmp_path / "b" / "1.jpg").symlink_to(tmp_path / "a.jpg")
+    os.mkfifo(tmp_path / "b" / "pipe")
+    refused: list[tuple[str, str]] = []
+    assert list(walk(tmp_path, lambda path, why: refused.append((path, why)))) == [
+        "a.jpg",
+        "b/2.jpg",
+    ]
+    assert refused == [
+        ("b/1.jpg", "a symlink (only regular files are imported)"),
+        ("b/pipe", "not a regular file"),
+    ]
