@@ -69,7 +69,8 @@ def main() -> None:
     try:
         db.ensure_running()
         # Each bucket takes six volumes on each server at its first PUT: two buckets a run.
-        cluster = start_cluster(scratch / "seaweedfs", ClusterSettings(volume_max=12 * args.repeat))
+        settings = ClusterSettings(volume_max=20 * args.repeat)  # room to spare, as weed grows
+        cluster = start_cluster(scratch / "seaweedfs", settings)
         results: dict[str, list[dict]] = {kind: [] for kind in KINDS}
         for run in range(args.repeat):
             for kind, figures in one_run(db, cluster, scratch / f"run-{run}", run, args).items():
@@ -148,7 +149,7 @@ def push_child(spec: dict) -> dict:
     # The journal knows each photo's digest from the fetch: as in the daemon.
     digests = {key: hashlib.sha256((root / p).read_bytes()).hexdigest() for key, p in keys.items()}
     result = push_objects(root, keys, S3Target.from_mapping(spec["target"]), digests=digests,
-                          concurrency=spec["concurrency"])  # fmt: skip
+                          concurrency=spec["concurrency"], retry_seconds=60)  # fmt: skip
     return {"files": result.files_transferred}
 
 

@@ -55,7 +55,7 @@ from harvester.queue.leases import with_retry
 BATCH = 1000  # files per catalog lookup, push and catalog transaction
 WORKER = "import"  # stored_images.worker of an imported photo (its lease_id is 0)
 FREE_STATES = ("pending", "failed", "gone")  # a gone photo's old copy is worth keeping
-HEAD_THREADS = 16
+HEAD_THREADS = 10  # botocore keeps 10 connections per client (max_pool_connections)
 
 LOOKUP_SQL = """
 SELECT i.id, i.photo_id, i.state, i.lease_id, i.image_url, i.fallback_url,
