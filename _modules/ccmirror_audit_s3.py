@@ -8,6 +8,10 @@ environment, log line or return. The harvester's progress lines (its stderr, one
 ``progress_seconds``) go to the master as the event ``ccmirror/audit/progress`` as they
 come, which the runner shows as its own; the rsync audit's walk sends the same tag
 (``_modules/ccmirror_audit.py``).
+
+``import_tree`` (``salt-run storage.import``) runs ``harvester import-tree`` with the same
+settings and the same relay (its events say ``{"audit": "import"}``): it needs what the audit
+has, the catalog's migrate login and an S3 key that reads and writes the bucket.
 """
 
 from __future__ import annotations
@@ -19,11 +23,12 @@ import os
 import subprocess
 import threading
 from collections import deque
+from datetime import UTC, datetime
 
 log = logging.getLogger(__name__)
 
 __virtualname__ = "ccmirror_audit_s3"
-__load__ = ["audit"]
+__load__ = ["audit", "import_tree"]
 # Replaced by Salt's loader when it loads the module; named here for readers and linters.
 __salt__: dict = {}
 __opts__: dict = {}
@@ -35,6 +40,8 @@ DEFAULTS = {
 }
 PROGRESS_TAG = "ccmirror/audit/progress"
 EVENT_KIND = "s3"  # the runner tells this audit's events from a walk's by it
+IMPORT_KIND = "import"  # storage.import's events
+IMPORT_REPORTS = "/var/lib/ccmirror/imports"  # import-<utc>.jsonl: the files not uploaded
 SAMPLE = 20
 AUDIT_TIMEOUT = 24 * 3600
 STDERR_LINES = 20  # kept for the error message of a failed run
@@ -60,15 +67,17 @@ def _bool(value) -> bool:
     return bool(value)
 
 
-def _relay(line: str) -> None:
+def _relay(line: str, kind: str = EVENT_KIND) -> None:
     """A progress line to the minion's log and, as an event, to the master."""
-    log.info("storage audit: %s", line)
+    log.info("storage %s: %s", "import" if kind == IMPORT_KIND else "audit", line)
     if __opts__.get("file_client") != "local":  # a minion of a master: tell it too
         with contextlib.suppress(Exception):
-            __salt__["event.fire_master"]({"audit": EVENT_KIND, "message": line}, PROGRESS_TAG)
+            __salt__["event.fire_master"]({"audit": kind, "message": line}, PROGRESS_TAG)
 
 
-def run_relayed(argv: list[str], timeout: float) -> tuple[int | None, str, list[str]]:
+def run_relayed(
+    argv: list[str], timeout: float, kind: str = EVENT_KIND
+) -> tuple[int | None, str, list[str]]:
     """Run `argv`; each line it writes to stderr relayed as it comes. Returns its exit code
     (None when it was killed after `timeout` seconds), its stdout, its last stderr lines."""
     process = subprocess.Popen(  # noqa: S603 (a fixed argv, no shell)
@@ -90,7 +99,7 @@ def run_relayed(argv: list[str], timeout: float) -> tuple[int | None, str, list[
             line = raw.strip()
             if line:
                 tail.append(line)
-                _relay(line)
+                _relay(line, kind)
         code = process.wait()
         reader.join()
     finally:
@@ -146,16 +155,88 @@ def audit(
     ]
     if _bool(dry_run):
         argv.append("--dry-run")
+    return _harvester_json(argv, numbers[3], EVENT_KIND, "audit")
+
+
+def import_tree(
+    path=None,
+    dry_run=False,
+    report=None,
+    concurrency=16,
+    samples=SAMPLE,
+    timeout=AUDIT_TIMEOUT,
+    progress_seconds=30,
+):
+    """
+    On the database minion of a site whose storage is an S3 bucket: adopt the directory
+    ``path`` on this minion (the old system's rsync target, Flickr's file names, or this
+    project's rsync layout, ``images/<aa>/<bb>/<photo_id>.<ext>``): every file that is a
+    whole image of a catalog photo, of the format the catalog names, is put into the bucket
+    with its SHA-256 (the downloader's own push) and its photo marked stored, so it is never
+    fetched again: ``harvester import-tree`` with the audit settings (pillar
+    ``ccmirror:audit_config``, default /etc/ccmirror/audit.yaml). Files it cannot match or
+    that are not whole images are never uploaded: each is a JSON line in ``report`` (default
+    /var/lib/ccmirror/imports/import-<UTC time>.jsonl), the first ``samples`` of each kind in
+    the return. Running it again changes nothing. ``dry_run=True`` judges every file and
+    changes nothing; ``concurrency`` PUTs at once. Progress every ``progress_seconds`` goes to
+    the master as ``ccmirror/audit/progress`` events (``{"audit": "import"}``).
+
+    CLI Example::
+
+        salt db-1 ccmirror_audit_s3.import_tree path=/srv/old-mirror
+        salt db-1 ccmirror_audit_s3.import_tree path=/srv/old-mirror dry_run=True
+    """
+    config = _setting("audit_config")
+    if not isinstance(path, str) or not os.path.isabs(path):
+        return _failed(f"path must be an absolute directory on this minion, not {path!r}")
+    if not os.path.isfile(config):
+        return _failed(
+            f"no S3 settings at {config}: apply the db states (state.apply db) on a site"
+            " whose pillar site:storage_backend is not rsync"
+        )
     try:
-        code, stdout, tail = run_relayed(argv, numbers[3])
+        numbers = [int(samples), int(progress_seconds), int(concurrency), int(timeout)]
+    except (TypeError, ValueError):
+        return _failed("samples, progress_seconds, concurrency and timeout are whole numbers")
+    if min(numbers[:2]) < 0 or min(numbers[2:]) < 1:
+        return _failed("samples and progress_seconds >= 0, concurrency and timeout > 0, please")
+    if report is None:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        report = os.path.join(IMPORT_REPORTS, f"import-{stamp}.jsonl")
+    argv = [
+        os.path.join(_setting("venv"), "bin", "harvester"),
+        "--config",
+        config,
+        "import-tree",
+        path,
+        "--json",
+        "--report",
+        str(report),
+        "--samples",
+        str(numbers[0]),
+        "--progress-seconds",
+        str(numbers[1]),
+        "--concurrency",
+        str(numbers[2]),
+    ]
+    if _bool(dry_run):
+        argv.append("--dry-run")
+    return _harvester_json(argv, numbers[3], IMPORT_KIND, "import")
+
+
+def _harvester_json(argv: list[str], timeout: int, kind: str, key: str) -> dict:
+    """Run a `harvester ... --json` command, relayed; its result under `key`."""
+    name = "harvester import-tree" if kind == IMPORT_KIND else "harvester audit-storage --s3"
+    try:
+        code, stdout, tail = run_relayed(argv, timeout, kind)
     except OSError as exc:
         return _failed(f"cannot run {argv[0]}: {exc}")
     if code is None:
-        return _failed(f"harvester audit-storage --s3: not done after {numbers[3]}s (stopped)")
+        return _failed(f"{name}: not done after {timeout}s (stopped)")
     if code != 0:
-        return _failed(tail[-1] if tail else f"harvester audit-storage --s3: exit code {code}")
+        return _failed(tail[-1] if tail else f"{name}: exit code {code}")
     try:
         result = json.loads(stdout)
     except ValueError:
-        return _failed(f"harvester audit-storage --s3 said: {stdout.strip()[:300]}")
-    return {"result": True, "comment": result.get("summary", ""), "audit": result}
+        return _failed(f"{name} said: {stdout.strip()[:300]}")
+    return {"result": True, "comment": result.get("summary", ""), key: result}

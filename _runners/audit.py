@@ -31,8 +31,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import salt.utils.event
-
 log = logging.getLogger(__name__)
 
 __load__ = ["storage"]
@@ -43,7 +41,6 @@ DAY = 24 * 3600
 PROGRESS_BYTES = 1 << 20  # a relay progress line every MiB (~10 s)
 TRANSFERS = ("auto", "push", "relay")
 PROGRESS_TAG = "ccmirror/audit/progress"  # fired by ccmirror_audit.inventory
-JOB_CHECK_SECONDS = 60  # how often a long walk is checked to be still running
 PUSHED_AS = "ccmirror_audit/{storage}.tsv.gz"  # below the master's minions/<id>/files/
 
 __opts__: dict = {}  # replaced by Salt's loader
@@ -275,30 +272,16 @@ def _watched(
 ) -> dict:
     """`function` on `minion`, each of its progress events that `line_of` makes a line of
     shown as this runner's, until it returns, its job is gone, or `timeout`."""
-    with salt.utils.event.get_master_event(__opts__, __opts__["sock_dir"], listen=True) as bus:
-        jid = client.cmd_async(minion, function, tgt_type="list", kwarg=kwarg)
-        if not jid:
-            raise AuditError(f"{function} could not be sent to {minion}")
-        returned = f"salt/job/{jid}/ret/{minion}"
-        deadline = time.monotonic() + timeout
-        check_at = time.monotonic() + JOB_CHECK_SECONDS
-        while time.monotonic() < deadline:
-            event = bus.get_event(wait=1, full=True, auto_reconnect=True)
-            if event and event["tag"] == returned:
-                return _checked(minion, function, event["data"].get("return"), timeout)
-            if event and event["tag"] == PROGRESS_TAG and event["data"].get("id") in (None, minion):
-                # The master passes a minion's event on as {"id", "tag", "data", ...}.
-                data = event["data"].get("data", event["data"])
-                line = line_of(data) if isinstance(data, dict) else None
-                if line:
-                    _progress(line)
-            if time.monotonic() >= check_at:
-                check_at = time.monotonic() + JOB_CHECK_SECONDS
-                if not _answer(client, minion, "saltutil.find_job", [jid]):
-                    # Not running: it returned while we looked away, or it died.
-                    cached = client.get_cache_returns(jid).get(minion, {}).get("ret")
-                    return _checked(minion, function, cached, timeout)
-    raise AuditError(f"{function} on {minion}: not done after {timeout}s")
+    utils = __utils__  # noqa: F821 (Salt injects it)
+    # Called back from _utils/: the runner's own _progress has no dunders there.
+    show = utils["runner_tools.reporter"](globals().get("__jid_event__"), log, "audit")
+    try:
+        answer = utils["runner_tools.watched_call"](
+            __opts__, client, minion, function, kwarg, timeout, PROGRESS_TAG, line_of, show
+        )
+    except RuntimeError as error:
+        raise AuditError(str(error)) from None
+    return _checked(minion, function, answer, timeout)
 
 
 def _walk_line(data: dict) -> str:

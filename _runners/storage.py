@@ -6,6 +6,14 @@ cluster's masters (HTTP) or runs ``weed shell`` there, and relay its answer. ``r
 shows a progress line per step (the status before, ``volume.fix.replication``,
 ``volume.balance``) and ends with the status after. A failure is one clear error and a
 non-zero exit.
+
+``storage.import`` adopts a directory of an old layout (the old system's rsync target, or
+this project's rsync storage) into the bucket: ``_modules/ccmirror_audit_s3.py``'s
+``import_tree`` on the database minion runs ``harvester import-tree`` there (harvester/adopt/),
+with the settings the storage audit uses (the catalog's login, the bucket and the audit's S3
+key), and the runner shows its progress lines as they come. It runs on the database minion
+because the catalog is there and the files are where an operator copied them; the minion
+needs the directory, the database and the bucket's gateway, nothing more.
 """
 
 from __future__ import annotations
@@ -17,13 +25,16 @@ import salt.utils.minions
 
 log = logging.getLogger(__name__)
 
-__load__ = ["status", "repair"]
+__load__ = ["status", "repair", "import_tree"]
+__func_alias__ = {"import_tree": "import"}  # `import` is Python's: salt-run storage.import
 
 STORAGE_MINIONS = "st-*"
 PING_TIMEOUT = 30
 STATUS_TIMEOUT = 120
 STEPS = ("fix_replication", "balance")  # in this order: copies first, then moves
 STEP_COMMANDS = {"fix_replication": "volume.fix.replication", "balance": "volume.balance"}
+PROGRESS_TAG = "ccmirror/audit/progress"  # what ccmirror_audit_s3 fires, {"audit": "import"}
+WEEK = 7 * 86400
 
 __opts__: dict = {}  # replaced by Salt's loader
 
@@ -123,6 +134,112 @@ def repair(apply=True, minion=None, timeout=6 * 3600):
     answer["result"] = True
     answer["comment"] = "; ".join(step["comment"] for step in steps)
     return answer
+
+
+def import_tree(
+    path=None,
+    dry_run=False,
+    report=None,
+    concurrency=16,
+    samples=20,
+    timeout=WEEK,
+    progress_seconds=30,
+):
+    """
+    Adopt the directory ``path`` on the database minion into the images bucket, so that no
+    photo in it is fetched from Flickr again. It may hold the old system's rsync target
+    (Flickr's file names, ``<photo_id>_<secret>_<size>.<ext>``, at any depth) and this
+    project's rsync layout (``images/<aa>/<bb>/<photo_id>.<ext>``). A file is taken when its
+    photo id is in the catalog, its secret, size and format are those of the catalog's URL
+    for the photo, and it is a whole image of that format (magic bytes and its ending); it
+    is put with its SHA-256 (the downloader's own push) and its photo marked stored, as a
+    downloader's report does. Files it cannot match, that are not whole images, and photos
+    withdrawn, leased or stored with other bytes are never uploaded: each is a JSON line in
+    ``report`` on the minion (default /var/lib/ccmirror/imports/import-<UTC time>.jsonl),
+    the first ``samples`` of each kind in the return. Running it again changes nothing.
+    ``dry_run=True`` judges every file, changes nothing. ``concurrency``: PUTs at once;
+    ``timeout`` (seconds) bounds the whole import; a progress line every
+    ``progress_seconds``.
+
+    CLI Example::
+
+        salt-run storage.import path=/srv/old-mirror
+        salt-run storage.import path=/srv/old-mirror dry_run=True
+        salt-run storage.import path=/srv/old-mirror report=/root/import.jsonl concurrency=32
+    """
+    try:
+        if not isinstance(path, str) or not path.startswith("/"):
+            raise StorageError(
+                "path must be an absolute directory on the database minion"
+                f" (path=/srv/old-mirror), not {path!r}"
+            )
+        kwarg = {
+            "path": path,
+            "dry_run": _flag(dry_run, "dry_run"),
+            "report": report,
+            "concurrency": _whole(concurrency, "concurrency", 1),
+            "samples": _whole(samples, "samples", 0),
+            "timeout": int(_seconds(timeout, "timeout")),
+            "progress_seconds": _whole(progress_seconds, "progress_seconds", 0),
+        }
+        db = _db_minion()
+        with _client() as client:
+            client.cmd([db], "saltutil.sync_all", tgt_type="list", timeout=STATUS_TIMEOUT)
+            dry = " (dry run)" if kwarg["dry_run"] else ""
+            _progress(f"importing {path} on {db} into the bucket{dry}")
+            answer = _watched_import(client, db, kwarg)
+    except StorageError as error:
+        return _failed(str(error))
+    result = answer["import"]
+    counts = ("seen", "matched", "uploaded", "skipped", "unknown", "bad", "restored")
+    return {
+        "result": True,
+        "db_minion": db,
+        "comment": result["summary"],
+        **{name: result[name] for name in counts},
+        "report": result.get("report"),
+        "import": result,
+    }
+
+
+def _watched_import(client, db: str, kwarg: dict) -> dict:
+    """ccmirror_audit_s3.import_tree on `db`, its progress lines shown as they come."""
+    utils = __utils__  # noqa: F821 (Salt injects it)
+    # Called back from _utils/: the runner's own _progress has no dunders there.
+    show = utils["runner_tools.reporter"](globals().get("__jid_event__"), log, "storage")
+
+    def line_of(data: dict) -> str | None:
+        return data.get("message") if data.get("audit") == "import" else None
+
+    function = "ccmirror_audit_s3.import_tree"
+    try:
+        answer = utils["runner_tools.watched_call"](
+            __opts__, client, db, function, kwarg, kwarg["timeout"] + 60, PROGRESS_TAG,
+            line_of, show,
+        )  # fmt: skip
+    except RuntimeError as error:
+        raise StorageError(str(error)) from None
+    if not isinstance(answer, dict) or not answer.get("result") or "import" not in answer:
+        raise StorageError(f"{function} on {db}: {_reason(answer, kwarg['timeout'])}")
+    return answer
+
+
+def _db_minion() -> str:
+    """The database minion, as `batch` finds it."""
+    found = __salt__["batch.db_minion"]()  # noqa: F821 (Salt injects the runners)
+    if not found.get("result"):
+        raise StorageError(found.get("error", "no database minion"))
+    return found["minion"]
+
+
+def _whole(value, name: str, least: int) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = least - 1
+    if isinstance(value, bool) or number < least or str(number) != str(value).strip():
+        raise StorageError(f"{name} must be a whole number >= {least}, not {value!r}")
+    return number
 
 
 def _run_steps(client, store: str, apply: bool, timeout: float) -> tuple[list[dict], list[str]]:

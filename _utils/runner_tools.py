@@ -13,15 +13,25 @@ from __future__ import annotations
 import functools
 import importlib.util
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import salt.client
+import salt.utils.event
 
 __virtualname__ = "runner_tools"
-__load__ = ["progress", "reporter", "local_client", "refresh_pillar", "shared_module"]
+__load__ = [
+    "progress",
+    "reporter",
+    "local_client",
+    "refresh_pillar",
+    "shared_module",
+    "watched_call",
+]
+JOB_CHECK_SECONDS = 60  # how often a long call is checked to be still running
 
 
 def __virtual__():
@@ -79,3 +89,44 @@ def shared_module(name: str) -> ModuleType:
         spec.loader.exec_module(module)
         _SHARED[name] = module
     return _SHARED[name]
+
+
+def watched_call(
+    opts: dict,
+    client: Any,
+    minion: str,
+    function: str,
+    kwarg: dict,
+    timeout: float,
+    tag: str,
+    line_of: Callable[[dict], str | None],
+    show: Callable[[str], None],
+) -> Any:
+    """`function` on `minion` (a long job: an audit, an import), each of its events tagged
+    `tag` that `line_of` makes a line of given to `show` as it comes, until it returns (its
+    return, whatever it is) or its job is gone (its cached return, or None). RuntimeError when
+    it cannot be sent or is not done after `timeout` seconds."""
+    with salt.utils.event.get_master_event(opts, opts["sock_dir"], listen=True) as bus:
+        jid = client.cmd_async(minion, function, tgt_type="list", kwarg=kwarg)
+        if not jid:
+            raise RuntimeError(f"{function} could not be sent to {minion}")
+        returned = f"salt/job/{jid}/ret/{minion}"
+        deadline = time.monotonic() + timeout
+        check_at = time.monotonic() + JOB_CHECK_SECONDS
+        while time.monotonic() < deadline:
+            event = bus.get_event(wait=1, full=True, auto_reconnect=True)
+            if event and event["tag"] == returned:
+                return event["data"].get("return")
+            if event and event["tag"] == tag and event["data"].get("id") in (None, minion):
+                # The master passes a minion's event on as {"id", "tag", "data", ...}.
+                data = event["data"].get("data", event["data"])
+                line = line_of(data) if isinstance(data, dict) else None
+                if line:
+                    show(line)
+            if time.monotonic() >= check_at:
+                check_at = time.monotonic() + JOB_CHECK_SECONDS
+                found = client.cmd(minion, "saltutil.find_job", [jid], tgt_type="list", timeout=120)
+                if not found.get(minion):
+                    # Not running: it returned while we looked away, or it died.
+                    return client.get_cache_returns(jid).get(minion, {}).get("ret")
+    raise RuntimeError(f"{function} on {minion}: not done after {timeout:.0f}s")

@@ -10,6 +10,7 @@ bad command line, 130 for Ctrl-C), with nothing written.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import socket
 import sys
@@ -154,6 +155,23 @@ def build_parser() -> cli.Parser:
         default=None,
         help="seconds between progress lines off a terminal (30)",
     )
+    imports = commands.add_parser(
+        "import-tree", help="put the photos of an old layout's directory in the bucket, stored"
+    )
+    imports.add_argument(
+        "directory", type=Path, help="the old system's rsync target, or this project's rsync root"
+    )
+    imports.add_argument("--report", type=Path, help="a JSON line per file not uploaded")
+    imports.add_argument("--dry-run", action="store_true", help="judge every file, change nothing")
+    imports.add_argument("--concurrency", type=positive_int, default=16, help="PUTs at once (16)")
+    imports.add_argument("--samples", type=non_negative_int, default=20, help="files per kind")
+    imports.add_argument(
+        "--progress-seconds",
+        type=non_negative_int,
+        default=None,
+        help="seconds between progress lines off a terminal (30)",
+    )
+    cli.add_json_option(imports, "print the result as JSON")
     return parser
 
 
@@ -419,6 +437,43 @@ def cmd_audit_bucket(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_import_tree(args: argparse.Namespace, settings: Settings) -> int:
+    from downloader.s3.target import S3Target, TargetError
+    from harvester.adopt.job import Importer, ImportTreeError
+    from harvester.adopt.tree import TreeError, checked_root
+    from harvester.audit.s3_listing import client_for
+
+    try:  # the tree, then the bucket's settings, then the database: nothing done before all
+        root = checked_root(args.directory)
+        target = S3Target.from_mapping(asdict(settings.storage))
+        head_client = client_for(settings.storage)
+        conn = open_database(settings)
+        report = _report_file(args.report)
+        with report or contextlib.nullcontext():
+            result = Importer(
+                conn, head_client, target, root, report=report, dry_run=args.dry_run,
+                concurrency=args.concurrency, samples=args.samples,
+                progress_seconds=args.progress_seconds,
+            ).run()  # fmt: skip
+    except TargetError as exc:
+        raise CommandError(f"storage settings (harvester.yaml `storage:`): {exc}") from None
+    except (TreeError, ImportTreeError) as exc:
+        raise CommandError(str(exc)) from None
+    result.report = str(args.report) if args.report else None
+    cli.print_state(args, result.as_dict(), lambda summary: summary["summary"])
+    return 0
+
+
+def _report_file(path: Path | None):
+    if path is None:
+        return None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path.open("w", encoding="utf-8")
+    except OSError as exc:
+        raise CommandError(f"cannot write the report {path}: {exc.strerror or exc}") from None
+
+
 COMMANDS = {
     "migrate": cmd_migrate,
     "serve": cmd_serve,
@@ -432,4 +487,5 @@ COMMANDS = {
     "queue-status": cmd_queue_status,
     "import-yfcc": cmd_import_yfcc,
     "audit-storage": cmd_audit_storage,
+    "import-tree": cmd_import_tree,
 }

@@ -179,6 +179,7 @@ def test_runner_and_module_load_through_salt_with_a_cli_example_each(salt_call_b
         "ccmirror_storage.status",
         "ccmirror_storage_access.apply",
         "ccmirror_storage_access.reload_gateway",
+        "storage.import",  # import_tree, by its alias: Python has `import`
         "storage.repair",
         "storage.status",
     ]
