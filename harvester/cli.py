@@ -23,6 +23,7 @@ import pymysql
 
 from ccmirror_common import cli
 from ccmirror_common.cli import CommandError, non_negative_int, positive_int
+from harvester.backup import cli as backup_cli
 from harvester.catalog.status import format_status, harvest_status
 from harvester.config import ConfigError, Settings, load_settings
 from harvester.db import DatabaseError, connect
@@ -154,6 +155,7 @@ def build_parser() -> cli.Parser:
         default=None,
         help="seconds between progress lines off a terminal (30)",
     )
+    backup_cli.add_parsers(commands)
     return parser
 
 
@@ -432,4 +434,5 @@ COMMANDS = {
     "queue-status": cmd_queue_status,
     "import-yfcc": cmd_import_yfcc,
     "audit-storage": cmd_audit_storage,
+    **backup_cli.COMMANDS,
 }
