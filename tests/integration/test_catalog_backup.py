@@ -271,7 +271,7 @@ def test_the_backup_key_reaches_its_prefix_only_and_a_downloader_cannot_read_bac
 
 
 def test_no_backup_or_no_bucket_or_a_full_catalog_is_one_error_and_changes_nothing(
-    site: Site, catalog: str, fresh_db: str, fresh_mariadb: LocalMariaDB
+    site: Site, catalog: str, fresh_db: str
 ) -> None:
     empty = rows(fresh_db)
     missing = run_harvester("restore-catalog", env=site.env(fresh_db))
@@ -284,7 +284,7 @@ def test_no_backup_or_no_bucket_or_a_full_catalog_is_one_error_and_changes_nothi
     assert site.backups() == [] and rows(fresh_db) == empty
 
     ok_json(run_harvester("backup-catalog", "--json", env=site.env(catalog)))
-    full = root_url(fresh_mariadb, fresh_db.rsplit("/", 1)[1].split("?")[0])
+    full = fresh_db  # a catalog with photos: refused, whatever the backup holds
     conn = connect(full)
     fill_images(conn, 3)
     conn.close()
