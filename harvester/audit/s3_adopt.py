@@ -4,9 +4,12 @@ failed) whose object is in the bucket at its own key is marked stored, not fetch
 That is the catalog restored from a backup (`salt-run storage.restore_catalog`): every photo
 stored after the backup is on storage, but the catalog says pending or leased. It is also a
 push whose report was lost (its lease expired first). An object is adopted only when its key
-is the layout's path for the photo's id (ccmirror_common/layout.py), its latest version is
-bytes (not a delete marker), and those bytes, read back whole, have the size and MD5 the
-listing gave: their SHA-256 is computed then, as `stored_images` records it. The downloader
+is the layout's path for the photo's id (ccmirror_common/layout.py) and the photo has no
+other; every version of the key has the same bytes (never overwritten nor deleted: the
+catalog knows no checksum to tell a stolen key's overwrite from the photo, so such a photo
+is fetched again); the photo was not sent back by an audit for bad bytes at that key; and
+the bytes, read back whole, have the size and MD5 the listing gave: their SHA-256 is
+computed then, as `stored_images` records it. The downloader
 checked the image before its PUT, and the PUT carried its SHA-256, so the store holds only
 whole, checked photos.
 
@@ -18,6 +21,7 @@ re-checks its state under a row lock).
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -40,13 +44,25 @@ OWN_KEY = (
     " LPAD(LOWER(HEX((o.photo_id >> 8) & 255)), 2, '0'), '/', o.photo_id, '.%')"
 )
 _STATES = ", ".join(f"'{state}'" for state in ADOPTABLE_STATES)
+# One row per key at a photo's own path whose every version has the same bytes (never
+# overwritten, never deleted: a push twice is two equal versions). MariaDB opens a temporary
+# table once per statement: the key's versions are judged in one GROUP BY.
 CANDIDATES_SQL = f"""
-SELECT i.id, o.object_key, o.version_id, o.bytes, LOWER(HEX(o.md5))
-FROM audit_objects o
-JOIN images i ON i.photo_id = o.photo_id
+SELECT i.id, k.object_key, k.version_id, k.bytes, k.md5
+FROM (
+    SELECT o.photo_id, o.object_key, MAX(IF(o.is_latest, o.version_id, NULL)) AS version_id,
+           MAX(o.bytes) AS bytes, LOWER(HEX(MAX(o.md5))) AS md5
+    FROM audit_objects o
+    WHERE o.photo_id IS NOT NULL AND {OWN_KEY}
+    GROUP BY o.photo_id, o.object_key
+    HAVING SUM(o.is_marker) = 0 AND MIN(o.bytes) > 0 AND COUNT(DISTINCT o.bytes) = 1
+       AND COUNT(DISTINCT COALESCE(HEX(o.md5), '-')) = 1
+) k
+JOIN images i ON i.photo_id = k.photo_id
 LEFT JOIN stored_images s ON s.image_id = i.id
-WHERE o.is_latest AND NOT o.is_marker AND o.bytes > 0 AND s.image_id IS NULL
-  AND i.state IN ({_STATES}) AND {OWN_KEY}
+WHERE s.image_id IS NULL AND i.state IN ({_STATES})
+  AND NOT (i.last_error <=> 'storage audit: file corrupt')
+  AND NOT (i.last_error <=> 'storage audit: file missing')
 ORDER BY i.id
 """
 
@@ -71,7 +87,9 @@ def candidates(conn) -> list[Candidate]:
     """The photos the listing (the audit's `audit_objects`) would adopt, by catalog id."""
     with conn.cursor() as cur:
         cur.execute(CANDIDATES_SQL)
-        return [Candidate(int(r[0]), r[1], r[2], int(r[3]), r[4]) for r in cur.fetchall()]
+        found = [Candidate(int(r[0]), r[1], r[2], int(r[3]), r[4]) for r in cur.fetchall()]
+    keys_per_photo = Counter(candidate.image_id for candidate in found)
+    return [c for c in found if keys_per_photo[c.image_id] == 1]  # two extensions: ambiguous
 
 
 def adopt(

@@ -200,6 +200,12 @@ def test_a_restore_on_a_fresh_server_is_the_backup_and_the_audit_adopts_what_cam
 
     after = push(catalog, writer, 10)  # stored after the backup: in the bucket only
     sql("UPDATE images SET title = 'changed after the backup' WHERE id = %s", before[0])
+    # A stolen key overwrote one since: the restored catalog has no checksum to tell the
+    # photo's bytes from the others, so that photo is fetched again, never adopted.
+    overwritten = after.pop()
+    photo_of = {row[0]: row[1] for row in rows(catalog)["images"]}
+    key = image_path(photo_of[overwritten], "jpg")
+    writer.put_object(Bucket=BUCKET, Key=key, Body=b"other bytes of the same photo")
 
     restored = ok_json(run_harvester("restore-catalog", "--json", env=site.env(fresh_db)))
     assert restored["key"] == made["key"] and restored["photos"] == PHOTOS
@@ -212,7 +218,7 @@ def test_a_restore_on_a_fresh_server_is_the_backup_and_the_audit_adopts_what_cam
         )
     )  # fmt: skip
     assert audit["adopted"] == len(after) and audit["requeued"] == 0, audit
-    assert audit["ok"] == len(before) and audit["orphans"] == 0, audit
+    assert audit["ok"] == len(before) and audit["orphans"] == 1, audit  # the overwritten
     conn = connect(fresh_db, autocommit=True)
     with conn.cursor() as cur:
         cur.execute("SELECT id FROM images WHERE state = 'stored' ORDER BY id")
@@ -229,8 +235,30 @@ def test_a_restore_on_a_fresh_server_is_the_backup_and_the_audit_adopts_what_cam
     leased = dq.lease(conn, "dl-2", PHOTOS, 600, utc_now())
     leased_ids = sorted(item["id"] for item in json.loads(leased.items_json))
     conn.close()
-    assert leased_ids and not set(leased_ids) & set(before + after)
+    assert overwritten in leased_ids and not set(leased_ids) & set(before + after)
     assert len(leased_ids) == PHOTOS - len(before) - len(after)
+
+
+def test_a_photo_the_audit_sent_back_for_bad_bytes_is_not_adopted_from_them(
+    site: Site, catalog: str, sql
+) -> None:
+    """A stored photo whose only version has other bytes is requeued (corrupt); the next
+    audit finds those bytes at its key again and leaves the photo pending."""
+    (stored,) = push(catalog, site.client("dl-1"), 1)
+    path = sql("SELECT path FROM stored_images WHERE image_id = %s", stored)[0][0]
+    admin = site.client("admin")
+    (version,) = admin.list_object_versions(Bucket=BUCKET, Prefix=path)["Versions"]
+    admin.delete_object(
+        Bucket=BUCKET, Key=path, VersionId=version["VersionId"], BypassGovernanceRetention=True
+    )
+    admin.put_object(Bucket=BUCKET, Key=path, Body=b"not the photo at all")
+    env = site.env(catalog, "audit")
+    args = ("audit-storage", "--s3", "--json", "--clock-margin", "0")
+    first = ok_json(run_harvester(*args, env=env))
+    assert (first["corrupt"], first["requeued"], first["adopted"]) == (1, 1, 0), first
+    second = ok_json(run_harvester(*args, env=env))
+    assert second["adopted"] == 0, second
+    assert sql("SELECT state FROM images WHERE id = %s", stored) == [("pending",)]
 
 
 def test_the_retention_keeps_the_newest_n(site: Site, catalog: str) -> None:
