@@ -1,8 +1,10 @@
 """Catalog backup: `mariadb-dump --single-transaction` (logical) against `mariadb-backup`
 (physical), each piped through zstd as the backup job streams it, on a catalog of N photos
 (half of them stored) in a private MariaDB; then the logical restore into a fresh database.
+With --s3, also the real thing: `backup_catalog` streaming into a local SeaweedFS (one volume
+server, the images bucket with object lock) and `restore_catalog` from it into a fresh catalog.
 
-    .venv/bin/python bench/catalog_backup.py --rows 2000000 --port 13324
+    .venv/bin/python bench/catalog_backup.py --rows 2000000 --port 13324 [--s3]
 
 Prints seconds, compressed bytes and rows/s per step, and the ratio physical/logical.
 """
@@ -55,6 +57,8 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=13324)
     parser.add_argument("--dir", type=Path, default=Path("/tmp/catalog-bench-db"))
     parser.add_argument("--zstd", default="zstd -3 -T0 -q")
+    parser.add_argument("--s3", action="store_true", help="also through SeaweedFS's S3 gateway")
+    parser.add_argument("--skip-local", action="store_true", help="only the --s3 steps")
     args = parser.parse_args()
     server = LocalMariaDB(args.dir, port=args.port)
     started_server = server.ensure_running()
@@ -76,6 +80,51 @@ def run(server: LocalMariaDB, args: argparse.Namespace) -> None:
         cur.execute(FILL_STORED)
     conn.close()
     print(f"filled {args.rows:,} images in {time.monotonic() - started:.1f}s")
+    if args.s3:
+        through_s3(server, url, args)
+    if not args.skip_local:
+        local(server, args)
+    server.drop_database("bench_catalog")
+
+
+def through_s3(server: LocalMariaDB, url: str, args: argparse.Namespace) -> None:
+    """backup_catalog into a local SeaweedFS, restore_catalog from it into a fresh catalog."""
+    from harvester.backup.catalog import backup_catalog, restore_catalog
+    from harvester.config import StorageSettings
+    from lab.processes.seaweedfs import ClusterSettings, start_cluster
+    from lab.processes.seaweedfs_s3 import admin_client, create_images_bucket
+
+    with tempfile.TemporaryDirectory(prefix="catalog-bench-weed-") as base:
+        settings = ClusterSettings(volume_servers=1, replication="000", stop_timeout=5.0)
+        cluster = start_cluster(Path(base), settings)
+        try:
+            create_images_bucket(admin_client(cluster))
+            storage = StorageSettings(
+                endpoint=cluster.s3_url,
+                bucket="images",
+                access_key=cluster.admin_access_key,
+                secret_key=cluster.admin_secret_key,
+            )
+            made = backup_catalog(url, storage, keep=2)
+            print(f"backup_catalog into S3: {made['seconds']:.1f}s, {made['bytes']:,} bytes")
+            server.fresh_database("bench_fresh")
+            root = f"mysql://root@localhost/bench_fresh?unix_socket={server.socket}"
+            migrate_url(root)
+            restored = restore_catalog(root, storage)
+            print(f"restore_catalog from S3: {restored['seconds']:.1f}s, {restored['photos']:,}"
+                  f" photos ({args.rows / restored['seconds']:,.0f} rows/s)")  # fmt: skip
+        finally:
+            cluster.stop()
+            server.drop_database("bench_fresh")
+
+
+def migrate_url(url: str) -> None:
+    conn = connect(url, autocommit=True)
+    migrate(conn)
+    conn.close()
+
+
+def local(server: LocalMariaDB, args: argparse.Namespace) -> None:
     login = f"--socket={server.socket} --user=root"
     dump_file = args.dir / "dump.sql.zst"
     seconds, _ = timed(
@@ -98,7 +147,6 @@ def run(server: LocalMariaDB, args: argparse.Namespace) -> None:
     print(f"logical restore: {restore:.1f}s ({args.rows / restore:,.0f} rows/s)")
     print(f"ratio physical/logical backup seconds: {physical / seconds:.2f}")
     server.drop_database("bench_restored")
-    server.drop_database("bench_catalog")
     dump_file.unlink(missing_ok=True)
 
 
