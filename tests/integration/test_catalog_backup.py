@@ -28,7 +28,7 @@ from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
 from ccmirror_common.layout import image_path
-from harvester.db import connect
+from harvester.db import connect, parse_db_url
 from harvester.migrate import migrate
 from harvester.queue import leases as dq
 from lab.mission.catalog_images import fill_images
@@ -312,6 +312,21 @@ def test_no_backup_or_no_bucket_or_a_full_catalog_is_one_error_and_changes_nothi
     assert site.backups() == [] and rows(fresh_db) == empty
 
     ok_json(run_harvester("backup-catalog", "--json", env=site.env(catalog)))
+    # The newest backup is not zstd (damaged, or not ours): the load fails, the staging
+    # database is dropped, the catalog is as it was.
+    site.client("backup").put_object(
+        Bucket=BUCKET, Key="catalog/ccmirror-29991231T000000000000Z.sql.zst", Body=b"no zstd"
+    )
+    one_error(
+        run_harvester("restore-catalog", env=site.env(fresh_db)), "loading the backup", "zstd"
+    )
+    assert rows(fresh_db) == empty
+    conn = connect(fresh_db)
+    with conn.cursor() as cur:
+        cur.execute("SHOW DATABASES LIKE %s", (parse_db_url(fresh_db).database + "%",))
+        assert len(cur.fetchall()) == 1, "no staging database left behind"
+    conn.close()
+
     full = fresh_db  # a catalog with photos: refused, whatever the backup holds
     conn = connect(full)
     fill_images(conn, 3)
@@ -320,6 +335,7 @@ def test_no_backup_or_no_bucket_or_a_full_catalog_is_one_error_and_changes_nothi
     one_error(run_harvester("restore-catalog", env=site.env(full)), "not empty", "3 photos")
     assert rows(full) == at_refusal
 
+    backups = site.backups()
     broken = run_harvester("backup-catalog", env=site.env(catalog.rsplit("/", 1)[0] + "/nodb"))
     one_error(broken, "mariadb-dump")
-    assert len(site.backups()) == 1, "a failed dump leaves no object"
+    assert site.backups() == backups, "a failed dump leaves no object"
