@@ -30,6 +30,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING
 
+from ccmirror_common.progress import ProgressLine, format_duration
 from harvester.backup import store
 from harvester.backup.store import BackupError
 from harvester.db import DatabaseError, DatabaseURL, connect, parse_db_url
@@ -58,6 +59,7 @@ def backup_catalog(
     prefix: str = store.PREFIX,
     keep: int = 7,
     now: datetime | None = None,
+    progress: ProgressLine | None = None,
 ) -> dict:
     """Dump the catalog into `<prefix><db>-<stamp>.sql.zst`, then keep the `keep` newest.
     The bucket is listed first: an unreachable one fails before the dump starts."""
@@ -72,7 +74,7 @@ def backup_catalog(
     with _login_file(target) as login:
         dump = _spawn(["mariadb-dump", f"--defaults-extra-file={login}", *DUMP_OPTIONS,
                        target.database], stdin=subprocess.DEVNULL)  # fmt: skip
-        stream = _Pipeline(dump, _spawn(list(ZSTD), stdin=dump.stdout))
+        stream = _Pipeline(dump, _spawn(list(ZSTD), stdin=dump.stdout), progress)
         try:
             store.upload(s3, storage, key, stream)
         finally:
@@ -98,6 +100,7 @@ def restore_catalog(
     prefix: str = store.PREFIX,
     key: str | None = None,
     force: bool = False,
+    progress: ProgressLine | None = None,
 ) -> dict:
     """Load the newest backup (or `key`) into the catalog `db_url` names, whose login may
     create databases. See the module docstring for what is refused and undone."""
@@ -115,7 +118,8 @@ def restore_catalog(
     clock = time.monotonic()
     _recreate(target, staging)
     try:
-        _load(target, staging, store.open_backup(s3, storage, chosen.key))
+        body = store.open_backup(s3, storage, chosen.key)
+        _load(target, staging, body, _Meter(progress, "loading", chosen.bytes))
         tables = _swap(target, staging)
     except BaseException:
         with contextlib.suppress(DatabaseError):
@@ -187,14 +191,14 @@ def _drop(target: DatabaseURL, name: str) -> None:
         cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
 
 
-def _load(target: DatabaseURL, staging: str, body) -> None:
+def _load(target: DatabaseURL, staging: str, body, meter: _Meter) -> None:
     """`zstd -d | mariadb staging`, fed from the object's body on a thread."""
     with _login_file(target) as login:
         unzstd = _spawn([ZSTD[0], "-d", "-q", "-c"], stdin=subprocess.PIPE)
         client = _spawn(["mariadb", f"--defaults-extra-file={login}", "--batch", staging],
                         stdin=unzstd.stdout)  # fmt: skip
         unzstd.stdout.close()  # the client holds it now: zstd sees a closed reader
-        feeder = _Feeder(body, unzstd.stdin)
+        feeder = _Feeder(body, unzstd.stdin, meter)
         feeder.start()
         feeder.join()
         finished = [(unzstd, unzstd.wait()), (client, client.wait())]
@@ -291,14 +295,18 @@ class _Pipeline:
     """The compressed dump as a file to read: at its end, both programs must have exited 0,
     else the read raises BackupError (which aborts the multipart upload)."""
 
-    def __init__(self, dump: subprocess.Popen, zstd: subprocess.Popen) -> None:
+    def __init__(self, dump: subprocess.Popen, zstd: subprocess.Popen, progress) -> None:
         self.dump, self.zstd = dump, zstd
         dump.stdout.close()  # zstd holds it now: zstd sees EOF when the dump ends
-        self.bytes = 0
+        self.meter = _Meter(progress, "dumping", None)
+
+    @property
+    def bytes(self) -> int:
+        return self.meter.done
 
     def read(self, size: int = -1) -> bytes:
         chunk = self.zstd.stdout.read(size)
-        self.bytes += len(chunk)
+        self.meter.add(len(chunk))
         if not chunk:  # the upload reads to the end before it completes
             self._finish()
         return chunk
@@ -319,15 +327,16 @@ class _Pipeline:
 class _Feeder(threading.Thread):
     """Copies the object's body into zstd's stdin; the error it met, if any."""
 
-    def __init__(self, body, sink: IO[bytes]) -> None:
+    def __init__(self, body, sink: IO[bytes], meter: _Meter) -> None:
         super().__init__(daemon=True)
-        self.body, self.sink = body, sink
+        self.body, self.sink, self.meter = body, sink, meter
         self.error: Exception | None = None
 
     def run(self) -> None:
         try:
             for chunk in self.body.iter_chunks(1 << 20):
                 self.sink.write(chunk)
+                self.meter.add(len(chunk))
         except BrokenPipeError:
             pass  # zstd or the client stopped: their exit codes say why
         except Exception as error:  # noqa: BLE001 - reported by the caller
@@ -335,3 +344,26 @@ class _Feeder(threading.Thread):
         finally:
             with contextlib.suppress(OSError):
                 self.sink.close()
+
+
+class _Meter:
+    """Compressed bytes through so far, shown every so often (rate, and ETA when the total
+    is known): a 10M-photo catalog takes minutes to dump and longer to load."""
+
+    def __init__(self, progress: ProgressLine | None, what: str, total: int | None) -> None:
+        self.progress, self.what, self.total = progress, what, total
+        self.done = 0
+        self.started = time.monotonic()
+
+    def add(self, count: int) -> None:
+        self.done += count
+        if self.progress is None or not self.progress.due():
+            return
+        seconds = max(time.monotonic() - self.started, 1e-6)
+        rate = self.done / seconds
+        line = f"{self.what}: {self.done:,} compressed bytes ({rate / 1e6:,.1f} MB/s)"
+        if self.total:
+            eta = (self.total - self.done) / rate if rate else None
+            share = 100 * self.done / self.total
+            line += f", {share:.0f}% of {self.total:,}, ETA {format_duration(eta)}"
+        self.progress.show(line)

@@ -5,9 +5,11 @@ parsers and bodies (harvester/cli.py adds them). The bucket and its key are the 
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ccmirror_common import cli
 from ccmirror_common.cli import CommandError, positive_int
+from ccmirror_common.progress import ProgressLine
 from harvester.backup.store import PREFIX, BackupError
 from harvester.config import Settings
 
@@ -37,7 +39,13 @@ def cmd_backup_catalog(args: argparse.Namespace, settings: Settings) -> int:
     from harvester.backup.catalog import backup_catalog
 
     storage, prefix, keep = settings.storage, args.prefix, args.keep
-    result = _guarded(lambda: backup_catalog(settings.db_url, storage, prefix=prefix, keep=keep))
+    progress = ProgressLine(sys.stderr)
+    result = _guarded(
+        lambda: backup_catalog(
+            settings.db_url, storage, prefix=prefix, keep=keep, progress=progress
+        )
+    )
+    progress.clear()
     cli.print_state(args, result, lambda summary: summary["summary"])
     return 0
 
@@ -45,11 +53,18 @@ def cmd_backup_catalog(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_restore_catalog(args: argparse.Namespace, settings: Settings) -> int:
     from harvester.backup.catalog import restore_catalog
 
+    progress = ProgressLine(sys.stderr)
     result = _guarded(
         lambda: restore_catalog(
-            settings.db_url, settings.storage, prefix=args.prefix, key=args.key, force=args.force
+            settings.db_url,
+            settings.storage,
+            prefix=args.prefix,
+            key=args.key,
+            force=args.force,
+            progress=progress,
         )
     )
+    progress.clear()
     cli.print_state(args, result, lambda summary: summary["summary"])
     return 0
 
