@@ -10,7 +10,8 @@ Restore: refused unless the target catalog has no photo (a fresh db-1; `force` o
 The backup is loaded into a staging database `<db>_restore` (`zstd -d | mariadb`: zstd's frame
 checksum refuses a cut stream), then swapped in with one atomic RENAME TABLE; the catalog's
 tables as they were are dropped only after. A failure anywhere before the swap drops the
-staging database: the catalog is as it was.
+staging database: the catalog is as it was. A backup of an older release is migrated to this
+release's schema after the swap.
 
 The database login is a URL (harvester/db.py); the password reaches the clients in a 0600
 defaults file, never on a command line. The restore creates and drops databases: on db-1 it
@@ -34,6 +35,7 @@ from ccmirror_common.progress import ProgressLine, format_duration
 from harvester.backup import store
 from harvester.backup.store import BackupError
 from harvester.db import DatabaseError, DatabaseURL, connect, parse_db_url
+from harvester.migrate import migrate
 
 if TYPE_CHECKING:
     from harvester.config import StorageSettings
@@ -125,6 +127,7 @@ def restore_catalog(
         with contextlib.suppress(DatabaseError):
             _drop(target, staging)
         raise
+    migrated = _migrate(target)
     seconds = time.monotonic() - clock
     restored = _photos(target)
     return {
@@ -132,6 +135,7 @@ def restore_catalog(
         "stamp": chosen.stamp,
         "bytes": chosen.bytes,
         "tables": tables,
+        "migrated": migrated,
         "photos": restored,
         "seconds": round(seconds, 3),
         "summary": f"{target.where} restored from s3://{storage.bucket}/{chosen.key}"
@@ -228,6 +232,13 @@ def _swap(target: DatabaseURL, staging: str) -> list[str]:
         cur.execute(f"DROP DATABASE `{aside}`")
         cur.execute(f"DROP DATABASE `{staging}`")
     return new
+
+
+def _migrate(target: DatabaseURL) -> list[int]:
+    """A backup made by an older release has an older schema: brought up to this release's
+    (the programs refuse an old one, and the audit that follows writes its newest columns)."""
+    with _connection(target) as conn:
+        return [migration.version for migration in migrate(conn)]
 
 
 def _tables(cur, database: str) -> list[str]:

@@ -261,6 +261,22 @@ def test_a_photo_the_audit_sent_back_for_bad_bytes_is_not_adopted_from_them(
     assert sql("SELECT state FROM images WHERE id = %s", stored) == [("pending",)]
 
 
+def test_a_backup_of_an_older_schema_is_migrated_after_the_restore(
+    site: Site, catalog: str, fresh_db: str, sql
+) -> None:
+    """A backup made before migration 0009 (storage_audits.adopted): the restored catalog is
+    brought up to this release, so the programs and the audit after it run."""
+    sql("ALTER TABLE storage_audits DROP COLUMN adopted")
+    sql("DELETE FROM schema_migrations WHERE version = 9")
+    ok_json(run_harvester("backup-catalog", "--json", env=site.env(catalog)))
+    restored = ok_json(run_harvester("restore-catalog", "--json", env=site.env(fresh_db)))
+    assert restored["migrated"] == [9]
+    audit = run_harvester(
+        "audit-storage", "--s3", "--json", "--clock-margin", "0", env=site.env(fresh_db, "audit")
+    )
+    assert ok_json(audit)["stored"] == 0
+
+
 def test_the_retention_keeps_the_newest_n(site: Site, catalog: str) -> None:
     made = [
         ok_json(run_harvester("backup-catalog", "--json", "--keep", "2", env=site.env(catalog)))
