@@ -423,7 +423,8 @@ def _backup_key(record: dict[str, Any], which: Any) -> dict[str, str] | None:
 
 def _s3_identities(record: dict[str, Any], downloaders: list[str]) -> dict[str, dict]:
     """What the S3 gateways accept: each downloader's key (both during a rotation, as sshd's
-    authorized_keys), the admin and the audit. S3 keys are shared secrets: the gateway must
+    authorized_keys), the admin, the audit and db-1's catalog backup (both of its keys during
+    a storage_key rotation). S3 keys are shared secrets: the gateway must
     hold them all, so only storage droplets get this list."""
     identities = {
         "admin": dict(record["keys"][STORAGE_ADMIN]),
