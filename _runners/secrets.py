@@ -139,12 +139,14 @@ def rotate(what: str, step: str = "start") -> dict[str, Any]:
     named between them (orch.rotate does it all). Every step is idempotent: after a failure
     midway, run the same step again, then go on.
 
-    what=storage_key (each downloader's SSH key to storage)
+    what=storage_key (each downloader's SSH and S3 keys to storage, and db-1's catalog
+    backup S3 key)
         step=start   a new key pair per downloader beside the current one; storage's
                      authorized_keys lists both, downloaders still use the current one.
                      Apply st-*'s states.
-        step=switch  downloaders use the new key (storage still accepts both). Apply dl-*'s
-                     states and check each with a real push (ccmirror.check_storage).
+        step=switch  downloaders and the catalog backup use the new key (storage still
+                     accepts both). Apply dl-*'s and db-*'s states and check each
+                     downloader with a real push (ccmirror.check_storage).
         step=retire  the old key is forgotten; storage accepts only the new one. Apply
                      st-*'s states: the old key is refused from then on.
 
@@ -251,6 +253,8 @@ def _apply_after(what: str, step: str) -> list[str]:
     client = {"storage_key": "dl-*", "queue_tokens": "dl-*", "db_passwords": "hv-*"}[what]
     if what == "db_passwords":
         return [verifier, client] if step == "switch" else []
+    if what == "storage_key" and step == "switch":
+        return [client, "db-*"]  # db-1's catalog backup key switches with the downloaders'
     return [client] if step == "switch" else [verifier]
 
 

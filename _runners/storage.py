@@ -14,6 +14,11 @@ with the settings the storage audit uses (the catalog's login, the bucket and th
 key), and the runner shows its progress lines as they come. It runs on the database minion
 because the catalog is there and the files are where an operator copied them; the minion
 needs the directory, the database and the bucket's gateway, nothing more.
+
+``storage.backup_catalog`` and ``storage.restore_catalog`` call ``_modules/ccmirror_backup.py``
+on the database minion (the first ``db-*``, as ``batch`` finds it): a backup now (the minion's
+schedule makes one every day, salt/db/backup.sls), and the rebuild of a fresh db-1 from the
+newest backup followed by ``audit.storage``, which marks stored what was pushed after it.
 """
 
 from __future__ import annotations
@@ -25,13 +30,14 @@ import salt.utils.minions
 
 log = logging.getLogger(__name__)
 
-__load__ = ["status", "repair", "import_tree"]
+__load__ = ["status", "repair", "import_tree", "backup_catalog", "restore_catalog"]
 __func_alias__ = {"import_tree": "import"}  # `import` is Python's: salt-run storage.import
 
 STORAGE_MINIONS = "st-*"
 PING_TIMEOUT = 30
 STATUS_TIMEOUT = 120
 STEPS = ("fix_replication", "balance")  # in this order: copies first, then moves
+CATALOG_TIMEOUT = 24 * 3600
 STEP_COMMANDS = {"fix_replication": "volume.fix.replication", "balance": "volume.balance"}
 PROGRESS_TAG = "ccmirror/audit/progress"  # what ccmirror_audit_s3 fires, {"audit": "import"}
 WEEK = 7 * 86400
@@ -221,6 +227,73 @@ def _watched_import(client, db: str, kwarg: dict) -> dict:
         raise StorageError(str(error)) from None
     if not isinstance(answer, dict) or not answer.get("result") or "import" not in answer:
         raise StorageError(f"{function} on {db}: {_reason(answer, kwarg['timeout'])}")
+
+
+def backup_catalog(keep=7, timeout=CATALOG_TIMEOUT):
+    """
+    Back the catalog up now on the database minion (``ccmirror_backup.backup``): one
+    consistent ``mariadb-dump --single-transaction`` through zstd into the bucket's
+    ``catalog/`` prefix with db-1's own key, then all but the ``keep`` newest are deleted (a
+    delete marker: under the bucket's object lock only the admin key removes their bytes).
+
+    CLI Example::
+
+        salt-run storage.backup_catalog
+        salt-run storage.backup_catalog keep=14
+    """
+    try:
+        keep = int(_seconds(keep, "keep"))
+        timeout = _seconds(timeout, "timeout")
+        db = _db_minion()
+        with _client() as client:
+            _synced(client, db)
+            _progress(f"backing the catalog up on {db}")
+            kwarg = {"keep": keep, "timeout": timeout}
+            made = _call(client, db, "ccmirror_backup.backup", kwarg, timeout + 60)
+    except StorageError as error:
+        return _failed(str(error))
+    backup = made["backup-catalog"]
+    return {"result": True, "db_minion": db, "backup": backup, "comment": backup["summary"]}
+
+
+def restore_catalog(key=None, force=False, audit=True, timeout=CATALOG_TIMEOUT):
+    """
+    Rebuild a fresh db-1's catalog from the newest backup in the bucket (or ``key``), then
+    run ``audit.storage``: photos pushed after the backup are found in the bucket and marked
+    stored (not fetched again), and the queue goes on from where the backup stood. Apply
+    db-1's states first (a new db-1: MariaDB, the users, the empty schema, the backup
+    settings). Refused when the catalog has photos, unless ``force=True``; the backup is
+    loaded beside the catalog and swapped in at once, so a failure leaves it as it was.
+    ``audit=False`` skips the audit (run ``salt-run audit.storage`` later).
+
+    CLI Example::
+
+        salt-run storage.restore_catalog
+        salt-run storage.restore_catalog key=catalog/ccmirror-20261205T031500000000Z.sql.zst
+    """
+    try:
+        force = _flag(force, "force")
+        audit = _flag(audit, "audit")
+        timeout = _seconds(timeout, "timeout")
+        db = _db_minion()
+        with _client() as client:
+            _synced(client, db)
+            _progress(f"restoring the catalog on {db} from {key or 'the newest backup'}")
+            kwarg = {"force": force, "timeout": timeout, **({"key": key} if key else {})}
+            restored = _call(client, db, "ccmirror_backup.restore", kwarg, timeout + 60)
+    except StorageError as error:
+        return _failed(str(error))
+    restore = restored["restore-catalog"]
+    _progress(restore["summary"])
+    answer = {"result": True, "db_minion": db, "restore": restore, "comment": restore["summary"]}
+    if not audit:
+        return answer
+    _progress("auditing storage against the restored catalog (audit.storage)")
+    audited = __salt__["audit.storage"]()  # noqa: F821 (Salt injects the runners)
+    answer["audit"] = audited
+    if not audited.get("result"):
+        return _failed(f"restored; the storage audit failed: {audited.get('error')}", **answer)
+    answer["comment"] += f"; audit: {audited.get('comment')}"
     return answer
 
 

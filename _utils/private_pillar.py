@@ -46,6 +46,9 @@ STORAGE_HOST_KEY = "storage-host"
 # admin (bucket settings; stays in the record on the master) and the audit (db-1: list, read,
 # and restore a version by copying it, which only adds a version under object lock).
 STORAGE_ADMIN, STORAGE_AUDIT = "storage-admin", "storage-audit"
+# The catalog backup's S3 key (db-1: read, list and write the bucket's catalog/ prefix only),
+# in the record's `db` section: renewed by `rotate what=storage_key` like the downloaders'.
+BACKUP_KEY_FIELDS = ("backup_s3_access_key", "backup_s3_secret_key")
 # The record's list of downloaders whose secrets were forgotten (ids only).
 FORGOTTEN_DOWNLOADERS = "forgotten_downloaders"
 FILER_DB_USER = "seaweedfs"  # the SeaweedFS filers' metadata store on db-1
@@ -56,7 +59,10 @@ HEADER = "# written by the secrets runner (_runners/secrets.py) from secrets.jso
 # What each rotation renews: per minion role prefix, and in the record's `db` section.
 ROTATED_FIELDS: dict[str, dict[str, tuple[str, ...]]] = {
     "queue_tokens": {"dl-": ("queue_token",)},
-    "storage_key": {"dl-": ("ssh_private_key", "ssh_public_key", "s3_access_key", "s3_secret_key")},
+    "storage_key": {
+        "dl-": ("ssh_private_key", "ssh_public_key", "s3_access_key", "s3_secret_key"),
+        "db": BACKUP_KEY_FIELDS,
+    },
     "db_passwords": {"hv-": ("db_password",), "db": ("migrate_password", "queue_password")},
 }
 STEPS = ("start", "switch", "retire")
@@ -265,6 +271,7 @@ def minion_pillar(record: dict[str, Any], minion_id: str) -> dict[str, Any]:
             "db": {"passwords": users},
             "queue": {"tokens": {other: _token_hashes(record, other) for other in downloaders}},
             "storage_audit": dict(record["keys"][STORAGE_AUDIT]),
+            "catalog_backup": _backup_key(record, _in_use),
         }
     if minion_id.startswith("st-"):
         host_key = record["keys"][STORAGE_HOST_KEY]
@@ -331,14 +338,28 @@ def _s3_identity(record: dict[str, Any], minion_id: str, which: Any) -> dict[str
     }
 
 
+def _backup_key(record: dict[str, Any], which: Any) -> dict[str, str] | None:
+    """The catalog backup's S3 key pair as `which` (_in_use, _not_in_use) picks it."""
+    access = which(record, "storage_key", None, BACKUP_KEY_FIELDS[0])
+    if not access:
+        return None
+    secret = which(record, "storage_key", None, BACKUP_KEY_FIELDS[1])
+    return {"access_key": access, "secret_key": secret}
+
+
 def _s3_identities(record: dict[str, Any], downloaders: list[str]) -> dict[str, dict]:
     """What the S3 gateways accept: each downloader's key (both during a rotation, as sshd's
-    authorized_keys), the admin and the audit. S3 keys are shared secrets: the gateway must
+    authorized_keys), the admin, the audit and db-1's catalog backup (both of its keys during
+    a storage_key rotation). S3 keys are shared secrets: the gateway must
     hold them all, so only storage droplets get this list."""
     identities = {
         "admin": dict(record["keys"][STORAGE_ADMIN]),
         "audit": dict(record["keys"][STORAGE_AUDIT]),
     }
+    identities["backup"] = _backup_key(record, _in_use)
+    backup_other = _backup_key(record, _not_in_use)
+    if backup_other:
+        identities[f"backup.{_other_label(record, 'storage_key')}"] = backup_other
     for other in downloaders:
         identities[other] = _s3_identity(record, other, _in_use)
         other_key = _s3_identity(record, other, _not_in_use)
@@ -408,16 +429,16 @@ def _ensure_secrets(record: dict[str, Any], minion_id: str, throwaway_flickr_key
             name,
             {"access_key": _new_value("s3_access_key"), "secret_key": _new_value("s3_secret_key")},
         )
-    for field in ("migrate_password", "queue_password", "filer_password"):
+    for field in ("migrate_password", "queue_password", "filer_password", *BACKUP_KEY_FIELDS):
         record["db"].setdefault(field, _new_value(field))
 
 
 def _new_value(field: str) -> str:
     if field == "queue_token":
         return new_queue_token()
-    if field == "s3_access_key":  # AWS's shape: 20 upper-case letters and digits
+    if field.endswith("s3_access_key"):  # AWS's shape: 20 upper-case letters and digits
         return "CCM" + "".join(secrets.choice(ACCESS_KEY_CHARS) for _ in range(17))
-    if field == "s3_secret_key":
+    if field.endswith("s3_secret_key"):
         return secrets.token_urlsafe(30)  # 40 characters, as AWS's
     return secrets.token_urlsafe(24)  # the database passwords
 

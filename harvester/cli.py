@@ -24,6 +24,7 @@ import pymysql
 
 from ccmirror_common import cli
 from ccmirror_common.cli import CommandError, non_negative_int, positive_int
+from harvester.backup import cli as backup_cli
 from harvester.catalog.status import format_status, harvest_status
 from harvester.config import ConfigError, Settings, load_settings
 from harvester.db import DatabaseError, connect
@@ -172,6 +173,7 @@ def build_parser() -> cli.Parser:
         help="seconds between progress lines off a terminal (30)",
     )
     cli.add_json_option(imports, "print the result as JSON")
+    backup_cli.add_parsers(commands)
     return parser
 
 
@@ -488,4 +490,5 @@ COMMANDS = {
     "import-yfcc": cmd_import_yfcc,
     "audit-storage": cmd_audit_storage,
     "import-tree": cmd_import_tree,
+    **backup_cli.COMMANDS,
 }

@@ -16,7 +16,10 @@ kept MD5s, its size and the ETag of the oldest version of that size (its first p
   storage.py), and are fetched and pushed again;
 - orphans: keys whose latest is an object no stored photo names: counted, the first few
   named, never deleted;
-- unchecked: photos stored after the walk began (less the clock margin): the next audit.
+- unchecked: photos stored after the walk began (less the clock margin): the next audit;
+- adopted: a photo the catalog does not have stored (pending, leased, failed) whose object is
+  at its own key, read back whole: marked stored, not fetched again (harvester/audit/
+  s3_adopt.py; a catalog restored from a backup, a report lost).
 
 A dry run copies and changes nothing. A bucket that cannot be listed (unreachable, a wrong
 key, no such bucket) is one StorageAuditError before the catalog is touched; a copy that fails
@@ -31,6 +34,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TextIO
 
 from ccmirror_common.progress import ProgressLine
+from harvester.audit import s3_adopt
 from harvester.audit.s3_listing import PREFIX, StorageAuditError, restore_version, walk_versions
 from harvester.audit.storage import (
     DEFAULT_CLOCK_MARGIN,
@@ -167,9 +171,17 @@ def audit_bucket(
         try:
             _stage(conn, rows.name)
             restores = _judge(conn, result, cutoff, samples)
+            found = s3_adopt.candidates(conn)
+            result.adopted = len(found)
+            result.orphans -= len(found)  # each was an orphan: a key no stored photo named
+            result.samples["adopted"] = [c.key for c in found[:samples]]
             conn.commit()  # only the temporary tables so far: kept for a retried _apply
             if not dry_run:
                 _restore(client, storage, restores, progress)
+                adopted = s3_adopt.adopt(conn, client, storage, found, walked_at, progress)
+                result.orphans += len(found) - len(adopted)  # bytes not as listed: orphans
+                result.adopted = len(adopted)
+                result.samples["adopted"] = adopted[:samples]
                 progress.show(f"requeueing {result.missing + result.corrupt:,} photos")
                 apply_and_record(conn, result, started)
         finally:

@@ -136,6 +136,7 @@ RESULT_COLUMNS = (
     "unreadable",
     "requeued",
     "restored",
+    "adopted",
     "samples",
     "seconds",
     "finished_at",
@@ -178,6 +179,7 @@ class AuditResult:
     unreadable: int = 0
     requeued: int = 0
     restored: int = 0  # overwritten photos made latest again (S3), or that would be (dry run)
+    adopted: int = 0  # photos found on storage (S3) and marked stored, or that would be
     samples: dict[str, list[str]] = field(default_factory=dict)
     seconds: float = 0.0
     finished_at: datetime | None = None
@@ -453,6 +455,9 @@ def audit_line(audit: dict | None) -> str:
     if audit.get("restored"):
         verb = "would be restored" if audit.get("dry_run") else "restored"
         line += f"; {audit['restored']:,} overwritten {verb}"
+    if audit.get("adopted"):
+        verb = "would be adopted" if audit.get("dry_run") else "adopted"
+        line += f"; {audit['adopted']:,} found on storage {verb} (marked stored)"
     if audit.get("unchecked"):
         line += f"; {audit['unchecked']:,} stored since the walk began, not checked"
     return line + f" ({format_duration(audit.get('seconds'))})"

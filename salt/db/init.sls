@@ -5,3 +5,4 @@ include:
   - .database
   - .migrate
   - .audit
+  - .backup

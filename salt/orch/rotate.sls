@@ -15,7 +15,7 @@
 {%- set plans = {
   "storage_key": {
     "start": [["st-*", ["storage"]]],
-    "switch": [["dl-*", ["downloader"]]],
+    "switch": [["dl-*", ["downloader"]], ["db-*", ["db"]]],
     "retire": [["st-*", ["storage"]]],
   },
   "queue_tokens": {

@@ -184,6 +184,7 @@ def test_rotate_applies_states_between_steps_and_checks_storage(orch):
         ("salt.state", "st-*"),
         ("salt.runner", "switch"),
         ("salt.state", "dl-*"),
+        ("salt.state", "db-*"),  # db-1's catalog backup key switches too
         ("salt.function", "dl-*"),
         ("salt.runner", "retire"),
         ("salt.state", "st-*"),
@@ -191,7 +192,7 @@ def test_rotate_applies_states_between_steps_and_checks_storage(orch):
     ]
     for before, after in zip(seen, seen[1:], strict=False):
         assert after[2]["require"] == [{"salt": before[0]}], after
-    assert seen[4][2]["name"] == "ccmirror.check_storage"
+    assert seen[5][2]["name"] == "ccmirror.check_storage"
     tokens = steps(orch, "rotate-tokens")
     assert [s[2].get("tgt") for s in tokens if s[1] == "salt.state"] == ["db-*", "dl-*", "db-*"]
     db = steps(orch, "rotate-db")

@@ -274,13 +274,21 @@ def test_the_s3_gateway_gives_downloaders_put_only_and_keeps_the_admin_key_off_t
     st = yaml.safe_load((private_root / "minions" / "st-1.sls").read_text())["storage"]
     text = render(highstates["st-1"]["storage-weed-s3-config-file-managed"], "s3.json")
     identities = {i["name"]: i for i in json.loads(text)["identities"]}
-    assert set(identities) == {"admin", "audit", "dl-1", "dl-2"}
+    assert set(identities) == {"admin", "audit", "backup", "dl-1", "dl-2"}
     for name in ("dl-1", "dl-2"):
         assert identities[name]["actions"] == ["Write:images"]
         (credential,) = identities[name]["credentials"]
         assert credential["accessKey"] == st["s3_identities"][name]["access_key"]
     assert "Admin" in identities["admin"]["actions"]
     assert "Admin" not in identities["audit"]["actions"]
+    # db-1's catalog backup key: its own prefix of the bucket, nothing else.
+    assert identities["backup"]["actions"] == [
+        "Read:images/catalog/*",
+        "List:images/catalog/*",
+        "Write:images/catalog/*",
+    ]
+    (credential,) = identities["backup"]["credentials"]
+    assert credential["accessKey"] == st["s3_identities"]["backup"]["access_key"]
     bucket = args(highstates["st-1"]["storage-weed-bucket-cmd-run"])
     admin = st["s3_identities"]["admin"]
     assert admin["secret_key"] not in bucket["name"] + bucket["unless"]
@@ -433,6 +441,45 @@ def test_db_1_gets_the_s3_audits_settings_on_an_s3_site_only_and_nowhere_else(
     assert key["secret_key"] not in json.dumps(others)
     downloader = salt_call("dl-1", "state.show_highstate")
     assert key["secret_key"] not in json.dumps(downloader)
+
+
+def test_db_1_backs_the_catalog_up_on_a_schedule_with_its_own_key_on_an_s3_site_only(
+    highstates, s3_highstates, s3_site, tmp_path
+):
+    """On a site whose photos are in a bucket, db-1 has the catalog backup's settings
+    (root's, 0600, no diff shown: root over the socket, the bucket with db-1's own backup
+    key) and the minion's schedule runs ccmirror_backup.backup with the pillar's retention;
+    zstd is installed. No other state of db-1, and no downloader's, carries that key. An rsync
+    site has neither (left ones are removed)."""
+    from harvester.config import load_settings
+
+    rsync_db = highstates["db-1"]
+    assert args(rsync_db["db-backup-schedule-absent"])["name"] == "ccmirror-catalog-backup"
+    assert "db-backup-schedule-present" not in rsync_db
+    assert "db-backup-config-file-managed" not in rsync_db
+
+    root, _ = s3_site
+    db = s3_highstates["db-1"]
+    state = args(db["db-backup-config-file-managed"])
+    assert state["name"] == "/etc/ccmirror/catalog-backup.yaml"
+    assert (state["user"], state["group"], state["mode"]) == ("root", "root", "0600")
+    assert state["show_changes"] is False
+    (tmp_path / "backup.yaml").write_text(state["contents"])
+    settings = load_settings(tmp_path / "backup.yaml", environ={})
+    assert settings.db_url == "mysql://root@localhost/ccmirror?unix_socket=/run/mysqld/mysqld.sock"
+    key = yaml.safe_load((root / "minions" / "db-1.sls").read_text())["catalog_backup"]
+    assert (settings.storage.access_key, settings.storage.secret_key) == (
+        key["access_key"],
+        key["secret_key"],
+    )
+    assert settings.storage.endpoint.endswith(":8333") and settings.storage.bucket == "images"
+    schedule = args(db["db-backup-schedule-present"])
+    assert schedule["function"] == "ccmirror_backup.backup" and schedule["maxrunning"] == 1
+    assert schedule["hours"] == 24 and schedule["job_kwargs"] == {"prefix": "catalog/", "keep": 7}
+    assert "zstd" in args(db["db-mariadb-pkg-installed"])["pkgs"]
+    others = {name: s for name, s in db.items() if name != "db-backup-config-file-managed"}
+    assert key["secret_key"] not in json.dumps(others)
+    assert key["secret_key"] not in json.dumps(s3_highstates["dl-1"])
 
 
 def test_pinned_masters_stay_the_peers_when_a_master_goes_and_a_node_comes(

@@ -256,7 +256,8 @@ def test_init_writes_each_minion_its_own_file_and_a_second_run_changes_nothing(
     assert sorted(seen["db-1"]["queue"]["tokens"]) == ["dl-1", "dl-2"]
     assert sorted(seen["st-1"]["storage"]["authorized_keys"]) == ["dl-1", "dl-2"]
     # Its S3 identity goes, and is named revoked (no key) so a gateway's reload drops it.
-    assert sorted(seen["st-1"]["storage"]["s3_identities"]) == ["admin", "audit", "dl-1", "dl-2"]
+    identities = sorted(seen["st-1"]["storage"]["s3_identities"])
+    assert identities == ["admin", "audit", "backup", "dl-1", "dl-2"]
     assert seen["st-1"]["storage"]["s3_revoked"] == ["dl-3"]
     assert seen["dl-1"] == dl1
 
@@ -327,7 +328,7 @@ def rotation(master: Master, what: str, ids: list[str], steps: list[str]) -> lis
 
 def test_rotate_storage_key_adds_switches_then_retires(initialised: Master, tmp_path: Path):
     steps = ["start", "start", "switch", "switch", "retire", "retire"]
-    before, *results = rotation(initialised, "storage_key", ["dl-1", "st-1"], steps)
+    before, *results = rotation(initialised, "storage_key", ["dl-1", "st-1", "db-1"], steps)
     returns, pillars = results[0::2], results[1::2]
 
     def authorized(seen: dict) -> dict[str, str]:
@@ -344,6 +345,13 @@ def test_rotate_storage_key_adds_switches_then_retires(initialised: Master, tmp_
     def s3_in_use(seen: dict) -> str:
         return seen["dl-1"]["downloader"]["s3"]["access_key"]
 
+    def backup_accepted(seen: dict) -> dict[str, str]:
+        identities = seen["st-1"]["storage"]["s3_identities"]
+        return {label: k["access_key"] for label, k in identities.items() if "backup" in label}
+
+    def backup_in_use(seen: dict) -> str:  # db-1's catalog backup key
+        return seen["db-1"]["catalog_backup"]["access_key"]
+
     old = in_use(before)
     assert authorized(before) == {"dl-1": old}
     started, restarted, switched, reswitched, retired, reretired = returns
@@ -356,9 +364,16 @@ def test_rotate_storage_key_adds_switches_then_retires(initialised: Master, tmp_
     assert s3_accepted(before) == {"dl-1": old_s3} and s3_in_use(pillars[0]) == old_s3
     new_s3 = s3_accepted(pillars[0])["dl-1.next"]
     assert new_s3 != old_s3 and s3_accepted(pillars[0]) == {"dl-1": old_s3, "dl-1.next": new_s3}
+    old_backup = backup_in_use(before)
+    assert backup_accepted(before) == {"backup": old_backup}
+    assert backup_in_use(pillars[0]) == old_backup
+    new_backup = backup_accepted(pillars[0])["backup.next"]
+    assert new_backup != old_backup
     assert not restarted["changed"] and pillars[1] == pillars[0]
 
-    assert switched["state"] == "switched" and switched["apply"] == ["dl-*"]
+    assert switched["state"] == "switched" and switched["apply"] == ["dl-*", "db-*"]
+    assert backup_in_use(pillars[2]) == new_backup
+    assert backup_accepted(pillars[2]) == {"backup": new_backup, "backup.previous": old_backup}
     assert in_use(pillars[2]) == new
     assert authorized(pillars[2]) == {"dl-1": new, "dl-1.previous": old}
     assert s3_in_use(pillars[2]) == new_s3
@@ -368,6 +383,8 @@ def test_rotate_storage_key_adds_switches_then_retires(initialised: Master, tmp_
     assert retired["state"] == "done" and retired["apply"] == ["st-*"]
     assert authorized(pillars[4]) == {"dl-1": new} and in_use(pillars[4]) == new
     assert s3_accepted(pillars[4]) == {"dl-1": new_s3} and s3_in_use(pillars[4]) == new_s3
+    assert backup_accepted(pillars[4]) == {"backup": new_backup}
+    assert backup_in_use(pillars[4]) == new_backup
     assert not reretired["changed"] and reretired["state"] == "done"
 
 

@@ -161,7 +161,8 @@ minion_opts = salt.config.minion_config(None)
 minion_opts.update(module_dirs=[sys.argv[2]], file_client="local")
 modules = salt.loader.minion_mods(minion_opts)
 names = sorted(n for n in runners if n.startswith("storage.")) + sorted(
-    n for n in modules if n.startswith(("ccmirror_storage.", "ccmirror_storage_access.")))
+    n for n in modules
+    if n.startswith(("ccmirror_storage.", "ccmirror_storage_access.", "ccmirror_backup.")))
 print(json.dumps({n: (runners.get(n) or modules.get(n)).__doc__ for n in names}))
 """
 
@@ -175,12 +176,17 @@ def test_runner_and_module_load_through_salt_with_a_cli_example_each(salt_call_b
     assert result.returncode == 0, result.stderr
     docs = json.loads(result.stdout)
     assert sorted(docs) == [
+        "ccmirror_backup.backup",
+        "ccmirror_backup.backups",
+        "ccmirror_backup.restore",
         "ccmirror_storage.repair",
         "ccmirror_storage.status",
         "ccmirror_storage_access.apply",
         "ccmirror_storage_access.reload_gateway",
+        "storage.backup_catalog",
         "storage.import",  # import_tree, by its alias: Python has `import`
         "storage.repair",
+        "storage.restore_catalog",
         "storage.status",
     ]
     for name, doc in docs.items():

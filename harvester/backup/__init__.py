@@ -1,0 +1,1 @@
+"""Catalog backups into the object store (`harvester backup-catalog`, `restore-catalog`)."""
