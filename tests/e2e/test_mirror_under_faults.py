@@ -13,6 +13,9 @@ the last):
 - storage unreachable (st-1's link down) for a minute;
 - MariaDB restarted;
 - `kill -9` of st-2's SeaweedFS volume server, restarted as systemd would;
+- st-3's droplet destroyed (as from DigitalOcean's console: one of the three SeaweedFS masters
+  and a volume server with a copy of a third of the photos), then `fleet.destroy name=st-3`,
+  `fleet.up role=storage count=3` (a new st-3) and `storage.repair`: two copies again;
 - `orch.rotate` of the storage key (no push refused; the old keys refused after);
 - `deploy.release` of a new version from the lab's copy of the checkout;
 - dl-2's droplet destroyed while it holds a lease (as from DigitalOcean's console), then
@@ -47,6 +50,7 @@ from botocore.exceptions import ClientError
 
 from lab.fleet import faults, salt_master
 from lab.fleet import lifecycle as fleet
+from lab.fleet.systemd_restarts import SystemdRestarts
 from lab.mission import stages as mission
 from lab.processes import seaweedfs_s3 as s3
 from lab.sims.digitalocean import service as do_fleet
@@ -57,6 +61,7 @@ from tests.lab.conftest import make_lab, root_only
 pytestmark = root_only
 LINK_DOWN_SECONDS = 60
 STORAGE = ("st-1", "st-2", "st-3")  # SeaweedFS: three masters, a volume server on each
+WEED_UNITS = [f"ccmirror-weed-{server}" for server in ("master", "volume", "filer", "s3")]
 S3_PORT = 8333  # salt/storage/defaults.yaml storage:seaweedfs:ports:s3
 KEY_REFUSALS = ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied")
 LEASE_SECONDS = 40
@@ -237,6 +242,10 @@ def faults_during_download(m: mission.Mission, seen: dict) -> None:
     seen["volume_restarted"] = faults.restart_like_systemd(m.config, killed)
     fetching_again(m)
 
+    m.show("    fault: st-3's droplet destroyed, then replaced and the copies repaired")
+    seen["st-3 replaced"] = replace_storage_droplet(m, "st-3")
+    fetching_again(m)
+
     m.show("    fault: orch.rotate of the storage key")
     seen["old_storage_keys"] = storage_keys(m)
     m.orchestrate("orch.rotate", {"rotate": {"what": "storage_key"}})
@@ -266,6 +275,26 @@ def faults_during_download(m: mission.Mission, seen: dict) -> None:
     # While dl-1 is still a downloader (the download's end takes it down, and its key).
     m.show("    fault: dl-1's S3 key overwrites and deletes stored photos")
     seen["tampered"] = tamper_as_a_downloader(m)
+
+
+def replace_storage_droplet(m: mission.Mission, name: str) -> dict:
+    """A storage droplet gone from the console while the downloaders push (the others keep
+    quorum and a copy of every photo), then what its operator does: forget it, make the
+    storage role whole again, and let SeaweedFS copy what lost a copy. The storage droplets'
+    SeaweedFS units are restarted as systemd would if one crashes meanwhile (a leader master
+    once panicked growing volumes after the loss: the lab's init restarts nothing)."""
+    others = [node for node in STORAGE if node != name]  # the new one's units are Salt's to start
+    with SystemdRestarts(m.config, others, WEED_UNITS) as restarts:
+        faults.destroy_droplet(m.config, name, do_api=do_fleet.service(m.config))
+        pushed_before = stored(m)
+        # Raft elects a new leader among the two masters left, if it was the lost one.
+        wait_for(lambda: stored(m) >= pushed_before + 20, 600, f"pushes to go on without {name}", 1)
+        replaced = {
+            "fleet.destroy": m.salt_run("fleet.destroy", f"name={name}"),
+            "fleet.up": m.salt_run("fleet.up", "role=storage", f"count={len(STORAGE)}"),
+            "storage.repair": m.salt_run("storage.repair"),
+        }
+    return {**replaced, "crashed and restarted": restarts.restarted, "errors": restarts.errors}
 
 
 def tamper_as_a_downloader(m: mission.Mission, photos: int = 10) -> dict:
@@ -470,6 +499,22 @@ def test_seaweedfs_holds_every_photo_twice_by_storage_status(run) -> None:
     assert status["files"] >= run["stored"] and status["stored_bytes"] >= 2 * status["bytes"]
     assert status["under_replicated"]["volumes"] == 0, status
     assert "volume server" in status["comment"], status  # the line `make lab` shows
+
+
+def test_a_destroyed_storage_droplet_was_replaced_and_every_photo_copied_twice(run) -> None:
+    """st-3 destroyed mid-download: the pushes went on (no photo lost: the mirror check),
+    fleet.up made a new st-3 that SeaweedFS used, and the repair left no volume with one copy."""
+    replaced = run["st-3 replaced"]
+    print(f"SeaweedFS units restarted as systemd would: {replaced['crashed and restarted']}")
+    assert replaced["fleet.destroy"]["result"] is True, replaced["fleet.destroy"]
+    up = replaced["fleet.up"]
+    assert [made["name"] for made in up["made"]] == ["st-3"] and up["ready"] == ["st-3"], up
+    repair = replaced["storage.repair"]
+    assert repair["result"] is True, repair
+    # st-3's copies were missing until the repair made them again on the new st-3.
+    assert repair["under_replicated_before"] > 0 and repair["copied"] > 0, repair
+    assert repair["status"]["volume_servers"] == len(STORAGE), repair
+    assert repair["status"]["under_replicated"]["volumes"] == 0, repair
 
 
 def test_the_killed_volume_server_came_back(run) -> None:
