@@ -250,11 +250,12 @@ class Importer:
         """The keys of `wanted` whose latest object in the bucket has the file's bytes."""
         if not wanted:
             return []
-        from harvester.audit.s3_listing import StorageAuditError, s3_errors
+        from ccmirror_common.s3_errors import s3_errors
+        from harvester.audit.s3_listing import StorageAuditError
 
         def has(key: str) -> bool:
             content = wanted[key].content
-            with s3_errors(f"cannot look at s3://{self.target.bucket}/{key}"):
+            with s3_errors(f"cannot look at s3://{self.target.bucket}/{key}", StorageAuditError):
                 try:
                     head = self.head_client.head_object(Bucket=self.target.bucket, Key=key)
                 except Exception as exc:  # botocore's ClientError: 404 is an answer

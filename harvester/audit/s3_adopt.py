@@ -26,7 +26,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from harvester.audit.s3_listing import s3_errors
+from ccmirror_common.s3_errors import s3_errors
+from harvester.audit.s3_listing import StorageAuditError
 from harvester.queue.leases import with_retry
 
 if TYPE_CHECKING:
@@ -116,7 +117,7 @@ def adopt(
 
 def _read(client, storage: StorageSettings, candidate: Candidate) -> Checked | None:
     """The candidate with its digests, or None when its bytes are not what the listing said."""
-    with s3_errors(f"cannot read s3://{storage.bucket}/{candidate.key}"):
+    with s3_errors(f"cannot read s3://{storage.bucket}/{candidate.key}", StorageAuditError):
         body = client.get_object(
             Bucket=storage.bucket, Key=candidate.key, VersionId=candidate.version_id
         )["Body"]

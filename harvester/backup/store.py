@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, TYPE_CHECKING
 
-from harvester.audit.s3_listing import StorageAuditError, client_for, s3_errors
+from ccmirror_common.s3_errors import s3_errors
+from harvester.audit.s3_listing import StorageAuditError, client_for
 
 if TYPE_CHECKING:
     from harvester.config import StorageSettings
@@ -102,11 +103,6 @@ def prune(s3, storage: StorageSettings, prefix: str, keep: int) -> list[str]:
     return [backup.key for backup in older]
 
 
-class _errors(s3_errors):
-    """The audit's S3 error wrapper, raising BackupError."""
-
-    def __exit__(self, kind, error, _traceback) -> bool:
-        try:
-            return super().__exit__(kind, error, _traceback)
-        except StorageAuditError as failure:
-            raise BackupError(str(failure)) from None
+def _errors(what: str) -> s3_errors:
+    """S3's errors in the block as one BackupError."""
+    return s3_errors(what, BackupError)
