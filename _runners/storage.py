@@ -227,6 +227,7 @@ def _watched_import(client, db: str, kwarg: dict) -> dict:
         raise StorageError(str(error)) from None
     if not isinstance(answer, dict) or not answer.get("result") or "import" not in answer:
         raise StorageError(f"{function} on {db}: {_reason(answer, kwarg['timeout'])}")
+    return answer
 
 
 def backup_catalog(keep=7, timeout=CATALOG_TIMEOUT):
