@@ -116,11 +116,16 @@ def restart_like_systemd(
     remaining = killed.killed_at + delay - time.monotonic()
     if remaining > 0:
         time.sleep(remaining)
-    run_in(droplet, ["systemctl", "restart", killed.unit], timeout)
+    return restart_unit(droplet, killed.unit, killed.pid, timeout)
+
+
+def restart_unit(droplet: Droplet, unit: str, old_pid: int, timeout: float) -> int:
+    """`systemctl restart` of `unit`; its new main pid (not `old_pid`) once it runs."""
+    run_in(droplet, ["systemctl", "restart", unit], timeout)
     return wait_for(
-        lambda: new_main_pid(droplet, killed.unit, killed.pid),
+        lambda: new_main_pid(droplet, unit, old_pid),
         timeout,
-        f"{killed.droplet}: {killed.unit} to run again",
+        f"{droplet.id}: {unit} to run again",
         interval=0.2,
     )
 

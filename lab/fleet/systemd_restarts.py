@@ -23,10 +23,8 @@ from lab.fleet.faults import (
     RESTARTS_ON_SIGKILL,
     host_pid,
     main_pid,
-    new_main_pid,
     restart_policy,
-    run_in,
-    wait_for,
+    restart_unit,
 )
 
 CHECK_SECONDS = 3.0
@@ -80,13 +78,7 @@ def restart_crashed(droplet: Droplet, unit: str, timeout: float = COMMAND_SECOND
         return False
     if not enabled(droplet, unit) or restart_policy(droplet, unit)[0] not in RESTARTS_ON_SIGKILL:
         return False
-    run_in(droplet, ["systemctl", "restart", unit], timeout)
-    wait_for(
-        lambda: new_main_pid(droplet, unit, pid),
-        timeout,
-        f"{droplet.id}: {unit} to run again",
-        interval=0.2,
-    )
+    restart_unit(droplet, unit, pid, timeout)
     return True
 
 

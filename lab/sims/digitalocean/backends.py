@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from ccmirror_common.roles import role_of
 from lab.fleet import core as lab_core
 from lab.fleet import droplets as lab_droplets
 from lab.fleet import lifecycle as lab_fleet
@@ -30,18 +31,8 @@ BOOT_FINISHED = "/var/lib/cloud/instance/boot-finished"
 USER_DATA_EXIT = "/var/lib/cloud/instance/user-data.exit"
 
 
-# Terraform's project tag (terraform/variables.tf `name`, the fleet runner's `project_tag`)
-# and the roles of the droplets it makes, by id.
+# Terraform's project tag (terraform/variables.tf `name`, the fleet runner's `project_tag`).
 PROJECT_TAG = "ccmirror"
-CORE_ROLES = {"master": "master", "db-": "db", "st-": "storage"}
-
-
-def core_role(name: str) -> str | None:
-    """The Terraform role of a droplet id (`master`, `db-1`, `st-2`), or None."""
-    for prefix, role in CORE_ROLES.items():
-        if name == prefix or (prefix.endswith("-") and name.startswith(prefix)):
-            return role
-    return None
 
 
 class BackendError(RuntimeError):
@@ -208,9 +199,9 @@ class LabBackend:
         droplets = state.droplets.items() if state is not None else ()
         made = []
         for name, droplet in sorted(droplets):
-            role = core_role(name)
-            if role is not None:
-                made.append((name, droplet.address, [PROJECT_TAG, f"{PROJECT_TAG}-{role}"]))
+            role = role_of(name)
+            if role is not None and not role.scaled:  # Terraform's static core
+                made.append((name, droplet.address, [PROJECT_TAG, f"{PROJECT_TAG}-{role.name}"]))
         return made
 
     def destroy(self, name: str) -> None:
