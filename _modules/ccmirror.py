@@ -48,6 +48,7 @@ ROLE_PREFIXES = (
     ("hv-", "harvester"),
     ("db-", "db"),
     ("st-", "storage"),
+    ("bk-", "backup"),
     ("master", "master"),
 )
 SERVICES = {
@@ -55,6 +56,7 @@ SERVICES = {
     "harvester": "ccmirror-harvester",
     "db": "ccmirror-queue",
     "storage": "ccmirror-storage-sshd",  # rsync; SeaweedFS's: STORAGE_SERVICES
+    "backup": "ccmirror-weed-backup",  # weed filer.backup, filling the backup cluster
 }
 # The storage role's main service by site:storage_backend (salt/storage/init.sls).
 STORAGE_SERVICES = {"rsync": "ccmirror-storage-sshd", "seaweedfs": "ccmirror-weed-volume"}

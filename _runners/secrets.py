@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 # Salt loads only these as runner functions.
 __load__ = ["init", "set_flickr_key", "rotate", "forget", "storage_nodes"]
 
-ROLE_PREFIXES = ("db-", "hv-", "dl-", "st-")  # the roles that have secrets
+ROLE_PREFIXES = ("db-", "hv-", "dl-", "st-", "bk-")  # the roles that have secrets
 
 
 class RefusedError(ValueError):

@@ -46,6 +46,9 @@ STORAGE_HOST_KEY = "storage-host"
 # admin (bucket settings; stays in the record on the master) and the audit (db-1: list, read,
 # and restore a version by copying it, which only adds a version under object lock).
 STORAGE_ADMIN, STORAGE_AUDIT = "storage-admin", "storage-audit"
+# The backup cluster's gateway (bk-*, #20): its admin (the bucket), `weed filer.backup`'s sink
+# (adds objects) and the reader db-1 measures its lag and restores photos with.
+BACKUP_S3_KEYS = {"admin": "backup-admin", "sink": "backup-sink", "reader": "backup-reader"}
 # The catalog backup's S3 key (db-1: read, list and write the bucket's catalog/ prefix only),
 # in the record's `db` section: renewed by `rotate what=storage_key` like the downloaders'.
 BACKUP_KEY_FIELDS = ("backup_s3_access_key", "backup_s3_secret_key")
@@ -272,7 +275,11 @@ def minion_pillar(record: dict[str, Any], minion_id: str) -> dict[str, Any]:
             "queue": {"tokens": {other: _token_hashes(record, other) for other in downloaders}},
             "storage_audit": dict(record["keys"][STORAGE_AUDIT]),
             "catalog_backup": _backup_key(record, _in_use),
+            "backup_target": dict(record["keys"][BACKUP_S3_KEYS["reader"]]),
         }
+    if minion_id.startswith("bk-"):
+        keys = {name: dict(record["keys"][key]) for name, key in BACKUP_S3_KEYS.items()}
+        return {"storage": {"s3_identities": keys}}
     if minion_id.startswith("st-"):
         host_key = record["keys"][STORAGE_HOST_KEY]
         authorized: dict[str, str] = {}
@@ -424,7 +431,7 @@ def _ensure_secrets(record: dict[str, Any], minion_id: str, throwaway_flickr_key
     if STORAGE_HOST_KEY not in record["keys"]:
         private, public = _ssh_keygen("ccmirror-storage-host")
         record["keys"][STORAGE_HOST_KEY] = {"private": private, "public": public}
-    for name in (STORAGE_ADMIN, STORAGE_AUDIT):
+    for name in (STORAGE_ADMIN, STORAGE_AUDIT, *BACKUP_S3_KEYS.values()):
         record["keys"].setdefault(
             name,
             {"access_key": _new_value("s3_access_key"), "secret_key": _new_value("s3_secret_key")},

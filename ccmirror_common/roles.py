@@ -73,6 +73,10 @@ ROLES: tuple[Role, ...] = (
         secrets=True,
     ),
     Role("storage", "st-", ("storage",), ("storage",), (), scaled=False, secrets=True, grows=True),
+    # The backup cluster (#20): a SeaweedFS of its own, elsewhere, that `weed filer.backup`
+    # fills from the main cluster's filer. Not `st-*`: every `st-*` target (the storage
+    # formula, orchestration, the fleet runner) means a node of the main cluster.
+    Role("backup", "bk-", ("backup",), ("backup",), (), scaled=False, secrets=True),
 )
 BY_NAME = {role.name: role for role in ROLES}
 

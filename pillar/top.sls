@@ -37,6 +37,10 @@ base:
     - ignore_missing: True
     - storage
     - settings.storage
+  'bk-*':
+    - ignore_missing: True
+    - backup
+    - settings.backup
   '{{ minion_id }}':
     - ignore_missing: True
     - site

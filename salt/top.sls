@@ -13,3 +13,5 @@ base:
     - downloader
   'st-*':
     - storage
+  'bk-*':
+    - backup

@@ -148,6 +148,12 @@ def site_facts(config: LabConfig, state: LabState) -> dict | None:
             for droplet_id, droplet in sorted(state.droplets.items())
             if droplet_id.startswith("st-")
         },
+        # The backup cluster (salt/backup): every bk-* droplet by id; none, no backup.
+        "backup_nodes": {
+            droplet_id: droplet.address
+            for droplet_id, droplet in sorted(state.droplets.items())
+            if droplet_id.startswith("bk-")
+        },
         "queue_port": QUEUE_PORT,
         "private_network": str(config.network),
         "flickr_api_url": flickr_service.api_url(config),
@@ -180,9 +186,8 @@ def write_private_pillar(
 # operator writes them. SeaweedFS sizes a node's volume slots as free disk / volume size, and
 # grows a collection by 6-7 volumes at once: 30 GB volumes on a lab droplet sharing the
 # host's disk would leave it no writable volume, so the lab's are small and counted.
-LAB_SETTINGS = {
-    "storage": "storage:\n  seaweedfs:\n    volume_size_limit_mb: 256\n    max_volumes: 60\n",
-}
+LAB_WEED_SETTINGS = "storage:\n  seaweedfs:\n    volume_size_limit_mb: 256\n    max_volumes: 60\n"
+LAB_SETTINGS = {"storage": LAB_WEED_SETTINGS, "backup": LAB_WEED_SETTINGS}  # bk-1's SeaweedFS too
 
 
 def write_lab_settings(root: Path) -> None:

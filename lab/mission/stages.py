@@ -2,7 +2,7 @@
 
 Stages, each timed and shown as it goes:
 
-1. core: `lab up` of the static core (db-1, st-1; the salt master on the host), the Flickr
+1. core: `lab up` of the static core (db-1, st-1, bk-1; the salt master on the host), the Flickr
    simulator (a universe with hot spots, its image URLs on the lab's image host), the image
    host and the DigitalOcean simulator, all on the lab's bridge;
 2. `salt-run secrets.init`, then highstate of the core;
@@ -50,7 +50,7 @@ from lab.sims.flickr import service as flickr_service
 from lab.sims.flickr.universe import Universe
 from lab.sims.image_host import service as image_service
 
-CORE = ("db-1", "st-1")
+CORE = ("db-1", "st-1", "bk-1")  # bk-1: the backup cluster (salt/backup)
 BUCKET = 600  # the universe's ten-minute buckets
 HOT_WINDOW_EVERY, HOT_SECOND_EVERY = 70, 100  # about twice a day, as in harvest-demo
 YFCC_ON_DB = "/var/lib/ccmirror/yfcc-sample.tsv"

@@ -92,9 +92,9 @@ def test_every_role_glob_in_states_and_runners_is_a_roles() -> None:
 def test_the_lab_makes_one_droplet_per_role_and_the_core_first() -> None:
     assert [role_of(minion).name for minion in droplets.DEFAULT_DROPLETS] == list(BY_NAME)
     first = [role_of(f"{prefix}1").name for prefix in lab_fleet.SERVERS_FIRST]
-    assert first == ["master", "db", "storage"]
+    assert first == ["master", "db", "storage", "backup"]
 
 
 def module_order(role) -> int:
     """_modules/ccmirror.py lists the workers first (the common case first)."""
-    return ["downloader", "harvester", "db", "storage", "master"].index(role.name)
+    return ["downloader", "harvester", "db", "storage", "backup", "master"].index(role.name)

@@ -15,7 +15,11 @@ storage-weed-user-user-present:
     - system: True
     - usergroup: True
 
-{%- for name, path in (("master", weed.master_dir), ("data", weed.data_dir), ("config", weed.config_dir)) %}
+{%- set dirs = [("master", weed.master_dir), ("data", weed.data_dir), ("config", weed.config_dir)] %}
+{%- if weed.filer_store == "leveldb2" %}
+{%-   do dirs.append(("filer", weed.filer_dir)) %}
+{%- endif %}
+{%- for name, path in dirs %}
 
 storage-weed-{{ name }}-dir-file-directory:
   file.directory:
@@ -35,13 +39,14 @@ storage-weed-filer-config-file-managed:
     - template: jinja
     - context:
         weed: {{ weed | json }}
-        password: {{ storage.filer_db_password | json }}
+        password: {{ storage.get("filer_db_password", "") | json }}
     - user: {{ weed.user }}
     - group: {{ weed.group }}
     - mode: "0600"
     - show_changes: False
     - require:
       - file: storage-weed-config-dir-file-directory
+{%- if weed.filer_store == "mysql2" %}
 
 storage-weed-filer-login-file-managed:
   file.managed:
@@ -57,6 +62,7 @@ storage-weed-filer-login-file-managed:
     - show_changes: False
     - require:
       - file: storage-weed-config-dir-file-directory
+{%- endif %}
 
 storage-weed-s3-config-file-managed:
   file.managed:

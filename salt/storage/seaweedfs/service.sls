@@ -15,7 +15,8 @@
       "wait_for_db": False, "reload": False,
       "exec": weed.weed ~ " volume " ~ bind ~ " -port=" ~ port.volume ~ " -dir=" ~ weed.data_dir
               ~ " -max=" ~ weed.max_volumes ~ " -mserver=" ~ weed.master_list}) %}
-{%- do servers.append({"name": "filer", "after": ["ccmirror-weed-volume"], "wait_for_db": True,
+{%- do servers.append({"name": "filer", "after": ["ccmirror-weed-volume"],
+      "wait_for_db": weed.filer_store == "mysql2",
       "reload": False,
       "exec": weed.weed ~ " -config_dir=" ~ weed.config_dir ~ " filer " ~ bind ~ " -port=" ~ port.filer
               ~ " -master=" ~ weed.master_list ~ " -defaultReplicaPlacement=" ~ weed.replication}) %}
@@ -64,7 +65,9 @@ storage-weed-{{ server.name }}-service-running:
       - file: storage-weed-{{ server.name }}-unit-file-managed
 {%-   if server.name == "filer" %}
       - file: storage-weed-filer-config-file-managed
+{%-     if weed.filer_store == "mysql2" %}
       - file: storage-weed-filer-login-file-managed
+{%-     endif %}
 {%-   elif server.name == "s3" %}
       - file: storage-weed-s3-config-file-managed
 {%-   endif %}

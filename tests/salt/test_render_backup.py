@@ -1,0 +1,128 @@
+"""The backup role (bk-*, #20) renders as a SeaweedFS cluster of its own and `weed
+filer.backup` following the main filer, with its gateway's own keys; db-1 gets the backup
+cluster's reader key and nothing else of it; the main cluster's nodes know none of them."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lab.fleet.lab_secrets import write_lab_secrets
+from tests.salt.conftest import MINIONS, ROOT, SITE, make_salt_call
+from tests.salt.test_render import args, render
+
+BACKUP_ADDRESS = "10.250.0.20"
+NODES = {"st-1": SITE["storage_host"], "st-2": "10.250.0.9"}
+BACKUP_STATES = [
+    "storage-weed-master-service-running",
+    "storage-weed-volume-service-running",
+    "storage-weed-filer-service-running",
+    "storage-weed-s3-service-running",
+    "storage-weed-bucket-cmd-run",
+    "backup-replication-config-file-managed",
+    "backup-weed-service-running",
+]
+
+
+@pytest.fixture(scope="module")
+def backup_site(salt_call_bin, tmp_path_factory) -> tuple[Path, dict[str, dict]]:
+    """A SeaweedFS site with two storage nodes and a backup node: its private root and the
+    highstates of bk-1, st-1 and db-1."""
+    root = tmp_path_factory.mktemp("backup-site") / "private"
+    site = {
+        **SITE,
+        "storage_backend": "seaweedfs",
+        "storage_nodes": NODES,
+        "backup_nodes": {"bk-1": BACKUP_ADDRESS},
+    }
+    write_lab_secrets(root, [*MINIONS, "bk-1"], site)
+    salt_call = make_salt_call(
+        salt_call_bin, tmp_path_factory.mktemp("salt-backup"), [ROOT / "pillar", root]
+    )
+    return root, {m: salt_call(m, "state.show_highstate") for m in ("bk-1", "st-1", "db-1")}
+
+
+def own(root: Path, minion: str) -> dict:
+    return yaml.safe_load((root / "minions" / f"{minion}.sls").read_text())
+
+
+def test_the_backup_node_runs_a_one_node_seaweedfs_of_its_own_and_filer_backup(backup_site):
+    _, highstates = backup_site
+    bk = highstates["bk-1"]
+    assert isinstance(bk, dict), f"bk-1 did not render: {bk}"
+    assert [s for s in BACKUP_STATES if s not in bk] == []
+    # Nothing of the main site's: no rsync target, no filer database login.
+    assert "storage-weed-filer-login-file-managed" not in bk
+    assert "storage-sshd-service-running" not in bk
+    master = render(bk["storage-weed-master-unit-file-managed"], "master")
+    assert f"-ip={BACKUP_ADDRESS}" in master and "-peers=none" in master
+    assert "-defaultReplication=000" in master  # one node: one copy
+    volume = render(bk["storage-weed-volume-unit-file-managed"], "volume")
+    assert f"-mserver={BACKUP_ADDRESS}:9333" in volume and SITE["storage_host"] not in volume
+    filer_toml = render(bk["storage-weed-filer-config-file-managed"], "filer.toml")
+    assert tomllib.loads(filer_toml) == {
+        "leveldb2": {"enabled": True, "dir": "/srv/ccmirror-storage/seaweedfs-filer"}
+    }
+    assert "ExecStartPre" not in render(bk["storage-weed-filer-unit-file-managed"], "filer")
+
+
+def test_filer_backup_follows_the_main_filer_and_never_sends_a_delete(backup_site):
+    root, highstates = backup_site
+    bk = highstates["bk-1"]
+    unit = render(bk["backup-weed-unit-file-managed"], "backup")
+    (command,) = [line for line in unit.splitlines() if line.startswith("ExecStart=")]
+    words = command.split()
+    assert "filer.backup" in words
+    # The first main node's filer (no masters pinned in this site: the first node by id).
+    assert f"-filer={SITE['storage_host']}:8888" in words
+    assert "-filerPath=/buckets/images" in words and "-doDeleteFiles=false" in words
+    sink = own(root, "bk-1")["storage"]["s3_identities"]["sink"]
+    assert sink["secret_key"] not in unit
+    replication = args(bk["backup-replication-config-file-managed"])
+    assert (replication["mode"], replication["show_changes"]) == ("0600", False)
+    toml = tomllib.loads(render(bk["backup-replication-config-file-managed"], "replication"))
+    s3 = toml["sink"]["s3"]
+    assert s3["enabled"] is True and s3["endpoint"] == f"http://{BACKUP_ADDRESS}:8333"
+    assert (s3["bucket"], s3["aws_access_key_id"]) == ("images", sink["access_key"])
+    assert s3["aws_secret_access_key"] == sink["secret_key"]
+
+
+def test_the_backup_gateway_knows_its_own_keys_only(backup_site):
+    """bk-1's gateway: its admin, the sink (put only) and db-1's reader (read and list);
+    none of the main cluster's keys, and the main gateway none of the backup's."""
+    root, highstates = backup_site
+    text = render(highstates["bk-1"]["storage-weed-s3-config-file-managed"], "s3.json")
+    identities = {i["name"]: i for i in json.loads(text)["identities"]}
+    assert set(identities) == {"admin", "sink", "reader"}
+    assert identities["sink"]["actions"] == ["Write:images"]
+    assert identities["reader"]["actions"] == ["Read:images", "List:images"]
+    keys = own(root, "bk-1")["storage"]["s3_identities"]
+    main = own(root, "st-1")["storage"]["s3_identities"]
+    assert keys["admin"]["access_key"] != main["admin"]["access_key"]
+    main_text = render(highstates["st-1"]["storage-weed-s3-config-file-managed"], "s3.json")
+    assert all(key["secret_key"] not in main_text for key in keys.values())
+
+
+def test_db_1_measures_and_restores_with_the_backup_readers_key(backup_site, tmp_path):
+    from harvester.config import load_settings
+
+    root, highstates = backup_site
+    state = args(highstates["db-1"]["db-audit-config-file-managed"])
+    settings = yaml.safe_load(state["contents"])
+    reader = own(root, "bk-1")["storage"]["s3_identities"]["reader"]
+    assert settings["backup_target"] == {
+        "endpoint": f"http://{BACKUP_ADDRESS}:8333",
+        "bucket": "images",
+        "region": "us-east-1",
+        "access_key": reader["access_key"],
+        "secret_key": reader["secret_key"],
+    }
+    assert own(root, "db-1")["backup_target"] == reader
+    (tmp_path / "audit.yaml").write_text(state["contents"])
+    load_settings(tmp_path / "audit.yaml", environ={})  # the harvester still reads it
+    sink = own(root, "bk-1")["storage"]["s3_identities"]["sink"]
+    assert sink["secret_key"] not in json.dumps(highstates["db-1"])
