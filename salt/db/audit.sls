@@ -7,7 +7,7 @@
     there is no such file (one left from an S3 site is removed with its key). #}
 {%- from "db/map.jinja" import db, migrate_url with context %}
 {%- from "storage/s3_site.jinja" import bucket, endpoint with context %}
-{%- from "storage/backup_site.jinja" import backup_endpoint, backup_bucket with context %}
+{%- from "storage/backup_site.jinja" import backup_endpoint, backup_bucket, backup_filer with context %}
 {%- set backend = salt["pillar.get"]("site:storage_backend", "rsync") %}
 
 include:
@@ -46,6 +46,7 @@ db-audit-config-file-absent:
           "region": salt["pillar.get"]("site:backup_region", "us-east-1"),
           "access_key": reader.access_key,
           "secret_key": reader.secret_key,
+          "filer": backup_filer,
         }}) %}
 {%-   endif %}
 

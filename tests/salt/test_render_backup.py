@@ -120,6 +120,7 @@ def test_db_1_measures_and_restores_with_the_backup_readers_key(backup_site, tmp
         "region": "us-east-1",
         "access_key": reader["access_key"],
         "secret_key": reader["secret_key"],
+        "filer": f"http://{BACKUP_ADDRESS}:8888",  # its S3 listing hides the copies' keys
     }
     assert own(root, "db-1")["backup_target"] == reader
     (tmp_path / "audit.yaml").write_text(state["contents"])
