@@ -60,6 +60,9 @@ def allowed_ports(roles: set[str], site: dict, minion_id: str) -> dict[int, str]
             servers.append(SEAWEEDFS_MASTER_PORT)
         for port in servers:
             ports[port] = ports[port + GRPC_OFFSET] = nodes[minion_id]
+    if "backup" in roles:  # the backup cluster's one node: every server, master too
+        for port in [*SEAWEEDFS_PORTS.values(), SEAWEEDFS_MASTER_PORT]:
+            ports[port] = ports[port + GRPC_OFFSET] = site["backup_nodes"][minion_id]
     return ports
 
 

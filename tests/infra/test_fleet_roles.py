@@ -151,6 +151,35 @@ def test_storage_runs_seaweedfs_with_an_object_locked_bucket(
         assert check.rc == 0, check.stderr
 
 
+@pytest.mark.role("backup")
+def test_the_backup_node_runs_its_own_seaweedfs_and_filer_backup(
+    host, site: dict, pillar: dict
+) -> None:
+    """bk-*: a one-node SeaweedFS of its own on its private address (its filer's names in
+    leveldb2 on its disk, no login to db-1), an object-locked bucket made with its own admin
+    key, and `weed filer.backup` following the main filer with deletes never sent."""
+    address = site["backup_nodes"][host.backend.host]
+    listening = listening_tcp(host)
+    for server, port in {"master": 9333, "volume": 8080, "filer": 8888, "s3": 8333}.items():
+        running_and_enabled(host, f"ccmirror-weed-{server}")
+        assert (address, port) in listening, (server, port)
+    running_and_enabled(host, "ccmirror-weed-backup")
+    for name in ("s3.json", "filer.toml", "replication.toml"):
+        assert_secret_file(host, f"/etc/seaweedfs/{name}", "seaweedfs", "seaweedfs")
+    assert not host.file("/etc/seaweedfs/filer.my.cnf").exists
+    unit = host.file("/etc/systemd/system/ccmirror-weed-backup.service").content_string
+    assert "filer.backup" in unit and "-doDeleteFiles=false" in unit
+    admin = pillar["storage"]["s3_identities"]["admin"]
+    check = host.run(
+        "env CCMIRROR_S3_ACCESS_KEY=%s CCMIRROR_S3_SECRET_KEY=%s"
+        " /usr/local/sbin/ccmirror-storage-bucket --check http://%s:8333 images GOVERNANCE 100",
+        admin["access_key"],
+        admin["secret_key"],
+        address,
+    )
+    assert check.rc == 0, check.stderr
+
+
 @pytest.mark.role("storage", "db")
 def test_servers_hold_no_flickr_key(pillar: dict) -> None:
     assert not nested_keys(pillar) & {"api_key", "api_secret", "flickr"}
