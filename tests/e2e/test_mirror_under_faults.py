@@ -22,6 +22,9 @@ the last):
   `fleet.destroy` of the name: the lease lapses and dl-1 downloads its photos.
 - dl-1's own S3 key (as if stolen) overwrites five stored photos and deletes five; deleting
   the versions it made is refused, and the audit restores every one.
+After the audit: bk-1's backup cluster holds every stored photo (`storage.status`'s backup lag
+at 0), and ten photos whose every version the main admin key removed come back from it with
+`storage.restore from=backup` (tests/e2e/backup_faults.py).
 Then: every CC photo of the ground truth stored exactly once with the image host's bytes and
 its manifest line, or classified gone/failed as its fault says (lab/mission/mirror_check.py); the
 storage audit agrees; testinfra passes against the fleet left; a second highstate of it
@@ -56,11 +59,13 @@ from lab.processes import seaweedfs_s3 as s3
 from lab.sims.digitalocean import service as do_fleet
 from lab.sims.image_host import service as image_service
 from tests.conftest import wait_for
+from tests.e2e import backup_faults
 from tests.lab.conftest import make_lab, root_only
 
 pytestmark = root_only
 LINK_DOWN_SECONDS = 60
 STORAGE = ("st-1", "st-2", "st-3")  # SeaweedFS: three masters, a volume server on each
+BACKUP = "bk-1"  # the backup cluster: a SeaweedFS of its own that weed filer.backup fills
 WEED_UNITS = [f"ccmirror-weed-{server}" for server in ("master", "volume", "filer", "s3")]
 S3_PORT = 8333  # salt/storage/defaults.yaml storage:seaweedfs:ports:s3
 KEY_REFUSALS = ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied")
@@ -97,7 +102,7 @@ def run() -> Iterator[dict]:
         photos=2500,
         fault_every=40,
         settings=SITE_SETTINGS,
-        core=("master", "db-1", *STORAGE),  # the master role's states applied and verified too
+        core=("master", "db-1", *STORAGE, BACKUP),  # the master's states applied and verified too
     )
     shown: list[str] = []
     m = mission.Mission(lab.config, options, show=lambda line: show(shown, line), own_checkout=True)
@@ -110,6 +115,8 @@ def run() -> Iterator[dict]:
         seen["tasks"] = task_states(m)
         m.download(during=lambda: faults_during_download(m, seen))
         seen["audit"] = m.audit()
+        seen["backup caught up"] = backup_faults.backup_caught_up(m)
+        seen["backup restore"] = backup_faults.lose_and_restore(m, stored_paths(m))
         seen["storage"] = m.storage_status()
         seen["stored"] = stored(m)
         seen["report"] = m.check()
@@ -165,6 +172,10 @@ def value(m: mission.Mission, sql: str, args: tuple = ()) -> object:
 
 def stored(m: mission.Mission) -> int:
     return value(m, "SELECT COUNT(*) FROM stored_images")
+
+
+def stored_paths(m: mission.Mission) -> list[str]:
+    return [path for (path,) in rows(m, "SELECT path FROM stored_images ORDER BY image_id")]
 
 
 def fetching_again(m: mission.Mission, timeout: float = 240) -> None:
@@ -484,6 +495,19 @@ def infra(m: mission.Mission) -> subprocess.CompletedProcess:
     return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
 
 
+def test_the_backup_caught_up_and_gave_back_photos_lost_on_main(run) -> None:
+    """bk-1 held every stored photo within CAUGHT_UP_SECONDS of the download's end; photos
+    whose every version the main admin key removed came back from it, fetched from nowhere,
+    and a second restore found nothing to do. (The mirror check then reads their bytes.)"""
+    assert run["backup caught up"]["last"]["behind"] == 0, run["backup caught up"]
+    restore = run["backup restore"]
+    lost = restore["lost"]
+    assert len(lost) == backup_faults.LOST_PHOTOS and restore["missing after the delete"] == lost
+    assert restore["restore"]["restored"] == len(lost), restore["restore"]
+    assert restore["second restore"]["restored"] == 0, restore["second restore"]
+    assert restore["back"] == lost and restore["fetched during the restore"] == 0, restore
+
+
 def test_seaweedfs_holds_every_photo_twice_by_storage_status(run) -> None:
     """The photos on SeaweedFS across the three storage droplets, through `salt-run
     storage.status`: three masters, a volume server on each, replication 001, and after the
@@ -524,7 +548,7 @@ def test_the_killed_volume_server_came_back(run) -> None:
 def test_testinfra_passes_against_the_whole_fleet_while_it_downloads(run) -> None:
     result = run["infra_while_downloading"]
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    for minion in ("master", "db-1", *STORAGE, "hv-1", "dl-1", "dl-2"):
+    for minion in ("master", "db-1", *STORAGE, BACKUP, "hv-1", "dl-1", "dl-2"):
         assert f"salt://{minion}]" in result.stdout, minion
 
 
@@ -542,7 +566,7 @@ def sshd_report(run: dict) -> str:
 
 def test_the_cores_first_highstate_succeeded_on_every_role(run) -> None:
     summary = dict(SUMMARY_LINE.findall("\n".join(run["shown"])))
-    core = ("master", "db-1", *STORAGE)
+    core = ("master", "db-1", *STORAGE, BACKUP)
     assert {minion: summary.get(minion) for minion in core} == dict.fromkeys(core, "ok"), run[
         "shown"
     ][:40]
@@ -550,7 +574,7 @@ def test_the_cores_first_highstate_succeeded_on_every_role(run) -> None:
 
 def test_a_second_highstate_changes_nothing(run) -> None:
     outcomes = run["second_highstate"]
-    assert sorted(outcomes) == ["db-1", "hv-1", "master", *STORAGE]
+    assert sorted(outcomes) == [BACKUP, "db-1", "hv-1", "master", *STORAGE]
     for outcome in outcomes.values():
         assert outcome.ok, (outcome.minion, outcome.errors, outcome.failed, sshd_report(run))
         assert outcome.changed == [], (outcome.minion, outcome.changed)

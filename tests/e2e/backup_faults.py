@@ -1,0 +1,81 @@
+"""The backup cluster (#20) in the e2e: bk-1's `weed filer.backup` catches up with every photo
+the faulted download stored, then photos lost on the main cluster (every version removed with
+the main admin key, as an operator's mistake) come back from it with `storage.restore
+from=backup`, with no image fetched again."""
+
+from __future__ import annotations
+
+import time
+
+import yaml
+
+from lab.fleet import salt_master
+from lab.mission import stages as mission
+from lab.processes import seaweedfs_s3 as s3
+from lab.sims.image_host import service as image_service
+from tests.conftest import wait_for
+
+S3_PORT = 8333  # salt/storage/defaults.yaml storage:seaweedfs:ports:s3
+# The lag the backup is held to once the download has ended: every stored photo on bk-1.
+CAUGHT_UP_SECONDS = 300
+LOST_PHOTOS = 10
+
+
+def backup_caught_up(m: mission.Mission) -> dict:
+    """`storage.status`'s backup lag, polled until the backup is behind by no photo."""
+    started = time.monotonic()
+    seen: list[dict] = []
+
+    def caught_up() -> bool:
+        lag = m.salt_run("storage.status").get("backup_lag")
+        seen.append(lag)
+        return lag is not None and lag["behind"] == 0
+
+    wait_for(caught_up, CAUGHT_UP_SECONDS, "the backup to hold every stored photo", 5)
+    return {"first": seen[0], "last": seen[-1], "seconds": time.monotonic() - started}
+
+
+def lose_and_restore(m: mission.Mission, stored_paths: list[str]) -> dict:
+    """Every version of LOST_PHOTOS stored photos removed from the main bucket with its admin
+    key (governance bypassed: what only that key can do), then `storage.restore from=backup`."""
+    admin = main_admin(m)
+    chosen = stored_paths[:: max(1, len(stored_paths) // LOST_PHOTOS)][:LOST_PHOTOS]
+    for path in chosen:
+        versions = admin.list_object_versions(Bucket=s3.IMAGES_BUCKET, Prefix=path)
+        for kind in ("Versions", "DeleteMarkers"):
+            for version in versions.get(kind, []):
+                if version["Key"] == path:
+                    admin.delete_object(
+                        Bucket=s3.IMAGES_BUCKET,
+                        Key=path,
+                        VersionId=version["VersionId"],
+                        BypassGovernanceRetention=True,
+                    )
+    missing = [path for path in chosen if not exists(admin, path)]
+    fetched_before = image_service.stats(m.config)["total"]
+    restore = m.salt_run("storage.restore", "from=backup")
+    again = m.salt_run("storage.restore", "from=backup")
+    return {
+        "lost": chosen,
+        "missing after the delete": missing,
+        "restore": restore,
+        "second restore": again,
+        "back": [path for path in chosen if exists(admin, path)],
+        "fetched during the restore": image_service.stats(m.config)["total"] - fetched_before,
+    }
+
+
+def main_admin(m: mission.Mission):
+    """An S3 client of st-1's gateway with the main cluster's admin key (st-1's pillar)."""
+    own = salt_master.private_pillar(m.config) / "minions" / "st-1.sls"
+    admin = yaml.safe_load(own.read_text())["storage"]["s3_identities"]["admin"]
+    gateway = f"http://{m.state().droplets['st-1'].address}:{S3_PORT}"
+    return s3.client(gateway, s3.S3Key(admin["access_key"], admin["secret_key"]), 1)
+
+
+def exists(client, path: str) -> bool:
+    try:
+        client.head_object(Bucket=s3.IMAGES_BUCKET, Key=path)
+    except client.exceptions.ClientError:
+        return False
+    return True
