@@ -222,14 +222,19 @@ def import_tree(
 
 def _watched_import(client, db: str, kwarg: dict) -> dict:
     """ccmirror_audit_s3.import_tree on `db`, its progress lines shown as they come."""
+    return _watched(client, db, "ccmirror_audit_s3.import_tree", kwarg, "import")
+
+
+def _watched(client, db: str, function: str, kwarg: dict, kind: str) -> dict:
+    """`function` on `db`; its progress events of this `kind` shown as they come; its answer
+    must hold `kind` (what ccmirror_audit_s3 returns the harvester's result under)."""
     utils = __utils__  # noqa: F821 (Salt injects it)
     # Called back from _utils/: the runner's own _progress has no dunders there.
     show = utils["runner_tools.reporter"](globals().get("__jid_event__"), log, "storage")
 
     def line_of(data: dict) -> str | None:
-        return data.get("message") if data.get("audit") == "import" else None
+        return data.get("message") if data.get("audit") == kind else None
 
-    function = "ccmirror_audit_s3.import_tree"
     try:
         answer = utils["runner_tools.watched_call"](
             __opts__, client, db, function, kwarg, kwarg["timeout"] + 60, PROGRESS_TAG,
@@ -237,7 +242,7 @@ def _watched_import(client, db: str, kwarg: dict) -> dict:
         )  # fmt: skip
     except RuntimeError as error:
         raise StorageError(str(error)) from None
-    if not isinstance(answer, dict) or not answer.get("result") or "import" not in answer:
+    if not isinstance(answer, dict) or not answer.get("result") or kind not in answer:
         raise StorageError(f"{function} on {db}: {_reason(answer, kwarg['timeout'])}")
     return answer
 
@@ -333,7 +338,7 @@ def restore(dry_run=False, timeout=WEEK, **kwargs):
         with _client() as client:
             _synced(client, db)
             _progress(f"restoring photos from the backup on {db}")
-            made = _call(client, db, "ccmirror_audit_s3.restore_photos", kwarg, kwarg["timeout"])
+            made = _watched(client, db, "ccmirror_audit_s3.restore_photos", kwarg, "restore")
     except StorageError as error:
         return _failed(str(error))
     result = made["restore"]

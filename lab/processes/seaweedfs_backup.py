@@ -18,7 +18,7 @@ from lab.processes.seaweedfs import Cluster, write_private
 from lab.processes.seaweedfs_process import StorageError, WeedProcess
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "salt/backup/files/replication.toml.jinja"
-TARGET_KEYS = ("endpoint", "bucket", "region", "access_key", "secret_key")
+TARGET_KEYS = ("endpoint", "bucket", "access_key", "secret_key")  # region: us-east-1
 
 
 def render_replication_toml(target: dict[str, str]) -> str:
