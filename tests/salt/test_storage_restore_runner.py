@@ -5,6 +5,10 @@ real salt-master and a real db-1 minion on loopback: db-1 runs `harvester backup
 
 from __future__ import annotations
 
+import json
+import subprocess
+from pathlib import Path
+
 import yaml
 
 from lab.processes import seaweedfs_s3 as s3
@@ -16,6 +20,7 @@ from tests.salt.test_audit_runner import BucketMirror, conn_setup
 
 s3_site = test_audit_runner.s3_site  # the fixture: db-1 with the audit's settings for a bucket
 BACKUP_BUCKET = "backup"
+RUNNER = Path(__file__).resolve().parents[2] / "_runners" / "storage.py"
 
 
 def test_restore_from_the_backup_through_a_master(
@@ -75,3 +80,27 @@ def test_restore_from_the_backup_through_a_master(
         assert code == 0 and again["restored"] == 0 and again["fine"] == len(keys), again
     finally:
         process.stop(10)
+
+
+SUMMARY = r"""
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("storage_runner", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+status = {"volume_servers": 1, "masters": ["st-1"], "volumes": 2, "files": 5, "bytes": 9,
+          "stored_bytes": 9, "free_slots": 3, "free_bytes": 7, "replication": ["000"],
+          "under_replicated": {"volumes": 0, "files": 0}}
+print(json.dumps([module.summary_line(status),
+                  module.summary_line(status | {"backup_lag": {"behind": 1200, "seconds": 42.4}})]))
+"""
+
+
+def test_the_status_line_shows_the_backup_lag_only_when_the_site_has_a_backup(salt_call_bin):
+    result = subprocess.run(
+        [str(salt_call_bin.parent / "python"), "-c", SUMMARY, str(RUNNER)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    without, with_backup = json.loads(result.stdout)
+    assert "backup" not in without
+    assert with_backup == without + "; backup 1,200 photo(s), 42 s behind"
