@@ -15,6 +15,8 @@ each such file, once it is made, at that path under its `directory` (SeaweedFS 4
 A SeaweedFS backup cluster's S3 listing does not show those keys (its gateway takes any
 directory named `*.versions` for its own versions folder), though HEAD and GET by key work:
 listing the copies of a key then goes to the backup cluster's filer (`backup_target.filer`).
+The backup bucket is versioned with object lock like main's: the sink's key (Write only) can
+hide a copy behind a delete marker but not remove it, and a hidden copy is read by version.
 """
 
 from __future__ import annotations
@@ -103,19 +105,50 @@ def copies_of(client, target: BackupTargetSettings, key: str) -> list[str]:
 
 
 def read_copy(client, target: BackupTargetSettings, copy: str) -> bytes | None:
-    """The bytes of a copy, or None when it has gone (or is a delete marker's copy)."""
+    """The bytes of a copy, or None when it has none. A copy hidden by a delete marker (what
+    a stolen sink key can do on the backup: delete adds a marker, the retention keeps the
+    version) is read by its version id on the backup."""
+    data = _get(client, target, copy)
+    if data is not None:
+        return data
+    for version_id in _copy_versions(client, target, copy):
+        data = _get(client, target, copy, version_id)
+        if data:
+            return data
+    return None
+
+
+def _get(client, target: BackupTargetSettings, copy: str, version_id: str = "") -> bytes | None:
+    extra = {"VersionId": version_id} if version_id else {}
     try:
         with s3_errors(f"cannot read s3://{target.bucket}/{copy}", BackupTargetError):
-            return client.get_object(Bucket=target.bucket, Key=copy)["Body"].read()
+            return client.get_object(Bucket=target.bucket, Key=copy, **extra)["Body"].read()
     except BackupTargetError as error:
-        if "NoSuchKey" in str(error) or "404" in str(error):
+        said = str(error)  # a delete marker's version answers 405 MethodNotAllowed
+        if any(code in said for code in ("NoSuchKey", "NoSuchVersion", "404", "MethodNotAllowed")):
             return None
         raise
+
+
+def _copy_versions(client, target: BackupTargetSettings, copy: str) -> list[str]:
+    """The backup bucket's own version ids of one copy."""
+    if target.filer:  # the backup cluster keeps them as the files <copy>.versions/v_<id>
+        names = _filer_entries(target, copy + VERSIONS)
+        return [name.removeprefix(VERSION_FILE) for name in names if name.startswith(VERSION_FILE)]
+    with s3_errors(f"cannot list the versions of s3://{target.bucket}/{copy}", BackupTargetError):
+        page = client.list_object_versions(Bucket=target.bucket, Prefix=copy, MaxKeys=1000)
+    return [v["VersionId"] for v in page.get("Versions") or () if v["Key"] == copy]
 
 
 def _filer_names(target: BackupTargetSettings, folder: str) -> list[str]:
     """The version files in the backup filer's folder: each is a directory `v_<id>.versions`
     of the backup bucket's own versions of that copy."""
+    names = _filer_entries(target, folder)
+    return [name.removesuffix(VERSIONS[:-1]) for name in names if name.startswith(VERSION_FILE)]
+
+
+def _filer_entries(target: BackupTargetSettings, folder: str) -> list[str]:
+    """The names in a folder of the backup filer (none when it has no such folder)."""
     import requests
 
     url = f"{target.filer.rstrip('/')}/buckets/{target.bucket}/{quote(folder)}"
@@ -128,8 +161,7 @@ def _filer_names(target: BackupTargetSettings, folder: str) -> list[str]:
         return []
     if response.status_code != 200:
         raise BackupTargetError(f"backup filer answered {response.status_code} for {folder}")
-    names = [entry["FullPath"].rsplit("/", 1)[-1] for entry in response.json().get("Entries") or ()]
-    return [name.removesuffix(VERSIONS[:-1]) for name in names if name.startswith(VERSION_FILE)]
+    return [entry["FullPath"].rsplit("/", 1)[-1] for entry in response.json().get("Entries") or ()]
 
 
 def _prefix(target: BackupTargetSettings) -> str:

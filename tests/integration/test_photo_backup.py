@@ -42,6 +42,7 @@ class Site:
     writer: s3.S3Key  # a downloader's, on main
     auditor: s3.S3Key  # the audit's, on main
     reader: s3.S3Key  # the harvester's, on the backup
+    sink: s3.S3Key  # filer.backup's, on the backup: Write only
     db_url: str
     sql: object
 
@@ -139,7 +140,8 @@ def site(seaweedfs_factory, db_url, sql, tmp_path: Path):
         s3.wait_known(cluster, keys[name], bucket)
     target = s3.storage_setting(backup, keys["sink"], BACKUP_BUCKET)
     process = start_backup(tmp_path / "filer-backup", main, target)
-    yield Site(main, backup, process, keys["writer"], keys["auditor"], keys["reader"], db_url, sql)
+    yield Site(main, backup, process, keys["writer"], keys["auditor"], keys["reader"], keys["sink"],
+               db_url, sql)  # fmt: skip
     process.stop(10)
 
 
@@ -184,8 +186,17 @@ def test_restore_brings_back_deleted_and_overwritten_photos_from_the_backup(site
     assert site.latest(deleted) is None
     # The backup still has the removed version: deletes are never sent.
     reader = s3.client(site.backup.s3_url, site.reader)
-    copy = reader.get_object(Bucket=BACKUP_BUCKET, Key=f"{deleted}.versions/v_{only}")
+    copy_key = f"{deleted}.versions/v_{only}"
+    copy = reader.get_object(Bucket=BACKUP_BUCKET, Key=copy_key)
     assert copy["Body"].read() == stored[deleted]
+    # A stolen sink key on the backup: its delete is a marker, its delete of the version is
+    # refused (the backup bucket's retention), and restore still finds the copy.
+    sink = s3.client(site.backup.s3_url, site.sink, retries=1)
+    with pytest.raises(ClientError):
+        sink.delete_object(Bucket=BACKUP_BUCKET, Key=copy_key, VersionId=copy["VersionId"])
+    sink.delete_object(Bucket=BACKUP_BUCKET, Key=copy_key)
+    with pytest.raises(ClientError):
+        reader.get_object(Bucket=BACKUP_BUCKET, Key=copy_key)
 
     before = site.versions()
     dry = ok_json(site.harvester("restore-photos", "--from", "backup", "--dry-run", "--json"))
