@@ -53,10 +53,12 @@ def target_client(target: BackupTargetSettings):
 
 
 def main_client(storage: StorageSettings):
+    """A boto3 client for the main bucket with the audit's key (`storage:`)."""
     try:
         return client_for(storage)
     except StorageAuditError as error:
-        raise BackupTargetError(str(error)) from None
+        said = str(error).replace("the S3 audit", "backup-lag and restore-photos")
+        raise BackupTargetError(said) from None
 
 
 def check_reachable(client, bucket: str, endpoint: str, what: str) -> None:
