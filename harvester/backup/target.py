@@ -57,7 +57,7 @@ def main_client(storage: StorageSettings):
     try:
         return client_for(storage)
     except StorageAuditError as error:
-        said = str(error).replace("the S3 audit", "backup-lag and restore-photos")
+        said = str(error).replace("the S3 audit needs", "backup-lag and restore-photos need")
         raise BackupTargetError(said) from None
 
 
