@@ -12,6 +12,11 @@ come, which the runner shows as its own; the rsync audit's walk sends the same t
 ``import_tree`` (``salt-run storage.import``) runs ``harvester import-tree`` with the same
 settings and the same relay (its events say ``{"audit": "import"}``): it needs what the audit
 has, the catalog's migrate login and an S3 key that reads and writes the bucket.
+
+``backup_lag`` and ``restore_photos`` (``salt-run storage.status`` / ``storage.restore``) run
+``harvester backup-lag`` and ``restore-photos --from backup`` (harvester/backup/) with the same
+settings file, which then carries ``backup_target:`` (the backup bucket and a reader's key)
+beside ``storage:``; restore's progress goes out as ``{"audit": "restore"}`` events.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from datetime import UTC, datetime
 log = logging.getLogger(__name__)
 
 __virtualname__ = "ccmirror_audit_s3"
-__load__ = ["audit", "import_tree"]
+__load__ = ["audit", "import_tree", "backup_lag", "restore_photos"]
 # Replaced by Salt's loader when it loads the module; named here for readers and linters.
 __salt__: dict = {}
 __opts__: dict = {}
@@ -41,6 +46,8 @@ DEFAULTS = {
 PROGRESS_TAG = "ccmirror/audit/progress"
 EVENT_KIND = "s3"  # the runner tells this audit's events from a walk's by it
 IMPORT_KIND = "import"  # storage.import's events
+RESTORE_KIND = "restore"  # storage.restore's events
+LAG_TIMEOUT = 300
 IMPORT_REPORTS = "/var/lib/ccmirror/imports"  # import-<utc>.jsonl: the files not uploaded
 SAMPLE = 20
 AUDIT_TIMEOUT = 24 * 3600
@@ -224,9 +231,60 @@ def import_tree(
     return _harvester_json(argv, numbers[3], IMPORT_KIND, "import")
 
 
+def backup_lag(timeout=LAG_TIMEOUT):
+    """
+    On the database minion: how far the backup target (``weed filer.backup``'s) is behind the
+    catalog, in photos and seconds (``harvester backup-lag``, a binary search over the store
+    order with a few dozen probes), with the audit settings' ``backup_target:``.
+
+    CLI Example::
+
+        salt db-1 ccmirror_audit_s3.backup_lag
+    """
+    argv = _settings_argv("backup-lag")
+    if isinstance(argv, dict):
+        return argv
+    return _harvester_json(argv, _positive(timeout, LAG_TIMEOUT), RESTORE_KIND, "backup-lag")
+
+
+def restore_photos(dry_run=False, timeout=AUDIT_TIMEOUT):
+    """
+    On the database minion: every stored photo missing from the bucket, or whose current
+    version is not the catalog's bytes, is put back from the backup target's copy with the
+    catalog's SHA-256 (``harvester restore-photos --from backup``); the rest are counted fine
+    or not on the backup (left for the storage audit). ``dry_run=True`` changes nothing;
+    a second run restores nothing. Progress as ``{"audit": "restore"}`` events.
+
+    CLI Example::
+
+        salt db-1 ccmirror_audit_s3.restore_photos dry_run=True
+    """
+    argv = _settings_argv("restore-photos", "--from", "backup")
+    if isinstance(argv, dict):
+        return argv
+    if _bool(dry_run):
+        argv.append("--dry-run")
+    return _harvester_json(argv, _positive(timeout, AUDIT_TIMEOUT), RESTORE_KIND, "restore")
+
+
+def _settings_argv(*command: str) -> list[str] | dict:
+    config = _setting("audit_config")
+    if not os.path.isfile(config):
+        return _failed(f"no S3 settings at {config}: apply the db states (state.apply db)")
+    harvester = os.path.join(_setting("venv"), "bin", "harvester")
+    return [harvester, "--config", config, *command, "--json"]
+
+
+def _positive(value, default: int) -> int:
+    try:
+        return max(int(value), 1)
+    except (TypeError, ValueError):
+        return default
+
+
 def _harvester_json(argv: list[str], timeout: int, kind: str, key: str) -> dict:
     """Run a `harvester ... --json` command, relayed; its result under `key`."""
-    name = "harvester import-tree" if kind == IMPORT_KIND else "harvester audit-storage --s3"
+    name = "harvester audit-storage --s3" if kind == EVENT_KIND else f"harvester {argv[3]}"
     try:
         code, stdout, tail = run_relayed(argv, timeout, kind)
     except OSError as exc:

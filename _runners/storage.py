@@ -19,6 +19,11 @@ needs the directory, the database and the bucket's gateway, nothing more.
 on the database minion (the first ``db-*``, as ``batch`` finds it): a backup now (the minion's
 schedule makes one every day, salt/db/backup.sls), and the rebuild of a fresh db-1 from the
 newest backup followed by ``audit.storage``, which marks stored what was pushed after it.
+
+``storage.restore from=backup`` puts back, from the backup target (``weed filer.backup``'s
+copy, salt/backup), every stored photo the bucket lacks or holds with other bytes
+(``ccmirror_audit_s3.restore_photos`` on the database minion); ``storage.status`` adds the
+backup's lag (photos, seconds) when the site has one (pillar ``site:backup_target``).
 """
 
 from __future__ import annotations
@@ -30,7 +35,9 @@ import salt.utils.minions
 
 log = logging.getLogger(__name__)
 
-__load__ = ["status", "repair", "import_tree", "backup_catalog", "restore_catalog"]
+__load__ = [
+    "status", "repair", "import_tree", "backup_catalog", "restore_catalog", "restore"
+]  # fmt: skip
 __func_alias__ = {"import_tree": "import"}  # `import` is Python's: salt-run storage.import
 
 STORAGE_MINIONS = "st-*"
@@ -40,6 +47,7 @@ STEPS = ("fix_replication", "balance")  # in this order: copies first, then move
 CATALOG_TIMEOUT = 24 * 3600
 STEP_COMMANDS = {"fix_replication": "volume.fix.replication", "balance": "volume.balance"}
 PROGRESS_TAG = "ccmirror/audit/progress"  # what ccmirror_audit_s3 fires, {"audit": "import"}
+RESTORE_SOURCES = ("backup",)
 WEEK = 7 * 86400
 
 __opts__: dict = {}  # replaced by Salt's loader
@@ -72,9 +80,10 @@ def status(minion=None, timeout=STATUS_TIMEOUT):
     the masters: the raft leader; each volume server (volumes, max volumes, free slots, its
     disk's total, used and free bytes); volumes, files and bytes (one copy and all copies);
     capacity, used and free bytes; the replication; the volumes with fewer copies than the
-    replication asks and the files (photos) in them; volume ids no live server holds.
-    ``minion`` picks the storage minion that asks (default: the first ``st-*`` that
-    answers). ``timeout`` is in seconds.
+    replication asks and the files (photos) in them; volume ids no live server holds; on a
+    site with a backup target (pillar ``site:backup_target``), ``backup_lag``: the photos
+    the backup is behind and how long the oldest has waited. ``minion`` picks the storage
+    minion that asks (default: the first ``st-*`` that answers). ``timeout`` is in seconds.
 
     CLI Example::
 
@@ -86,8 +95,11 @@ def status(minion=None, timeout=STATUS_TIMEOUT):
         with _client() as client:
             store = _synced(client, _storage_minion(client, minion))
             answer = _call(client, store, "ccmirror_storage.status", {}, timeout)
+            lag = _backup_lag(client, timeout)
     except StorageError as error:
         return _failed(str(error))
+    if lag is not None:
+        answer["backup_lag"] = lag
     answer["minion"] = store
     answer["comment"] = summary_line(answer)
     return answer
@@ -210,14 +222,19 @@ def import_tree(
 
 def _watched_import(client, db: str, kwarg: dict) -> dict:
     """ccmirror_audit_s3.import_tree on `db`, its progress lines shown as they come."""
+    return _watched(client, db, "ccmirror_audit_s3.import_tree", kwarg, "import")
+
+
+def _watched(client, db: str, function: str, kwarg: dict, kind: str) -> dict:
+    """`function` on `db`; its progress events of this `kind` shown as they come; its answer
+    must hold `kind` (what ccmirror_audit_s3 returns the harvester's result under)."""
     utils = __utils__  # noqa: F821 (Salt injects it)
     # Called back from _utils/: the runner's own _progress has no dunders there.
     show = utils["runner_tools.reporter"](globals().get("__jid_event__"), log, "storage")
 
     def line_of(data: dict) -> str | None:
-        return data.get("message") if data.get("audit") == "import" else None
+        return data.get("message") if data.get("audit") == kind else None
 
-    function = "ccmirror_audit_s3.import_tree"
     try:
         answer = utils["runner_tools.watched_call"](
             __opts__, client, db, function, kwarg, kwarg["timeout"] + 60, PROGRESS_TAG,
@@ -225,7 +242,7 @@ def _watched_import(client, db: str, kwarg: dict) -> dict:
         )  # fmt: skip
     except RuntimeError as error:
         raise StorageError(str(error)) from None
-    if not isinstance(answer, dict) or not answer.get("result") or "import" not in answer:
+    if not isinstance(answer, dict) or not answer.get("result") or kind not in answer:
         raise StorageError(f"{function} on {db}: {_reason(answer, kwarg['timeout'])}")
     return answer
 
@@ -298,6 +315,54 @@ def restore_catalog(key=None, force=False, audit=True, timeout=CATALOG_TIMEOUT):
     return answer
 
 
+def restore(dry_run=False, timeout=WEEK, **kwargs):
+    """
+    Put back into the images bucket, from the backup target ``from`` (only ``backup``: the
+    copy ``weed filer.backup`` keeps), every stored photo the bucket lacks or whose current
+    version is not the catalog's bytes: the copy with the catalog's SHA-256 is put at its key
+    with the audit's key (a new version; nothing is removed). Photos not on the backup are
+    counted and left for ``audit.storage``. ``dry_run=True`` changes nothing; a second run
+    restores nothing.
+
+    CLI Example::
+
+        salt-run storage.restore from=backup dry_run=True
+        salt-run storage.restore from=backup
+    """
+    try:
+        source = kwargs.get("from")
+        if source not in RESTORE_SOURCES:
+            raise StorageError(f"from must be one of {', '.join(RESTORE_SOURCES)}, not {source!r}")
+        kwarg = {"dry_run": _flag(dry_run, "dry_run"), "timeout": int(_seconds(timeout, "timeout"))}
+        db = _db_minion()
+        with _client() as client:
+            _synced(client, db)
+            _progress(f"restoring photos from the backup on {db}")
+            made = _watched(client, db, "ccmirror_audit_s3.restore_photos", kwarg, "restore")
+    except StorageError as error:
+        return _failed(str(error))
+    result = made["restore"]
+    counts = {name: result[name] for name in ("restored", "fine", "not_on_backup", "checked")}
+    return {"result": True, "db_minion": db, "comment": result["summary"], **counts,
+            "restore": result}  # fmt: skip
+
+
+def _backup_lag(client, timeout: float) -> dict | None:
+    """The backup's lag from the database minion, or None when the site has no backup (or
+    no database minion to say so: the cluster's status stands on its own)."""
+    try:
+        db = _db_minion()
+    except StorageError:
+        return None
+    __utils__["runner_tools.refresh_pillar"](client, [db], STATUS_TIMEOUT)  # noqa: F821
+    target = _answer(client, db, "pillar.get", {"key": "site:backup_target"}, timeout)
+    if not target:
+        return None
+    client.cmd([db], "saltutil.sync_modules", tgt_type="list", timeout=STATUS_TIMEOUT)
+    lag = _call(client, db, "ccmirror_audit_s3.backup_lag", {}, timeout)["backup-lag"]
+    return {key: lag[key] for key in ("behind", "seconds")}
+
+
 def _db_minion() -> str:
     """The database minion, as `batch` finds it."""
     found = __salt__["batch.db_minion"]()  # noqa: F821 (Salt injects the runners)
@@ -348,7 +413,13 @@ def summary_line(answer: dict) -> str:
         f" {answer['bytes']:,} bytes, {answer['stored_bytes']:,} with copies (replication"
         f" {replication}); {answer['free_slots']} free slot(s), {answer['free_bytes']:,} bytes"
         f" free; {under['volumes']} volume(s) under-replicated ({under['files']:,} object(s))"
-    )
+    ) + _lag_line(answer.get("backup_lag"))
+
+
+def _lag_line(lag: dict | None) -> str:
+    if not lag:
+        return ""
+    return f"; backup {lag['behind']:,} photo(s), {lag['seconds']:,.0f} s behind"
 
 
 def _call(client, minion: str, function: str, kwarg: dict, timeout: float) -> dict:

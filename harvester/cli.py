@@ -25,6 +25,7 @@ import pymysql
 from ccmirror_common import cli
 from ccmirror_common.cli import CommandError, non_negative_int, positive_int
 from harvester.backup import cli as backup_cli
+from harvester.backup import photos_cli
 from harvester.catalog.status import format_status, harvest_status
 from harvester.config import ConfigError, Settings, load_settings
 from harvester.db import DatabaseError, connect
@@ -174,6 +175,7 @@ def build_parser() -> cli.Parser:
     )
     cli.add_json_option(imports, "print the result as JSON")
     backup_cli.add_parsers(commands)
+    photos_cli.add_parsers(commands)
     return parser
 
 
@@ -491,4 +493,5 @@ COMMANDS = {
     "audit-storage": cmd_audit_storage,
     "import-tree": cmd_import_tree,
     **backup_cli.COMMANDS,
+    **photos_cli.COMMANDS,
 }

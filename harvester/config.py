@@ -89,6 +89,24 @@ class StorageSettings:
 
 
 @dataclass
+class BackupTargetSettings:
+    """The backup target that `weed filer.backup` copies every new object of the images bucket
+    into (salt/backup/files/replication.toml.jinja), for `harvester backup-lag` and
+    `restore-photos`. Its key is a reader's (Read and List on the backup bucket), never the
+    sink's (Write only). Backup keys are `<directory><main key>.versions/v_<main version id>`.
+    `filer`: the backup cluster's filer URL when the target is SeaweedFS, whose S3 listing
+    hides keys under `<key>.versions/` (a managed S3 such as Spaces lists them: leave it empty)."""
+
+    endpoint: str = ""
+    bucket: str = ""
+    region: str = "us-east-1"
+    access_key: str = field(default="", repr=False)
+    secret_key: str = field(default="", repr=False)
+    directory: str = "/"  # the sink's `directory`
+    filer: str = ""
+
+
+@dataclass
 class Settings:
     db_url: str = field(default="", repr=False)
     flickr: FlickrSettings = field(default_factory=FlickrSettings)
@@ -96,6 +114,7 @@ class Settings:
     queue: QueueSettings = field(default_factory=QueueSettings)
     fetch: FetchSettings = field(default_factory=FetchSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
+    backup_target: BackupTargetSettings = field(default_factory=BackupTargetSettings)
 
 
 # Environment variable -> (section or None for top level, setting name).
@@ -129,6 +148,11 @@ ENVIRONMENT: Environment = {
     "CCMIRROR_STORAGE_REGION": ("storage", "region"),
     "CCMIRROR_STORAGE_ACCESS_KEY": ("storage", "access_key"),
     "CCMIRROR_STORAGE_SECRET_KEY": ("storage", "secret_key"),
+    **{
+        f"CCMIRROR_BACKUP_TARGET_{name.upper()}": ("backup_target", name)
+        for name in ("endpoint", "bucket", "region", "access_key", "secret_key", "directory")
+    },
+    "CCMIRROR_BACKUP_TARGET_FILER": ("backup_target", "filer"),
 }
 
 

@@ -186,6 +186,7 @@ def test_runner_and_module_load_through_salt_with_a_cli_example_each(salt_call_b
         "storage.backup_catalog",
         "storage.import",  # import_tree, by its alias: Python has `import`
         "storage.repair",
+        "storage.restore",
         "storage.restore_catalog",
         "storage.status",
     ]

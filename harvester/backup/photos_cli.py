@@ -1,0 +1,76 @@
+"""`harvester backup-lag` and `restore-photos`: the parsers and bodies of the photo backup's
+commands (harvester/cli.py adds them). Main's bucket and key are the settings' `storage:`
+(the audit's: Read, List and Write on it); the backup target's are `backup_target:` (a
+reader's key on the backup bucket). On db-1 both are in the audit's settings file."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ccmirror_common import cli
+from ccmirror_common.cli import CommandError
+from ccmirror_common.progress import ProgressLine
+from harvester.config import Settings
+
+SOURCES = ("backup",)  # where restore-photos copies from: the backup target
+
+
+def add_parsers(commands) -> None:
+    lag = commands.add_parser(
+        "backup-lag", help="how far the backup target is behind the catalog (photos, seconds)"
+    )
+    cli.add_json_option(lag, "print the lag as JSON")
+    restore = commands.add_parser(
+        "restore-photos",
+        help="copy stored photos missing or changed in the bucket back from the backup target",
+    )
+    restore.add_argument("--from", dest="source", choices=SOURCES, required=True,
+                         help="where the copies are: the backup target")  # fmt: skip
+    restore.add_argument("--dry-run", action="store_true", help="count, change nothing")
+    cli.add_json_option(restore, "print the result as JSON")
+
+
+def cmd_backup_lag(args: argparse.Namespace, settings: Settings) -> int:
+    from harvester.backup.lag import backup_lag
+
+    lag = _guarded(lambda conn: backup_lag(conn, settings.storage, settings.backup_target),
+                   settings)  # fmt: skip
+    cli.print_state(args, lag.as_dict(), lambda state: state["summary"])
+    return 0
+
+
+def cmd_restore_photos(args: argparse.Namespace, settings: Settings) -> int:
+    from harvester.backup.restore import restore_photos
+
+    progress = ProgressLine(sys.stderr)
+    result = _guarded(
+        lambda conn: restore_photos(conn, settings.storage, settings.backup_target,
+                                    dry_run=args.dry_run, progress=progress),
+        settings,
+    )  # fmt: skip
+    progress.clear()
+    cli.print_state(args, result.as_dict(), lambda state: state["summary"])
+    return 0
+
+
+def _guarded(work, settings: Settings):
+    from harvester.backup.target import BackupTargetError, main_client, target_client
+    from harvester.db import connect
+    from harvester.migrate import unapplied
+
+    try:
+        main_client(settings.storage)  # missing settings fail before the database is opened
+        target_client(settings.backup_target)
+        conn = connect(settings.db_url)
+        try:
+            if unapplied(conn):
+                raise CommandError("the database schema is not up to date: run `harvester migrate`")
+            return work(conn)
+        finally:
+            conn.close()
+    except BackupTargetError as error:
+        raise CommandError(str(error)) from None
+
+
+COMMANDS = {"backup-lag": cmd_backup_lag, "restore-photos": cmd_restore_photos}

@@ -1,0 +1,171 @@
+"""The backup target `weed filer.backup` copies the images bucket into, as the harvester reads
+it: a reader's client, where a main version's copy lives, and the copies of a key listed.
+
+The sink (salt/backup/files/replication.toml.jinja) follows the main filer, where a versioned
+bucket keeps each version of `<key>` as the file `<key>.versions/v_<version id>`; it writes
+each such file, once it is made, at that path under its `directory` (SeaweedFS 4.48, tried):
+
+- a PUT into main: `<key>.versions/v_<id>` with the photo's bytes;
+- an overwrite: a second key, `<key>.versions/v_<id2>`; the first stays;
+- a version deleted with the admin key: nothing (deletes are never sent): its copy stays;
+- a delete marker: `<key>.versions/v_<marker id>`, zero bytes;
+- a change of a version's metadata (it becomes noncurrent): the same key again, which on a
+  versioned backup bucket is a second version of the copy, same bytes.
+
+A SeaweedFS backup cluster's S3 listing does not show those keys (its gateway takes any
+directory named `*.versions` for its own versions folder), though HEAD and GET by key work:
+listing the copies of a key then goes to the backup cluster's filer (`backup_target.filer`).
+The backup bucket is versioned with object lock like main's: the sink's key (Write only) can
+hide a copy behind a delete marker but not remove it, and a hidden copy is read by version.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+from urllib.parse import quote
+
+from ccmirror_common.s3_errors import s3_errors
+from harvester.audit.s3_listing import StorageAuditError, client_for
+
+if TYPE_CHECKING:
+    from harvester.config import BackupTargetSettings, StorageSettings
+
+VERSIONS = ".versions/"
+VERSION_FILE = "v_"
+
+
+class BackupTargetError(RuntimeError):
+    """The backup target is not set, cannot be reached, or refuses the key; nothing changed."""
+
+
+def target_client(target: BackupTargetSettings):
+    """A boto3 client for the backup target: BackupTargetError naming a missing setting."""
+    for name in ("endpoint", "bucket", "access_key", "secret_key"):
+        if not getattr(target, name):
+            raise BackupTargetError(
+                f"backup_target.{name} is not set (harvester.yaml `backup_target:`, or"
+                f" CCMIRROR_BACKUP_TARGET_{name.upper()}): no backup target to compare with"
+            )
+    try:
+        return client_for(target)  # the same settings' shape as `storage:`
+    except StorageAuditError as error:
+        raise BackupTargetError(str(error)) from None
+
+
+def main_client(storage: StorageSettings):
+    """A boto3 client for the main bucket with the audit's key (`storage:`)."""
+    try:
+        return client_for(storage)
+    except StorageAuditError as error:
+        said = str(error).replace("the S3 audit needs", "backup-lag and restore-photos need")
+        raise BackupTargetError(said) from None
+
+
+def check_reachable(client, bucket: str, endpoint: str, what: str) -> None:
+    """One HEAD of the bucket, so that a wrong endpoint, key or bucket is one error before
+    anything is read or written."""
+    with s3_errors(f"cannot reach the {what} s3://{bucket} at {endpoint}", BackupTargetError):
+        client.head_bucket(Bucket=bucket)
+
+
+def copy_key(target: BackupTargetSettings, key: str, version_id: str) -> str:
+    """Where the copy of version `version_id` of main's `key` is on the backup target."""
+    return f"{_prefix(target)}{key}{VERSIONS}{VERSION_FILE}{version_id}"
+
+
+def main_versions(client, storage: StorageSettings, key: str) -> list[dict]:
+    """Main's versions and delete markers of exactly `key`, newest first (each a dict with
+    VersionId, IsLatest, Size, ETag; markers with `marker`: True)."""
+    with s3_errors(f"cannot list the versions of s3://{storage.bucket}/{key}", BackupTargetError):
+        page = client.list_object_versions(Bucket=storage.bucket, Prefix=key, MaxKeys=1000)
+    found = [dict(v, marker=False) for v in page.get("Versions") or () if v["Key"] == key]
+    found += [dict(m, marker=True) for m in page.get("DeleteMarkers") or () if m["Key"] == key]
+    return sorted(found, key=lambda v: v["LastModified"], reverse=True)
+
+
+def has_copy(client, target: BackupTargetSettings, key: str, version_id: str) -> bool:
+    """Whether the backup holds the copy of that version (a HEAD: 404 is no)."""
+    copy = copy_key(target, key, version_id)
+    try:
+        with s3_errors(f"cannot check s3://{target.bucket}/{copy}", BackupTargetError):
+            client.head_object(Bucket=target.bucket, Key=copy)
+    except BackupTargetError as error:
+        if "404" in str(error) or "NoSuchKey" in str(error) or "Not Found" in str(error):
+            return False
+        raise
+    return True
+
+
+def copies_of(client, target: BackupTargetSettings, key: str) -> list[str]:
+    """Every copy of any version of main's `key` on the backup target, by backup key."""
+    folder = f"{_prefix(target)}{key}{VERSIONS}"
+    if target.filer:
+        return [folder + name for name in _filer_names(target, folder)]
+    with s3_errors(f"cannot list s3://{target.bucket}/{folder}", BackupTargetError):
+        page = client.list_objects_v2(Bucket=target.bucket, Prefix=folder, MaxKeys=1000)
+    return [entry["Key"] for entry in page.get("Contents") or ()]
+
+
+def read_copy(client, target: BackupTargetSettings, copy: str) -> bytes | None:
+    """The bytes of a copy, or None when it has none. A copy hidden by a delete marker (what
+    a stolen sink key can do on the backup: delete adds a marker, the retention keeps the
+    version) is read by its version id on the backup."""
+    data = _get(client, target, copy)
+    if data is not None:
+        return data
+    for version_id in _copy_versions(client, target, copy):
+        data = _get(client, target, copy, version_id)
+        if data:
+            return data
+    return None
+
+
+def _get(client, target: BackupTargetSettings, copy: str, version_id: str = "") -> bytes | None:
+    extra = {"VersionId": version_id} if version_id else {}
+    try:
+        with s3_errors(f"cannot read s3://{target.bucket}/{copy}", BackupTargetError):
+            return client.get_object(Bucket=target.bucket, Key=copy, **extra)["Body"].read()
+    except BackupTargetError as error:
+        said = str(error)  # a delete marker's version answers 405 MethodNotAllowed
+        if any(code in said for code in ("NoSuchKey", "NoSuchVersion", "404", "MethodNotAllowed")):
+            return None
+        raise
+
+
+def _copy_versions(client, target: BackupTargetSettings, copy: str) -> list[str]:
+    """The backup bucket's own version ids of one copy."""
+    if target.filer:  # the backup cluster keeps them as the files <copy>.versions/v_<id>
+        names = _filer_entries(target, copy + VERSIONS)
+        return [name.removeprefix(VERSION_FILE) for name in names if name.startswith(VERSION_FILE)]
+    with s3_errors(f"cannot list the versions of s3://{target.bucket}/{copy}", BackupTargetError):
+        page = client.list_object_versions(Bucket=target.bucket, Prefix=copy, MaxKeys=1000)
+    return [v["VersionId"] for v in page.get("Versions") or () if v["Key"] == copy]
+
+
+def _filer_names(target: BackupTargetSettings, folder: str) -> list[str]:
+    """The version files in the backup filer's folder: each is a directory `v_<id>.versions`
+    of the backup bucket's own versions of that copy."""
+    names = _filer_entries(target, folder)
+    return [name.removesuffix(VERSIONS[:-1]) for name in names if name.startswith(VERSION_FILE)]
+
+
+def _filer_entries(target: BackupTargetSettings, folder: str) -> list[str]:
+    """The names in a folder of the backup filer (none when it has no such folder)."""
+    import requests
+
+    url = f"{target.filer.rstrip('/')}/buckets/{target.bucket}/{quote(folder)}"
+    try:
+        response = requests.get(url, params={"limit": 10000}, timeout=10,
+                                headers={"Accept": "application/json"})  # fmt: skip
+    except requests.RequestException as error:
+        raise BackupTargetError(f"cannot list {folder} on the backup filer: {error}") from None
+    if response.status_code == 404:
+        return []
+    if response.status_code != 200:
+        raise BackupTargetError(f"backup filer answered {response.status_code} for {folder}")
+    return [entry["FullPath"].rsplit("/", 1)[-1] for entry in response.json().get("Entries") or ()]
+
+
+def _prefix(target: BackupTargetSettings) -> str:
+    directory = (target.directory or "/").strip("/")
+    return f"{directory}/" if directory else ""

@@ -1,0 +1,238 @@
+"""The backup target (#20) with real parts: two SeaweedFS clusters (main, and the backup
+cluster with a bucket made as the images bucket is), `weed filer.backup` between them with the
+template Salt renders (lab/processes/seaweedfs_backup.py), a real MariaDB, and `harvester
+backup-lag` / `restore-photos` run as processes.
+
+Photos are put into main with a downloader's write-only key and reported stored through the
+queue code; the sink writes with a Write-only key on the backup; the harvester reads the
+backup with a reader's key (Read, List) and main with the audit's (Read, List, Write)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import subprocess
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from botocore.exceptions import ClientError
+
+from ccmirror_common.layout import image_path
+from harvester.db import connect
+from harvester.queue import leases as dq
+from lab.mission.catalog_images import fill_images
+from lab.processes import seaweedfs_s3 as s3
+from lab.processes.seaweedfs import Cluster
+from lab.processes.seaweedfs_backup import start_backup
+from lab.processes.seaweedfs_process import WeedProcess
+from tests.conftest import harvester_env, run_harvester, wait_for
+
+BACKUP_BUCKET = "backup"
+CATCH_UP = 60.0  # seconds the backup may take to copy a handful of photos here
+
+
+@dataclass
+class Site:
+    main: Cluster
+    backup: Cluster
+    process: WeedProcess
+    writer: s3.S3Key  # a downloader's, on main
+    auditor: s3.S3Key  # the audit's, on main
+    reader: s3.S3Key  # the harvester's, on the backup
+    sink: s3.S3Key  # filer.backup's, on the backup: Write only
+    db_url: str
+    sql: object
+
+    def env(self, **override: str) -> dict[str, str]:
+        target = {
+            "ENDPOINT": self.backup.s3_url, "BUCKET": BACKUP_BUCKET,
+            "ACCESS_KEY": self.reader.access_key, "SECRET_KEY": self.reader.secret_key,
+            "FILER": self.backup.filer_url,
+        } | override  # fmt: skip
+        return harvester_env(
+            self.db_url,
+            CCMIRROR_STORAGE_ENDPOINT=self.main.s3_url,
+            CCMIRROR_STORAGE_BUCKET=s3.IMAGES_BUCKET,
+            CCMIRROR_STORAGE_ACCESS_KEY=self.auditor.access_key,
+            CCMIRROR_STORAGE_SECRET_KEY=self.auditor.secret_key,
+            **{f"CCMIRROR_BACKUP_TARGET_{k}": v for k, v in target.items() if v is not None},
+        )
+
+    def harvester(self, *args: str, **override: str) -> subprocess.CompletedProcess:
+        return run_harvester(*args, env=self.env(**override), timeout=120)
+
+    def store(self, count: int) -> dict[str, bytes]:
+        """`count` new catalog photos, put with the writer's key (each PUT with its SHA-256, as
+        the downloader's push sends it) and reported stored. Returns key -> bytes."""
+        conn = connect(self.db_url)
+        try:
+            fill_images(conn, count)
+            lease = dq.lease(conn, "dl-1", 1000, 600, utc_now())
+            writer, reports, stored = s3.client(self.main.s3_url, self.writer), [], {}
+            for item in json.loads(lease.items_json):
+                key = image_path(item["photo_id"], "jpg")
+                data = photo_bytes(item["photo_id"])
+                put(writer, key, data)
+                sha = hashlib.sha256(data).hexdigest()
+                md5 = hashlib.md5(data).hexdigest()  # noqa: S324 - the ETag's
+                reports.append(dq.Report(item["id"], "stored", sha, len(data), key, md5=md5))
+                stored[key] = data
+            dq.complete(conn, "dl-1", lease.id, reports, 5, utc_now())
+        finally:
+            conn.close()
+        return stored
+
+    def main_admin(self):
+        return s3.admin_client(self.main)
+
+    def latest(self, key: str) -> bytes | None:
+        try:
+            body = self.main_admin().get_object(Bucket=s3.IMAGES_BUCKET, Key=key)["Body"]
+        except ClientError:
+            return None
+        return body.read()
+
+    def versions(self) -> list[tuple]:
+        listing = self.main_admin().list_object_versions(Bucket=s3.IMAGES_BUCKET)
+        rows = (listing.get("Versions") or []) + (listing.get("DeleteMarkers") or [])
+        return sorted((v["Key"], v["VersionId"], v.get("ETag")) for v in rows)
+
+    def lag(self) -> dict:
+        return ok_json(self.harvester("backup-lag", "--json"))
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def photo_bytes(photo_id: int, generation: int = 0) -> bytes:
+    return f"jpeg of {photo_id} #{generation} ".encode() * 40
+
+
+def put(client, key: str, data: bytes) -> str:
+    checksum = base64.b64encode(hashlib.sha256(data).digest()).decode()
+    answer = client.put_object(Bucket=s3.IMAGES_BUCKET, Key=key, Body=data, ChecksumSHA256=checksum)
+    return answer["VersionId"]
+
+
+def ok_json(result: subprocess.CompletedProcess) -> dict:
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.fixture
+def site(seaweedfs_factory, db_url, sql, tmp_path: Path):
+    main = seaweedfs_factory(volume_servers=1, replication="000")
+    backup = seaweedfs_factory(volume_servers=1, replication="000")
+    s3.create_images_bucket(s3.admin_client(backup), BACKUP_BUCKET)  # as the lead's Salt does
+    keys = {name: s3.new_key() for name in ("writer", "auditor", "sink", "reader")}
+    s3.add_identity(main, "writer", keys["writer"])
+    s3.add_identity(main, "auditor", keys["auditor"], actions=s3.AUDITOR_ACTIONS)
+    s3.add_identity(backup, "sink", keys["sink"], BACKUP_BUCKET)  # Write only
+    s3.add_identity(backup, "reader", keys["reader"], BACKUP_BUCKET, ("Read", "List"))
+    for cluster, name, bucket in ((main, "writer", s3.IMAGES_BUCKET),
+                                  (main, "auditor", s3.IMAGES_BUCKET),
+                                  (backup, "sink", BACKUP_BUCKET),
+                                  (backup, "reader", BACKUP_BUCKET)):  # fmt: skip
+        s3.wait_known(cluster, keys[name], bucket)
+    target = s3.storage_setting(backup, keys["sink"], BACKUP_BUCKET)
+    process = start_backup(tmp_path / "filer-backup", main, target)
+    yield Site(main, backup, process, keys["writer"], keys["auditor"], keys["reader"], keys["sink"],
+               db_url, sql)  # fmt: skip
+    process.stop(10)
+
+
+def caught_up(site: Site):
+    lag = site.lag()
+    return lag if lag["behind"] == 0 else None
+
+
+def test_stored_photos_reach_the_backup_and_the_lag_says_how_far_behind(site):
+    site.store(8)
+    wait_for(lambda: caught_up(site), CATCH_UP, "the backup to catch up", interval=0.5)
+
+    site.process.stop(10)  # the backup droplet is down: photos stored meanwhile are behind
+    later = site.store(5)
+    lag = site.lag()
+    assert lag["behind"] == 5, lag
+    assert lag["seconds"] > 0, lag
+
+    site.process.start()  # resumes from the checkpoint the main filer kept
+    lag = wait_for(lambda: caught_up(site), CATCH_UP, "the backup to catch up", interval=0.5)
+    assert lag["seconds"] == 0
+    reader = s3.client(site.backup.s3_url, site.reader)
+    for key, data in later.items():
+        version = site.main_admin().head_object(Bucket=s3.IMAGES_BUCKET, Key=key)["VersionId"]
+        copy = f"{key}.versions/v_{version}"
+        assert reader.get_object(Bucket=BACKUP_BUCKET, Key=copy)["Body"].read() == data
+
+
+def test_restore_brings_back_deleted_and_overwritten_photos_from_the_backup(site):
+    stored = site.store(6)
+    keys = sorted(stored)
+    overwritten, deleted, marked = keys[:3]
+    wait_for(lambda: caught_up(site), CATCH_UP, "the backup to catch up", interval=0.5)
+    admin, writer = site.main_admin(), s3.client(site.main.s3_url, site.writer)
+    # A stolen downloader key: another version on top, and a delete marker.
+    put(writer, overwritten, b"not the photo " * 40)
+    writer.delete_object(Bucket=s3.IMAGES_BUCKET, Key=marked)
+    # The admin key's mistake: the only version removed for good, bypassing the retention.
+    only = admin.head_object(Bucket=s3.IMAGES_BUCKET, Key=deleted)["VersionId"]
+    admin.delete_object(Bucket=s3.IMAGES_BUCKET, Key=deleted, VersionId=only,
+                        BypassGovernanceRetention=True)  # fmt: skip
+    assert site.latest(deleted) is None
+    # The backup still has the removed version: deletes are never sent.
+    reader = s3.client(site.backup.s3_url, site.reader)
+    copy_key = f"{deleted}.versions/v_{only}"
+    copy = reader.get_object(Bucket=BACKUP_BUCKET, Key=copy_key)
+    assert copy["Body"].read() == stored[deleted]
+    # A stolen sink key on the backup: its delete is a marker, its delete of the version is
+    # refused (the backup bucket's retention), and restore still finds the copy.
+    sink = s3.client(site.backup.s3_url, site.sink, retries=1)
+    with pytest.raises(ClientError):
+        sink.delete_object(Bucket=BACKUP_BUCKET, Key=copy_key, VersionId=copy["VersionId"])
+    sink.delete_object(Bucket=BACKUP_BUCKET, Key=copy_key)
+    with pytest.raises(ClientError):
+        reader.get_object(Bucket=BACKUP_BUCKET, Key=copy_key)
+
+    before = site.versions()
+    dry = ok_json(site.harvester("restore-photos", "--from", "backup", "--dry-run", "--json"))
+    assert (dry["restored"], dry["fine"], dry["not_on_backup"]) == (3, 3, 0), dry
+    assert site.versions() == before, "a dry run changes nothing"
+
+    first = ok_json(site.harvester("restore-photos", "--from", "backup", "--json"))
+    assert (first["restored"], first["fine"], first["not_on_backup"]) == (3, 3, 0), first
+    assert sorted(first["samples"]["restored"]) == sorted([overwritten, deleted, marked])
+    for key, data in stored.items():
+        assert hashlib.sha256(site.latest(key) or b"").digest() == hashlib.sha256(data).digest()
+
+    after = site.versions()
+    second = ok_json(site.harvester("restore-photos", "--from", "backup", "--json"))
+    assert (second["restored"], second["fine"]) == (0, 6), second
+    assert site.versions() == after, "a second run changes nothing"
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ({"ENDPOINT": "http://127.0.0.1:9"}, "cannot reach the backup target"),
+        ({"SECRET_KEY": "wrong-secret-key"}, "cannot reach the backup target"),
+        ({"ENDPOINT": ""}, "backup_target.endpoint is not set"),
+    ],
+    ids=["unreachable", "wrong-key", "unset"],
+)
+def test_a_bad_backup_target_is_one_clear_error_and_changes_nothing(site, override, message):
+    stored = site.store(3)
+    victim = sorted(stored)[0]
+    s3.client(site.main.s3_url, site.writer).delete_object(Bucket=s3.IMAGES_BUCKET, Key=victim)
+    before = site.versions()
+    for command in (("restore-photos", "--from", "backup"), ("backup-lag",)):
+        result = site.harvester(*command, **override)
+        assert result.returncode != 0
+        assert message in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert site.versions() == before
