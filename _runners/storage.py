@@ -23,7 +23,8 @@ newest backup followed by ``audit.storage``, which marks stored what was pushed 
 ``storage.restore from=backup`` puts back, from the backup target (``weed filer.backup``'s
 copy, salt/backup), every stored photo the bucket lacks or holds with other bytes
 (``ccmirror_audit_s3.restore_photos`` on the database minion); ``storage.status`` adds the
-backup's lag (photos, seconds) when the site has one (pillar ``site:backup_target``).
+backup's lag (photos, seconds) when the site has one (pillar ``site:backup_nodes``, the
+backup cluster's bk-* droplets, or ``site:backup_endpoint``, another S3).
 """
 
 from __future__ import annotations
@@ -81,9 +82,10 @@ def status(minion=None, timeout=STATUS_TIMEOUT):
     disk's total, used and free bytes); volumes, files and bytes (one copy and all copies);
     capacity, used and free bytes; the replication; the volumes with fewer copies than the
     replication asks and the files (photos) in them; volume ids no live server holds; on a
-    site with a backup target (pillar ``site:backup_target``), ``backup_lag``: the photos
-    the backup is behind and how long the oldest has waited. ``minion`` picks the storage
-    minion that asks (default: the first ``st-*`` that answers). ``timeout`` is in seconds.
+    site with a backup target (pillar ``site:backup_nodes`` or ``site:backup_endpoint``),
+    ``backup_lag``: the photos the backup is behind and how long the oldest has waited.
+    ``minion`` picks the storage minion that asks (default: the first ``st-*`` that
+    answers). ``timeout`` is in seconds.
 
     CLI Example::
 
@@ -355,8 +357,8 @@ def _backup_lag(client, timeout: float) -> dict | None:
     except StorageError:
         return None
     __utils__["runner_tools.refresh_pillar"](client, [db], STATUS_TIMEOUT)  # noqa: F821
-    target = _answer(client, db, "pillar.get", {"key": "site:backup_target"}, timeout)
-    if not target:
+    site = _answer(client, db, "pillar.get", {"key": "site"}, timeout) or {}
+    if not (site.get("backup_nodes") or site.get("backup_endpoint")):
         return None
     client.cmd([db], "saltutil.sync_modules", tgt_type="list", timeout=STATUS_TIMEOUT)
     lag = _call(client, db, "ccmirror_audit_s3.backup_lag", {}, timeout)["backup-lag"]
