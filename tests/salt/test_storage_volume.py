@@ -73,17 +73,21 @@ def apply_volume(salt_call, device: str, root: Path) -> dict:
 
 
 def test_a_blank_volume_gets_a_filesystem_and_the_root_is_mounted_once(salt_call, loop_device):
+    """Named by a symlink, as DigitalOcean names a volume (/dev/disk/by-id/...)."""
     device, root = loop_device
-    first = apply_volume(salt_call, device, root)
+    by_id = root.parent / "by-id" / "scsi-0DO_Volume_ccmirror-st-1"
+    by_id.parent.mkdir()
+    by_id.symlink_to(device)
+    first = apply_volume(salt_call, str(by_id), root)
     assert first[MKFS_ID]["changes"], "no filesystem was made on a blank device"
     assert mounted_source(root) == device
     assert run("blkid", "-p", "-o", "value", "-s", "TYPE", device) == "ext4"
     fstab = (root.parent / "fstab").read_text().splitlines()[-1].split()
-    assert fstab[:3] == [device, str(root), "ext4"] and "nofail" in fstab[3].split(",")
+    assert fstab[:3] == [str(by_id), str(root), "ext4"] and "nofail" in fstab[3].split(",")
 
     uuid = run("blkid", "-p", "-o", "value", "-s", "UUID", device)
     (root / "kept.txt").write_text("a photo's worth of bytes")
-    second = apply_volume(salt_call, device, root)
+    second = apply_volume(salt_call, str(by_id), root)
     assert {key: value["changes"] for key, value in second.items() if value["changes"]} == {}
     assert (root / "kept.txt").read_text() == "a photo's worth of bytes"
     assert run("blkid", "-p", "-o", "value", "-s", "UUID", device) == uuid  # not reformatted
