@@ -14,8 +14,7 @@ with their minions' answers and each downloader's work.
 
 Settings: ``ccmirror_fleet`` in the master's own config (_utils/fleet_droplets.py).
 
-``count`` of ``fleet.up`` is the number of droplets of the role wanted in all, so running it
-twice makes nothing the second time; ``fleet.down`` takes ``count`` droplets away.
+``count`` of ``fleet.up``: droplets of the role wanted in all; of ``fleet.down``: taken away.
 """
 
 from __future__ import annotations
@@ -44,10 +43,8 @@ __opts__: dict = {}  # replaced by Salt's loader
 # Roles fleet.up makes, by minion id prefix as in salt/top.sls. The database droplet is the
 # static core (terraform/); storage droplets (SeaweedFS volume servers) are added here too.
 ROLE_PREFIXES = {"downloader": "dl", "harvester": "hv", "storage": "st"}
-# What renders a worker's access on the servers it reaches, applied on its own (not a
-# highstate: a storage droplet not yet set up must not start its servers here) when a
-# worker's secrets are forgotten, so that they are refused at once. Storage droplets know
-# their backend (rsync's authorized keys, or the S3 gateway's identities and its reload).
+# What renders a worker's access on the servers it reaches, applied alone (a highstate would
+# start a storage droplet not yet set up) when its secrets are forgotten: refused at once.
 REVOKE_STATES = {
     "db-": (("state.sls_id", ["queue-tokens-file-managed"], {"mods": "queue.config"}),),
     "st-": (
@@ -106,10 +103,10 @@ def up(
     minions' token and key; ``highstate=False`` skips it). Safe to run twice: a second run makes
     nothing and finishes what the first left undone.
 
-    ``role=storage`` counts Terraform's st-* too. A new one's private address goes into
-    ``site:storage_nodes`` (``secrets.storage_nodes``) once it is active, and every st-*
-    gets highstate: the new node runs a volume server the masters use at once. The masters
-    stay pinned (``site:storage_masters``): a new node is never one of them.
+    ``role=storage`` counts Terraform's st-* too. A new one gets its volume (or the one a
+    destroyed st-N of its name left), recorded with its address in ``site:storage_volumes``
+    and ``site:storage_nodes`` once active; every st-* gets highstate: the new node mounts
+    it and runs a volume server the masters use at once, never a master (they stay pinned).
 
     Returns the droplets made, those kept, each step's seconds, and per minion what failed.
 
@@ -157,12 +154,14 @@ def up(
         result["made"] = [_cloud("summary")(d) for d in active]
         errors.update({d.name: "not active in time" for d in not_active})
         targets = [t for t in targets if t not in {d.name for d in not_active}]
-    if targets and role == "storage":  # before its highstate: map.jinja needs its address
+    if targets and role == "storage":  # before its highstate: its address, its volume
         joining = [d for d in [*pending, *made] if d.name in targets]
         change = __salt__["secrets.storage_nodes"]  # noqa: F821
+        volume, progress = _util("fleet_volumes.ensure_attached"), _reporter()  # made or reattached
         result["storage"] = _storage("record_nodes")(
-            joining, _address_of(), change, errors, _reporter()
-        )
+            joining, _address_of(), change, errors, progress,
+            lambda droplet: volume(conf, manager, droplet, progress),
+        )  # fmt: skip
         targets = [t for t in targets if t not in errors]
     if targets:
         joining = [d for d in [*pending, *made] if d.name in targets]
@@ -245,7 +244,7 @@ def destroy(name: str, wait: int = DRAIN_WAIT, force=False):
     destroyed. A name with no droplet left (destroyed from DigitalOcean's console, say) loses
     its minion key and its secrets: then apply ``db-*`` and ``st-*`` to revoke its queue token
     and storage key there. A storage droplet (st-N) leaves ``site:storage_nodes`` too (a
-    master keeps its address in the pinned masters). Safe to run twice.
+    master keeps its address; its volume stays for a new st-N of that name). Safe twice.
 
     CLI Example::
 

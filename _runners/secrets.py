@@ -205,10 +205,16 @@ def forget(minion: str) -> dict[str, Any]:
     return {"minion": minion, "changed": changed, "apply": ["db-*", "st-*"] if changed else []}
 
 
-def storage_nodes(add: dict[str, str] | None = None, drop: list[str] | str | None = None):
+def storage_nodes(
+    add: dict[str, str] | None = None,
+    drop: list[str] | str | None = None,
+    volumes: dict[str, str] | None = None,
+):
     """
     Add SeaweedFS nodes to the site's facts (``site:storage_nodes``, id: private address) or
-    drop them, under the private root's lock; ``fleet.up role=storage`` and
+    drop them, under the private root's lock; ``volumes`` records nodes' volume devices
+    (``site:storage_volumes``, id: device path, which salt/storage/volume.sls mounts), and a
+    dropped node's device goes with it. ``fleet.up role=storage`` and
     ``fleet.destroy name=st-N`` call it. The masters stay pinned (``site:storage_masters``
     and the addresses they started with, ``site:storage_master_addresses``): a new node is a
     volume server, and a dropped master's address stays in the masters' peers. Then apply
@@ -219,12 +225,14 @@ def storage_nodes(add: dict[str, str] | None = None, drop: list[str] | str | Non
 
         salt-run secrets.storage_nodes add='{st-4: 10.0.0.9}'
         salt-run secrets.storage_nodes drop=st-3
+        salt-run secrets.storage_nodes volumes='{st-4: /dev/disk/by-id/scsi-0DO_Volume_x-st-4}'
     """
     try:
-        if add is not None and not isinstance(add, dict):
-            raise RefusedError("add must be a mapping: add='{st-4: 10.0.0.9}'")
+        for name, value in (("add", add), ("volumes", volumes)):
+            if value is not None and not isinstance(value, dict):
+                raise RefusedError(f"{name} must be a mapping: {name}='{{st-4: ...}}'")
         dropped = [drop] if isinstance(drop, str) else list(drop or [])
-        summary = _writer("change_storage_nodes")(_private_root(), add or {}, dropped)
+        summary = _writer("change_storage_nodes")(_private_root(), add or {}, dropped, volumes)
     except (TypeError, ValueError) as error:  # RefusedError, or the writer's SecretsError
         return _refused(ValueError(str(error)))
     log.info("secrets.storage_nodes: %s", sorted(summary["storage_nodes"] or {}))

@@ -20,6 +20,8 @@ Settings come from the master's own config (never from a minion's pillar), e.g. 
       salt_venv: /opt/ccmirror-salt      # where the minion's Salt is (installed if absent)
       minion_config: {}                  # more minion settings (the lab: systemd.scope)
       ssh_key_file: /etc/salt/pki/master/ccmirror-fleet-ssh   # the default; made if absent
+      storage_volume_gb: 1000            # each new st-N's volume (Terraform's default too)
+      storage_volumes: true              # false: none (the lab: containers, no block device)
 """
 
 from __future__ import annotations
@@ -49,7 +51,14 @@ DEFAULTS: dict[str, Any] = {
     "minion_config": {},
     "api_timeout": 30,
     "ssh_key_file": None,  # <pki_dir>/ccmirror-fleet-ssh
+    # GiB of the volume fleet.up role=storage gives each new st-N: terraform/variables.tf's
+    # storage_volume_gb default, so a droplet added later holds as much as the core's.
+    "storage_volume_gb": 1000,
+    # False where droplets have no block device (the lab's are containers): no volume is
+    # made, none recorded, and the storage root stays on the droplet's disk.
+    "storage_volumes": True,
 }
+MAX_VOLUME_GB = 16384  # DigitalOcean's largest volume (16 TiB)
 SSH_KEY_NAME = "ccmirror-fleet-ssh"
 NAME = re.compile(r"^([a-z]+)-(\d+)$")
 TAG = re.compile(r"^[A-Za-z0-9_:-]{1,255}$")
@@ -97,6 +106,14 @@ def settings(opts: dict) -> dict[str, Any]:
         raise FleetValueError(f"project_tag {merged['project_tag']!r} is not a DigitalOcean tag")
     if not isinstance(merged["minion_config"], dict):
         raise FleetValueError(f"{SETTINGS_KEY}:minion_config must be a mapping")
+    if not isinstance(merged["storage_volumes"], bool):
+        raise FleetValueError(f"{SETTINGS_KEY}:storage_volumes must be true or false")
+    size = merged["storage_volume_gb"]
+    if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_VOLUME_GB:
+        raise FleetValueError(
+            f"{SETTINGS_KEY}:storage_volume_gb must be a whole number of GiB from 1 to"
+            f" {MAX_VOLUME_GB} (16 TiB, DigitalOcean's largest volume); not {size!r}"
+        )
     return merged
 
 

@@ -1,5 +1,6 @@
-"""What the fleet runner does for storage droplets (`st-*`, SeaweedFS): their addresses
-recorded in the site's facts when made and dropped when destroyed (``secrets.storage_nodes``,
+"""What the fleet runner does for storage droplets (`st-*`, SeaweedFS): their addresses and
+volume devices (_utils/fleet_volumes.py) recorded in the site's facts when made, dropped when
+destroyed (the volume itself stays at DigitalOcean) (``secrets.storage_nodes``,
 under the private root's lock), which of them a re-run may finish, and why ``fleet.down``
 takes none away. The fleet runner reaches it as ``__utils__["fleet_storage.*"]``; the runner
 functions it needs come in as arguments.
@@ -46,21 +47,32 @@ def record_nodes(
     change_nodes: Callable[..., dict],
     errors: dict[str, str],
     progress: Callable[[str], None],
+    attach_volume: Callable[[Any], str | None],
 ) -> dict[str, Any]:
-    """Each new storage droplet's private address in ``site:storage_nodes`` (`change_nodes`:
-    the ``secrets.storage_nodes`` runner), so that its highstate renders it a volume server
-    and the other nodes learn of it. A droplet with no address, or a refused change, is
-    named in `errors`. Returns what secrets.storage_nodes returned."""
-    add = {}
+    """Each new storage droplet's data volume attached (`attach_volume`: its device path, None
+    where droplets get none, or fleet_volumes.VolumeError), then its private address in
+    ``site:storage_nodes`` and its
+    device in ``site:storage_volumes`` (`change_nodes`: the ``secrets.storage_nodes``
+    runner), so that its highstate mounts the volume and runs a volume server on it, and the
+    other nodes learn of it. A droplet with no address or no volume, or a refused change, is
+    named in `errors` and not recorded. Returns what secrets.storage_nodes returned."""
+    add, volumes = {}, {}
     for droplet in droplets:
         address = address_of(droplet)
-        if address:
-            add[droplet.name] = address
-        else:
+        if not address:
             errors[droplet.name] = "no private address: not added to site:storage_nodes"
+            continue
+        try:
+            device = attach_volume(droplet)
+        except RuntimeError as error:  # fleet_volumes.VolumeError
+            errors[droplet.name] = f"not added to site:storage_nodes: {error}"
+            continue
+        add[droplet.name] = address
+        if device:
+            volumes[droplet.name] = device
     if not add:
         return {}
-    changed = change_nodes(add=add)
+    changed = change_nodes(add=add, **({"volumes": volumes} if volumes else {}))
     if changed.get("error"):
         errors.update({name: f"secrets.storage_nodes: {changed['error']}" for name in add})
         return changed

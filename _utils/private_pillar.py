@@ -187,14 +187,18 @@ def rotate_secrets(directory: Path, what: str, step: str = "start") -> dict[str,
 
 
 def change_storage_nodes(
-    directory: Path, add: dict[str, str] | None = None, drop: Iterable[str] = ()
+    directory: Path,
+    add: dict[str, str] | None = None,
+    drop: Iterable[str] = (),
+    volumes: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Add nodes (id: private address) to the site's `storage_nodes` and drop others, under
-    the writer's lock (two runs of fleet.up or a secrets.init meanwhile lose nothing). The
-    masters stay pinned as they were (pin_storage_masters). Returns {"changed", "storage_nodes",
-    "storage_masters", "storage_master_addresses"}."""
-    add, drop = dict(add or {}), list(drop)
-    for node_id in [*add, *drop]:
+    """Add nodes (id: private address) to the site's `storage_nodes`, their volume devices
+    (id: path) to `storage_volumes`, and drop others, under the writer's lock (two runs of
+    fleet.up or a secrets.init meanwhile lose nothing). The masters stay pinned as they were
+    (site_pillar.changed_storage_nodes). Returns {"changed", "storage_nodes",
+    "storage_masters", "storage_master_addresses", "storage_volumes"}."""
+    add, drop, volumes = dict(add or {}), list(drop), dict(volumes or {})
+    for node_id in [*add, *drop, *volumes]:
         if not check_minion_id(node_id).startswith("st-"):
             raise SecretsError(f"{node_id} is not a storage node (st-*)")
     for node_id, address in add.items():
@@ -206,18 +210,11 @@ def change_storage_nodes(
     with _locked(directory):
         record = load_record(directory, must_exist=True)
         before = _recorded_site(directory, record)
-        nodes = {**(before.get("storage_nodes") or {}), **add}
-        for node_id in drop:
-            nodes.pop(node_id, None)
-        # Pinned first with the nodes as they were: a master dropped now keeps its address.
-        facts = site_facts({**site_facts(before), "storage_nodes": nodes})
+        facts = _SITE.changed_storage_nodes(before, add, drop, volumes)
         record["site"] = facts
         files = _save_and_render(directory, record)
-        return {
-            "changed": bool(files),
-            **{key: facts.get(key) for key in ("storage_nodes", "storage_masters")},
-            "storage_master_addresses": facts.get("storage_master_addresses"),
-        }
+        keys = ("storage_nodes", "storage_masters", "storage_master_addresses", "storage_volumes")
+        return {"changed": bool(files), **{key: facts.get(key) for key in keys}}
 
 
 def _load_by_path(relative: str, name: str) -> ModuleType:

@@ -1,5 +1,6 @@
 """The `site:` pillar's facts, checked: the ports' defaults, the queue's URL, the private
-network, and SeaweedFS's masters pinned by address; and the fleet's one rule for a minion id.
+network, SeaweedFS's masters pinned by address and each storage node's volume device; the
+fleet's one rule for a minion id.
 Part of the private pillar's writer (_utils/private_pillar.py loads this file by path, and
 re-exports what its callers use): no Salt, no ``ccmirror`` import, so that the lab can load
 it as the runners do."""
@@ -11,6 +12,9 @@ import re
 from typing import Any
 
 SITE_DEFAULTS = {"storage_port": 2222, "queue_port": 8700, "db_port": 3306}
+# Where DigitalOcean shows a volume on its droplet (by the volume's name): Terraform's
+# `storage_volumes` output and fleet.up (_utils/fleet_volumes.py) both name devices so.
+VOLUME_DEVICE = re.compile(r"/dev/[A-Za-z0-9_./-]{1,200}")
 # pillar/top.sls's rule for an id that gets its own secrets (there in Jinja): fullmatch.
 MINION_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,99}")
 
@@ -36,7 +40,40 @@ def site_facts(site: dict[str, Any]) -> dict[str, Any]:
         except ValueError as exc:
             raise SecretsError(f"site private_network: {exc}") from None
         facts["private_network"] = str(network)
+    check_storage_volumes(facts.get("storage_volumes"))
     return pin_storage_masters(facts)
+
+
+def check_storage_volumes(volumes: object) -> None:
+    """`site:storage_volumes`: storage node id => the block device salt/storage/volume.sls
+    mounts at the storage root (absent: nothing to mount, as in the lab)."""
+    if volumes is None:
+        return
+    if not isinstance(volumes, dict):
+        raise SecretsError("site storage_volumes must be a mapping of minion id: device path")
+    for node_id, device in volumes.items():
+        check_minion_id(node_id)
+        if not isinstance(device, str) or not VOLUME_DEVICE.fullmatch(device) or ".." in device:
+            raise SecretsError(f"site storage_volumes: {node_id}: {device!r} is not a device path")
+
+
+def changed_storage_nodes(
+    before: dict[str, Any], add: dict[str, str], drop: list[str], volumes: dict[str, str]
+) -> dict[str, Any]:
+    """The site facts `before` with nodes added (id: address) and dropped, and volume devices
+    recorded (id: device): a dropped node's device goes with it (its volume stays at
+    DigitalOcean, and a node made again under its name records it again). The masters are
+    pinned first with the nodes as they were, so that a master dropped now keeps its
+    address."""
+    nodes = {**(before.get("storage_nodes") or {}), **add}
+    devices = {**(before.get("storage_volumes") or {}), **volumes}
+    for node_id in drop:
+        nodes.pop(node_id, None)
+        devices.pop(node_id, None)
+    changed = {**site_facts(before), "storage_nodes": nodes}
+    if devices or "storage_volumes" in before:
+        changed["storage_volumes"] = devices
+    return site_facts(changed)
 
 
 def pin_storage_masters(facts: dict[str, Any]) -> dict[str, Any]:

@@ -131,9 +131,12 @@ resource "digitalocean_droplet" "storage" {
   }
 }
 
-# One volume per storage droplet: SeaweedFS's volume files. Each outlives its droplet (a
-# rebuilt st-N is attached to the same volume), hence prevent_destroy: lowering
-# storage_count, or leaving SeaweedFS for Spaces, fails the plan instead of deleting photos.
+# One volume per storage droplet: SeaweedFS's volume files, which salt/storage/volume.sls
+# mounts at the storage root (site:storage_volumes). Each outlives its droplet (a rebuilt
+# st-N is attached to the same volume), hence prevent_destroy: lowering storage_count, or
+# leaving SeaweedFS for Spaces, fails the plan instead of deleting photos. Its name,
+# <name>-st-N, is the one rule `fleet.up role=storage` names the volumes of later st-N by
+# (_utils/fleet_volumes.py), so that both find a volume an earlier st-N left.
 resource "digitalocean_volume" "storage" {
   count                   = local.storage_count
   name                    = "${var.name}-st-${count.index + 1}"

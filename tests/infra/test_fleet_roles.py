@@ -117,6 +117,18 @@ def test_storage_free_space_check_runs(host) -> None:
 
 
 @pytest.mark.role("storage")
+def test_storage_root_is_on_the_volume_the_site_names(host, site: dict, minion_id: str) -> None:
+    """On DigitalOcean each st-* has its volume mounted at the root (the lab names none)."""
+    device = (site.get("storage_volumes") or {}).get(minion_id)
+    if not device:
+        pytest.skip(f"site:storage_volumes names no device for {minion_id}")
+    root = host.mount_point("/srv/ccmirror-storage")
+    assert root.exists, "the storage root is not a mount point: SeaweedFS is on the root disk"
+    assert host.file(root.device).linked_to == host.file(device).linked_to
+    assert "nofail" in host.file("/etc/fstab").content_string
+
+
+@pytest.mark.role("storage")
 def test_storage_runs_seaweedfs_with_an_object_locked_bucket(
     host, site: dict, pillar: dict, minion_id: str
 ) -> None:

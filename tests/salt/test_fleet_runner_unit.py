@@ -88,6 +88,14 @@ try:
 except ValueError as error:  # fleet_droplets' FleetValueError
     out["unknown_setting"] = str(error)
 out["defaults"] = droplets("settings")({"interface": "10.0.0.2", "ccmirror_fleet": {"token": "t"}})
+out["volume_name"] = utils["fleet_volumes.volume_name"]("ccmirror", "st-4")
+out["bad_volume_gb"] = {}
+for size in (0, 16385, "100", 2.5):
+    try:
+        droplets("settings")({"interface": "10.0.0.2",
+                              "ccmirror_fleet": {"token": "t", "storage_volume_gb": size}})
+    except ValueError as error:
+        out["bad_volume_gb"][repr(size)] = str(error)
 # fleet_storage with a stand-in for the secrets.storage_nodes runner (its own test is
 # tests/salt/test_secrets_runner.py): what fleet.up and fleet.destroy hand it.
 class Droplet:
@@ -99,9 +107,16 @@ def change_nodes(**kwargs):
     calls.append(kwargs)
     return {"storage_nodes": {"st-1": "10.0.0.3", "st-4": "10.0.0.9"},
             "storage_master_addresses": {"st-1": "10.0.0.3"}}
+def attach_volume(droplet):  # fleet_volumes.ensure_attached's stand-in (the lab runs it)
+    if droplet.name == "st-6":
+        raise utils["fleet_volumes.ensure_attached"].__globals__["VolumeError"]("refused")
+    if droplet.name == "st-7":
+        return None  # storage_volumes false (the lab): recorded without a device
+    return "/dev/disk/by-id/scsi-0DO_Volume_ccmirror-" + droplet.name
 out["recorded"] = storage("record_nodes")(
-    [Droplet("st-4", "10.0.0.9"), Droplet("st-5", None)],
-    lambda d: d.private_ip_address, change_nodes, errors, said.append)
+    [Droplet("st-4", "10.0.0.9"), Droplet("st-5", None), Droplet("st-6", "10.0.0.10"),
+     Droplet("st-7", "10.0.0.11")],
+    lambda d: d.private_ip_address, change_nodes, errors, said.append, attach_volume)
 out["forgot"] = storage("forget_node")("st-3", change_nodes, {"result": True, "apply": ["db-*"]})
 out["forgot_worker"] = storage("forget_node")("dl-3", change_nodes, {"result": True})
 out["storage_calls"], out["storage_errors"], out["storage_said"] = calls, errors, said
@@ -184,6 +199,12 @@ def test_settings_default_to_the_masters_interface_and_digitalocean(seen: dict) 
     assert defaults["master_address"] == "10.0.0.2"
     assert defaults["end_point"] == "https://api.digitalocean.com/v2/"
     assert defaults["project_tag"] == "ccmirror"
+    # A new st-N's volume: Terraform's default size and Terraform's name (<project>-st-N).
+    assert defaults["storage_volume_gb"] == 1000 and defaults["storage_volumes"] is True
+    assert seen["volume_name"] == "ccmirror-st-4"
+    assert set(seen["bad_volume_gb"]) == {"0", "16385", "'100'", "2.5"}
+    for error in seen["bad_volume_gb"].values():
+        assert error.startswith("ccmirror_fleet:storage_volume_gb must be a whole number of GiB")
 
 
 def test_names_are_the_lowest_free_and_down_takes_the_highest(seen: dict) -> None:
@@ -256,9 +277,22 @@ def test_storage_droplets_are_recorded_in_the_site_facts_and_forgotten_when_dest
     others), records each new node's address (one without an address is an error, never
     recorded), fleet.destroy name=st-N drops it; Terraform's st-* are never resumed."""
     assert seen["storage_next"] == ["st-3", "st-5"]
-    assert seen["storage_calls"] == [{"add": {"st-4": "10.0.0.9"}}, {"drop": ["st-3"]}]
-    assert seen["storage_errors"] == {"st-5": "no private address: not added to site:storage_nodes"}
-    assert seen["storage_said"] == ["site:storage_nodes: st-4 added; masters stay st-1 (10.0.0.3)"]
+    # Its volume's device goes with its address (salt/storage/volume.sls mounts it); a node
+    # whose volume was refused is an error and not recorded: no volume server on a root disk.
+    assert seen["storage_calls"] == [
+        {
+            "add": {"st-4": "10.0.0.9", "st-7": "10.0.0.11"},
+            "volumes": {"st-4": "/dev/disk/by-id/scsi-0DO_Volume_ccmirror-st-4"},
+        },
+        {"drop": ["st-3"]},
+    ]
+    assert seen["storage_errors"] == {
+        "st-5": "no private address: not added to site:storage_nodes",
+        "st-6": "not added to site:storage_nodes: refused",
+    }
+    assert seen["storage_said"] == [
+        "site:storage_nodes: st-4, st-7 added; masters stay st-1 (10.0.0.3)"
+    ]
     assert seen["forgot"] == {
         "result": True,
         "apply": ["db-*", "st-*"],

@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lab.fleet.salt_utils import plain_util
 from tests.conftest import ROOT
 from tests.unit.terraform_config import (
     TERRAFORM_DIR,
@@ -277,6 +278,15 @@ def test_seaweedfs_makes_storage_count_st_droplets_each_with_its_own_volume(coun
     volume = resources(config, "digitalocean_volume")["storage"]
     assert unquote(volume["name"]) == "${var.name}-st-${count.index + 1}"
     assert unquote(volume["size"]) == "${var.storage_volume_gb}"
+    # fleet.up role=storage names a later st-N's volume and its device by the same one rule,
+    # with Terraform's default size (var.name is the fleet's project_tag).
+    volumes = plain_util("fleet_volumes")
+    terraforms = unquote(volume["name"]).replace("${var.name}", "ccmirror")
+    assert volumes.volume_name("ccmirror", "st-7") == terraforms.replace("${count.index + 1}", "7")
+    device = volumes.device_path("${digitalocean_volume.storage[index].name}")
+    assert f'=> "{device}"' in (ROOT / "terraform" / "main.tf").read_text()
+    size = named(config, "variable")["storage_volume_gb"]["default"]
+    assert size == plain_util("fleet_droplets").DEFAULTS["storage_volume_gb"]
     assert "16 TiB" in str(volume["description"])
     assert volume["lifecycle"] == [{"prevent_destroy": True, "__is_block__": True}]
 

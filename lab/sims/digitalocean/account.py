@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from lab.sims.digitalocean import catalog
 from lab.sims.digitalocean.backends import Backend
-from lab.sims.digitalocean.records import Action, Droplet, SshKey, Vpc, not_found
+from lab.sims.digitalocean.records import Action, Droplet, SshKey, Volume, Vpc, not_found
 
 PUBLIC_NETWORKS = (  # documentation ranges: a public address that is never routed
     ipaddress.IPv4Network("203.0.113.0/24"),
@@ -44,6 +44,7 @@ class Account:
         self.tags: dict[str, int | None] = {}  # name -> id of the droplet tagged last
         self.keys: dict[int, SshKey] = {}
         self.vpcs: dict[str, Vpc] = {}
+        self.volumes: dict[str, Volume] = {}
         self.workers: list[threading.Thread] = []
         self.droplet_ids = itertools.count(402_119_001)
         self.action_ids = itertools.count(2_318_846_001)
@@ -72,8 +73,11 @@ class Account:
             thread.join(max(0.0, deadline - time.monotonic()))
         return not any(t.is_alive() for t in self.workers)
 
-    def new_action(self, kind: str, droplet_id: int, region: str) -> Action:
+    def new_action(
+        self, kind: str, droplet_id: int, region: str, resource_type: str = "droplet"
+    ) -> Action:
         action = Action(next(self.action_ids), kind, droplet_id, region, time.time())
+        action.resource_type = resource_type
         self.actions[action.id] = action
         return action
 
@@ -120,8 +124,9 @@ class Account:
         if region == self.settings.home_region:
             network = self.backend.network
         else:
-            second, third = catalog.DEFAULT_VPC_RANGES[region]
-            network = ipaddress.IPv4Network(f"10.{second}.{third}.0/20")
+            # (first, second) octets: ams3's is 10.110.0.0/20 (10.10.110.0/20 has host bits).
+            first, second = catalog.DEFAULT_VPC_RANGES[region]
+            network = ipaddress.IPv4Network(f"{first}.{second}.0.0/20")
         vpc = Vpc(str(uuid.uuid4()), f"default-{region}", region, network, "", True, time.time())
         self.vpcs[vpc.id] = vpc
         return vpc

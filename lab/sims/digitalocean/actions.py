@@ -27,7 +27,10 @@ class ActionOps(Account):
             return [
                 action.json()
                 for action in sorted(self.actions.values(), key=lambda a: -a.id)
-                if droplet_id is None or str(action.resource_id) == str(droplet_id)
+                if droplet_id is None
+                or (
+                    action.resource_type == "droplet" and str(action.resource_id) == str(droplet_id)
+                )
             ]
 
     def get_action(self, action_id: str, droplet_id: str | None = None) -> dict:

@@ -10,7 +10,8 @@ create action goes from `in-progress` to `completed` then. Power actions take
 worker threads, one droplet's create and destroy in order.
 
 The account's state is `lab.sims.digitalocean.account.Account`; each kind of resource's
-operations are a module of their own (`droplets`, `actions`, `tags`, `keys`, `vpcs`), its
+operations are a module of their own (`droplets`, `actions`, `tags`, `keys`, `vpcs`,
+`volumes`), its
 records and errors in `records`, the request checks in `validation`.
 """
 
@@ -20,9 +21,10 @@ from lab.sims.digitalocean.actions import ActionOps
 from lab.sims.digitalocean.droplets import DropletOps
 from lab.sims.digitalocean.keys import KeyOps
 from lab.sims.digitalocean.tags import TagOps
+from lab.sims.digitalocean.volumes import VolumeOps
 from lab.sims.digitalocean.vpcs import VpcOps
 
 
-class Cloud(DropletOps, ActionOps, TagOps, KeyOps, VpcOps):
+class Cloud(DropletOps, ActionOps, TagOps, KeyOps, VpcOps, VolumeOps):
     """One account: its state and every operation on it, under the account's one lock (one
     object, as the server calls it; each base class is one kind of resource)."""

@@ -224,6 +224,11 @@ class DropletOps(Account):
         creation has finished (a destroy never overtakes the create)."""
         del self.droplets[droplet.id]
         action = self.new_action("destroy", droplet.id, droplet.region)
+        # Its volumes are detached, never destroyed (DigitalOcean's destroy; the API's
+        # destroy_with_associated_resources, which would, is not served).
+        for volume in self.volumes.values():
+            if droplet.id in volume.droplet_ids:
+                volume.droplet_ids.remove(droplet.id)
 
         def remove_machine() -> None:
             with droplet.lifecycle:

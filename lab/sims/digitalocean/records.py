@@ -45,6 +45,8 @@ class Action:
     completed: float | None = None
     due: float | None = None  # when it completes; None while it waits for a backend
     effect: Callable[[], None] | None = None  # applied once, when it completes
+    # A volume's actions are DigitalOcean's "backend" actions, with no resource id.
+    resource_type: str = "droplet"
 
     def json(self) -> dict:
         return {
@@ -53,8 +55,8 @@ class Action:
             "type": self.type,
             "started_at": iso(self.started),
             "completed_at": iso(self.completed) if self.completed is not None else None,
-            "resource_id": self.resource_id,
-            "resource_type": "droplet",
+            "resource_id": self.resource_id if self.resource_type == "droplet" else None,
+            "resource_type": self.resource_type,
             "region": catalog.region_json(self.region),
             "region_slug": self.region,
         }
@@ -80,6 +82,7 @@ class Droplet:
     # The public halves of `ssh_keys` as they were at creation: installed for root.
     authorized_keys: list[str] = field(default_factory=list)
     lifecycle: threading.Lock = field(default_factory=threading.Lock)
+    volume_ids: list[str] = field(default_factory=list)  # attached (completed attach actions)
 
     def json(self) -> dict:
         v4 = []
@@ -117,7 +120,7 @@ class Droplet:
             "next_backup_window": None,
             "snapshot_ids": [],
             "image": catalog.image_json(self.image),
-            "volume_ids": [],
+            "volume_ids": list(self.volume_ids),
             "size": catalog.size_json(self.size),
             "size_slug": self.size.slug,
             "networks": {"v4": v4, "v6": []},
@@ -163,4 +166,36 @@ class SshKey:
             "fingerprint": self.fingerprint,
             "public_key": self.public_key,
             "name": self.name,
+        }
+
+
+@dataclass
+class Volume:
+    """A block storage volume: in one region, attached to at most one droplet."""
+
+    id: str
+    name: str
+    region: str
+    size_gigabytes: int
+    description: str
+    filesystem_type: str
+    filesystem_label: str
+    tags: list[str]
+    created: float
+    droplet_ids: list[int] = field(default_factory=list)
+    busy: Action | None = None  # the attach or detach under way: one at a time
+    action_ids: list[int] = field(default_factory=list)
+
+    def json(self) -> dict:
+        return {
+            "id": self.id,
+            "region": catalog.region_json(self.region),
+            "droplet_ids": list(self.droplet_ids),
+            "name": self.name,
+            "description": self.description,
+            "size_gigabytes": self.size_gigabytes,
+            "created_at": iso(self.created),
+            "filesystem_type": self.filesystem_type,
+            "filesystem_label": self.filesystem_label,
+            "tags": list(self.tags),
         }

@@ -144,6 +144,45 @@ def r_delete_vpc(sim: DoSim, req: Request) -> tuple[int, dict | None]:
     return 204, None
 
 
+def r_volumes(sim: DoSim, req: Request) -> tuple[int, dict | None]:
+    items = sim.cloud.list_volumes(req.query.get("name"), req.query.get("region"))
+    return req.page(sim, items, "volumes")
+
+
+def r_create_volume(sim: DoSim, req: Request) -> tuple[int, dict | None]:
+    return 201, sim.cloud.create_volume(req.body)
+
+
+def r_delete_volume_by_name(sim: DoSim, req: Request) -> tuple[int, dict | None]:
+    sim.cloud.delete_volume_by_name(req.query.get("name"), req.query.get("region"))
+    return 204, None
+
+
+def r_volume(sim: DoSim, req: Request) -> tuple[int, dict | None]:
+    return 200, sim.cloud.get_volume(req.arg(1))
+
+
+def r_delete_volume(sim: DoSim, req: Request) -> tuple[int, dict | None]:
+    sim.cloud.delete_volume(req.arg(1))
+    return 204, None
+
+
+def r_volume_action_by_name(sim: DoSim, req: Request) -> tuple[int, dict | None]:
+    return 202, sim.cloud.volume_action(None, req.body)
+
+
+def r_volume_action_post(sim: DoSim, req: Request) -> tuple[int, dict | None]:
+    return 202, sim.cloud.volume_action(req.arg(1), req.body)
+
+
+def r_volume_actions(sim: DoSim, req: Request) -> tuple[int, dict | None]:
+    return req.page(sim, sim.cloud.volume_actions(req.arg(1)), "actions")
+
+
+def r_volume_action(sim: DoSim, req: Request) -> tuple[int, dict | None]:
+    return 200, sim.cloud.volume_action_get(req.arg(1), req.arg(2))
+
+
 def r_sim_machines(sim: DoSim, req: Request) -> tuple[int, dict | None]:
     backend = sim.cloud.backend
     if not isinstance(backend, MemoryBackend):
@@ -191,6 +230,15 @@ ROUTES: list[Route] = [
         ("PATCH", f"/v2/vpcs/{SEGMENT}", r_rename_vpc),
         ("PUT", f"/v2/vpcs/{SEGMENT}", r_rename_vpc),
         ("DELETE", f"/v2/vpcs/{SEGMENT}", r_delete_vpc),
+        ("GET", "/v2/volumes", r_volumes),
+        ("POST", "/v2/volumes", r_create_volume),
+        ("DELETE", "/v2/volumes", r_delete_volume_by_name),
+        ("POST", "/v2/volumes/actions", r_volume_action_by_name),
+        ("GET", f"/v2/volumes/{SEGMENT}", r_volume),
+        ("DELETE", f"/v2/volumes/{SEGMENT}", r_delete_volume),
+        ("GET", f"/v2/volumes/{SEGMENT}/actions", r_volume_actions),
+        ("POST", f"/v2/volumes/{SEGMENT}/actions", r_volume_action_post),
+        ("GET", rf"/v2/volumes/{SEGMENT}/actions/(\d+)", r_volume_action),
         ("GET", "/_sim/machines", r_sim_machines),
         ("POST", "/_sim/control", r_sim_control),
     ]

@@ -85,12 +85,14 @@ def write_master_settings(
     config: LabConfig, sim: RunningDoSim | DoService, **extra: object
 ) -> Path:
     """`ccmirror_fleet` for the lab's master: the simulator's end point and token (0600),
-    the master's bridge address for new minions, the lab's minion settings."""
+    the master's bridge address for new minions, the lab's minion settings, and no data
+    volume for a storage droplet (a container has no block device to mount)."""
     fleet = {
         "token": sim.token,
         "end_point": sim.end_point,
         "master_address": config.host_address,
         "minion_config": LAB_MINION_CONFIG,
+        "storage_volumes": False,
         **extra,
     }
     path = settings_path(config)

@@ -4,6 +4,7 @@
 {%- from "storage/seaweedfs/map.jinja" import weed with context %}
 
 include:
+  - storage.volume  # the data volume: the directories and units require its mount
   - .package
 
 storage-weed-user-user-present:
@@ -30,6 +31,9 @@ storage-weed-{{ name }}-dir-file-directory:
     - makedirs: True
     - require:
       - user: storage-weed-user-user-present
+{%-   if name == "data" and storage.volume_device %}
+      - mount: storage-volume-root-mount-mounted  # on the volume, never on the root disk
+{%-   endif %}
 {%- endfor %}
 
 storage-weed-filer-config-file-managed:

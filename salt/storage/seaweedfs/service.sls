@@ -1,5 +1,6 @@
 {#- One unit per SeaweedFS server, each bound to this node's private address: a master on the
     masters' nodes, then a volume server, the filer and the S3 gateway on every node. #}
+{%- from "storage/map.jinja" import storage with context %}
 {%- from "storage/seaweedfs/map.jinja" import weed with context %}
 {%- set port = weed.ports %}
 {%- set bind = "-ip=" ~ weed.address ~ " -ip.bind=" ~ weed.address %}
@@ -26,6 +27,7 @@
               ~ " -config=" ~ weed.config_dir ~ "/s3.json -port.iceberg=0 -port.lance=0"}) %}
 
 include:
+  - storage.volume  # the data volume: the directories and units require its mount
   - .package
   - .config
 {%- for server in servers %}
@@ -57,6 +59,9 @@ storage-weed-{{ server.name }}-service-running:
       - cmd: storage-weed-package-cmd-run
       - file: storage-weed-data-dir-file-directory
       - file: storage-weed-master-dir-file-directory
+{%-   if storage.volume_device %}
+      - mount: storage-volume-root-mount-mounted  # volume.sls: the data volume first
+{%-   endif %}
 {%-   for unit in server.after %}
       - service: storage-weed-{{ unit | replace("ccmirror-weed-", "") }}-service-running
 {%-   endfor %}
