@@ -1,10 +1,10 @@
 # Cloud firewalls, by role tag. Inbound, nothing is open to the internet, nor a service to
 # the whole VPC: each port is open to the role tags (DigitalOcean's source_tags) of the
 # droplets that use it, so a compromised downloader cannot reach MariaDB nor a harvester the
-# storage. SSH on port 22 of the core only from var.admin_cidrs (no rule at all when it is
-# empty); the fleet's SSH from the VPC (the master as the bastion). Outbound is open: the core
-# installs Debian packages and the fleet fetches from Flickr's API and image hosts, whose
-# addresses are not fixed.
+# storage. SSH on port 22 of the core (bk-1 included) only from var.admin_cidrs (no rule at
+# all when it is empty); the fleet's SSH from the VPC (the master as the bastion). Outbound
+# is open: the core installs Debian packages and the fleet fetches from Flickr's API and
+# image hosts, whose addresses are not fixed.
 
 locals {
   outbound_anywhere = ["0.0.0.0/0", "::/0"]
@@ -101,17 +101,84 @@ resource "digitalocean_firewall" "storage" {
     source_tags = [digitalocean_tag.role["storage"].name]
   }
 
-  # Filers (HTTP and gRPC): the S3 gateways' metadata, `weed shell` on a storage minion.
+  # Filers (HTTP and gRPC): the S3 gateways' metadata, `weed shell` on a storage minion, and
+  # the backup cluster's `weed filer.backup` (bk-1, over the VPC peering), which follows the
+  # filer's metadata on gRPC and reads the photos through it (-filerProxy): it never needs a
+  # volume server's port.
+  inbound_rule {
+    protocol   = "tcp"
+    port_range = tostring(local.weed_filer_port)
+    source_tags = [
+      digitalocean_tag.role["storage"].name,
+      digitalocean_tag.role["backup"].name,
+    ]
+  }
+
+  inbound_rule {
+    protocol   = "tcp"
+    port_range = tostring(local.weed_filer_grpc_port)
+    source_tags = [
+      digitalocean_tag.role["storage"].name,
+      digitalocean_tag.role["backup"].name,
+    ]
+  }
+}
+
+# The backup cluster (bk-1, backup_region only), a one-node SeaweedFS of its own, by its role
+# tag as the storage droplets are. db-1 reads it over the VPC peering: its gateway (the
+# backup reader's key: the lag, restore-photos) and its filer's HTTP listing (the copies'
+# keys, which its S3 listing hides). Its master, volume server and filer gRPC serve bk-1
+# alone, and weed filer.backup's sink writes to its gateway from bk-1 itself; traffic from a
+# droplet to its own address never reaches a cloud firewall, so these rules name the backup
+# tag only to say whose ports they are. Nothing on the main site writes to it.
+resource "digitalocean_firewall" "backup" {
+  count = local.backup_count
+  name  = "${var.name}-backup"
+  tags  = [digitalocean_tag.role["backup"].name]
+
   inbound_rule {
     protocol    = "tcp"
-    port_range  = tostring(local.weed_filer_port)
-    source_tags = [digitalocean_tag.role["storage"].name]
+    port_range  = tostring(local.s3_gateway_port)
+    source_tags = [digitalocean_tag.role["db"].name]
+  }
+
+  inbound_rule {
+    protocol   = "tcp"
+    port_range = tostring(local.weed_filer_port)
+    source_tags = [
+      digitalocean_tag.role["db"].name,
+      digitalocean_tag.role["backup"].name,
+    ]
+  }
+
+  inbound_rule {
+    protocol    = "tcp"
+    port_range  = tostring(local.weed_master_port)
+    source_tags = [digitalocean_tag.role["backup"].name]
+  }
+
+  inbound_rule {
+    protocol    = "tcp"
+    port_range  = tostring(local.weed_master_grpc_port)
+    source_tags = [digitalocean_tag.role["backup"].name]
+  }
+
+  inbound_rule {
+    protocol    = "tcp"
+    port_range  = tostring(local.weed_volume_port)
+    source_tags = [digitalocean_tag.role["backup"].name]
+  }
+
+  inbound_rule {
+    protocol    = "tcp"
+    port_range  = tostring(local.weed_volume_grpc_port)
+    source_tags = [digitalocean_tag.role["backup"].name]
   }
 
   inbound_rule {
     protocol    = "tcp"
     port_range  = tostring(local.weed_filer_grpc_port)
-    source_tags = [digitalocean_tag.role["storage"].name]
+    source_tags = [digitalocean_tag.role["backup"].name]
   }
 }
 

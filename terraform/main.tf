@@ -3,16 +3,17 @@
 # project. The store is SeaweedFS on storage_count st-* droplets, each with its own volume
 # (storage_backend "seaweedfs"), or a versioned DigitalOcean Spaces bucket ("spaces").
 # Each droplet's name is its hostname and minion id, and salt/top.sls gives it its roles by
-# that id: `master` the master role only, `db-*` db and queue, `st-*` storage. The downloader
-# and harvester droplets are not here: the Salt master makes and removes them at run time
-# (salt-run fleet.up / fleet.down) in this VPC, with the role tags below. Every firewall
-# (firewall.tf) opens a service to the role tags that use it, not to the whole VPC.
+# that id: `master` the master role only, `db-*` db and queue, `st-*` storage, `bk-*` backup
+# (backup_region: bk-1 in a VPC of its own in another region, peered with this one). The
+# downloader and harvester droplets are not here: the Salt master makes and removes them at
+# run time (salt-run fleet.up / fleet.down) in this VPC, with the role tags below. Every
+# firewall (firewall.tf) opens a service to the role tags that use it, not to the whole VPC.
 
 locals {
   mariadb_port = 3306
   salt_ports   = "4505-4506" # publish and return ports: minions connect to the master
   project_tag  = var.name
-  core_roles   = ["master", "db", "storage"]
+  core_roles   = ["master", "db", "storage", "backup"]
   role_tags    = { for role in concat(local.core_roles, var.fleet_roles) : role => "${var.name}-${role}" }
 
   seaweedfs = var.storage_backend == "seaweedfs"
@@ -47,8 +48,20 @@ locals {
     { project = digitalocean_tag.project.name },
   )
 
+  # The backup cluster (#20): bk-1 in backup_region, "" for none.
+  backup         = var.backup_region != ""
+  backup_count   = local.backup ? 1 : 0
+  backup_nodes   = { for droplet in digitalocean_droplet.backup : droplet.name => droplet.ipv4_address_private }
+  backup_volumes = { for index, droplet in digitalocean_droplet.backup : droplet.name => "/dev/disk/by-id/scsi-0DO_Volume_${digitalocean_volume.backup[index].name}" }
+  # Whether the two VPCs' ranges overlap: their network addresses under the shorter prefix.
+  vpc_prefixes = [tonumber(split("/", var.vpc_cidr)[1]), tonumber(split("/", var.backup_vpc_cidr)[1])]
+  vpcs_overlap = (
+    cidrhost("${split("/", var.vpc_cidr)[0]}/${min(local.vpc_prefixes...)}", 0) ==
+    cidrhost("${split("/", var.backup_vpc_cidr)[0]}/${min(local.vpc_prefixes...)}", 0)
+  )
+
   # The droplets salt/top.sls gives roles to by their names (the core_minions output).
-  core_droplets = concat([digitalocean_droplet.master, digitalocean_droplet.db], digitalocean_droplet.storage)
+  core_droplets = concat([digitalocean_droplet.master, digitalocean_droplet.db], digitalocean_droplet.storage, digitalocean_droplet.backup)
 }
 
 resource "digitalocean_vpc" "core" {
@@ -81,6 +94,9 @@ resource "digitalocean_droplet" "master" {
   ipv6       = false
   tags       = [digitalocean_tag.project.name, digitalocean_tag.role["master"].name]
 
+  # Made after the peering: see digitalocean_vpc_peering.backup.
+  depends_on = [digitalocean_vpc_peering.backup]
+
   lifecycle {
     prevent_destroy = true
     ignore_changes  = [image, ssh_keys]
@@ -102,6 +118,9 @@ resource "digitalocean_droplet" "db" {
   monitoring = true
   ipv6       = false
   tags       = [digitalocean_tag.project.name, digitalocean_tag.role["db"].name]
+
+  # Made after the peering: see digitalocean_vpc_peering.backup.
+  depends_on = [digitalocean_vpc_peering.backup]
 
   # A new key or a newer image must not rebuild the database server.
   lifecycle {
@@ -125,6 +144,9 @@ resource "digitalocean_droplet" "storage" {
   monitoring = true
   ipv6       = false
   tags       = [digitalocean_tag.project.name, digitalocean_tag.role["storage"].name]
+
+  # Made after the peering: see digitalocean_vpc_peering.backup.
+  depends_on = [digitalocean_vpc_peering.backup]
 
   lifecycle {
     ignore_changes = [image, ssh_keys]
@@ -187,5 +209,89 @@ resource "digitalocean_project" "ccmirror" {
     digitalocean_droplet.storage[*].urn,
     digitalocean_volume.storage[*].urn,
     digitalocean_spaces_bucket.images[*].urn,
+    digitalocean_droplet.backup[*].urn,
+    digitalocean_volume.backup[*].urn,
   )
+}
+
+# The backup cluster (#20, backup_region; none when it is ""): bk-1, a one-node SeaweedFS of
+# its own in another region (salt/backup), which `weed filer.backup` fills by pulling from the
+# main cluster's filer. In another region, so that it outlives a region's outage; in a VPC of
+# its own, as a VPC lives in one region.
+resource "digitalocean_vpc" "backup" {
+  count       = local.backup_count
+  name        = "${var.name}-backup-vpc"
+  region      = var.backup_region
+  ip_range    = var.backup_vpc_cidr
+  description = "ccmirror: the backup cluster (bk-1), peered with ${var.name}-vpc"
+
+  lifecycle {
+    precondition {
+      condition     = var.backup_region != var.region
+      error_message = "backup_region: a region other than region (${var.region}): a backup in the same region does not outlive its outage."
+    }
+    precondition {
+      condition     = !local.vpcs_overlap
+      error_message = "backup_vpc_cidr: ${var.backup_vpc_cidr} overlaps vpc_cidr (${var.vpc_cidr}); a peering routes between two distinct ranges only."
+    }
+  }
+}
+
+# The two VPCs' private addresses reach each other: bk-1 pulls from the main filers (8888,
+# 18888) and db-1 reads bk-1's gateway and filer, each open to those role tags only
+# (firewall.tf). The peering itself costs nothing, but DigitalOcean adds its routes only to
+# droplets created in a VPC that is already peered (hence the core droplets' depends_on): a
+# droplet made before it, as on a site that sets backup_region later, must have its
+# networking restarted (DigitalOcean's "update peering routes"). Not in BLR1; the two ranges
+# must not overlap (checked on the backup VPC); a peering joins these two VPCs only, it is
+# not transitive. Traffic between regions goes over DigitalOcean's network, not the internet;
+# whether it counts against the droplets' transfer allowance is for DigitalOcean's pricing to
+# say (the first copy moves the whole store once).
+resource "digitalocean_vpc_peering" "backup" {
+  count   = local.backup_count
+  name    = "${var.name}-backup-peering"
+  vpc_ids = [digitalocean_vpc.core.id, digitalocean_vpc.backup[0].id]
+}
+
+# bk-1: its name is the bk-* id salt/top.sls gives the backup role. Made after the peering,
+# so that DigitalOcean gives it the peering's routes.
+resource "digitalocean_droplet" "backup" {
+  count      = local.backup_count
+  name       = "bk-${count.index + 1}"
+  region     = var.backup_region
+  size       = var.backup_size
+  image      = var.image
+  vpc_uuid   = digitalocean_vpc.backup[0].id
+  ssh_keys   = var.ssh_key_fingerprints
+  monitoring = true
+  ipv6       = false
+  tags       = [digitalocean_tag.project.name, digitalocean_tag.role["backup"].name]
+  depends_on = [digitalocean_vpc_peering.backup]
+
+  lifecycle {
+    ignore_changes = [image, ssh_keys]
+  }
+}
+
+# bk-1's volume: the backup's copies, which it never deletes. As a storage droplet's, it
+# outlives its droplet (a rebuilt bk-1 gets the same one), hence prevent_destroy: clearing
+# backup_region fails the plan instead of deleting the backup.
+resource "digitalocean_volume" "backup" {
+  count                   = local.backup_count
+  name                    = "${var.name}-bk-${count.index + 1}"
+  region                  = var.backup_region
+  size                    = var.backup_volume_gb
+  initial_filesystem_type = "ext4"
+  description             = "ccmirror: the backup cluster's SeaweedFS data on bk-${count.index + 1} (at most 16 TiB per volume)"
+  tags                    = [digitalocean_tag.project.name]
+
+  lifecycle {
+    prevent_destroy = true
+  }
+}
+
+resource "digitalocean_volume_attachment" "backup" {
+  count      = local.backup_count
+  droplet_id = digitalocean_droplet.backup[count.index].id
+  volume_id  = digitalocean_volume.backup[count.index].id
 }

@@ -19,7 +19,7 @@ output "region" {
 }
 
 output "core_minions" {
-  description = "Minion id (droplet name and hostname) => private address of each core droplet: master, db-1 and every st-* storage droplet. salt/top.sls gives each its roles by id: master the master role only, db-* db and queue, st-* storage."
+  description = "Minion id (droplet name and hostname) => private address of each core droplet: master, db-1, every st-* storage droplet and the backup cluster's bk-1. salt/top.sls gives each its roles by id: master the master role only, db-* db and queue, st-* storage, bk-* backup."
   value       = { for droplet in local.core_droplets : droplet.name => droplet.ipv4_address_private }
 }
 
@@ -46,6 +46,16 @@ output "storage_nodes" {
 output "storage_volumes" {
   description = "Minion id => the device path of its volume on that storage droplet (DigitalOcean names the device by volume name); none with Spaces."
   value       = local.storage_volumes
+}
+
+output "backup_nodes" {
+  description = "Minion id => private address of the backup cluster's droplet bk-1, in backup_region's VPC (reached over the peering); none when backup_region is \"\"."
+  value       = local.backup_nodes
+}
+
+output "backup_volumes" {
+  description = "Minion id => the device path of its volume on the backup droplet (as storage_volumes); none without a backup cluster."
+  value       = local.backup_volumes
 }
 
 output "storage_endpoint" {
@@ -85,6 +95,11 @@ output "site_pillar" {
       storage_nodes    = local.storage_nodes
       storage_volumes  = local.storage_volumes
       storage_masters  = [for droplet in slice(digitalocean_droplet.storage, 0, local.storage_master_count) : droplet.name]
+
+      # The backup cluster (salt/backup): bk-1 by id, its volume's device; empty maps without
+      # one (backup_region ""), which the states and storage.status read as no backup.
+      backup_nodes   = local.backup_nodes
+      backup_volumes = local.backup_volumes
 
       # Read by today's states (the rsync-era storage and downloader config) until they move
       # to storage_endpoint: both name the store's S3 endpoint, st-1's gateway (or Spaces),

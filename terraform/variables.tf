@@ -163,6 +163,50 @@ variable "storage_bucket" {
   }
 }
 
+variable "backup_region" {
+  description = "DigitalOcean region slug of the backup cluster (bk-1: SeaweedFS of its own that `weed filer.backup` fills from the main filers, never sending a delete), in a VPC of its own peered with the core's. Another region than `region`, so that the backup outlives a region's outage (checked); \"\": no backup cluster."
+  type        = string
+  default     = "ams3"
+
+  validation {
+    condition     = var.backup_region == "" || can(regex("^[a-z]{3}[0-9]$", var.backup_region))
+    error_message = "backup_region: a region slug such as ams3 or nyc3 (another than region), or \"\" for no backup cluster."
+  }
+}
+
+variable "backup_vpc_cidr" {
+  description = "Private range of the backup cluster's VPC (backup_region only): it must not overlap vpc_cidr (checked), as the peering routes between the two."
+  type        = string
+  default     = "10.20.16.0/24"
+
+  validation {
+    condition = (
+      can(cidrhost(var.backup_vpc_cidr, 0)) &&
+      tonumber(split("/", var.backup_vpc_cidr)[1]) >= 16 &&
+      tonumber(split("/", var.backup_vpc_cidr)[1]) <= 24 &&
+      can(regex("^(10\\.|172\\.(1[6-9]|2[0-9]|3[01])\\.|192\\.168\\.)", var.backup_vpc_cidr))
+    )
+    error_message = "backup_vpc_cidr: an RFC 1918 range from /16 to /24, e.g. 10.20.16.0/24."
+  }
+}
+
+variable "backup_size" {
+  description = "Size slug of the backup droplet bk-1 (one SeaweedFS master, volume server, filer with its names in leveldb2, S3 gateway, and weed filer.backup; the data lives on its volume)."
+  type        = string
+  default     = "s-2vcpu-4gb"
+}
+
+variable "backup_volume_gb" {
+  description = "Size in GiB of bk-1's block storage volume: one copy of every photo the main cluster stores (which keeps two), and every version it ever had, as the backup never deletes. Grow it, never shrink; DigitalOcean caps a volume at 16 TiB (16384 GiB)."
+  type        = number
+  default     = 2000
+
+  validation {
+    condition     = var.backup_volume_gb >= 1 && var.backup_volume_gb <= 16384 && floor(var.backup_volume_gb) == var.backup_volume_gb
+    error_message = "backup_volume_gb: a whole number from 1 to 16384 (16 TiB, DigitalOcean's largest volume)."
+  }
+}
+
 variable "queue_port" {
   description = "TCP port of the queue service (harvester serve) on the database droplet; pillar site:queue_port."
   type        = number
@@ -181,10 +225,10 @@ variable "fleet_roles" {
 
   validation {
     condition = alltrue(concat(
-      [for role in var.fleet_roles : can(regex("^[a-z][a-z0-9]{1,19}$", role)) && !contains(["master", "db", "storage"], role)],
+      [for role in var.fleet_roles : can(regex("^[a-z][a-z0-9]{1,19}$", role)) && !contains(["master", "db", "storage", "backup"], role)],
       [contains(var.fleet_roles, "downloader"), contains(var.fleet_roles, "harvester")],
     ))
-    error_message = "fleet_roles: lowercase words, downloader and harvester among them (the firewalls name them); master, db and storage are the core's."
+    error_message = "fleet_roles: lowercase words, downloader and harvester among them (the firewalls name them); master, db, storage and backup are the core's."
   }
 }
 

@@ -1,9 +1,9 @@
 """Reading terraform/ as python-hcl2 parses it, for tests/unit/test_terraform.py and
 tests/salt/test_core_roles.py: blocks by kind and name, locals and variables' defaults, and a
 small evaluator for the expressions that decide what gets built (`count`, conditionals on
-`var.storage_backend`). No provider can be downloaded here, so nothing is planned: what the
-HCL says is read as written, and an expression this evaluator does not know is an error, not
-a guess."""
+`var.storage_backend` and `var.backup_region`). No provider can be downloaded here, so nothing
+is planned: what the HCL says is read as written, and an expression this evaluator does not
+know is an error, not a guess."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ TERRAFORM_DIR = ROOT / "terraform"
 COUNT_INDEX = re.compile(r"\$\{count\.index \+ (\d+)\}")
 DROPLET = re.compile(r"digitalocean_droplet\.(\w+)")
 Config = dict[str, list]
-COMPARISONS = {"==": operator.eq, ">=": operator.ge}
+COMPARISONS = {"==": operator.eq, "!=": operator.ne, ">=": operator.ge}
 
 
 def unquote(value: object) -> object:
@@ -164,8 +164,8 @@ def wrap(expr: str) -> object:
 
 
 def evaluate(config: Config, expr: object, values: dict[str, object]) -> object:
-    """The value of a literal, `var.x`, `local.x`, `a == b`, `a >= b`, `min(a, b)` or
-    `c ? a : b`; anything else is
+    """The value of a literal, `var.x`, `local.x`, `a == b`, `a != b`, `a >= b`, `min(a, b)`
+    or `c ? a : b`; anything else is
     an AssertionError, so that a test never passes on an expression it did not read."""
     if not isinstance(expr, str):
         return expr

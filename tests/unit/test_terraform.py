@@ -6,14 +6,17 @@ What may be reached from where, by role tag (DigitalOcean's source_tags), never 
 VPC: MariaDB from the db, harvester, master and storage (SeaweedFS's filer store) tags; the
 queue service from the downloader and master tags; Salt on the master from every role's tag;
 the S3 gateway on the storage droplets from the downloader and master tags, SeaweedFS's
-master, volume and filer ports (HTTP and gRPC) from the storage tag alone. SSH (22) on the
-core droplets only from var.admin_cidrs, the fleet's SSH from the VPC; ICMP from the VPC;
-nothing inbound from 0.0.0.0/0 or ::/0.
+master and volume ports (HTTP and gRPC) from the storage tag alone, its filers' from the
+storage and backup tags (bk-1's filer.backup); on the backup droplet bk-1, its gateway from
+the db tag, its filer from the db and backup tags, the rest from the backup tag alone. SSH
+(22) on the core droplets only from var.admin_cidrs, the fleet's SSH from the VPC; ICMP from
+the VPC; nothing inbound from 0.0.0.0/0 or ::/0.
 
 What gets built: storage_count st-* droplets, each with its own volume, for SeaweedFS; for
 Spaces a versioned bucket and no storage droplet (the `count` expressions are evaluated for
-each backend, tests/unit/terraform_config.py). (tests/salt/test_core_roles.py checks the
-roles salt/top.sls gives each minion id of the `core_minions` output.)
+each backend, tests/unit/terraform_config.py); bk-1 with its VPC, peering and volume only
+when backup_region is set, in another region than the core. (tests/salt/test_core_roles.py
+checks the roles salt/top.sls gives each minion id of the `core_minions` output.)
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ SECRET_LOOKING = [
 ]
 S3_GATEWAY_PORT = "8333"
 WEED_CLUSTER_PORTS = ("9333", "19333", "8080", "18080", "8888", "18888")
+WEED_FILER_PORTS = ("8888", "18888")
 SITE_KEYS = {
     "db_host",
     "db_port",
@@ -141,6 +145,12 @@ def allowed_services(config: Config) -> dict[tuple[str, str], set[str]]:
         ("storage", S3_GATEWAY_PORT): {"tag:downloader", "tag:db", "tag:master"},
     }
     allowed.update({("storage", port): {"tag:storage"} for port in WEED_CLUSTER_PORTS})
+    # bk-1's weed filer.backup follows the main filers (HTTP and gRPC), nothing else of them.
+    allowed.update({("storage", port): {"tag:storage", "tag:backup"} for port in WEED_FILER_PORTS})
+    # The backup cluster: db-1 reads its gateway and its filer's listing; the rest is its own.
+    allowed.update({("backup", port): {"tag:backup"} for port in WEED_CLUSTER_PORTS})
+    allowed[("backup", S3_GATEWAY_PORT)] = {"tag:db"}
+    allowed[("backup", WEED_FILER_PORTS[0])] = {"tag:db", "tag:backup"}
     return allowed
 
 
@@ -196,8 +206,17 @@ def test_services_are_open_to_their_role_tags_only_and_ssh_to_admins_only() -> N
     assert rules[("db", "8700")] == {"tag:downloader", "tag:master"}  # the queue service
     assert rules[("master", SALT_PORTS)] == {EVERY_ROLE}
     assert rules[("storage", S3_GATEWAY_PORT)] == {"tag:downloader", "tag:db", "tag:master"}
-    for port in WEED_CLUSTER_PORTS:  # masters, volume servers, filers: the cluster's own
+    for port in set(WEED_CLUSTER_PORTS) - set(WEED_FILER_PORTS):  # masters, volume servers
         assert rules[("storage", port)] == {"tag:storage"}, port
+    for port in WEED_FILER_PORTS:  # the filers: the cluster's own, and bk-1's filer.backup
+        assert rules[("storage", port)] == {"tag:storage", "tag:backup"}, port
+    # The backup cluster: db-1 reads its gateway and filer; master, volume, gRPC its own only.
+    backup = {port: sources for (firewall, port), sources in rules.items() if firewall == "backup"}
+    assert backup == {
+        S3_GATEWAY_PORT: {"tag:db"},
+        "8888": {"tag:db", "tag:backup"},
+        **{port: {"tag:backup"} for port in ("9333", "19333", "8080", "18080", "18888")},
+    }
     assert {port for firewall, port in rules if firewall == "storage"} == {
         S3_GATEWAY_PORT,
         *WEED_CLUSTER_PORTS,
@@ -208,13 +227,13 @@ def test_services_are_open_to_their_role_tags_only_and_ssh_to_admins_only() -> N
     # The role tags are the core's and the fleet's roles, downloader and harvester required.
     roles = [unquote(r) for r in locals_of(config)["core_roles"]]
     fleet = named(config, "variable")["fleet_roles"]
-    assert roles == ["master", "db", "storage"]
+    assert roles == ["master", "db", "storage", "backup"]  # bk-1's SSH: the core's
     required = [unquote(r) for r in fleet["default"]]
     assert required == ["downloader", "harvester"]
     assert all(f'contains(var.fleet_roles, "{r}")' in str(fleet["validation"]) for r in required)
     assert resources(config, "digitalocean_tag")["role"]["for_each"] == "${local.role_tags}"
     # The VPC's range is the configured CIDR, and admin_cidrs refuses the whole internet.
-    (vpc,) = resources(config, "digitalocean_vpc").values()
+    vpc = resources(config, "digitalocean_vpc")["core"]
     assert unquote(vpc["ip_range"]) == "${var.vpc_cidr}"
     (check,) = named(config, "variable")["admin_cidrs"]["validation"]
     assert all(cidr in check["condition"] for cidr in ANYWHERE)
@@ -233,17 +252,20 @@ def test_firewalls_cover_the_droplets_they_are_meant_for() -> None:
     assert "local.core_roles" in str(firewalls[ADMIN_SSH]["tags"])
     assert firewalls["every_role"]["tags"] == "${values(digitalocean_tag.role)[*].name}"
     assert len(firewalls["every_role"]["outbound_rule"]) == 3
+    assert firewalls["backup"]["tags"] == ['${digitalocean_tag.role["backup"].name}']
     droplets = resources(config, "digitalocean_droplet")
-    assert set(droplets) == {"master", "db", "storage"}
+    assert set(droplets) == {"master", "db", "storage", "backup"}
     for name, droplet in droplets.items():
-        assert unquote(droplet["vpc_uuid"]) == "${digitalocean_vpc.core.id}"
+        vpc = "backup[0]" if name == "backup" else "core"
+        assert unquote(droplet["vpc_uuid"]) == f"${{digitalocean_vpc.{vpc}.id}}"
         assert unquote(droplet["ssh_keys"]) == "${var.ssh_key_fingerprints}"
         assert f'${{digitalocean_tag.role["{name}"].name}}' in droplet["tags"]
     (project,) = resources(config, "digitalocean_project").values()
     assert project["resources"] == (
         "${concat([digitalocean_droplet.master.urn, digitalocean_droplet.db.urn], "
         "digitalocean_droplet.storage[*].urn, digitalocean_volume.storage[*].urn, "
-        "digitalocean_spaces_bucket.images[*].urn)}"
+        "digitalocean_spaces_bucket.images[*].urn, digitalocean_droplet.backup[*].urn, "
+        "digitalocean_volume.backup[*].urn)}"
     )
 
 
@@ -272,7 +294,7 @@ def test_seaweedfs_makes_storage_count_st_droplets_each_with_its_own_volume(coun
     }
     assert all(re.fullmatch(r"st-[0-9]+", name) for name in built["droplets"])  # top.sls st-*
     # Volume N on droplet N, a volume per droplet named after it, kept if a droplet goes.
-    (attachment,) = resources(config, "digitalocean_volume_attachment").values()
+    attachment = resources(config, "digitalocean_volume_attachment")["storage"]
     assert attachment["droplet_id"] == "${digitalocean_droplet.storage[count.index].id}"
     assert attachment["volume_id"] == "${digitalocean_volume.storage[count.index].id}"
     volume = resources(config, "digitalocean_volume")["storage"]
@@ -396,8 +418,12 @@ def test_outputs_feed_the_masters_site_pillar() -> None:
         "st-1": "storage",
         "st-2": "storage",
         "st-3": "storage",
+        "bk-1": "backup",
     }
-    assert set(core_minion_ids(config, storage_backend="spaces")) == {"master", "db-1"}
+    assert set(core_minion_ids(config, storage_backend="spaces", backup_region="")) == {
+        "master",
+        "db-1",
+    }
 
 
 def test_site_pillar_names_the_store_for_each_backend() -> None:
