@@ -4,23 +4,23 @@ storage droplets' `count`: st-1..st-N) is rendered against the real salt/top.sls
 own matcher (`salt-call --local state.show_top` with that id), not by an fnmatch of our own.
 
 The design: `master` is the salt master only; `db-1` runs MariaDB and the queue; every `st-*`
-is storage (SeaweedFS). A core whose database droplet matched only `master*` would get no
-database, and a storage droplet named outside `st-*` no storage. The runners look for the
-database on the ids that get the db role only (`batch.db_minion`)."""
+is storage (SeaweedFS); `bk-1` (backup_region) the backup cluster. A core whose database
+droplet matched only `master*` would get no database, and a storage droplet named outside
+`st-*` no storage. The runners look for the database on the ids that get the db role only
+(`batch.db_minion`)."""
 
 from __future__ import annotations
 
 import ast
 
+from ccmirror_common.roles import ROLES, role_of
 from tests.salt.conftest import ROOT, SaltCall
 from tests.unit.terraform_config import core, core_minion_ids, named
 
-# Roles by droplet resource in terraform/main.tf, as the design gives them.
-DESIGN_ROLES = {
-    "master": {"master"},
-    "db": {"db", "queue"},
-    "storage": {"storage"},
-}
+# Roles by droplet resource in terraform/main.tf, as the design gives them: Terraform's static
+# core is every role `fleet.up` does not scale (ccmirror_common/roles.py), one droplet
+# resource named as its role, whose ids get the role's states.
+DESIGN_ROLES = {role.name: set(role.states) for role in ROLES if not role.scaled}
 EVERY_MINION = {"common"}
 
 
@@ -35,6 +35,9 @@ def test_every_core_minion_terraform_names_gets_its_roles_from_top_sls(salt_call
     ids = core_minion_ids(config, storage_count=4)  # one past the three raft masters
     assert set(ids.values()) == set(DESIGN_ROLES)  # every core droplet is in the output
     assert sorted(m for m, d in ids.items() if d == "storage") == ["st-1", "st-2", "st-3", "st-4"]
+    assert sorted(m for m, d in ids.items() if d == "backup") == ["bk-1"]  # backup_region's
+    # Each id is of its droplet's role by the roles' own table (its prefix).
+    assert {minion: role_of(minion).name for minion in ids} == ids
     got = {minion: roles_from_top(salt_call, minion) for minion in ids}
     assert got == {minion: EVERY_MINION | DESIGN_ROLES[droplet] for minion, droplet in ids.items()}
     # The site pillar's database is the droplet that runs it.
