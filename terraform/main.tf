@@ -239,14 +239,14 @@ resource "digitalocean_vpc" "backup" {
 
 # The two VPCs' private addresses reach each other: bk-1 pulls from the main filers (8888,
 # 18888) and db-1 reads bk-1's gateway and filer, each open to those role tags only
-# (firewall.tf). The peering itself costs nothing, but DigitalOcean adds its routes only to
-# droplets created in a VPC that is already peered (hence the core droplets' depends_on): a
-# droplet made before it, as on a site that sets backup_region later, must have its
-# networking restarted (DigitalOcean's "update peering routes"). Not in BLR1; the two ranges
-# must not overlap (checked on the backup VPC); a peering joins these two VPCs only, it is
-# not transitive. Traffic between regions goes over DigitalOcean's network, not the internet;
-# whether it counts against the droplets' transfer allowance is for DigitalOcean's pricing to
-# say (the first copy moves the whole store once).
+# (firewall.tf). Limits: DigitalOcean adds a peering's routes only to droplets created in a
+# VPC that is already peered (hence the core droplets' depends_on): a droplet made before it,
+# as on a site that sets backup_region later, must have its networking restarted
+# (DigitalOcean's "update peering routes"). Not in BLR1; the two ranges must not overlap
+# (checked on the backup VPC); it joins these two VPCs only (not transitive). Cost: no price
+# for the peering itself in DigitalOcean's VPC pages, which say private traffic does not count
+# against the transfer allowance but say nothing of traffic between regions over a peering:
+# check the pricing before the first copy, which moves the whole store across regions once.
 resource "digitalocean_vpc_peering" "backup" {
   count   = local.backup_count
   name    = "${var.name}-backup-peering"
