@@ -8,6 +8,9 @@
 
 locals {
   outbound_anywhere = ["0.0.0.0/0", "::/0"]
+  # DigitalOcean applies a firewall to 5 tags at most: every role's but the backup's (five
+  # with the default fleet roles); bk-1's own firewall has the same ICMP and outbound rules.
+  every_role_tags = [for role, tag in digitalocean_tag.role : tag.name if role != "backup"]
 }
 
 # Salt: every minion, core or fleet, connects to the master's publish and return ports.
@@ -180,6 +183,30 @@ resource "digitalocean_firewall" "backup" {
     port_range  = tostring(local.weed_filer_grpc_port)
     source_tags = [digitalocean_tag.role["backup"].name]
   }
+
+  # What every_role gives the other droplets: ping from the core's VPC, and outbound open
+  # (Debian packages, the master's Salt ports, the main filers).
+  inbound_rule {
+    protocol         = "icmp"
+    source_addresses = [digitalocean_vpc.core.ip_range]
+  }
+
+  outbound_rule {
+    protocol              = "tcp"
+    port_range            = "1-65535"
+    destination_addresses = local.outbound_anywhere
+  }
+
+  outbound_rule {
+    protocol              = "udp"
+    port_range            = "1-65535"
+    destination_addresses = local.outbound_anywhere
+  }
+
+  outbound_rule {
+    protocol              = "icmp"
+    destination_addresses = local.outbound_anywhere
+  }
 }
 
 # The downloader and harvester droplets the master makes at run time carry a role tag; this
@@ -197,10 +224,11 @@ resource "digitalocean_firewall" "fleet" {
 }
 
 # What every droplet of the project has, core or fleet (DigitalOcean applies the union of a
-# droplet's firewalls): ping from inside the VPC, and outbound open.
+# droplet's firewalls): ping from inside the VPC, and outbound open. bk-1 has them from its
+# own firewall (local.every_role_tags: 5 tags at most per firewall).
 resource "digitalocean_firewall" "every_role" {
   name = "${var.name}-every-role"
-  tags = values(digitalocean_tag.role)[*].name
+  tags = local.every_role_tags
 
   inbound_rule {
     protocol         = "icmp"

@@ -32,7 +32,7 @@ from tests.unit.terraform_config import (
     unquote,
     variables,
 )
-from tests.unit.test_terraform import TERRAFORM, inbound_problems
+from tests.unit.test_terraform import TERRAFORM, VPC, inbound_problems, inbound_rules
 
 PREVENT_DESTROY = [{"prevent_destroy": True, "__is_block__": True}]
 BACKUP_RESOURCES = (
@@ -131,6 +131,56 @@ def test_outputs_and_site_facts_name_bk_1_by_id() -> None:
     loop = "for droplet in digitalocean_droplet.backup : droplet.name => "
     assert nodes == f"${{{{{loop}droplet.ipv4_address_private}}}}"
     assert "digitalocean_droplet.backup" in str(locals_of(config)["core_droplets"])
+
+
+def test_bk_1_is_open_to_db_1s_reads_and_to_itself_only() -> None:
+    config = core()
+    rules = {(r["firewall"], r["port"]): r["sources"] for r in inbound_rules(config)}
+    backup = {port: sources for (firewall, port), sources in rules.items() if firewall == "backup"}
+    assert backup == {
+        "8333": {"tag:db"},  # the backup reader's key: backup-lag, restore-photos
+        "8888": {"tag:db", "tag:backup"},  # its filer's listing
+        **{port: {"tag:backup"} for port in ("9333", "19333", "8080", "18080", "18888")},
+        "all": {VPC},  # ICMP, as every_role's
+    }
+    # bk-1 reaches the main cluster's filers, nothing else of it (Salt: every role's tag).
+    reached = {(f, p) for (f, p), sources in rules.items() if "tag:backup" in sources}
+    assert reached - {("backup", p) for p in backup} == {("storage", "8888"), ("storage", "18888")}
+    firewalls = resources(config, "digitalocean_firewall")
+    assert firewalls["backup"]["tags"] == ['${digitalocean_tag.role["backup"].name}']
+    assert firewalls["backup"]["outbound_rule"] == firewalls["every_role"]["outbound_rule"]
+
+
+def firewall_tags(config: Config, body: dict, values: dict[str, object]) -> list[str]:
+    """The tags a firewall applies to, for the forms firewall.tf writes them in."""
+    tags = body.get("tags", [])
+    if isinstance(tags, list):
+        return tags
+    fleet = [unquote(role) for role in values["fleet_roles"]]
+    core_roles = [unquote(role) for role in locals_of(config)["core_roles"]]
+    forms = {
+        "${[for role in var.fleet_roles : digitalocean_tag.role[role].name]}": fleet,
+        "${[for role in local.core_roles : digitalocean_tag.role[role].name]}": core_roles,
+        "${values(digitalocean_tag.role)[*].name}": core_roles + fleet,
+    }
+    if tags == "${local.every_role_tags}":
+        every = '${[for role, tag in digitalocean_tag.role : tag.name if role != "backup"]}'
+        assert locals_of(config)["every_role_tags"] == every
+        return [role for role in core_roles + fleet if role != "backup"]
+    assert tags in forms, f"a firewall's tags the test cannot read: {tags}"
+    return forms[tags]
+
+
+def test_no_firewall_applies_to_more_than_five_tags() -> None:
+    """DigitalOcean's limit (5 tags per firewall): the backup's tag made every_role's sixth."""
+    config = core()
+    values = variables(config)
+    counts = {
+        name: len(firewall_tags(config, body, values))
+        for name, body in resources(config, "digitalocean_firewall").items()
+    }
+    assert max(counts.values()) <= 5, counts
+    assert counts["every_role"] == 5  # master, db, storage, downloader, harvester
 
 
 def test_the_checks_catch_the_backup_opened_wider() -> None:
