@@ -16,6 +16,7 @@ from tests.salt.conftest import MINIONS, ROOT, SITE, make_salt_call
 from tests.salt.test_render import args, render
 
 BACKUP_ADDRESS = "10.250.0.20"
+BACKUP_VOLUME = "/dev/disk/by-id/scsi-0DO_Volume_ccmirror-bk-1"
 NODES = {"st-1": SITE["storage_host"], "st-2": "10.250.0.9"}
 BACKUP_STATES = [
     "storage-weed-master-service-running",
@@ -38,6 +39,7 @@ def backup_site(salt_call_bin, tmp_path_factory) -> tuple[Path, dict[str, dict]]
         "storage_backend": "seaweedfs",
         "storage_nodes": NODES,
         "backup_nodes": {"bk-1": BACKUP_ADDRESS},
+        "backup_volumes": {"bk-1": BACKUP_VOLUME},  # Terraform's output
     }
     write_lab_secrets(root, [*MINIONS, "bk-1"], site)
     salt_call = make_salt_call(
@@ -68,6 +70,9 @@ def test_the_backup_node_runs_a_one_node_seaweedfs_of_its_own_and_filer_backup(b
         "leveldb2": {"enabled": True, "dir": "/srv/ccmirror-storage/seaweedfs-filer"}
     }
     assert "ExecStartPre" not in render(bk["storage-weed-filer-unit-file-managed"], "filer")
+    # Its data volume (Terraform's backup_volumes) is mounted at the storage root first.
+    mount = args(bk["storage-volume-root-mount-mounted"])
+    assert (mount["name"], mount["device"]) == ("/srv/ccmirror-storage", BACKUP_VOLUME)
 
 
 def test_filer_backup_follows_the_main_filer_and_never_sends_a_delete(backup_site):
