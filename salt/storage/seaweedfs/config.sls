@@ -43,7 +43,7 @@ storage-weed-filer-config-file-managed:
         weed: {{ weed | json }}
     - user: {{ weed.user }}
     - group: {{ weed.group }}
-    - mode: "0644"
+    - mode: "0600"
     - require:
       - file: storage-weed-config-dir-file-directory
 {%- endif %}
