@@ -49,7 +49,9 @@ def test_the_first_three_nodes_run_a_filer_each_with_its_own_leveldb2_store(four
         assert tomllib.loads(toml) == {"leveldb2": {"enabled": True, "dir": FILER_DIR}}, minion
         unit = render(highstate["storage-weed-filer-unit-file-managed"], "filer")
         assert f"-ip={NODES[minion]}" in unit and "ExecStartPre" not in unit, minion
-        assert "filer.my.cnf" not in str(highstate), minion
+        login = args(highstate["storage-weed-filer-login-file-absent"])  # the old password
+        assert login["name"] == "/etc/seaweedfs/filer.my.cnf", minion
+        assert "storage-weed-filer-service-dead" not in highstate, minion
         directory = args(highstate["storage-weed-filer-dir-file-directory"])
         assert directory["name"] == FILER_DIR and directory["user"] == "seaweedfs"
 
@@ -65,6 +67,10 @@ def test_a_fourth_node_runs_no_filer_and_its_gateway_needs_none_of_its_own(four_
     ):
         assert state not in st4, state
     assert "storage-weed-volume-service-running" in st4
+    # A filer left from the MariaDB store's days is stopped, its unit and config removed.
+    assert args(st4["storage-weed-filer-service-dead"])["enable"] is False
+    for state in ("storage-weed-filer-unit-file-absent", "storage-weed-filer-config-file-absent"):
+        assert state in st4, state
     gateway = args(st4["storage-weed-s3-service-running"])
     assert not any("filer" in str(required) for required in gateway["require"])
     assert "ccmirror-weed-filer" not in render(st4["storage-weed-s3-unit-file-managed"], "s3")

@@ -46,7 +46,17 @@ storage-weed-filer-config-file-managed:
     - mode: "0600"
     - require:
       - file: storage-weed-config-dir-file-directory
+{%- else %}
+
+storage-weed-filer-config-file-absent:
+  file.absent:
+    - name: {{ weed.config_dir }}/filer.toml
 {%- endif %}
+
+{#- The MariaDB filer store's login of a site set up before #20: its password goes. #}
+storage-weed-filer-login-file-absent:
+  file.absent:
+    - name: {{ weed.config_dir }}/filer.my.cnf
 
 storage-weed-s3-config-file-managed:
   file.managed:

@@ -73,3 +73,18 @@ storage-weed-{{ server.name }}-service-running:
       - file: storage-weed-s3-config-file-managed
 {%-   endif %}
 {%- endfor %}
+{%- if not weed.runs_filer %}
+
+{#- A node that is no master runs no filer: one left from before (every node ran one, on the
+    MariaDB store, until #20) is stopped and its unit removed. #}
+storage-weed-filer-service-dead:
+  service.dead:
+    - name: ccmirror-weed-filer
+    - enable: False
+
+storage-weed-filer-unit-file-absent:
+  file.absent:
+    - name: /etc/systemd/system/ccmirror-weed-filer.service
+    - require:
+      - service: storage-weed-filer-service-dead
+{%- endif %}
