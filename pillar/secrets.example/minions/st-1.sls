@@ -1,6 +1,5 @@
 # st-1's own secrets: the storage host key pair, every downloader's public key, the S3
-# identities its gateway accepts (each downloader's, the audit's, the admin's) and the
-# filer's database password.
+# identities its gateway accepts (each downloader's, the audit's, the admin's).
 storage:
   host_key:
     private: |
@@ -20,4 +19,3 @@ storage:
     dl-1:
       access_key: CCMEXAMPLEDL1ACCESS
       secret_key: example-s3-secret-of-dl-1
-  filer_db_password: example-seaweedfs-password
