@@ -32,7 +32,7 @@ storage-weed-{{ name }}-dir-file-directory:
     - makedirs: True
     - require:
       - user: storage-weed-user-user-present
-{%-   if name == "data" and storage.volume_device %}
+{%-   if name in ("data", "filer") and storage.volume_device %}
       - mount: storage-volume-root-mount-mounted  # on the volume, never on the root disk
 {%-   endif %}
 {%- endfor %}
