@@ -547,14 +547,20 @@ def test_the_killed_volume_server_came_back(run) -> None:
 
 def test_testinfra_passes_against_the_whole_fleet_while_it_downloads(run) -> None:
     result = run["infra_while_downloading"]
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert result.returncode == 0, infra_failures(result)
     for minion in ("master", "db-1", *STORAGE, BACKUP, "hv-1", "dl-1", "dl-2"):
         assert f"salt://{minion}]" in result.stdout, minion
 
 
 def test_testinfra_passes_against_the_fleet_left(run) -> None:
     result = infra(run["mission"])
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:] + sshd_report(run)
+    assert result.returncode == 0, infra_failures(result) + sshd_report(run)
+
+
+def infra_failures(result: subprocess.CompletedProcess) -> str:
+    """What a failed testinfra run says of its failures (its FAILURES section), and its end."""
+    failures = result.stdout.partition("= FAILURES =")[2].partition("short test summary")[0]
+    return failures[:8000] + result.stdout[-1500:] + result.stderr[-2000:]
 
 
 def sshd_report(run: dict) -> str:
