@@ -54,6 +54,7 @@ BACKUP_S3_KEYS = {"admin": "backup-admin", "sink": "backup-sink", "reader": "bac
 BACKUP_KEY_FIELDS = ("backup_s3_access_key", "backup_s3_secret_key")
 # The record's list of downloaders whose secrets were forgotten (ids only).
 FORGOTTEN_DOWNLOADERS = "forgotten_downloaders"
+FILER_DB_USER = "seaweedfs"  # the SeaweedFS filers' metadata store on db-1
 FLICKR_VALUE = re.compile(r"^[A-Za-z0-9]{1,200}$")
 ACCESS_KEY_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 HEADER = "# written by the secrets runner (_runners/secrets.py) from secrets.json: do not edit\n"
@@ -265,6 +266,7 @@ def minion_pillar(record: dict[str, Any], minion_id: str) -> dict[str, Any]:
         for other in sorted(minions):
             if other.startswith("hv-"):
                 users[other] = _in_use(record, "db_passwords", other, "db_password")
+        users[FILER_DB_USER] = record["db"]["filer_password"]
         return {
             "db": {"passwords": users},
             "queue": {"tokens": {other: _token_hashes(record, other) for other in downloaders}},
@@ -290,6 +292,7 @@ def minion_pillar(record: dict[str, Any], minion_id: str) -> dict[str, Any]:
                 "authorized_keys": authorized,
                 "s3_identities": _s3_identities(record, downloaders),
                 "s3_revoked": sorted(set(record.get(FORGOTTEN_DOWNLOADERS, [])) - set(downloaders)),
+                "filer_db_password": record["db"]["filer_password"],
             }
         }
     return {}
@@ -430,7 +433,7 @@ def _ensure_secrets(record: dict[str, Any], minion_id: str, throwaway_flickr_key
             name,
             {"access_key": _new_value("s3_access_key"), "secret_key": _new_value("s3_secret_key")},
         )
-    for field in ("migrate_password", "queue_password", *BACKUP_KEY_FIELDS):
+    for field in ("migrate_password", "queue_password", "filer_password", *BACKUP_KEY_FIELDS):
         record["db"].setdefault(field, _new_value(field))
 
 

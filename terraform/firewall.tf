@@ -30,8 +30,7 @@ resource "digitalocean_firewall" "db" {
   droplet_ids = [digitalocean_droplet.db.id]
 
   # MariaDB: the harvesters' writes, the db droplet's own programs (migrate, reconcile, the
-  # audit) and the master's. Not the storage droplets: SeaweedFS's filers keep their names in
-  # leveldb2 on the masters' nodes, nothing on db-1.
+  # audit), the master's, and SeaweedFS's filers (their metadata store, database seaweedfs).
   inbound_rule {
     protocol   = "tcp"
     port_range = tostring(local.mariadb_port)
@@ -39,6 +38,7 @@ resource "digitalocean_firewall" "db" {
       digitalocean_tag.role["db"].name,
       digitalocean_tag.role["harvester"].name,
       digitalocean_tag.role["master"].name,
+      digitalocean_tag.role["storage"].name,
     ]
   }
 

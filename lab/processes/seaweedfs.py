@@ -6,14 +6,11 @@ base_dir:
     weed master   one, or three with -peers (raft); -defaultReplication (001: two copies on
                   two servers of one rack)
     weed volume   one per storage node, its own data directory, -mserver, -max
-    weed filer    one, or several (the fleet's three, one on each master's node), each with
-                  its metadata in a leveldb2 store of its own (filer.toml in its -config_dir);
-                  filers find each other through the masters and apply each other's changes,
-                  and one whose store is lost re-syncs every name from its peers
+    weed filer    its metadata in leveldb2 (a local directory) or mysql2 (MariaDB, so that it
+                  survives a storage droplet's loss), from the filer.toml in its -config_dir
     weed s3       the S3 gateway as a process of its own rather than the filer's -s3: it can
                   be restarted (new flags, new TLS) or run on more droplets without taking the
-                  metadata service down, and each gets its own systemd unit under Salt; one
-                  per filer, asking every filer (-filer=own,others: failover)
+                  metadata service down, and each gets its own systemd unit under Salt
 
 The gateway's admin identity is static (its -config file), so authentication is on from the
 first request: a gateway that knows no identity at all lets everyone in. Downloaders'
@@ -40,6 +37,7 @@ from lab.processes.seaweedfs_process import (
     HOST,
     RACK,
     ClusterSettings,
+    MySQLFilerStore,
     StorageError,
     WeedProcess,
     answers,
@@ -49,7 +47,7 @@ from lab.processes.seaweedfs_process import (
     weed_binary,
 )
 
-__all__ = ["Cluster", "ClusterSettings", "StorageError", "start_cluster"]
+__all__ = ["Cluster", "ClusterSettings", "MySQLFilerStore", "StorageError", "start_cluster"]
 
 START_TIMEOUT = 60.0
 ADMIN = "admin"
@@ -66,8 +64,8 @@ class Cluster:
     admin_secret_key: str = field(repr=False)
     masters: list[WeedProcess] = field(default_factory=list)
     volume_servers: list[WeedProcess] = field(default_factory=list)
-    filers: list[WeedProcess] = field(default_factory=list)
-    gateways: list[WeedProcess] = field(default_factory=list)  # gateways[n] is filers[n]'s
+    filer: WeedProcess | None = None
+    s3: WeedProcess | None = None
 
     # -- addresses -------------------------------------------------------------------------
     @property
@@ -79,14 +77,6 @@ class Cluster:
         return f"http://{self.masters[0].address}"
 
     @property
-    def filer(self) -> WeedProcess:
-        return self.filers[0]
-
-    @property
-    def s3(self) -> WeedProcess:
-        return self.gateways[0]
-
-    @property
     def filer_url(self) -> str:
         return f"http://{self.filer.address}"
 
@@ -94,11 +84,9 @@ class Cluster:
     def s3_url(self) -> str:
         return f"http://{self.s3.address}"
 
-    def gateway_url(self, index: int) -> str:
-        return f"http://{self.gateways[index].address}"
-
     def processes(self) -> list[WeedProcess]:
-        return [*self.masters, *self.volume_servers, *self.filers, *self.gateways]
+        tail = [process for process in (self.filer, self.s3) if process is not None]
+        return [*self.masters, *self.volume_servers, *tail]
 
     # -- life ------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -142,27 +130,16 @@ class Cluster:
         self._start(self.s3, lambda: answers(self.s3_url + "/"))
         return self.s3
 
-    def stop_filer(self, index: int = 0) -> WeedProcess:
-        """Stop one filer (SIGTERM, SIGKILL after the stop timeout), as a droplet goes down."""
-        filer = self.filers[index]
-        filer.stop(self.settings.stop_timeout)
-        return filer
-
-    def start_filer(self, index: int = 0, wipe: bool = False) -> WeedProcess:
-        """Start a stopped filer again on the same port; `wipe` first deletes its directory and
-        leveldb2 store, as a replaced droplet comes back without them."""
-        old = self.filers[index]
+    def restart_filer(self, wipe: bool = False) -> WeedProcess:
+        """Stop the filer and start it again on the same port and store; `wipe` first deletes
+        its directory, as a lost droplet loses it (a leveldb2 store goes with it, a MariaDB
+        store does not)."""
+        self.filer.stop(self.settings.stop_timeout)
         if wipe:
-            shutil.rmtree(old.cwd, ignore_errors=True)
-        filer = self._filer(index + 1, old.port)
-        self.filers[index] = filer
-        self._start(filer, lambda: answers(f"http://{filer.address}/"))
-        return filer
-
-    def restart_filer(self, wipe: bool = False, index: int = 0) -> WeedProcess:
-        """Stop a filer and start it again on the same port (`wipe`: without its store)."""
-        self.stop_filer(index)
-        return self.start_filer(index, wipe)
+            shutil.rmtree(self.filer.cwd, ignore_errors=True)
+        self.filer = self._filer(self.filer.port)
+        self._start(self.filer, lambda: answers(self.filer_url + "/"))
+        return self.filer
 
     def add_volume_server(self, max_volumes: int | None = None) -> WeedProcess:
         """A new storage node: the master places new volumes on it as soon as it heartbeats."""
@@ -294,37 +271,32 @@ class Cluster:
             f"volume-{number}", args, port, self.base_dir / f"volume-{number}.log", directory
         )
 
-    def _filer(self, number: int, port: int) -> WeedProcess:
-        name = "filer" if number == 1 else f"filer-{number}"
-        directory = self.base_dir / name
+    def _filer(self, port: int) -> WeedProcess:
+        directory = self.base_dir / "filer"
         config_dir = directory / "config"
         config_dir.mkdir(parents=True, exist_ok=True)
-        write_private(config_dir / "filer.toml", filer_toml(directory))
+        write_private(config_dir / "filer.toml", filer_toml(self.settings.filer_store, directory))
         args = [
             self.weed, f"-config_dir={config_dir}", "filer", f"-ip={HOST}", f"-ip.bind={HOST}",
             f"-port={port}", f"-master={self.master_addresses}", f"-dataCenter={DATA_CENTER}",
             f"-defaultReplicaPlacement={self.settings.replication}",
             f"-localSocket={directory / 'filer.sock'}",
         ]  # fmt: skip
-        return WeedProcess(name, args, port, self.base_dir / f"{name}.log", directory)
+        return WeedProcess("filer", args, port, self.base_dir / "filer.log", directory)
 
-    def _s3(self, number: int, port: int) -> WeedProcess:
-        name = "s3" if number == 1 else f"s3-{number}"
-        directory = self.base_dir / name
+    def _s3(self, port: int) -> WeedProcess:
+        directory = self.base_dir / "s3"
         directory.mkdir(parents=True, exist_ok=True)
-        # Its own filer first, then the others: the gateway fails over between them.
-        own = self.filers[number - 1].address
-        filers = ",".join([own, *(f.address for f in self.filers if f.address != own)])
         config = directory / "s3.json"
         write_private(
             config, json.dumps(admin_config(self.admin_access_key, self.admin_secret_key))
         )
         args = [
-            self.weed, "s3", f"-ip.bind={HOST}", f"-port={port}", f"-filer={filers}",
+            self.weed, "s3", f"-ip.bind={HOST}", f"-port={port}", f"-filer={self.filer.address}",
             f"-config={config}", "-port.iceberg=0", "-port.lance=0",
             f"-localSocket={directory / 's3.sock'}",
         ]  # fmt: skip
-        return WeedProcess(name, args, port, self.base_dir / f"{name}.log", directory)
+        return WeedProcess("s3", args, port, self.base_dir / "s3.log", directory)
 
 
 def admin_config(access_key: str, secret_key: str) -> dict:
@@ -333,9 +305,11 @@ def admin_config(access_key: str, secret_key: str) -> dict:
     return {"identities": [{"name": ADMIN, "credentials": credentials, "actions": ADMIN_ACTIONS}]}
 
 
-def filer_toml(filer_dir: Path) -> str:
+def filer_toml(store: MySQLFilerStore | None, filer_dir: Path) -> str:
     """The filer's store, always named: with no filer.toml weed would take one from
     ~/.seaweedfs or /etc/seaweedfs if the machine has one."""
+    if store is not None:
+        return store.toml()
     return f'[leveldb2]\nenabled = true\ndir = "{filer_dir / "store"}"\n'
 
 
@@ -356,9 +330,9 @@ def wait(predicate: Callable[[], object], timeout: float, what: str) -> None:
 
 
 def planned_ports(settings: ClusterSettings) -> list[int]:
-    """A port for each server (masters, volume servers, filers, gateways), all checked free
+    """A port for each server (masters, volume servers, filer, gateway), all checked free
     with their gRPC twins before anything starts."""
-    count = settings.masters + settings.volume_servers + 2 * settings.filers
+    count = settings.masters + settings.volume_servers + 2
     if settings.first_port is None:
         taken: set[int] = set()
         for _ in range(count):
@@ -378,8 +352,6 @@ def start_cluster(base_dir: Path, settings: ClusterSettings | None = None) -> Cl
         raise StorageError(f"masters must be 1 or 3 (raft), not {settings.masters}")
     if settings.volume_servers < 1:
         raise StorageError("a cluster needs at least one volume server")
-    if settings.filers < 1:
-        raise StorageError("a cluster needs at least one filer")
     weed = weed_binary(settings.weed)
     ports = planned_ports(settings)
     base_dir.mkdir(parents=True, exist_ok=True)
@@ -398,8 +370,7 @@ def _start_all(cluster: Cluster, ports: list[int]) -> None:
     settings = cluster.settings
     master_ports = ports[: settings.masters]
     volume_ports = ports[settings.masters : settings.masters + settings.volume_servers]
-    filer_ports = ports[settings.masters + settings.volume_servers :][: settings.filers]
-    s3_ports = ports[-settings.filers :]
+    filer_port, s3_port = ports[-2:]
     peers = ",".join(f"{HOST}:{port}" for port in master_ports) if settings.masters > 1 else "none"
     cluster.masters = [cluster._master(n + 1, port, peers) for n, port in enumerate(master_ports)]
     for master in cluster.masters:
@@ -410,14 +381,10 @@ def _start_all(cluster: Cluster, ports: list[int]) -> None:
         server = cluster._volume_server(number, port)
         cluster.volume_servers.append(server)
         cluster._start(server, lambda s=server: s.address in cluster.data_nodes())
-    for number, port in enumerate(filer_ports, start=1):
-        filer = cluster._filer(number, port)
-        cluster.filers.append(filer)
-        cluster._start(filer, lambda f=filer: answers(f"http://{f.address}/"))
-    for number, port in enumerate(s3_ports, start=1):
-        gateway = cluster._s3(number, port)
-        cluster.gateways.append(gateway)
-        cluster._start(gateway, lambda g=gateway: answers(f"http://{g.address}/"))
+    cluster.filer = cluster._filer(filer_port)
+    cluster._start(cluster.filer, lambda: answers(cluster.filer_url + "/"))
+    cluster.s3 = cluster._s3(s3_port)
+    cluster._start(cluster.s3, lambda: answers(cluster.s3_url + "/"))
 
 
 def _has_leader(master: WeedProcess) -> bool:

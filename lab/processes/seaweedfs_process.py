@@ -32,6 +32,34 @@ class StorageError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class MySQLFilerStore:
+    """The filer's metadata in MariaDB (the `mysql2` store): one table, `filemeta`."""
+
+    host: str
+    port: int
+    user: str
+    password: str
+    database: str
+
+    def toml(self) -> str:
+        # MariaDB has no `INSERT ... AS new` row alias (MySQL 8 only), which is weed's default
+        # upsert: VALUES() says the same to both.
+        upsert = (
+            "INSERT INTO `%s` (`dirhash`,`name`,`directory`,`meta`) VALUES (?,?,?,?) "
+            "ON DUPLICATE KEY UPDATE `meta` = VALUES(`meta`)"
+        )
+        return (
+            "[mysql2]\nenabled = true\n"
+            f'hostname = "{self.host}"\nport = {self.port}\n'
+            f'username = "{self.user}"\npassword = "{self.password}"\n'
+            f'database = "{self.database}"\n'
+            "connection_max_idle = 10\nconnection_max_open = 50\n"
+            "connection_max_lifetime_seconds = 300\ninterpolateParams = false\n"
+            f'enableUpsert = true\nupsertQuery = """{upsert}"""\n'
+        )
+
+
+@dataclass(frozen=True)
 class ClusterSettings:
     replication: str = "001"
     masters: int = 1  # 1, or 3 for raft
@@ -39,9 +67,7 @@ class ClusterSettings:
     volume_max: int = 30  # -max: volumes one server may hold
     volume_size_limit_mb: int = 64  # the master stops writing to a volume past this
     volume_index: str = "memory"  # weed volume -index: memory, or leveldb for huge counts
-    # Filers, each with its own leveldb2 store and an S3 gateway asking all of them (its own
-    # first), as the fleet runs one on each master's node: they sync each other's names.
-    filers: int = 1
+    filer_store: MySQLFilerStore | None = None  # None: leveldb2 under base_dir/filer/
     first_port: int | None = None  # None: free ports anywhere; else first_port, +1, ...
     weed: str | None = None  # the binary; None: the venv's, then PATH
     stop_timeout: float = 20.0

@@ -53,17 +53,3 @@ def http_get(host, url: str) -> tuple[int, str]:
     assert result.rc == 0, result.stderr
     status, body = json.loads(result.stdout)
     return status, body
-
-
-def seaweedfs_master_addresses(site: dict) -> list[str]:
-    """The main cluster's masters, as salt/storage/seaweedfs/map.jinja picks them: the pinned
-    addresses (site:storage_master_addresses, in site:storage_masters' order), else the first
-    three nodes by id (the first alone below three). A filer runs on each of their nodes."""
-    pinned = site.get("storage_master_addresses") or {}
-    if pinned:
-        return [pinned[name] for name in site.get("storage_masters") or sorted(pinned)]
-    nodes = site.get("storage_nodes") or {}
-    if not nodes:
-        return [site["storage_host"]]
-    ids = sorted(nodes)
-    return [nodes[name] for name in ids[: 3 if len(ids) >= 3 else 1]]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.infra.checks import listening_tcp, seaweedfs_master_addresses
+from tests.infra.checks import listening_tcp
 
 SSH_PORT = 22
 
@@ -38,8 +38,7 @@ def test_journald_and_logrotate_are_bounded(host) -> None:
     assert host.file("/etc/logrotate.d/ccmirror").contains("maxsize")
 
 
-# SeaweedFS's servers (salt/storage/seaweedfs), each with its gRPC port at +10000: the filer
-# on the masters' nodes only, the volume server and the gateway on every node.
+# SeaweedFS's servers (salt/storage/seaweedfs), each with its gRPC port at +10000.
 SEAWEEDFS_PORTS = {"volume": 8080, "filer": 8888, "s3": 8333}
 SEAWEEDFS_MASTER_PORT = 9333
 GRPC_OFFSET = 10000
@@ -56,9 +55,9 @@ def allowed_ports(roles: set[str], site: dict, minion_id: str) -> dict[int, str]
         ports[site["storage_port"]] = site["storage_host"]  # the rsync target's sshd
     elif "storage" in roles:
         nodes = site.get("storage_nodes") or {minion_id: site["storage_host"]}
-        servers = [SEAWEEDFS_PORTS["volume"], SEAWEEDFS_PORTS["s3"]]
-        if nodes[minion_id] in seaweedfs_master_addresses(site):  # a master and a filer
-            servers += [SEAWEEDFS_MASTER_PORT, SEAWEEDFS_PORTS["filer"]]
+        servers = list(SEAWEEDFS_PORTS.values())
+        if minion_id in sorted(nodes)[: 3 if len(nodes) >= 3 else 1]:  # raft: 3, or 1
+            servers.append(SEAWEEDFS_MASTER_PORT)
         for port in servers:
             ports[port] = ports[port + GRPC_OFFSET] = nodes[minion_id]
     if "backup" in roles:  # the backup cluster's one node: every server, master too

@@ -23,7 +23,8 @@ from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
 from lab.processes import seaweedfs_s3 as s3
-from lab.processes.seaweedfs import Cluster, StorageError
+from lab.processes.mariadb import LocalMariaDB
+from lab.processes.seaweedfs import Cluster, MySQLFilerStore, StorageError
 from lab.processes.seaweedfs_process import free_port_pair, get_json, port_is_free
 from tests.conftest import seaweedfs_cluster, wait_for
 
@@ -269,11 +270,37 @@ def test_two_pinned_masters_keep_quorum_and_a_later_volume_server_takes_writes(
         assert read(admin, key) == body
 
 
+def test_a_filer_on_mariadb_survives_the_loss_of_its_droplet(
+    seaweedfs_factory: Callable[..., Cluster], mariadb: LocalMariaDB
+) -> None:
+    """The filer's metadata in MariaDB: its directory wiped (the droplet lost), a new filer on
+    the same database still finds every photo. With leveldb2 the same loss forgets them."""
+    database = f"ccm_seaweed_{secrets.token_hex(3)}"
+    mariadb.fresh_database(database)
+    password = mariadb.password_file.read_text().strip()
+    store = MySQLFilerStore("127.0.0.1", mariadb.port, "ccmirror", password, database)
+    try:
+        cluster = seaweedfs_factory(filer_store=store)
+        admin = s3.admin_client(cluster)
+        photos = put_photos(admin, 5)
+        with mariadb.root_connection(database=database) as conn, conn.cursor() as cur:
+            # mysql2 keeps each bucket in a table of its own; a version is a row under
+            # `<key>.versions`, its directory relative to the bucket
+            cur.execute(f"SELECT directory FROM {BUCKET} WHERE directory LIKE '%%.versions'")
+            assert sorted(row[0] for row in cur.fetchall()) == sorted(
+                f"/{key}.versions" for key in photos
+            )
+        cluster.restart_filer(wipe=True)
+        for key, body in photos.items():
+            assert read(admin, key) == body
+    finally:
+        mariadb.drop_database(database)
+
+
 def test_a_leveldb_filer_loses_its_metadata_with_its_directory(
     seaweedfs_factory: Callable[..., Cluster],
 ) -> None:
-    """Why the fleet runs three filers that sync each other (tests/integration/
-    test_filer_peers.py): a lone filer's names go with its store."""
+    """Why the fleet keeps the filer's store off the storage droplets."""
     cluster = seaweedfs_factory()
     admin = s3.admin_client(cluster)
     key = next(iter(put_photos(admin, 1)))

@@ -93,10 +93,10 @@ def test_s3_keys_go_to_their_downloader_and_to_the_storage_gateways_only(salt_ca
     assert admin != db["storage_audit"]["secret_key"]
     for minion in ("master", "db-1", "hv-1", "dl-1"):
         assert admin not in json.dumps(pillar(salt_call, minion)), minion
-    # The filers keep their names in leveldb2 on the masters' nodes: no database login for
-    # them on st-*, no database user for them on db-1.
-    assert "filer_db_password" not in pillar(salt_call, "st-1")["storage"]
-    assert "seaweedfs" not in db["db"]["passwords"]
+    assert (
+        pillar(salt_call, "st-1")["storage"]["filer_db_password"]
+        == (db["db"]["passwords"]["seaweedfs"])
+    )
 
 
 def test_master_and_storage_get_no_database_or_flickr_secret(salt_call):

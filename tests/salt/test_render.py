@@ -30,6 +30,8 @@ ROLE_STATES = {
         "db-user-queue-ccmirror-mysql-grants-present",
         "db-user-hv-1-ccmirror-mysql-grants-present",
         "db-user-hv-2-ccmirror-mysql-grants-present",
+        "db-database-seaweedfs-ccmirror-mysql-database-present",
+        "db-user-seaweedfs-ccmirror-mysql-grants-present",
         "db-migrate-cmd-run",
         "queue-tokens-file-managed",
         "queue-service-running",
@@ -352,6 +354,20 @@ def test_a_bucket_name_that_is_not_one_is_one_clear_error(salt_call_bin, tmp_pat
     )
     rendered = json.dumps(salt_call("dl-1", "state.show_highstate", check=False))
     assert "pillar site:storage_bucket My Photos: not a bucket name" in rendered
+
+
+def test_the_filer_logs_in_to_its_own_database_on_db_1(s3_highstates, s3_site):
+    private_root, _ = s3_site
+    highstates = s3_highstates
+    db = yaml.safe_load((private_root / "minions" / "db-1.sls").read_text())["db"]
+    toml = render(highstates["st-1"]["storage-weed-filer-config-file-managed"], "filer.toml")
+    assert f'password = "{db["passwords"]["seaweedfs"]}"' in toml
+    assert f'hostname = "{SITE["db_host"]}"' in toml and 'database = "seaweedfs"' in toml
+    grants = args(highstates["db-1"]["db-user-seaweedfs-ccmirror-mysql-grants-present"])
+    assert grants["database"] == "seaweedfs.*" and grants["host"] == "10.250.0.0/255.255.255.0"
+    # Two storage nodes: one master (raft needs three), and two copies on two servers.
+    unit = render(highstates["st-1"]["storage-weed-master-unit-file-managed"], "master")
+    assert "-defaultReplication=001" in unit and f"-ip={SITE['storage_host']}" in unit
 
 
 def test_storage_installs_the_weed_the_wheelhouse_pins_and_no_ccmirror(s3_highstates):

@@ -3,7 +3,7 @@ design allows. No provider can be downloaded here, so nothing is planned: the fi
 parsed with python-hcl2 and the firewall rules, variables, outputs and literals checked.
 
 What may be reached from where, by role tag (DigitalOcean's source_tags), never by the whole
-VPC: MariaDB from the db, harvester and master tags (not storage: no filer store there); the
+VPC: MariaDB from the db, harvester, master and storage (SeaweedFS's filer store) tags; the
 queue service from the downloader and master tags; Salt on the master from every role's tag;
 the S3 gateway on the storage droplets from the downloader and master tags, SeaweedFS's
 master and volume ports (HTTP and gRPC) from the storage tag alone, its filers' from the
@@ -139,7 +139,7 @@ def allowed_services(config: Config) -> dict[tuple[str, str], set[str]]:
     """(firewall, port) -> the role tags the design lets reach that service."""
     queue_port = str(resolve(config, "${var.queue_port}"))
     allowed = {
-        ("db", MARIADB_PORT): {"tag:db", "tag:harvester", "tag:master"},
+        ("db", MARIADB_PORT): {"tag:db", "tag:harvester", "tag:master", "tag:storage"},
         ("db", queue_port): {"tag:downloader", "tag:master"},
         ("master", SALT_PORTS): {EVERY_ROLE},
         ("storage", S3_GATEWAY_PORT): {"tag:downloader", "tag:db", "tag:master"},
@@ -202,7 +202,7 @@ def test_services_are_open_to_their_role_tags_only_and_ssh_to_admins_only() -> N
     config = core()
     assert inbound_problems(config) == []
     rules = {(r["firewall"], r["port"]): r["sources"] for r in inbound_rules(config)}
-    assert rules[("db", MARIADB_PORT)] == {"tag:db", "tag:harvester", "tag:master"}
+    assert rules[("db", MARIADB_PORT)] == {"tag:db", "tag:harvester", "tag:master", "tag:storage"}
     assert rules[("db", "8700")] == {"tag:downloader", "tag:master"}  # the queue service
     assert rules[("master", SALT_PORTS)] == {EVERY_ROLE}
     assert rules[("storage", S3_GATEWAY_PORT)] == {"tag:downloader", "tag:db", "tag:master"}

@@ -5,6 +5,7 @@ db:
     migrate: example-migrate-password
     queue: example-queue-password
     hv-1: example-hv-1-password
+    seaweedfs: example-seaweedfs-password
 queue:
   tokens:
     dl-1: "sha256:0000000000000000000000000000000000000000000000000000000000000000"

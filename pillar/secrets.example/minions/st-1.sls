@@ -1,5 +1,6 @@
 # st-1's own secrets: the storage host key pair, every downloader's public key, the S3
-# identities its gateway accepts (each downloader's, the audit's, the admin's).
+# identities its gateway accepts (each downloader's, the audit's, the admin's) and the
+# filer's database password.
 storage:
   host_key:
     private: |
@@ -19,3 +20,4 @@ storage:
     dl-1:
       access_key: CCMEXAMPLEDL1ACCESS
       secret_key: example-s3-secret-of-dl-1
+  filer_db_password: example-seaweedfs-password

@@ -1,6 +1,5 @@
-{#- SeaweedFS's account, directories and configs: the filer's store (leveldb2 in filer_dir, on
-    the masters' nodes) and the S3 gateway's identities (a secret, so 0600 and never shown in a
-    diff). #}
+{#- SeaweedFS's account, directories and configs: the filer's store (MariaDB on db-1) and the
+    S3 gateway's identities, both secrets, so 0600 and never shown in a diff. #}
 {%- from "storage/map.jinja" import storage with context %}
 {%- from "storage/seaweedfs/map.jinja" import weed with context %}
 
@@ -18,7 +17,7 @@ storage-weed-user-user-present:
     - usergroup: True
 
 {%- set dirs = [("master", weed.master_dir), ("data", weed.data_dir), ("config", weed.config_dir)] %}
-{%- if weed.runs_filer %}
+{%- if weed.filer_store == "leveldb2" %}
 {%-   do dirs.append(("filer", weed.filer_dir)) %}
 {%- endif %}
 {%- for name, path in dirs %}
@@ -36,7 +35,6 @@ storage-weed-{{ name }}-dir-file-directory:
       - mount: storage-volume-root-mount-mounted  # on the volume, never on the root disk
 {%-   endif %}
 {%- endfor %}
-{%- if weed.runs_filer %}
 
 storage-weed-filer-config-file-managed:
   file.managed:
@@ -45,22 +43,30 @@ storage-weed-filer-config-file-managed:
     - template: jinja
     - context:
         weed: {{ weed | json }}
+        password: {{ storage.get("filer_db_password", "") | json }}
     - user: {{ weed.user }}
     - group: {{ weed.group }}
     - mode: "0600"
+    - show_changes: False
     - require:
       - file: storage-weed-config-dir-file-directory
-{%- else %}
+{%- if weed.filer_store == "mysql2" %}
 
-storage-weed-filer-config-file-absent:
-  file.absent:
-    - name: {{ weed.config_dir }}/filer.toml
-{%- endif %}
-
-{#- The MariaDB filer store's login of a site set up before #20: its password goes. #}
-storage-weed-filer-login-file-absent:
-  file.absent:
+storage-weed-filer-login-file-managed:
+  file.managed:
     - name: {{ weed.config_dir }}/filer.my.cnf
+    - source: salt://storage/seaweedfs/files/filer.my.cnf.jinja
+    - template: jinja
+    - context:
+        weed: {{ weed | json }}
+        password: {{ storage.filer_db_password | json }}
+    - user: {{ weed.user }}
+    - group: {{ weed.group }}
+    - mode: "0600"
+    - show_changes: False
+    - require:
+      - file: storage-weed-config-dir-file-directory
+{%- endif %}
 
 storage-weed-s3-config-file-managed:
   file.managed:

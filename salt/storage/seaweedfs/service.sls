@@ -1,5 +1,5 @@
-{#- One unit per SeaweedFS server, each bound to this node's private address: a master and a
-    filer on the masters' nodes, a volume server and the S3 gateway on every node. #}
+{#- One unit per SeaweedFS server, each bound to this node's private address: a master on the
+    masters' nodes, then a volume server, the filer and the S3 gateway on every node. #}
 {%- from "storage/map.jinja" import storage with context %}
 {%- from "storage/seaweedfs/map.jinja" import weed with context %}
 {%- set port = weed.ports %}
@@ -7,25 +7,23 @@
 {%- set servers = [] %}
 {%- if weed.is_master %}
 {%-   set peers = weed.master_list if weed.masters | length > 1 else "none" %}
-{%-   do servers.append({"name": "master", "after": [], "reload": False,
+{%-   do servers.append({"name": "master", "after": [], "wait_for_db": False, "reload": False,
         "exec": weed.weed ~ " master " ~ bind ~ " -port=" ~ port.master ~ " -mdir=" ~ weed.master_dir
                 ~ " -peers=" ~ peers ~ " -defaultReplication=" ~ weed.replication
                 ~ " -volumeSizeLimitMB=" ~ weed.volume_size_limit_mb ~ " -telemetry=false"}) %}
 {%- endif %}
 {%- do servers.append({"name": "volume", "after": ["ccmirror-weed-master"] if weed.is_master else [],
-      "reload": False,
+      "wait_for_db": False, "reload": False,
       "exec": weed.weed ~ " volume " ~ bind ~ " -port=" ~ port.volume ~ " -dir=" ~ weed.data_dir
               ~ " -max=" ~ weed.max_volumes ~ " -mserver=" ~ weed.master_list}) %}
-{%- if weed.runs_filer %}
-{%-   do servers.append({"name": "filer", "after": ["ccmirror-weed-volume"], "reload": False,
-        "exec": weed.weed ~ " -config_dir=" ~ weed.config_dir ~ " filer " ~ bind ~ " -port=" ~ port.filer
-                ~ " -master=" ~ weed.master_list ~ " -defaultReplicaPlacement=" ~ weed.replication}) %}
-{%- endif %}
-{#- The gateway asks the filers over the network: on a node without one it waits for nothing
-    here (it retries its filers itself); on a filer's node it starts after its own. #}
-{%- do servers.append({"name": "s3", "after": ["ccmirror-weed-filer"] if weed.runs_filer else [],
+{%- do servers.append({"name": "filer", "after": ["ccmirror-weed-volume"],
+      "wait_for_db": weed.filer_store == "mysql2",
+      "reload": False,
+      "exec": weed.weed ~ " -config_dir=" ~ weed.config_dir ~ " filer " ~ bind ~ " -port=" ~ port.filer
+              ~ " -master=" ~ weed.master_list ~ " -defaultReplicaPlacement=" ~ weed.replication}) %}
+{%- do servers.append({"name": "s3", "after": ["ccmirror-weed-filer"], "wait_for_db": False,
       "reload": True,
-      "exec": weed.weed ~ " s3 -ip.bind=" ~ weed.address ~ " -port=" ~ port.s3 ~ " -filer=" ~ weed.filer_list
+      "exec": weed.weed ~ " s3 -ip.bind=" ~ weed.address ~ " -port=" ~ port.s3 ~ " -filer=" ~ weed.filer_address
               ~ " -config=" ~ weed.config_dir ~ "/s3.json -port.iceberg=0 -port.lance=0"}) %}
 
 include:
@@ -44,6 +42,7 @@ storage-weed-{{ server.name }}-unit-file-managed:
         server: {{ server.name }}
         after: {{ server.after | json }}
         exec_start: {{ server.exec | json }}
+        wait_for_db: {{ server.wait_for_db }}
         reload: {{ server.reload }}
     - user: root
     - group: root
@@ -63,9 +62,6 @@ storage-weed-{{ server.name }}-service-running:
 {%-   if storage.volume_device %}
       - mount: storage-volume-root-mount-mounted  # volume.sls: the data volume first
 {%-   endif %}
-{%-   if server.name == "filer" %}
-      - file: storage-weed-filer-dir-file-directory
-{%-   endif %}
 {%-   for unit in server.after %}
       - service: storage-weed-{{ unit | replace("ccmirror-weed-", "") }}-service-running
 {%-   endfor %}
@@ -74,22 +70,10 @@ storage-weed-{{ server.name }}-service-running:
       - file: storage-weed-{{ server.name }}-unit-file-managed
 {%-   if server.name == "filer" %}
       - file: storage-weed-filer-config-file-managed
+{%-     if weed.filer_store == "mysql2" %}
+      - file: storage-weed-filer-login-file-managed
+{%-     endif %}
 {%-   elif server.name == "s3" %}
       - file: storage-weed-s3-config-file-managed
 {%-   endif %}
 {%- endfor %}
-{%- if not weed.runs_filer %}
-
-{#- A node that is no master runs no filer: one left from before (every node ran one, on the
-    MariaDB store, until #20) is stopped and its unit removed. #}
-storage-weed-filer-service-dead:
-  service.dead:
-    - name: ccmirror-weed-filer
-    - enable: False
-
-storage-weed-filer-unit-file-absent:
-  file.absent:
-    - name: /etc/systemd/system/ccmirror-weed-filer.service
-    - require:
-      - service: storage-weed-filer-service-dead
-{%- endif %}
