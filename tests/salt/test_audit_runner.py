@@ -287,7 +287,9 @@ def test_runner_and_module_load_through_salt_with_a_cli_example_each(salt_call_b
         "ccmirror_audit.read_chunk",
         "ccmirror_audit.write_chunk",
         "ccmirror_audit_s3.audit",
+        "ccmirror_audit_s3.backup_lag",
         "ccmirror_audit_s3.import_tree",
+        "ccmirror_audit_s3.restore_photos",
     ]
     for name, doc in seen["docs"].items():
         command = "salt-run" if name.startswith("audit.") else name.split(".")[0] + "."
