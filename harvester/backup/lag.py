@@ -47,9 +47,7 @@ def backup_lag(
     conn, storage: StorageSettings, target: BackupTargetSettings, now: datetime | None = None
 ) -> Lag:
     started = time.monotonic()
-    main, copy = backup.main_client(storage), backup.target_client(target)
-    backup.check_reachable(main, storage.bucket, storage.endpoint, "main bucket")
-    backup.check_reachable(copy, target.bucket, target.endpoint, "backup target")
+    main, copy = backup.reachable_clients(storage, target)
     probe = _Prober(conn, main, copy, storage, target)
     with conn.cursor() as cur:
         cur.execute(EDGES)

@@ -74,9 +74,7 @@ def restore_photos(
     progress: ProgressLine | None = None,
 ) -> RestoreResult:
     started = time.monotonic()
-    main, copy = backup.main_client(storage), backup.target_client(target)
-    backup.check_reachable(main, storage.bucket, storage.endpoint, "main bucket")
-    backup.check_reachable(copy, target.bucket, target.endpoint, "backup target")
+    main, copy = backup.reachable_clients(storage, target)
     restorer = _Restorer(main, copy, storage, target, dry_run)
     result = RestoreResult(dry_run)
     last = 0

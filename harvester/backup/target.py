@@ -68,6 +68,15 @@ def check_reachable(client, bucket: str, endpoint: str, what: str) -> None:
         client.head_bucket(Bucket=bucket)
 
 
+def reachable_clients(storage: StorageSettings, target: BackupTargetSettings) -> tuple:
+    """The main bucket's client and the backup target's, each checked to answer first (one
+    clear BackupTargetError otherwise): what backup-lag and restore-photos both start with."""
+    main, copy = main_client(storage), target_client(target)
+    check_reachable(main, storage.bucket, storage.endpoint, "main bucket")
+    check_reachable(copy, target.bucket, target.endpoint, "backup target")
+    return main, copy
+
+
 def copy_key(target: BackupTargetSettings, key: str, version_id: str) -> str:
     """Where the copy of version `version_id` of main's `key` is on the backup target."""
     return f"{_prefix(target)}{key}{VERSIONS}{VERSION_FILE}{version_id}"
