@@ -356,11 +356,9 @@ def _backup_lag(client, timeout: float) -> dict | None:
         db = _db_minion()
     except StorageError:
         return None
-    __utils__["runner_tools.refresh_pillar"](client, [db], STATUS_TIMEOUT)  # noqa: F821
-    site = _answer(client, db, "pillar.get", {"key": "site"}, timeout) or {}
+    site = _answer(client, _synced(client, db), "pillar.get", {"key": "site"}, timeout) or {}
     if not (site.get("backup_nodes") or site.get("backup_endpoint")):
         return None
-    client.cmd([db], "saltutil.sync_modules", tgt_type="list", timeout=STATUS_TIMEOUT)
     lag = _call(client, db, "ccmirror_audit_s3.backup_lag", {}, timeout)["backup-lag"]
     return {key: lag[key] for key in ("behind", "seconds")}
 
