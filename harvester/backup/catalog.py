@@ -4,14 +4,18 @@ the restore of the newest into a fresh catalog.
 Backup: one consistent snapshot (InnoDB's REPEATABLE READ transaction: the queue and the
 harvesters keep writing, nothing is locked) streamed `mariadb-dump | zstd` straight into a
 multipart upload; the upload completes only when both programs exit 0, so a failed dump
-leaves no object. Then the retention hides all but the `keep` newest (store.prune).
+leaves no object. The databases of `also` (on db-1: the main SeaweedFS cluster's filer store,
+its names of every object) are dumped next, each into an object of the same stamp: a fresh
+db-1 gets back storage's names with the catalog. Then the retention hides all but the `keep`
+newest of each (store.prune).
 
 Restore: refused unless the target catalog has no photo (a fresh db-1; `force` overrides).
-The backup is loaded into a staging database `<db>_restore` (`zstd -d | mariadb`: zstd's frame
-checksum refuses a cut stream), then swapped in with one atomic RENAME TABLE; the catalog's
-tables as they were are dropped only after. A failure anywhere before the swap drops the
-staging database: the catalog is as it was. A backup of an older release is migrated to this
-release's schema after the swap.
+Read from the bucket, or from the backup target when the bucket cannot answer (sources.py: a
+lost db-1 takes main's names with it). Each backup of the chosen stamp is loaded into a
+staging database `<db>_restore` (`zstd -d | mariadb`: zstd's frame checksum refuses a cut
+stream), then swapped in with one atomic RENAME TABLE; the tables as they were are dropped
+only after. A failure anywhere before a swap drops the staging database: that database is as
+it was. A catalog backup of an older release is migrated to this release's schema after.
 
 The database login is a URL (harvester/db.py); the password reaches the clients in a 0600
 defaults file, never on a command line. The restore creates and drops databases: on db-1 it
@@ -22,18 +26,21 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import subprocess
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING
 
 from ccmirror_common.progress import ProgressLine, format_duration
-from harvester.backup import store
+from harvester.backup import sources, store
 from harvester.backup.store import BackupError
+from harvester.config import BackupTargetSettings
 from harvester.db import DatabaseError, DatabaseURL, connect, parse_db_url
 from harvester.migrate import migrate
 
@@ -52,6 +59,7 @@ DUMP_OPTIONS = (
 ZSTD = ("zstd", "-3", "-T0", "-q", "-c")  # -3: zstd's default, ~4x on the catalog, fast
 STDERR_CHARS = 400
 RESTORE_SUFFIX, BEFORE_SUFFIX = "_restore", "_before_restore"
+DATABASE_NAME = re.compile(r"^[A-Za-z0-9_]{1,48}$")  # store.NAME's, room for the suffixes
 
 
 def backup_catalog(
@@ -60,19 +68,61 @@ def backup_catalog(
     *,
     prefix: str = store.PREFIX,
     keep: int = 7,
+    also: tuple[str, ...] = (),
     now: datetime | None = None,
     progress: ProgressLine | None = None,
 ) -> dict:
-    """Dump the catalog into `<prefix><db>-<stamp>.sql.zst`, then keep the `keep` newest.
-    The bucket is listed first: an unreachable one fails before the dump starts."""
+    """Dump the catalog into `<prefix><db>-<stamp>.sql.zst`, and each database of `also` (the
+    filer's, on the same server) into its own object of the same stamp, then keep the `keep`
+    newest of each. The bucket is listed first: an unreachable one fails before any dump."""
     if keep < 1:
         raise BackupError(f"keep must be at least 1 (the backup just made), not {keep}")
     target = _parse(db_url)
+    databases = _databases(target.database, also)
     s3 = store.client(storage)
     store.list_backups(s3, storage, store.check_prefix(prefix))
     started = now or datetime.now(UTC)
-    key = store.backup_key(prefix, target.database, started)
     clock = time.monotonic()
+    folders = _folders(prefix, databases)
+    made = [_dump(replace(target, database=database), s3, storage,
+                  store.backup_key(folder, database, started), progress)
+            for database, folder in zip(databases, folders, strict=True)]  # fmt: skip
+    seconds = time.monotonic() - clock
+    pruned = store.prune(s3, storage, prefix, keep)
+    if also:
+        pruned += store.prune(s3, storage, prefix + store.COMPANIONS, keep)
+    total = sum(dump["bytes"] for dump in made)
+    return {
+        "key": made[0]["key"],
+        "bucket": storage.bucket,
+        "bytes": made[0]["bytes"],
+        "databases": made,
+        "seconds": round(seconds, 3),
+        "pruned": pruned,
+        "kept": [backup.key for backup in store.list_backups(s3, storage, prefix)],
+        "summary": f"s3://{storage.bucket}/{made[0]['key']}"
+        + "".join(f" and {dump['key']}" for dump in made[1:])
+        + f": {total:,} bytes in {seconds:.1f}s; {len(pruned)} older backup(s) deleted",
+    }
+
+
+def _databases(catalog: str, also: tuple[str, ...]) -> list[str]:
+    names = [catalog, *also]
+    for name in also:
+        if not DATABASE_NAME.match(name) or name.endswith((RESTORE_SUFFIX, BEFORE_SUFFIX)):
+            raise BackupError(f"not a database name to back up: {name!r}")
+    if len(set(names)) != len(names):
+        raise BackupError(f"a database is named twice: {', '.join(names)}")
+    return names
+
+
+def _folders(prefix: str, databases: list[str]) -> list[str]:
+    """The catalog's backup under `prefix`, the others' beside it (store.COMPANIONS)."""
+    return [prefix] + [prefix + store.COMPANIONS] * (len(databases) - 1)
+
+
+def _dump(target: DatabaseURL, s3, storage: StorageSettings, key: str, progress) -> dict:
+    """`mariadb-dump | zstd` of one database into one object."""
     with _login_file(target) as login:
         dump = _spawn(["mariadb-dump", f"--defaults-extra-file={login}", *DUMP_OPTIONS,
                        target.database], stdin=subprocess.DEVNULL)  # fmt: skip
@@ -81,18 +131,7 @@ def backup_catalog(
             store.upload(s3, storage, key, stream)
         finally:
             stream.close()
-    seconds = time.monotonic() - clock
-    pruned = store.prune(s3, storage, prefix, keep)
-    return {
-        "key": key,
-        "bucket": storage.bucket,
-        "bytes": stream.bytes,
-        "seconds": round(seconds, 3),
-        "pruned": pruned,
-        "kept": [backup.key for backup in store.list_backups(s3, storage, prefix)],
-        "summary": f"s3://{storage.bucket}/{key}: {stream.bytes:,} bytes in {seconds:.1f}s;"
-        f" {len(pruned)} older backup(s) deleted",
-    }
+    return {"database": target.database, "key": key, "bytes": stream.bytes}
 
 
 def restore_catalog(
@@ -102,61 +141,91 @@ def restore_catalog(
     prefix: str = store.PREFIX,
     key: str | None = None,
     force: bool = False,
+    source: str = "auto",
+    backup_target: BackupTargetSettings | None = None,
     progress: ProgressLine | None = None,
 ) -> dict:
     """Load the newest backup (or `key`) into the catalog `db_url` names, whose login may
-    create databases. See the module docstring for what is refused and undone."""
+    create databases, and the databases dumped with it (same stamp) into theirs; read from
+    `source` (harvester/backup/sources.py). See the module docstring for what is refused
+    and undone."""
     target = _parse(db_url)
-    s3 = store.client(storage)
-    backups = store.list_backups(s3, storage, store.check_prefix(prefix))
-    chosen = _chosen(backups, key, storage, prefix)
+    found = sources.open_source(storage, backup_target or BackupTargetSettings(), prefix, source)
+    chosen = _chosen(found.backups, key, found)
     photos = _photos(target)
     if photos and not force:
         raise BackupError(
             f"the catalog {target.where} is not empty ({photos:,} photos): restore_catalog"
             " rebuilds a fresh db-1 (force=True replaces it)"
         )
-    staging = target.database + RESTORE_SUFFIX
+    others = [backup for backup in found.companions if backup.stamp == chosen.stamp]
     clock = time.monotonic()
+    tables = _restore_one(target, chosen, found, progress, required="images")
+    read = {chosen.key: tables["bytes"]}
+    for backup in others:
+        done = _restore_one(replace(target, database=backup.database), backup, found, progress)
+        read[backup.key] = done["bytes"]
+    migrated = _migrate(target)
+    seconds = time.monotonic() - clock
+    restored = _photos(target)
+    total = sum(read.values())
+    return {
+        "key": chosen.key,
+        "stamp": chosen.stamp,
+        "source": found.name,
+        "bytes": tables["bytes"],
+        "tables": tables["tables"],
+        "databases": sorted([target.database, *(backup.database for backup in others)]),
+        "read": read,
+        "migrated": migrated,
+        "photos": restored,
+        "seconds": round(seconds, 3),
+        "summary": f"{target.where} restored from {chosen.key} in {found.where}"
+        + "".join(f", {backup.database} from {backup.key}" for backup in others)
+        + f" ({total:,} bytes, {restored:,} photos) in {seconds:.1f}s",
+    }
+
+
+def _restore_one(
+    target: DatabaseURL,
+    backup: store.Backup,
+    found: sources.Source,
+    progress: ProgressLine | None,
+    required: str | None = None,
+) -> dict:
+    """One database's backup loaded beside it and swapped in; nothing changed on a failure."""
+    staging = target.database + RESTORE_SUFFIX
     _recreate(target, staging)
     try:
-        body = store.open_backup(s3, storage, chosen.key)
-        _load(target, staging, body, _Meter(progress, "loading", chosen.bytes))
-        tables = _swap(target, staging)
+        body, size = found.open(backup)
+        _load(target, staging, body, _Meter(progress, f"loading {target.database}", size))
+        tables = _swap(target, staging, required)
     except BaseException:
         with contextlib.suppress(DatabaseError):
             _drop(target, staging)
         raise
-    migrated = _migrate(target)
-    seconds = time.monotonic() - clock
-    restored = _photos(target)
-    return {
-        "key": chosen.key,
-        "stamp": chosen.stamp,
-        "bytes": chosen.bytes,
-        "tables": tables,
-        "migrated": migrated,
-        "photos": restored,
-        "seconds": round(seconds, 3),
-        "summary": f"{target.where} restored from s3://{storage.bucket}/{chosen.key}"
-        f" ({chosen.bytes:,} bytes, {restored:,} photos) in {seconds:.1f}s",
-    }
+    return {"tables": tables, "bytes": size}
 
 
-def list_catalog_backups(storage: StorageSettings, prefix: str = store.PREFIX) -> list[dict]:
-    s3 = store.client(storage)
-    return [b.as_dict() for b in store.list_backups(s3, storage, store.check_prefix(prefix))]
+def list_catalog_backups(
+    storage: StorageSettings,
+    prefix: str = store.PREFIX,
+    source: str = "bucket",
+    backup_target: BackupTargetSettings | None = None,
+) -> list[dict]:
+    found = sources.open_source(storage, backup_target or BackupTargetSettings(), prefix, source)
+    return [dict(backup.as_dict(), source=found.name) for backup in found.backups]
 
 
-def _chosen(backups: list[store.Backup], key: str | None, storage, prefix: str) -> store.Backup:
+def _chosen(backups: list[store.Backup], key: str | None, found: sources.Source) -> store.Backup:
     if not backups:
-        raise BackupError(f"no catalog backup in s3://{storage.bucket}/{prefix}: nothing restored")
+        raise BackupError(f"no catalog backup in {found.where}: nothing restored")
     if key is None:
         return backups[-1]
     for backup in backups:
         if backup.key == key:
             return backup
-    raise BackupError(f"no catalog backup {key!r} in s3://{storage.bucket}/{prefix}")
+    raise BackupError(f"no catalog backup {key!r} in {found.where}")
 
 
 def _parse(db_url: str) -> DatabaseURL:
@@ -215,14 +284,16 @@ def _load(target: DatabaseURL, staging: str, body, meter: _Meter) -> None:
             raise BackupError(f"reading the backup: {feeder.error}")
 
 
-def _swap(target: DatabaseURL, staging: str) -> list[str]:
-    """The staging tables become the catalog's in one RENAME TABLE (atomic); the tables they
+def _swap(target: DatabaseURL, staging: str, required: str | None) -> list[str]:
+    """The staging tables become the database's in one RENAME TABLE (atomic); the tables they
     replace are moved aside first in the same statement and dropped after."""
     aside = target.database + BEFORE_SUFFIX
     with _connection(target) as conn, conn.cursor() as cur:
         new = _tables(cur, staging)
-        if "images" not in new:
-            raise BackupError("the backup holds no images table: not a catalog backup")
+        if required and required not in new:
+            raise BackupError(f"the backup holds no {required} table: not a catalog backup")
+        cur.execute(f"CREATE DATABASE IF NOT EXISTS `{target.database}`"
+                    " CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")  # fmt: skip
         old = _tables(cur, target.database)
         cur.execute(f"DROP DATABASE IF EXISTS `{aside}`")
         cur.execute(f"CREATE DATABASE `{aside}`")

@@ -10,6 +10,7 @@ import sys
 from ccmirror_common import cli
 from ccmirror_common.cli import CommandError, positive_int
 from ccmirror_common.progress import ProgressLine
+from harvester.backup.sources import SOURCES
 from harvester.backup.store import PREFIX, BackupError
 from harvester.config import Settings
 
@@ -20,6 +21,10 @@ def add_parsers(commands) -> None:
     )
     backup.add_argument("--prefix", default=PREFIX, help=f"the backups' prefix ({PREFIX})")
     backup.add_argument("--keep", type=positive_int, default=7, help="backups kept (7)")
+    backup.add_argument(
+        "--also-database", action="append", default=[], metavar="NAME", dest="also",
+        help="dump this database too, with the same stamp (db-1: the filer store's); repeatable",
+    )  # fmt: skip
     cli.add_json_option(backup, "print the result as JSON")
     restore = commands.add_parser(
         "restore-catalog", help="load the newest catalog backup into a fresh (empty) catalog"
@@ -29,20 +34,28 @@ def add_parsers(commands) -> None:
     restore.add_argument(
         "--force", action="store_true", help="replace a catalog that has photos already"
     )
+    restore.add_argument(
+        "--from", dest="source", choices=SOURCES, default="auto",
+        help="read the bucket, or the backup target's copies (auto: the bucket if it lists one)",
+    )  # fmt: skip
     cli.add_json_option(restore, "print the result as JSON")
     listing = commands.add_parser("catalog-backups", help="the catalog backups in the bucket")
     listing.add_argument("--prefix", default=PREFIX, help=f"the backups' prefix ({PREFIX})")
+    listing.add_argument(
+        "--from", dest="source", choices=SOURCES, default="bucket",
+        help="list the bucket (default) or the backup target's copies",
+    )  # fmt: skip
     cli.add_json_option(listing, "print the list as JSON")
 
 
 def cmd_backup_catalog(args: argparse.Namespace, settings: Settings) -> int:
     from harvester.backup.catalog import backup_catalog
 
-    storage, prefix, keep = settings.storage, args.prefix, args.keep
+    storage, prefix, keep, also = settings.storage, args.prefix, args.keep, tuple(args.also)
     progress = ProgressLine(sys.stderr)
     result = _guarded(
         lambda: backup_catalog(
-            settings.db_url, storage, prefix=prefix, keep=keep, progress=progress
+            settings.db_url, storage, prefix=prefix, keep=keep, also=also, progress=progress
         )
     )
     progress.clear()
@@ -61,6 +74,8 @@ def cmd_restore_catalog(args: argparse.Namespace, settings: Settings) -> int:
             prefix=args.prefix,
             key=args.key,
             force=args.force,
+            source=args.source,
+            backup_target=settings.backup_target,
             progress=progress,
         )
     )
@@ -72,7 +87,11 @@ def cmd_restore_catalog(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_catalog_backups(args: argparse.Namespace, settings: Settings) -> int:
     from harvester.backup.catalog import list_catalog_backups
 
-    backups = _guarded(lambda: list_catalog_backups(settings.storage, args.prefix))
+    backups = _guarded(
+        lambda: list_catalog_backups(
+            settings.storage, args.prefix, args.source, settings.backup_target
+        )
+    )
     cli.print_state(
         args,
         backups,

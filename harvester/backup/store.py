@@ -22,9 +22,12 @@ if TYPE_CHECKING:
     from harvester.config import StorageSettings
 
 PREFIX = "catalog/"
+# The databases dumped with the catalog (`also`: the filer store's), each beside it under
+# <prefix>also/ with the catalog's stamp: the catalog's own listing stays the catalog's.
+COMPANIONS = "also/"
 SUFFIX = ".sql.zst"
 # <prefix><database>-<UTC stamp to the microsecond>.sql.zst: the stamp sorts as the time does.
-NAME = re.compile(r"^[A-Za-z0-9_]{1,64}-(\d{8}T\d{12}Z)\.sql\.zst$")
+NAME = re.compile(r"^([A-Za-z0-9_]{1,64})-(\d{8}T\d{12}Z)\.sql\.zst$")
 PREFIX_FORM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_./-]{0,200}/$")
 PART_BYTES = 64 << 20  # multipart part size: 10,000 parts hold 640 GB
 
@@ -39,9 +42,21 @@ class Backup:
     key: str
     bytes: int
     stamp: str  # the backup's UTC start, YYYYmmddTHHMMSSffffffZ
+    database: str  # whose dump: the catalog's, or one dumped with it (the filer's)
 
     def as_dict(self) -> dict:
-        return {"key": self.key, "bytes": self.bytes, "stamp": self.stamp}
+        return {"key": self.key, "bytes": self.bytes, "stamp": self.stamp,
+                "database": self.database}  # fmt: skip
+
+
+def parse_name(key: str, prefix: str, size: int) -> Backup | None:
+    """The backup a key under `prefix` names, or None for another key."""
+    name = NAME.match(key[len(prefix) :]) if key.startswith(prefix) else None
+    return Backup(key, size, name[2], name[1]) if name else None
+
+
+def newest_first(backups: list[Backup]) -> list[Backup]:
+    return sorted(backups, key=lambda backup: (backup.stamp, backup.key), reverse=True)
 
 
 def backup_key(prefix: str, database: str, started: datetime) -> str:
@@ -69,10 +84,10 @@ def list_backups(s3, storage: StorageSettings, prefix: str) -> list[Backup]:
     with _errors(f"cannot list s3://{storage.bucket}/{prefix} at {storage.endpoint}"):
         for page in pages:
             for entry in page.get("Contents") or ():
-                name = NAME.match(entry["Key"][len(prefix) :])
-                if name:
-                    found.append(Backup(entry["Key"], int(entry.get("Size") or 0), name[1]))
-    return sorted(found, key=lambda backup: (backup.stamp, backup.key))
+                backup = parse_name(entry["Key"], prefix, int(entry.get("Size") or 0))
+                if backup is not None:
+                    found.append(backup)
+    return newest_first(found)[::-1]
 
 
 def upload(s3, storage: StorageSettings, key: str, stream: IO[bytes]) -> None:
@@ -94,9 +109,14 @@ def open_backup(s3, storage: StorageSettings, key: str):
 
 
 def prune(s3, storage: StorageSettings, prefix: str, keep: int) -> list[str]:
-    """Delete all but the `keep` newest backups (a delete marker under object lock); the
-    keys deleted, oldest first."""
-    older = list_backups(s3, storage, prefix)[:-keep] if keep > 0 else []
+    """Delete all but the `keep` newest backups of each database (a delete marker under
+    object lock); the keys deleted, oldest first."""
+    backups = list_backups(s3, storage, prefix)
+    older = []
+    for database in sorted({backup.database for backup in backups}):
+        own = [backup for backup in backups if backup.database == database]
+        older += own[:-keep] if keep > 0 else []
+    older.sort(key=lambda backup: (backup.stamp, backup.key))
     for backup in older:
         with _errors(f"cannot delete s3://{storage.bucket}/{backup.key}"):
             s3.delete_object(Bucket=storage.bucket, Key=backup.key)

@@ -115,6 +115,37 @@ def copies_of(client, target: BackupTargetSettings, key: str) -> list[str]:
     return [entry["Key"] for entry in page.get("Contents") or ()]
 
 
+def copied_names(client, target: BackupTargetSettings, folder: str) -> list[str]:
+    """The names of main's keys directly under `folder` (a main prefix ending in '/') that
+    the backup holds a copy of: each such key is a folder `<name>.versions/` there."""
+    where = _prefix(target) + folder
+    if target.filer:
+        names = _filer_entries(target, where)
+    else:
+        with s3_errors(f"cannot list s3://{target.bucket}/{where}", BackupTargetError):
+            pages = client.get_paginator("list_objects_v2").paginate(
+                Bucket=target.bucket, Prefix=where
+            )
+            names = [entry["Key"][len(where) :].split("/", 1)[0]
+                     for page in pages for entry in page.get("Contents") or ()]  # fmt: skip
+    suffix = VERSIONS[:-1]
+    return sorted({name.removesuffix(suffix) for name in names if name.endswith(suffix)})
+
+
+def open_copy(client, target: BackupTargetSettings, key: str) -> tuple[object, int]:
+    """A stream of the largest copy of main's `key` (a delete marker's copy has no bytes),
+    and its size: for an object too big to read into memory (a catalog backup)."""
+    sizes = {}
+    for copy in copies_of(client, target, key):
+        with s3_errors(f"cannot check s3://{target.bucket}/{copy}", BackupTargetError):
+            sizes[copy] = int(client.head_object(Bucket=target.bucket, Key=copy)["ContentLength"])
+    copy = max(sizes, key=lambda name: (sizes[name], name), default=None)
+    if copy is None or not sizes[copy]:
+        raise BackupTargetError(f"the backup target holds no copy of {key} with bytes")
+    with s3_errors(f"cannot read s3://{target.bucket}/{copy}", BackupTargetError):
+        return client.get_object(Bucket=target.bucket, Key=copy)["Body"], sizes[copy]
+
+
 def read_copy(client, target: BackupTargetSettings, copy: str) -> bytes | None:
     """The bytes of a copy, or None when it has none. A copy hidden by a delete marker (what
     a stolen sink key can do on the backup: delete adds a marker, the retention keeps the

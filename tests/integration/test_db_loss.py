@@ -1,0 +1,117 @@
+"""db-1 lost (#20) with real parts: the main SeaweedFS cluster keeps its names in MariaDB (the
+mysql2 filer store, as the fleet's does on db-1), the backup cluster is filled by `weed
+filer.backup`, and `harvester backup-catalog --also-database` dumps the catalog and the filer's
+database with one stamp.
+
+Then both databases are lost (dropped, then made again empty, as a new db-1's states make
+them): the main bucket cannot list anything, so `restore-catalog` reads the backup from the
+backup target's copies, and brings back the catalog and storage's names as they were at the
+backup: every photo stored before it is readable from main again with its bytes."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harvester.db import connect, parse_db_url
+from harvester.migrate import migrate
+from lab.processes import seaweedfs_s3 as s3
+from lab.processes.mariadb import LocalMariaDB
+from lab.processes.seaweedfs_backup import start_backup
+from lab.processes.seaweedfs_process import MySQLFilerStore
+from tests.conftest import wait_for
+from tests.integration.test_catalog_backup import root_url, rows
+from tests.integration.test_photo_backup import BACKUP_BUCKET, CATCH_UP, Site, caught_up, ok_json
+
+
+@pytest.fixture
+def filer_database(mariadb: LocalMariaDB) -> Iterator[str]:
+    name = f"ccm_filer_{secrets.token_hex(3)}"
+    mariadb.fresh_database(name)
+    yield name
+    for suffix in ("", "_restore", "_before_restore"):
+        mariadb.drop_database(name + suffix)
+
+
+@pytest.fixture
+def site(seaweedfs_factory, mariadb, database, filer_database, sql, tmp_path: Path):
+    """Main on MariaDB (the filer store), the backup cluster, filer.backup between them; the
+    catalog's login is root over the socket, as the backup and restore run on db-1."""
+    password = mariadb.password_file.read_text().strip()
+    store = MySQLFilerStore("127.0.0.1", mariadb.port, "ccmirror", password, filer_database)
+    main = seaweedfs_factory(volume_servers=1, replication="000", filer_store=store)
+    backup = seaweedfs_factory(volume_servers=1, replication="000")
+    s3.create_images_bucket(s3.admin_client(backup), BACKUP_BUCKET)
+    keys = {name: s3.new_key() for name in ("writer", "auditor", "sink", "reader")}
+    s3.add_identity(main, "writer", keys["writer"])
+    s3.add_identity(main, "auditor", keys["auditor"], actions=s3.AUDITOR_ACTIONS)
+    s3.add_identity(backup, "sink", keys["sink"], BACKUP_BUCKET)
+    s3.add_identity(backup, "reader", keys["reader"], BACKUP_BUCKET, ("Read", "List"))
+    for cluster, name, bucket in ((main, "writer", s3.IMAGES_BUCKET),
+                                  (main, "auditor", s3.IMAGES_BUCKET),
+                                  (backup, "sink", BACKUP_BUCKET),
+                                  (backup, "reader", BACKUP_BUCKET)):  # fmt: skip
+        s3.wait_known(cluster, keys[name], bucket)
+    target = s3.storage_setting(backup, keys["sink"], BACKUP_BUCKET)
+    process = start_backup(tmp_path / "filer-backup", main, target)
+    catalog = connect(database)
+    migrate(catalog)
+    catalog.close()
+    url = root_url(mariadb, parse_db_url(database).database)
+    yield Site(main, backup, process, keys["writer"], keys["auditor"], keys["reader"], keys["sink"],
+               url, sql)  # fmt: skip
+    process.stop(10)
+
+
+def lose_db_1(mariadb: LocalMariaDB, catalog: str, filer: str) -> None:
+    """Both databases gone, then made again empty as a new db-1's states make them: the
+    catalog migrated, the filer's database with no table."""
+    for name in (catalog, filer):
+        mariadb.fresh_database(name)
+    conn = connect(mariadb.url(catalog))
+    migrate(conn)
+    conn.close()
+
+
+def test_a_lost_db_1_comes_back_from_the_backup_target_with_storages_names(
+    site: Site, mariadb: LocalMariaDB, filer_database: str
+) -> None:
+    before = site.store(6)
+    made = ok_json(site.harvester("backup-catalog", "--also-database", filer_database, "--json"))
+    keys = {dump["database"]: dump["key"] for dump in made["databases"]}
+    assert keys[filer_database].startswith("catalog/also/" + filer_database + "-")
+    assert (
+        keys[filer_database].removeprefix("catalog/also/").split("-", 1)[1]
+        == made["key"].removeprefix("catalog/").split("-", 1)[1]
+    ), "one stamp for both"
+    at_backup = rows(site.db_url)
+    site.store(4)  # after the backup: the restore cannot know these (restore-photos' part)
+    wait_for(lambda: caught_up(site), CATCH_UP, "the backup to hold every copy", interval=0.5)
+    listed = ok_json(site.harvester("catalog-backups", "--from", "backup", "--json"))
+    assert [entry["key"] for entry in listed] == [made["key"]]
+
+    catalog = parse_db_url(site.db_url).database
+    lose_db_1(mariadb, catalog, filer_database)
+    assert site.latest(next(iter(before))) is None, "main has no names without its database"
+    bucket_only = site.harvester("restore-catalog", "--from", "bucket")
+    assert bucket_only.returncode != 0 and "nothing restored" not in bucket_only.stderr
+
+    restored = ok_json(site.harvester("restore-catalog", "--json"))
+    assert restored["source"] == "backup" and restored["key"] == made["key"]
+    assert sorted(restored["databases"]) == sorted([catalog, filer_database])
+    assert rows(site.db_url) == at_backup, "the catalog is the backup's, row for row"
+    for key, data in before.items():
+        assert site.latest(key) == data, f"{key}: main reads it again"
+
+
+def test_no_backup_anywhere_is_one_error_naming_both_places(site: Site) -> None:
+    result = site.harvester("restore-catalog", ENDPOINT=None)
+    assert result.returncode != 0
+    said = result.stderr.strip().splitlines()
+    assert len(said) == 1 and "no catalog backup in s3://images/catalog/" in said[0], said
+    assert "no backup_target is set" in said[0]
+    result = site.harvester("restore-catalog")
+    assert result.returncode != 0 and "the backup target" in result.stderr, result.stderr
