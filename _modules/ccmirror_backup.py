@@ -101,18 +101,21 @@ def backup(prefix="catalog/", keep=7, timeout=TIMEOUT):
     )
 
 
-def restore(key=None, force=False, prefix="catalog/", timeout=TIMEOUT):
+def restore(key=None, force=False, prefix="catalog/", source="auto", timeout=TIMEOUT):
     """
     Load the newest catalog backup (or ``key``) into this minion's catalog, which must have
-    no photo (a fresh db-1) unless ``force=True``. Staged in a database of its own and swapped
-    in with one RENAME TABLE: a failure leaves the catalog as it was.
+    no photo (a fresh db-1) unless ``force=True``, with the databases dumped beside it (the
+    filer store's). Staged in a database of its own and swapped in with one RENAME TABLE: a
+    failure leaves each database as it was. ``source``: ``bucket``, ``backup`` (the backup
+    target's copies), or ``auto`` (the bucket when it lists a backup, else the backup target).
 
     CLI Example::
 
         salt db-1 ccmirror_backup.restore
+        salt db-1 ccmirror_backup.restore source=backup
         salt db-1 ccmirror_backup.restore key=catalog/ccmirror-20261205T031500000000Z.sql.zst
     """
-    args = ["restore-catalog", "--prefix", str(prefix)]
+    args = ["restore-catalog", "--prefix", str(prefix), "--from", str(source)]
     if key:
         args += ["--key", str(key)]
     if str(force).strip().lower() in ("true", "yes", "1", "on"):

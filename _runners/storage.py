@@ -18,13 +18,19 @@ needs the directory, the database and the bucket's gateway, nothing more.
 ``storage.backup_catalog`` and ``storage.restore_catalog`` call ``_modules/ccmirror_backup.py``
 on the database minion (the first ``db-*``, as ``batch`` finds it): a backup now (the minion's
 schedule makes one every day, salt/db/backup.sls), and the rebuild of a fresh db-1 from the
-newest backup followed by ``audit.storage``, which marks stored what was pushed after it.
+newest backup (the catalog and the filer store's database; from the backup target when the
+bucket cannot answer), followed by ``storage.restore from=backup`` and ``audit.storage``,
+which marks stored what was pushed after it.
 
 ``storage.restore from=backup`` puts back, from the backup target (``weed filer.backup``'s
 copy, salt/backup), every stored photo the bucket lacks or holds with other bytes
 (``ccmirror_audit_s3.restore_photos`` on the database minion); ``storage.status`` adds the
 backup's lag (photos, seconds) when the site has one (pillar ``site:backup_nodes``, the
 backup cluster's bk-* droplets, or ``site:backup_endpoint``, another S3).
+
+Over 500 lines: it is the operator's one ``salt-run storage.*`` namespace, and its helpers
+(the minion calls, progress, argument checks) serve every function here; the work itself
+is on the minions.
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ CATALOG_TIMEOUT = 24 * 3600
 STEP_COMMANDS = {"fix_replication": "volume.fix.replication", "balance": "volume.balance"}
 PROGRESS_TAG = "ccmirror/audit/progress"  # what ccmirror_audit_s3 fires, {"audit": "import"}
 RESTORE_SOURCES = ("backup",)
+CATALOG_SOURCES = ("auto", "bucket", "backup")  # harvester/backup/sources.py
 WEEK = 7 * 86400
 
 __opts__: dict = {}  # replaced by Salt's loader
@@ -276,38 +283,57 @@ def backup_catalog(keep=7, timeout=CATALOG_TIMEOUT):
     return {"result": True, "db_minion": db, "backup": backup, "comment": backup["summary"]}
 
 
-def restore_catalog(key=None, force=False, audit=True, timeout=CATALOG_TIMEOUT):
+def restore_catalog(key=None, force=False, audit=True, timeout=CATALOG_TIMEOUT, **kwargs):
     """
-    Rebuild a fresh db-1's catalog from the newest backup in the bucket (or ``key``), then
-    run ``audit.storage``: photos pushed after the backup are found in the bucket and marked
+    Rebuild a fresh db-1 from the newest catalog backup (or ``key``): the catalog, and the
+    databases dumped with it (a SeaweedFS site's filer store: main's names of its objects),
+    read from ``from``: ``bucket``, ``backup`` (the backup target's copies) or ``auto`` (the
+    bucket when it lists a backup, else the backup target: a lost db-1 took main's names).
+    Then, on a site with a backup target, ``storage.restore from=backup``, and
+    ``audit.storage``: photos pushed after the backup are found in the bucket and marked
     stored (not fetched again), and the queue goes on from where the backup stood. Apply
     db-1's states first (a new db-1: MariaDB, the users, the empty schema, the backup
-    settings). Refused when the catalog has photos, unless ``force=True``; the backup is
-    loaded beside the catalog and swapped in at once, so a failure leaves it as it was.
-    ``audit=False`` skips the audit (run ``salt-run audit.storage`` later).
+    settings). Refused when the catalog has photos, unless ``force=True``; each backup is
+    loaded beside its database and swapped in at once, so a failure leaves it as it was.
+    ``audit=False`` skips both after-steps (run them later).
 
     CLI Example::
 
         salt-run storage.restore_catalog
+        salt-run storage.restore_catalog from=backup
         salt-run storage.restore_catalog key=catalog/ccmirror-20261205T031500000000Z.sql.zst
     """
     try:
-        force = _flag(force, "force")
-        audit = _flag(audit, "audit")
+        source = kwargs.get("from", "auto")
+        if source not in CATALOG_SOURCES:
+            raise StorageError(f"from must be one of {', '.join(CATALOG_SOURCES)}, not {source!r}")
+        force, audit = _flag(force, "force"), _flag(audit, "audit")
         timeout = _seconds(timeout, "timeout")
         db = _db_minion()
         with _client() as client:
             _synced(client, db)
-            _progress(f"restoring the catalog on {db} from {key or 'the newest backup'}")
-            kwarg = {"force": force, "timeout": timeout, **({"key": key} if key else {})}
+            _progress(f"restoring db-1 on {db} from {key or 'the newest backup'} ({source})")
+            kwarg = {"force": force, "source": source, "timeout": timeout,
+                     **({"key": key} if key else {})}  # fmt: skip
             restored = _call(client, db, "ccmirror_backup.restore", kwarg, timeout + 60)
+            backed_up = _has_backup(client, db, STATUS_TIMEOUT)
     except StorageError as error:
         return _failed(str(error))
-    restore = restored["restore-catalog"]
-    _progress(restore["summary"])
-    answer = {"result": True, "db_minion": db, "restore": restore, "comment": restore["summary"]}
-    if not audit:
-        return answer
+    done = restored["restore-catalog"]
+    _progress(done["summary"])
+    answer = {"result": True, "db_minion": db, "restore": done, "comment": done["summary"]}
+    return _after_catalog(answer, backed_up) if audit else answer
+
+
+def _after_catalog(answer: dict, backed_up: bool) -> dict:
+    """The photos main lost since the backup, from the backup target; then the audit."""
+    if backed_up:
+        _progress("restoring photos main lacks from the backup (storage.restore from=backup)")
+        photos = restore(**{"from": "backup"})
+        answer["photos"] = photos
+        if not photos.get("result"):
+            return _failed(f"restored; restoring photos failed: {photos.get('error')}", **answer)
+        answer["comment"] += f"; photos: {photos['comment']}"
     _progress("auditing storage against the restored catalog (audit.storage)")
     audited = __salt__["audit.storage"]()  # noqa: F821 (Salt injects the runners)
     answer["audit"] = audited
@@ -356,11 +382,16 @@ def _backup_lag(client, timeout: float) -> dict | None:
         db = _db_minion()
     except StorageError:
         return None
-    site = _answer(client, _synced(client, db), "pillar.get", {"key": "site"}, timeout) or {}
-    if not (site.get("backup_nodes") or site.get("backup_endpoint")):
+    if not _has_backup(client, _synced(client, db), timeout):
         return None
     lag = _call(client, db, "ccmirror_audit_s3.backup_lag", {}, timeout)["backup-lag"]
     return {key: lag[key] for key in ("behind", "seconds")}
+
+
+def _has_backup(client, db: str, timeout: float) -> bool:
+    """Whether the site has a backup target (bk-* nodes or another S3), as db-1's pillar says."""
+    site = _answer(client, db, "pillar.get", {"key": "site"}, timeout) or {}
+    return bool(site.get("backup_nodes") or site.get("backup_endpoint"))
 
 
 def _db_minion() -> str:

@@ -107,6 +107,14 @@ class BackupTargetSettings:
 
 
 @dataclass
+class CatalogBackupSettings:
+    """`harvester backup-catalog`: the databases dumped with the catalog, each beside it with
+    its stamp (salt/db/backup.sls: a SeaweedFS site's filer store on db-1)."""
+
+    also_databases: list[str] = field(default_factory=list)
+
+
+@dataclass
 class Settings:
     db_url: str = field(default="", repr=False)
     flickr: FlickrSettings = field(default_factory=FlickrSettings)
@@ -115,6 +123,7 @@ class Settings:
     fetch: FetchSettings = field(default_factory=FetchSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
     backup_target: BackupTargetSettings = field(default_factory=BackupTargetSettings)
+    catalog_backup: CatalogBackupSettings = field(default_factory=CatalogBackupSettings)
 
 
 # Environment variable -> (section or None for top level, setting name).

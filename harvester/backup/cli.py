@@ -23,7 +23,8 @@ def add_parsers(commands) -> None:
     backup.add_argument("--keep", type=positive_int, default=7, help="backups kept (7)")
     backup.add_argument(
         "--also-database", action="append", default=[], metavar="NAME", dest="also",
-        help="dump this database too, with the same stamp (db-1: the filer store's); repeatable",
+        help="dump this database too, with the same stamp (db-1: the filer store's); repeatable;"
+        " with the settings' catalog_backup.also_databases",
     )  # fmt: skip
     cli.add_json_option(backup, "print the result as JSON")
     restore = commands.add_parser(
@@ -51,7 +52,8 @@ def add_parsers(commands) -> None:
 def cmd_backup_catalog(args: argparse.Namespace, settings: Settings) -> int:
     from harvester.backup.catalog import backup_catalog
 
-    storage, prefix, keep, also = settings.storage, args.prefix, args.keep, tuple(args.also)
+    storage, prefix, keep = settings.storage, args.prefix, args.keep
+    also = tuple(dict.fromkeys([*settings.catalog_backup.also_databases, *args.also]))
     progress = ProgressLine(sys.stderr)
     result = _guarded(
         lambda: backup_catalog(

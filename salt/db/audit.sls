@@ -7,7 +7,7 @@
     there is no such file (one left from an S3 site is removed with its key). #}
 {%- from "db/map.jinja" import db, migrate_url with context %}
 {%- from "storage/s3_site.jinja" import bucket, endpoint with context %}
-{%- from "storage/backup_site.jinja" import backup_endpoint, backup_bucket, backup_filer with context %}
+{%- from "storage/backup_site.jinja" import backup_target with context %}
 {%- set backend = salt["pillar.get"]("site:storage_backend", "rsync") %}
 
 include:
@@ -35,19 +35,11 @@ db-audit-config-file-absent:
       } %}
 {#-   The backup target (#20), when the site has one: db-1 measures its lag and restores
       photos from it with the backup cluster's reader key. #}
-{%-   if backup_endpoint %}
-{%-     set reader = salt["pillar.get"]("backup_target", {}) %}
-{%-     if not reader.get("access_key") %}
+{%-   if backup_target %}
+{%-     if not backup_target.access_key %}
 {%-       do salt["test.exception"]("pillar backup_target is not set (the private pillar root)") %}
 {%-     endif %}
-{%-     do settings.update({"backup_target": {
-          "endpoint": backup_endpoint,
-          "bucket": backup_bucket,
-          "region": salt["pillar.get"]("site:backup_region", "us-east-1"),
-          "access_key": reader.access_key,
-          "secret_key": reader.secret_key,
-          "filer": backup_filer,
-        }}) %}
+{%-     do settings.update({"backup_target": backup_target}) %}
 {%-   endif %}
 
 db-audit-config-file-managed:

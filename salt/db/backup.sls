@@ -10,8 +10,9 @@
     the schedule runs the same on both, one at a time (maxrunning), and each run's return
     (key, bytes, or the error) is a job on the master. On an rsync site there is no bucket:
     no schedule, no settings file. `salt-run storage.restore_catalog` restores the newest. #}
-{%- from "db/map.jinja" import db with context %}
-{%- import_yaml "storage/defaults.yaml" as storage_defaults %}
+{%- from "db/map.jinja" import db, db_users with context %}
+{%- from "storage/s3_site.jinja" import bucket, endpoint with context %}
+{%- from "storage/backup_site.jinja" import backup_target with context %}
 {%- set backend = salt["pillar.get"]("site:storage_backend", "rsync") %}
 {%- set backup = db.backup %}
 
@@ -32,23 +33,25 @@ db-backup-config-file-absent:
 {%-   if not (key.get("access_key") and key.get("secret_key")) %}
 {%-     do salt["test.exception"]("pillar catalog_backup is not set (the private pillar root: secrets.init)") %}
 {%-   endif %}
-{%-   set nodes = salt["pillar.get"]("site:storage_nodes", {}) %}
-{%-   set first = nodes[nodes | sort | first] if nodes else salt["pillar.get"]("site:storage_host", "") %}
-{%-   set gateway = salt["pillar.get"]("storage:seaweedfs:ports:s3", storage_defaults.storage.seaweedfs.ports.s3) %}
-{%-   set endpoint = salt["pillar.get"]("site:storage_endpoint", "") or ("http://" ~ first ~ ":" ~ gateway if first else "") %}
-{%-   if not endpoint %}
-{%-     do salt["test.exception"]("pillar site:storage_endpoint, storage_nodes or storage_host is not set (site.sls)") %}
-{%-   endif %}
 {%-   set settings = {
         "db_url": "mysql://root@localhost/" ~ db.database ~ "?unix_socket=" ~ db.socket,
         "storage": {
           "endpoint": endpoint,
-          "bucket": salt["pillar.get"]("site:storage_bucket", "images"),
+          "bucket": bucket,
           "region": salt["pillar.get"]("site:storage_region", "us-east-1"),
           "access_key": key.access_key,
           "secret_key": key.secret_key,
         },
       } %}
+{#-   Where a restore reads when main cannot answer (db-1 lost with main's names). #}
+{%-   if backup_target and backup_target.access_key %}
+{%-     do settings.update({"backup_target": backup_target}) %}
+{%-   endif %}
+{#-   A SeaweedFS site's names of every object are its filers' store, a database here: dumped
+      with the catalog (one stamp), so that a new db-1 gets them back with it. #}
+{%-   if backend == "seaweedfs" and "seaweedfs" in db_users %}
+{%-     do settings.update({"catalog_backup": {"also_databases": [db_users.seaweedfs.database]}}) %}
+{%-   endif %}
 
 db-backup-config-file-managed:
   file.managed:

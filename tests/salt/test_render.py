@@ -473,6 +473,8 @@ def test_db_1_backs_the_catalog_up_on_a_schedule_with_its_own_key_on_an_s3_site_
         key["secret_key"],
     )
     assert settings.storage.endpoint.endswith(":8333") and settings.storage.bucket == "images"
+    # SeaweedFS's names of every object are its filers' store on db-1: dumped with the catalog
+    assert settings.catalog_backup.also_databases == ["seaweedfs"]
     schedule = args(db["db-backup-schedule-present"])
     assert schedule["function"] == "ccmirror_backup.backup" and schedule["maxrunning"] == 1
     assert schedule["hours"] == 24 and schedule["job_kwargs"] == {"prefix": "catalog/", "keep": 7}

@@ -128,6 +128,9 @@ def test_db_1_measures_and_restores_with_the_backup_readers_key(backup_site, tmp
         "filer": f"http://{BACKUP_ADDRESS}:8888",  # its S3 listing hides the copies' keys
     }
     assert own(root, "db-1")["backup_target"] == reader
+    # The catalog's restore reads the backup's copies when db-1 was lost with main's names.
+    backup = args(highstates["db-1"]["db-backup-config-file-managed"])["contents"]
+    assert yaml.safe_load(backup)["backup_target"] == settings["backup_target"]
     (tmp_path / "audit.yaml").write_text(state["contents"])
     load_settings(tmp_path / "audit.yaml", environ={})  # the harvester still reads it
     sink = own(root, "bk-1")["storage"]["s3_identities"]["sink"]
