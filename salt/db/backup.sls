@@ -50,7 +50,7 @@ db-backup-config-file-absent:
 {#-   A SeaweedFS site's names of every object are its filers' store, a database here: dumped
       with the catalog (one stamp), so that a new db-1 gets them back with it. #}
 {%-   if backend == "seaweedfs" and "seaweedfs" in db_users %}
-{%-     do settings.update({"catalog_backup": {"also_databases": [db_users.seaweedfs.database]}}) %}
+{%-     do settings.update({"catalog_backup": {"also_databases": [db_users.seaweedfs.database]} }) %}
 {%-   endif %}
 
 db-backup-config-file-managed:
