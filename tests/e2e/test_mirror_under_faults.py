@@ -24,7 +24,10 @@ the last):
   the versions it made is refused, and the audit restores every one.
 After the audit: bk-1's backup cluster holds every stored photo (`storage.status`'s backup lag
 at 0), and ten photos whose every version the main admin key removed come back from it with
-`storage.restore from=backup` (tests/e2e/backup_faults.py).
+`storage.restore from=backup` (tests/e2e/backup_faults.py). After the mirror check: db-1's
+droplet destroyed and made again, `storage.restore_catalog` from the catalog backup made
+mid-download, and the download finished with nothing stored fetched again
+(tests/e2e/db_loss_faults.py); the mirror is checked again.
 Then: every CC photo of the ground truth stored exactly once with the image host's bytes and
 its manifest line, or classified gone/failed as its fault says (lab/mission/mirror_check.py); the
 storage audit agrees; testinfra passes against the fleet left; a second highstate of it
@@ -40,9 +43,8 @@ from __future__ import annotations
 
 import re
 import secrets
-import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pymysql
@@ -59,7 +61,20 @@ from lab.processes import seaweedfs_s3 as s3
 from lab.sims.digitalocean import service as do_fleet
 from lab.sims.image_host import service as image_service
 from tests.conftest import wait_for
-from tests.e2e import backup_faults
+from tests.e2e import backup_faults, db_loss_faults
+from tests.e2e.catalog_queries import (
+    active_leases,
+    lease_held_by,
+    lease_photos_by_worker,
+    lease_state,
+    pending,
+    stored,
+    stored_or_zero,
+    stored_paths,
+    task_between_pages,
+    task_states,
+)
+from tests.e2e.fleet_reports import infra, infra_failures, sshd_report, sshd_states
 from tests.lab.conftest import make_lab, root_only
 
 pytestmark = root_only
@@ -120,9 +135,12 @@ def run() -> Iterator[dict]:
         seen["storage"] = m.storage_status()
         seen["stored"] = stored(m)
         seen["report"] = m.check()
+        # What the tests below read of the catalog, before db-1 is lost and rebuilt.
+        seen["destroyed"]["by worker"] = lease_photos_by_worker(m, seen["destroyed"]["lease"])
+        seen["db-1 lost"] = db_loss_faults.lose_and_rebuild(m, STORAGE, WEED_UNITS)
         # What the fleet's sshd looked like before the second highstate: told only when a
         # test below fails (a CI run once found hv-1's sshd inactive here, unexplained).
-        seen["sshd_before_second_highstate"] = sshd_states(m)
+        seen["sshd_before_second_highstate"] = sshd_states(m, ("master", "db-1", *STORAGE, "hv-1"))
         # The same states applied again to what is left, after all that: nothing to change.
         seen["second_highstate"] = fleet.highstate(
             m.config, progress=lambda line: None, prepare_first=False
@@ -137,47 +155,6 @@ def show(shown: list[str], line: str) -> None:
     shown.append(line)
 
 
-SSHD_PROBE = (
-    "systemctl is-active ssh; cat /run/ssh.service.status 2>&1; ls -ld /run/sshd 2>&1;"
-    " ps -eo pid,ppid,lstart,args | grep -v ' ps -eo';"
-    " tail -n 20 /var/log/journal/ssh.service.log /var/log/systemctl.log 2>&1"
-)
-
-
-def sshd_states(m: mission.Mission) -> dict[str, str]:
-    """Per droplet: whether the replacement systemctl calls ssh active, its status file, the
-    privilege separation directory and the processes (what a failure here needs to be read)."""
-    found = {}
-    for minion in ("master", "db-1", *STORAGE, "hv-1"):
-        try:
-            droplet = faults.find_droplet(m.config, minion)
-            found[minion] = faults.run_in(droplet, ["sh", "-c", SSHD_PROBE + "; true"])
-        except Exception as error:  # a probe for a failure message: never fails the run
-            found[minion] = f"probe failed: {error}"
-    return found
-
-
-def rows(m: mission.Mission, sql: str, args: tuple = ()) -> list[tuple]:
-    """A query's rows from the lab's catalog."""
-    with m.catalog() as conn, conn.cursor() as cur:
-        cur.execute(sql, args)
-        return list(cur.fetchall())
-
-
-def value(m: mission.Mission, sql: str, args: tuple = ()) -> object:
-    """The first column of a query's first row; None when it has no row."""
-    found = rows(m, sql, args)
-    return found[0][0] if found else None
-
-
-def stored(m: mission.Mission) -> int:
-    return value(m, "SELECT COUNT(*) FROM stored_images")
-
-
-def stored_paths(m: mission.Mission) -> list[str]:
-    return [path for (path,) in rows(m, "SELECT path FROM stored_images ORDER BY image_id")]
-
-
 def fetching_again(m: mission.Mission, timeout: float = 240) -> None:
     """The downloaders fetch again after a fault: FETCHED_AGAIN more image requests. (A
     photo counts as stored only when its whole lease is pushed, minutes at this latency.)"""
@@ -190,10 +167,6 @@ def fetching_again(m: mission.Mission, timeout: float = 240) -> None:
     )
 
 
-def active_leases(m: mission.Mission) -> int:
-    return value(m, "SELECT COUNT(*) FROM leases WHERE state = 'active'")
-
-
 def kill_harvester_mid_task(m: mission.Mission, seen: dict) -> None:
     """`kill -9` of hv-1's daemon while a search task it holds has pages behind and ahead."""
     task = wait_for(lambda: task_between_pages(m), 300, "a search task between pages", 0.2)
@@ -201,22 +174,6 @@ def kill_harvester_mid_task(m: mission.Mission, seen: dict) -> None:
     killed = faults.kill_daemon(m.config, "hv-1", "ccmirror-harvester")
     seen["killed_task"] = task[0]
     seen["harvester_restarted"] = faults.restart_like_systemd(m.config, killed)
-
-
-def task_between_pages(m: mission.Mission) -> tuple[int, int] | None:
-    found = rows(
-        m,
-        "SELECT id, cursor_page FROM search_tasks"
-        " WHERE state = 'running' AND photos_seen > 0 LIMIT 1",
-    )
-    return found[0] if found else None
-
-
-def task_states(m: mission.Mission) -> dict[int, tuple[str, int]]:
-    return {
-        row[0]: (row[1], row[2])
-        for row in rows(m, "SELECT id, state, completions FROM search_tasks")
-    }
 
 
 def faults_during_download(m: mission.Mission, seen: dict) -> None:
@@ -282,10 +239,16 @@ def faults_during_download(m: mission.Mission, seen: dict) -> None:
         "dl-2's lease to lapse",
         1,
     )
+    # The catalog and the filer store backed up while photos are still to store: what the
+    # restore after db-1's loss must find on storage rather than fetch again.
+    m.show("    storage.backup_catalog while the downloaders work")
+    seen["catalog backup"] = db_loss_faults.backup_mid_download(m)
     image_service.set_latency(m.config, 0)  # the rest at full speed
-    # While dl-1 is still a downloader (the download's end takes it down, and its key).
+    # While dl-1 is still a downloader (the download's end takes it down, and its key). Of the
+    # photos stored before the backup: one a stolen key overwrites after it cannot be told
+    # from the photo once db-1 is lost (no checksum then: s3_adopt.py), and is fetched again.
     m.show("    fault: dl-1's S3 key overwrites and deletes stored photos")
-    seen["tampered"] = tamper_as_a_downloader(m)
+    seen["tampered"] = tamper_as_a_downloader(m, seen["catalog backup"]["stored before"].values())
 
 
 def replace_storage_droplet(m: mission.Mission, name: str) -> dict:
@@ -308,13 +271,14 @@ def replace_storage_droplet(m: mission.Mission, name: str) -> dict:
     return {**replaced, "crashed and restarted": restarts.restarted, "errors": restarts.errors}
 
 
-def tamper_as_a_downloader(m: mission.Mission, photos: int = 10) -> dict:
+def tamper_as_a_downloader(m: mission.Mission, among: Iterable[str], photos: int = 10) -> dict:
     """A stolen downloader key at work: dl-1's own S3 key overwrites half of `photos` stored
-    photos with other bytes and deletes the other half; removing the versions it made (so
-    that nothing older shows) is refused. The audit is to restore every one."""
+    photos (of the keys `among`) with other bytes and deletes the other half; removing the
+    versions it made (so that nothing older shows) is refused. The audit is to restore every
+    one."""
     gateway = f"http://{m.state().droplets['st-1'].address}:{S3_PORT}"
     writer = s3.client(gateway, storage_keys(m)["dl-1"], 1)
-    paths = [path for (path,) in rows(m, "SELECT path FROM stored_images ORDER BY image_id")]
+    paths = sorted(among)
     chosen = paths[:: max(1, len(paths) // photos)][:photos]
     overwritten, deleted = chosen[: photos // 2], chosen[photos // 2 :]
     refused = []
@@ -333,30 +297,6 @@ def delete_status(writer, path: str, version_id: str) -> int:
     except ClientError as error:
         return int(error.response["ResponseMetadata"]["HTTPStatusCode"])
     return 204
-
-
-def lease_held_by(m: mission.Mission, worker: str) -> int | None:
-    return value(
-        m,
-        "SELECT id FROM leases WHERE worker = %s AND state = 'active' AND reported = 0"
-        " ORDER BY id DESC LIMIT 1",
-        (worker,),
-    )
-
-
-def lease_state(m: mission.Mission, lease: int) -> str:
-    return value(m, "SELECT state FROM leases WHERE id = %s", (lease,))
-
-
-def stored_or_zero(m: mission.Mission) -> int:
-    try:
-        return stored(m)
-    except Exception:  # noqa: BLE001 - the database restarting: asked again
-        return 0
-
-
-def pending(m: mission.Mission) -> int:
-    return value(m, "SELECT COUNT(*) FROM images WHERE state = 'pending'")
 
 
 def refusals(m: mission.Mission, minion: str) -> int:
@@ -406,16 +346,7 @@ def test_the_killed_harvester_finished_its_task_once(run) -> None:
 
 
 def test_the_destroyed_downloaders_lease_lapsed_and_dl_1_took_its_photos(run) -> None:
-    m, lease = run["mission"], run["destroyed"]["lease"]
-    photos = value(m, "SELECT item_ids FROM leases WHERE id = %s", (lease,))
-    by_worker = dict(
-        rows(
-            m,
-            "SELECT COALESCE(s.worker, i.state), COUNT(*) FROM images i"
-            f" LEFT JOIN stored_images s ON s.image_id = i.id WHERE i.id IN ({photos})"
-            " GROUP BY 1",
-        )
-    )
+    by_worker = run["destroyed"]["by worker"]
     # Stored by dl-1, or gone/failed by its fault on the image host; none by dl-2.
     assert by_worker.get("dl-1", 0) > 0 and "dl-2" not in by_worker, by_worker
     assert set(by_worker) <= {"dl-1", "gone", "failed"}, by_worker
@@ -489,10 +420,30 @@ def test_the_audit_restored_what_a_downloaders_key_overwrote_or_deleted(run) -> 
     assert audit["orphans"] == 0, audit
 
 
-def infra(m: mission.Mission) -> subprocess.CompletedProcess:
-    """`pytest tests/infra --hosts='salt://*'` from the lab's master."""
-    argv, env = fleet.infra_command(m.config, ["-q", "-p", "no:cacheprovider", "-rA"])
-    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
+def test_db_1_lost_after_the_download_was_rebuilt_from_its_backup_with_nothing_fetched_again(
+    run,
+) -> None:
+    """db-1 destroyed after the download (tests/e2e/db_loss_faults.py): made again, its
+    states applied, `storage.restore_catalog` read the mid-download backup from bk-1 (main
+    could not list its bucket without its filer store) and restored the catalog and the filer
+    store; the photos main lost since came back from bk-1 and the audit marked them stored;
+    one downloader finished what was left. No photo stored before the loss was fetched
+    again, and the mirror check finds every photo stored once or classified."""
+    lost, backup = run["db-1 lost"], run["catalog backup"]["backup"]
+    assert lost["highstate"].ok, (lost["highstate"].errors, lost["highstate"].failed)
+    restore = lost["restore"]
+    assert restore["result"] is True, restore
+    assert restore["restore"]["source"] == "backup", restore["restore"]
+    assert restore["restore"]["key"] == backup["key"], (restore["restore"], backup)
+    assert "seaweedfs" in restore["restore"]["databases"], restore["restore"]
+    assert restore["photos"]["result"] is True, restore["photos"]
+    audit = restore["audit"]["audit"]
+    assert audit["adopted"] > 0 and audit["missing"] == 0 and audit["corrupt"] == 0, audit
+    assert lost["fetched again"] == [], lost["fetched again"][:20]
+    report = lost["report"]
+    assert report.ok, report.problem_text() + "\n" + "\n".join(report.summary_lines())
+    assert report.states["stored"] == run["report"].states["stored"], report.states
+    print(f"SeaweedFS units restarted as systemd would: {lost['crashed and restarted']}")
 
 
 def test_the_backup_caught_up_and_gave_back_photos_lost_on_main(run) -> None:
@@ -555,19 +506,6 @@ def test_testinfra_passes_against_the_whole_fleet_while_it_downloads(run) -> Non
 def test_testinfra_passes_against_the_fleet_left(run) -> None:
     result = infra(run["mission"])
     assert result.returncode == 0, infra_failures(result) + sshd_report(run)
-
-
-def infra_failures(result: subprocess.CompletedProcess) -> str:
-    """What a failed testinfra run says of its failures (its FAILURES section), and its end."""
-    failures = result.stdout.partition("= FAILURES =")[2].partition("short test summary")[0]
-    return failures[:8000] + result.stdout[-1500:] + result.stderr[-2000:]
-
-
-def sshd_report(run: dict) -> str:
-    states = run["sshd_before_second_highstate"]
-    return "\n".join(
-        f"\n--- {minion} before the second highstate:\n{text}" for minion, text in states.items()
-    )
 
 
 def test_the_cores_first_highstate_succeeded_on_every_role(run) -> None:
