@@ -14,7 +14,8 @@ Read from the bucket, or from the backup target when the bucket cannot answer (s
 lost db-1 takes main's names with it). Each backup of the chosen stamp is loaded into a
 staging database `<db>_restore` (`zstd -d | mariadb`: zstd's frame checksum refuses a cut
 stream), then swapped in with one atomic RENAME TABLE; the tables as they were are dropped
-only after. A failure anywhere before a swap drops the staging database: that database is as
+only after. The databases dumped with the catalog are restored only onto a fresh catalog (a
+new db-1): over a live one (`force`) they are kept, being newer than any backup. A failure anywhere before a swap drops the staging database: that database is as
 it was. A catalog backup of an older release is migrated to this release's schema after.
 
 The database login is a URL (harvester/db.py); the password reaches the clients in a 0600
@@ -158,7 +159,11 @@ def restore_catalog(
             f"the catalog {target.where} is not empty ({photos:,} photos): restore_catalog"
             " rebuilds a fresh db-1 (force=True replaces it)"
         )
+    # The databases dumped with it go back only onto a fresh db-1 (no photo): a live filer
+    # store is newer than any backup, and rolling it back would forget what was stored since.
     others = [backup for backup in found.companions if backup.stamp == chosen.stamp]
+    kept = sorted(backup.database for backup in others) if photos else []
+    others = [] if photos else others
     clock = time.monotonic()
     tables = _restore_one(target, chosen, found, progress, required="images")
     read = {chosen.key: tables["bytes"]}
@@ -176,6 +181,7 @@ def restore_catalog(
         "bytes": tables["bytes"],
         "tables": tables["tables"],
         "databases": sorted([target.database, *(backup.database for backup in others)]),
+        "kept": kept,
         "read": read,
         "migrated": migrated,
         "photos": restored,

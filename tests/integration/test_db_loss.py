@@ -115,3 +115,19 @@ def test_no_backup_anywhere_is_one_error_naming_both_places(site: Site) -> None:
     assert "no backup_target is set" in said[0]
     result = site.harvester("restore-catalog")
     assert result.returncode != 0 and "the backup target" in result.stderr, result.stderr
+
+
+def test_a_forced_restore_over_a_live_catalog_keeps_the_newer_filer_store(
+    site: Site, filer_database: str
+) -> None:
+    """The catalog damaged on a db-1 that was not lost: `--force` brings the catalog back to
+    the backup, and leaves storage's names (newer than the backup) as they are."""
+    site.store(3)
+    site.harvester("backup-catalog", "--also-database", filer_database)
+    at_backup = rows(site.db_url)
+    after = site.store(2)
+    restored = ok_json(site.harvester("restore-catalog", "--force", "--json"))
+    assert restored["source"] == "bucket" and restored["kept"] == [filer_database], restored
+    assert rows(site.db_url) == at_backup
+    for key, data in after.items():
+        assert site.latest(key) == data, f"{key}: stored after the backup, still named on main"
