@@ -73,6 +73,9 @@ def client_for(storage: StorageSettings):
             read_timeout=60,
             retries={"max_attempts": 3, "mode": "standard"},
             s3={"addressing_style": "path"},  # SeaweedFS and Spaces both take path style
+            # Threads share the client (restore-photos: 16, the adoption's readers: 8); at
+            # botocore's default of 10 every extra one's connection is dropped with a warning.
+            max_pool_connections=32,
         ),
     )
 
