@@ -28,6 +28,7 @@ def image_path(photo_id: int, ext: str) -> str:
     return f"images/{low & 0xFF:02x}/{low >> 8:02x}/{photo_id}.{ext}"
 
 
-def manifest_path(lease_id: int, day: date) -> str:
-    """`manifests/<yyyy>/<mm>/<dd>/<lease_id>.jsonl`, relative to the storage root."""
+def manifest_path(lease_id: int | str, day: date) -> str:
+    """`manifests/<yyyy>/<mm>/<dd>/<lease_id>.jsonl`, relative to the storage root (an
+    import's manifest is named `import-<stamp>-<batch>` instead: harvester/adopt/manifest.py)."""
     return f"manifests/{day:%Y/%m/%d}/{lease_id}.jsonl"

@@ -21,9 +21,10 @@ Files are taken a batch at a time, in the walk's order. Each file ends as one of
   downloader's lease, or a second file of the same photo;
 - uploaded: put at the photo's key (images/<aa>/<bb>/<photo_id>.<ext>) and marked stored as a
   downloader's report marks it (`stored_images`: SHA-256, MD5, bytes, key; worker `import`,
-  lease 0; `images.state` stored). A photo the catalog calls stored with these same bytes but
-  whose key the bucket lacks (a site moving from rsync storage to a bucket) is put back at its
-  recorded key, the catalog left as it is.
+  lease 0; `images.state` stored), its attribution in the batch's manifest object
+  (harvester/adopt/manifest.py) as a downloader writes a lease's. A photo the catalog calls
+  stored with these same bytes but whose key the bucket lacks (a site moving from rsync storage
+  to a bucket) is put back at its recorded key, the catalog left as it is.
 
 A photo is marked only when it is still free (pending, failed or gone, in no lease) in the
 same transaction; one leased meanwhile keeps the downloader's copy. What is not uploaded is
@@ -49,6 +50,7 @@ from downloader.fetch.settings import FetchSettings
 from downloader.push import PushFailed
 from downloader.s3.push import push_objects
 from downloader.s3.target import S3Target
+from harvester.adopt import manifest
 from harvester.adopt.tree import Claim, Content, claim, examine, flickr_name, walk
 from harvester.queue.leases import with_retry
 
@@ -105,6 +107,7 @@ class ImportResult:
     bytes: int = 0  # uploaded
     restored: int = 0  # of `uploaded`: already stored in the catalog, missing from the bucket
     reasons: dict[str, int] = field(default_factory=dict)  # skipped, by why
+    manifests: list[str] = field(default_factory=list)  # the attribution of what it stored
     samples: dict[str, list[dict]] = field(default_factory=dict)
     report: str | None = None
     seconds: float = 0.0
@@ -152,6 +155,7 @@ class Importer:
         self.max_samples = samples
         self.max_bytes = FetchSettings().max_bytes  # the fetch's own cap on a photo
         self.result = ImportResult(str(root), target.bucket, dry_run)
+        self.started = datetime.now(UTC)
         self.progress = ProgressLine(stream, interval=progress_seconds)
 
     def run(self) -> ImportResult:
@@ -296,6 +300,8 @@ class Importer:
     def _mark(self, landed: list[Upload]) -> None:
         new = [u for u in landed if u.mark]
         marked = self._mark_stored(new) if new and not self.dry_run else {u.photo.id for u in new}
+        if marked and not self.dry_run:
+            self._manifest([u for u in new if u.photo.id in marked])
         for upload in landed:
             if upload.mark and upload.photo.id not in marked:
                 self._skip(upload.claim.relative, "leased while importing (its copy was put)")
@@ -303,6 +309,21 @@ class Importer:
             self.result.uploaded += 1
             self.result.bytes += upload.content.size
             self.result.restored += 0 if upload.mark else 1
+
+    def _manifest(self, stored: list[Upload]) -> None:
+        """The attribution of the photos just marked stored, as one manifest object."""
+        lines = manifest.manifest_text(self.conn, {
+            u.photo.id: {"path": u.key, "sha256": u.content.sha256, "bytes": u.content.size,
+                         "source_url": source_url(u.claim, u.photo.urls)}
+            for u in stored
+        })  # fmt: skip
+        key = manifest.import_manifest_key(self.started, len(self.result.manifests) + 1,
+                                           datetime.now(UTC))  # fmt: skip
+        try:
+            manifest.put_manifest(self.target, key, lines)
+        except PushFailed as exc:
+            raise ImportTreeError(f"the photos are stored; their manifest is not: {exc}") from None
+        self.result.manifests.append(key)
 
     def _mark_stored(self, new: list[Upload]) -> set[int]:
         """Mark the photos still free stored, as a downloader's report does; their ids."""
@@ -369,10 +390,15 @@ class Importer:
 def fits(found: Claim, urls: tuple[str, ...]) -> bool:
     """Whether the file is one the catalog's URLs name: an old-system file has the secret, size
     and format of one of them; a ccmirror-layout file (named by id) has the format of one."""
+    return source_url(found, urls) is not None
+
+
+def source_url(found: Claim, urls: tuple[str, ...]) -> str | None:
+    """The first of the catalog's URLs the file is a copy of (fits), or None."""
     for url in urls:
         if found.layout == "ccmirror":
             if url_format(url) == found.ext:
-                return True
+                return url
             continue
         name = flickr_name(url)
         if name is not None and (name.secret, name.size, name.ext) == (
@@ -380,8 +406,8 @@ def fits(found: Claim, urls: tuple[str, ...]) -> bool:
             found.size,
             found.ext,
         ):
-            return True
-    return False
+            return url
+    return None
 
 
 def url_format(url: str) -> str:

@@ -9,14 +9,15 @@ its names of every object) are dumped next, each into an object of the same stam
 db-1 gets back storage's names with the catalog. Then the retention hides all but the `keep`
 newest of each (store.prune).
 
-Restore: refused unless the target catalog has no photo (a fresh db-1; `force` overrides).
-Read from the bucket, or from the backup target when the bucket cannot answer (sources.py: a
-lost db-1 takes main's names with it). Each backup of the chosen stamp is loaded into a
-staging database `<db>_restore` (`zstd -d | mariadb`: zstd's frame checksum refuses a cut
-stream), then swapped in with one atomic RENAME TABLE; the tables as they were are dropped
-only after. The databases dumped with the catalog are restored only onto a fresh catalog (a
-new db-1): over a live one (`force`) they are kept, being newer than any backup. A failure anywhere before a swap drops the staging database: that database is as
-it was. A catalog backup of an older release is migrated to this release's schema after.
+Restore: refused unless the target catalog has no photo (a fresh db-1; `force` overrides). Read
+from the bucket, or from the backup target when the bucket cannot answer (sources.py: a lost
+db-1 takes main's names with it). Each backup of the chosen stamp is loaded into a staging
+database `<db>_restore` (`zstd -d | mariadb`: zstd's frame checksum refuses a cut stream), then
+swapped in with one atomic RENAME TABLE; the tables as they were are dropped only after. The
+databases dumped with the catalog are restored only onto a fresh catalog (a new db-1): over a
+live one (`force`) they are kept, being newer than any backup. A failure anywhere before a swap
+drops the staging database: that database is as it was. A catalog backup of an older release is
+migrated to this release's schema after.
 
 The database login is a URL (harvester/db.py); the password reaches the clients in a 0600
 defaults file, never on a command line. The restore creates and drops databases: on db-1 it

@@ -191,7 +191,27 @@ def test_a_tree_of_10000_files_stores_exactly_the_good_known_ones_once(
     # byte by byte for a sample.
     admin = s3_bucket.admin_client()
     want = {row[6]: [(row[5], f'"{row[4].lower()}"')] for row in expected}
-    assert bucket_objects(admin, s3_bucket.name) == want
+    objects = bucket_objects(admin, s3_bucket.name)
+    assert {key: v for key, v in objects.items() if not key.startswith("manifests/")} == want
+    # Each imported photo's attribution, as a downloader writes a lease's: one manifest object
+    # per batch of the first run, a line per photo with the catalog's license and owner.
+    manifests = sorted(key for key in objects if key.startswith("manifests/"))
+    assert manifests == sorted(first["manifests"]) and manifests, first["manifests"]
+    bodies = [admin.get_object(Bucket=s3_bucket.name, Key=key)["Body"] for key in manifests]
+    lines = [json.loads(line) for body in bodies for line in body.iter_lines()]
+    attribution = {row[0]: row[1:] for row in sql(
+        "SELECT i.photo_id, i.license_id, l.name, l.url, i.owner, i.owner_name, i.title,"
+        " i.page_url FROM images i LEFT JOIN licenses l ON l.id = i.license_id"
+        " WHERE i.state = 'stored'"
+    )}  # fmt: skip
+    fields = ("license_id", "license_name", "license_url", "owner", "owner_name", "title",
+              "page_url")  # fmt: skip
+    assert sorted(line["photo_id"] for line in lines) == sorted(attribution)
+    by_key = {row[6]: row for row in expected}
+    for line in lines:
+        assert tuple(line[name] for name in fields) == attribution[line["photo_id"]], line
+        assert line["sha256"].upper() == by_key[line["path"]][3], line
+        assert line["bytes"] == by_key[line["path"]][5] and line["source_url"], line
     for seq in random.Random(20).sample(sorted(good), 100):
         body = admin.get_object(Bucket=s3_bucket.name, Key=keys[seq])["Body"].read()
         assert body == tree.good[seq].read_bytes()
