@@ -21,6 +21,9 @@ hide a copy behind a delete marker but not remove it, and a hidden copy is read 
 
 from __future__ import annotations
 
+import base64
+import re
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
@@ -32,6 +35,9 @@ if TYPE_CHECKING:
 
 VERSIONS = ".versions/"
 VERSION_FILE = "v_"
+IMAGES = "images/"  # the layout's images prefix (ccmirror_common/layout.py)
+PAGE = 1000  # names per listing request
+_HEX_DIR = re.compile(r"^[0-9a-f]{2}$")
 
 
 class BackupTargetError(RuntimeError):
@@ -80,6 +86,15 @@ def reachable_clients(storage: StorageSettings, target: BackupTargetSettings) ->
 def copy_key(target: BackupTargetSettings, key: str, version_id: str) -> str:
     """Where the copy of version `version_id` of main's `key` is on the backup target."""
     return f"{_prefix(target)}{key}{VERSIONS}{VERSION_FILE}{version_id}"
+
+
+def put_back(client, storage: StorageSettings, key: str, data: bytes, sha256: bytes) -> None:
+    """PUT `data` at main's `key` with the audit's key, with its SHA-256 as the downloader's
+    push sends it (`x-amz-checksum-sha256`: the store refuses other bytes). A new version;
+    nothing is removed."""
+    checksum = base64.b64encode(sha256).decode()
+    with s3_errors(f"cannot restore s3://{storage.bucket}/{key}", BackupTargetError):
+        client.put_object(Bucket=storage.bucket, Key=key, Body=data, ChecksumSHA256=checksum)
 
 
 def main_versions(client, storage: StorageSettings, key: str) -> list[dict]:
@@ -158,21 +173,79 @@ def _filer_names(target: BackupTargetSettings, folder: str) -> list[str]:
     return [name.removesuffix(VERSIONS[:-1]) for name in names if name.startswith(VERSION_FILE)]
 
 
+def walk_copies(client, target: BackupTargetSettings) -> Iterator[dict[str, list[str] | None]]:
+    """Every main key with copies on the backup target under `images/`, a page at a time: a
+    dict of main key -> its copies' backup keys, or None where the listing does not give them
+    (the filer's: `copies_of` lists them). A key's copies are never split between pages.
+
+    S3: one ListObjectsV2 of the images prefix, paged. The filer (a SeaweedFS backup cluster,
+    whose S3 listing does not show the copies) has no recursive listing: its folders of the
+    layout (images/, images/<aa>/, images/<aa>/<bb>/: 65,793 at most) are each listed paged,
+    `lastFileName` on, and the `<key>.versions` folders found in them are the page."""
+    root = f"{_prefix(target)}{IMAGES}"
+    if target.filer:
+        yield from _walk_filer(target, root)
+        return
+    carried: dict[str, list[str]] = {}
+    paginator = client.get_paginator("list_objects_v2")
+    with s3_errors(f"cannot list s3://{target.bucket}/{root}", BackupTargetError):
+        for page in paginator.paginate(Bucket=target.bucket, Prefix=root,
+                                       PaginationConfig={"PageSize": PAGE}):  # fmt: skip
+            grouped = carried
+            for entry in page.get("Contents") or ():
+                key, found, _ = entry["Key"].removeprefix(_prefix(target)).rpartition(VERSIONS)
+                if found:
+                    grouped.setdefault(key, []).append(entry["Key"])
+            last = next(reversed(grouped), None)  # its copies may go on in the next page
+            carried = {last: grouped.pop(last)} if last is not None else {}
+            if grouped:
+                yield dict(grouped)
+    if carried:
+        yield carried
+
+
+def _walk_filer(target: BackupTargetSettings, root: str) -> Iterator[dict[str, None]]:
+    for high in _filer_pages(target, root):
+        for aa in (name for name in high if _HEX_DIR.match(name)):
+            for middle in _filer_pages(target, f"{root}{aa}/"):
+                for bb in (name for name in middle if _HEX_DIR.match(name)):
+                    folder = f"{root}{aa}/{bb}/"
+                    for names in _filer_pages(target, folder):
+                        keys = {f"{IMAGES}{aa}/{bb}/{name.removesuffix(VERSIONS[:-1])}": None
+                                for name in names if name.endswith(VERSIONS[:-1])}  # fmt: skip
+                        if keys:
+                            yield keys
+
+
 def _filer_entries(target: BackupTargetSettings, folder: str) -> list[str]:
     """The names in a folder of the backup filer (none when it has no such folder)."""
+    return [name for page in _filer_pages(target, folder) for name in page]
+
+
+def _filer_pages(target: BackupTargetSettings, folder: str) -> Iterator[list[str]]:
+    """The names in a folder of the backup filer, a page at a time (`lastFileName` on); none
+    when it has no such folder."""
     import requests
 
     url = f"{target.filer.rstrip('/')}/buckets/{target.bucket}/{quote(folder)}"
-    try:
-        response = requests.get(url, params={"limit": 10000}, timeout=10,
-                                headers={"Accept": "application/json"})  # fmt: skip
-    except requests.RequestException as error:
-        raise BackupTargetError(f"cannot list {folder} on the backup filer: {error}") from None
-    if response.status_code == 404:
-        return []
-    if response.status_code != 200:
-        raise BackupTargetError(f"backup filer answered {response.status_code} for {folder}")
-    return [entry["FullPath"].rsplit("/", 1)[-1] for entry in response.json().get("Entries") or ()]
+    last = ""
+    while True:
+        try:
+            response = requests.get(url, params={"limit": PAGE, "lastFileName": last},
+                                    timeout=30, headers={"Accept": "application/json"})  # fmt: skip
+        except requests.RequestException as error:
+            raise BackupTargetError(f"cannot list {folder} on the backup filer: {error}") from None
+        if response.status_code == 404:
+            return
+        if response.status_code != 200:
+            raise BackupTargetError(f"backup filer answered {response.status_code} for {folder}")
+        listing = response.json()
+        names = [entry["FullPath"].rsplit("/", 1)[-1] for entry in listing.get("Entries") or ()]
+        if names:
+            yield names
+        if not listing.get("ShouldDisplayLoadMore") or not names:
+            return
+        last = names[-1]
 
 
 def _prefix(target: BackupTargetSettings) -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from ccmirror_common.layout import image_path
+from ccmirror_common.layout import IMAGE_PATH, image_path
 from harvester.db import connect
 from harvester.queue import leases as dq
 from lab.mission.catalog_images import fill_images
@@ -236,3 +236,112 @@ def test_a_bad_backup_target_is_one_clear_error_and_changes_nothing(site, overri
         assert "Traceback" not in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert site.versions() == before
+
+
+def backed_up(site: Site, key: str, version_id: str) -> bool:
+    reader = s3.client(site.backup.s3_url, site.reader)
+    try:
+        reader.head_object(Bucket=BACKUP_BUCKET, Key=f"{key}.versions/v_{version_id}")
+    except ClientError:
+        return False
+    return True
+
+
+def photo_id_of(key: str) -> int:
+    return int(IMAGE_PATH.match(key).group(1))
+
+
+def lose_names(site: Site, key: str) -> None:
+    """What the main filer store restored to the catalog backup's moment does to a key pushed
+    after it: every version and marker gone (removed here with the admin key)."""
+    admin = site.main_admin()
+    listing = admin.list_object_versions(Bucket=s3.IMAGES_BUCKET, Prefix=key)
+    for version in (listing.get("Versions") or []) + (listing.get("DeleteMarkers") or []):
+        admin.delete_object(Bucket=s3.IMAGES_BUCKET, Key=key, VersionId=version["VersionId"],
+                            BypassGovernanceRetention=True)  # fmt: skip
+    assert site.latest(key) is None
+
+
+def catalog(site: Site) -> tuple:
+    return (
+        site.sql("SELECT photo_id, state FROM images ORDER BY id"),
+        site.sql("SELECT image_id, HEX(sha256), bytes, path, worker FROM stored_images"
+                 " ORDER BY image_id"),
+    )  # fmt: skip
+
+
+def restore(site: Site, *extra: str) -> dict:
+    return ok_json(site.harvester("restore-photos", "--from", "backup", "--json", *extra))
+
+
+def test_photos_stored_after_the_catalog_backup_come_back_for_the_audit_to_adopt(site):
+    stored = site.store(8)
+    keys = sorted(stored)
+    overwritten, lost, on_main, kept = keys[0], keys[1:5], keys[5], keys[6:]
+    # A stolen downloader key overwrote one photo before the loss: two differing copies.
+    version = put(s3.client(site.main.s3_url, site.writer), overwritten, b"not the photo " * 40)
+    wait_for(lambda: caught_up(site), CATCH_UP, "the backup to catch up", interval=0.5)
+    wait_for(lambda: backed_up(site, overwritten, version), CATCH_UP, "the overwrite's copy",
+             interval=0.5)  # fmt: skip
+    conn = connect(site.db_url)
+    try:
+        fill_images(conn, 1)  # pending, never stored: nothing of it on the backup
+    finally:
+        conn.close()
+
+    # The catalog restored to a backup taken before these photos were stored: their rows
+    # pending, leased or failed, their stored_images rows gone; main's names of them lost.
+    states = dict(zip([overwritten, *lost, on_main],
+                      ["pending", "pending", "leased", "failed", "pending", "leased"],
+                      strict=True))  # fmt: skip
+    for key, state in states.items():
+        photo_id = photo_id_of(key)
+        site.sql("DELETE s FROM stored_images s JOIN images i ON i.id = s.image_id"
+                 " WHERE i.photo_id = %s", photo_id)  # fmt: skip
+        site.sql("UPDATE images SET state = %s, last_error = IF(%s = 'failed', 'http 500', NULL)"
+                 " WHERE photo_id = %s", state, state, photo_id)  # fmt: skip
+    for key in [overwritten, *lost]:
+        lose_names(site, key)  # on_main keeps its object: the audit adopts it as it is
+
+    before, versions = catalog(site), site.versions()
+    dry = restore(site, "--dry-run")
+    assert (dry["restored"], dry["fine"], dry["not_on_backup"]) == (0, 2, 0), dry
+    assert (dry["unstored_walked"], dry["unstored_checked"], dry["unstored_restored"]) == (
+        8, 6, 4), dry  # fmt: skip
+    assert dry["unstored_skipped"] == {"on_main": 1, "differ": 1, "deleted": 0,
+                                       "unreadable": 0}, dry  # fmt: skip
+    assert (catalog(site), site.versions()) == (before, versions), "a dry run changes nothing"
+
+    first = restore(site)
+    assert (first["unstored_restored"], first["unstored_skipped"]["differ"]) == (4, 1), first
+    assert sorted(first["samples"]["unstored_restored"]) == lost
+    assert first["samples"]["unstored_differ"] == [overwritten]
+    assert first["samples"]["unstored_on_main"] == [on_main]
+    for key in lost:
+        assert site.latest(key) == stored[key]
+    assert site.latest(overwritten) is None
+    assert catalog(site) == before, "restore-photos marks nothing: the audit's adoption does"
+
+    env = site.env(CCMIRROR_STORAGE_ACCESS_KEY=site.auditor.access_key)
+    audit = ok_json(run_harvester("audit-storage", "--s3", "--json", "--clock-margin", "0",
+                                  env=env, timeout=120))  # fmt: skip
+    assert audit["adopted"] == 5, audit
+    rows, stored_rows = catalog(site)
+    state_of = {photo_id: state for photo_id, state in rows}
+    by_path = {row[3]: row for row in stored_rows}
+    for key in [*lost, on_main, *kept]:
+        photo_id = photo_id_of(key)
+        assert state_of[photo_id] == "stored", key
+        assert by_path[key][1].lower() == hashlib.sha256(stored[key]).hexdigest(), key
+    for key in [*lost, on_main]:
+        assert by_path[key][4] == "storage-audit", key
+    overwritten_id = photo_id_of(overwritten)
+    assert state_of[overwritten_id] == "pending" and overwritten not in by_path
+    assert rows[-1][1] == "pending", "the photo never stored is left to be fetched"
+    assert [r for r in stored_rows if r[3] in kept] == [r for r in before[1] if r[3] in kept]
+
+    after, versions = catalog(site), site.versions()
+    second = restore(site)
+    assert second["unstored_restored"] == 0, second
+    assert second["unstored_skipped"]["differ"] == 1, second
+    assert (catalog(site), site.versions()) == (after, versions), "a re-run changes nothing"
