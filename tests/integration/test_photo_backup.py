@@ -21,6 +21,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from ccmirror_common.layout import IMAGE_PATH, image_path
+from harvester.backup import target
+from harvester.config import BackupTargetSettings
 from harvester.db import connect
 from harvester.queue import leases as dq
 from lab.mission.catalog_images import fill_images
@@ -274,7 +276,7 @@ def restore(site: Site, *extra: str) -> dict:
     return ok_json(site.harvester("restore-photos", "--from", "backup", "--json", *extra))
 
 
-def test_photos_stored_after_the_catalog_backup_come_back_for_the_audit_to_adopt(site):
+def test_photos_stored_after_the_catalog_backup_come_back_for_the_audit_to_adopt(site, monkeypatch):
     stored = site.store(8)
     keys = sorted(stored)
     overwritten, lost, on_main, kept = keys[0], keys[1:5], keys[5], keys[6:]
@@ -339,6 +341,15 @@ def test_photos_stored_after_the_catalog_backup_come_back_for_the_audit_to_adopt
     assert state_of[overwritten_id] == "pending" and overwritten not in by_path
     assert rows[-1][1] == "pending", "the photo never stored is left to be fetched"
     assert [r for r in stored_rows if r[3] in kept] == [r for r in before[1] if r[3] in kept]
+
+    # The walk pages every folder (`lastFileName` on): with 3 names a page, still each key once.
+    monkeypatch.setattr(target, "PAGE", 3)
+    settings = BackupTargetSettings(endpoint=site.backup.s3_url, bucket=BACKUP_BUCKET,
+                                    access_key=site.reader.access_key,
+                                    secret_key=site.reader.secret_key,
+                                    filer=site.backup.filer_url)  # fmt: skip
+    pages = list(target.walk_copies(target.target_client(settings), settings))
+    assert len(pages) > 1 and sorted(key for page in pages for key in page) == keys, pages
 
     after, versions = catalog(site), site.versions()
     second = restore(site)
