@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from ccmirror_common.progress import ProgressLine
 from ccmirror_common.s3_errors import s3_errors
 from harvester.backup import target as backup
-from harvester.backup.restore_unstored import restore_unstored
+from harvester.backup.restore_unstored import Unstored, restore_unstored
 from harvester.config import BackupTargetSettings, StorageSettings
 
 BATCH = 500
@@ -58,24 +58,24 @@ class RestoreResult:
     not_on_backup: int = 0
     # The second pass (restore_unstored.py): the backup's keys of photos the catalog has not
     # stored, put back for the audit's adoption, or skipped by reason.
-    unstored_walked: int = 0
-    unstored_checked: int = 0
-    unstored_restored: int = 0
-    unstored_skipped: dict[str, int] = field(default_factory=dict)
+    unstored: Unstored = field(default_factory=Unstored)
     seconds: float = 0.0
     samples: dict[str, list[str]] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
-        state = asdict(self)
+        state, unstored = asdict(self), self.unstored
+        del state["unstored"]
+        state |= {f"unstored_{name}": value for name, value in asdict(unstored).items()
+                  if name != "samples"}  # fmt: skip
+        state["samples"] = self.samples | unstored.samples
         verb = "would restore" if self.dry_run else "restored"
-        skipped = ", ".join(f"{n:,} {why}" for why, n in self.unstored_skipped.items() if n)
-        skipped = skipped or "none"
+        skipped = ", ".join(f"{n:,} {why}" for why, n in unstored.skipped.items() if n) or "none"
         state["summary"] = (
             f"{verb} {self.restored:,} photos from the backup, {self.fine:,} already fine,"
             f" {self.not_on_backup:,} not on the backup (left for the storage audit);"
-            f" {self.checked:,} checked; {self.unstored_restored:,} photos the catalog has not"
+            f" {self.checked:,} checked; {unstored.restored:,} photos the catalog has not"
             f" stored {verb} for the storage audit to adopt"
-            f" ({self.unstored_checked:,} of {self.unstored_walked:,} keys on the backup;"
+            f" ({unstored.checked:,} of {unstored.walked:,} keys on the backup;"
             f" skipped: {skipped}) in {self.seconds:.1f} s"
         )
         return state
@@ -104,7 +104,9 @@ def restore_photos(
                 progress.show(f"restore-photos: {result.checked:,} checked ({rate:,.0f}/s),"
                               f" {result.restored:,} restored, {result.not_on_backup:,} not on"
                               " the backup")  # fmt: skip
-    restore_unstored(conn, main, copy, storage, target, result, dry_run=dry_run, progress=progress)
+    result.unstored = restore_unstored(
+        conn, main, copy, storage, target, dry_run=dry_run, progress=progress
+    )
     result.seconds = round(time.monotonic() - started, 3)
     return result
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ccmirror_common.layout import IMAGE_PATH
@@ -35,7 +36,6 @@ from harvester.backup import target as backup
 
 if TYPE_CHECKING:
     from ccmirror_common.progress import ProgressLine
-    from harvester.backup.restore import RestoreResult
     from harvester.config import BackupTargetSettings, StorageSettings
 
 WORKERS = 16
@@ -52,35 +52,46 @@ UNSTORED_SQL = (
 )
 
 
+@dataclass
+class Unstored:
+    """The pass's counts (`unstored_<name>` in restore-photos' result): the backup's keys
+    walked, those whose photo the catalog has not stored (checked), restored, skipped by
+    reason; samples of keys by outcome."""
+
+    walked: int = 0
+    checked: int = 0
+    restored: int = 0
+    skipped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SKIP_REASONS, 0))
+    samples: dict[str, list[str]] = field(default_factory=dict)
+
+
 def restore_unstored(
     conn,
     main,
     copy,
     storage: StorageSettings,
     target: BackupTargetSettings,
-    result: RestoreResult,
     *,
     dry_run: bool,
     progress: ProgressLine | None = None,
-) -> None:
-    """Walk the backup's copies and restore what the catalog has not stored, counted in
-    `result` (unstored_walked, unstored_checked, unstored_restored, unstored_skipped)."""
+) -> Unstored:
+    """Walk the backup's copies and restore what the catalog has not stored."""
     started = time.monotonic()
     restorer = _Restorer(main, copy, storage, target, dry_run)
-    result.unstored_skipped = dict.fromkeys(SKIP_REASONS, 0)
+    result = Unstored()
     with ThreadPoolExecutor(WORKERS) as workers:
         for page in backup.walk_copies(copy, target):
-            result.unstored_walked += len(page)
+            result.walked += len(page)
             keys = _unstored(conn, page)
             outcomes = workers.map(restorer.one, keys, [page[key] for key in keys])
             for key, outcome in zip(keys, outcomes, strict=True):
                 _count(result, key, outcome)
             if progress is not None and progress.due():
-                rate = result.unstored_walked / max(time.monotonic() - started, 1e-6)
-                progress.show(f"restore-photos, not stored in the catalog:"
-                              f" {result.unstored_walked:,} backup keys walked ({rate:,.0f}/s),"
-                              f" {result.unstored_checked:,} not stored,"
-                              f" {result.unstored_restored:,} restored")  # fmt: skip
+                rate = result.walked / max(time.monotonic() - started, 1e-6)
+                progress.show(f"restore-photos, not stored in the catalog: {result.walked:,}"
+                              f" backup keys walked ({rate:,.0f}/s), {result.checked:,} not"
+                              f" stored, {result.restored:,} restored")  # fmt: skip
+    return result
 
 
 def _unstored(conn, page: dict) -> list[str]:
@@ -99,12 +110,12 @@ def _unstored(conn, page: dict) -> list[str]:
     return sorted(key for photo_id in found for key in by_id[photo_id])
 
 
-def _count(result: RestoreResult, key: str, outcome: str) -> None:
-    result.unstored_checked += 1
+def _count(result: Unstored, key: str, outcome: str) -> None:
+    result.checked += 1
     if outcome == RESTORED:
-        result.unstored_restored += 1
+        result.restored += 1
     else:
-        result.unstored_skipped[outcome] += 1
+        result.skipped[outcome] += 1
     sample = result.samples.setdefault(f"unstored_{outcome}", [])
     if len(sample) < SAMPLES:
         sample.append(key)
