@@ -5,7 +5,7 @@ their keys from the backup target, for the storage audit's adoption to mark stor
 (harvester/audit/s3_adopt.py: the one place that decides; this pass never marks anything).
 
 The backup target's copies under `images/` are walked with one paged listing
-(target.walk_copies: no request per catalog photo, which may be hundreds of millions
+(target.walk_keys: no request per catalog photo, which may be hundreds of millions
 pending); per page, one SQL finds the keys whose photo (ccmirror_common/layout.py) is in the
 catalog pending, leased or failed, not stored and not sent back by an audit for bad bytes
 (what adoption takes). Such a key is restored when:
@@ -80,10 +80,10 @@ def restore_unstored(
     restorer = _Restorer(main, copy, storage, target, dry_run)
     result = Unstored()
     with ThreadPoolExecutor(WORKERS) as workers:
-        for page in backup.walk_copies(copy, target):
+        for page in backup.walk_keys(copy, target):
             result.walked += len(page)
             keys = _unstored(conn, page)
-            outcomes = workers.map(restorer.one, keys, [page[key] for key in keys])
+            outcomes = workers.map(restorer.one, keys)
             for key, outcome in zip(keys, outcomes, strict=True):
                 _count(result, key, outcome)
             if progress is not None and progress.due():
@@ -94,7 +94,7 @@ def restore_unstored(
     return result
 
 
-def _unstored(conn, page: dict) -> list[str]:
+def _unstored(conn, page: list[str]) -> list[str]:
     """The page's keys whose photo the catalog has not stored (and adoption would take)."""
     by_id: dict[int, list[str]] = {}
     for key in page:
@@ -126,11 +126,10 @@ class _Restorer:
         self.main, self.copy = main, copy
         self.storage, self.target, self.dry_run = storage, target, dry_run
 
-    def one(self, key: str, copies: list[str] | None) -> str:
+    def one(self, key: str) -> str:
         if backup.main_versions(self.main, self.storage, key):
             return ON_MAIN
-        if copies is None:
-            copies = backup.copies_of(self.copy, self.target, key)
+        copies = backup.copies_of(self.copy, self.target, key)
         datas = [backup.read_copy(self.copy, self.target, copy) for copy in copies]
         if not datas or any(data is None for data in datas):
             return UNREADABLE

@@ -126,8 +126,10 @@ def copies_of(client, target: BackupTargetSettings, key: str) -> list[str]:
     if target.filer:
         return [folder + name for name in _filer_names(target, folder)]
     with s3_errors(f"cannot list s3://{target.bucket}/{folder}", BackupTargetError):
-        page = client.list_objects_v2(Bucket=target.bucket, Prefix=folder, MaxKeys=1000)
-    return [entry["Key"] for entry in page.get("Contents") or ()]
+        page = client.list_object_versions(Bucket=target.bucket, Prefix=folder, MaxKeys=1000)
+    # The versions, not the current objects: a copy a stolen sink key hid behind a delete
+    # marker is listed too (read_copy reads it by version).
+    return list(dict.fromkeys(version["Key"] for version in page.get("Versions") or ()))
 
 
 def read_copy(client, target: BackupTargetSettings, copy: str) -> bytes | None:
@@ -173,46 +175,45 @@ def _filer_names(target: BackupTargetSettings, folder: str) -> list[str]:
     return [name.removesuffix(VERSIONS[:-1]) for name in names if name.startswith(VERSION_FILE)]
 
 
-def walk_copies(client, target: BackupTargetSettings) -> Iterator[dict[str, list[str] | None]]:
-    """Every main key with copies on the backup target under `images/`, a page at a time: a
-    dict of main key -> its copies' backup keys, or None where the listing does not give them
-    (the filer's: `copies_of` lists them). A key's copies are never split between pages.
+def walk_keys(client, target: BackupTargetSettings) -> Iterator[list[str]]:
+    """Every main key with copies on the backup target under `images/`, a page at a time,
+    each key once (`copies_of` then lists its copies, those a delete marker hides too).
 
-    S3: one ListObjectsV2 of the images prefix, paged. The filer (a SeaweedFS backup cluster,
-    whose S3 listing does not show the copies) has no recursive listing: its folders of the
-    layout (images/, images/<aa>/, images/<aa>/<bb>/: 65,793 at most) are each listed paged,
-    `lastFileName` on, and the `<key>.versions` folders found in them are the page."""
+    S3: one ListObjectsV2 of the images prefix, paged (a key whose copies go on in the next
+    page waits for it). The filer (a SeaweedFS backup cluster, whose S3 listing does not show
+    the copies) has no recursive listing: its folders of the layout (images/, images/<aa>/,
+    images/<aa>/<bb>/: 65,793 at most) are each listed paged, `lastFileName` on, and the
+    `<key>.versions` folders in the last are the page."""
     root = f"{_prefix(target)}{IMAGES}"
     if target.filer:
         yield from _walk_filer(target, root)
         return
-    carried: dict[str, list[str]] = {}
+    carried: list[str] = []
     paginator = client.get_paginator("list_objects_v2")
     with s3_errors(f"cannot list s3://{target.bucket}/{root}", BackupTargetError):
         for page in paginator.paginate(Bucket=target.bucket, Prefix=root,
                                        PaginationConfig={"PageSize": PAGE}):  # fmt: skip
-            grouped = carried
+            keys = dict.fromkeys(carried)
             for entry in page.get("Contents") or ():
                 key, found, _ = entry["Key"].removeprefix(_prefix(target)).rpartition(VERSIONS)
                 if found:
-                    grouped.setdefault(key, []).append(entry["Key"])
-            last = next(reversed(grouped), None)  # its copies may go on in the next page
-            carried = {last: grouped.pop(last)} if last is not None else {}
-            if grouped:
-                yield dict(grouped)
+                    keys[key] = None
+            *done, last = list(keys) or [None]  # the last key's copies may go on
+            carried = [last] if last is not None else []
+            if done:
+                yield done
     if carried:
         yield carried
 
 
-def _walk_filer(target: BackupTargetSettings, root: str) -> Iterator[dict[str, None]]:
+def _walk_filer(target: BackupTargetSettings, root: str) -> Iterator[list[str]]:
     for high in _filer_pages(target, root):
         for aa in (name for name in high if _HEX_DIR.match(name)):
             for middle in _filer_pages(target, f"{root}{aa}/"):
                 for bb in (name for name in middle if _HEX_DIR.match(name)):
-                    folder = f"{root}{aa}/{bb}/"
-                    for names in _filer_pages(target, folder):
-                        keys = {f"{IMAGES}{aa}/{bb}/{name.removesuffix(VERSIONS[:-1])}": None
-                                for name in names if name.endswith(VERSIONS[:-1])}  # fmt: skip
+                    for names in _filer_pages(target, f"{root}{aa}/{bb}/"):
+                        keys = [f"{IMAGES}{aa}/{bb}/{name.removesuffix(VERSIONS[:-1])}"
+                                for name in names if name.endswith(VERSIONS[:-1])]  # fmt: skip
                         if keys:
                             yield keys
 

@@ -277,14 +277,18 @@ def restore(site: Site, *extra: str) -> dict:
 
 
 def test_photos_stored_after_the_catalog_backup_come_back_for_the_audit_to_adopt(site, monkeypatch):
-    stored = site.store(8)
+    stored = site.store(9)
     keys = sorted(stored)
-    overwritten, lost, on_main, kept = keys[0], keys[1:5], keys[5], keys[6:]
-    # A stolen downloader key overwrote one photo before the loss: two differing copies.
-    version = put(s3.client(site.main.s3_url, site.writer), overwritten, b"not the photo " * 40)
+    overwritten, lost, on_main, kept, marked = keys[0], keys[1:5], keys[5], keys[6:8], keys[8]
+    # A stolen downloader key, before the loss, overwrote one photo (two differing copies on
+    # the backup) and deleted another (its delete marker's copy: 0 bytes).
+    writer = s3.client(site.main.s3_url, site.writer)
+    version = put(writer, overwritten, b"not the photo " * 40)
+    marker = writer.delete_object(Bucket=s3.IMAGES_BUCKET, Key=marked)["VersionId"]
     wait_for(lambda: caught_up(site), CATCH_UP, "the backup to catch up", interval=0.5)
-    wait_for(lambda: backed_up(site, overwritten, version), CATCH_UP, "the overwrite's copy",
-             interval=0.5)  # fmt: skip
+    for key, version_id in ((overwritten, version), (marked, marker)):
+        copied = lambda k=key, v=version_id: backed_up(site, k, v)  # noqa: E731
+        wait_for(copied, CATCH_UP, "the stolen key's copies", interval=0.5)
     conn = connect(site.db_url)
     try:
         fill_images(conn, 1)  # pending, never stored: nothing of it on the backup
@@ -293,8 +297,8 @@ def test_photos_stored_after_the_catalog_backup_come_back_for_the_audit_to_adopt
 
     # The catalog restored to a backup taken before these photos were stored: their rows
     # pending, leased or failed, their stored_images rows gone; main's names of them lost.
-    states = dict(zip([overwritten, *lost, on_main],
-                      ["pending", "pending", "leased", "failed", "pending", "leased"],
+    states = dict(zip([overwritten, *lost, on_main, marked],
+                      ["pending", "pending", "leased", "failed", "pending", "leased", "pending"],
                       strict=True))  # fmt: skip
     for key, state in states.items():
         photo_id = photo_id_of(key)
@@ -302,15 +306,15 @@ def test_photos_stored_after_the_catalog_backup_come_back_for_the_audit_to_adopt
                  " WHERE i.photo_id = %s", photo_id)  # fmt: skip
         site.sql("UPDATE images SET state = %s, last_error = IF(%s = 'failed', 'http 500', NULL)"
                  " WHERE photo_id = %s", state, state, photo_id)  # fmt: skip
-    for key in [overwritten, *lost]:
+    for key in [overwritten, *lost, marked]:
         lose_names(site, key)  # on_main keeps its object: the audit adopts it as it is
 
     before, versions = catalog(site), site.versions()
     dry = restore(site, "--dry-run")
     assert (dry["restored"], dry["fine"], dry["not_on_backup"]) == (0, 2, 0), dry
     assert (dry["unstored_walked"], dry["unstored_checked"], dry["unstored_restored"]) == (
-        8, 6, 4), dry  # fmt: skip
-    assert dry["unstored_skipped"] == {"on_main": 1, "differ": 1, "deleted": 0,
+        9, 7, 4), dry  # fmt: skip
+    assert dry["unstored_skipped"] == {"on_main": 1, "differ": 1, "deleted": 1,
                                        "unreadable": 0}, dry  # fmt: skip
     assert (catalog(site), site.versions()) == (before, versions), "a dry run changes nothing"
 
@@ -319,9 +323,12 @@ def test_photos_stored_after_the_catalog_backup_come_back_for_the_audit_to_adopt
     assert sorted(first["samples"]["unstored_restored"]) == lost
     assert first["samples"]["unstored_differ"] == [overwritten]
     assert first["samples"]["unstored_on_main"] == [on_main]
+    assert first["samples"]["unstored_deleted"] == [marked]
     for key in lost:
         assert site.latest(key) == stored[key]
-    assert site.latest(overwritten) is None
+    assert site.latest(overwritten) is None and site.versions() == sorted(
+        versions + [v for v in site.versions() if v[0] in lost]
+    ), "only the lost photos' keys got a version"
     assert catalog(site) == before, "restore-photos marks nothing: the audit's adoption does"
 
     env = site.env(CCMIRROR_STORAGE_ACCESS_KEY=site.auditor.access_key)
@@ -337,8 +344,8 @@ def test_photos_stored_after_the_catalog_backup_come_back_for_the_audit_to_adopt
         assert by_path[key][1].lower() == hashlib.sha256(stored[key]).hexdigest(), key
     for key in [*lost, on_main]:
         assert by_path[key][4] == "storage-audit", key
-    overwritten_id = photo_id_of(overwritten)
-    assert state_of[overwritten_id] == "pending" and overwritten not in by_path
+    for key in (overwritten, marked):  # left to be fetched again
+        assert state_of[photo_id_of(key)] == "pending" and key not in by_path, key
     assert rows[-1][1] == "pending", "the photo never stored is left to be fetched"
     assert [r for r in stored_rows if r[3] in kept] == [r for r in before[1] if r[3] in kept]
 
@@ -348,11 +355,12 @@ def test_photos_stored_after_the_catalog_backup_come_back_for_the_audit_to_adopt
                                     access_key=site.reader.access_key,
                                     secret_key=site.reader.secret_key,
                                     filer=site.backup.filer_url)  # fmt: skip
-    pages = list(target.walk_copies(target.target_client(settings), settings))
+    pages = list(target.walk_keys(target.target_client(settings), settings))
     assert len(pages) > 1 and sorted(key for page in pages for key in page) == keys, pages
 
     after, versions = catalog(site), site.versions()
     second = restore(site)
     assert second["unstored_restored"] == 0, second
-    assert second["unstored_skipped"]["differ"] == 1, second
+    assert (second["unstored_skipped"]["differ"], second["unstored_skipped"]["deleted"]) == (
+        1, 1), second  # fmt: skip
     assert (catalog(site), site.versions()) == (after, versions), "a re-run changes nothing"
