@@ -252,8 +252,11 @@ def restore_photos(dry_run=False, timeout=AUDIT_TIMEOUT):
     On the database minion: every stored photo missing from the bucket, or whose current
     version is not the catalog's bytes, is put back from the backup target's copy with the
     catalog's SHA-256 (``harvester restore-photos --from backup``); the rest are counted fine
-    or not on the backup (left for the storage audit). ``dry_run=True`` changes nothing;
-    a second run restores nothing. Progress as ``{"audit": "restore"}`` events.
+    or not on the backup (left for the storage audit). Then photos the catalog has not stored
+    whose names main lost (pushed after the newest catalog backup) are put back from the
+    backup for the storage audit to adopt (``unstored_restored``, ``unstored_skipped``).
+    ``dry_run=True`` changes nothing; a second run restores nothing. Progress as
+    ``{"audit": "restore"}`` events.
 
     CLI Example::
 

@@ -23,9 +23,10 @@ bucket cannot answer), followed by ``storage.restore from=backup`` and ``audit.s
 which marks stored what was pushed after it.
 
 ``storage.restore from=backup`` puts back, from the backup target (``weed filer.backup``'s
-copy, salt/backup), every stored photo the bucket lacks or holds with other bytes
-(``ccmirror_audit_s3.restore_photos`` on the database minion); ``storage.status`` adds the
-backup's lag (photos, seconds) when the site has one (pillar ``site:backup_nodes``, the
+copy, salt/backup), every stored photo the bucket lacks or holds with other bytes, and the
+photos pushed after the newest catalog backup whose names main lost, for ``audit.storage``
+to adopt (``ccmirror_audit_s3.restore_photos`` on the database minion); ``storage.status``
+adds the backup's lag (photos, seconds) when the site has one (pillar ``site:backup_nodes``, the
 backup cluster's bk-* droplets, or ``site:backup_endpoint``, another S3).
 
 Over 500 lines: it is the operator's one ``salt-run storage.*`` namespace, and its helpers
@@ -56,6 +57,8 @@ STEP_COMMANDS = {"fix_replication": "volume.fix.replication", "balance": "volume
 PROGRESS_TAG = "ccmirror/audit/progress"  # what ccmirror_audit_s3 fires, {"audit": "import"}
 RESTORE_SOURCES = ("backup",)
 CATALOG_SOURCES = ("auto", "bucket", "backup")  # harvester/backup/sources.py
+RESTORE_COUNTS = ("restored", "fine", "not_on_backup", "checked",
+                  "unstored_restored", "unstored_skipped")  # fmt: skip
 WEEK = 7 * 86400
 
 __opts__: dict = {}  # replaced by Salt's loader
@@ -349,8 +352,12 @@ def restore(dry_run=False, timeout=WEEK, **kwargs):
     copy ``weed filer.backup`` keeps), every stored photo the bucket lacks or whose current
     version is not the catalog's bytes: the copy with the catalog's SHA-256 is put at its key
     with the audit's key (a new version; nothing is removed). Photos not on the backup are
-    counted and left for ``audit.storage``. ``dry_run=True`` changes nothing; a second run
-    restores nothing.
+    counted and left for ``audit.storage``. Then photos pushed after the newest catalog
+    backup (after ``storage.restore_catalog``: pending, leased or failed in the catalog, their
+    names lost on main) are put back from the backup's copies, walked with one paged
+    listing, where main lists nothing at the key and every copy has the same bytes
+    (``unstored_restored``; ``unstored_skipped`` by reason), for ``audit.storage``'s adoption
+    to mark stored. ``dry_run=True`` changes nothing; a second run restores nothing.
 
     CLI Example::
 
@@ -370,7 +377,7 @@ def restore(dry_run=False, timeout=WEEK, **kwargs):
     except StorageError as error:
         return _failed(str(error))
     result = made["restore"]
-    counts = {name: result[name] for name in ("restored", "fine", "not_on_backup", "checked")}
+    counts = {name: result[name] for name in RESTORE_COUNTS}
     return {"result": True, "db_minion": db, "comment": result["summary"], **counts,
             "restore": result}  # fmt: skip
 

@@ -169,8 +169,9 @@ def lose_and_restore(conn, cluster, storage, target, photos: dict, lost: int) ->
     result = restore_photos(conn, storage, target)
     seconds = time.monotonic() - started
     print(f"restore-photos: {result.checked:,} checked, {result.restored:,} restored,"
-          f" {result.fine:,} fine, {result.not_on_backup:,} not on the backup in {seconds:.1f} s"
-          f" ({result.checked / seconds:,.0f} checked/s)")  # fmt: skip
+          f" {result.fine:,} fine, {result.not_on_backup:,} not on the backup, then"
+          f" {result.unstored.walked:,} backup keys walked for photos not stored, in"
+          f" {seconds:.1f} s ({result.checked / seconds:,.0f} checked/s, both passes)")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -35,6 +35,9 @@ if TYPE_CHECKING:
     from harvester.config import StorageSettings
 
 ADOPTABLE_STATES = ("pending", "leased", "failed")
+# An audit sent the photo back for its object at that key: fetched again, never adopted.
+SENT_BACK_ERRORS = ("storage audit: file corrupt", "storage audit: file missing")
+NOT_SENT_BACK = " AND ".join(f"NOT (i.last_error <=> '{error}')" for error in SENT_BACK_ERRORS)
 WORKER = "storage-audit"  # stored_images.worker of an adopted photo
 READERS = 8  # objects read at once
 BATCH = 500
@@ -62,8 +65,7 @@ FROM (
 JOIN images i ON i.photo_id = k.photo_id
 LEFT JOIN stored_images s ON s.image_id = i.id
 WHERE s.image_id IS NULL AND i.state IN ({_STATES})
-  AND NOT (i.last_error <=> 'storage audit: file corrupt')
-  AND NOT (i.last_error <=> 'storage audit: file missing')
+  AND {NOT_SENT_BACK}
 ORDER BY i.id
 """
 

@@ -23,7 +23,8 @@ def add_parsers(commands) -> None:
     cli.add_json_option(lag, "print the lag as JSON")
     restore = commands.add_parser(
         "restore-photos",
-        help="copy stored photos missing or changed in the bucket back from the backup target",
+        help="copy stored photos missing or changed in the bucket back from the backup target,"
+        " and photos the catalog has not stored whose names the bucket lost (for the audit)",
     )
     restore.add_argument("--from", dest="source", choices=SOURCES, required=True,
                          help="where the copies are: the backup target")  # fmt: skip

@@ -1,8 +1,9 @@
-"""`harvester restore-photos --from backup`: every stored photo (the catalog's stored_images)
-that the main bucket lacks, or whose current version is not the catalog's bytes, is copied
-back from the backup target: the copy whose SHA-256 is the catalog's is PUT at the photo's key
-with the audit's key (Write on main only adds a version), sent with its SHA-256 as the
-downloader's push sends it (`x-amz-checksum-sha256`: the store refuses other bytes).
+"""`harvester restore-photos --from backup`, first pass: every stored photo (the catalog's
+stored_images) that the main bucket lacks, or whose current version is not the catalog's
+bytes, is copied back from the backup target: the copy whose SHA-256 is the catalog's is PUT
+at the photo's key with the audit's key (Write on main only adds a version), sent with its
+SHA-256 as the downloader's push sends it (`x-amz-checksum-sha256`: the store refuses other
+bytes).
 
 Per photo: one ListObjectVersions of its key on main; when its latest version is a delete
 marker, of another size, or of another MD5 (or, where the catalog kept no MD5, of another
@@ -10,11 +11,14 @@ SHA-256, read back), its copies on the backup are tried: those of the versions m
 lists, then every copy the backup lists for the key (versions deleted on main). Counted
 restored, fine, or not on the backup (left for the storage audit, which sends those back to
 the queue). A dry run reads and changes nothing. A re-run finds them all fine.
+
+A second pass (restore_unstored.py) puts back the photos the catalog has not stored whose
+names main lost (pushed after the newest catalog backup, then `storage.restore_catalog`), from
+one paged walk of the backup's copies, for the storage audit's adoption to mark stored.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from ccmirror_common.progress import ProgressLine
 from ccmirror_common.s3_errors import s3_errors
 from harvester.backup import target as backup
+from harvester.backup.restore_unstored import Unstored, restore_unstored
 from harvester.config import BackupTargetSettings, StorageSettings
 
 BATCH = 500
@@ -51,16 +56,27 @@ class RestoreResult:
     restored: int = 0
     fine: int = 0
     not_on_backup: int = 0
+    # The second pass (restore_unstored.py): the backup's keys of photos the catalog has not
+    # stored, put back for the audit's adoption, or skipped by reason.
+    unstored: Unstored = field(default_factory=Unstored)
     seconds: float = 0.0
     samples: dict[str, list[str]] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
-        state = asdict(self)
+        state, unstored = asdict(self), self.unstored
+        del state["unstored"]
+        state |= {f"unstored_{name}": value for name, value in asdict(unstored).items()
+                  if name != "samples"}  # fmt: skip
+        state["samples"] = self.samples | unstored.samples
         verb = "would restore" if self.dry_run else "restored"
+        skipped = ", ".join(f"{n:,} {why}" for why, n in unstored.skipped.items() if n) or "none"
         state["summary"] = (
             f"{verb} {self.restored:,} photos from the backup, {self.fine:,} already fine,"
             f" {self.not_on_backup:,} not on the backup (left for the storage audit);"
-            f" {self.checked:,} checked in {self.seconds:.1f} s"
+            f" {self.checked:,} checked; {unstored.restored:,} photos the catalog has not"
+            f" stored {verb} for the storage audit to adopt"
+            f" ({unstored.checked:,} of {unstored.walked:,} keys on the backup;"
+            f" skipped: {skipped}) in {self.seconds:.1f} s"
         )
         return state
 
@@ -88,6 +104,9 @@ def restore_photos(
                 progress.show(f"restore-photos: {result.checked:,} checked ({rate:,.0f}/s),"
                               f" {result.restored:,} restored, {result.not_on_backup:,} not on"
                               " the backup")  # fmt: skip
+    result.unstored = restore_unstored(
+        conn, main, copy, storage, target, dry_run=dry_run, progress=progress
+    )
     result.seconds = round(time.monotonic() - started, 3)
     return result
 
@@ -123,7 +142,8 @@ class _Restorer:
             data = backup.read_copy(self.copy, self.target, copy_key)
             if data is not None and hashlib.sha256(data).hexdigest() == photo.sha256:
                 if not self.dry_run:
-                    self._put(photo, data)
+                    backup.put_back(self.main, self.storage, photo.key, data,
+                                    bytes.fromhex(photo.sha256))  # fmt: skip
                 return RESTORED
         return NOT_ON_BACKUP
 
@@ -150,12 +170,3 @@ class _Restorer:
         keys = [backup.copy_key(self.target, photo.key, version) for version in fitting]
         listed = backup.copies_of(self.copy, self.target, photo.key)
         return keys + [key for key in listed if key not in keys]
-
-    def _put(self, photo: Photo, data: bytes) -> None:
-        checksum = base64.b64encode(bytes.fromhex(photo.sha256)).decode()
-        with s3_errors(
-            f"cannot restore s3://{self.storage.bucket}/{photo.key}", backup.BackupTargetError
-        ):
-            self.main.put_object(
-                Bucket=self.storage.bucket, Key=photo.key, Body=data, ChecksumSHA256=checksum
-            )

@@ -21,6 +21,9 @@ hide a copy behind a delete marker but not remove it, and a hidden copy is read 
 
 from __future__ import annotations
 
+import base64
+import re
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
@@ -32,6 +35,9 @@ if TYPE_CHECKING:
 
 VERSIONS = ".versions/"
 VERSION_FILE = "v_"
+IMAGES = "images/"  # the layout's images prefix (ccmirror_common/layout.py)
+PAGE = 1000  # names per listing request
+_HEX_DIR = re.compile(r"^[0-9a-f]{2}$")
 
 
 class BackupTargetError(RuntimeError):
@@ -82,6 +88,15 @@ def copy_key(target: BackupTargetSettings, key: str, version_id: str) -> str:
     return f"{_prefix(target)}{key}{VERSIONS}{VERSION_FILE}{version_id}"
 
 
+def put_back(client, storage: StorageSettings, key: str, data: bytes, sha256: bytes) -> None:
+    """PUT `data` at main's `key` with the audit's key, with its SHA-256 as the downloader's
+    push sends it (`x-amz-checksum-sha256`: the store refuses other bytes). A new version;
+    nothing is removed."""
+    checksum = base64.b64encode(sha256).decode()
+    with s3_errors(f"cannot restore s3://{storage.bucket}/{key}", BackupTargetError):
+        client.put_object(Bucket=storage.bucket, Key=key, Body=data, ChecksumSHA256=checksum)
+
+
 def main_versions(client, storage: StorageSettings, key: str) -> list[dict]:
     """Main's versions and delete markers of exactly `key`, newest first (each a dict with
     VersionId, IsLatest, Size, ETag; markers with `marker`: True)."""
@@ -111,8 +126,10 @@ def copies_of(client, target: BackupTargetSettings, key: str) -> list[str]:
     if target.filer:
         return [folder + name for name in _filer_names(target, folder)]
     with s3_errors(f"cannot list s3://{target.bucket}/{folder}", BackupTargetError):
-        page = client.list_objects_v2(Bucket=target.bucket, Prefix=folder, MaxKeys=1000)
-    return [entry["Key"] for entry in page.get("Contents") or ()]
+        page = client.list_object_versions(Bucket=target.bucket, Prefix=folder, MaxKeys=1000)
+    # The versions, not the current objects: a copy a stolen sink key hid behind a delete
+    # marker is listed too (read_copy reads it by version).
+    return list(dict.fromkeys(version["Key"] for version in page.get("Versions") or ()))
 
 
 def copied_names(client, target: BackupTargetSettings, folder: str) -> list[str]:
@@ -189,21 +206,78 @@ def _filer_names(target: BackupTargetSettings, folder: str) -> list[str]:
     return [name.removesuffix(VERSIONS[:-1]) for name in names if name.startswith(VERSION_FILE)]
 
 
+def walk_keys(client, target: BackupTargetSettings) -> Iterator[list[str]]:
+    """Every main key with copies on the backup target under `images/`, a page at a time,
+    each key once (`copies_of` then lists its copies, those a delete marker hides too).
+
+    S3: one ListObjectsV2 of the images prefix, paged (a key whose copies go on in the next
+    page waits for it). The filer (a SeaweedFS backup cluster, whose S3 listing does not show
+    the copies) has no recursive listing: its folders of the layout (images/, images/<aa>/,
+    images/<aa>/<bb>/: 65,793 at most) are each listed paged, `lastFileName` on, and the
+    `<key>.versions` folders in the last are the page."""
+    root = f"{_prefix(target)}{IMAGES}"
+    if target.filer:
+        yield from _walk_filer(target, root)
+        return
+    carried: list[str] = []
+    paginator = client.get_paginator("list_objects_v2")
+    with s3_errors(f"cannot list s3://{target.bucket}/{root}", BackupTargetError):
+        for page in paginator.paginate(Bucket=target.bucket, Prefix=root,
+                                       PaginationConfig={"PageSize": PAGE}):  # fmt: skip
+            keys = dict.fromkeys(carried)
+            for entry in page.get("Contents") or ():
+                key, found, _ = entry["Key"].removeprefix(_prefix(target)).rpartition(VERSIONS)
+                if found:
+                    keys[key] = None
+            *done, last = list(keys) or [None]  # the last key's copies may go on
+            carried = [last] if last is not None else []
+            if done:
+                yield done
+    if carried:
+        yield carried
+
+
+def _walk_filer(target: BackupTargetSettings, root: str) -> Iterator[list[str]]:
+    for high in _filer_pages(target, root):
+        for aa in (name for name in high if _HEX_DIR.match(name)):
+            for middle in _filer_pages(target, f"{root}{aa}/"):
+                for bb in (name for name in middle if _HEX_DIR.match(name)):
+                    for names in _filer_pages(target, f"{root}{aa}/{bb}/"):
+                        keys = [f"{IMAGES}{aa}/{bb}/{name.removesuffix(VERSIONS[:-1])}"
+                                for name in names if name.endswith(VERSIONS[:-1])]  # fmt: skip
+                        if keys:
+                            yield keys
+
+
 def _filer_entries(target: BackupTargetSettings, folder: str) -> list[str]:
     """The names in a folder of the backup filer (none when it has no such folder)."""
+    return [name for page in _filer_pages(target, folder) for name in page]
+
+
+def _filer_pages(target: BackupTargetSettings, folder: str) -> Iterator[list[str]]:
+    """The names in a folder of the backup filer, a page at a time (`lastFileName` on); none
+    when it has no such folder."""
     import requests
 
     url = f"{target.filer.rstrip('/')}/buckets/{target.bucket}/{quote(folder)}"
-    try:
-        response = requests.get(url, params={"limit": 10000}, timeout=10,
-                                headers={"Accept": "application/json"})  # fmt: skip
-    except requests.RequestException as error:
-        raise BackupTargetError(f"cannot list {folder} on the backup filer: {error}") from None
-    if response.status_code == 404:
-        return []
-    if response.status_code != 200:
-        raise BackupTargetError(f"backup filer answered {response.status_code} for {folder}")
-    return [entry["FullPath"].rsplit("/", 1)[-1] for entry in response.json().get("Entries") or ()]
+    last = ""
+    while True:
+        try:
+            response = requests.get(url, params={"limit": PAGE, "lastFileName": last},
+                                    timeout=30, headers={"Accept": "application/json"})  # fmt: skip
+        except requests.RequestException as error:
+            raise BackupTargetError(f"cannot list {folder} on the backup filer: {error}") from None
+        if response.status_code == 404:
+            return
+        if response.status_code != 200:
+            raise BackupTargetError(f"backup filer answered {response.status_code} for {folder}")
+        listing = response.json()
+        names = [entry["FullPath"].rsplit("/", 1)[-1] for entry in listing.get("Entries") or ()]
+        if names:
+            yield names
+        if not listing.get("ShouldDisplayLoadMore") or not names:
+            return
+        last = names[-1]
 
 
 def _prefix(target: BackupTargetSettings) -> str:

@@ -20,7 +20,9 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from ccmirror_common.layout import image_path
+from ccmirror_common.layout import IMAGE_PATH, image_path
+from harvester.backup import target
+from harvester.config import BackupTargetSettings
 from harvester.db import connect
 from harvester.queue import leases as dq
 from lab.mission.catalog_images import fill_images
@@ -236,3 +238,129 @@ def test_a_bad_backup_target_is_one_clear_error_and_changes_nothing(site, overri
         assert "Traceback" not in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert site.versions() == before
+
+
+def backed_up(site: Site, key: str, version_id: str) -> bool:
+    reader = s3.client(site.backup.s3_url, site.reader)
+    try:
+        reader.head_object(Bucket=BACKUP_BUCKET, Key=f"{key}.versions/v_{version_id}")
+    except ClientError:
+        return False
+    return True
+
+
+def photo_id_of(key: str) -> int:
+    return int(IMAGE_PATH.match(key).group(1))
+
+
+def lose_names(site: Site, key: str) -> None:
+    """What the main filer store restored to the catalog backup's moment does to a key pushed
+    after it: every version and marker gone (removed here with the admin key)."""
+    admin = site.main_admin()
+    listing = admin.list_object_versions(Bucket=s3.IMAGES_BUCKET, Prefix=key)
+    for version in (listing.get("Versions") or []) + (listing.get("DeleteMarkers") or []):
+        admin.delete_object(Bucket=s3.IMAGES_BUCKET, Key=key, VersionId=version["VersionId"],
+                            BypassGovernanceRetention=True)  # fmt: skip
+    assert site.latest(key) is None
+
+
+def catalog(site: Site) -> tuple:
+    return (
+        site.sql("SELECT photo_id, state FROM images ORDER BY id"),
+        site.sql("SELECT image_id, HEX(sha256), bytes, path, worker FROM stored_images"
+                 " ORDER BY image_id"),
+    )  # fmt: skip
+
+
+def restore(site: Site, *extra: str) -> dict:
+    return ok_json(site.harvester("restore-photos", "--from", "backup", "--json", *extra))
+
+
+def test_photos_stored_after_the_catalog_backup_come_back_for_the_audit_to_adopt(site, monkeypatch):
+    stored = site.store(9)
+    keys = sorted(stored)
+    overwritten, lost, on_main, kept, marked = keys[0], keys[1:5], keys[5], keys[6:8], keys[8]
+    # A stolen downloader key, before the loss, overwrote one photo (two differing copies on
+    # the backup) and deleted another (its delete marker's copy: 0 bytes).
+    writer = s3.client(site.main.s3_url, site.writer)
+    version = put(writer, overwritten, b"not the photo " * 40)
+    marker = writer.delete_object(Bucket=s3.IMAGES_BUCKET, Key=marked)["VersionId"]
+    wait_for(lambda: caught_up(site), CATCH_UP, "the backup to catch up", interval=0.5)
+    for key, version_id in ((overwritten, version), (marked, marker)):
+        copied = lambda k=key, v=version_id: backed_up(site, k, v)  # noqa: E731
+        wait_for(copied, CATCH_UP, "the stolen key's copies", interval=0.5)
+    conn = connect(site.db_url)
+    try:
+        fill_images(conn, 1)  # pending, never stored: nothing of it on the backup
+    finally:
+        conn.close()
+
+    # The catalog restored to a backup taken before these photos were stored: their rows
+    # pending, leased or failed, their stored_images rows gone; main's names of them lost.
+    states = dict(zip([overwritten, *lost, on_main, marked],
+                      ["pending", "pending", "leased", "failed", "pending", "leased", "pending"],
+                      strict=True))  # fmt: skip
+    for key, state in states.items():
+        photo_id = photo_id_of(key)
+        site.sql("DELETE s FROM stored_images s JOIN images i ON i.id = s.image_id"
+                 " WHERE i.photo_id = %s", photo_id)  # fmt: skip
+        site.sql("UPDATE images SET state = %s, last_error = IF(%s = 'failed', 'http 500', NULL)"
+                 " WHERE photo_id = %s", state, state, photo_id)  # fmt: skip
+    for key in [overwritten, *lost, marked]:
+        lose_names(site, key)  # on_main keeps its object: the audit adopts it as it is
+
+    before, versions = catalog(site), site.versions()
+    dry = restore(site, "--dry-run")
+    assert (dry["restored"], dry["fine"], dry["not_on_backup"]) == (0, 2, 0), dry
+    assert (dry["unstored_walked"], dry["unstored_checked"], dry["unstored_restored"]) == (
+        9, 7, 4), dry  # fmt: skip
+    assert dry["unstored_skipped"] == {"on_main": 1, "differ": 1, "deleted": 1,
+                                       "unreadable": 0}, dry  # fmt: skip
+    assert (catalog(site), site.versions()) == (before, versions), "a dry run changes nothing"
+
+    first = restore(site)
+    assert (first["unstored_restored"], first["unstored_skipped"]["differ"]) == (4, 1), first
+    assert sorted(first["samples"]["unstored_restored"]) == lost
+    assert first["samples"]["unstored_differ"] == [overwritten]
+    assert first["samples"]["unstored_on_main"] == [on_main]
+    assert first["samples"]["unstored_deleted"] == [marked]
+    for key in lost:
+        assert site.latest(key) == stored[key]
+    assert site.latest(overwritten) is None and site.versions() == sorted(
+        versions + [v for v in site.versions() if v[0] in lost]
+    ), "only the lost photos' keys got a version"
+    assert catalog(site) == before, "restore-photos marks nothing: the audit's adoption does"
+
+    env = site.env(CCMIRROR_STORAGE_ACCESS_KEY=site.auditor.access_key)
+    audit = ok_json(run_harvester("audit-storage", "--s3", "--json", "--clock-margin", "0",
+                                  env=env, timeout=120))  # fmt: skip
+    assert audit["adopted"] == 5, audit
+    rows, stored_rows = catalog(site)
+    state_of = {photo_id: state for photo_id, state in rows}
+    by_path = {row[3]: row for row in stored_rows}
+    for key in [*lost, on_main, *kept]:
+        photo_id = photo_id_of(key)
+        assert state_of[photo_id] == "stored", key
+        assert by_path[key][1].lower() == hashlib.sha256(stored[key]).hexdigest(), key
+    for key in [*lost, on_main]:
+        assert by_path[key][4] == "storage-audit", key
+    for key in (overwritten, marked):  # left to be fetched again
+        assert state_of[photo_id_of(key)] == "pending" and key not in by_path, key
+    assert rows[-1][1] == "pending", "the photo never stored is left to be fetched"
+    assert [r for r in stored_rows if r[3] in kept] == [r for r in before[1] if r[3] in kept]
+
+    # The walk pages every folder (`lastFileName` on): with 3 names a page, still each key once.
+    monkeypatch.setattr(target, "PAGE", 3)
+    settings = BackupTargetSettings(endpoint=site.backup.s3_url, bucket=BACKUP_BUCKET,
+                                    access_key=site.reader.access_key,
+                                    secret_key=site.reader.secret_key,
+                                    filer=site.backup.filer_url)  # fmt: skip
+    pages = list(target.walk_keys(target.target_client(settings), settings))
+    assert len(pages) > 1 and sorted(key for page in pages for key in page) == keys, pages
+
+    after, versions = catalog(site), site.versions()
+    second = restore(site)
+    assert second["unstored_restored"] == 0, second
+    assert (second["unstored_skipped"]["differ"], second["unstored_skipped"]["deleted"]) == (
+        1, 1), second  # fmt: skip
+    assert (catalog(site), site.versions()) == (after, versions), "a re-run changes nothing"
