@@ -10,6 +10,7 @@ backup: every photo stored before it is readable from main again with its bytes.
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,11 +19,12 @@ import pytest
 
 from harvester.db import connect, parse_db_url
 from harvester.migrate import migrate
+from lab.mission.catalog_images import fill_images
 from lab.processes import seaweedfs_s3 as s3
 from lab.processes.mariadb import LocalMariaDB
 from lab.processes.seaweedfs_backup import start_backup
 from lab.processes.seaweedfs_process import MySQLFilerStore
-from tests.conftest import wait_for
+from tests.conftest import run_harvester, wait_for
 from tests.integration.test_catalog_backup import root_url, rows
 from tests.integration.test_photo_backup import BACKUP_BUCKET, CATCH_UP, Site, caught_up, ok_json
 
@@ -79,7 +81,10 @@ def lose_db_1(mariadb: LocalMariaDB, catalog: str, filer: str) -> None:
 def test_a_lost_db_1_comes_back_from_the_backup_target_with_storages_names(
     site: Site, mariadb: LocalMariaDB, filer_database: str
 ) -> None:
-    before = site.store(6)
+    conn = connect(site.db_url)
+    fill_images(conn, 10)  # harvested: in the catalog before the backup, 6 stored before it
+    conn.close()
+    before = site.store(6, new=False)
     made = ok_json(site.harvester("backup-catalog", "--also-database", filer_database, "--json"))
     keys = {dump["database"]: dump["key"] for dump in made["databases"]}
     assert keys[filer_database].startswith("catalog/also/" + filer_database + "-")
@@ -88,7 +93,7 @@ def test_a_lost_db_1_comes_back_from_the_backup_target_with_storages_names(
         == made["key"].removeprefix("catalog/").split("-", 1)[1]
     ), "one stamp for both"
     at_backup = rows(site.db_url)
-    site.store(4)  # after the backup: the restore cannot know these (restore-photos' part)
+    after = site.store(4, new=False)  # stored after the backup: pending in the restored catalog
     wait_for(lambda: caught_up(site), CATCH_UP, "the backup to hold every copy", interval=0.5)
     listed = ok_json(site.harvester("catalog-backups", "--from", "backup", "--json"))
     assert [entry["key"] for entry in listed] == [made["key"]]
@@ -105,6 +110,19 @@ def test_a_lost_db_1_comes_back_from_the_backup_target_with_storages_names(
     assert rows(site.db_url) == at_backup, "the catalog is the backup's, row for row"
     for key, data in before.items():
         assert site.latest(key) == data, f"{key}: main reads it again"
+    assert all(site.latest(key) is None for key in after), "named after the backup: lost"
+
+    # Then what `storage.restore_catalog` runs next: the photos main lost come back from the
+    # backup, and the audit marks them stored (nothing to fetch from Flickr again).
+    photos = ok_json(site.harvester("restore-photos", "--from", "backup", "--json"))
+    assert photos["unstored_restored"] == len(after), json.dumps(photos)
+    audit = ok_json(run_harvester("audit-storage", "--s3", "--json", "--clock-margin", "0",
+                                  env=site.env(), timeout=120))  # fmt: skip
+    assert audit["adopted"] == len(after) and audit["missing"] == 0, audit
+    for key, data in after.items():
+        assert site.latest(key) == data, f"{key}: back on main"
+    stored = dict(site.sql("SELECT path, HEX(sha256) FROM stored_images"))
+    assert sorted(stored) == sorted([*before, *after]), "every photo stored once"
 
 
 def test_no_backup_anywhere_is_one_error_naming_both_places(site: Site) -> None:

@@ -66,13 +66,15 @@ class Site:
     def harvester(self, *args: str, **override: str) -> subprocess.CompletedProcess:
         return run_harvester(*args, env=self.env(**override), timeout=120)
 
-    def store(self, count: int) -> dict[str, bytes]:
-        """`count` new catalog photos, put with the writer's key (each PUT with its SHA-256, as
-        the downloader's push sends it) and reported stored. Returns key -> bytes."""
+    def store(self, count: int, new: bool = True) -> dict[str, bytes]:
+        """`count` catalog photos (`new` ones, else pending ones), put with the writer's key
+        (each PUT with its SHA-256, as the downloader's push sends it) and reported stored.
+        Returns key -> bytes."""
         conn = connect(self.db_url)
         try:
-            fill_images(conn, count)
-            lease = dq.lease(conn, "dl-1", 1000, 600, utc_now())
+            if new:
+                fill_images(conn, count)
+            lease = dq.lease(conn, "dl-1", count, 600, utc_now())
             writer, reports, stored = s3.client(self.main.s3_url, self.writer), [], {}
             for item in json.loads(lease.items_json):
                 key = image_path(item["photo_id"], "jpg")
