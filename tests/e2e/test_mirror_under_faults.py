@@ -2,7 +2,9 @@
 with faults injected while the downloaders work, then the exact final state checked.
 
 While the harvest runs: `kill -9` of the harvester's daemon between two pages of a search
-task, restarted as systemd would; it goes on with the task from its cursor.
+task, restarted as systemd would; it goes on with the task from its cursor. Between harvest
+and download, `storage.import` adopts an old tree of 10,000 files on db-1
+(tests/e2e/import_faults.py).
 
 While the download runs, one after the other (each once the downloaders fetch again after
 the last):
@@ -19,20 +21,21 @@ the last):
 - `orch.rotate` of the storage key (no push refused; the old keys refused after);
 - `deploy.release` of a new version from the lab's copy of the checkout;
 - dl-2's droplet destroyed while it holds a lease (as from DigitalOcean's console), then
-  `fleet.destroy` of the name: the lease lapses and dl-1 downloads its photos.
+  `fleet.destroy` of the name: the lease lapses and dl-1 downloads its photos;
+- `storage.backup_catalog` (the catalog and the filer store), then at full speed again;
 - dl-1's own S3 key (as if stolen) overwrites five stored photos and deletes five; deleting
   the versions it made is refused, and the audit restores every one.
 After the audit: bk-1's backup cluster holds every stored photo (`storage.status`'s backup lag
 at 0), and ten photos whose every version the main admin key removed come back from it with
-`storage.restore from=backup` (tests/e2e/backup_faults.py). After the mirror check: db-1's
-droplet destroyed and made again, `storage.restore_catalog` from the catalog backup made
-mid-download, and the download finished with nothing stored fetched again
-(tests/e2e/db_loss_faults.py); the mirror is checked again.
-Then: every CC photo of the ground truth stored exactly once with the image host's bytes and
-its manifest line, or classified gone/failed as its fault says (lab/mission/mirror_check.py); the
-storage audit agrees; testinfra passes against the fleet left; a second highstate of it
-changes nothing. The core includes a droplet of the master role, so every role's states are
-applied and verified here.
+`storage.restore from=backup` (tests/e2e/backup_faults.py). Then: every CC photo of the ground
+truth stored exactly once with the image host's bytes and its manifest line, or classified
+gone/failed as its fault says (lab/mission/mirror_check.py); the storage audit agrees.
+
+Then db-1 is lost: its droplet destroyed and made again, `storage.restore_catalog` from the
+backup made mid-download, and the download finished with nothing stored fetched again; the
+mirror is checked again (tests/e2e/db_loss_faults.py). Last, testinfra passes against the
+fleet left, and a second highstate of it changes nothing. The core includes a droplet of the
+master role, so every role's states are applied and verified here.
 
 The lab's site settings (the private root's settings/<role>.sls) make leases lapse in under a minute
 and the harvester's systemd restart it after 5 s, so the lost work comes back while the test
@@ -61,7 +64,7 @@ from lab.processes import seaweedfs_s3 as s3
 from lab.sims.digitalocean import service as do_fleet
 from lab.sims.image_host import service as image_service
 from tests.conftest import wait_for
-from tests.e2e import backup_faults, db_loss_faults
+from tests.e2e import backup_faults, db_loss_faults, import_faults
 from tests.e2e.catalog_queries import (
     active_leases,
     lease_held_by,
@@ -128,6 +131,7 @@ def run() -> Iterator[dict]:
         m.harvesters_up()
         m.harvest(during=lambda: kill_harvester_mid_task(m, seen))
         seen["tasks"] = task_states(m)
+        seen["import"] = import_faults.import_old_tree(m)
         m.download(during=lambda: faults_during_download(m, seen))
         seen["audit"] = m.audit()
         seen["backup caught up"] = backup_faults.backup_caught_up(m)
@@ -135,7 +139,12 @@ def run() -> Iterator[dict]:
         seen["storage"] = m.storage_status()
         seen["stored"] = stored(m)
         seen["report"] = m.check()
-        # What the tests below read of the catalog, before db-1 is lost and rebuilt.
+        # What the tests below read of the catalog and the image host, before db-1 is lost.
+        imported = seen["import"]
+        seen["import"]["fetched"] = {
+            kind: import_faults.fetched_since(m, imported, imported[kind])
+            for kind in ("good", "truncated")
+        }
         seen["destroyed"]["by worker"] = lease_photos_by_worker(m, seen["destroyed"]["lease"])
         seen["db-1 lost"] = db_loss_faults.lose_and_rebuild(m, STORAGE, WEED_UNITS)
         # What the fleet's sshd looked like before the second highstate: told only when a
@@ -418,6 +427,24 @@ def test_the_audit_restored_what_a_downloaders_key_overwrote_or_deleted(run) -> 
     assert audit["restored"] == 10, audit
     assert audit["missing"] == 0 and audit["corrupt"] == 0, audit
     assert audit["orphans"] == 0, audit
+
+
+def test_an_old_tree_was_adopted_and_none_of_its_photos_fetched(run) -> None:
+    """`storage.import` of 10,000 files before the download (tests/e2e/import_faults.py): the
+    good copies of known photos stored, the truncated ones and unknown ids not; a second run
+    changed nothing; the download fetched none of the imported photos and every truncated
+    one (the mirror check then finds them all with their bytes and manifest lines)."""
+    imported = run["import"]
+    first, again = imported["first"], imported["again"]
+    good, truncated = len(imported["good"]), len(imported["truncated"])
+    assert first["result"] is True, first
+    counts = {key: first[key] for key in ("seen", "uploaded", "bad", "unknown")}
+    unknown = import_faults.FILES - good - truncated
+    assert counts == {"seen": import_faults.FILES, "uploaded": good, "bad": truncated,
+                      "unknown": unknown}, first  # fmt: skip
+    assert again["uploaded"] == 0 and again["skipped"] == good, again
+    assert imported["fetched"]["good"] == [], imported["fetched"]["good"][:20]
+    assert sorted(imported["fetched"]["truncated"]) == sorted(imported["truncated"])
 
 
 def test_db_1_lost_after_the_download_was_rebuilt_from_its_backup_with_nothing_fetched_again(
