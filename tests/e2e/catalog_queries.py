@@ -59,9 +59,10 @@ def lease_state(m: mission.Mission, lease: int) -> str:
     return value(m, "SELECT state FROM leases WHERE id = %s", (lease,))
 
 
-def stored_or_zero(m: mission.Mission) -> int:
+def downloaded_or_zero(m: mission.Mission) -> int:
+    """Photos the downloaders stored (not the import's); 0 while the database restarts."""
     try:
-        return stored(m)
+        return value(m, "SELECT COUNT(*) FROM stored_images WHERE lease_id <> 0")
     except Exception:  # noqa: BLE001 - the database restarting: asked again
         return 0
 

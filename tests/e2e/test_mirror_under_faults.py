@@ -67,12 +67,12 @@ from tests.conftest import wait_for
 from tests.e2e import backup_faults, db_loss_faults, import_faults
 from tests.e2e.catalog_queries import (
     active_leases,
+    downloaded_or_zero,
     lease_held_by,
     lease_photos_by_worker,
     lease_state,
     pending,
     stored,
-    stored_or_zero,
     stored_paths,
     task_between_pages,
     task_states,
@@ -186,7 +186,8 @@ def kill_harvester_mid_task(m: mission.Mission, seen: dict) -> None:
 
 
 def faults_during_download(m: mission.Mission, seen: dict) -> None:
-    wait_for(lambda: stored_or_zero(m) >= 100, 600, "the downloaders to store photos", 1)
+    # Stored by the downloaders: the import before the download stored photos of its own.
+    wait_for(lambda: downloaded_or_zero(m) >= 100, 600, "the downloaders to store photos", 1)
     # At full speed, so that the drain takes seconds, not a slow lease's minutes.
     m.show("    fault: maintenance on, then off")
     m.salt_run("maintenance.on", "wait=120")
