@@ -42,7 +42,9 @@ class FlickrSettings:
         return all(getattr(self, name) for name in SIGNING_FIELDS)
 
     def check_signing(self) -> None:
-        """A partial set of signing credentials is a mistake, never a quiet unsigned key."""
+        """A partial set of signing credentials is a mistake, never a quiet unsigned key.
+        Checked where calls are made (FlickrClient) and shown (`harvester status`), not at
+        load: `harvester flickr-auth` runs with the key and secret before the token exists."""
         given = [name for name in SIGNING_FIELDS if getattr(self, name)]
         if given and len(given) < len(SIGNING_FIELDS):
             missing = [f"flickr.{name}" for name in SIGNING_FIELDS if name not in given]
@@ -184,12 +186,10 @@ def load_settings(
     path: str | Path | None = None, environ: dict[str, str] | None = None
 ) -> Settings:
     """Read `path`, else $CCMIRROR_CONFIG, else the default file if present; then the env."""
-    settings = load_into(
+    return load_into(
         Settings(),
         default_path=DEFAULT_CONFIG_PATH,
         environment=ENVIRONMENT,
         path=path,
         environ=environ,
     )
-    settings.flickr.check_signing()
-    return settings

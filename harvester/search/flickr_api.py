@@ -79,6 +79,7 @@ class FlickrClient:
     def __init__(self, settings: FlickrSettings, stop: threading.Event | None = None) -> None:
         if not settings.api_key:
             raise FatalError("no Flickr API key: set CCMIRROR_FLICKR_API_KEY or flickr.api_key")
+        settings.check_signing()
         self.settings = settings
         self.stop = stop or threading.Event()
         self.bucket = TokenBucket(settings.rate_limit_per_hour, self.stop)
