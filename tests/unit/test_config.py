@@ -69,3 +69,55 @@ def test_dates_are_utc():
     assert parse_time("1072915200") == 1072915200
     with pytest.raises(argparse.ArgumentTypeError):
         parse_time("2024-13-01")
+
+
+SIGNING_ENV = {
+    "CCMIRROR_FLICKR_API_SECRET": "consumer-secret",
+    "CCMIRROR_FLICKR_OAUTH_TOKEN": "72157600000000001-0123456789abcdef",
+    "CCMIRROR_FLICKR_OAUTH_TOKEN_SECRET": "token-secret",
+}
+
+
+def from_environment(tmp_path, environ: dict[str, str]):
+    """The flickr: settings from `environ` over an empty file (never the machine's own)."""
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    return load_settings(empty, environ=environ).flickr
+
+
+def test_signing_credentials_from_file_or_environment_and_out_of_repr(tmp_path):
+    path = tmp_path / "harvester.yaml"
+    path.write_text(
+        "flickr:\n  api_key: k\n  api_secret: file-secret\n  oauth_token: file-token\n"
+        "  oauth_token_secret: file-token-secret\n"
+    )
+    from_file = load_settings(path, environ={}).flickr
+    from_env = from_environment(tmp_path, {"CCMIRROR_FLICKR_API_KEY": "k", **SIGNING_ENV})
+
+    assert from_file.signed and from_file.oauth_token == "file-token"
+    assert from_env.signed and from_env.oauth_token_secret == "token-secret"
+    from_env.check_signing()
+    for secret in ("file-secret", "file-token", "file-token-secret"):
+        assert secret not in repr(from_file)
+    for secret in SIGNING_ENV.values():
+        assert secret not in repr(from_env)
+
+
+def test_no_signing_credentials_is_an_unsigned_key(tmp_path):
+    flickr = from_environment(tmp_path, {"CCMIRROR_FLICKR_API_KEY": "k"})
+    flickr.check_signing()
+    assert not flickr.signed
+
+
+@pytest.mark.parametrize("left_out", sorted(SIGNING_ENV))
+def test_a_partial_signing_set_is_one_clear_error_naming_what_is_missing(tmp_path, left_out):
+    environ = {name: value for name, value in SIGNING_ENV.items() if name != left_out}
+    flickr = from_environment(tmp_path, environ)
+    missing = "flickr." + left_out.removeprefix("CCMIRROR_FLICKR_").lower()
+
+    assert not flickr.signed
+    with pytest.raises(ConfigError) as refused:
+        flickr.check_signing()
+    assert str(refused.value).endswith(f": {missing} missing")
+    for secret in SIGNING_ENV.values():
+        assert secret not in str(refused.value)
