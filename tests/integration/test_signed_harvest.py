@@ -10,6 +10,7 @@ import json
 import stat
 import subprocess
 from pathlib import Path
+from secrets import token_hex
 
 import pytest
 import requests
@@ -27,9 +28,9 @@ UNIVERSE = (
     "--moderate-share", "0.10", "--restricted-share", "0.05",
     "--rate-limit", "0",
 )  # fmt: skip
-CONSUMER_SECRET = "consumersecret0123"
-TOKEN = "72157600000000001-0123456789abcdef"
-TOKEN_SECRET = "tokensecret4567"
+# Made per run: nothing that looks like a credential sits in git (test_no_secrets_in_git).
+CONSUMER_SECRET, TOKEN_SECRET = token_hex(8), token_hex(8)
+TOKEN, OTHER_TOKEN = (f"72157{token_hex(6)}-{token_hex(8)}" for _ in range(2))
 SECRETS = (CONSUMER_SECRET, TOKEN_SECRET)
 
 
@@ -114,9 +115,9 @@ def test_status_warns_while_the_key_is_unsigned(db_url, sim):
 @pytest.mark.parametrize(
     ("wrong", "code", "message"),
     [
-        ({"token_secret": "notthetokensecret"}, 96, "Invalid signature"),
-        ({"secret": "nottheconsumersecret"}, 96, "Invalid signature"),
-        ({"token": "72157699999999999-fedcba9876543210"}, 98, "Invalid auth token"),
+        ({"token_secret": token_hex(8)}, 96, "Invalid signature"),
+        ({"secret": token_hex(8)}, 96, "Invalid signature"),
+        ({"token": OTHER_TOKEN}, 98, "Invalid auth token"),
     ],
 )
 def test_wrong_credentials_stop_the_worker_with_flickrs_error_and_no_secret(
