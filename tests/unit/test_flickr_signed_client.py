@@ -16,7 +16,7 @@ from harvester.config import FlickrSettings
 from harvester.search.flickr_api import FlickrClient
 from lab.sims.flickr.oauth import Credentials, HttpRequest, OAuthDesk
 from lab.sims.flickr.wire import ApiError
-from tests.conftest import serving
+from tests.conftest import send_json, serving
 
 PAGE = b'{"photos":{"page":1,"pages":0,"perpage":500,"total":"0","photo":[]},"stat":"ok"}'
 KEY, SECRET, TOKEN, TOKEN_SECRET = token_hex(16), token_hex(8), token_hex(9), token_hex(8)
@@ -29,11 +29,7 @@ class Recorder(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers["Content-Length"])).decode()
         uri = f"http://{self.headers['Host']}{self.path}"
         self.seen.append(HttpRequest("POST", uri, dict(self.headers.items()), body))
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(PAGE)))
-        self.end_headers()
-        self.wfile.write(PAGE)
+        send_json(self, PAGE)
 
     def log_message(self, *args: object) -> None:
         pass
