@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 __load__ = ["init", "set_flickr_key", "rotate", "forget", "storage_nodes"]
 
 ROLE_PREFIXES = ("db-", "hv-", "dl-", "st-", "bk-")  # the roles that have secrets
+OAUTH_FIELDS = ("oauth_token", "oauth_token_secret")  # a signing harvester's access token
 
 
 class RefusedError(ValueError):
@@ -37,15 +38,33 @@ def has_role(minion_id: str) -> bool:
     return minion_id.startswith(ROLE_PREFIXES)
 
 
-def read_flickr_key_file(path: Path) -> tuple[str, str]:
-    """(key, secret) from a YAML file `{key: ..., secret: ...}`."""
+def read_flickr_key_file(path: Path) -> dict[str, Any]:
+    """{key, secret, oauth_token, oauth_token_secret} from a YAML file `{key: ..., secret:
+    ...}`, with the access token's two fields when signed (`harvester flickr-auth` writes
+    all four); a token field not given is None."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise RefusedError(f"cannot read {path}: {exc.__class__.__name__}") from None
     if not isinstance(data, dict) or not {"key", "secret"} <= set(data):
         raise RefusedError(f"{path} must be YAML with `key:` and `secret:`")
-    return data["key"], data["secret"]
+    unknown = set(data) - {"key", "secret", *OAUTH_FIELDS}
+    if unknown:
+        raise RefusedError(f"{path}: unknown fields {sorted(unknown)}")
+    return {name: data.get(name) for name in ("key", "secret", *OAUTH_FIELDS)}
+
+
+def access_token(oauth_token: str | None, oauth_token_secret: str | None) -> tuple[str, str] | None:
+    """The access token's pair, or None when neither is given; one without the other is
+    refused (the key would sign with half a token)."""
+    if oauth_token is None and oauth_token_secret is None:
+        return None
+    if oauth_token is None or oauth_token_secret is None:
+        raise RefusedError(
+            "signed calls need the consumer secret, oauth_token and oauth_token_secret "
+            "together: pass both token fields or neither"
+        )
+    return oauth_token, oauth_token_secret
 
 
 # ---------------------------------------------------------------------------------------
@@ -102,18 +121,27 @@ def init(site: dict[str, Any] | None = None) -> dict[str, Any]:
 
 
 def set_flickr_key(
-    minion: str, key: str | None = None, secret: str | None = None, from_file: str | None = None
+    minion: str,
+    key: str | None = None,
+    secret: str | None = None,
+    from_file: str | None = None,
+    oauth_token: str | None = None,
+    oauth_token_secret: str | None = None,
 ) -> dict[str, Any]:
     """
-    Set one harvester's Flickr API key (in its own pillar file) and secret (kept in the
-    record on the master: no call is signed yet, so no minion gets it); nothing else
-    changes. Refuses a minion that is not a harvester (hv-*) or that `secrets.init` has not
-    seen. Then apply the harvester's states.
+    Set one harvester's Flickr API key (in its own pillar file) and secret and, for signed
+    calls (every safety level), the access token `harvester flickr-auth` made for it. With a
+    token the harvester's pillar gets the key, the secret and the token; without, the key
+    alone (the secret stays in the record on the master, and a token set before is dropped:
+    a token belongs to one key). Nothing else changes. Refuses a minion that is not a
+    harvester (hv-*) or that `secrets.init` has not seen, and half a token. Rotating a key is
+    setting the new one: then apply the harvester's states.
 
     This runner neither returns nor logs the key. Salt itself, though, records a runner's
     arguments in the master's job cache (root only, for `keep_jobs_seconds`) and in its
-    debug log: for a real key, pass `from_file`, a YAML file `{key: ..., secret: ...}`
-    readable by root only, and Salt records only its path.
+    debug log: for a real key, pass `from_file`, a YAML file `{key: ..., secret: ...,
+    oauth_token: ..., oauth_token_secret: ...}` readable by root only (the token file
+    `harvester flickr-auth` writes), and Salt records only its path.
 
     CLI Example::
 
@@ -122,11 +150,13 @@ def set_flickr_key(
     """
     try:
         if from_file is not None:
-            if key is not None or secret is not None:
-                raise RefusedError("pass key and secret, or from_file, not both")
-            pair = read_flickr_key_file(Path(from_file))
-            key, secret = pair
-        changed = _writer("store_flickr_key")(_private_root(), minion, key, secret)
+            if any(v is not None for v in (key, secret, oauth_token, oauth_token_secret)):
+                raise RefusedError("pass the key's fields, or from_file, not both")
+            fields = read_flickr_key_file(Path(from_file))
+            key, secret = fields["key"], fields["secret"]
+            oauth_token, oauth_token_secret = (fields[name] for name in OAUTH_FIELDS)
+        oauth = access_token(oauth_token, oauth_token_secret)
+        changed = _writer("store_flickr_key")(_private_root(), minion, key, secret, oauth)
     except ValueError as error:  # RefusedError, or the writer's SecretsError
         return _refused(error, minion=minion)
     log.info("secrets.set_flickr_key: %s %s", minion, "changed" if changed else "unchanged")

@@ -56,6 +56,8 @@ BACKUP_KEY_FIELDS = ("backup_s3_access_key", "backup_s3_secret_key")
 FORGOTTEN_DOWNLOADERS = "forgotten_downloaders"
 FILER_DB_USER = "seaweedfs"  # the SeaweedFS filers' metadata store on db-1
 FLICKR_VALUE = re.compile(r"^[A-Za-z0-9]{1,200}$")
+FLICKR_TOKEN = re.compile(r"^[A-Za-z0-9-]{1,200}$")  # Flickr's: digits, a dash, hex digits
+OAUTH_FIELDS = ("oauth_token", "oauth_token_secret")  # a signing harvester's access token
 ACCESS_KEY_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 HEADER = "# written by the secrets runner (_runners/secrets.py) from secrets.json: do not edit\n"
 
@@ -101,16 +103,20 @@ def write_private_root(
         return {"added": added, "files": _save_and_render(directory, record)}
 
 
-def store_flickr_key(directory: Path, minion_id: str, key: str, secret: str) -> bool:
-    """Set harvester `minion_id`'s Flickr API key and secret; True when they changed.
-    Only that minion's file is rewritten (with the key; the secret stays in the record)."""
+def store_flickr_key(
+    directory: Path, minion_id: str, key: str, secret: str, oauth: tuple[str, str] | None = None
+) -> bool:
+    """Set harvester `minion_id`'s Flickr key, secret and access token `oauth` (token, secret;
+    None drops the old one: a token is one key's); True if changed. Only its file is rewritten."""
     check_minion_id(minion_id)
     if not minion_id.startswith("hv-"):
         raise SecretsError(
             f"minion {minion_id!r} is not a harvester (hv-*): only harvesters have a Flickr key"
         )
-    for name, value in (("key", key), ("secret", secret)):
-        if not isinstance(value, str) or not FLICKR_VALUE.match(value):
+    token = dict(zip(OAUTH_FIELDS, oauth, strict=True)) if oauth is not None else {}
+    for name, value in {"key": key, "secret": secret, **token}.items():
+        pattern = FLICKR_TOKEN if name in OAUTH_FIELDS else FLICKR_VALUE
+        if not isinstance(value, str) or not pattern.match(value):
             # The value itself stays out of the message: it may be a real secret.
             raise SecretsError(
                 f"Flickr {name} must be a string of letters and digits (quote it if it is "
@@ -125,7 +131,7 @@ def store_flickr_key(directory: Path, minion_id: str, key: str, secret: str) -> 
                 f"minion {minion_id} is not in the private root: accept its key and run "
                 "secrets.init first"
             )
-        own.update(flickr_api_key=key, flickr_secret=secret)
+        own.update(flickr_api_key=key, flickr_secret=secret, flickr_oauth=token)
         return bool(_save_and_render(directory, record))
 
 
@@ -324,9 +330,10 @@ def _harvester_pillar(record: dict[str, Any], minion_id: str) -> dict[str, Any]:
         "db_password": _in_use(record, "db_passwords", minion_id, "db_password")
     }
     if "flickr_api_key" in own:  # a real master has none until set_flickr_key
-        # Only the key: no call the harvester makes is signed yet, so the secret stays in
-        # the record on the master until one is (a minion gets only what it uses).
+        # Unsigned: the key alone (the secret stays on the master); signed: secret and token too.
         pillar["flickr"] = {"api_key": own["flickr_api_key"]}
+        if own.get("flickr_oauth"):
+            pillar["flickr"].update(api_secret=own["flickr_secret"], **own["flickr_oauth"])
     return pillar
 
 

@@ -30,6 +30,7 @@ from harvester.catalog.status import format_status, harvest_status
 from harvester.config import ConfigError, Settings, load_settings
 from harvester.db import DatabaseError, connect
 from harvester.migrate import current_version, migrate, unapplied
+from harvester.search import auth_cli
 from harvester.search.flickr_api import FlickrError
 from harvester.search.tasks import SeedError, running_tasks, seed_queries, seed_timeslices
 
@@ -174,8 +175,8 @@ def build_parser() -> cli.Parser:
         help="seconds between progress lines off a terminal (30)",
     )
     cli.add_json_option(imports, "print the result as JSON")
-    backup_cli.add_parsers(commands)
-    photos_cli.add_parsers(commands)
+    for extra in (backup_cli, photos_cli, auth_cli):  # commands of their own modules
+        extra.add_parsers(commands)
     return parser
 
 
@@ -264,7 +265,7 @@ def cmd_work(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     conn = open_database(settings)
-    cli.print_state(args, harvest_status(conn), format_status)
+    cli.print_state(args, harvest_status(conn, settings.flickr), format_status)
     return 0
 
 
@@ -494,4 +495,5 @@ COMMANDS = {
     "import-tree": cmd_import_tree,
     **backup_cli.COMMANDS,
     **photos_cli.COMMANDS,
+    **auth_cli.COMMANDS,
 }

@@ -18,15 +18,40 @@ DEFAULT_CONFIG_PATH = Path("/etc/ccmirror/harvester.yaml")
 FLICKR_API_URL = "https://api.flickr.com/services/rest/"
 
 
+# The signed-call credentials: all three or none (`FlickrSettings.check_signing`).
+SIGNING_FIELDS = ("api_secret", "oauth_token", "oauth_token_secret")
+
+
 @dataclass
 class FlickrSettings:
     api_url: str = FLICKR_API_URL
     api_key: str = field(default="", repr=False)
+    # With these three every call is OAuth 1.0a-signed and sees every safety level; without
+    # them the key sees safe photos only (Flickr: "Un-authed calls can only see Safe content").
+    api_secret: str = field(default="", repr=False)
+    oauth_token: str = field(default="", repr=False)
+    oauth_token_secret: str = field(default="", repr=False)
     rate_limit_per_hour: float = 3600.0  # Flickr's limit per key; 0 lifts it (benchmarks)
     timeout: float = 30.0
     retries: int = 4  # further tries of one call on 5xx, 429, 105/201, malformed JSON
     retry_backoff: float = 1.0  # seconds before the first retry, doubled each time
     per_page: int = 500
+
+    @property
+    def signed(self) -> bool:
+        return all(getattr(self, name) for name in SIGNING_FIELDS)
+
+    def check_signing(self) -> None:
+        """A partial set of signing credentials is a mistake, never a quiet unsigned key.
+        Checked where calls are made (FlickrClient) and shown (`harvester status`), not at
+        load: `harvester flickr-auth` runs with the key and secret before the token exists."""
+        given = [name for name in SIGNING_FIELDS if getattr(self, name)]
+        if given and len(given) < len(SIGNING_FIELDS):
+            missing = [f"flickr.{name}" for name in SIGNING_FIELDS if name not in given]
+            raise ConfigError(
+                "signed Flickr calls need flickr.api_secret, flickr.oauth_token and "
+                f"flickr.oauth_token_secret together: {', '.join(missing)} missing"
+            )
 
 
 @dataclass
@@ -131,6 +156,7 @@ ENVIRONMENT: Environment = {
     "CCMIRROR_DB_URL": (None, "db_url"),
     "CCMIRROR_FLICKR_API_URL": ("flickr", "api_url"),
     "CCMIRROR_FLICKR_API_KEY": ("flickr", "api_key"),
+    **{f"CCMIRROR_FLICKR_{name.upper()}": ("flickr", name) for name in SIGNING_FIELDS},
     "CCMIRROR_FLICKR_RATE_LIMIT": ("flickr", "rate_limit_per_hour"),
     "CCMIRROR_FLICKR_TIMEOUT": ("flickr", "timeout"),
     "CCMIRROR_FLICKR_RETRIES": ("flickr", "retries"),

@@ -13,6 +13,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import TypeVar
 
@@ -48,6 +49,15 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str, interva
 
 
 Server = TypeVar("Server", bound=socketserver.BaseServer)
+
+
+def send_json(handler: BaseHTTPRequestHandler, body: bytes) -> None:
+    """A 200 JSON answer from a test's own request handler."""
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
 
 
 def serving(server: Server) -> Iterator[Server]:

@@ -1,9 +1,11 @@
-"""`harvester status`: what the harvest has done, from the database alone."""
+"""`harvester status`: what the harvest has done, from the database, and whether this
+machine's Flickr key signs its calls (an unsigned key sees safe photos only)."""
 
 from __future__ import annotations
 
 from harvester.audit.storage import audit_line, last_audit
 from harvester.catalog.reconcile import image_counts
+from harvester.config import FlickrSettings
 from harvester.migrate import current_version
 from harvester.search.photos import SOURCE_TABLES
 from harvester.search.tasks import counts_by_state
@@ -12,6 +14,11 @@ TASK_STATES = ("pending", "running", "done", "failed")
 RATE_WINDOW_MINUTES = 5
 
 
+UNSIGNED_WARNING = (
+    "WARNING: this machine's Flickr key does not sign its calls: coverage is safe photos only "
+    "(set flickr.api_secret, flickr.oauth_token, flickr.oauth_token_secret; `harvester "
+    "flickr-auth` makes the token)"
+)
 EXACT_COUNT_LIMIT = 2_000_000  # above this, COUNT(*) scans too long for a status command
 
 
@@ -30,7 +37,18 @@ def row_count(cur, table: str) -> tuple[int, bool]:
     return int(cur.fetchone()[0]), True
 
 
-def harvest_status(conn) -> dict:
+def flickr_signing(flickr: FlickrSettings | None) -> str:
+    """ "signed" (every safety level), "unsigned" (safe photos only) or "no key" (a machine
+    that does not harvest, such as the database server); a partial set of signing
+    credentials is a ConfigError."""
+    if flickr is not None:
+        flickr.check_signing()
+    if flickr is None or not flickr.api_key:
+        return "no key"
+    return "signed" if flickr.signed else "unsigned"
+
+
+def harvest_status(conn, flickr: FlickrSettings | None = None) -> dict:
     tasks = dict.fromkeys(TASK_STATES, 0) | counts_by_state(conn)
     with conn.cursor() as cur:
         photos, estimated = {}, []
@@ -67,6 +85,7 @@ def harvest_status(conn) -> dict:
         "photos_per_second": round(int(recent_photos) / span, 1),
         "cc_licenses": cc_licenses,
         "storage_audit": last_audit(conn),
+        "flickr_calls": flickr_signing(flickr),
     }
 
 
@@ -89,4 +108,6 @@ def format_status(status: dict) -> str:
         f"CC licenses known: {status['cc_licenses']}; schema version {status['schema_version']}",
         f"storage audit: {audit_line(status.get('storage_audit'))}",
     ]
+    if status.get("flickr_calls") == "unsigned":
+        lines.append(UNSIGNED_WARNING)
     return "\n".join(lines)

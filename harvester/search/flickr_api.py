@@ -1,7 +1,9 @@
 """A client for Flickr's REST API (JSON), made for long unattended harvests.
 
 Calls go out as POST so the API key never sits in a URL (URLs end up in logs and in
-exception messages). Each call waits for the key's token bucket, then is retried with
+exception messages). With the settings' signing credentials every call is OAuth 1.0a-signed
+(HMAC-SHA1, requests-oauthlib) and searches ask for every safety level; without them the key
+sees safe photos only. Each call waits for the key's token bucket, then is retried with
 exponential backoff and jitter on what Flickr does when it is unwell: HTTP 5xx, 429 (honouring
 Retry-After), `stat: fail` codes 105 and 201, malformed JSON, timeouts.
 """
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import requests
+from requests_oauthlib import OAuth1
 
 from harvester.config import FlickrSettings
 from harvester.search.licenses import License, parse_licenses
@@ -23,6 +26,19 @@ from harvester.search.rate_limit import TokenBucket
 
 RETRYABLE_CODES = {105, 201}  # "service currently unavailable"
 FATAL_CODES = {100, 112, 114, 115, 116}  # bad key, unknown method, bad format/url
+# Bad signature, missing signature, bad token, token without read permission: the signing
+# credentials are wrong, and every further call would be refused the same way.
+SIGNING_CODES = {96, 97, 98, 99}
+SIGNING_HINT = (
+    "check the signed-call credentials (flickr.api_key, flickr.api_secret, flickr.oauth_token, "
+    "flickr.oauth_token_secret; `harvester flickr-auth` makes a new token)"
+)
+# Signed searches: safe, moderate and restricted (unsigned calls see safe only, whatever they
+# ask). content_types: 0 photos, 1 screenshots, 2 "other", 3 virtual photos: every still
+# image (media=photos already leaves out videos), so a CC image is never lost to how its
+# owner typed it.
+SAFE_SEARCH_ALL = 3
+CONTENT_TYPES = "0,1,2,3"
 T = TypeVar("T")
 SEARCH_EXTRAS = (
     "license,date_upload,owner_name,original_format,o_dims,media,"
@@ -63,10 +79,13 @@ class FlickrClient:
     def __init__(self, settings: FlickrSettings, stop: threading.Event | None = None) -> None:
         if not settings.api_key:
             raise FatalError("no Flickr API key: set CCMIRROR_FLICKR_API_KEY or flickr.api_key")
+        settings.check_signing()
         self.settings = settings
         self.stop = stop or threading.Event()
         self.bucket = TokenBucket(settings.rate_limit_per_hour, self.stop)
         self.session = requests.Session()
+        if settings.signed:
+            self.session.auth = signer(settings)
         self.calls = 0  # every HTTP request made, retries included
 
     def call(self, method: str, parse: Callable[[dict], T] = dict, **params: str | int) -> T:
@@ -117,6 +136,9 @@ class FlickrClient:
         }
         if text:
             params["text"] = text
+        if self.settings.signed:
+            params["safe_search"] = SAFE_SEARCH_ALL
+            params["content_types"] = CONTENT_TYPES
         return self.call("flickr.photos.search", parse_search_page, **params)
 
     def _call_once(self, method: str, params: dict[str, str | int]) -> dict:
@@ -168,6 +190,8 @@ class FlickrClient:
             message = f"Flickr error {code}: {payload.get('message', '')}"
             if code in RETRYABLE_CODES:
                 raise TransientError(message)
+            if code in SIGNING_CODES:
+                raise FatalError(f"{message} ({SIGNING_HINT})")
             if code in FATAL_CODES:
                 raise FatalError(message)
             raise APIError(message)
@@ -183,6 +207,16 @@ class FlickrClient:
     def _sleep(self, seconds: float) -> None:
         if self.stop.wait(seconds):
             raise Interrupted("stopped while backing off")
+
+
+def signer(settings: FlickrSettings) -> OAuth1:
+    """OAuth 1.0a HMAC-SHA1 over the whole request, form body included (as Flickr checks)."""
+    return OAuth1(
+        settings.api_key,
+        client_secret=settings.api_secret,
+        resource_owner_key=settings.oauth_token,
+        resource_owner_secret=settings.oauth_token_secret,
+    )
 
 
 class MalformedPage(ValueError):

@@ -196,7 +196,9 @@ class Mission:
         harvesters = range(1, self.options.harvesters + 1)
         self.flickr_keys = {f"hv-{n}": _new_flickr_key() for n in harvesters}
         issued = [pair["key"] for pair in self.flickr_keys.values()]
-        flickr_service.configure(self.config, universe_options, issued)
+        flickr_service.configure(
+            self.config, universe_options, issued, list(self.flickr_keys.values())
+        )
         with lab_lock(self.config):
             state = self.state()
             flickr_service.restart(self.config, state, salt_master.private_pillar(self.config))
@@ -436,9 +438,15 @@ def _photos_by_source(cur) -> tuple[int, int, int]:
     return cur.fetchone()
 
 
-def _new_flickr_key() -> dict[str, str]:
-    """A throw-away key and secret, as Flickr issues them (32 and 16 hex digits)."""
-    return {"key": secrets.token_hex(16), "secret": secrets.token_hex(8)}
+def _new_flickr_key(signed: bool = False) -> dict[str, str]:
+    """A throw-away key and secret, as Flickr issues them (32 and 16 hex digits), and, for a
+    key that signs its calls, an access token as `harvester flickr-auth` gets one (its token
+    and token secret: the file `secrets.set_flickr_key from_file=` takes then has all four)."""
+    key = {"key": secrets.token_hex(16), "secret": secrets.token_hex(8)}
+    if signed:
+        key["oauth_token"] = f"{secrets.randbelow(10**17):017d}-{secrets.token_hex(8)}"
+        key["oauth_token_secret"] = secrets.token_hex(8)
+    return key
 
 
 def _json_line(line: str) -> object:

@@ -2,9 +2,12 @@
 {%- from "ccmirror/map.jinja" import ccmirror with context %}
 {%- set db_host = salt["pillar.get"]("site:db_host") %}
 {%- set db_port = salt["pillar.get"]("site:db_port", 3306) %}
-{#- Every flickr: setting but the secret, which the harvester's config does not take. #}
+{#- Every flickr: setting; the secret and the access token only together (signed calls see
+    every safety level; the private pillar gives all three or none). #}
+{%- set signing = ["api_secret", "oauth_token", "oauth_token_secret"] %}
+{%- set signed = harvester.flickr.api_secret and harvester.flickr.oauth_token and harvester.flickr.oauth_token_secret %}
 {%- set flickr = {} %}
-{%- for key, value in harvester.flickr | dictsort if key != "api_secret" %}
+{%- for key, value in harvester.flickr | dictsort if signed or key not in signing %}
 {%-   do flickr.update({key: value}) %}
 {%- endfor %}
 {#- The site's image hosts: a photo whose image URL is elsewhere is refused at import. #}
@@ -17,7 +20,7 @@ harvester-config-file-managed:
   file.managed:
     - name: {{ harvester.config_file }}
     - contents: |
-        # Managed by Salt (harvester): this machine's own Flickr key and database user.
+        # Managed by Salt (harvester): this machine's own Flickr key (and token) and database user.
         db_url: "mysql://{{ grains["id"] | urlencode }}:{{ harvester.db_password | urlencode }}@{{ db_host }}:{{ db_port }}/{{ harvester.database }}"
         flickr: {{ flickr | json }}
         worker: {{ harvester.worker | json }}

@@ -12,7 +12,7 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from tests.conftest import FIXTURES, harvester_env, run_harvester, serving
+from tests.conftest import FIXTURES, harvester_env, run_harvester, send_json, serving
 
 DAY_START = 1577836800  # 2020-01-01
 FLICKR = FIXTURES / "flickr"
@@ -55,12 +55,7 @@ class _ApiHandler(http.server.BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802 - http.server's name
         length = int(self.headers.get("Content-Length", "0"))
         method = parse_qs(self.rfile.read(length).decode())["method"][0]
-        body = self.server.answers[method]
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        send_json(self, self.server.answers[method])
 
     def log_message(self, *args: object) -> None:
         pass

@@ -602,3 +602,65 @@ def test_storage_nodes_change_under_the_writers_lock(tmp_path: Path):
     change.join(timeout=60)
     assert sorted(outcome["storage_nodes"]) == ["st-1", "st-4", "st-5"]
     assert sorted(writer.load_record(tmp_path)["site"]["storage_nodes"]) == ["st-1", "st-4", "st-5"]
+
+
+def credentials(pillar: dict) -> dict:
+    """A harvester pillar's Flickr credentials (its other flickr: settings left out)."""
+    names = ("api_key", "api_secret", "oauth_token", "oauth_token_secret")
+    return {k: v for k, v in pillar["harvester"]["flickr"].items() if k in names}
+
+
+def test_set_flickr_key_with_an_access_token_gives_the_harvester_what_it_signs_with(
+    master: Master, tmp_path: Path
+):
+    """The token file `harvester flickr-auth` writes: the harvester's pillar then holds the
+    key, the secret and the token; half a token is refused with nothing changed; a key set
+    again without a token takes the old token away (a token belongs to one key)."""
+    assert master.run("secrets.init", f"site={SITE}")[0] == 0
+    token = {
+        "key": token_hex(16),
+        "secret": token_hex(8),
+        "oauth_token": f"72157{token_hex(6)}-{token_hex(8)}",
+        "oauth_token_secret": token_hex(8),
+    }
+    token_file = tmp_path / "hv-1-token.yaml"
+    token_file.write_text(yaml.safe_dump(token))
+    token_file.chmod(0o600)
+
+    signed, seen = master.steps(
+        ["run", "secrets.set_flickr_key", {"minion": "hv-1", "from_file": str(token_file)}],
+        ["pillar", ["hv-1", "hv-2"]],
+    )
+    assert signed == {"minion": "hv-1", "changed": True}
+    assert credentials(seen["hv-1"]) == {
+        "api_key": token["key"],
+        "api_secret": token["secret"],
+        "oauth_token": token["oauth_token"],
+        "oauth_token_secret": token["oauth_token_secret"],
+    }
+    assert token["oauth_token_secret"] not in json.dumps(seen["hv-2"])
+
+    before = master.files()
+    half = tmp_path / "half.yaml"
+    half.write_text(yaml.safe_dump({k: v for k, v in token.items() if k != "oauth_token_secret"}))
+    code, returned, output = master.run(
+        "secrets.set_flickr_key", "minion=hv-1", f"from_file={half}"
+    )
+    assert code == 1 and "oauth_token and oauth_token_secret together" in returned["error"]
+    assert token["oauth_token"] not in output
+    code, returned, _ = master.run(
+        "secrets.set_flickr_key", "minion=hv-1", f"key={token['key']}",
+        f"secret={token['secret']}", f"oauth_token={token['oauth_token']}",
+    )  # fmt: skip
+    assert code == 1 and "both token fields or neither" in returned["error"]
+    assert master.files() == before
+
+    unsigned, seen = master.steps(
+        ["run", "secrets.set_flickr_key",
+         {"minion": "hv-1", "key": token["key"], "secret": token["secret"]}],
+        ["pillar", ["hv-1"]],
+    )  # fmt: skip
+    assert unsigned == {"minion": "hv-1", "changed": True}
+    assert credentials(seen["hv-1"]) == {"api_key": token["key"]}
+    assert token["oauth_token_secret"] not in master.files()["minions/hv-1.sls"][0]
+    assert not master.record()["minions"]["hv-1"]["flickr_oauth"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from secrets import token_hex
 
 import pytest
 
@@ -69,3 +70,57 @@ def test_dates_are_utc():
     assert parse_time("1072915200") == 1072915200
     with pytest.raises(argparse.ArgumentTypeError):
         parse_time("2024-13-01")
+
+
+# Made per run: nothing that looks like a credential sits in git (test_no_secrets_in_git).
+SIGNING_ENV = {
+    "CCMIRROR_FLICKR_API_SECRET": token_hex(8),
+    "CCMIRROR_FLICKR_OAUTH_TOKEN": f"72157{token_hex(6)}-{token_hex(8)}",
+    "CCMIRROR_FLICKR_OAUTH_TOKEN_SECRET": token_hex(8),
+}
+
+
+def from_environment(tmp_path, environ: dict[str, str]):
+    """The flickr: settings from `environ` over an empty file (never the machine's own)."""
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    return load_settings(empty, environ=environ).flickr
+
+
+def test_signing_credentials_from_file_or_environment_and_out_of_repr(tmp_path):
+    path = tmp_path / "harvester.yaml"
+    path.write_text(
+        "flickr:\n  api_key: k\n  api_secret: fsecret\n  oauth_token: ftoken\n"
+        "  oauth_token_secret: ftsecret\n"
+    )
+    from_file = load_settings(path, environ={}).flickr
+    from_env = from_environment(tmp_path, {"CCMIRROR_FLICKR_API_KEY": "k", **SIGNING_ENV})
+
+    assert from_file.signed and from_file.oauth_token == "ftoken"
+    assert from_env.signed
+    assert from_env.oauth_token_secret == SIGNING_ENV["CCMIRROR_FLICKR_OAUTH_TOKEN_SECRET"]
+    from_env.check_signing()
+    for secret in ("fsecret", "ftoken", "ftsecret"):
+        assert secret not in repr(from_file)
+    for secret in SIGNING_ENV.values():
+        assert secret not in repr(from_env)
+
+
+def test_no_signing_credentials_is_an_unsigned_key(tmp_path):
+    flickr = from_environment(tmp_path, {"CCMIRROR_FLICKR_API_KEY": "k"})
+    flickr.check_signing()
+    assert not flickr.signed
+
+
+@pytest.mark.parametrize("left_out", sorted(SIGNING_ENV))
+def test_a_partial_signing_set_is_one_clear_error_naming_what_is_missing(tmp_path, left_out):
+    environ = {name: value for name, value in SIGNING_ENV.items() if name != left_out}
+    flickr = from_environment(tmp_path, environ)
+    missing = "flickr." + left_out.removeprefix("CCMIRROR_FLICKR_").lower()
+
+    assert not flickr.signed
+    with pytest.raises(ConfigError) as refused:
+        flickr.check_signing()
+    assert str(refused.value).endswith(f": {missing} missing")
+    for secret in SIGNING_ENV.values():
+        assert secret not in str(refused.value)

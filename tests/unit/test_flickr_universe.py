@@ -279,3 +279,44 @@ def test_text_search_matches_every_word_case_insensitively(universe: Universe) -
     assert all({"sunset", "river"} <= set(p.title.lower().split()) for p in two)
     titles = [p.title for p in photos_between(universe, JUNE_2024, 200)]
     assert "" in titles and any(not t.isascii() for t in titles)
+
+
+SHARES = {"moderate_share": 0.10, "restricted_share": 0.05}
+
+
+def test_safety_levels_follow_the_seed_and_the_shares() -> None:
+    u = Universe(seed=7, end=END, **SHARES)
+    photos = photos_between(u, JUNE_2024, 300)
+    levels = Counter(u.safety_of(p) for p in photos)
+
+    again, other_seed, default = (
+        Universe(seed=7, end=END, **SHARES),
+        Universe(seed=8, end=END, **SHARES),
+        Universe(seed=7, end=END),
+    )
+    assert [u.safety_of(p) for p in photos] == [again.safety_of(p) for p in photos]
+    assert [u.safety_of(p) for p in photos] != [other_seed.safety_of(p) for p in photos]
+    assert abs(levels[2] / len(photos) - 0.10) < 0.02, levels
+    assert abs(levels[3] / len(photos) - 0.05) < 0.015, levels
+    assert {default.safety_of(p) for p in photos} == {1}  # no share given: every photo safe
+
+
+def test_a_search_up_to_a_level_leaves_out_the_photos_above_it() -> None:
+    u = Universe(seed=7, end=END, **SHARES)
+    lo, hi = JUNE_2024, JUNE_2024 + 6 * 3600 - 1
+    every = list(u.search(lo, hi, None, None))
+    safe = list(u.search(lo, hi, None, None, max_safety=1))
+    moderate = list(u.search(lo, hi, None, None, max_safety=2))
+
+    assert safe == [p for p in every if u.safety_of(p) == 1]
+    assert moderate == [p for p in every if u.safety_of(p) <= 2]
+    assert u.count(lo, hi, None, None, max_safety=1) == len(safe)
+    assert u.count(lo, hi) == len(every)
+    assert set(u.truth(lo, hi, max_safety=1)) == {
+        p.id for p in safe if p.license in u.cc_license_ids()
+    }
+
+
+def test_shares_beyond_the_whole_are_refused() -> None:
+    with pytest.raises(ValueError, match="sum to at most 1"):
+        Universe(seed=7, end=END, moderate_share=0.7, restricted_share=0.4)

@@ -1,5 +1,7 @@
 """The Flickr simulator's logic, independent of the HTTP plumbing (`lab.sims.flickr.server`):
-API keys, the rate limit and injected faults before each call, the methods
+API keys, OAuth 1.0a signatures (`lab.sims.flickr.oauth`: a signed call sees the safety
+levels its ``safe_search`` asks for, an unsigned one safe photos only), the rate limit and
+injected faults before each call, the methods
 (``flickr.photos.search``, ``flickr.photos.licenses.getInfo``), and the ``/_sim/`` pages:
 ground truth, hot spots, stats and run-time control."""
 
@@ -14,9 +16,10 @@ import time
 
 from lab.sims.flickr.control import KNOWN_METHODS, RateLimiter, Settings, Stats
 from lab.sims.flickr.faults import FaultInjector, parse_faults
+from lab.sims.flickr.oauth import Credentials, HttpRequest, OAuthDesk, Signed
 from lab.sims.flickr.render import PhotoRenderer
 from lab.sims.flickr.search import Searcher
-from lab.sims.flickr.universe import Universe
+from lab.sims.flickr.universe import RESTRICTED, SAFE, Universe
 from lab.sims.flickr.wire import (
     JSON_FAIL,
     JSON_OK,
@@ -25,6 +28,7 @@ from lab.sims.flickr.wire import (
     fail_reply,
     ok_reply,
     parse_date,
+    parse_int,
     plain_json,
     wrap_json,
 )
@@ -43,6 +47,7 @@ class FlickrSim:
         settings: Settings,
         fault_seed: int = 0,
         verbose: bool = False,
+        credentials: Credentials | None = None,
     ) -> None:
         self.u = universe
         self.settings = settings
@@ -53,21 +58,28 @@ class FlickrSim:
         self.searcher = Searcher(universe)
         self.faults = FaultInjector(fault_seed)
         self._control_lock = threading.Lock()
+        self.oauth = OAuthDesk(credentials or Credentials())
 
-    def api(self, params: dict[str, str]) -> Reply:
+    def api(self, params: dict[str, str], request: HttpRequest | None = None) -> Reply:
+        """One REST call; `request` (method, URL, headers, body) is what a signature covers."""
         started = time.perf_counter()
         method = params.get("method", "")
-        reply = self._api(params, method)
+        reply = self._api(params, method, request)
         if self.verbose:
             shown = method if method in KNOWN_METHODS else "other"
             ms = (time.perf_counter() - started) * 1000
             print(f"flickr_sim: {shown} {reply.status} {ms:.1f}ms", file=sys.stderr, flush=True)
         return reply
 
-    def _api(self, params: dict[str, str], method: str) -> Reply:
+    def _api(self, params: dict[str, str], method: str, request: HttpRequest | None) -> Reply:
         fmt = params.get("format", "rest") or "rest"
-        key = params.get("api_key", "")
-        valid = key in self.settings.keys
+        try:
+            signed = self.oauth.check_call(request) if request is not None else None
+        except ApiError as err:
+            self.stats.bump("bad_signatures")
+            return fail_reply(params, fmt, err)
+        key = signed.consumer_key if signed else params.get("api_key", "")
+        valid = key in self.settings.keys or key in self.oauth.credentials.secrets
         self.stats.call(method, key if valid else None)
         if not valid:
             msg = ERR_KEY_NOT_FOUND if _HEX32.fullmatch(key) else ERR_KEY_INVALID
@@ -83,19 +95,20 @@ class FlickrSim:
             early = self.faults.early(fault, params, fmt, self.settings.slow_seconds)
             if early is not None:
                 return early
-        reply = self._dispatch(params, fmt, method)
+        reply = self._dispatch(params, fmt, method, visible_safety(params, signed))
         if fault == "malformed":
             reply.body = reply.body[: len(reply.body) // 2]
         return reply
 
-    def _dispatch(self, params: dict[str, str], fmt: str, method: str) -> Reply:
+    def _dispatch(self, params: dict[str, str], fmt: str, method: str, safety: int) -> Reply:
         if fmt not in ("json", "rest"):
             return fail_reply(params, "rest", ApiError(111, f'Format "{fmt}" not found'))
         try:
             if method == "flickr.photos.search":
                 if fmt == "json":
-                    return Reply(200, wrap_json(params, self.search_json(params)), JSON_OK)
-                return ok_reply(params, fmt, self.search(params))
+                    body = self.search_json(params, safety)
+                    return Reply(200, wrap_json(params, body), JSON_OK)
+                return ok_reply(params, fmt, self.search(params, safety))
             if method == "flickr.photos.licenses.getInfo":
                 return ok_reply(params, fmt, self.licenses_payload())
             raise ApiError(112, f'Method "{method}" not found')
@@ -106,9 +119,9 @@ class FlickrSim:
         rows = [{"id": str(r["id"]), "name": r["name"], "url": r["url"]} for r in self.u.licenses()]
         return {"licenses": {"license": rows}}
 
-    def search(self, params: dict[str, str]) -> dict:
+    def search(self, params: dict[str, str], safety: int = RESTRICTED) -> dict:
         """The search answer as a dict (the reference form; XML is written from it)."""
-        sp = self.searcher.search_page(params)
+        sp = self.searcher.search_page(params, safety)
         return {
             "photos": {
                 "page": sp.page,
@@ -119,9 +132,9 @@ class FlickrSim:
             }
         }
 
-    def search_json(self, params: dict[str, str]) -> str:
+    def search_json(self, params: dict[str, str], safety: int = RESTRICTED) -> str:
         """The same answer written straight to Flickr-style JSON (the fast path)."""
-        sp = self.searcher.search_page(params)
+        sp = self.searcher.search_page(params, safety)
         render = self.renderer.render_json
         photos = ",".join([render(p, sp.extras) for p in sp.photos])
         return (
@@ -135,7 +148,8 @@ class FlickrSim:
         if path == "/_sim/truth":
             if lo is None or hi is None:  # the whole universe would take hours
                 return plain_json(400, {"error": "min_upload_date and max_upload_date needed"})
-            ids = self.u.truth(lo, hi)
+            # ?safe_search=1: the CC photos an unsigned harvest can see (default: all of them)
+            ids = self.u.truth(lo, hi, visible_level(query.get("safe_search"), RESTRICTED))
             return plain_json(200, {"count": len(ids), "ids": ids})
         if path == "/_sim/hotspots":
             lo = self.u.start if lo is None else lo
@@ -148,6 +162,17 @@ class FlickrSim:
         if path == "/_sim/licenses":
             return plain_json(200, {"licenses": self.u.licenses()})
         return plain_json(404, {"error": "not found"})
+
+    def oauth_endpoint(self, path: str, query: dict[str, str], request: HttpRequest) -> Reply:
+        """Flickr's token flow: /services/oauth/request_token, authorize, access_token."""
+        step = path.rstrip("/").rsplit("/", 1)[-1]
+        if step == "request_token":
+            return self.oauth.request_token(request)
+        if step == "authorize":
+            return self.oauth.authorize(query)
+        if step == "access_token":
+            return self.oauth.access_token(request)
+        return Reply(404, b"Not Found", "text/plain; charset=utf-8")
 
     def control(self, body: bytes) -> Reply:
         try:
@@ -189,3 +214,18 @@ class FlickrSim:
             self.limiter = RateLimiter(rate_limit)
         if "new_license" in changes:
             self.u.new_license = bool(changes["new_license"])
+
+
+def visible_level(raw: str | None, default: int) -> int:
+    level = parse_int(raw, default)
+    return level if SAFE <= level <= RESTRICTED else default
+
+
+def visible_safety(params: dict[str, str], signed: Signed | None) -> int:
+    """The highest safety level a call sees. Unsigned: safe only, whatever it asks ("Un-authed
+    calls can only see Safe content", Flickr's safe_search docs). Signed: what `safe_search`
+    asks; without it Flickr applies the user's own SafeSearch preference, which for the
+    simulator's user is Flickr's default, safe only."""
+    if signed is None:
+        return SAFE
+    return visible_level(params.get("safe_search"), SAFE)

@@ -72,6 +72,7 @@ class Stats:
         self.calls_by_key: Counter[str] = Counter()
         self.faults = 0
         self.rate_limited = 0
+        self.bad_signatures = 0  # signed calls refused (96, 98, unknown consumer key)
 
     def call(self, method: str, key: str | None) -> None:
         with self._lock:
@@ -90,4 +91,5 @@ class Stats:
                 "calls_by_key": dict(self.calls_by_key),
                 "faults": self.faults,
                 "rate_limited": self.rate_limited,
+                "bad_signatures": self.bad_signatures,
             }

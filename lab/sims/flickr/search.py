@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from lab.sims.flickr.buckets import Photo, stable_hash
 from lab.sims.flickr.render import parse_extras
-from lab.sims.flickr.universe import Universe, query_words
+from lab.sims.flickr.universe import RESTRICTED, Universe, query_words
 from lab.sims.flickr.wire import ApiError, parse_date, parse_int
 
 CAP = 4000  # Flickr returns at most the first 4,000 results of any search
@@ -37,9 +37,12 @@ class Query:
     words: tuple[str, ...]
     sort: str
     new_license: bool
+    max_safety: int = RESTRICTED  # the highest safety level the caller may see
 
     @classmethod
-    def from_params(cls, params: dict[str, str], new_license: bool) -> Query:
+    def from_params(
+        cls, params: dict[str, str], new_license: bool, max_safety: int = RESTRICTED
+    ) -> Query:
         licenses: frozenset[int] | None = None
         raw = params.get("license", "").strip()
         if raw:
@@ -54,6 +57,7 @@ class Query:
             tuple(sorted(query_words(params.get("text")))),
             sort,
             new_license,
+            max_safety,
         )
 
     @property
@@ -131,9 +135,10 @@ class Searcher:
         self.u = universe
         self.searches = SearchCache(self._run_query)
 
-    def search_page(self, params: dict[str, str]) -> SearchPage:
-        """One page of ``flickr.photos.search``, with the 4,000 cap and the total's quirks."""
-        q = Query.from_params(params, self.u.new_license)
+    def search_page(self, params: dict[str, str], max_safety: int = RESTRICTED) -> SearchPage:
+        """One page of ``flickr.photos.search``, with the 4,000 cap and the total's quirks,
+        of the photos up to safety level ``max_safety``."""
+        q = Query.from_params(params, self.u.new_license, max_safety)
         if q.min_upload is None and q.max_upload is None and not q.words:
             raise ApiError(3, ERR_PARAMETERLESS)
         result = self.searches.get(q)
@@ -165,11 +170,11 @@ class Searcher:
     def _run_query(self, q: Query) -> Result:
         licenses = set(q.licenses) if q.licenses is not None else None
         photos: list[Photo] = []
-        for p in self.u.search(q.min_upload, q.max_upload, licenses, q.text, q.sort):
+        for p in self.u.search(q.min_upload, q.max_upload, licenses, q.text, q.sort, q.max_safety):
             photos.append(p)
             if len(photos) >= CAP:
                 break
         if len(photos) < CAP:
             return Result(photos, len(photos))
-        count = self.u.count(q.min_upload, q.max_upload, licenses, q.text)
+        count = self.u.count(q.min_upload, q.max_upload, licenses, q.text, q.max_safety)
         return Result(photos, max(count, CAP))

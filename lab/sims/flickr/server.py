@@ -24,12 +24,14 @@ import signal
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from lab.sims.flickr.app import FlickrSim
 from lab.sims.flickr.buckets import DEFAULT_START, today_midnight_utc
 from lab.sims.flickr.control import DEFAULT_KEY, FAULT_KINDS, Settings
 from lab.sims.flickr.faults import parse_faults
+from lab.sims.flickr.oauth import Credentials, HttpRequest
 from lab.sims.flickr.universe import Universe
 from lab.sims.flickr.wire import Reply, parse_date, parse_int
 
@@ -65,13 +67,14 @@ class SimHandler(BaseHTTPRequestHandler):
         app = self.server.app
         url = urlsplit(self.path)
         query = _flat(parse_qs(url.query, keep_blank_values=True))
+        text = body.decode("utf-8", "replace")
         try:
             if url.path in ("/services/rest/", "/services/rest"):
                 if self.command == "POST" and body:
-                    query.update(
-                        _flat(parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True))
-                    )
-                reply = app.api(query)
+                    query.update(_flat(parse_qs(text, keep_blank_values=True)))
+                reply = app.api(query, self._signed_part(text))
+            elif url.path.startswith("/services/oauth/"):
+                reply = app.oauth_endpoint(url.path, query, self._signed_part(text))
             elif url.path == "/_sim/control" and self.command == "POST":
                 reply = app.control(body)
             elif url.path.startswith("/_sim/"):
@@ -81,6 +84,11 @@ class SimHandler(BaseHTTPRequestHandler):
         except Exception as exc:  # keep serving; report the bug as a 500
             reply = Reply(500, f"internal error: {type(exc).__name__}".encode(), "text/plain")
         self._send(reply)
+
+    def _signed_part(self, body: str) -> HttpRequest:
+        """The request as its signer saw it: the URL the client used (scheme and Host)."""
+        uri = f"http://{self.headers.get('Host', '')}{self.path}"
+        return HttpRequest(self.command, uri, dict(self.headers.items()), body)
 
     def _send(self, reply: Reply) -> None:
         try:
@@ -121,6 +129,13 @@ def _rate(text: str) -> float:
     return value
 
 
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError("a share must be in [0, 1]")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m lab.sims.flickr.server", description=__doc__.split("\n")[0]
@@ -142,6 +157,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--new-license", action="store_true", help="add license 17 (CC BY 5.0)")
     p.add_argument("--image-base", default="https://live.staticflickr.com")
     p.add_argument("--keys", default=DEFAULT_KEY, help="accepted API keys, comma-separated")
+    p.add_argument(
+        "--credentials",
+        type=Path,
+        help="JSON file (0600) of consumer secrets and access tokens for signed calls"
+        " (lab/sims/flickr/oauth.py)",
+    )
+    p.add_argument("--moderate-share", type=_share, default=0.0, help="photos of safety level 2")
+    p.add_argument("--restricted-share", type=_share, default=0.0, help="photos of safety level 3")
     p.add_argument("--rate-limit", type=int, default=3600, help="calls/hour/key; 0 = unlimited")
     p.add_argument("--fault-rate", type=_rate, default=0.0)
     p.add_argument(
@@ -171,6 +194,8 @@ def make_app(args: argparse.Namespace) -> FlickrSim:
         originals_disallowed_fraction=args.originals_disallowed_fraction,
         new_license=args.new_license,
         image_base=args.image_base,
+        moderate_share=args.moderate_share,
+        restricted_share=args.restricted_share,
     )
     keys = frozenset(k.strip() for k in args.keys.split(",") if k.strip())
     settings = Settings(
@@ -180,7 +205,14 @@ def make_app(args: argparse.Namespace) -> FlickrSim:
         faults=tuple(args.faults),
         slow_seconds=args.slow_seconds,
     )
-    return FlickrSim(universe, settings, fault_seed=args.fault_seed, verbose=args.verbose)
+    credentials = Credentials.load(args.credentials) if args.credentials else None
+    return FlickrSim(
+        universe,
+        settings,
+        fault_seed=args.fault_seed,
+        verbose=args.verbose,
+        credentials=credentials,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

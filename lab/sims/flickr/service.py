@@ -18,6 +18,8 @@ from lab.fleet.core import LabConfig, LabState
 SERVICE = "flickr-sim"
 PORT = 8600
 SETTINGS_FILE = "flickr-sim.json"
+# Consumer secrets and access tokens of keys issued to sign (0600; lab/sims/flickr/oauth.py).
+CREDENTIALS_FILE = "flickr-sim-credentials.json"
 
 
 def api_url(config: LabConfig) -> str:
@@ -42,11 +44,32 @@ def settings(config: LabConfig) -> dict:
     return json.loads(path.read_text()) if path.exists() else {"options": [], "issued_keys": []}
 
 
-def configure(config: LabConfig, options: list[str], issued_keys: list[str]) -> None:
-    """The universe's options and the keys issued so far (0600: they are the lab's keys)."""
+def configure(
+    config: LabConfig, options: list[str], issued_keys: list[str], issued: list[dict] | None = None
+) -> None:
+    """The universe's options and the keys issued so far (0600: they are the lab's keys).
+    `issued`: the keys as issued (`key`, `secret`, and `oauth_token`, `oauth_token_secret`
+    for a key that signs); the simulator checks the signatures of those with a token."""
     path = config.root / SETTINGS_FILE
     path.touch(mode=0o600)
     path.write_text(json.dumps({"options": options, "issued_keys": sorted(issued_keys)}))
+    signing = [pair for pair in issued or [] if pair.get("oauth_token")]
+    credentials = config.root / CREDENTIALS_FILE
+    credentials.unlink(missing_ok=True)
+    if signing:
+        credentials.touch(mode=0o600)
+        credentials.write_text(json.dumps(sim_credentials(signing)))
+
+
+def sim_credentials(issued: list[dict]) -> dict:
+    """The simulator's credentials file: each key's secret, each token's key and secret."""
+    return {
+        "keys": {pair["key"]: pair["secret"] for pair in issued},
+        "tokens": {
+            pair["oauth_token"]: {"key": pair["key"], "secret": pair["oauth_token_secret"]}
+            for pair in issued
+        },
+    }
 
 
 def restart(config: LabConfig, state: LabState, private_pillar: Path) -> None:
@@ -60,6 +83,8 @@ def restart(config: LabConfig, state: LabState, private_pillar: Path) -> None:
     args = ["lab.sims.flickr.server", "--host", config.host_address, "--port", str(PORT)]
     # Throw-away lab keys; the simulator takes them no other way.
     args += ["--keys", ",".join(keys), *wanted["options"]]
+    if (config.root / CREDENTIALS_FILE).exists():
+        args += ["--credentials", str(config.root / CREDENTIALS_FILE)]
     host_services.ensure(config, state, SERVICE, args, PORT)
 
 

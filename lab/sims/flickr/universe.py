@@ -2,16 +2,19 @@
 photos of `lab.sims.flickr.buckets`, and what a search of them returns.
 
 A search walks buckets lazily from the sorted end and filters by upload time, license and
-title words; a count is exact up to ~2,000 buckets and an expected value beyond (hot spots
-included). The ground truth (every CC photo of a range) and the hot spots overlapping a range
-are what the simulator's ``/_sim/`` pages show.
+title words, and, for a caller that may not see every safety level, by the photo's safety
+level (1 safe, 2 moderate, 3 restricted: a function of the seed and the photo id, with the
+shares the universe is made with; both 0 by default, so every photo is safe). A count is
+exact up to ~2,000 buckets and an expected value beyond (hot spots included). The ground
+truth (every CC photo of a range) and the hot spots overlapping a range are what the
+simulator's ``/_sim/`` pages show.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-from lab.sims.flickr.buckets import BUCKET_SECONDS, Buckets, Photo, Plan
+from lab.sims.flickr.buckets import BUCKET_SECONDS, Buckets, Photo, Plan, stable_hash
 from lab.sims.flickr.tables import (
     ALL_SLOTS,
     CC_SLOTS,
@@ -24,6 +27,7 @@ from lab.sims.flickr.tables import (
 )
 
 EXACT_COUNT_BUCKETS = 2000
+SAFE, MODERATE, RESTRICTED = 1, 2, 3
 
 
 def query_words(text: str | None) -> frozenset[str]:
@@ -33,6 +37,34 @@ def query_words(text: str | None) -> frozenset[str]:
 
 class Universe(Buckets):
     """All photos of a simulated Flickr, generated lazily from ``seed``."""
+
+    def __init__(
+        self, *, moderate_share: float = 0.0, restricted_share: float = 0.0, **options
+    ) -> None:
+        if moderate_share < 0 or restricted_share < 0 or moderate_share + restricted_share > 1:
+            raise ValueError("moderate and restricted shares must be >= 0 and sum to at most 1")
+        super().__init__(**options)
+        self.moderate_share = moderate_share
+        self.restricted_share = restricted_share
+
+    def safety_of(self, p: Photo) -> int:
+        """The photo's safety level, fixed by the seed and its id."""
+        if not (self.moderate_share or self.restricted_share):
+            return SAFE
+        x = stable_hash(self.seed, "safety", p.id) / 2**64
+        if x < self.restricted_share:
+            return RESTRICTED
+        return MODERATE if x < self.restricted_share + self.moderate_share else SAFE
+
+    def hides(self, max_safety: int) -> bool:
+        """Whether a caller that sees levels up to ``max_safety`` misses any photo."""
+        return (max_safety < MODERATE and self.moderate_share > 0) or (
+            max_safety < RESTRICTED and self.restricted_share > 0
+        )
+
+    def _visible_share(self, max_safety: int) -> float:
+        hidden = self.restricted_share if max_safety < RESTRICTED else 0.0
+        return 1.0 - hidden - (self.moderate_share if max_safety < MODERATE else 0.0)
 
     def licenses(self) -> list[dict]:
         rows = list(LICENSES_2025)
@@ -66,8 +98,10 @@ class Universe(Buckets):
         licenses: set[int] | None,
         text: str | None,
         sort: str = "date-posted-desc",
+        max_safety: int = RESTRICTED,
     ) -> Iterator[Photo]:
         """Matching photos in sort order, walking buckets lazily from the sorted end."""
+        hidden = self.hides(max_safety)
         lo, hi = self._clip(min_upload, max_upload)
         nl = self.new_license
         slots = self._slot_set(licenses, nl)
@@ -89,6 +123,8 @@ class Universe(Buckets):
                     continue
                 if words and not words <= title_words[p.title]:
                     continue
+                if hidden and self.safety_of(p) > max_safety:
+                    continue
                 yield p
 
     def count(
@@ -97,12 +133,19 @@ class Universe(Buckets):
         max_upload: int | None,
         licenses: set[int] | None = None,
         text: str | None = None,
+        max_safety: int = RESTRICTED,
     ) -> int:
         """Matching photos: exact up to ~2,000 buckets, an expected value beyond."""
         lo, hi = self._clip(min_upload, max_upload)
         if lo > hi:
             return 0
-        if hi // BUCKET_SECONDS - lo // BUCKET_SECONDS < EXACT_COUNT_BUCKETS:
+        exact = hi // BUCKET_SECONDS - lo // BUCKET_SECONDS < EXACT_COUNT_BUCKETS
+        if self.hides(max_safety):
+            if exact:
+                return sum(1 for _ in self.search(lo, hi, licenses, text, max_safety=max_safety))
+            estimate = self._estimate_count(lo, hi, licenses, text)
+            return round(estimate * self._visible_share(max_safety))
+        if exact:
             return self._exact_count(lo, hi, licenses, text)
         return self._estimate_count(lo, hi, licenses, text)
 
@@ -159,10 +202,11 @@ class Universe(Buckets):
                 found.update(range(b_lo + (offset - b_lo) % every, b_hi + 1, every))
         return sorted(found)
 
-    def truth(self, min_upload: int, max_upload: int) -> list[int]:
-        """Sorted ids of every CC photo (current license table) uploaded in the range."""
+    def truth(self, min_upload: int, max_upload: int, max_safety: int = RESTRICTED) -> list[int]:
+        """Sorted ids of every CC photo (current license table) uploaded in the range, of the
+        safety levels up to ``max_safety``."""
         cc = self.cc_license_ids()
-        found = self.search(min_upload, max_upload, cc, None, "date-posted-asc")
+        found = self.search(min_upload, max_upload, cc, None, "date-posted-asc", max_safety)
         return sorted(p.id for p in found)
 
     def hotspots(self, min_upload: int, max_upload: int) -> list[dict]:
