@@ -14,6 +14,8 @@ as S3 lists them) and delete markers. A key whose latest entry is a version is a
   the key), are not.
 - `manifests/....jsonl`: a lease's manifest, read (its current version);
 - `probes/...`: `downloader check-storage`'s probe objects: counted, nothing else;
+- `catalog/...`: db-1's catalog backups (harvester/backup/store.py's prefix): counted, nothing
+  else;
 - anything else is unexpected.
 
 A key whose latest entry is a delete marker is no object: a photo's is `deleted` (the check
@@ -36,6 +38,7 @@ from lab.mission.storage_scan import Digest, StorageScan, digest_of
 
 PAGE_KEYS = 1000  # S3's most per ListObjectVersions page
 WORKERS = 16
+CATALOG_BACKUPS = "catalog/"  # harvester/backup/store.py PREFIX: db-1's catalog backups
 T = TypeVar("T")
 MD5_ETAG = re.compile(r'^"?([0-9a-fA-F]{32})"?$')
 
@@ -79,7 +82,7 @@ class Bucket:
                 self.check_history(key, history, scan)
             elif key.startswith("manifests/") and key.endswith(".jsonl"):
                 manifests.append(key)
-            elif not key.startswith("probes/"):
+            elif not key.startswith(("probes/", CATALOG_BACKUPS)):
                 scan.unexpected.append(key)
         for key, data in zip(manifests, self.each(manifests, self.read), strict=True):
             scan.add_manifest(key, data.decode("utf-8", errors="replace"))

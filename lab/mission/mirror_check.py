@@ -20,7 +20,8 @@ its fault gives (the class is the queue's `last_error` prefix: `gone`, `bad`, `r
 stored photo has one `stored_images` row, one file at its layout path
 (`ccmirror_common.layout`) whose sha256 and size equal the catalog's and the image host's bytes,
 and a manifest line whose attribution equals the catalog's. Storage holds nothing else under
-`images/` (a bucket: nothing else at all but `manifests/` and `probes/`). In a bucket, a
+`images/` (a bucket: nothing else at all but `manifests/`, `probes/` and `catalog/`, db-1's
+catalog backups). In a bucket, a
 photo's current version has its first version's bytes (an overwrite the audit restored is
 right again), and a photo whose latest version is a delete marker has no object. The problems
 found are named by PROBLEMS' keys.
