@@ -20,13 +20,11 @@ import pytest
 from harvester.db import connect, parse_db_url
 from harvester.migrate import migrate
 from lab.mission.catalog_images import fill_images
-from lab.processes import seaweedfs_s3 as s3
 from lab.processes.mariadb import LocalMariaDB
-from lab.processes.seaweedfs_backup import start_backup
 from lab.processes.seaweedfs_process import MySQLFilerStore
 from tests.conftest import run_harvester, wait_for
 from tests.integration.test_catalog_backup import root_url, rows
-from tests.integration.test_photo_backup import BACKUP_BUCKET, CATCH_UP, Site, caught_up, ok_json
+from tests.integration.test_photo_backup import CATCH_UP, Site, caught_up, ok_json, start_site
 
 
 @pytest.fixture
@@ -45,27 +43,13 @@ def site(seaweedfs_factory, mariadb, database, filer_database, sql, tmp_path: Pa
     password = mariadb.password_file.read_text().strip()
     store = MySQLFilerStore("127.0.0.1", mariadb.port, "ccmirror", password, filer_database)
     main = seaweedfs_factory(volume_servers=1, replication="000", filer_store=store)
-    backup = seaweedfs_factory(volume_servers=1, replication="000")
-    s3.create_images_bucket(s3.admin_client(backup), BACKUP_BUCKET)
-    keys = {name: s3.new_key() for name in ("writer", "auditor", "sink", "reader")}
-    s3.add_identity(main, "writer", keys["writer"])
-    s3.add_identity(main, "auditor", keys["auditor"], actions=s3.AUDITOR_ACTIONS)
-    s3.add_identity(backup, "sink", keys["sink"], BACKUP_BUCKET)
-    s3.add_identity(backup, "reader", keys["reader"], BACKUP_BUCKET, ("Read", "List"))
-    for cluster, name, bucket in ((main, "writer", s3.IMAGES_BUCKET),
-                                  (main, "auditor", s3.IMAGES_BUCKET),
-                                  (backup, "sink", BACKUP_BUCKET),
-                                  (backup, "reader", BACKUP_BUCKET)):  # fmt: skip
-        s3.wait_known(cluster, keys[name], bucket)
-    target = s3.storage_setting(backup, keys["sink"], BACKUP_BUCKET)
-    process = start_backup(tmp_path / "filer-backup", main, target)
     catalog = connect(database)
     migrate(catalog)
     catalog.close()
     url = root_url(mariadb, parse_db_url(database).database)
-    yield Site(main, backup, process, keys["writer"], keys["auditor"], keys["reader"], keys["sink"],
-               url, sql)  # fmt: skip
-    process.stop(10)
+    made = start_site(main, seaweedfs_factory, url, sql, tmp_path)
+    yield made
+    made.process.stop(10)
 
 
 def lose_db_1(mariadb: LocalMariaDB, catalog: str, filer: str) -> None:

@@ -130,6 +130,14 @@ def ok_json(result: subprocess.CompletedProcess) -> dict:
 @pytest.fixture
 def site(seaweedfs_factory, db_url, sql, tmp_path: Path):
     main = seaweedfs_factory(volume_servers=1, replication="000")
+    made = start_site(main, seaweedfs_factory, db_url, sql, tmp_path)
+    yield made
+    made.process.stop(10)
+
+
+def start_site(main: Cluster, seaweedfs_factory, db_url: str, sql, tmp_path: Path) -> Site:
+    """The backup cluster beside `main`, the four keys, and `weed filer.backup` between them
+    (the caller stops it: `site.process.stop`)."""
     backup = seaweedfs_factory(volume_servers=1, replication="000")
     s3.create_images_bucket(s3.admin_client(backup), BACKUP_BUCKET)  # as the lead's Salt does
     keys = {name: s3.new_key() for name in ("writer", "auditor", "sink", "reader")}
@@ -144,9 +152,8 @@ def site(seaweedfs_factory, db_url, sql, tmp_path: Path):
         s3.wait_known(cluster, keys[name], bucket)
     target = s3.storage_setting(backup, keys["sink"], BACKUP_BUCKET)
     process = start_backup(tmp_path / "filer-backup", main, target)
-    yield Site(main, backup, process, keys["writer"], keys["auditor"], keys["reader"], keys["sink"],
-               db_url, sql)  # fmt: skip
-    process.stop(10)
+    return Site(main, backup, process, keys["writer"], keys["auditor"], keys["reader"],
+                keys["sink"], db_url, sql)  # fmt: skip
 
 
 def caught_up(site: Site):
