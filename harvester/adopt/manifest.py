@@ -17,6 +17,7 @@ from pathlib import Path
 from ccmirror_common.layout import manifest_path
 from downloader.s3.push import push_objects
 from downloader.s3.target import S3Target
+from downloader.spool import ATTRIBUTION  # the fields a downloader's manifest line carries
 
 ATTRIBUTION_SQL = """
 SELECT i.id, i.photo_id, i.license_id, l.name, l.url, i.owner, i.owner_name, i.title,
@@ -24,7 +25,6 @@ SELECT i.id, i.photo_id, i.license_id, l.name, l.url, i.owner, i.owner_name, i.t
 FROM images i LEFT JOIN licenses l ON l.id = i.license_id
 WHERE i.id IN ({ids})
 """
-ATTRIBUTION = ("license_id", "license_name", "license_url", "owner", "owner_name", "title")
 
 
 def manifest_text(conn, stored: dict[int, dict]) -> str:

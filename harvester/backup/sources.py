@@ -85,7 +85,7 @@ def _backup_target(target: BackupTargetSettings, prefix: str) -> Source:
     def listed(folder: str) -> list[Backup]:
         found = [store.parse_name(folder + name, folder, 0)
                  for name in copies.copied_names(client, target, folder)]  # fmt: skip
-        return store.newest_first([backup for backup in found if backup is not None])[::-1]
+        return store.oldest_first([backup for backup in found if backup is not None])
 
     def opener(backup: Backup) -> tuple[object, int]:
         try:

@@ -55,8 +55,8 @@ def parse_name(key: str, prefix: str, size: int) -> Backup | None:
     return Backup(key, size, name[2], name[1]) if name else None
 
 
-def newest_first(backups: list[Backup]) -> list[Backup]:
-    return sorted(backups, key=lambda backup: (backup.stamp, backup.key), reverse=True)
+def oldest_first(backups: list[Backup]) -> list[Backup]:
+    return sorted(backups, key=lambda backup: (backup.stamp, backup.key))
 
 
 def backup_key(prefix: str, database: str, started: datetime) -> str:
@@ -87,7 +87,7 @@ def list_backups(s3, storage: StorageSettings, prefix: str) -> list[Backup]:
                 backup = parse_name(entry["Key"], prefix, int(entry.get("Size") or 0))
                 if backup is not None:
                     found.append(backup)
-    return newest_first(found)[::-1]
+    return oldest_first(found)
 
 
 def upload(s3, storage: StorageSettings, key: str, stream: IO[bytes]) -> None:
