@@ -47,7 +47,7 @@ from lab.mission import mirror_check
 from lab.mission.yfcc_from_universe import write_yfcc_sample
 from lab.sims.digitalocean import service as do_fleet
 from lab.sims.flickr import service as flickr_service
-from lab.sims.flickr.universe import Universe
+from lab.sims.flickr.universe import MODERATE, RESTRICTED, SAFE, Universe
 from lab.sims.image_host import service as image_service
 
 CORE = ("db-1", "st-1", "bk-1")  # bk-1: the backup cluster (salt/backup)
@@ -58,6 +58,7 @@ YFCC_ON_DB = "/var/lib/ccmirror/yfcc-sample.tsv"
 # knows how each must end: gone, failed as bad, stored after a retry).
 FAULTS = ("404", "placeholder", "not_image", {"mode": "503", "times": 1}, "410", "html")
 SALT_RUN_SECONDS = 1800
+SAFETY_NAMES = {SAFE: "safe", MODERATE: "moderate", RESTRICTED: "restricted"}
 
 
 @dataclass
@@ -68,6 +69,10 @@ class Options:
     day: str = "2013-06-01"
     seed: int = 7
     fault_every: int = 40
+    # Flickr's safety levels: unsigned calls see safe photos only, so a harvest that does not
+    # sign its calls misses these shares and the mirror check says so (#21's universe).
+    moderate_share: float = 0.10
+    restricted_share: float = 0.05
     # The site's own pillar settings by role (the private root's settings/<role>.sls), e.g.
     # the e2e test's short leases; none by default: the roles' own defaults.
     settings: dict[str, dict] = field(default_factory=dict)
@@ -98,6 +103,8 @@ class Mission:
     show: Callable[[str], None] = print
     own_checkout: bool = False  # serve a copy of the checkout (a release edits it mid-run)
     stages: list[tuple[str, float]] = field(default_factory=list)
+    # The universe's CC photos of the harvested range by safety level (set by `harvest`).
+    truth_by_safety: dict[int, list[int]] = field(default_factory=dict)
     start: int = 0  # the harvested range, unix seconds, end exclusive
     end: int = 0
     truth: list[int] = field(default_factory=list)  # the CC photo ids of the range
@@ -192,9 +199,12 @@ class Mission:
             "--hot-second-every", str(HOT_SECOND_EVERY),
             "--image-base", image_service.base_url(self.config),
             "--rate-limit", "0",
+            "--moderate-share", str(self.options.moderate_share),
+            "--restricted-share", str(self.options.restricted_share),
         ]  # fmt: skip
         harvesters = range(1, self.options.harvesters + 1)
-        self.flickr_keys = {f"hv-{n}": _new_flickr_key() for n in harvesters}
+        # Every harvester signs (an operator runs `harvester flickr-auth` once per key).
+        self.flickr_keys = {f"hv-{n}": _new_flickr_key(signed=True) for n in harvesters}
         issued = [pair["key"] for pair in self.flickr_keys.values()]
         flickr_service.configure(
             self.config, universe_options, issued, list(self.flickr_keys.values())
@@ -265,6 +275,8 @@ class Mission:
             hot_window_every=HOT_WINDOW_EVERY,
             hot_second_every=HOT_SECOND_EVERY,
             image_base=image_service.base_url(self.config),
+            moderate_share=self.options.moderate_share,
+            restricted_share=self.options.restricted_share,
         )
         self.start = int(datetime.fromisoformat(self.options.day).replace(tzinfo=UTC).timestamp())
         self.end = self.start + BUCKET
@@ -297,6 +309,7 @@ class Mission:
             }
             with self._progress(self._harvest_line), _beside(during):
                 self.orchestrate("orch.harvest", pillar)
+        self.truth_by_safety = universe.truth_by_safety(self.start, self.end - 1)
         self.plan_faults(universe.truth(self.start, self.end - 1))
 
     def plan_faults(self, truth: list[int]) -> None:
@@ -339,6 +352,8 @@ class Mission:
             api, queries, yfcc = _photos_by_source(cur)
         self.show(f"\n== the mirror, {_iso(self.start)} .. {_iso(self.end)} ==")
         self.show(f"  harvested:  time slices {api:,}, search texts {queries:,}, YFCC100M {yfcc:,}")
+        if self.truth_by_safety:
+            self.show(f"  coverage:   {self.coverage_line()}")
         for line in report.summary_lines():
             self.show(f"  {line}")
         if self.audit_result is not None:
@@ -351,6 +366,17 @@ class Mission:
         self.show(f"  time:       {seconds:.0f}s ({times})")
         if not report.ok:
             self.show(report.problem_text())
+
+    def coverage_line(self) -> str:
+        """The catalog's photos of each safety level against the universe's: signed calls see
+        them all, unsigned ones the safe ones only."""
+        with self.catalog() as conn, conn.cursor() as cur:
+            cur.execute("SELECT photo_id FROM images")
+            catalog = {row[0] for row in cur.fetchall()}
+        return ", ".join(
+            f"{SAFETY_NAMES[level]} {len(catalog.intersection(ids)):,}/{len(ids):,}"
+            for level, ids in sorted(self.truth_by_safety.items())
+        )
 
     def harvesters_down(self) -> None:
         with self.stage("fleet.down of the harvesters"):

@@ -317,6 +317,17 @@ def test_a_search_up_to_a_level_leaves_out_the_photos_above_it() -> None:
     }
 
 
+def test_the_truth_by_safety_level_splits_the_truth_by_each_photos_level() -> None:
+    u = Universe(seed=7, end=END, **SHARES)
+    lo, hi = JUNE_2024, JUNE_2024 + 6 * 3600 - 1
+    by_level = u.truth_by_safety(lo, hi)
+
+    assert sorted(by_level[1] + by_level[2] + by_level[3]) == u.truth(lo, hi)
+    assert by_level[1] == u.truth(lo, hi, max_safety=1)
+    assert sorted(by_level[1] + by_level[2]) == u.truth(lo, hi, max_safety=2)
+    assert by_level[2] and by_level[3]
+
+
 def test_shares_beyond_the_whole_are_refused() -> None:
     with pytest.raises(ValueError, match="sum to at most 1"):
         Universe(seed=7, end=END, moderate_share=0.7, restricted_share=0.4)

@@ -209,6 +209,14 @@ class Universe(Buckets):
         found = self.search(min_upload, max_upload, cc, None, "date-posted-asc", max_safety)
         return sorted(p.id for p in found)
 
+    def truth_by_safety(self, min_upload: int, max_upload: int) -> dict[int, list[int]]:
+        """`truth` of every safety level, by level (1 safe, 2 moderate, 3 restricted)."""
+        cc = self.cc_license_ids()
+        levels: dict[int, list[int]] = {SAFE: [], MODERATE: [], RESTRICTED: []}
+        for p in self.search(min_upload, max_upload, cc, None, "date-posted-asc", RESTRICTED):
+            levels[self.safety_of(p)].append(p.id)
+        return {level: sorted(ids) for level, ids in levels.items()}
+
     def hotspots(self, min_upload: int, max_upload: int) -> list[dict]:
         """Hot windows and hot seconds overlapping the range (clipped to the universe)."""
         lo, hi = self._clip(min_upload, max_upload)
