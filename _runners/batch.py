@@ -35,7 +35,7 @@ DEFAULTS = {
     "queue_config": "/etc/ccmirror/queue.yaml",
 }
 TASK_STATES = ("pending", "running", "done", "failed")
-IMAGE_STATES = ("pending", "leased", "stored", "failed", "gone", "withdrawn")
+IMAGE_STATES = ("pending", "leased", "stored", "failed", "gone", "withdrawn", "taken_down")
 CALL_TIMEOUT = 120
 RECONCILE_TIMEOUT = 24 * 3600
 IMPORT_TIMEOUT = 24 * 3600
