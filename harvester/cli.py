@@ -38,6 +38,7 @@ from harvester.takedown import cli as takedown_cli
 FLICKR_EPOCH = "2004-01-01"
 # What a command may fail with, each reported as one line (a bug still shows its traceback).
 FAILURES = (ConfigError, DatabaseError, FlickrError, SeedError, pymysql.err.MySQLError)
+EXTRAS = (backup_cli, photos_cli, auth_cli, takedown_cli)  # commands of their own modules
 
 
 def parse_time(text: str) -> int:
@@ -176,7 +177,7 @@ def build_parser() -> cli.Parser:
         help="seconds between progress lines off a terminal (30)",
     )
     cli.add_json_option(imports, "print the result as JSON")
-    for extra in (backup_cli, photos_cli, auth_cli, takedown_cli):  # commands of their own modules
+    for extra in EXTRAS:
         extra.add_parsers(commands)
     return parser
 
@@ -494,8 +495,5 @@ COMMANDS = {
     "import-yfcc": cmd_import_yfcc,
     "audit-storage": cmd_audit_storage,
     "import-tree": cmd_import_tree,
-    **backup_cli.COMMANDS,
-    **photos_cli.COMMANDS,
-    **auth_cli.COMMANDS,
-    **takedown_cli.COMMANDS,
+    **{name: command for extra in EXTRAS for name, command in extra.COMMANDS.items()},
 }
