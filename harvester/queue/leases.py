@@ -277,9 +277,9 @@ def complete(
             f" WHERE id IN ({_id_list(ids)}) FOR UPDATE"
         )
         current = {row[0]: tuple(row[1:]) for row in json.loads(cur.fetchone()[0] or "[]")}
-        stored_ids = [r.id for r in reports if r.result == "stored"]
-        if any(current[i][0] == TAKEN_DOWN for i in stored_ids):
-            stored_after_takedown(cur, _id_list(stored_ids), worker, lease_id)
+        reported_stored = [r.id for r in reports if r.result == "stored"]
+        if any(current[i][0] == TAKEN_DOWN for i in reported_stored):
+            stored_after_takedown(cur, _id_list(reported_stored), worker, lease_id)
         changes = _decide(reports, current, lease_id, max_attempts, outcome)
         stored_ids = set(outcome.stored)
         _write_stored(cur, [r for r in reports if r.id in stored_ids], worker, lease_id, now)
