@@ -130,33 +130,38 @@ def test_a_photo_not_a_number_is_a_usage_error(db_url, sql):
 
 def test_a_leased_photo_taken_down_stays_down_whatever_its_lease_reports(db_url, sql):
     conn = connect(db_url)
-    fill_images(conn, 4)
+    fill_images(conn, 5)
     ids = [r[0] for r in sql("SELECT id FROM images ORDER BY id")]
     photo = dict(sql("SELECT id, photo_id FROM images"))
     held = dq.lease(conn, "dl-1", 10, 600, NOW)
-    stored_down, retried_down = ids[0], ids[1]
-    for image_id in (stored_down, retried_down):
+    stored_down, retried_down, mixed_down = ids[0], ids[1], ids[4]
+    for image_id in (stored_down, retried_down, mixed_down):
         add_takedown(conn, checked_request(photo[image_id], None, "complaint", "ops"), NOW)
     assert sql("SELECT lease_id FROM images WHERE id = %s", stored_down) == [(held.id,)]
 
     def report(image_id: int, result: str) -> dq.Report:
         return dq.Report(image_id, result, "ab" * 32, 10, f"images/x/{image_id}.jpg")
 
-    # The bytes landed anyway: the report is taken, logged, and the photo stays down.
+    # The bytes landed anyway: the report is taken, logged, and the photo stays down (the
+    # first report takes the queue's path for all-new stored photos, the second its full one).
     first = dq.complete(conn, "dl-1", held.id, [report(stored_down, "stored"),
                         report(ids[2], "stored")], 5, NOW)  # fmt: skip
-    second = dq.complete(conn, "dl-1", held.id, [report(retried_down, "retry"),
-                         report(ids[3], "retry")], 5, NOW)  # fmt: skip
-    assert first.stored == [ids[2]] and second.taken_down == [retried_down]
+    mixed = [report(retried_down, "retry"), report(ids[3], "retry"), report(mixed_down, "stored")]
+    second = dq.complete(conn, "dl-1", held.id, mixed, 5, NOW)
+    assert first.stored == [ids[2]] and first.taken_down == [stored_down]
+    assert second.taken_down == [retried_down, mixed_down]
     assert second.requeued == [ids[3]]
     assert sql("SELECT id, state, lease_id FROM images ORDER BY id") == [
         (stored_down, "taken_down", 0),
         (retried_down, "taken_down", 0),
         (ids[2], "stored", 0),
         (ids[3], "pending", 0),
+        (mixed_down, "taken_down", 0),
     ]
-    assert steps(sql, photo[stored_down]) == ["withdrawn", "stored_after_takedown"]
-    assert sql("SELECT state, reported FROM leases") == [("done", 4)]
+    for image_id in (stored_down, mixed_down):
+        assert steps(sql, photo[image_id]) == ["withdrawn", "stored_after_takedown"]
+    assert steps(sql, photo[retried_down]) == ["withdrawn"]
+    assert sql("SELECT state, reported, stored FROM leases") == [("done", 5, 1)]
     # A late report of the same bytes from another worker's lapsed lease: still down.
     later = NOW + timedelta(hours=1)
     assert dq.lease(conn, "dl-2", 10, 600, later).item_ids == [ids[3]]  # never a taken-down one
