@@ -16,7 +16,6 @@ the paths.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
@@ -35,7 +34,7 @@ DEFAULTS = {
     "queue_config": "/etc/ccmirror/queue.yaml",
 }
 TASK_STATES = ("pending", "running", "done", "failed")
-IMAGE_STATES = ("pending", "leased", "stored", "failed", "gone", "withdrawn")
+IMAGE_STATES = ("pending", "leased", "stored", "failed", "gone", "withdrawn", "taken_down")
 CALL_TIMEOUT = 120
 RECONCILE_TIMEOUT = 24 * 3600
 IMPORT_TIMEOUT = 24 * 3600
@@ -104,16 +103,7 @@ def db_minion():
 
 
 def _run(client, minion: str, argv: list[str], timeout: int = CALL_TIMEOUT, stdin=None) -> dict:
-    kwarg = {"python_shell": False, "timeout": timeout, "output_loglevel": "quiet"}
-    if stdin is not None:
-        kwarg["stdin"] = stdin
-    ret = client.cmd(
-        minion, "cmd.run_all", [argv], tgt_type="list", kwarg=kwarg, timeout=timeout + 30
-    )
-    out = ret.get(minion)
-    if not isinstance(out, dict):
-        return {"retcode": 1, "stdout": "", "stderr": f"{minion} did not answer: {out}"}
-    return out
+    return __utils__["runner_tools.run_command"](client, minion, argv, timeout, stdin)  # noqa: F821
 
 
 def _failed(message: str, **extra) -> dict[str, Any]:
@@ -432,18 +422,11 @@ def _fleet_line(ret) -> str:
 
 
 def _json_or_error(out: dict) -> dict:
-    if out.get("retcode") != 0:
-        return {"error": _message(out)}
-    try:
-        value = json.loads(out["stdout"])
-    except ValueError:
-        return {"error": f"not JSON: {out['stdout'][:200]}"}
-    return value if isinstance(value, dict) else {"error": f"not an object: {value!r}"[:200]}
+    return __utils__["runner_tools.json_or_error"](out)  # noqa: F821
 
 
 def _message(out: dict) -> str:
-    text = (str(out.get("stdout", "")).strip() + "\n" + str(out.get("stderr", "")).strip()).strip()
-    return text.splitlines()[-1] if text else f"exit code {out.get('retcode')}"
+    return __utils__["runner_tools.last_line"](out)  # noqa: F821
 
 
 def _duration(seconds: float) -> str:

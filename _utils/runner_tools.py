@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -30,6 +31,9 @@ __load__ = [
     "refresh_pillar",
     "shared_module",
     "watched_call",
+    "run_command",
+    "last_line",
+    "json_or_error",
 ]
 JOB_CHECK_SECONDS = 60  # how often a long call is checked to be still running
 
@@ -130,3 +134,37 @@ def watched_call(
                     # Not running: it returned while we looked away, or it died.
                     return client.get_cache_returns(jid).get(minion, {}).get("ret")
     raise RuntimeError(f"{function} on {minion}: not done after {timeout:.0f}s")
+
+
+def run_command(
+    client: Any, minion: str, argv: list[str], timeout: float, stdin: str | None = None
+) -> dict[str, Any]:
+    """`argv` on `minion` without a shell (cmd.run_all): its retcode, stdout and stderr; a
+    minion that does not answer is a run that failed, saying so."""
+    kwarg: dict[str, Any] = {"python_shell": False, "timeout": timeout, "output_loglevel": "quiet"}
+    if stdin is not None:
+        kwarg["stdin"] = stdin
+    ret = client.cmd(
+        minion, "cmd.run_all", [argv], tgt_type="list", kwarg=kwarg, timeout=timeout + 30
+    )
+    out = ret.get(minion)
+    if not isinstance(out, dict):
+        return {"retcode": 1, "stdout": "", "stderr": f"{minion} did not answer: {out}"}
+    return out
+
+
+def last_line(out: dict[str, Any]) -> str:
+    """What a failed run said last (our programs fail with one line), or its exit code."""
+    text = (str(out.get("stdout", "")).strip() + "\n" + str(out.get("stderr", "")).strip()).strip()
+    return text.splitlines()[-1] if text else f"exit code {out.get('retcode')}"
+
+
+def json_or_error(out: dict[str, Any]) -> dict[str, Any]:
+    """A run's `--json` object, or {"error": why not}."""
+    if out.get("retcode") != 0:
+        return {"error": last_line(out)}
+    try:
+        value = json.loads(out["stdout"])
+    except ValueError:
+        return {"error": f"not JSON: {out['stdout'][:200]}"}
+    return value if isinstance(value, dict) else {"error": f"not an object: {value!r}"[:200]}

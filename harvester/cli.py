@@ -33,10 +33,12 @@ from harvester.migrate import current_version, migrate, unapplied
 from harvester.search import auth_cli
 from harvester.search.flickr_api import FlickrError
 from harvester.search.tasks import SeedError, running_tasks, seed_queries, seed_timeslices
+from harvester.takedown import cli as takedown_cli
 
 FLICKR_EPOCH = "2004-01-01"
 # What a command may fail with, each reported as one line (a bug still shows its traceback).
 FAILURES = (ConfigError, DatabaseError, FlickrError, SeedError, pymysql.err.MySQLError)
+EXTRAS = (backup_cli, photos_cli, auth_cli, takedown_cli)  # commands of their own modules
 
 
 def parse_time(text: str) -> int:
@@ -175,7 +177,7 @@ def build_parser() -> cli.Parser:
         help="seconds between progress lines off a terminal (30)",
     )
     cli.add_json_option(imports, "print the result as JSON")
-    for extra in (backup_cli, photos_cli, auth_cli):  # commands of their own modules
+    for extra in EXTRAS:
         extra.add_parsers(commands)
     return parser
 
@@ -493,7 +495,5 @@ COMMANDS = {
     "import-yfcc": cmd_import_yfcc,
     "audit-storage": cmd_audit_storage,
     "import-tree": cmd_import_tree,
-    **backup_cli.COMMANDS,
-    **photos_cli.COMMANDS,
-    **auth_cli.COMMANDS,
+    **{name: command for extra in EXTRAS for name, command in extra.COMMANDS.items()},
 }

@@ -11,7 +11,10 @@ half-applied batch and no row lock is held for long. Per photo:
   a `pending` photo whose license is no longer CC is `withdrawn` (and comes back when it is
   CC again); `stored`, `failed` and `gone` are never reset, a photo a lease holds (pending
   with a `lease_id`) is left as it is, and a stored or leased photo keeps the image URL it
-  was fetched from.
+  was fetched from;
+- a photo taken down (`harvester takedown`: its id, or its owner) is never put back in the
+  queue: a new one is inserted `taken_down`, a known one keeps that state, and both are
+  logged in `takedown_log` as a harvest refused.
 
 A pass records where it stands in `reconcile_runs`; a pass that was killed resumes there, and
 since every batch is idempotent, the end state is the same as an uninterrupted pass.
@@ -314,10 +317,16 @@ class BatchSQL:
             )
             # A photo an earlier source has was taken by that source's statement.
             taken = "".join(f" AND {alias}.photo_id IS NULL" for alias in SOURCE_ALIASES[:first])
+            # Two lookups by the takedowns' unique keys (an OR would read them all).
+            taken_down = (
+                f"EXISTS (SELECT 1 FROM takedowns k WHERE k.photo_id = {d}.photo_id)"
+                f" OR EXISTS (SELECT 1 FROM takedowns k WHERE k.owner = {new['owner']})"
+            )
             return (
                 f"SELECT i.id, {d}.photo_id, {fields}, {sources} AS sources,"
                 f" {data_source} AS data_source,"
-                f" IF({new['license_id']} IN ({cc}), 'pending', 'withdrawn') AS state,"
+                f" IF({taken_down}, 'taken_down',"
+                f" IF({new['license_id']} IN ({cc}), 'pending', 'withdrawn')) AS state,"
                 " i.license_id AS old_license_id, i.state AS state_before"
                 f" FROM {SOURCE_TABLES[first]} {d}{others}"
                 f" LEFT JOIN images i ON i.photo_id = {d}.photo_id"
@@ -343,6 +352,14 @@ class BatchSQL:
             " SELECT photo_id, old_license_id, license_id, data_source, state_before"
             " FROM reconcile_batch WHERE old_license_id <> license_id"
         )
+        self.takedown_log = (
+            "INSERT INTO takedown_log (takedown_id, photo_id, step, actor, detail)"
+            " SELECT COALESCE((SELECT k.id FROM takedowns k WHERE k.photo_id = b.photo_id),"
+            " (SELECT k.id FROM takedowns k WHERE k.owner = b.owner)), b.photo_id,"
+            " 'harvest_refused', 'reconcile', IF(b.id IS NULL,"
+            " 'found by a source: inserted taken down', 'seen again by a source: kept taken down')"
+            " FROM reconcile_batch b WHERE b.state = 'taken_down'"
+        )
         # A known photo carries its catalog id, so the upsert meets it on the primary key
         # and updates in place; on the photo_id key it would first insert a row, then undo it.
         # In photo id order, so new photos get catalog ids in that order.
@@ -366,6 +383,7 @@ def _apply_batch(conn, sql: BatchSQL, low: int, high: int) -> BatchResult:
                 cur.execute(fill, bounds)
             cur.execute(sql.license_changes)
             changes = cur.rowcount
+            cur.execute(sql.takedown_log)
             counts = upsert_counts(cur, cur.execute(sql.upsert))
             if counts is None:
                 raise RuntimeError("the catalog upsert reported no counts")

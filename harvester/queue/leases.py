@@ -9,6 +9,11 @@ A photo's place in the queue is `images.state`, and while a lease holds it, `lea
                                     |  --retry----> pending, or failed after max_attempts
                                     +--expired/released--> pending (lease_id cleared)
 
+A photo taken down (`harvester takedown`) while a lease holds it is `taken_down` with its
+`lease_id` kept, so the lease is still settled by its report: whatever the report says, the
+photo stays taken down; a `stored` one is logged in `takedown_log` (its bytes landed, and
+`harvester takedown apply` moves them out of the public prefix).
+
 A leased photo keeps `state = 'pending'`: marking it in a column of no index, rather than
 moving it in the `(state, id)` index and back, halves the index work of a photo's way through
 the queue. A lease's photos are found through its `item_ids`, and a scan for work skips rows
@@ -40,6 +45,7 @@ from datetime import datetime, timedelta
 import pymysql
 
 from harvester.db import LOCK_ERRORS
+from harvester.queue.taken_down import TAKEN_DOWN, stored_after_takedown
 
 # Columns a downloader needs: the image and the attribution written beside it.
 ITEM_COLUMNS = (
@@ -141,6 +147,8 @@ class ReportOutcome:
     gone: list[int] = field(default_factory=list)
     # Failures of photos this lease no longer holds (lapsed, released, reported already).
     ignored: list[int] = field(default_factory=list)
+    # Photos taken down meanwhile: they stay so, whatever was reported.
+    taken_down: list[int] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -256,10 +264,12 @@ def complete(
         outcome = ReportOutcome(lease_id)
         if not reports:
             return outcome
-        if all(r.result == "stored" for r in reports) and _store_new(
-            cur, reports, worker, lease_id, now
-        ):
-            outcome.stored.extend(ids)
+        down = _store_new(cur, reports, worker, lease_id, now) if all(
+            r.result == "stored" for r in reports
+        ) else None  # fmt: skip
+        if down is not None:
+            outcome.stored.extend(i for i in ids if i not in down)
+            outcome.taken_down.extend(down)
             return outcome
         # One JSON value rather than a row per photo: PyMySQL decodes rows slowly.
         cur.execute(
@@ -267,6 +277,9 @@ def complete(
             f" WHERE id IN ({_id_list(ids)}) FOR UPDATE"
         )
         current = {row[0]: tuple(row[1:]) for row in json.loads(cur.fetchone()[0] or "[]")}
+        reported_stored = [r.id for r in reports if r.result == "stored"]
+        if any(current[i][0] == TAKEN_DOWN for i in reported_stored):
+            stored_after_takedown(cur, _id_list(reported_stored), worker, lease_id)
         changes = _decide(reports, current, lease_id, max_attempts, outcome)
         stored_ids = set(outcome.stored)
         _write_stored(cur, [r for r in reports if r.id in stored_ids], worker, lease_id, now)
@@ -279,23 +292,31 @@ def complete(
     return with_retry(conn, work)
 
 
-def _store_new(cur, reports: Sequence[Report], worker: str, lease_id: int, now: datetime) -> bool:
+def _store_new(
+    cur, reports: Sequence[Report], worker: str, lease_id: int, now: datetime
+) -> list[int] | None:
     """The common report, every photo stored for the first time, without reading the
-    photos' states first: True when it is done. False when a photo was stored before; the
-    rows written so far are the new ones, which the full path then finds already there."""
+    photos' states first: the photos of it taken down when it is done, None when a photo was
+    stored before; the rows written so far are the new ones, which the full path then finds."""
     if _write_stored(cur, reports, worker, lease_id, now) < len(reports):
-        return False
+        return None
     ids = _id_list(r.id for r in reports)
     done = "state = 'stored', lease_id = 0, last_error = NULL"
+    # Only a pending photo carries a lease, unless it was taken down under it.
     cur.execute(
-        f"UPDATE images SET {done} WHERE id IN ({ids}) AND lease_id = %s",
+        f"UPDATE images SET {done} WHERE id IN ({ids}) AND lease_id = %s AND state = 'pending'",
         (lease_id,),
     )
-    settled = cur.rowcount
+    settled, down = cur.rowcount, []
     if settled < len(reports):  # photos that lapsed from this lease: stored all the same
-        cur.execute(f"UPDATE images SET {done} WHERE id IN ({ids}) AND state <> 'stored'")
-    _count_report(cur, lease_id, settled, len(reports), 0, now)
-    return True
+        down, held = stored_after_takedown(cur, ids, worker, lease_id)
+        settled += held
+        cur.execute(
+            f"UPDATE images SET {done} WHERE id IN ({ids})"
+            f" AND state NOT IN ('stored', '{TAKEN_DOWN}')"
+        )
+    _count_report(cur, lease_id, settled, len(reports) - len(down), 0, now)
+    return down
 
 
 # A photo's change: new state, whether a `retry` attempt is counted, the error to keep.
@@ -313,6 +334,11 @@ def _decide(
     changes: dict[int, Change] = {}
     for report in reports:
         state, holder, attempts = current[report.id]
+        if state == TAKEN_DOWN:  # stays so; a failure's report only ends the lease's hold
+            outcome.taken_down.append(report.id)
+            if holder == lease_id and report.result != "stored":
+                changes[report.id] = (TAKEN_DOWN, False, None)
+            continue
         if report.result == "stored":
             if state == "stored":
                 outcome.already_stored.append(report.id)

@@ -8,6 +8,7 @@ from functools import cache
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from ccmirror_common.progress import format_duration
+from harvester.queue.status import OUT_OF_QUEUE
 
 REFRESH_SECONDS = 10
 
@@ -25,7 +26,7 @@ def _environment() -> Environment:
 
 def render_status_page(status: dict) -> str:
     images = status["images"]
-    total = sum(images.values()) - images["withdrawn"]
+    total = sum(images.values()) - sum(images.get(s, 0) for s in OUT_OF_QUEUE)
     shares = {
         state: (100 * images[state] / total if total else 0.0)
         for state in ("stored", "gone", "failed", "leased", "pending")

@@ -149,6 +149,7 @@ class CompleteResponse(BaseModel):
     failed: list[int]
     gone: list[int]
     ignored: list[int] = Field(description="failures of photos this lease no longer holds")
+    taken_down: list[int] = Field([], description="photos taken down meanwhile: they stay so")
 
 
 class ExtendRequest(Strict):

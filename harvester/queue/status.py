@@ -20,7 +20,8 @@ from harvester.db import DatabaseError
 
 log = logging.getLogger("harvester.queue.status")
 
-IMAGE_STATES = ("pending", "leased", "stored", "failed", "gone", "withdrawn")
+IMAGE_STATES = ("pending", "leased", "stored", "failed", "gone", "withdrawn", "taken_down")
+OUT_OF_QUEUE = ("withdrawn", "taken_down")  # no longer CC; taken down (never coming back)
 SETTLED_STATES = ("stored", "failed", "gone")
 RECENT_WINDOW = timedelta(minutes=5)
 HOUR = timedelta(hours=1)
@@ -50,7 +51,7 @@ def queue_status(conn, now: datetime, known_workers: list[str], maintenance: boo
     ]
     per_second = sum(w["stored_per_second_5m"] for w in workers)
     to_do = images["pending"] + images["leased"]
-    in_queue = sum(images.values()) - images["withdrawn"]
+    in_queue = sum(images.values()) - sum(images[s] for s in OUT_OF_QUEUE)
     settled = sum(images[s] for s in SETTLED_STATES)
     return {
         "as_of": _iso(now),
