@@ -36,6 +36,11 @@ def add_kind(kinds) -> None:
         "--stride", type=positive_int, help="seconds per slice (increment.stride, 86400)"
     )
     increment.add_argument(
+        "--start",
+        type=positive_int,
+        help="unix seconds where slices begin when none is seeded (increment.start, 2004-01-01)",
+    )
+    increment.add_argument(
         "--now", type=positive_int, help="unix seconds to count the lag from (default: now)"
     )
     cli.add_json_option(increment, "print what was seeded as JSON")
@@ -49,7 +54,7 @@ def run(args: argparse.Namespace, conn, settings: Settings) -> int:
         now=int(time.time()) if args.now is None else args.now,
         lag_seconds=round(lag * HOUR),
         stride=args.stride or config.stride,
-        default_start=config.start,
+        default_start=args.start or config.start,
     )
     cli.print_state(args, done.as_dict(), format_increment)
     return 0
