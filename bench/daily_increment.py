@@ -100,8 +100,9 @@ def report(cur, new_day: int, calls: int, truth: set[int], args) -> None:
     )
     kinds = {bool(top): (int(n), int(c), int(p)) for top, n, c, p in cur.fetchall()}
     ideal = math.ceil(len(stored) / 500)
-    slices, slice_calls, slice_seen = kinds.get(True, (0, 0, 0))
+    slices, _, slice_seen = kinds.get(True, (0, 0, 0))  # its calls: + the licenses call
     children, child_calls, child_seen = kinds.get(False, (0, 0, 0))
+    slice_calls = calls - child_calls
     print(
         f"day {datetime.fromtimestamp(new_day, UTC).date()} (seed {args.seed}, density"
         f" {args.density}/10min): {len(stored):,} new CC photos"
