@@ -68,30 +68,41 @@ def seed_increment(
     return Increment(start, end, stride, horizon, created)
 
 
-# The first second the done slices do not reach from the first slice on: the start of a task
-# not done (a split-off child included), or the end of what came before a gap. Children lie
-# inside their parent, so they never open a gap.
-COVERAGE_SQL = """
-SELECT MIN(min_upload), MAX(max_upload),
-       MIN(CASE WHEN state <> 'done' OR min_upload > reach + 1
-                THEN IF(min_upload > reach + 1, reach, min_upload - 1) END)
-FROM (
-    SELECT min_upload, max_upload, state,
-           MAX(max_upload) OVER (ORDER BY min_upload, max_upload
-                                 ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS reach
-    FROM search_tasks WHERE source = 'timeslice'
-) spans
+UNFINISHED = ("pending", "running", "failed")
+# The end of what the top-level slices cover before their first gap (None: no gap). Top-level
+# slices never overlap (seed_timeslices refuses it), so the slice before is the reach.
+FIRST_GAP_SQL = """
+SELECT MIN(before_end) FROM (
+    SELECT min_upload, LAG(max_upload) OVER (ORDER BY min_upload) AS before_end
+    FROM search_tasks WHERE source = 'timeslice' AND parent_id IS NULL
+) slices
+WHERE min_upload > before_end + 1
 """
 
 
 def harvested_until(conn) -> int | None:
     """The last upload second up to which every time slice, from the first on, is harvested
-    with no gap; None when the first slice is not done yet (or none is seeded)."""
+    with no gap: before the first task not done (a split-off child included) and before the
+    first gap; None when the first slice is not done yet (or none is seeded)."""
     with conn.cursor() as cur:
-        cur.execute(COVERAGE_SQL)
-        first, last, broken = cur.fetchone()
+        cur.execute(
+            "SELECT MIN(min_upload), MAX(max_upload) FROM search_tasks"
+            " WHERE source = 'timeslice' AND parent_id IS NULL"
+        )
+        first, last = cur.fetchone()
+        if first is None:
+            conn.commit()
+            return None
+        ends = [int(last)]
+        for state in UNFINISHED:  # one index dive each (search_tasks_open)
+            cur.execute(
+                "SELECT MIN(min_upload) - 1 FROM search_tasks"
+                " WHERE source = 'timeslice' AND state = %s",
+                (state,),
+            )
+            ends.append(cur.fetchone()[0])
+        cur.execute(FIRST_GAP_SQL)
+        ends.append(cur.fetchone()[0])
     conn.commit()
-    if first is None:
-        return None
-    until = int(last) if broken is None else int(broken)
+    until = min(int(end) for end in ends if end is not None)
     return until if until >= int(first) else None
