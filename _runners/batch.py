@@ -190,8 +190,9 @@ def status():
     """
     The pipeline in one table: search tasks by state, photos per source, the catalog by
     queue state, the queue (leases out, stored/s, ETA, per worker), each harvester's and
-    downloader's version, daemon and rate, and the last storage audit (`salt-run
-    audit.storage`; None before the first).
+    downloader's version, daemon and rate, the last storage audit (`salt-run
+    audit.storage`; None before the first), and how far behind now the catalog is (the last
+    upload second the done time slices reach without a gap; db-1's schedule seeds new days).
     ``summary`` is the same as text.
 
     CLI Example::

@@ -74,6 +74,17 @@ def test_the_scheduled_function_seeds_the_day_waits_for_the_harvest_and_reconcil
     said = json.loads(refused.stdout)["local"]
     assert said == {"result": False, "comment": "lag_hours must be a number from 0 to 8760, not -2"}
     assert sql("SELECT COUNT(*) FROM search_tasks") == [(0,)]
+    day = (f"now={START + DAY + 3600}", "lag_hours=1", "poll_seconds=0.5")
+
+    # No harvester running: the day is seeded, the wait ends, and the job fails saying so.
+    alone = module_call(
+        salt_call_bin, tmp_path, config, "ccmirror_increment.run", *day, "wait_hours=0"
+    )
+    assert alone.returncode == 1, alone.stdout + alone.stderr
+    answer = json.loads(alone.stdout)["local"]
+    assert answer["result"] is False and answer["tasks_left"] == 1
+    assert "1 search task(s) still pending or running after 0h" in answer["comment"]
+    assert answer["seeded"]["created"] == 1
 
     worker = subprocess.Popen(
         [str(VENV_BIN / "harvester"), "work", "--worker", "hv-1", "--follow"],
@@ -83,15 +94,14 @@ def test_the_scheduled_function_seeds_the_day_waits_for_the_harvest_and_reconcil
     )
     try:
         done = module_call(
-            salt_call_bin, tmp_path, config, "ccmirror_increment.run",
-            f"now={START + DAY + 3600}", "lag_hours=1", "poll_seconds=0.5", "wait_hours=0.05",
-        )  # fmt: skip
+            salt_call_bin, tmp_path, config, "ccmirror_increment.run", *day, "wait_hours=0.05"
+        )
     finally:
         worker.terminate()
         worker.wait(30)
     assert done.returncode == 0, done.stdout + done.stderr
     answer = json.loads(done.stdout)["local"]
-    assert answer["seeded"]["created"] == 1 and answer["tasks_left"] == 0
+    assert answer["seeded"]["created"] == 0 and answer["tasks_left"] == 0  # seeded already
     truth = sim.truth(START, START + DAY - 1)
     pending = {row[0] for row in sql("SELECT photo_id FROM images WHERE state = 'pending'")}
     assert pending == truth  # the day's CC photos are in the download queue
