@@ -4,9 +4,8 @@ now, and say how far the harvested catalog reaches without a gap.
 The lag (24 hours by default, `increment.lag_hours`): `flickr.photos.search` filters on the
 upload second, and a slice is walked once, so whatever is not findable in it when it is walked
 is missed until a re-harvest. A new upload is not findable at once: Flickr's search index
-follows uploads by minutes to hours, and owners set a photo's license, safety level and
-privacy after uploading it (batch edits in the Organizr), the license being what decides that
-we want it at all. A day covers both with a margin, and costs the catalog one day of
+follows uploads by minutes to hours, and owners often set a photo's license, safety level and
+privacy after uploading it, the license being what decides that we want it at all. A day covers both with a margin, and costs the catalog one day of
 freshness; what changes later than that is the re-checks' job, not this one's.
 
 The slices are whole strides counted from where the last seeded slice ended (the highest
