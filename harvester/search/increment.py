@@ -6,7 +6,8 @@ upload second, and a slice is walked once, so whatever is not findable in it whe
 is missed until a re-harvest. A new upload is not findable at once: Flickr's search index
 follows uploads by minutes to hours, and owners often set a photo's license, safety level and
 privacy after uploading it, the license being what decides that we want it at all. A day
-covers both with a margin, and costs the catalog one day of freshness; what changes later than that is the re-checks' job, not this one's.
+covers both with a margin, and costs the catalog one day of freshness; what changes later
+than that is the re-checks' job, not this one's.
 
 The slices are whole strides counted from where the last seeded slice ended (the highest
 `max_upload` of every time-slice task, whatever its state; `increment.start` when there is
