@@ -180,8 +180,9 @@ def status():
     """
     The pipeline in one table: search tasks by state, photos per source, the catalog by
     queue state, the queue (leases out, stored/s, ETA, per worker), each harvester's and
-    downloader's version, daemon and rate, and the last storage audit (`salt-run
-    audit.storage`; None before the first).
+    downloader's version, daemon and rate, the last storage audit (`salt-run
+    audit.storage`; None before the first), and how far behind now the catalog is (the last
+    upload second the done time slices reach without a gap; db-1's schedule seeds new days).
     ``summary`` is the same as text.
 
     CLI Example::
@@ -332,7 +333,11 @@ def status_table(db_minion: str, harvest: dict, queue: dict, fleet: dict) -> dic
     }
     table = {
         "db_minion": db_minion,
-        "harvest": {"error": harvest["error"]} if "error" in harvest else {"tasks": tasks},
+        "harvest": (
+            {"error": harvest["error"]}
+            if "error" in harvest
+            else {"tasks": tasks, "catalog_lag": harvest.get("catalog_lag")}
+        ),
         "catalog": catalog,
         "queue": queue_row,
         "fleet": {minion: _fleet_line(ret) for minion, ret in sorted(fleet.items())},
@@ -371,6 +376,9 @@ def summary_text(table: dict, harvest: dict) -> str:
             f"harvest: {harvest.get('photos_per_second')} photos/s,"
             f" {harvest.get('calls_per_second')} calls/s"
         )
+    if harvest.get("catalog_lag") is not None:
+        progress = __utils__["runner_tools.shared_module"]("progress")  # noqa: F821
+        lines.append(progress.format_catalog_lag(harvest["catalog_lag"]))
     lines += [f"{minion}: {line}" for minion, line in table["fleet"].items()]
     audit = table["storage_audit"]
     lines.append(f"storage audit: {'not run' if audit is None else audit['summary']}")

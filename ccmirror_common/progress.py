@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
+from datetime import UTC, datetime
 from typing import TextIO
 
 
@@ -26,6 +27,15 @@ def format_duration(seconds: float | None) -> str:
     if seconds >= 60:
         return f"{seconds // 60}m{seconds % 60:02d}s"
     return f"{seconds}s"
+
+
+def format_catalog_lag(lag: dict | None) -> str:
+    """How far behind now the catalog is, from `harvester status`'s `catalog_lag`
+    (harvester/catalog/status.py); `batch.status` on the master prints the same line."""
+    if not lag or lag.get("harvested_until") is None:
+        return "harvested up to: nothing yet (no time slice done from the first on)"
+    until = datetime.fromtimestamp(lag["harvested_until"], UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return f"harvested up to {until}, {format_duration(lag['lag_seconds'])} behind now"
 
 
 class ProgressLine:

@@ -30,7 +30,7 @@ from harvester.catalog.status import format_status, harvest_status
 from harvester.config import ConfigError, Settings, load_settings
 from harvester.db import DatabaseError, connect
 from harvester.migrate import current_version, migrate, unapplied
-from harvester.search import auth_cli
+from harvester.search import auth_cli, increment_cli
 from harvester.search.flickr_api import FlickrError
 from harvester.search.tasks import SeedError, running_tasks, seed_queries, seed_timeslices
 from harvester.takedown import cli as takedown_cli
@@ -77,6 +77,7 @@ def build_parser() -> cli.Parser:
     queries.add_argument("file", type=Path, help="one search text per line; # comments")
     queries.add_argument("--start", type=parse_time, default=parse_time(FLICKR_EPOCH))
     queries.add_argument("--end", type=parse_time, default=None, help="default: tomorrow")
+    increment_cli.add_kind(kinds)
 
     work = commands.add_parser("work", help="harvest search tasks until none is left")
     work.add_argument("--worker", default=socket.gethostname(), help="worker id (hostname)")
@@ -223,6 +224,8 @@ def format_migrated(state: dict) -> str:
 
 
 def cmd_seed(args: argparse.Namespace, settings: Settings) -> int:
+    if args.kind == "increment":
+        return increment_cli.run(args, open_database(settings), settings)
     if args.kind == "timeslices":
         if args.end <= args.start:
             raise CommandError("--end must be after --start")

@@ -140,6 +140,16 @@ class CatalogBackupSettings:
 
 
 @dataclass
+class IncrementSettings:
+    """`harvester seed increment` (db-1's daily schedule): new upload-time slices from the
+    last one seeded up to `lag_hours` behind now (harvester/search/increment.py says why 24)."""
+
+    start: int = 1072915200  # unix seconds: where slices begin when none is seeded (2004-01-01)
+    lag_hours: float = 24.0
+    stride: int = 86400  # one slice a day: walked newest first, near ceil(n/500) calls
+
+
+@dataclass
 class Settings:
     db_url: str = field(default="", repr=False)
     flickr: FlickrSettings = field(default_factory=FlickrSettings)
@@ -149,6 +159,7 @@ class Settings:
     storage: StorageSettings = field(default_factory=StorageSettings)
     backup_target: BackupTargetSettings = field(default_factory=BackupTargetSettings)
     catalog_backup: CatalogBackupSettings = field(default_factory=CatalogBackupSettings)
+    increment: IncrementSettings = field(default_factory=IncrementSettings)
 
 
 # Environment variable -> (section or None for top level, setting name).

@@ -3,10 +3,14 @@ machine's Flickr key signs its calls (an unsigned key sees safe photos only)."""
 
 from __future__ import annotations
 
+import time
+
+from ccmirror_common.progress import format_catalog_lag
 from harvester.audit.storage import audit_line, last_audit
 from harvester.catalog.reconcile import image_counts
 from harvester.config import FlickrSettings
 from harvester.migrate import current_version
+from harvester.search.increment import harvested_until
 from harvester.search.photos import SOURCE_TABLES
 from harvester.search.tasks import counts_by_state
 
@@ -48,7 +52,14 @@ def flickr_signing(flickr: FlickrSettings | None) -> str:
     return "signed" if flickr.signed else "unsigned"
 
 
-def harvest_status(conn, flickr: FlickrSettings | None = None) -> dict:
+def catalog_lag(conn, now: int) -> dict:
+    """How far behind `now` the catalog is: the last upload second the done time slices
+    reach from the first without a gap, and `now` minus that (None before the first)."""
+    until = harvested_until(conn)
+    return {"harvested_until": until, "lag_seconds": None if until is None else now - until}
+
+
+def harvest_status(conn, flickr: FlickrSettings | None = None, now: int | None = None) -> dict:
     tasks = dict.fromkeys(TASK_STATES, 0) | counts_by_state(conn)
     with conn.cursor() as cur:
         photos, estimated = {}, []
@@ -86,6 +97,7 @@ def harvest_status(conn, flickr: FlickrSettings | None = None) -> dict:
         "cc_licenses": cc_licenses,
         "storage_audit": last_audit(conn),
         "flickr_calls": flickr_signing(flickr),
+        "catalog_lag": catalog_lag(conn, int(time.time()) if now is None else now),
     }
 
 
@@ -107,6 +119,7 @@ def format_status(status: dict) -> str:
         + (", ".join(f"{state} {n:,}" for state, n in status["images"].items()) or "empty"),
         f"CC licenses known: {status['cc_licenses']}; schema version {status['schema_version']}",
         f"storage audit: {audit_line(status.get('storage_audit'))}",
+        format_catalog_lag(status.get("catalog_lag")),
     ]
     if status.get("flickr_calls") == "unsigned":
         lines.append(UNSIGNED_WARNING)

@@ -6,3 +6,4 @@ include:
   - .migrate
   - .audit
   - .backup
+  - .increment

@@ -44,6 +44,7 @@ harvest = {
     "photos": {"api": 1200, "yfcc": 0},
     "images": {"pending": 700, "leased": 200, "stored": 300},
     "photos_per_second": 12.5, "calls_per_second": 0.4,
+    "catalog_lag": {"harvested_until": 1577923199, "lag_seconds": 93784},
 }
 queue = {
     "maintenance": False, "images": {"pending": 900, "stored": 300},
@@ -139,6 +140,9 @@ def test_batch_runner_loads_and_builds_its_table(salt_call_bin, tmp_path):
     summary = table["summary"]
     assert "tasks: pending 3, running 1, done 40, failed 2" in summary
     assert "ETA 3m45s" in summary and "storage audit: not run" in summary
+    # How far behind now the catalog is (#21): the done slices' reach, and now minus that.
+    assert table["harvest"]["catalog_lag"]["lag_seconds"] == 93784
+    assert "harvested up to 2020-01-01T23:59:59Z, 1d02h behind now" in summary.splitlines()
     assert seen["left"] == [4, 900, None, None]
     assert seen["broken"]["harvest"] == {"error": "harvester: database error"}
     assert seen["broken"]["queue"]["error"] == "Connection refused"
