@@ -30,6 +30,7 @@ from harvester.catalog.status import format_status, harvest_status
 from harvester.config import ConfigError, Settings, load_settings
 from harvester.db import DatabaseError, connect
 from harvester.migrate import current_version, migrate, unapplied
+from harvester.recheck import cli as recheck_cli
 from harvester.search import auth_cli
 from harvester.search.flickr_api import FlickrError
 from harvester.search.tasks import SeedError, running_tasks, seed_queries, seed_timeslices
@@ -75,6 +76,11 @@ def build_parser() -> cli.Parser:
     queries.add_argument("file", type=Path, help="one search text per line; # comments")
     queries.add_argument("--start", type=parse_time, default=parse_time(FLICKR_EPOCH))
     queries.add_argument("--end", type=parse_time, default=None, help="default: tomorrow")
+    for kind in (slices, queries):
+        kind.add_argument(
+            "--regenerate", action="store_true",
+            help="harvest again: the next generation of tasks (their latest one must be done)",
+        )  # fmt: skip
 
     work = commands.add_parser("work", help="harvest search tasks until none is left")
     work.add_argument("--worker", default=socket.gethostname(), help="worker id (hostname)")
@@ -175,7 +181,7 @@ def build_parser() -> cli.Parser:
         help="seconds between progress lines off a terminal (30)",
     )
     cli.add_json_option(imports, "print the result as JSON")
-    for extra in (backup_cli, photos_cli, auth_cli):  # commands of their own modules
+    for extra in (backup_cli, photos_cli, auth_cli, recheck_cli):  # commands of their own modules
         extra.add_parsers(commands)
     return parser
 
@@ -225,7 +231,9 @@ def cmd_seed(args: argparse.Namespace, settings: Settings) -> int:
         if args.end <= args.start:
             raise CommandError("--end must be after --start")
         conn = open_database(settings)
-        created = seed_timeslices(conn, args.start, args.end, args.stride)
+        created = seed_timeslices(
+            conn, args.start, args.end, args.stride, regenerate=args.regenerate
+        )
     else:
         try:
             texts = [
@@ -239,7 +247,7 @@ def cmd_seed(args: argparse.Namespace, settings: Settings) -> int:
         if int(end) <= args.start:
             raise CommandError("--end must be after --start")
         conn = open_database(settings)
-        created = seed_queries(conn, texts, args.start, int(end))
+        created = seed_queries(conn, texts, args.start, int(end), regenerate=args.regenerate)
     print(f"created {created:,} search tasks")
     return 0
 
@@ -496,4 +504,5 @@ COMMANDS = {
     **backup_cli.COMMANDS,
     **photos_cli.COMMANDS,
     **auth_cli.COMMANDS,
+    **recheck_cli.COMMANDS,
 }

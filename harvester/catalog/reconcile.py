@@ -11,7 +11,9 @@ half-applied batch and no row lock is held for long. Per photo:
   a `pending` photo whose license is no longer CC is `withdrawn` (and comes back when it is
   CC again); `stored`, `failed` and `gone` are never reset, a photo a lease holds (pending
   with a `lease_id`) is left as it is, and a stored or leased photo keeps the image URL it
-  was fetched from.
+  was fetched from;
+- a `stored` photo whose license leaves CC stays `stored` (its object is kept) and is flagged
+  `not_cc` in `image_flags`; the flag goes when its license is CC again.
 
 A pass records where it stands in `reconcile_runs`; a pass that was killed resumes there, and
 since every batch is idempotent, the end state is the same as an uninterrupted pass.
@@ -343,6 +345,20 @@ class BatchSQL:
             " SELECT photo_id, old_license_id, license_id, data_source, state_before"
             " FROM reconcile_batch WHERE old_license_id <> license_id"
         )
+        # A stored photo keeps its state and its bytes: a license leaving CC flags it, one
+        # coming back to CC takes the flag away (migration 0013, image_flags).
+        changed_stored = "state_before = 'stored' AND old_license_id <> license_id"
+        self.flag_not_cc = (
+            "INSERT INTO image_flags (image_id, flag, since, detail)"
+            " SELECT id, 'not_cc', CURRENT_TIMESTAMP(6),"
+            " CONCAT('license ', old_license_id, ' -> ', license_id, ' (reconcile)')"
+            f" FROM reconcile_batch WHERE {changed_stored} AND license_id NOT IN ({cc})"
+            " ON DUPLICATE KEY UPDATE detail = VALUES(detail)"
+        )
+        self.unflag_cc = (
+            "DELETE f FROM image_flags f JOIN reconcile_batch b ON f.image_id = b.id"
+            f" WHERE f.flag = 'not_cc' AND b.{changed_stored} AND b.license_id IN ({cc})"
+        )
         # A known photo carries its catalog id, so the upsert meets it on the primary key
         # and updates in place; on the photo_id key it would first insert a row, then undo it.
         # In photo id order, so new photos get catalog ids in that order.
@@ -366,6 +382,9 @@ def _apply_batch(conn, sql: BatchSQL, low: int, high: int) -> BatchResult:
                 cur.execute(fill, bounds)
             cur.execute(sql.license_changes)
             changes = cur.rowcount
+            if changes:
+                cur.execute(sql.flag_not_cc)
+                cur.execute(sql.unflag_cc)
             counts = upsert_counts(cur, cur.execute(sql.upsert))
             if counts is None:
                 raise RuntimeError("the catalog upsert reported no counts")
