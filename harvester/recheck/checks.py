@@ -13,8 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 ENROL_BATCH = 10_000
-# A Flickr image URL: .../{server}/{id}_{secret}[_{size}].{ext}; `secret` is what getInfo takes.
-_URL_SECRET = re.compile(r"/(\d+)_([0-9a-f]+)(?:_[a-z0-9]+)?\.[a-z]+$")
+# A Flickr image URL: .../{server}/{id}_{secret}[_{size}].{ext}. The original and the sizes
+# h, k, 3k-6k have secrets of their own; only the others carry the photo's secret, which
+# getInfo takes (the catalog keeps no other copy of it).
+_URL_SECRET = re.compile(r"/(\d+)_([0-9a-f]+)(?:_([a-z0-9]+))?\.[a-z]+$")
+OWN_SECRET_SIZES = frozenset({"o", "h", "k", "3k", "4k", "5k", "6k"})
 FLAGS = ("not_cc", "gone", "private")
 
 
@@ -36,7 +39,7 @@ class Verdict:
 
 def url_secret(url: str) -> str | None:
     match = _URL_SECRET.search(url)
-    return match[2] if match else None
+    return match[2] if match and match[3] not in OWN_SECRET_SIZES else None
 
 
 def enrol(conn) -> int:
@@ -140,3 +143,20 @@ def export_flags(conn, batch: int = 10_000) -> Iterator[dict]:
             if len(rows) < batch:
                 return
             last = (int(rows[-1][0]), int(rows[-1][1]))
+
+
+def recheck_missed(cur, table: str, task_id: int, licenses: str | None) -> None:
+    """A re-harvest (generation > 1) that finished a task without seeing a photo it saw
+    before: the photo left CC, was deleted or made private (a CC search shows none of them),
+    so its re-check comes first (`checked_at` NULL sorts first). Runs in the task's last
+    transaction; reads the source by its upload-time index, the catalog by its keys."""
+    only = f" AND t.license_id IN ({licenses})" if licenses else ""
+    cur.execute(
+        "UPDATE image_checks c JOIN images i ON i.id = c.image_id"
+        f" JOIN {table} t ON t.photo_id = i.photo_id"
+        " JOIN search_tasks s ON s.id = %s"
+        " SET c.checked_at = NULL"
+        f" WHERE t.uploaded_at BETWEEN s.min_upload AND s.max_upload{only}"
+        " AND t.last_seen < s.created_at",
+        (task_id,),
+    )

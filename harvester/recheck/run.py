@@ -6,8 +6,9 @@ does not list a deleted or private photo, so absence alone cannot say which), an
 method takes several photo ids. getInfo answers "Photo not found" (code 1) for a deleted photo
 and for one the caller may not see; passing the secret from the stored image URL skips the
 permission check, so a private photo answers with `ispublic` 0 and stays apart from a deleted
-one (an original's URL carries the original secret, which getInfo may not take: such a private
-photo is reported `gone`).
+one. The URL of an original or of a size h, k, 3k-6k carries a secret of its own, not the
+photo's: such a private photo cannot be told from a deleted one and is flagged `gone` (the
+issue counts private as gone anyway; only the flag's name is less precise).
 """
 
 from __future__ import annotations

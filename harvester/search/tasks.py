@@ -18,7 +18,8 @@ import random
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from harvester.search.photos import PhotoRow, store_rows
+from harvester.recheck.checks import recheck_missed
+from harvester.search.photos import SOURCE_TABLES, PhotoRow, store_rows
 
 SEED_BATCH = 10_000
 TASK_COLUMNS = (
@@ -337,6 +338,10 @@ def record_page(
             if cur.rowcount != 1:
                 raise LeaseLost(f"task {task.id}: lease lost to another worker")
             _insert_children(cur, task, result.children)
+            if result.done and task.generation > 1 and not result.children:
+                recheck_missed(
+                    cur, SOURCE_TABLES[task.source], task.id, format_licenses(task.licenses)
+                )
             count_calls(cur, worker, calls, len(rows))
         conn.commit()
     except BaseException:
