@@ -27,6 +27,7 @@ class Stored:
     photo_id: int
     license_id: int
     secret: str | None
+    uploaded_at: int
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,8 @@ def pick(conn, checked_before: datetime, limit: int) -> list[Stored]:
     oldest-checked first (never-checked ones, NULL, sort first)."""
     with conn.cursor() as cur:
         cur.execute(
-            "SELECT c.image_id, i.photo_id, i.license_id, i.image_url FROM image_checks c"
+            "SELECT c.image_id, i.photo_id, i.license_id, i.image_url, i.uploaded_at"
+            " FROM image_checks c"
             " JOIN images i ON i.id = c.image_id"
             " WHERE (c.checked_at IS NULL OR c.checked_at < %s) AND i.state = 'stored'"
             " ORDER BY c.checked_at, c.image_id LIMIT %s",
@@ -85,7 +87,9 @@ def pick(conn, checked_before: datetime, limit: int) -> list[Stored]:
         )
         rows = cur.fetchall()
     conn.commit()
-    return [Stored(int(i), int(p), int(lic), url_secret(url)) for i, p, lic, url in rows]
+    return [
+        Stored(int(i), int(p), int(lic), url_secret(url), int(up)) for i, p, lic, url, up in rows
+    ]
 
 
 def record(conn, verdicts: list[Verdict], now: datetime) -> None:

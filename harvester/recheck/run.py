@@ -1,14 +1,18 @@
 """`harvester recheck`: ask Flickr again about stored photos, oldest-checked first, within the
 key's rate limit, and flag the ones no longer CC, gone or private (their objects are kept).
 
-One `flickr.photos.getInfo` per photo: it is the cheapest call that tells all three (a search
-does not list a deleted or private photo, so absence alone cannot say which), and no Flickr
-method takes several photo ids. getInfo answers "Photo not found" (code 1) for a deleted photo
-and for one the caller may not see; passing the secret from the stored image URL skips the
-permission check, so a private photo answers with `ispublic` 0 and stays apart from a deleted
-one. The URL of an original or of a size h, k, 3k-6k carries a secret of its own, not the
-photo's: such a private photo cannot be told from a deleted one and is flagged `gone` (the
-issue counts private as gone anyway; only the flag's name is less precise).
+No Flickr method takes several photo ids, so a batch (oldest-checked first is also close to
+upload order: rounds walk the photos in the order they were first checked) is swept first:
+one `flickr.photos.search` of the batch's upload-time span with the CC licenses lists, 500 a
+page, every photo of it that is still CC and visible. Only the photos it does not list get
+a `flickr.photos.getInfo` each, the cheapest call that tells why: "Photo not found" (code 1)
+for a deleted photo and for one the caller may not see, unless the photo's secret (from the
+stored image URL) is passed, which skips the permission check, so a private photo answers
+with `ispublic` 0; and the license otherwise. The URL of an original or of a size h, k, 3k-6k
+carries a secret of its own, not the photo's: such a private photo cannot be told from a
+deleted one and is flagged `gone` (the issue counts private as gone; only the flag's name is
+less precise). Paging stops once the pages left would cost more than getInfo for the photos
+still missing (a span far denser in CC photos than the catalog's batch).
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ from harvester.recheck.checks import Stored, Verdict, enrol, pick, record
 from harvester.search.flickr_api import APIError, FlickrClient, Interrupted, TransientError
 
 PHOTO_NOT_FOUND = 1
-BATCH = 50  # photos per transaction: a SIGTERM loses at most this many answers
+SEARCH_CAP = 4000  # a search lists at most its first 4,000 results
+BATCH = 500  # photos per sweep and transaction: one search page holds 500
 
 
 def utc_now() -> datetime:
@@ -66,6 +71,43 @@ def verdict(client: FlickrClient, photo: Stored, cc: set[int]) -> Verdict:
     return Verdict(photo.image_id, "ok", info.license_id, "")
 
 
+def sweep(client: FlickrClient, photos: list[Stored], cc: set[int]) -> dict[int, int]:
+    """Photo id -> license of the batch's photos that a CC search of its span still lists."""
+    wanted = {p.photo_id for p in photos}
+    found: dict[int, int] = {}
+    low, high = min(p.uploaded_at for p in photos), max(p.uploaded_at for p in photos)
+    page = 1
+    while True:
+        try:
+            result = client.search(min_upload=low, max_upload=high, licenses=sorted(cc), page=page)
+        except (APIError, TransientError):
+            return found  # what is not found yet is asked one by one
+        for photo in result.photos:
+            if int(photo["id"]) in wanted:
+                found[int(photo["id"])] = int(photo["license"])
+        missing = len(wanted) - len(found)
+        last = min(result.pages, SEARCH_CAP // result.per_page)
+        if not missing or page >= last or last - page > missing:
+            return found
+        page += 1
+
+
+def verdicts(client: FlickrClient, photos: list[Stored], cc: set[int]) -> list[Verdict]:
+    """One verdict per photo, in order; `Interrupted` (SIGTERM) ends the list early."""
+    listed = sweep(client, photos, cc) if len(photos) > 1 else {}
+    out = []
+    try:
+        for photo in photos:
+            license_id = listed.get(photo.photo_id)
+            if license_id is not None:
+                out.append(Verdict(photo.image_id, "ok", license_id, ""))
+            else:
+                out.append(verdict(client, photo, cc))
+    except Interrupted:
+        pass
+    return out
+
+
 def recheck(
     conn,
     client: FlickrClient,
@@ -99,16 +141,14 @@ def _round(conn, client, cc, began, stats, stop, limit, now, on_progress) -> int
         photos = pick(conn, began, room) if room > 0 else []
         if not photos:
             return done
-        verdicts = []
         try:
-            for photo in photos:
-                verdicts.append(verdict(client, photo, cc))
-        except Interrupted:  # SIGTERM while waiting for the rate limit: keep what was said
-            pass
-        record(conn, verdicts, now())
-        done += len(verdicts)
-        stats.checked += len(verdicts)
-        stats.results.update(v.result or "no answer" for v in verdicts)
+            said = verdicts(client, photos, cc)
+        except Interrupted:  # SIGTERM while the sweep waited for the rate limit
+            return done
+        record(conn, said, now())  # what was said before a SIGTERM is kept
+        done += len(said)
+        stats.checked += len(said)
+        stats.results.update(v.result or "no answer" for v in said)
         stats.calls = client.calls - stats.calls_base
         on_progress(stats)
     return done

@@ -167,12 +167,17 @@ def test_recheck_flags_deleted_private_and_no_longer_cc_photos_and_clears_them(e
     ids = store(sql, photos)
     answer = sim.change_photos({deleted: "deleted", private: "private", relabelled: NOT_CC})
     assert answer.status_code == 200, answer.text
+    searched = sim.search_calls()  # the harvest's
 
     done = recheck(env, "--once")
 
     assert flags(sql) == {deleted: "gone", private: "private", relabelled: "not_cc"}
-    # One getInfo per photo: 6 photos, 6 calls; the figure is what the command reports.
-    assert "recheck: 6 photos, 6 API calls (1.00 photos/call)" in done.stdout
+    # The CC search of the batch's span lists the three unchanged photos: only the other
+    # three cost a getInfo each. The command reports every call it made.
+    calls = sim.get("/_sim/stats")["calls"]
+    assert calls["flickr.photos.getInfo"] == 3
+    made = calls["flickr.photos.getInfo"] + calls["flickr.photos.search"] - searched
+    assert f"recheck: 6 photos, {made} API calls ({6 / made:.2f} photos/call)" in done.stdout
     checks = dict(sql("SELECT image_id, result FROM image_checks"))
     assert checks == {
         ids[deleted]: "gone", ids[private]: "private", ids[relabelled]: "not_cc",
@@ -215,23 +220,25 @@ def test_recheck_limit_takes_the_oldest_checked_first(env, sim, sql):
 def test_recheck_stops_cleanly_on_sigterm_within_its_call_budget(env, sim, sql):
     harvested(env)
     store(sql, non_original_photos(sql, 5))
-    # 120 calls an hour: a bucket of two (the license table and one getInfo) goes out at
-    # once, the next call waits half a minute (the key's rate limiter, as for searches).
+    searched = sim.search_calls()  # the harvest's
+    # 120 calls an hour: a bucket of two goes out at once (the license table, then one
+    # search that finds all five photos CC and public); the next round's first call waits
+    # half a minute for the key's rate limiter, and SIGTERM ends that wait.
     process = subprocess.Popen(
         [str(VENV_BIN / "harvester"), "recheck", "--calls-per-hour", "120"],
         env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        wait_for(lambda: sim.get("/_sim/stats")["calls"].get("flickr.photos.getInfo"), 30,
-                 "the first getInfo")  # fmt: skip
+        checked = "SELECT COUNT(*) FROM image_checks WHERE result = 'ok'"
+        wait_for(lambda: sql(checked) == [(5,)], 30, "the first round")
         process.send_signal(signal.SIGTERM)
         out, err = process.communicate(timeout=30)
     finally:
         process.kill()
     assert process.returncode == 0, err
-    assert "recheck: 1 photos, 1 API calls" in out and "(stopped)" in out
-    assert sim.get("/_sim/stats")["calls"]["flickr.photos.getInfo"] == 1
-    assert sql("SELECT COUNT(*) FROM image_checks WHERE checked_at IS NOT NULL") == [(1,)]
+    assert "recheck: 5 photos, 1 API calls (5.00 photos/call)" in out and "(stopped)" in out
+    assert sim.search_calls() - searched == 1
+    assert "flickr.photos.getInfo" not in sim.get("/_sim/stats")["calls"]
 
 
 # --- the simulator ------------------------------------------------------------------------

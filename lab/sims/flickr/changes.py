@@ -28,20 +28,20 @@ class PhotoChanges:
     """The changed photos by id; `version` moves with every change (search caches key on it)."""
 
     def __init__(self) -> None:
-        self._by_id: dict[int, Change] = {}
+        self.by_id: dict[int, Change] = {}
         self.buckets: set[int] = set()  # buckets holding a changed photo
         self.version = 0
         self._lock = threading.Lock()
 
     def __bool__(self) -> bool:
-        return bool(self._by_id)
+        return bool(self.by_id)
 
     def __contains__(self, photo_id: int) -> bool:
-        return photo_id in self._by_id
+        return photo_id in self.by_id
 
     def apply(self, p: Photo) -> Photo | None:
         """The photo as a public search sees it now: None when deleted or private."""
-        change = self._by_id.get(p.id)
+        change = self.by_id.get(p.id)
         if change is None:
             return p
         if change.state is not None:
@@ -49,16 +49,16 @@ class PhotoChanges:
         return dataclasses.replace(p, license=change.license)
 
     def state_of(self, photo_id: int) -> str | None:
-        change = self._by_id.get(photo_id)
+        change = self.by_id.get(photo_id)
         return None if change is None else change.state
 
     def license_of(self, p: Photo) -> int:
-        change = self._by_id.get(p.id)
+        change = self.by_id.get(p.id)
         return p.license if change is None or change.license is None else change.license
 
     def set(self, photo_id: int, what: str | int) -> None:
         with self._lock:
-            change = self._by_id.setdefault(photo_id, Change())
+            change = self.by_id.setdefault(photo_id, Change())
             if change.state == DELETED:
                 return  # a deleted photo stays deleted
             if what in (DELETED, PRIVATE):

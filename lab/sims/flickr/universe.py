@@ -122,15 +122,16 @@ class Universe(Buckets):
         buckets = range(b_lo, b_hi + 1) if asc else range(b_hi, b_lo - 1, -1)
         title_words = self._title_words
         changes = self.changes
+        changed = changes.by_id
         for b in buckets:
             no_slot = slots is not None and not self._plan(b).slot_count(slots)
-            if no_slot and not (changes and b in changes.buckets):
+            if no_slot and b not in changes.buckets:
                 continue
             photos = self._bucket(b, nl)
             for p in photos if asc else reversed(photos):
                 if p.dateupload < lo or p.dateupload > hi:
                     continue
-                if changes and p.id in changes:
+                if changed and p.id in changed:  # a plain dict: this loop is the hot path
                     p = changes.apply(p)  # type: ignore[assignment]
                     if p is None:
                         continue
