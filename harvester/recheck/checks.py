@@ -149,15 +149,15 @@ def export_flags(conn, batch: int = 10_000) -> Iterator[dict]:
             last = (int(rows[-1][0]), int(rows[-1][1]))
 
 
-def recheck_missed(cur, table: str, task_id: int, licenses: str | None) -> None:
-    """A re-harvest (generation > 1) that finished a task without seeing a photo it saw
-    before: the photo left CC, was deleted or made private (a CC search shows none of them),
+def recheck_missed(cur, task_id: int, licenses: str | None) -> None:
+    """A re-harvest (generation > 1) that finished a time slice without seeing a photo it
+    saw before: the photo left CC, was deleted or made private (a CC search shows none of them),
     so its re-check comes first (`checked_at` NULL sorts first). Runs in the task's last
     transaction; reads the source by its upload-time index, the catalog by its keys."""
     only = f" AND t.license_id IN ({licenses})" if licenses else ""
     cur.execute(
         "UPDATE image_checks c JOIN images i ON i.id = c.image_id"
-        f" JOIN {table} t ON t.photo_id = i.photo_id"
+        " JOIN flickr_timeslice_photos t ON t.photo_id = i.photo_id"
         " JOIN search_tasks s ON s.id = %s"
         " SET c.checked_at = NULL"
         f" WHERE t.uploaded_at BETWEEN s.min_upload AND s.max_upload{only}"

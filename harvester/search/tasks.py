@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from harvester.recheck.checks import recheck_missed
-from harvester.search.photos import SOURCE_TABLES, PhotoRow, store_rows
+from harvester.search.photos import PhotoRow, store_rows
 
 SEED_BATCH = 10_000
 TASK_COLUMNS = (
@@ -338,10 +338,12 @@ def record_page(
             if cur.rowcount != 1:
                 raise LeaseLost(f"task {task.id}: lease lost to another worker")
             _insert_children(cur, task, result.children)
-            if result.done and task.generation > 1 and not result.children:
-                recheck_missed(
-                    cur, SOURCE_TABLES[task.source], task.id, format_licenses(task.licenses)
-                )
+            # A re-harvested time slice (a query's photos share their time range with every
+            # other query's: not seeing one again says nothing); a split task's children walk
+            # its range.
+            missed = result.done and not result.children and task.source == "timeslice"
+            if missed and task.generation > 1:
+                recheck_missed(cur, task.id, format_licenses(task.licenses))
             count_calls(cur, worker, calls, len(rows))
         conn.commit()
     except BaseException:

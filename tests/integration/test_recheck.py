@@ -127,6 +127,23 @@ def test_a_harvested_range_is_harvested_again_as_the_next_generation(env, sim, s
     assert seed(env, "--regenerate").returncode == 0  # generation 2 done: 3 may start
 
 
+def test_queries_are_harvested_again_as_the_next_generation_once_done(env, sql, tmp_path):
+    terms = tmp_path / "terms.txt"
+    terms.write_text("red bridge\nsunset\n")
+
+    def seed_queries(*extra: str) -> subprocess.CompletedProcess:
+        return run_harvester("seed", "queries", str(terms), "--start", str(START), "--end",
+                             str(END), *extra, env=env)  # fmt: skip
+
+    assert "created 2 search tasks" in seed_queries().stdout
+    assert seed_queries("--regenerate").returncode == 1  # generation 1 is pending
+    sql("UPDATE search_tasks SET state = 'done'")
+    assert "created 2 search tasks" in seed_queries("--regenerate").stdout
+    assert sql("SELECT query_text, generation FROM search_tasks ORDER BY generation, id") == [
+        ("red bridge", 1), ("sunset", 1), ("red bridge", 2), ("sunset", 2)
+    ]  # fmt: skip
+
+
 def test_reconcile_flags_a_stored_photo_whose_license_left_cc_and_keeps_it_stored(env, sql):
     harvested(env)
     photo, other = non_original_photos(sql, 2)
