@@ -133,7 +133,18 @@ def recheck(
     return stats
 
 
-def _round(conn, client, cc, began, stats, stop, limit, now, on_progress) -> int:
+def _round(
+    conn,
+    client: FlickrClient,
+    cc: set[int],
+    began: datetime,
+    stats: RecheckStats,
+    stop: threading.Event,
+    limit: int | None,
+    now: Callable[[], datetime],
+    on_progress: Callable[[RecheckStats], None],
+) -> int:
+    """One round's batches until no photo checked before `began` is left (or the limit)."""
     done = 0
     while not stop.is_set():
         enrol(conn)
