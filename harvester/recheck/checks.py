@@ -75,20 +75,26 @@ def enrol(conn) -> int:
 
 def pick(conn, checked_before: datetime, limit: int) -> list[Stored]:
     """Up to `limit` stored photos never checked or last checked before `checked_before`,
-    oldest-checked first (never-checked ones, NULL, sort first)."""
+    oldest-checked first (never-checked ones, NULL, sort first). A photo no longer stored
+    (taken down, say) leaves image_checks here: it would stay first in line for ever."""
     with conn.cursor() as cur:
-        cur.execute(
-            "SELECT c.image_id, i.photo_id, i.license_id, i.image_url, i.uploaded_at"
-            " FROM image_checks c"
-            " JOIN images i ON i.id = c.image_id"
-            " WHERE (c.checked_at IS NULL OR c.checked_at < %s) AND i.state = 'stored'"
-            " ORDER BY c.checked_at, c.image_id LIMIT %s",
-            (checked_before, limit),
-        )
-        rows = cur.fetchall()
+        while True:
+            cur.execute(
+                "SELECT c.image_id, i.state, i.photo_id, i.license_id, i.image_url,"
+                " i.uploaded_at FROM image_checks c LEFT JOIN images i ON i.id = c.image_id"
+                " WHERE c.checked_at IS NULL OR c.checked_at < %s"
+                " ORDER BY c.checked_at, c.image_id LIMIT %s",
+                (checked_before, limit),
+            )
+            rows = cur.fetchall()
+            dropped = [(r[0],) for r in rows if r[1] != "stored"]
+            if not dropped:
+                break
+            cur.executemany("DELETE FROM image_checks WHERE image_id = %s", dropped)
+            conn.commit()
     conn.commit()
     return [
-        Stored(int(i), int(p), int(lic), url_secret(url), int(up)) for i, p, lic, url, up in rows
+        Stored(int(i), int(p), int(lic), url_secret(url), int(up)) for i, _, p, lic, url, up in rows
     ]
 
 

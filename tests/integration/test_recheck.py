@@ -232,6 +232,13 @@ def test_recheck_limit_takes_the_oldest_checked_first(env, sim, sql):
     recheck(env, "--limit", "2")
     checked = sql("SELECT image_id FROM image_checks WHERE checked_at IS NOT NULL")
     assert {i for (i,) in checked} == set(ids.values())
+    # A photo no longer stored (a takedown) leaves the re-check's line.
+    taken_down = ids[photos[0]]
+    sql("UPDATE images SET state = 'withdrawn' WHERE id = %s", taken_down)
+    assert "recheck: 3 photos" in recheck(env, "--once").stdout
+    assert {i for (i,) in sql("SELECT image_id FROM image_checks")} == set(ids.values()) - {
+        taken_down
+    }
 
 
 def test_recheck_stops_cleanly_on_sigterm_within_its_call_budget(env, sim, sql):
