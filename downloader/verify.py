@@ -82,16 +82,22 @@ def is_placeholder(body: bytes, sha256_hex: str) -> bool:
     return md5s is not None and hashlib.md5(body, usedforsecurity=False).hexdigest() in md5s
 
 
-def status_outcome(status: int) -> tuple[str, str]:
+def status_outcome(status: int, retry_after: str | None = None) -> tuple[str, str]:
     """The failure class of a non-200 final status, and why.
 
-    403 is `retry`, not final: a CDN refuses originals it will not serve (the fetcher then
-    tries the fallback URL) but also throttles with 403, and a wrongly final answer loses a
-    photo, while a wrong `retry` costs a few attempts before the queue calls it failed.
+    403 without a throttling sign is `gone`: Flickr's image hosts answer a photo made private
+    (or whose owner now refuses it) with 403, and trying again only burns attempts. Before
+    this verdict the fetcher has already tried the fallback URL once (a CDN refuses originals
+    it will not serve with 403, while the 500px copy is served), so a 403 reaching the queue
+    is the final answer for both. A 403 carrying `Retry-After` is a CDN throttling: `retry`.
     """
     if status in (404, 410):
         return "gone", f"HTTP {status}"
-    if status in (403, 408, 425, 429) or status >= 500:
+    if status == 403:
+        if retry_after is not None:
+            return "retry", "HTTP 403 (throttled: Retry-After)"
+        return "gone", "HTTP 403"
+    if status in (408, 425, 429) or status >= 500:
         return "retry", f"HTTP {status}"
     return "bad", f"HTTP {status}"
 

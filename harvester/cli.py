@@ -30,6 +30,7 @@ from harvester.catalog.status import format_status, harvest_status
 from harvester.config import ConfigError, Settings, load_settings
 from harvester.db import DatabaseError, connect
 from harvester.migrate import current_version, migrate, unapplied
+from harvester.recheck import cli as recheck_cli
 from harvester.search import auth_cli, increment_cli
 from harvester.search.flickr_api import FlickrError
 from harvester.search.tasks import SeedError, running_tasks, seed_queries, seed_timeslices
@@ -38,7 +39,13 @@ from harvester.takedown import cli as takedown_cli
 FLICKR_EPOCH = "2004-01-01"
 # What a command may fail with, each reported as one line (a bug still shows its traceback).
 FAILURES = (ConfigError, DatabaseError, FlickrError, SeedError, pymysql.err.MySQLError)
-EXTRAS = (backup_cli, photos_cli, auth_cli, takedown_cli)  # commands of their own modules
+EXTRAS = (
+    backup_cli,
+    photos_cli,
+    auth_cli,
+    takedown_cli,
+    recheck_cli,
+)  # commands of their own modules
 
 
 def parse_time(text: str) -> int:
@@ -78,6 +85,11 @@ def build_parser() -> cli.Parser:
     queries.add_argument("--start", type=parse_time, default=parse_time(FLICKR_EPOCH))
     queries.add_argument("--end", type=parse_time, default=None, help="default: tomorrow")
     increment_cli.add_kind(kinds)
+    for kind in (slices, queries):
+        kind.add_argument(
+            "--regenerate", action="store_true",
+            help="harvest again: the next generation of tasks (their latest one must be done)",
+        )  # fmt: skip
 
     work = commands.add_parser("work", help="harvest search tasks until none is left")
     work.add_argument("--worker", default=socket.gethostname(), help="worker id (hostname)")
@@ -230,7 +242,9 @@ def cmd_seed(args: argparse.Namespace, settings: Settings) -> int:
         if args.end <= args.start:
             raise CommandError("--end must be after --start")
         conn = open_database(settings)
-        created = seed_timeslices(conn, args.start, args.end, args.stride)
+        created = seed_timeslices(
+            conn, args.start, args.end, args.stride, regenerate=args.regenerate
+        )
     else:
         try:
             texts = [
@@ -244,7 +258,7 @@ def cmd_seed(args: argparse.Namespace, settings: Settings) -> int:
         if int(end) <= args.start:
             raise CommandError("--end must be after --start")
         conn = open_database(settings)
-        created = seed_queries(conn, texts, args.start, int(end))
+        created = seed_queries(conn, texts, args.start, int(end), regenerate=args.regenerate)
     print(f"created {created:,} search tasks")
     return 0
 

@@ -10,8 +10,9 @@ hands it one lease's items and takes results as they finish::
 
 Each item ends in exactly one outcome: `stored` (written to `<out>/<photo_id>.<ext>` by temp
 file and rename, with its sha256 and its storage key `layout.image_path`), or a failure class
-for the queue: `gone` (404, 410, Flickr's "photo unavailable" placeholder), `retry` (5xx,
-429, 403, timeouts, resets, truncated bodies, redirect loops) or `bad` (not an image, body
+for the queue: `gone` (404, 410, 403 without Retry-After from the URL and its fallback: a
+private photo, Flickr's "photo unavailable" placeholder), `retry` (5xx, 429, 403 with
+Retry-After, timeouts, resets, truncated bodies, redirect loops) or `bad` (not an image, body
 longer than announced, over the size cap, other 4xx). Nothing but a verified image is ever
 renamed into place.
 

@@ -203,7 +203,8 @@ class Fetcher:
 
     def _wants_fallback(self, item: FetchItem, attempt: _Attempt) -> bool:
         # Flickr refuses originals whose owner disallows downloads (403) and some originals
-        # are gone while the 500px copy is served: both are worth one request to the fallback.
+        # are gone while the 500px copy is served: both are worth one request to the fallback,
+        # and only when the fallback refuses too is a 403 (private) the photo's `gone`.
         if not (self.settings.fallback and item.fallback_url and item.fallback_url != item.url):
             return False
         return attempt.result.outcome == "gone" or attempt.status == 403
@@ -266,8 +267,9 @@ class Fetcher:
         status = response.status
         if status != 200:
             response.discard()
-            outcome, reason = verify.status_outcome(status)
-            wait = self._backoff(response, gate) if status in (429, 503) else None
+            outcome, reason = verify.status_outcome(status, response.headers.get("retry-after"))
+            throttled = status in (429, 503) or (status == 403 and outcome == "retry")
+            wait = self._backoff(response, gate) if throttled else None
             return _Attempt(
                 FetchResult(item, outcome, url=response.url, error=reason), wait, status
             )

@@ -15,6 +15,8 @@ half-applied batch and no row lock is held for long. Per photo:
 - a photo taken down (`harvester takedown`: its id, or its owner) is never put back in the
   queue: a new one is inserted `taken_down`, a known one keeps that state, and both are
   logged in `takedown_log` as a harvest refused.
+- a `stored` photo whose license leaves CC stays `stored` (its object is kept) and is flagged
+  `not_cc` in `image_flags`; the flag goes when its license is CC again.
 
 A pass records where it stands in `reconcile_runs`; a pass that was killed resumes there, and
 since every batch is idempotent, the end state is the same as an uninterrupted pass.
@@ -359,6 +361,19 @@ class BatchSQL:
             " 'harvest_refused', 'reconcile', IF(b.id IS NULL,"
             " 'found by a source: inserted taken down', 'seen again by a source: kept taken down')"
             " FROM reconcile_batch b WHERE b.state = 'taken_down'"
+        # A stored photo keeps its state and its bytes: a license leaving CC flags it, one
+        # coming back to CC takes the flag away (migration 0013, image_flags).
+        changed_stored = "state_before = 'stored' AND old_license_id <> license_id"
+        self.flag_not_cc = (
+            "INSERT INTO image_flags (image_id, flag, since, detail)"
+            " SELECT id, 'not_cc', CURRENT_TIMESTAMP(6),"
+            " CONCAT('license ', old_license_id, ' -> ', license_id, ' (reconcile)')"
+            f" FROM reconcile_batch WHERE {changed_stored} AND license_id NOT IN ({cc})"
+            " ON DUPLICATE KEY UPDATE detail = VALUES(detail)"
+        )
+        self.unflag_cc = (
+            "DELETE f FROM image_flags f JOIN reconcile_batch b ON f.image_id = b.id"
+            f" WHERE f.flag = 'not_cc' AND b.{changed_stored} AND b.license_id IN ({cc})"
         )
         # A known photo carries its catalog id, so the upsert meets it on the primary key
         # and updates in place; on the photo_id key it would first insert a row, then undo it.
@@ -384,6 +399,9 @@ def _apply_batch(conn, sql: BatchSQL, low: int, high: int) -> BatchResult:
             cur.execute(sql.license_changes)
             changes = cur.rowcount
             cur.execute(sql.takedown_log)
+            if changes:
+                cur.execute(sql.flag_not_cc)
+                cur.execute(sql.unflag_cc)
             counts = upsert_counts(cur, cur.execute(sql.upsert))
             if counts is None:
                 raise RuntimeError("the catalog upsert reported no counts")

@@ -61,6 +61,10 @@ class FatalError(FlickrError):
 class APIError(FlickrError):
     """Flickr refused this request (`stat: fail` with a non-transient code)."""
 
+    def __init__(self, message: str, code: int = -1) -> None:
+        super().__init__(message)
+        self.code = code
+
 
 class Interrupted(FlickrError):
     """The worker was asked to stop while waiting for the rate limit or a retry."""
@@ -141,6 +145,15 @@ class FlickrClient:
             params["content_types"] = CONTENT_TYPES
         return self.call("flickr.photos.search", parse_search_page, **params)
 
+    def photo_info(self, photo_id: int, secret: str | None = None) -> PhotoInfo:
+        """`flickr.photos.getInfo`: license and visibility. With the photo's `secret` Flickr
+        skips its permission check, so a private photo answers (ispublic 0) instead of
+        "Photo not found" (code 1, also what a deleted photo answers: `APIError`)."""
+        params: dict[str, str | int] = {"photo_id": photo_id}
+        if secret:
+            params["secret"] = secret
+        return self.call("flickr.photos.getInfo", parse_photo_info, **params)
+
     def _call_once(self, method: str, params: dict[str, str | int]) -> dict:
         data = {
             **params,
@@ -194,7 +207,7 @@ class FlickrClient:
                 raise FatalError(f"{message} ({SIGNING_HINT})")
             if code in FATAL_CODES:
                 raise FatalError(message)
-            raise APIError(message)
+            raise APIError(message, code)
         return payload
 
     def _backoff(self, attempt: int, last: FlickrError | None) -> float:
@@ -241,6 +254,20 @@ def parse_search_page(payload: dict) -> SearchPage:
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise MalformedPage(f"search answer without a photos envelope ({exc!r})") from None
+
+
+@dataclass(frozen=True)
+class PhotoInfo:
+    license_id: int
+    public: bool
+
+
+def parse_photo_info(payload: dict) -> PhotoInfo:
+    try:
+        photo = payload["photo"]
+        return PhotoInfo(int(photo["license"]), bool(int(photo["visibility"]["ispublic"])))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise MalformedPage(f"getInfo answer without license or visibility ({exc!r})") from None
 
 
 def _retry_after(response: requests.Response) -> float | None:

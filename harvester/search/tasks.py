@@ -5,6 +5,10 @@ license). A worker claims one with `FOR UPDATE SKIP LOCKED`, and every page it s
 transaction with the task's cursor, so a killed worker loses at most the page in flight and
 whoever takes the task over resumes from the cursor. Every statement on the hot path uses an
 index; seeding is one multi-row INSERT IGNORE per batch, which makes re-seeding a no-op.
+
+A re-harvest seeds a range again as the next *generation* (`--regenerate`): the same task
+keys, generation N+1 (the unique key is (task_key, generation)), refused while any task of the
+range is still pending or running; a child task has its parent's generation.
 """
 
 from __future__ import annotations
@@ -14,12 +18,14 @@ import random
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from harvester.recheck.checks import recheck_missed
 from harvester.search.photos import PhotoRow, store_rows
 
 SEED_BATCH = 10_000
 TASK_COLUMNS = (
     "id",
     "task_key",
+    "generation",
     "source",
     "query_text",
     "min_upload",
@@ -58,6 +64,7 @@ class Cursor:
 class SearchTask:
     id: int
     task_key: str
+    generation: int
     source: str
     query_text: str | None
     min_upload: int
@@ -132,24 +139,75 @@ def timeslices(start: int, end: int, stride: int) -> Iterator[tuple[int, int]]:
         yield lo, min(lo + stride, end) - 1
 
 
-def seed_timeslices(conn, start: int, end: int, stride: int) -> int:
-    """Create the time-slice tasks of [start, end); returns how many were new."""
+def seed_timeslices(conn, start: int, end: int, stride: int, *, regenerate: bool = False) -> int:
+    """Create the time-slice tasks of [start, end); returns how many were new. With
+    `regenerate`, each slice gets the generation after its latest one (a re-harvest)."""
     _refuse_misaligned(conn, start, end, stride)
+    latest: dict[str, int] = {}
+    if regenerate:
+        range_sql = "source = 'timeslice' AND min_upload <= %s AND max_upload >= %s"
+        _refuse_unfinished(conn, range_sql, (end - 1, start))
+        latest = _latest_generations(conn, range_sql + " AND parent_id IS NULL", (end - 1, start))
     rows = (
-        (timeslice_key(lo, hi), "timeslice", None, lo, hi, hi)
+        (key, latest.get(key, 0) + 1, "timeslice", None, lo, hi, hi)
         for lo, hi in timeslices(start, end, stride)
+        for key in (timeslice_key(lo, hi),)
     )
     return _insert_tasks(conn, rows)
 
 
-def seed_queries(conn, texts: Iterable[str], start: int, end: int) -> int:
-    """One task per distinct search text over [start, end); returns how many were new."""
+def seed_queries(
+    conn, texts: Iterable[str], start: int, end: int, *, regenerate: bool = False
+) -> int:
+    """One task per distinct search text over [start, end); returns how many were new. With
+    `regenerate`, each text gets the generation after its latest one (a re-harvest)."""
     seen: dict[str, str] = {}
     for text in texts:
         if normalize_query(text):
             seen.setdefault(normalize_query(text), " ".join(text.split()))
-    rows = ((query_key(text), "query", text, start, end - 1, end - 1) for text in seen.values())
+    keys = {text: query_key(text) for text in seen.values()}
+    latest: dict[str, int] = {}
+    if regenerate and keys:
+        # A text's children have keys that start with its own (query_key).
+        like = " OR ".join(["task_key LIKE %s"] * len(keys))
+        prefixes = tuple(f"{key}%" for key in keys.values())
+        _refuse_unfinished(conn, f"source = 'query' AND ({like})", prefixes)
+        found = " OR ".join(["task_key = %s"] * len(keys))
+        latest = _latest_generations(conn, f"({found})", tuple(keys.values()))
+    rows = (
+        (key, latest.get(key, 0) + 1, "query", text, start, end - 1, end - 1)
+        for text, key in keys.items()
+    )
     return _insert_tasks(conn, rows)
+
+
+def _refuse_unfinished(conn, where: str, args: tuple) -> None:
+    """A range is harvested again only once its latest generation is finished: two
+    generations walking it at once would harvest it twice for nothing."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT COUNT(*), MIN(generation) FROM search_tasks"
+            f" WHERE state IN ('pending', 'running') AND {where}",
+            args,
+        )
+        count, generation = cur.fetchone()
+    conn.commit()
+    if count:
+        raise SeedError(
+            f"{count} search tasks of this range (generation {generation}) are still pending or"
+            " running: let them finish (`harvester work`) before seeding the next generation"
+        )
+
+
+def _latest_generations(conn, where: str, args: tuple) -> dict[str, int]:
+    with conn.cursor() as cur:
+        cur.execute(
+            f"SELECT task_key, MAX(generation) FROM search_tasks WHERE {where} GROUP BY task_key",
+            args,
+        )
+        latest = {key: int(generation) for key, generation in cur.fetchall()}
+    conn.commit()
+    return latest
 
 
 def _insert_tasks(conn, rows: Iterable[tuple]) -> int:
@@ -170,9 +228,8 @@ def _insert_batch(cur, batch: list[tuple]) -> int:
     if not batch:
         return 0
     cur.executemany(
-        "INSERT IGNORE INTO search_tasks"
-        " (task_key, source, query_text, min_upload, max_upload, cursor_max_upload)"
-        " VALUES (%s, %s, %s, %s, %s, %s)",
+        "INSERT IGNORE INTO search_tasks (task_key, generation, source, query_text,"
+        " min_upload, max_upload, cursor_max_upload) VALUES (%s, %s, %s, %s, %s, %s, %s)",
         batch,
     )
     return cur.rowcount
@@ -281,6 +338,12 @@ def record_page(
             if cur.rowcount != 1:
                 raise LeaseLost(f"task {task.id}: lease lost to another worker")
             _insert_children(cur, task, result.children)
+            # A re-harvested time slice (a query's photos share their time range with every
+            # other query's: not seeing one again says nothing); a split task's children walk
+            # its range.
+            missed = result.done and not result.children and task.source == "timeslice"
+            if missed and task.generation > 1:
+                recheck_missed(cur, task.id, format_licenses(task.licenses))
             count_calls(cur, worker, calls, len(rows))
         conn.commit()
     except BaseException:
@@ -300,6 +363,7 @@ def _insert_children(cur, task: SearchTask, children: tuple[ChildTask, ...]) -> 
         rows.append(
             (
                 key,
+                task.generation,
                 task.source,
                 task.query_text,
                 child.min_upload,
@@ -310,9 +374,9 @@ def _insert_children(cur, task: SearchTask, children: tuple[ChildTask, ...]) -> 
             )
         )
     cur.executemany(
-        "INSERT IGNORE INTO search_tasks (task_key, source, query_text, min_upload,"
-        " max_upload, cursor_max_upload, licenses, parent_id)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+        "INSERT IGNORE INTO search_tasks (task_key, generation, source, query_text,"
+        " min_upload, max_upload, cursor_max_upload, licenses, parent_id)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
         rows,
     )
 

@@ -74,13 +74,15 @@ PROBLEMS = {
 }
 # Fault mode -> (catalog state, class), as downloader.fetch and the queue decide them.
 FAULT_OUTCOMES: dict[str, tuple[str, str | None]] = {
-    **dict.fromkeys(("404", "410", "placeholder", "placeholder_bytes"), ("gone", "gone")),
+    # 403 is a private photo; its fallback URL (same photo id, same fault) is refused too.
+    **dict.fromkeys(("403", "404", "410", "placeholder", "placeholder_bytes"), ("gone", "gone")),
     **dict.fromkeys(
         ("html", "html_as_jpeg", "wrong_type", "not_image", "wrong_length", "huge", "endless"),
         ("failed", "bad"),
     ),
     **dict.fromkeys(
-        ("truncated", "500", "503", "429", "403", "loop", "drip", "reset"), ("failed", "retry")
+        ("truncated", "500", "503", "429", "403_throttle", "loop", "drip", "reset"),
+        ("failed", "retry"),
     ),
     **dict.fromkeys(("slow", "png", "gif", "webp"), ("stored", None)),
 }

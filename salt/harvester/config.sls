@@ -10,6 +10,10 @@
 {%- for key, value in harvester.flickr | dictsort if signed or key not in signing %}
 {%-   do flickr.update({key: value}) %}
 {%- endfor %}
+{#- The re-check service takes its share of the key's calls; the worker keeps the rest. #}
+{%- if harvester.recheck.calls_per_hour %}
+{%-   do flickr.update({"rate_limit_per_hour": harvester.key_calls_per_hour - harvester.recheck.calls_per_hour}) %}
+{%- endif %}
 {#- The site's image hosts: a photo whose image URL is elsewhere is refused at import. #}
 {%- set allow_hosts = salt["pillar.get"]("site:fetch_allow_hosts", []) %}
 

@@ -2,3 +2,4 @@ include:
   - ccmirror
   - .config
   - .service
+  - .recheck

@@ -55,7 +55,8 @@ EXPECTED = {
     "500": ("retry", "HTTP 500"),
     "503": ("retry", "HTTP 503"),
     "429": ("retry", "HTTP 429"),
-    "403": ("retry", "HTTP 403"),
+    "403": ("gone", "HTTP 403"),
+    "403_throttle": ("retry", "HTTP 403 (throttled: Retry-After)"),
     "loop": ("retry", "redirect loop: more than 5 redirects"),
     "drip": ("retry", "timeout"),
     "reset": ("retry", "connection: "),
@@ -196,6 +197,21 @@ def test_a_refused_original_falls_back_to_the_smaller_copy(host: RunningImageHos
         )
     assert results[14].outcome == "gone"
     assert results[14].error == "HTTP 404; fallback: HTTP 410"
+
+
+def test_a_403_from_the_original_and_its_fallback_is_gone_unless_throttled(
+    host: RunningImageHost, tmp_path: Path
+):
+    """A private photo: 403 from both URLs is final (`gone`); a 403 with Retry-After from
+    the fallback is a CDN throttling, so the photo stays `retry`."""
+    host.faults({21: "403", 821: "403", 22: "403", 822: "403_throttle"})
+    items = [FetchItem(i, host.url(i, "o"), fallback_url=host.url(800 + i, "b")) for i in (21, 22)]
+
+    results = {r.item.photo_id: r for r in fetch_all(tmp_path, items)}
+
+    assert (results[21].outcome, results[21].error) == ("gone", "HTTP 403; fallback: HTTP 403")
+    assert results[22].outcome == "retry"
+    assert results[22].error == "HTTP 403; fallback: HTTP 403 (throttled: Retry-After)"
 
 
 def test_retry_after_pauses_the_host_then_the_photo_is_fetched(

@@ -67,11 +67,15 @@ def test_content_types(value, ok):
 
 @pytest.mark.parametrize(
     "status, outcome",
-    [(404, "gone"), (410, "gone"), (403, "retry"), (429, "retry"), (500, "retry")]
+    [(404, "gone"), (410, "gone"), (403, "gone"), (429, "retry"), (500, "retry")]
     + [(503, "retry"), (400, "bad"), (401, "bad"), (206, "bad"), (304, "bad")],
 )
 def test_status_classes(status, outcome):
     assert status_outcome(status)[0] == outcome
+
+
+def test_a_403_with_retry_after_is_throttling_not_gone():
+    assert status_outcome(403, "30") == ("retry", "HTTP 403 (throttled: Retry-After)")
 
 
 def test_retry_after_as_seconds_or_a_date():

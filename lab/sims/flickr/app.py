@@ -2,8 +2,9 @@
 API keys, OAuth 1.0a signatures (`lab.sims.flickr.oauth`: a signed call sees the safety
 levels its ``safe_search`` asks for, an unsigned one safe photos only), the rate limit and
 injected faults before each call, the methods
-(``flickr.photos.search``, ``flickr.photos.licenses.getInfo``), and the ``/_sim/`` pages:
-ground truth, hot spots, stats and run-time control."""
+(``flickr.photos.search``, ``flickr.photos.licenses.getInfo``, ``flickr.photos.getInfo``),
+and the ``/_sim/`` pages: ground truth, hot spots, stats and run-time control (settings, and
+photos deleted, made private or relabelled: `lab.sims.flickr.changes`)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ import sys
 import threading
 import time
 
+from lab.sims.flickr.changes import parse_changes
 from lab.sims.flickr.control import KNOWN_METHODS, RateLimiter, Settings, Stats
 from lab.sims.flickr.faults import FaultInjector, parse_faults
+from lab.sims.flickr.info import photo_info
 from lab.sims.flickr.oauth import Credentials, HttpRequest, OAuthDesk, Signed
 from lab.sims.flickr.render import PhotoRenderer
 from lab.sims.flickr.search import Searcher
@@ -111,6 +114,8 @@ class FlickrSim:
                 return ok_reply(params, fmt, self.search(params, safety))
             if method == "flickr.photos.licenses.getInfo":
                 return ok_reply(params, fmt, self.licenses_payload())
+            if method == "flickr.photos.getInfo":
+                return ok_reply(params, fmt, photo_info(self.u, params))
             raise ApiError(112, f'Method "{method}" not found')
         except ApiError as err:
             return fail_reply(params, fmt, err)
@@ -184,6 +189,20 @@ class FlickrSim:
         except (ValueError, TypeError) as exc:
             return plain_json(400, {"error": str(exc)})
         return plain_json(200, self.settings.public(self.u.new_license))
+
+    def change_photos(self, body: bytes) -> Reply:
+        """``POST /_sim/photos``: delete photos, make them private or public, relabel them."""
+        try:
+            known = {int(row["id"]) for row in self.u.licenses()}
+            changes = parse_changes(json.loads(body or b"{}"), known)
+            missing = [i for i in changes if self.u.photo(i) is None]
+            if missing:
+                raise ValueError(f"no such photo: {missing[:5]}")
+        except ValueError as exc:  # json's errors are ValueErrors too
+            return plain_json(400, {"error": str(exc)})
+        for photo_id, what in changes.items():
+            self.u.changes.set(photo_id, what)
+        return plain_json(200, {"changed": len(changes)})
 
     def _apply(self, changes: dict) -> None:
         unknown = set(changes) - {

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 DEFAULT_KEY = "lab-flickr-key"
 FAULT_KINDS = ("5xx", "105", "201", "malformed", "slow")
-KNOWN_METHODS = ("flickr.photos.search", "flickr.photos.licenses.getInfo")
+KNOWN_METHODS = ("flickr.photos.search", "flickr.photos.licenses.getInfo", "flickr.photos.getInfo")
 
 
 @dataclass

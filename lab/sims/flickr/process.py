@@ -38,6 +38,11 @@ class RunningSim:
         response.raise_for_status()
         return response.json()
 
+    def change_photos(self, changes: dict[int, str | int]) -> requests.Response:
+        """Delete photos, make them private or public, relabel them (`/_sim/photos`)."""
+        body = {str(photo_id): what for photo_id, what in changes.items()}
+        return requests.post(self.base_url + "/_sim/photos", json=body, timeout=10)
+
     def truth(self, min_upload: int, max_upload: int) -> set[int]:
         """The CC photo ids uploaded in [min_upload, max_upload] (inclusive)."""
         answer = self.get("/_sim/truth", min_upload_date=min_upload, max_upload_date=max_upload)

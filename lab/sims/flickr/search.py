@@ -5,6 +5,7 @@ and a search with no filter at all is refused. Each query's first 4,000 results 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 from collections import OrderedDict
@@ -38,6 +39,7 @@ class Query:
     sort: str
     new_license: bool
     max_safety: int = RESTRICTED  # the highest safety level the caller may see
+    changes: int = 0  # the universe's run-time changes (their version) the results reflect
 
     @classmethod
     def from_params(
@@ -139,6 +141,7 @@ class Searcher:
         """One page of ``flickr.photos.search``, with the 4,000 cap and the total's quirks,
         of the photos up to safety level ``max_safety``."""
         q = Query.from_params(params, self.u.new_license, max_safety)
+        q = dataclasses.replace(q, changes=self.u.changes.version)
         if q.min_upload is None and q.max_upload is None and not q.words:
             raise ApiError(3, ERR_PARAMETERLESS)
         result = self.searches.get(q)

@@ -1,6 +1,7 @@
 """A Flickr REST API simulator over HTTP, for tests, the lab and benchmarks.
 
-Serves ``flickr.photos.search`` and ``flickr.photos.licenses.getInfo`` from a deterministic
+Serves ``flickr.photos.search``, ``flickr.photos.licenses.getInfo`` and ``flickr.photos.getInfo``
+from a deterministic
 :class:`lab.sims.flickr.universe.Universe`, with Flickr's awkward parts kept on purpose: the
 4,000-result cap (later pages repeat the last page within the cap), misreported totals,
 string/int type quirks, ``\\/``-escaped JSON, HTTP-200 errors, API keys, a per-key rate limit
@@ -77,6 +78,8 @@ class SimHandler(BaseHTTPRequestHandler):
                 reply = app.oauth_endpoint(url.path, query, self._signed_part(text))
             elif url.path == "/_sim/control" and self.command == "POST":
                 reply = app.control(body)
+            elif url.path == "/_sim/photos" and self.command == "POST":
+                reply = app.change_photos(body)
             elif url.path.startswith("/_sim/"):
                 reply = app.sim_get(url.path, query)
             else:

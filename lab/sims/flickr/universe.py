@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from lab.sims.flickr.buckets import BUCKET_SECONDS, Buckets, Photo, Plan, stable_hash
+from lab.sims.flickr.buckets import BUCKET_SECONDS, ID_STRIDE, Buckets, Photo, Plan, stable_hash
+from lab.sims.flickr.changes import PhotoChanges
 from lab.sims.flickr.tables import (
     ALL_SLOTS,
     CC_SLOTS,
@@ -46,6 +47,14 @@ class Universe(Buckets):
         super().__init__(**options)
         self.moderate_share = moderate_share
         self.restricted_share = restricted_share
+        self.changes = PhotoChanges()  # deleted, private, relabelled at run time
+
+    def photo(self, photo_id: int) -> Photo | None:
+        """The photo of that id as generated (before run-time changes), or None."""
+        for p in self._bucket(photo_id // ID_STRIDE, self.new_license):
+            if p.id == photo_id:
+                return p
+        return None
 
     def safety_of(self, p: Photo) -> int:
         """The photo's safety level, fixed by the seed and its id."""
@@ -112,13 +121,20 @@ class Universe(Buckets):
         b_lo, b_hi = lo // BUCKET_SECONDS, hi // BUCKET_SECONDS
         buckets = range(b_lo, b_hi + 1) if asc else range(b_hi, b_lo - 1, -1)
         title_words = self._title_words
+        changes = self.changes
+        changed = changes.by_id
         for b in buckets:
-            if slots is not None and not self._plan(b).slot_count(slots):
+            no_slot = slots is not None and not self._plan(b).slot_count(slots)
+            if no_slot and b not in changes.buckets:
                 continue
             photos = self._bucket(b, nl)
             for p in photos if asc else reversed(photos):
                 if p.dateupload < lo or p.dateupload > hi:
                     continue
+                if changed and p.id in changed:  # a plain dict: this loop is the hot path
+                    p = changes.apply(p)  # type: ignore[assignment]
+                    if p is None:
+                        continue
                 if licenses is not None and p.license not in licenses:
                     continue
                 if words and not words <= title_words[p.title]:

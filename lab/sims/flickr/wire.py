@@ -101,6 +101,8 @@ def xml_ok(payload: dict) -> bytes:
     if "licenses" in payload:
         rows = "".join(f"\t<license{_xml_attrs(r)} />\n" for r in payload["licenses"]["license"])
         inner = f"<licenses>\n{rows}</licenses>\n"
+    elif "photo" in payload:  # getInfo: the photo's attributes (its child elements left out)
+        inner = f"<photo{_xml_attrs(payload['photo'])} />\n"
     else:
         photos = payload["photos"]
         attrs = _xml_attrs({k: v for k, v in photos.items() if k != "photo"})

@@ -11,7 +11,8 @@ time through ``POST /_img/faults {"faults": {"<photo id>": "MODE" | {"mode": M, 
     html_as_jpeg    an HTML page labelled image/jpeg not_image    random bytes as image/jpeg
     truncated       announces N bytes, sends N/2, drops the connection
     wrong_length    announces fewer bytes than it sends
-    404 410 403 500 that status                     429 503      that status + Retry-After
+    404 410 403 500 that status (403: a private photo)  429 503  that status + Retry-After
+    403_throttle    403 + Retry-After (a CDN throttling with 403)
     placeholder     302 to /photo_unavailable.png    placeholder_bytes  its bytes at this URL
     huge            Content-Length 3 GB, then a trickle of zeros
     endless         chunked, no length, never ends   loop         redirects to itself forever
@@ -154,6 +155,7 @@ MODES = frozenset(
         "truncated",
         "wrong_length",
         "403",
+        "403_throttle",
         "404",
         "410",
         "429",
@@ -292,9 +294,9 @@ class ImageHost:
             return web.Response(body=jpeg_bytes(photo_id, s.image_size), content_type="image/jpeg")
         if mode in ("403", "404", "410", "500"):
             return web.Response(status=int(mode), text=f"error {mode}\n")
-        if mode in ("429", "503"):
+        if mode in ("429", "503", "403_throttle"):
             headers = {"Retry-After": str(s.retry_after)}
-            return web.Response(status=int(mode), text="slow down\n", headers=headers)
+            return web.Response(status=int(mode[:3]), text="slow down\n", headers=headers)
         simple = self.simple_body(photo_id, mode)
         if simple is not None:
             body, content_type = simple

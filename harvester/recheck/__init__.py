@@ -1,0 +1,1 @@
+"""Re-checks of stored photos (`harvester recheck`) and their flags (`harvester flags`)."""
