@@ -17,7 +17,6 @@ import sys
 import threading
 from collections.abc import Callable
 from dataclasses import asdict
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pymysql
@@ -29,14 +28,13 @@ from harvester.backup import photos_cli
 from harvester.catalog.status import format_status, harvest_status
 from harvester.config import ConfigError, Settings, load_settings
 from harvester.db import DatabaseError, connect
-from harvester.migrate import current_version, migrate, unapplied
+from harvester.migrate import current_version, migrate, open_database
 from harvester.recheck import cli as recheck_cli
-from harvester.search import auth_cli, increment_cli
+from harvester.search import auth_cli, seed_cli
 from harvester.search.flickr_api import FlickrError
-from harvester.search.tasks import SeedError, running_tasks, seed_queries, seed_timeslices
+from harvester.search.tasks import SeedError, running_tasks
 from harvester.takedown import cli as takedown_cli
 
-FLICKR_EPOCH = "2004-01-01"
 # What a command may fail with, each reported as one line (a bug still shows its traceback).
 FAILURES = (ConfigError, DatabaseError, FlickrError, SeedError, pymysql.err.MySQLError)
 EXTRAS = (
@@ -46,22 +44,6 @@ EXTRAS = (
     takedown_cli,
     recheck_cli,
 )  # commands of their own modules
-
-
-def parse_time(text: str) -> int:
-    """UTC unix seconds from YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS][Z] or plain unix seconds."""
-    text = text.strip()
-    if text.isdigit():
-        return int(text)
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"not a date: {text!r} (use YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS, UTC)"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp())
 
 
 def build_parser() -> cli.Parser:
@@ -74,22 +56,7 @@ def build_parser() -> cli.Parser:
     )
     cli.add_json_option(migrations, "print what was applied and the schema version as JSON")
 
-    seed = commands.add_parser("seed", help="create search tasks")
-    kinds = seed.add_subparsers(dest="kind", required=True)
-    slices = kinds.add_parser("timeslices", help="upload-time slices of [start, end)")
-    slices.add_argument("--start", type=parse_time, required=True, help="UTC date, inclusive")
-    slices.add_argument("--end", type=parse_time, required=True, help="UTC date, exclusive")
-    slices.add_argument("--stride", type=positive_int, default=600, help="seconds (600)")
-    queries = kinds.add_parser("queries", help="one task per search text in FILE")
-    queries.add_argument("file", type=Path, help="one search text per line; # comments")
-    queries.add_argument("--start", type=parse_time, default=parse_time(FLICKR_EPOCH))
-    queries.add_argument("--end", type=parse_time, default=None, help="default: tomorrow")
-    increment_cli.add_kind(kinds)
-    for kind in (slices, queries):
-        kind.add_argument(
-            "--regenerate", action="store_true",
-            help="harvest again: the next generation of tasks (their latest one must be done)",
-        )  # fmt: skip
+    seed_cli.add_parsers(commands)
 
     work = commands.add_parser("work", help="harvest search tasks until none is left")
     work.add_argument("--worker", default=socket.gethostname(), help="worker id (hostname)")
@@ -211,16 +178,8 @@ def describe_failure(exc: BaseException) -> str:
     return str(exc)
 
 
-def open_database(settings: Settings, *, migrated: bool = True, local_infile: bool = False):
-    conn = connect(settings.db_url, local_infile=local_infile)
-    if migrated and unapplied(conn):
-        conn.close()
-        raise CommandError("the database schema is not up to date: run `harvester migrate`")
-    return conn
-
-
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
-    conn = open_database(settings, migrated=False)
+    conn = open_database(settings.db_url, migrated=False)
     applied = migrate(conn)
     state = {
         "applied": [{"version": m.version, "name": m.name} for m in applied],
@@ -235,41 +194,13 @@ def format_migrated(state: dict) -> str:
     return "\n".join([*lines, f"schema version {state['version']}"])
 
 
-def cmd_seed(args: argparse.Namespace, settings: Settings) -> int:
-    if args.kind == "increment":
-        return increment_cli.run(args, open_database(settings), settings)
-    if args.kind == "timeslices":
-        if args.end <= args.start:
-            raise CommandError("--end must be after --start")
-        conn = open_database(settings)
-        created = seed_timeslices(
-            conn, args.start, args.end, args.stride, regenerate=args.regenerate
-        )
-    else:
-        try:
-            texts = [
-                line.strip()
-                for line in args.file.read_text(encoding="utf-8").splitlines()
-                if line.strip() and not line.lstrip().startswith("#")
-            ]
-        except (OSError, UnicodeDecodeError) as exc:
-            raise CommandError(f"cannot read {args.file}: {exc}") from None
-        end = args.end or (datetime.now(UTC).timestamp() // 86400 + 1) * 86400
-        if int(end) <= args.start:
-            raise CommandError("--end must be after --start")
-        conn = open_database(settings)
-        created = seed_queries(conn, texts, args.start, int(end), regenerate=args.regenerate)
-    print(f"created {created:,} search tasks")
-    return 0
-
-
 def cmd_work(args: argparse.Namespace, settings: Settings) -> int:
     from harvester.search.worker import Worker  # the worker pulls in requests; other commands don't
 
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    open_database(settings).close()
+    open_database(settings.db_url).close()
     worker = Worker(settings, args.worker, stop=stop, follow=args.follow)
     stats = worker.run()
     refused = ", ".join(f"{reason} {n:,}" for reason, n in sorted(stats.refused.items()))
@@ -283,7 +214,7 @@ def cmd_work(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    conn = open_database(settings)
+    conn = open_database(settings.db_url)
     cli.print_state(args, harvest_status(conn, settings.flickr), format_status)
     return 0
 
@@ -327,7 +258,7 @@ def cmd_import_yfcc(args: argparse.Namespace, settings: Settings) -> int:
 
     try:
         check_files(args.files)  # a bad path fails before the database is touched
-        open_database(settings).close()
+        open_database(settings.db_url).close()
         stats = import_files(
             settings.db_url,
             args.files,
@@ -353,7 +284,7 @@ def cmd_import_yfcc(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
     from harvester.catalog.reconcile import ReconcileProgress, reconcile
 
-    open_database(settings).close()
+    open_database(settings.db_url).close()
     progress = ReconcileProgress(settings.db_url)
     stats = reconcile(
         settings.db_url,
@@ -369,7 +300,7 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from harvester.queue.service import QueueStartError, serve
 
-    open_database(settings).close()
+    open_database(settings.db_url).close()
     if args.bind:
         settings.queue.bind = args.bind
     if args.port:
@@ -402,7 +333,7 @@ def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_maintenance(args: argparse.Namespace, settings: Settings) -> int:
     from harvester.queue.leases import get_maintenance, set_maintenance
 
-    conn = open_database(settings)
+    conn = open_database(settings.db_url)
     if args.switch == "status":
         state = get_maintenance(conn)
     else:
@@ -424,7 +355,7 @@ def cmd_audit_storage(args: argparse.Namespace, settings: Settings) -> int:
         return cmd_audit_bucket(args, settings)
     try:
         check_readable(args.inventory)  # a bad path fails before the database is touched
-        conn = open_database(settings, local_infile=True)  # LOAD DATA of its checked rows
+        conn = open_database(settings.db_url, local_infile=True)  # LOAD DATA of its checked rows
         result = audit_storage(
             conn,
             args.inventory,
@@ -445,7 +376,9 @@ def cmd_audit_bucket(args: argparse.Namespace, settings: Settings) -> int:
 
     try:
         client = client_for(settings.storage)  # missing settings fail before the database
-        conn = open_database(settings, local_infile=True)  # LOAD DATA of the listing it wrote
+        conn = open_database(
+            settings.db_url, local_infile=True
+        )  # LOAD DATA of the listing it wrote
         result = audit_bucket(
             conn,
             client,
@@ -471,7 +404,7 @@ def cmd_import_tree(args: argparse.Namespace, settings: Settings) -> int:
         root = checked_root(args.directory)
         target = S3Target.from_mapping(asdict(settings.storage))
         head_client = client_for(settings.storage)
-        conn = open_database(settings)
+        conn = open_database(settings.db_url)
         report = _report_file(args.report)
         with report or contextlib.nullcontext():
             result = Importer(
@@ -504,7 +437,7 @@ COMMANDS = {
     "token": cmd_token,
     "maintenance": cmd_maintenance,
     "reconcile": cmd_reconcile,
-    "seed": cmd_seed,
+    **seed_cli.COMMANDS,
     "work": cmd_work,
     "status": cmd_status,
     "tasks": cmd_tasks,

@@ -13,6 +13,9 @@ from importlib import resources
 
 import pymysql
 
+from ccmirror_common.cli import CommandError
+from harvester.db import connect
+
 MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 
@@ -94,3 +97,13 @@ def current_version(conn) -> int:
 def unapplied(conn) -> list[Migration]:
     done = applied_versions(conn)
     return [m for m in available_migrations() if m.version not in done]
+
+
+def open_database(db_url: str, *, migrated: bool = True, local_infile: bool = False):
+    """A connection to the catalog; CommandError, with the connection closed, when `migrated`
+    and a migration is not applied yet (every command but `migrate` needs the current schema)."""
+    conn = connect(db_url, local_infile=local_infile)
+    if migrated and unapplied(conn):
+        conn.close()
+        raise CommandError("the database schema is not up to date: run `harvester migrate`")
+    return conn

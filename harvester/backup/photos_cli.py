@@ -57,16 +57,13 @@ def cmd_restore_photos(args: argparse.Namespace, settings: Settings) -> int:
 
 def _guarded(work, settings: Settings):
     from harvester.backup.target import BackupTargetError, main_client, target_client
-    from harvester.db import connect
-    from harvester.migrate import unapplied
+    from harvester.migrate import open_database
 
     try:
         main_client(settings.storage)  # missing settings fail before the database is opened
         target_client(settings.backup_target)
-        conn = connect(settings.db_url)
+        conn = open_database(settings.db_url)
         try:
-            if unapplied(conn):
-                raise CommandError("the database schema is not up to date: run `harvester migrate`")
             return work(conn)
         finally:
             conn.close()

@@ -361,6 +361,7 @@ class BatchSQL:
             " 'harvest_refused', 'reconcile', IF(b.id IS NULL,"
             " 'found by a source: inserted taken down', 'seen again by a source: kept taken down')"
             " FROM reconcile_batch b WHERE b.state = 'taken_down'"
+        )
         # A stored photo keeps its state and its bytes: a license leaving CC flags it, one
         # coming back to CC takes the flag away (migration 0013, image_flags).
         changed_stored = "state_before = 'stored' AND old_license_id <> license_id"

@@ -9,9 +9,10 @@ import signal
 import sys
 import threading
 
-from ccmirror_common.cli import CommandError, positive_int
+from ccmirror_common.cli import positive_int
 from ccmirror_common.progress import ProgressLine
 from harvester.config import Settings
+from harvester.migrate import open_database
 
 
 def add_parsers(commands) -> None:
@@ -42,7 +43,7 @@ def cmd_recheck(args: argparse.Namespace, settings: Settings) -> int:
     flickr = settings.flickr
     if args.calls_per_hour is not None:
         flickr = dataclasses.replace(flickr, rate_limit_per_hour=float(args.calls_per_hour))
-    conn = open_database(settings)
+    conn = open_database(settings.db_url)
     client = FlickrClient(flickr, stop)
     licenses = client.licenses()
     store_licenses(conn, licenses)
@@ -63,21 +64,10 @@ def cmd_recheck(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_flags(args: argparse.Namespace, settings: Settings) -> int:
     from harvester.recheck.checks import export_flags
 
-    conn = open_database(settings)
+    conn = open_database(settings.db_url)
     for row in export_flags(conn):
         sys.stdout.write(json.dumps(row) + "\n")
     return 0
-
-
-def open_database(settings: Settings):
-    from harvester.db import connect
-    from harvester.migrate import unapplied
-
-    conn = connect(settings.db_url)
-    if unapplied(conn):
-        conn.close()
-        raise CommandError("the database schema is not up to date: run `harvester migrate`")
-    return conn
 
 
 COMMANDS = {"recheck": cmd_recheck, "flags": cmd_flags}

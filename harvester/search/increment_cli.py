@@ -1,6 +1,6 @@
-"""`harvester seed increment`: the parser and body of the daily seeding (harvester/cli.py adds
-it to `seed`; the work is harvester/search/increment.py). db-1's minion schedule runs it
-(salt/db/increment.sls, `ccmirror_increment.run`)."""
+"""`harvester seed increment`: the parser and body of the daily seeding
+(harvester/search/seed_cli.py adds it to `seed`; the work is harvester/search/increment.py).
+db-1's minion schedule runs it (salt/db/increment.sls, `ccmirror_increment.run`)."""
 
 from __future__ import annotations
 

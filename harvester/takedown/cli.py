@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from ccmirror_common import cli
 from ccmirror_common.cli import CommandError, non_negative_int
 from harvester.config import Settings
+from harvester.migrate import open_database
 
 
 def add_parsers(commands) -> None:
@@ -58,7 +59,7 @@ def _add(args: argparse.Namespace, settings: Settings) -> int:
         )
     except TakedownError as error:
         raise CommandError(str(error)) from None
-    conn = _database(settings)
+    conn = open_database(settings.db_url)
     try:
         added = add_takedown(conn, request, datetime.now(UTC).replace(tzinfo=None))
     finally:
@@ -70,7 +71,7 @@ def _add(args: argparse.Namespace, settings: Settings) -> int:
 def _list(args: argparse.Namespace, settings: Settings) -> int:
     from harvester.takedown.requests import format_takedowns, list_takedowns
 
-    conn = _database(settings)
+    conn = open_database(settings.db_url)
     try:
         found = list_takedowns(conn)
     finally:
@@ -85,7 +86,7 @@ def _apply(args: argparse.Namespace, settings: Settings) -> int:
 
     try:
         client = client_for(settings.storage)  # missing settings fail before the database
-        conn = _database(settings)
+        conn = open_database(settings.db_url)
         try:
             applied = apply_takedowns(
                 conn, client, settings.storage, _user() if args.by is None else args.by,
@@ -98,17 +99,6 @@ def _apply(args: argparse.Namespace, settings: Settings) -> int:
         raise CommandError(said) from None
     cli.print_state(args, applied.as_dict(), lambda state: state["summary"])
     return 0
-
-
-def _database(settings: Settings):
-    from harvester.db import connect
-    from harvester.migrate import unapplied
-
-    conn = connect(settings.db_url)
-    if unapplied(conn):
-        conn.close()
-        raise CommandError("the database schema is not up to date: run `harvester migrate`")
-    return conn
 
 
 def _user() -> str:

@@ -7,9 +7,9 @@ from secrets import token_hex
 
 import pytest
 
-from harvester.cli import parse_time
 from harvester.config import ConfigError, load_settings
 from harvester.db import DatabaseError, parse_db_url
+from harvester.search.seed_cli import parse_time
 
 
 def test_file_then_environment(tmp_path):
