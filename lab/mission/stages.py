@@ -44,10 +44,11 @@ from lab.fleet import lifecycle as fleet
 from lab.fleet import salt_master, wheelhouse
 from lab.fleet.core import LabConfig, LabError, LabState, lab_lock, load_state
 from lab.mission import mirror_check
+from lab.mission.coverage import coverage_line
 from lab.mission.yfcc_from_universe import write_yfcc_sample
 from lab.sims.digitalocean import service as do_fleet
 from lab.sims.flickr import service as flickr_service
-from lab.sims.flickr.universe import MODERATE, RESTRICTED, SAFE, Universe
+from lab.sims.flickr.universe import Universe
 from lab.sims.image_host import service as image_service
 
 CORE = ("db-1", "st-1", "bk-1")  # bk-1: the backup cluster (salt/backup)
@@ -58,7 +59,6 @@ YFCC_ON_DB = "/var/lib/ccmirror/yfcc-sample.tsv"
 # knows how each must end: gone, failed as bad, stored after a retry).
 FAULTS = ("404", "placeholder", "not_image", {"mode": "503", "times": 1}, "410", "html")
 SALT_RUN_SECONDS = 1800
-SAFETY_NAMES = {SAFE: "safe", MODERATE: "moderate", RESTRICTED: "restricted"}
 
 
 @dataclass
@@ -353,7 +353,8 @@ class Mission:
         self.show(f"\n== the mirror, {_iso(self.start)} .. {_iso(self.end)} ==")
         self.show(f"  harvested:  time slices {api:,}, search texts {queries:,}, YFCC100M {yfcc:,}")
         if self.truth_by_safety:
-            self.show(f"  coverage:   {self.coverage_line()}")
+            with self.catalog() as conn:
+                self.show(f"  coverage:   {coverage_line(conn, self.truth_by_safety)}")
         for line in report.summary_lines():
             self.show(f"  {line}")
         if self.audit_result is not None:
@@ -366,17 +367,6 @@ class Mission:
         self.show(f"  time:       {seconds:.0f}s ({times})")
         if not report.ok:
             self.show(report.problem_text())
-
-    def coverage_line(self) -> str:
-        """The catalog's photos of each safety level against the universe's: signed calls see
-        them all, unsigned ones the safe ones only."""
-        with self.catalog() as conn, conn.cursor() as cur:
-            cur.execute("SELECT photo_id FROM images")
-            catalog = {row[0] for row in cur.fetchall()}
-        return ", ".join(
-            f"{SAFETY_NAMES[level]} {len(catalog.intersection(ids)):,}/{len(ids):,}"
-            for level, ids in sorted(self.truth_by_safety.items())
-        )
 
     def harvesters_down(self) -> None:
         with self.stage("fleet.down of the harvesters"):
