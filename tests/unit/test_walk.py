@@ -9,7 +9,10 @@ CC = [1, 2, 3, 4, 5, 6, 9, 10]
 
 
 def task(lo=1000, hi=1599, cursor=None, licenses=None) -> SearchTask:
-    return SearchTask(1, "k", "timeslice", None, lo, hi, licenses, cursor or Cursor(hi), 0)
+    return SearchTask(
+        id=1, task_key="k", generation=1, source="timeslice", query_text=None, min_upload=lo,
+        max_upload=hi, licenses=licenses, cursor=cursor or Cursor(hi), attempts=0,
+    )  # fmt: skip
 
 
 def step(t, page, uploads, pages=8, per_page=500):
