@@ -30,6 +30,7 @@ from harvester.catalog.status import format_status, harvest_status
 from harvester.config import ConfigError, Settings, load_settings
 from harvester.db import DatabaseError, connect
 from harvester.migrate import current_version, migrate, unapplied
+from harvester.redrive import cli as redrive_cli
 from harvester.search import auth_cli
 from harvester.search.flickr_api import FlickrError
 from harvester.search.tasks import SeedError, running_tasks, seed_queries, seed_timeslices
@@ -175,7 +176,7 @@ def build_parser() -> cli.Parser:
         help="seconds between progress lines off a terminal (30)",
     )
     cli.add_json_option(imports, "print the result as JSON")
-    for extra in (backup_cli, photos_cli, auth_cli):  # commands of their own modules
+    for extra in (backup_cli, photos_cli, auth_cli, redrive_cli):  # commands of their own modules
         extra.add_parsers(commands)
     return parser
 
@@ -496,4 +497,5 @@ COMMANDS = {
     **backup_cli.COMMANDS,
     **photos_cli.COMMANDS,
     **auth_cli.COMMANDS,
+    **redrive_cli.COMMANDS,
 }

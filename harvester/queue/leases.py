@@ -33,12 +33,14 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 import pymysql
 
+from harvester.catalog.queue_order import BACKOFF_WORKER, LEVELS
 from harvester.db import LOCK_ERRORS
 
 # Columns a downloader needs: the image and the attribution written beside it.
@@ -116,6 +118,8 @@ class Lease:
     # The items as a JSON array, built by MariaDB: a service passes it on without decoding
     # 500 rows into Python objects and encoding them again.
     items_json: str
+    # The highest catalog id leased of each priority level: where the next lease looks on.
+    ends: dict[int, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -170,38 +174,35 @@ def lease(
     max_items: int,
     seconds: int,
     now: datetime,
-    after: int = 0,
+    after: int | Mapping[int, int] = 0,
     max_open: int = 0,
 ) -> Lease | None:
-    """Up to `max_items` pending photos with catalog ids above `after`, lowest first, under a
-    new lease; None when there is none. Photos another transaction holds are skipped, never
-    waited for. TooManyLeases when the worker holds `max_open` unexpired leases (0: no cap).
+    """Up to `max_items` pending photos under a new lease, the highest priority level first
+    and in each level the lowest catalog ids above that level's `after` mark (one mark for
+    every level when it is an int); None when there is none. Photos another transaction
+    holds are skipped, never waited for. TooManyLeases when the worker holds `max_open`
+    unexpired leases (0: no cap).
 
     `after` lets a busy service start past the photos it leased a moment ago: they stay in
     the pending range of the index while they are leased, and every scan from the start
     would step over them all."""
+    marks = after if isinstance(after, Mapping) else dict.fromkeys(LEVELS, after)
 
     def work(cur) -> Lease | None:
         if max_open:
             _check_open_leases(cur, worker, max_open, now)
-        # One statement picks, locks and describes the photos: the derived table's locking
-        # read locks only `images` rows (not the licenses joined outside it). FORCE INDEX:
-        # left to itself, MariaDB reads the index by `state` alone and filters `id > after`
-        # entry by entry from the first pending photo, so every lease would walk all that lies
-        # below the mark (29,100 entries for 100 photos leased 29,000 past the start); forced,
-        # it reads a range that starts at ('pending', after).
-        cur.execute(
-            f"SELECT GROUP_CONCAT(i.id ORDER BY i.id), {ITEMS_JSON}"
-            f" FROM (SELECT {', '.join(ITEM_COLUMNS)} FROM images FORCE INDEX (images_state)"
-            "  WHERE state = 'pending' AND id > %s AND lease_id = 0"
-            "  ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)"
-            f" i {LICENSE_JOIN}",
-            (after, max_items),
-        )
-        id_list, items_json = cur.fetchone()
-        if id_list is None:
+        picked: dict[int, tuple[list[int], str]] = {}
+        for level in LEVELS:
+            wanted = max_items - sum(len(ids) for ids, _ in picked.values())
+            if wanted <= 0:
+                break
+            found = _pick(cur, level, marks.get(level, 0), wanted)
+            if found is not None:
+                picked[level] = found
+        if not picked:
             return None
-        ids = [int(i) for i in id_list.split(",")]
+        ids = sorted(i for level_ids, _ in picked.values() for i in level_ids)
+        id_list = _id_list(ids)
         expires = now + timedelta(seconds=seconds)
         cur.execute(
             "INSERT INTO leases (worker, items, item_ids, created_at, expires_at)"
@@ -209,13 +210,37 @@ def lease(
             (worker, len(ids), id_list, now, expires),
         )
         lease_id = cur.lastrowid
-        cur.execute(
-            f"UPDATE images SET lease_id = %s WHERE id IN ({id_list})",  # MariaDB's own ints
-            (lease_id,),
-        )
-        return Lease(lease_id, worker, expires, ids, items_json)
+        cur.execute(f"UPDATE images SET lease_id = %s WHERE id IN ({id_list})", (lease_id,))
+        # The levels' JSON arrays as one, highest level first, without decoding them.
+        items_json = "[" + ", ".join(part[1:-1] for _, part in picked.values()) + "]"
+        ends = {level: level_ids[-1] for level, (level_ids, _) in picked.items()}
+        return Lease(lease_id, worker, expires, ids, items_json, ends)
 
     return with_retry(conn, work)
+
+
+def _pick(cur, level: int, after: int, limit: int) -> tuple[list[int], str] | None:
+    """Lock and describe up to `limit` pending photos of one priority level above `after`:
+    their ids in order and their items as a JSON array; None when there is none.
+
+    One statement picks, locks and describes the photos: the derived table's locking read
+    locks only `images` rows (not the licenses joined outside it). FORCE INDEX: left to
+    itself, MariaDB reads the index by `state` alone and filters entry by entry from the
+    first pending photo, so every lease would walk all that lies below the mark (29,100
+    entries for 100 photos leased 29,000 past the start); forced, it reads a range that
+    starts at ('pending', level, after). A level with no photo costs one index dive."""
+    cur.execute(
+        f"SELECT GROUP_CONCAT(i.id ORDER BY i.id), {ITEMS_JSON}"
+        f" FROM (SELECT {', '.join(ITEM_COLUMNS)} FROM images FORCE INDEX (images_state)"
+        "  WHERE state = 'pending' AND priority = %s AND id > %s AND lease_id = 0"
+        "  ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)"
+        f" i {LICENSE_JOIN}",
+        (level, after, limit),
+    )
+    id_list, items_json = cur.fetchone()
+    if id_list is None:
+        return None
+    return [int(i) for i in id_list.split(",")], items_json
 
 
 def _check_open_leases(cur, worker: str, max_open: int, now: datetime) -> None:
@@ -238,10 +263,30 @@ def _check_open_leases(cur, worker: str, max_open: int, now: datetime) -> None:
         )
 
 
+@dataclass(frozen=True)
+class Backoff:
+    """How long a photo reported `retry` waits before it is leased again: `base` seconds,
+    doubled for every retry it had before, at most `cap` (queue.retry_backoff_seconds and
+    retry_backoff_max_seconds). A base of 0: back to the queue at once."""
+
+    base: float = 0.0
+    cap: float = 0.0
+
+    def seconds(self, attempts: int) -> float:
+        return min(self.base * 2 ** min(attempts, 32), self.cap)
+
+
 def complete(
-    conn, worker: str, lease_id: int, reports: Sequence[Report], max_attempts: int, now: datetime
+    conn,
+    worker: str,
+    lease_id: int,
+    reports: Sequence[Report],
+    max_attempts: int,
+    now: datetime,
+    backoff: Backoff = Backoff(),
 ) -> ReportOutcome:
-    """Apply a worker's reports for photos of its lease; see the module docstring."""
+    """Apply a worker's reports for photos of its lease; see the module docstring. A photo
+    requeued by a `retry` waits out `backoff` under a parking lease (`_park`)."""
     ids = [r.id for r in reports]
     counts = Counter(ids)  # linear: `ids.count` per photo was quadratic in a 10,000-item report
     if len(counts) != len(ids):
@@ -270,7 +315,8 @@ def complete(
         changes = _decide(reports, current, lease_id, max_attempts, outcome)
         stored_ids = set(outcome.stored)
         _write_stored(cur, [r for r in reports if r.id in stored_ids], worker, lease_id, now)
-        _write_states(cur, changes)
+        parked = _park(cur, outcome.requeued, current, backoff, now)
+        _write_states(cur, changes, parked)
         settled = sum(1 for r in reports if current[r.id][1] == lease_id)
         failed = len(outcome.failed) + len(outcome.gone) + len(outcome.requeued)
         _count_report(cur, lease_id, settled, len(outcome.stored), failed, now)
@@ -363,18 +409,47 @@ def _md5_value(md5: str | None) -> str:
     return "NULL" if md5 is None else f"x'{bytes.fromhex(md5).hex()}'"
 
 
-def _write_states(cur, changes: dict[int, Change]) -> None:
-    """One UPDATE for every changed photo, whatever mix of outcomes the report holds."""
+def _park(
+    cur, requeued: list[int], current: dict[int, tuple], backoff: Backoff, now: datetime
+) -> dict[int, int]:
+    """Park photos requeued by a `retry` under a lease of BACKOFF_WORKER that expires when
+    their wait ends: one lease per distinct wait (a few: one per attempt count). Returns
+    each parked photo's parking lease.
+
+    Why a lease rather than a column of `images` such as `retry_at`: the lease scan already
+    steps past photos with a `lease_id`, and the reaper already returns a lapsed lease's
+    photos to the queue by the `(state, expires_at)` index of the small leases table, so the
+    wait costs no schema change, no index on the catalog and no scan of it."""
+    waits: dict[float, list[int]] = {}
+    for image_id in requeued:
+        wait = backoff.seconds(current[image_id][2])
+        if wait > 0:
+            waits.setdefault(wait, []).append(image_id)
+    parked: dict[int, int] = {}
+    for wait, ids in waits.items():
+        cur.execute(
+            "INSERT INTO leases (worker, items, item_ids, created_at, expires_at)"
+            " VALUES (%s, %s, %s, %s, %s)",
+            (BACKOFF_WORKER, len(ids), _id_list(sorted(ids)), now, now + timedelta(seconds=wait)),
+        )
+        parked.update(dict.fromkeys(ids, cur.lastrowid))
+    return parked
+
+
+def _write_states(cur, changes: dict[int, Change], parked: dict[int, int]) -> None:
+    """One UPDATE for every changed photo, whatever mix of outcomes the report holds; a
+    parked photo takes its parking lease, every other one leaves its lease."""
     if not changes:
         return
     state_sql, state_args = _case({image_id: c[0] for image_id, c in changes.items()})
     error_sql, error_args = _case({image_id: c[2] for image_id, c in changes.items()})
+    lease_sql, lease_args = _case({image_id: parked.get(image_id, 0) for image_id in changes})
     bumped = [image_id for image_id, c in changes.items() if c[1]]
     attempts = f", attempts = attempts + (id IN ({_id_list(bumped)}))" if bumped else ""
     cur.execute(
         f"UPDATE images SET state = {state_sql}, last_error = {error_sql}{attempts},"
-        f" lease_id = 0 WHERE id IN ({_id_list(changes)})",
-        [*state_args, *error_args],
+        f" lease_id = {lease_sql} WHERE id IN ({_id_list(changes)})",
+        [*state_args, *error_args, *lease_args],
     )
 
 
@@ -449,32 +524,43 @@ def release(conn, worker: str, lease_id: int, item_ids: Iterable[int] | None, no
     return with_retry(conn, work)
 
 
-def reap(conn, now: datetime, limit: int = 200) -> tuple[int, int]:
-    """Expire active leases past their expiry: their unsettled photos go back to pending.
-    Returns (leases expired, photos requeued). Leases another reaper holds are skipped."""
+class Reaped(NamedTuple):
+    leases: int  # workers' leases that lapsed
+    photos: int  # their unsettled photos, back in the queue
+    waits: int  # parking leases whose backoff ended
+    waited: int  # their photos, back in the queue
 
-    def work(cur) -> tuple[int, int]:
+
+def reap(conn, now: datetime, limit: int = 200) -> Reaped:
+    """Expire active leases past their expiry: their unsettled photos go back to pending.
+    Parking leases (BACKOFF_WORKER) are reaped alike, counted apart: their photos' backoff
+    ended. Leases another reaper holds are skipped."""
+
+    def work(cur) -> Reaped:
         cur.execute(
-            "SELECT id, item_ids FROM leases WHERE state = 'active' AND expires_at < %s"
-            " ORDER BY expires_at LIMIT %s FOR UPDATE SKIP LOCKED",
-            (now, limit),
+            "SELECT id, item_ids, worker = %s FROM leases WHERE state = 'active'"
+            " AND expires_at < %s ORDER BY expires_at LIMIT %s FOR UPDATE SKIP LOCKED",
+            (BACKOFF_WORKER, now, limit),
         )
         rows = cur.fetchall()
-        if not rows:
-            return 0, 0
-        lease_ids = [row[0] for row in rows]
-        photo_ids = [int(i) for _, item_ids in rows for i in item_ids.split(",")]
-        cur.execute(
-            f"UPDATE images SET lease_id = 0 WHERE id IN ({_id_list(photo_ids)})"
-            f" AND lease_id IN ({_id_list(lease_ids)})"
-        )
-        requeued = cur.rowcount
-        cur.execute(
-            "UPDATE leases SET state = 'expired', closed_at = %s"
-            f" WHERE id IN ({_id_list(lease_ids)})",
-            (now,),
-        )
-        return len(lease_ids), requeued
+        counts = [0, 0, 0, 0]
+        for parking in (False, True):  # workers' leases, then parking leases: two UPDATEs
+            lease_ids = [row[0] for row in rows if bool(row[2]) == parking]
+            if not lease_ids:
+                continue
+            photo_ids = [i for row in rows if bool(row[2]) == parking for i in row[1].split(",")]
+            cur.execute(
+                f"UPDATE images SET lease_id = 0 WHERE id IN ({_id_list(photo_ids)})"
+                f" AND lease_id IN ({_id_list(lease_ids)})"
+            )
+            counts[2 * parking : 2 * parking + 2] = [len(lease_ids), cur.rowcount]
+        if rows:
+            cur.execute(
+                "UPDATE leases SET state = 'expired', closed_at = %s"
+                f" WHERE id IN ({_id_list(row[0] for row in rows)})",
+                (now,),
+            )
+        return Reaped(*counts)
 
     return with_retry(conn, work)
 

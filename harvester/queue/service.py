@@ -224,8 +224,11 @@ class QueueService:
         self.metrics = QueueMetrics(self.status)
         self._maintenance = (dq.Maintenance(False, dq.DEFAULT_RETRY_AFTER), -1e9)
         self._status = CachedStatus(self._compute_status)
-        self._leased_up_to = 0
+        self._leased_up_to: dict[int, int] = {}  # per priority level
         self._rescanned = 0.0
+        self.backoff = dq.Backoff(
+            settings.retry_backoff_seconds, settings.retry_backoff_max_seconds
+        )
         self._stop = threading.Event()
         self._reaper: threading.Thread | None = None
 
@@ -245,18 +248,20 @@ class QueueService:
 
     # --- where the next lease starts looking ---
 
-    def scan_start(self) -> int:
-        """The highest catalog id leased lately, or 0 every `rescan_seconds`: photos that came
-        back to the queue below the mark (retries, lapsed leases) wait at most that long."""
+    def scan_start(self) -> dict[int, int]:
+        """The highest catalog id leased lately of each priority level, or none every
+        `rescan_seconds`: photos that came back to the queue below the marks (retries,
+        lapsed leases) wait at most that long."""
         now = time.monotonic()
         if now - self._rescanned >= self.settings.rescan_seconds:
             self._rescanned = now
-            return 0
-        return self._leased_up_to
+            return {}
+        return dict(self._leased_up_to)
 
     def leased_up_to(self, leased: dq.Lease | None) -> None:
         if leased is not None:
-            self._leased_up_to = max(self._leased_up_to, leased.item_ids[-1])
+            for level, end in leased.ends.items():
+                self._leased_up_to[level] = max(self._leased_up_to.get(level, 0), end)
 
     @contextmanager
     def one_lease_request(self, worker: str) -> Iterator[None]:
@@ -297,9 +302,9 @@ class QueueService:
         expired = requeued = 0
         with self.pool.connection() as conn:
             while True:
-                leases, photos = dq.reap(conn, utc_now())
-                expired, requeued = expired + leases, requeued + photos
-                if leases == 0:
+                reaped = dq.reap(conn, utc_now())
+                expired, requeued = expired + reaped.leases, requeued + reaped.photos
+                if reaped.leases + reaped.waits == 0:
                     break
             retention = timedelta(days=self.settings.lease_retention_days)
             dq.prune_leases(conn, utc_now() - retention)
@@ -397,7 +402,7 @@ def create_app(service: QueueService) -> FastAPI:
         with service.one_lease_request(worker), service.pool.connection() as conn:
             after = service.scan_start()
             leased = dq.lease(conn, worker, count, seconds, utc_now(), after, cap)
-            if leased is None and after:  # nothing past the mark: look from the start
+            if leased is None and any(after.values()):  # nothing past the marks: from the start
                 leased = dq.lease(conn, worker, count, seconds, utc_now(), max_open=cap)
         service.leased_up_to(leased)
         service.metrics.leased(worker, len(leased.item_ids) if leased else 0)
@@ -412,7 +417,13 @@ def create_app(service: QueueService) -> FastAPI:
         # The validated models have the fields of a `dq.Report`; no copy is needed.
         with service.pool.connection() as conn:
             outcome = dq.complete(
-                conn, worker, lease_id, body.items, service.settings.max_attempts, utc_now()
+                conn,
+                worker,
+                lease_id,
+                body.items,
+                service.settings.max_attempts,
+                utc_now(),
+                service.backoff,
             )
         service.metrics.reported(worker, outcome)
         # Lists of ints, encoded as they are: through the response model, 500 ids would be

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from harvester.catalog.queue_order import BACKOFF_WORKER
 from harvester.catalog.reconcile import image_counts
 from harvester.db import DatabaseError
 
@@ -29,11 +30,15 @@ HOUR = timedelta(hours=1)
 def queue_status(conn, now: datetime, known_workers: list[str], maintenance: bool) -> dict:
     images = dict.fromkeys(IMAGE_STATES, 0) | image_counts(conn)
     with conn.cursor() as cur:
+        # Parking leases hold photos waiting out a retry backoff: no worker's, counted apart.
         cur.execute(
-            "SELECT COUNT(*), COALESCE(SUM(items - reported), 0), MIN(expires_at)"
-            " FROM leases WHERE state = 'active'"
+            "SELECT worker = %s, COUNT(*), COALESCE(SUM(items - reported), 0), MIN(expires_at)"
+            " FROM leases WHERE state = 'active' GROUP BY worker = %s",
+            (BACKOFF_WORKER, BACKOFF_WORKER),
         )
-        leases, items_out, next_expiry = cur.fetchone()
+        held = {bool(row[0]): row[1:] for row in cur.fetchall()}
+        leases, items_out, next_expiry = held.get(False, (0, 0, None))
+        in_backoff = int(held.get(True, (0, 0, None))[1])
         cur.execute(
             "SELECT worker, SUM(IF(last_report_at >= %s, stored, 0)),"
             " SUM(IF(last_report_at >= %s, failed, 0)), SUM(stored), SUM(failed)"
@@ -41,7 +46,10 @@ def queue_status(conn, now: datetime, known_workers: list[str], maintenance: boo
             (now - RECENT_WINDOW, now - RECENT_WINDOW, now - HOUR),
         )
         recent = {row[0]: [int(v) for v in row[1:]] for row in cur.fetchall()}
-        cur.execute("SELECT worker, MAX(last_report_at) FROM leases GROUP BY worker")
+        cur.execute(
+            "SELECT worker, MAX(last_report_at) FROM leases WHERE worker <> %s GROUP BY worker",
+            (BACKOFF_WORKER,),
+        )
         last_report = dict(cur.fetchall())
     conn.commit()
     workers = [
@@ -60,6 +68,8 @@ def queue_status(conn, now: datetime, known_workers: list[str], maintenance: boo
         "leases_active": int(leases),
         "items_leased_out": int(items_out),
         "next_lease_expiry": _iso(next_expiry) if next_expiry else None,
+        # Pending photos (counted in `images`) that wait out a retry's backoff.
+        "items_in_backoff": in_backoff,
         "stored_per_second_5m": round(per_second, 2),
         "eta_seconds": round(to_do / per_second) if per_second > 0 else None,
         "workers": workers,
