@@ -178,6 +178,8 @@ ENVIRONMENT: Environment = {
     "CCMIRROR_QUEUE_MAX_ATTEMPTS": ("queue", "max_attempts"),
     "CCMIRROR_QUEUE_REAP_INTERVAL": ("queue", "reap_interval"),
     "CCMIRROR_QUEUE_RESCAN_SECONDS": ("queue", "rescan_seconds"),
+    "CCMIRROR_QUEUE_RETRY_BACKOFF_SECONDS": ("queue", "retry_backoff_seconds"),
+    "CCMIRROR_QUEUE_RETRY_BACKOFF_MAX_SECONDS": ("queue", "retry_backoff_max_seconds"),
     "CCMIRROR_FETCH_ALLOW_HOSTS": ("fetch", "allow_hosts"),  # comma-separated
     "CCMIRROR_QUEUE_MAX_ITEMS": ("queue", "max_items"),
     "CCMIRROR_QUEUE_MAX_BODY_BYTES": ("queue", "max_body_bytes"),

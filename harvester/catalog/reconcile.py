@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from ccmirror_common.progress import ProgressLine, format_duration
-from harvester.catalog.queue_order import BACKOFF_WORKER, QUERY, TIMESLICE
+from harvester.catalog.queue_order import QUERY, TIMESLICE
 from harvester.db import connect, upsert_counts
 from harvester.search.licenses import DEFAULT_CC_LICENSE_IDS
 
@@ -446,12 +446,7 @@ def image_counts(conn) -> dict[str, int]:
     with conn.cursor() as cur:
         cur.execute("SELECT state, COUNT(*) FROM images GROUP BY state")
         counts = {state: int(n) for state, n in cur.fetchall()}
-        # A photo waiting out a retry's backoff is pending: its parking lease is no worker's.
-        cur.execute(
-            "SELECT COALESCE(SUM(items - reported), 0) FROM leases"
-            " WHERE state = 'active' AND worker <> %s",
-            (BACKOFF_WORKER,),
-        )
+        cur.execute("SELECT COALESCE(SUM(items - reported), 0) FROM leases WHERE state = 'active'")
         leased = min(int(cur.fetchone()[0]), counts.get("pending", 0))
     conn.commit()
     if leased:

@@ -6,11 +6,19 @@ A photo's place in the queue is `images.state`, and while a lease holds it, `lea
     pending --lease--> pending + lease_id --stored--> stored
                          (leased)   |  --gone-----> gone      (404/410, "photo unavailable")
                                     |  --bad------> failed    (not an image, too large)
-                                    |  --retry----> pending, or failed after max_attempts
+                                    |  --retry----> pending + a parking lease (backoff), or
+                                    |               failed after max_attempts
                                     +--expired/released--> pending (lease_id cleared)
 
+A photo reported `retry` waits before it is leased again (`Backoff`: a base doubled per
+retry): it is parked under a lease of its own state, `backoff`, that expires when the wait
+ends, and the reaper clears it as it clears any lapsed lease (`_park` says why a lease).
+
+Pending photos are leased by priority level (harvester/catalog/queue_order.py), highest
+first: each level a range of the `(state, priority, id)` index.
+
 A leased photo keeps `state = 'pending'`: marking it in a column of no index, rather than
-moving it in the `(state, id)` index and back, halves the index work of a photo's way through
+moving it in the state index and back, halves the index work of a photo's way through
 the queue. A lease's photos are found through its `item_ids`, and a scan for work skips rows
 that carry a lease. (The `leased` value of the ENUM is no longer written; migration 0005
 moved rows that had it.)
@@ -21,7 +29,7 @@ worker (its bytes are on storage; the other worker's report then finds it stored
 idempotent: a second report of the same photo changes nothing.
 
 Each call is one transaction of a few statements, every one by primary key or by the
-`(state, id)` index, whatever the size of the catalog. Times are the service's clock, passed
+`(state, priority, id)` index, whatever the size of the catalog. Times are the service's clock, passed
 in, so the expiry checks and the reaper agree.
 
 Over 500 lines, one module: every function is a transition of the one state machine above,
@@ -412,9 +420,12 @@ def _md5_value(md5: str | None) -> str:
 def _park(
     cur, requeued: list[int], current: dict[int, tuple], backoff: Backoff, now: datetime
 ) -> dict[int, int]:
-    """Park photos requeued by a `retry` under a lease of BACKOFF_WORKER that expires when
-    their wait ends: one lease per distinct wait (a few: one per attempt count). Returns
-    each parked photo's parking lease.
+    """Park photos requeued by a `retry` under a lease of BACKOFF_WORKER in state `backoff`
+    that expires when their wait ends: one lease per distinct wait (a few: one per attempt
+    count). Returns each parked photo's parking lease. Its own state keeps it out of
+    everything that counts `active` leases (open leases per worker, leases out, photos
+    leased); its worker, which no token can name, keeps it from any worker's report,
+    extend or release.
 
     Why a lease rather than a column of `images` such as `retry_at`: the lease scan already
     steps past photos with a `lease_id`, and the reaper already returns a lapsed lease's
@@ -428,8 +439,8 @@ def _park(
     parked: dict[int, int] = {}
     for wait, ids in waits.items():
         cur.execute(
-            "INSERT INTO leases (worker, items, item_ids, created_at, expires_at)"
-            " VALUES (%s, %s, %s, %s, %s)",
+            "INSERT INTO leases (worker, state, items, item_ids, created_at, expires_at)"
+            " VALUES (%s, 'backoff', %s, %s, %s, %s)",
             (BACKOFF_WORKER, len(ids), _id_list(sorted(ids)), now, now + timedelta(seconds=wait)),
         )
         parked.update(dict.fromkeys(ids, cur.lastrowid))
@@ -533,14 +544,15 @@ class Reaped(NamedTuple):
 
 def reap(conn, now: datetime, limit: int = 200) -> Reaped:
     """Expire active leases past their expiry: their unsettled photos go back to pending.
-    Parking leases (BACKOFF_WORKER) are reaped alike, counted apart: their photos' backoff
+    Parking leases (state `backoff`) are reaped alike, counted apart: their photos' backoff
     ended. Leases another reaper holds are skipped."""
 
     def work(cur) -> Reaped:
         cur.execute(
-            "SELECT id, item_ids, worker = %s FROM leases WHERE state = 'active'"
-            " AND expires_at < %s ORDER BY expires_at LIMIT %s FOR UPDATE SKIP LOCKED",
-            (BACKOFF_WORKER, now, limit),
+            "SELECT id, item_ids, state = 'backoff' FROM leases"
+            " WHERE state IN ('active', 'backoff') AND expires_at < %s"
+            " ORDER BY expires_at LIMIT %s FOR UPDATE SKIP LOCKED",
+            (now, limit),
         )
         rows = cur.fetchall()
         counts = [0, 0, 0, 0]

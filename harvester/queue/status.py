@@ -1,7 +1,7 @@
 """What the download queue is doing: counts by state, leases out, per-worker throughput,
 ETA to drain. One snapshot feeds `GET /v1/status`, `GET /metrics` and the status page.
 
-Counting the catalog by state walks its `(state, id)` index, which takes seconds on hundreds
+Counting the catalog by state walks its state index, which takes seconds on hundreds
 of millions of rows, so a snapshot is cached for a while that grows with what it cost.
 Throughput comes from the lease rows (each counts what was stored and failed under it), so it
 survives a restart of the service and adds up across service processes.
@@ -30,15 +30,14 @@ HOUR = timedelta(hours=1)
 def queue_status(conn, now: datetime, known_workers: list[str], maintenance: bool) -> dict:
     images = dict.fromkeys(IMAGE_STATES, 0) | image_counts(conn)
     with conn.cursor() as cur:
-        # Parking leases hold photos waiting out a retry backoff: no worker's, counted apart.
         cur.execute(
-            "SELECT worker = %s, COUNT(*), COALESCE(SUM(items - reported), 0), MIN(expires_at)"
-            " FROM leases WHERE state = 'active' GROUP BY worker = %s",
-            (BACKOFF_WORKER, BACKOFF_WORKER),
+            "SELECT COUNT(*), COALESCE(SUM(items - reported), 0), MIN(expires_at)"
+            " FROM leases WHERE state = 'active'"
         )
-        held = {bool(row[0]): row[1:] for row in cur.fetchall()}
-        leases, items_out, next_expiry = held.get(False, (0, 0, None))
-        in_backoff = int(held.get(True, (0, 0, None))[1])
+        leases, items_out, next_expiry = cur.fetchone()
+        # Parking leases (harvester.queue.leases._park): photos waiting out a retry's backoff.
+        cur.execute("SELECT COALESCE(SUM(items), 0) FROM leases WHERE state = 'backoff'")
+        in_backoff = int(cur.fetchone()[0])
         cur.execute(
             "SELECT worker, SUM(IF(last_report_at >= %s, stored, 0)),"
             " SUM(IF(last_report_at >= %s, failed, 0)), SUM(stored), SUM(failed)"
