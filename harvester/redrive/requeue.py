@@ -84,10 +84,12 @@ def requeue(
 
 def _next_level(conn, state: str, above: int | None) -> int | None:
     """The lowest priority level above `above` with photos in `state`: one index dive."""
+    # `>= 0` for the first: MariaDB finds no range for `priority > -1` of an unsigned column
+    # and answered 1 with rows of priority 0 there.
+    after = ">= 0" if above is None else f"> {int(above)}"
     with conn.cursor() as cur:
         cur.execute(
-            "SELECT MIN(priority) FROM images WHERE state = %s AND priority > %s",
-            (state, -1 if above is None else above),
+            f"SELECT MIN(priority) FROM images WHERE state = %s AND priority {after}", (state,)
         )
         (level,) = cur.fetchone()
     conn.commit()
