@@ -25,7 +25,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-__load__ = ["seed", "import_yfcc", "status", "reconcile", "wait", "db_minion"]
+__load__ = ["seed", "import_yfcc", "status", "reconcile", "requeue", "wait", "db_minion"]
 
 DB_CANDIDATES = "db-*"  # salt/top.sls: db + queue; master* is the salt master only
 WORKERS = "dl-* or hv-*"
@@ -41,6 +41,7 @@ RECONCILE_TIMEOUT = 24 * 3600
 IMPORT_TIMEOUT = 24 * 3600
 DATE = re.compile(r"^(\d+|\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2})?Z?)?)$")
 CREATED = re.compile(r"created ([\d,]+) search tasks")
+REQUEUE_STATES = ("failed", "gone")
 
 __opts__: dict = {}  # replaced by Salt's loader
 
@@ -246,6 +247,31 @@ def reconcile(batch_size=None, restart=False):
     return {"result": True, "minion": minion, "comment": lines[-1] if lines else ""}
 
 
+def requeue(state=None, error=None, since=None, dry_run=False):
+    """
+    Put ``state=failed`` (or ``gone``) photos back in the download queue with a fresh attempt
+    count (``harvester requeue`` on the database minion, in batches), only those whose last
+    error is LIKE ``error`` and whose catalog row last changed at or after ``since`` (UTC)
+    if given. ``dry_run=True`` counts them and changes nothing.
+
+    CLI Example::
+
+        salt-run batch.requeue state=failed dry_run=True
+        salt-run batch.requeue state=failed error='retry: HTTP 5%' since=2026-12-01
+    """
+    try:
+        args = requeue_arguments(state, error, since, dry_run)
+        with _client() as client:
+            minion = _db_minion(client)
+            _progress(f"requeue of {state} photos on {minion}")
+            out = _run(client, minion, _harvester_argv(*args), timeout=RECONCILE_TIMEOUT)
+    except BatchError as problem:
+        return _failed(str(problem), state=state)
+    if out["retcode"] != 0:
+        return _failed(_message(out), minion=minion, state=state)
+    return {"result": True, "minion": minion, **_json_or_error(out)}
+
+
 def wait(until="harvested", timeout=86400, interval=30):
     """
     Poll ``batch.status`` until a stage is finished, for orchestration:
@@ -310,6 +336,17 @@ def seed_arguments(kind, start, end, stride, file) -> tuple[list[str], str | Non
         if value is not None:
             args += [f"--{name}", _date(value, name)]
     return args, stdin
+
+
+def requeue_arguments(state, error, since, dry_run) -> list[str]:
+    if state not in REQUEUE_STATES:
+        raise BatchError(f"state must be one of {', '.join(REQUEUE_STATES)}, not {state!r}")
+    args = ["requeue", "--json", "--state", state]
+    if error is not None:
+        args += ["--error", str(error)]
+    if since is not None:
+        args += ["--since", _date(since, "since")]
+    return [*args, "--dry-run"] if _truthy(dry_run) else args
 
 
 def status_table(db_minion: str, harvest: dict, queue: dict, fleet: dict) -> dict[str, Any]:

@@ -10,12 +10,9 @@ A photo's place in the queue is `images.state`, and while a lease holds it, `lea
                                     |               failed after max_attempts
                                     +--expired/released--> pending (lease_id cleared)
 
-A photo reported `retry` waits before it is leased again (`Backoff`: a base doubled per
-retry): it is parked under a lease of its own state, `backoff`, that expires when the wait
-ends, and the reaper clears it as it clears any lapsed lease (`_park` says why a lease).
-
-Pending photos are leased by priority level (harvester/catalog/queue_order.py), highest
-first: each level a range of the `(state, priority, id)` index.
+A photo reported `retry` waits out a backoff under a parking lease of state `backoff`
+(harvester/queue/backoff.py); pending photos are leased by priority level, highest first
+(harvester/catalog/queue_order.py).
 
 A leased photo keeps `state = 'pending'`: marking it in a column of no index, rather than
 moving it in the state index and back, halves the index work of a photo's way through
@@ -29,8 +26,8 @@ worker (its bytes are on storage; the other worker's report then finds it stored
 idempotent: a second report of the same photo changes nothing.
 
 Each call is one transaction of a few statements, every one by primary key or by the
-`(state, priority, id)` index, whatever the size of the catalog. Times are the service's clock, passed
-in, so the expiry checks and the reaper agree.
+`(state, priority, id)` index, whatever the size of the catalog. Times are the service's
+clock, passed in, so the expiry checks and the reaper agree.
 
 Over 500 lines, one module: every function is a transition of the one state machine above,
 and each transaction must keep all of its rules (a split would scatter them).
@@ -48,8 +45,9 @@ from typing import NamedTuple
 
 import pymysql
 
-from harvester.catalog.queue_order import BACKOFF_WORKER, LEVELS
+from harvester.catalog.queue_order import LEVELS
 from harvester.db import LOCK_ERRORS
+from harvester.queue.backoff import NO_BACKOFF, Backoff, park
 
 # Columns a downloader needs: the image and the attribution written beside it.
 ITEM_COLUMNS = (
@@ -126,8 +124,7 @@ class Lease:
     # The items as a JSON array, built by MariaDB: a service passes it on without decoding
     # 500 rows into Python objects and encoding them again.
     items_json: str
-    # The highest catalog id leased of each priority level: where the next lease looks on.
-    ends: dict[int, int] = field(default_factory=dict)
+    ends: dict[int, int] = field(default_factory=dict)  # per level: the highest id leased
 
 
 @dataclass(frozen=True)
@@ -185,15 +182,11 @@ def lease(
     after: int | Mapping[int, int] = 0,
     max_open: int = 0,
 ) -> Lease | None:
-    """Up to `max_items` pending photos under a new lease, the highest priority level first
-    and in each level the lowest catalog ids above that level's `after` mark (one mark for
-    every level when it is an int); None when there is none. Photos another transaction
-    holds are skipped, never waited for. TooManyLeases when the worker holds `max_open`
-    unexpired leases (0: no cap).
-
-    `after` lets a busy service start past the photos it leased a moment ago: they stay in
-    the pending range of the index while they are leased, and every scan from the start
-    would step over them all."""
+    """Up to `max_items` pending photos under a new lease, highest priority level first, in
+    each the lowest ids above its `after` mark (an int: every level's); None when there is
+    none. Photos another transaction holds are skipped, never waited for. TooManyLeases when
+    the worker holds `max_open` unexpired leases (0: no cap). `after` lets a busy service
+    start past the photos it leased a moment ago, which stay in the index's pending range."""
     marks = after if isinstance(after, Mapping) else dict.fromkeys(LEVELS, after)
 
     def work(cur) -> Lease | None:
@@ -229,14 +222,11 @@ def lease(
 
 def _pick(cur, level: int, after: int, limit: int) -> tuple[list[int], str] | None:
     """Lock and describe up to `limit` pending photos of one priority level above `after`:
-    their ids in order and their items as a JSON array; None when there is none.
-
-    One statement picks, locks and describes the photos: the derived table's locking read
-    locks only `images` rows (not the licenses joined outside it). FORCE INDEX: left to
-    itself, MariaDB reads the index by `state` alone and filters entry by entry from the
-    first pending photo, so every lease would walk all that lies below the mark (29,100
-    entries for 100 photos leased 29,000 past the start); forced, it reads a range that
-    starts at ('pending', level, after). A level with no photo costs one index dive."""
+    their ids in order and their items as a JSON array; None when there is none (an index
+    dive). The derived table's locking read locks only `images` rows, not the licenses.
+    FORCE INDEX: left to itself, MariaDB reads the index by `state` alone and filters entry
+    by entry from the first pending photo (29,100 entries for 100 photos leased 29,000 past
+    the start); forced, it reads a range from ('pending', level, after)."""
     cur.execute(
         f"SELECT GROUP_CONCAT(i.id ORDER BY i.id), {ITEMS_JSON}"
         f" FROM (SELECT {', '.join(ITEM_COLUMNS)} FROM images FORCE INDEX (images_state)"
@@ -271,19 +261,6 @@ def _check_open_leases(cur, worker: str, max_open: int, now: datetime) -> None:
         )
 
 
-@dataclass(frozen=True)
-class Backoff:
-    """How long a photo reported `retry` waits before it is leased again: `base` seconds,
-    doubled for every retry it had before, at most `cap` (queue.retry_backoff_seconds and
-    retry_backoff_max_seconds). A base of 0: back to the queue at once."""
-
-    base: float = 0.0
-    cap: float = 0.0
-
-    def seconds(self, attempts: int) -> float:
-        return min(self.base * 2 ** min(attempts, 32), self.cap)
-
-
 def complete(
     conn,
     worker: str,
@@ -291,10 +268,10 @@ def complete(
     reports: Sequence[Report],
     max_attempts: int,
     now: datetime,
-    backoff: Backoff = Backoff(),
+    backoff: Backoff = NO_BACKOFF,
 ) -> ReportOutcome:
     """Apply a worker's reports for photos of its lease; see the module docstring. A photo
-    requeued by a `retry` waits out `backoff` under a parking lease (`_park`)."""
+    requeued by a `retry` waits out `backoff` under a parking lease (`backoff.park`)."""
     ids = [r.id for r in reports]
     counts = Counter(ids)  # linear: `ids.count` per photo was quadratic in a 10,000-item report
     if len(counts) != len(ids):
@@ -323,7 +300,7 @@ def complete(
         changes = _decide(reports, current, lease_id, max_attempts, outcome)
         stored_ids = set(outcome.stored)
         _write_stored(cur, [r for r in reports if r.id in stored_ids], worker, lease_id, now)
-        parked = _park(cur, outcome.requeued, current, backoff, now)
+        parked = park(cur, outcome.requeued, current, backoff, now)
         _write_states(cur, changes, parked)
         settled = sum(1 for r in reports if current[r.id][1] == lease_id)
         failed = len(outcome.failed) + len(outcome.gone) + len(outcome.requeued)
@@ -415,36 +392,6 @@ def _write_stored(cur, stored: Sequence[Report], worker: str, lease_id: int, now
 def _md5_value(md5: str | None) -> str:
     """The MD5 as SQL: its bytes re-made from hex (never the text as sent), or NULL."""
     return "NULL" if md5 is None else f"x'{bytes.fromhex(md5).hex()}'"
-
-
-def _park(
-    cur, requeued: list[int], current: dict[int, tuple], backoff: Backoff, now: datetime
-) -> dict[int, int]:
-    """Park photos requeued by a `retry` under a lease of BACKOFF_WORKER in state `backoff`
-    that expires when their wait ends: one lease per distinct wait (a few: one per attempt
-    count). Returns each parked photo's parking lease. Its own state keeps it out of
-    everything that counts `active` leases (open leases per worker, leases out, photos
-    leased); its worker, which no token can name, keeps it from any worker's report,
-    extend or release.
-
-    Why a lease rather than a column of `images` such as `retry_at`: the lease scan already
-    steps past photos with a `lease_id`, and the reaper already returns a lapsed lease's
-    photos to the queue by the `(state, expires_at)` index of the small leases table, so the
-    wait costs no schema change, no index on the catalog and no scan of it."""
-    waits: dict[float, list[int]] = {}
-    for image_id in requeued:
-        wait = backoff.seconds(current[image_id][2])
-        if wait > 0:
-            waits.setdefault(wait, []).append(image_id)
-    parked: dict[int, int] = {}
-    for wait, ids in waits.items():
-        cur.execute(
-            "INSERT INTO leases (worker, state, items, item_ids, created_at, expires_at)"
-            " VALUES (%s, 'backoff', %s, %s, %s, %s)",
-            (BACKOFF_WORKER, len(ids), _id_list(sorted(ids)), now, now + timedelta(seconds=wait)),
-        )
-        parked.update(dict.fromkeys(ids, cur.lastrowid))
-    return parked
 
 
 def _write_states(cur, changes: dict[int, Change], parked: dict[int, int]) -> None:

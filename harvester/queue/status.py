@@ -35,7 +35,7 @@ def queue_status(conn, now: datetime, known_workers: list[str], maintenance: boo
             " FROM leases WHERE state = 'active'"
         )
         leases, items_out, next_expiry = cur.fetchone()
-        # Parking leases (harvester.queue.leases._park): photos waiting out a retry's backoff.
+        # Parking leases (harvester.queue.backoff.park): photos waiting out a retry's backoff.
         cur.execute("SELECT COALESCE(SUM(items), 0) FROM leases WHERE state = 'backoff'")
         in_backoff = int(cur.fetchone()[0])
         cur.execute(

@@ -16,8 +16,10 @@ from harvester.redrive.requeue import STATES, Filters, RequeueResult, requeue
 
 
 def since_date(text: str) -> datetime:
-    """--since: YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS], UTC unless an offset is given; naive UTC,
-    as `updated_at` holds it."""
+    """--since: YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS] (UTC unless an offset is given) or unix
+    seconds; naive UTC, as `updated_at` holds it."""
+    if text.strip().isdigit():  # unix seconds, as the other commands take dates too
+        return datetime.fromtimestamp(int(text), UTC).replace(tzinfo=None)
     try:
         moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
