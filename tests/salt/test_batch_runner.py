@@ -118,6 +118,7 @@ def test_batch_runner_loads_and_builds_its_table(salt_call_bin, tmp_path):
         "batch.db_minion",
         "batch.import_yfcc",
         "batch.reconcile",
+        "batch.requeue",
         "batch.seed",
         "batch.status",
         "batch.wait",
