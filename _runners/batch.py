@@ -12,6 +12,10 @@ queue-status` with /etc/ccmirror/queue.yaml, at the address the queue config bin
 is reachable from the private network only.
 Master options `ccmirror_venv`, `ccmirror_migrate_config`, `ccmirror_queue_config` move
 the paths.
+
+Over 500 lines, one module: each function is a step of a batch as an operator drives it
+(seed, import, reconcile, requeue, status, wait), all through the same database minion and
+`harvester` call; `salt-run batch.<step>` is the one place to look for them.
 """
 
 from __future__ import annotations

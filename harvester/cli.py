@@ -5,6 +5,9 @@ a minion runs a command of the installed CLI with `--json`, never a program of i
 
 The skeleton is ccmirror_common/cli.py: a failure is one line on stderr and exit 1 (2 for a
 bad command line, 130 for Ctrl-C), with nothing written.
+
+Over 500 lines, one module: the core commands' parsers and bodies, read as one `--help`;
+subsystems with commands of their own add them from their modules (`add_parsers`).
 """
 
 from __future__ import annotations
