@@ -121,6 +121,14 @@ def _run(client, minion: str, argv: list[str], timeout: int = CALL_TIMEOUT, stdi
     return out
 
 
+def _harvester_on_db(args: list[str], doing: str, timeout: int = CALL_TIMEOUT, stdin=None):
+    """`harvester ARGS` on the database minion, shown as `doing`: (the minion, its return)."""
+    with _client() as client:
+        minion = _db_minion(client)
+        _progress(f"{doing} on {minion}")
+        return minion, _run(client, minion, _harvester_argv(*args), timeout, stdin)
+
+
 def _failed(message: str, **extra) -> dict[str, Any]:
     """One clear error; salt-run and orchestration see the job failed."""
     __context__["retcode"] = 1  # noqa: F821 (Salt injects it)
@@ -144,10 +152,7 @@ def seed(kind=None, start=None, end=None, stride=None, file=None):
     """
     try:
         args, stdin = seed_arguments(kind, start, end, stride, file)
-        with _client() as client:
-            minion = _db_minion(client)
-            _progress(f"seeding {kind} on {minion}")
-            out = _run(client, minion, _harvester_argv(*args), stdin=stdin)
+        minion, out = _harvester_on_db(args, f"seeding {kind}", stdin=stdin)
     except BatchError as error:
         return _failed(str(error), kind=kind)
     if out["retcode"] != 0:
@@ -179,11 +184,8 @@ def import_yfcc(paths=None):
         files = [paths] if isinstance(paths, str) else list(paths or [])
         if not files or not all(isinstance(f, str) and f.startswith("/") for f in files):
             raise BatchError("paths must name one or more absolute paths on the db minion")
-        with _client() as client:
-            minion = _db_minion(client)
-            _progress(f"importing {len(files)} YFCC100M file(s) on {minion}")
-            argv = _harvester_argv("import-yfcc", "--json", *files)
-            out = _run(client, minion, argv, timeout=IMPORT_TIMEOUT)
+        doing = f"importing {len(files)} YFCC100M file(s)"
+        minion, out = _harvester_on_db(["import-yfcc", "--json", *files], doing, IMPORT_TIMEOUT)
     except (BatchError, TypeError) as error:
         return _failed(str(error), paths=paths)
     if out["retcode"] != 0:
@@ -239,10 +241,7 @@ def reconcile(batch_size=None, restart=False):
             args += ["--batch-size", str(_positive(batch_size, "batch_size"))]
         if _truthy(restart):
             args.append("--restart")
-        with _client() as client:
-            minion = _db_minion(client)
-            _progress(f"reconcile on {minion}")
-            out = _run(client, minion, _harvester_argv(*args), timeout=RECONCILE_TIMEOUT)
+        minion, out = _harvester_on_db(args, "reconcile", RECONCILE_TIMEOUT)
     except BatchError as error:
         return _failed(str(error))
     if out["retcode"] != 0:
@@ -265,10 +264,7 @@ def requeue(state=None, error=None, since=None, dry_run=False):
     """
     try:
         args = requeue_arguments(state, error, since, dry_run)
-        with _client() as client:
-            minion = _db_minion(client)
-            _progress(f"requeue of {state} photos on {minion}")
-            out = _run(client, minion, _harvester_argv(*args), timeout=RECONCILE_TIMEOUT)
+        minion, out = _harvester_on_db(args, f"requeue of {state} photos", RECONCILE_TIMEOUT)
     except BatchError as problem:
         return _failed(str(problem), state=state)
     if out["retcode"] != 0:
