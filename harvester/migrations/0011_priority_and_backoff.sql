@@ -4,11 +4,14 @@
 -- reconcile pass (`harvester reconcile --restart`), batch by batch: one UPDATE of 500M rows
 -- here would hold its locks and undo log for hours.
 --
--- On a 500M-row catalog: ADD COLUMN is INSTANT (metadata only, a moment). The index is rebuilt
--- INPLACE with LOCK=NONE: reads and writes go on (the lease path keeps using the old index until
--- the swap at the end, which takes a brief metadata lock); it reads the whole table once and
--- sorts 500M short entries: an hour or two on a large droplet (measured here: see the branch's
--- report), with innodb_online_alter_log_max_size room for the writes made meanwhile.
+-- On a 500M-row catalog: ADD COLUMN is INSTANT (metadata only). The index is rebuilt INPLACE
+-- with LOCK=NONE: reads and writes go on (leases use the old index until the swap at the end,
+-- a brief metadata lock). Measured here (2 busy cores, table in the buffer pool): 6.7 s for 2M
+-- rows, 21.8 s for 6M (3.6 us a row), while a writer's updates never waited over 32 ms: about
+-- 30 minutes for 500M from memory, an hour or two from disk (a full read of the table and an
+-- external sort of 500M short entries in tmpdir). The writes made meanwhile queue up in
+-- innodb_online_alter_log_max_size (dynamic): raise it for the run, or leave the queue in
+-- maintenance mode, or the ALTER stops with "online log too big" and changes nothing.
 ALTER TABLE images
     ADD COLUMN IF NOT EXISTS priority TINYINT UNSIGNED NOT NULL DEFAULT 0,
     ALGORITHM=INSTANT;
