@@ -21,7 +21,7 @@ ALTER TABLE images
     ALGORITHM=INPLACE, LOCK=NONE;
 
 -- A photo reported `retry` waits out its backoff parked under a lease of its own state
--- (harvester.queue.leases._park), which nothing that counts `active` leases sees. A value
+-- (harvester/queue/backoff.py), which nothing that counts `active` leases sees. A value
 -- added at the end of an ENUM is INSTANT; the leases table is small in any case.
 ALTER TABLE leases
     MODIFY state ENUM('active', 'released', 'expired', 'done', 'backoff')
