@@ -12,6 +12,10 @@ queue-status` with /etc/ccmirror/queue.yaml, at the address the queue config bin
 is reachable from the private network only.
 Master options `ccmirror_venv`, `ccmirror_migrate_config`, `ccmirror_queue_config` move
 the paths.
+
+Over 500 lines, one module: each function is a step of a batch as an operator drives it
+(seed, import, reconcile, requeue, status, wait), all through the same database minion and
+`harvester` call; `salt-run batch.<step>` is the one place to look for them.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-__load__ = ["seed", "import_yfcc", "status", "reconcile", "wait", "db_minion"]
+__load__ = ["seed", "import_yfcc", "status", "reconcile", "requeue", "wait", "db_minion"]
 
 DB_CANDIDATES = "db-*"  # salt/top.sls: db + queue; master* is the salt master only
 WORKERS = "dl-* or hv-*"
@@ -40,6 +44,7 @@ RECONCILE_TIMEOUT = 24 * 3600
 IMPORT_TIMEOUT = 24 * 3600
 DATE = re.compile(r"^(\d+|\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2})?Z?)?)$")
 CREATED = re.compile(r"created ([\d,]+) search tasks")
+REQUEUE_STATES = ("failed", "gone")
 
 __opts__: dict = {}  # replaced by Salt's loader
 
@@ -106,6 +111,14 @@ def _run(client, minion: str, argv: list[str], timeout: int = CALL_TIMEOUT, stdi
     return __utils__["runner_tools.run_command"](client, minion, argv, timeout, stdin)  # noqa: F821
 
 
+def _harvester_on_db(args: list[str], doing: str, timeout: int = CALL_TIMEOUT, stdin=None):
+    """`harvester ARGS` on the database minion, shown as `doing`: (the minion, its return)."""
+    with _client() as client:
+        minion = _db_minion(client)
+        _progress(f"{doing} on {minion}")
+        return minion, _run(client, minion, _harvester_argv(*args), timeout, stdin)
+
+
 def _failed(message: str, **extra) -> dict[str, Any]:
     """One clear error; salt-run and orchestration see the job failed."""
     __context__["retcode"] = 1  # noqa: F821 (Salt injects it)
@@ -129,10 +142,7 @@ def seed(kind=None, start=None, end=None, stride=None, file=None):
     """
     try:
         args, stdin = seed_arguments(kind, start, end, stride, file)
-        with _client() as client:
-            minion = _db_minion(client)
-            _progress(f"seeding {kind} on {minion}")
-            out = _run(client, minion, _harvester_argv(*args), stdin=stdin)
+        minion, out = _harvester_on_db(args, f"seeding {kind}", stdin=stdin)
     except BatchError as error:
         return _failed(str(error), kind=kind)
     if out["retcode"] != 0:
@@ -164,11 +174,8 @@ def import_yfcc(paths=None):
         files = [paths] if isinstance(paths, str) else list(paths or [])
         if not files or not all(isinstance(f, str) and f.startswith("/") for f in files):
             raise BatchError("paths must name one or more absolute paths on the db minion")
-        with _client() as client:
-            minion = _db_minion(client)
-            _progress(f"importing {len(files)} YFCC100M file(s) on {minion}")
-            argv = _harvester_argv("import-yfcc", "--json", *files)
-            out = _run(client, minion, argv, timeout=IMPORT_TIMEOUT)
+        doing = f"importing {len(files)} YFCC100M file(s)"
+        minion, out = _harvester_on_db(["import-yfcc", "--json", *files], doing, IMPORT_TIMEOUT)
     except (BatchError, TypeError) as error:
         return _failed(str(error), paths=paths)
     if out["retcode"] != 0:
@@ -225,16 +232,35 @@ def reconcile(batch_size=None, restart=False):
             args += ["--batch-size", str(_positive(batch_size, "batch_size"))]
         if _truthy(restart):
             args.append("--restart")
-        with _client() as client:
-            minion = _db_minion(client)
-            _progress(f"reconcile on {minion}")
-            out = _run(client, minion, _harvester_argv(*args), timeout=RECONCILE_TIMEOUT)
+        minion, out = _harvester_on_db(args, "reconcile", RECONCILE_TIMEOUT)
     except BatchError as error:
         return _failed(str(error))
     if out["retcode"] != 0:
         return _failed(_message(out), minion=minion)
     lines = out["stdout"].strip().splitlines()
     return {"result": True, "minion": minion, "comment": lines[-1] if lines else ""}
+
+
+def requeue(state=None, error=None, since=None, dry_run=False):
+    """
+    Put ``state=failed`` (or ``gone``) photos back in the download queue with a fresh attempt
+    count (``harvester requeue`` on the database minion, in batches), only those whose last
+    error is LIKE ``error`` and whose catalog row last changed at or after ``since`` (UTC)
+    if given. ``dry_run=True`` counts them and changes nothing.
+
+    CLI Example::
+
+        salt-run batch.requeue state=failed dry_run=True
+        salt-run batch.requeue state=failed error='retry: HTTP 5%' since=2026-12-01
+    """
+    try:
+        args = requeue_arguments(state, error, since, dry_run)
+        minion, out = _harvester_on_db(args, f"requeue of {state} photos", RECONCILE_TIMEOUT)
+    except BatchError as problem:
+        return _failed(str(problem), state=state)
+    if out["retcode"] != 0:
+        return _failed(_message(out), minion=minion, state=state)
+    return {"result": True, "minion": minion, **_json_or_error(out)}
 
 
 def wait(until="harvested", timeout=86400, interval=30):
@@ -301,6 +327,17 @@ def seed_arguments(kind, start, end, stride, file) -> tuple[list[str], str | Non
         if value is not None:
             args += [f"--{name}", _date(value, name)]
     return args, stdin
+
+
+def requeue_arguments(state, error, since, dry_run) -> list[str]:
+    if state not in REQUEUE_STATES:
+        raise BatchError(f"state must be one of {', '.join(REQUEUE_STATES)}, not {state!r}")
+    args = ["requeue", "--json", "--state", state]
+    if error is not None:
+        args += ["--error", str(error)]
+    if since is not None:
+        args += ["--since", _date(since, "since")]
+    return [*args, "--dry-run"] if _truthy(dry_run) else args
 
 
 def status_table(db_minion: str, harvest: dict, queue: dict, fleet: dict) -> dict[str, Any]:

@@ -5,6 +5,9 @@ a minion runs a command of the installed CLI with `--json`, never a program of i
 
 The skeleton is ccmirror_common/cli.py: a failure is one line on stderr and exit 1 (2 for a
 bad command line, 130 for Ctrl-C), with nothing written.
+
+Over 500 lines, one module: the core commands' parsers and bodies, read as one `--help`;
+subsystems with commands of their own add them from their modules (`add_parsers`).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from harvester.config import ConfigError, Settings, load_settings
 from harvester.db import DatabaseError, connect
 from harvester.migrate import current_version, migrate, open_database
 from harvester.recheck import cli as recheck_cli
+from harvester.redrive import cli as redrive_cli
 from harvester.search import auth_cli, seed_cli
 from harvester.search.flickr_api import FlickrError
 from harvester.search.tasks import SeedError, running_tasks
@@ -43,6 +47,7 @@ EXTRAS = (
     auth_cli,
     takedown_cli,
     recheck_cli,
+    redrive_cli,
 )  # commands of their own modules
 
 
@@ -331,7 +336,7 @@ def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_maintenance(args: argparse.Namespace, settings: Settings) -> int:
-    from harvester.queue.leases import get_maintenance, set_maintenance
+    from harvester.queue.maintenance import get_maintenance, set_maintenance
 
     conn = open_database(settings.db_url)
     if args.switch == "status":

@@ -76,6 +76,11 @@ class QueueSettings:
     max_lease_seconds: int = 3600
     max_items: int = 1000  # per lease
     max_attempts: int = 5  # `retry` reports before a photo is failed
+    # A photo reported `retry` waits this long before it is leased again, doubled for each
+    # retry it had before, at most the max (60, 120, 240, 480 s: a quarter of an hour for
+    # the default 5 attempts, not a minute). 0: back to the queue at once.
+    retry_backoff_seconds: float = 60.0
+    retry_backoff_max_seconds: float = 3600.0
     reap_interval: float = 5.0  # seconds between sweeps for lapsed leases
     # Leases start past the last photo leased; every this often they look from the start,
     # for photos back in the queue (retries, lapsed leases).
@@ -184,6 +189,8 @@ ENVIRONMENT: Environment = {
     "CCMIRROR_QUEUE_MAX_ATTEMPTS": ("queue", "max_attempts"),
     "CCMIRROR_QUEUE_REAP_INTERVAL": ("queue", "reap_interval"),
     "CCMIRROR_QUEUE_RESCAN_SECONDS": ("queue", "rescan_seconds"),
+    "CCMIRROR_QUEUE_RETRY_BACKOFF_SECONDS": ("queue", "retry_backoff_seconds"),
+    "CCMIRROR_QUEUE_RETRY_BACKOFF_MAX_SECONDS": ("queue", "retry_backoff_max_seconds"),
     "CCMIRROR_FETCH_ALLOW_HOSTS": ("fetch", "allow_hosts"),  # comma-separated
     "CCMIRROR_QUEUE_MAX_ITEMS": ("queue", "max_items"),
     "CCMIRROR_QUEUE_MAX_BODY_BYTES": ("queue", "max_body_bytes"),

@@ -175,3 +175,21 @@ class ConnectionPool:
             idle, self._idle = self._idle, []
         for conn in idle:
             conn.close()
+
+
+def with_retry(conn, work, attempts: int = 5):
+    """Run `work(cur)` as one transaction, again when it loses a deadlock."""
+    for attempt in range(attempts):
+        try:
+            with conn.cursor() as cur:
+                result = work(cur)
+            conn.commit()
+            return result
+        except pymysql.err.OperationalError as exc:
+            conn.rollback()
+            if exc.args[0] not in LOCK_ERRORS or attempt == attempts - 1:
+                raise
+        except BaseException:
+            conn.rollback()
+            raise
+    raise AssertionError("unreachable")

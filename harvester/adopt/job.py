@@ -52,7 +52,7 @@ from downloader.s3.push import push_objects
 from downloader.s3.target import S3Target
 from harvester.adopt import manifest
 from harvester.adopt.tree import Claim, Content, claim, examine, flickr_name, walk
-from harvester.queue.leases import with_retry
+from harvester.db import with_retry
 
 BATCH = 1000  # files per catalog lookup, push and catalog transaction
 WORKER = "import"  # stored_images.worker of an imported photo (its lease_id is 0)

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 from ccmirror_common.s3_errors import s3_errors
 from harvester.audit.s3_listing import StorageAuditError
-from harvester.queue.leases import with_retry
+from harvester.db import with_retry
 
 if TYPE_CHECKING:
     from ccmirror_common.progress import ProgressLine

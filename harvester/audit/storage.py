@@ -40,7 +40,7 @@ from typing import TextIO
 
 from ccmirror_common.layout import IMAGE_PATH
 from ccmirror_common.progress import ProgressLine, format_duration
-from harvester.queue.leases import with_retry
+from harvester.db import with_retry
 
 log = logging.getLogger("harvester.audit.storage")
 

@@ -32,6 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from ccmirror_common.progress import ProgressLine, format_duration
+from harvester.catalog.queue_order import QUERY, TIMESLICE
 from harvester.db import connect, upsert_counts
 from harvester.search.licenses import DEFAULT_CC_LICENSE_IDS
 
@@ -281,6 +282,9 @@ class BatchSQL:
             " | (y.photo_id IS NOT NULL) << 2"
         )
         data_source = f"ELT({pick}, 'timeslice', 'query', NULL, 'yfcc')"
+        # A photo any query task saw is leased first (harvester/catalog/queue_order.py). Compared
+        # in `same` too: a row from before migration 0011 gets it on the next pass.
+        priority = f"IF(q.photo_id IS NOT NULL, {QUERY}, {TIMESLICE})"
         # A stored or leased photo keeps its image fields, so only the others count there.
         same_data = " AND ".join(
             f"i.{c} <=> {new[c]}" for c in DATA_COLUMNS if c not in FETCHED_COLUMNS
@@ -288,6 +292,7 @@ class BatchSQL:
         same_image = " AND ".join(f"i.{c} <=> {new[c]}" for c in FETCHED_COLUMNS)
         same = (
             f"{same_data} AND i.sources <=> ({sources}) AND i.data_source <=> {data_source}"
+            f" AND i.priority <=> {priority}"
             f" AND ({KEEPS_IMAGE.format(t='i')} OR ({same_image}))"
         )
         columns = ", ".join(DATA_COLUMNS)
@@ -304,7 +309,7 @@ class BatchSQL:
             f"images.{c} = IF({KEEPS_IMAGE.format(t='images')}, images.{c}, VALUES({c}))"
             if c in FETCHED_COLUMNS
             else f"images.{c} = VALUES({c})"
-            for c in (*DATA_COLUMNS, "sources", "data_source")
+            for c in (*DATA_COLUMNS, "sources", "data_source", "priority")
         )
 
         def merged(first: int) -> str:
@@ -326,7 +331,7 @@ class BatchSQL:
             )
             return (
                 f"SELECT i.id, {d}.photo_id, {fields}, {sources} AS sources,"
-                f" {data_source} AS data_source,"
+                f" {data_source} AS data_source, {priority} AS priority,"
                 f" IF({taken_down}, 'taken_down',"
                 f" IF({new['license_id']} IN ({cc}), 'pending', 'withdrawn')) AS state,"
                 " i.license_id AS old_license_id, i.state AS state_before"
@@ -380,8 +385,8 @@ class BatchSQL:
         # and updates in place; on the photo_id key it would first insert a row, then undo it.
         # In photo id order, so new photos get catalog ids in that order.
         self.upsert = (
-            f"INSERT INTO images (id, photo_id, {columns}, sources, data_source, state)"
-            f" SELECT id, photo_id, {columns}, sources, data_source, state"
+            f"INSERT INTO images (id, photo_id, {columns}, sources, data_source, priority, state)"
+            f" SELECT id, photo_id, {columns}, sources, data_source, priority, state"
             " FROM reconcile_batch ORDER BY photo_id"
             f" ON DUPLICATE KEY UPDATE {state}, {refresh}"
         )

@@ -6,7 +6,8 @@ A photo's place in the queue is `images.state`, and while a lease holds it, `lea
     pending --lease--> pending + lease_id --stored--> stored
                          (leased)   |  --gone-----> gone      (404/410, "photo unavailable")
                                     |  --bad------> failed    (not an image, too large)
-                                    |  --retry----> pending, or failed after max_attempts
+                                    |  --retry----> pending + a parking lease (backoff), or
+                                    |               failed after max_attempts
                                     +--expired/released--> pending (lease_id cleared)
 
 A photo taken down (`harvester takedown`) while a lease holds it is `taken_down` with its
@@ -14,8 +15,12 @@ A photo taken down (`harvester takedown`) while a lease holds it is `taken_down`
 photo stays taken down; a `stored` one is logged in `takedown_log` (its bytes landed, and
 `harvester takedown apply` moves them out of the public prefix).
 
+A photo reported `retry` waits out a backoff under a parking lease of state `backoff`
+(harvester/queue/backoff.py); pending photos are leased by priority level, highest first
+(harvester/catalog/queue_order.py).
+
 A leased photo keeps `state = 'pending'`: marking it in a column of no index, rather than
-moving it in the `(state, id)` index and back, halves the index work of a photo's way through
+moving it in the state index and back, halves the index work of a photo's way through
 the queue. A lease's photos are found through its `item_ids`, and a scan for work skips rows
 that carry a lease. (The `leased` value of the ENUM is no longer written; migration 0005
 moved rows that had it.)
@@ -26,8 +31,8 @@ worker (its bytes are on storage; the other worker's report then finds it stored
 idempotent: a second report of the same photo changes nothing.
 
 Each call is one transaction of a few statements, every one by primary key or by the
-`(state, id)` index, whatever the size of the catalog. Times are the service's clock, passed
-in, so the expiry checks and the reaper agree.
+`(state, priority, id)` index, whatever the size of the catalog. Times are the service's
+clock, passed in, so the expiry checks and the reaper agree.
 
 Over 500 lines, one module: every function is a transition of the one state machine above,
 and each transaction must keep all of its rules (a split would scatter them).
@@ -38,13 +43,14 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
-import pymysql
-
-from harvester.db import LOCK_ERRORS
+from harvester.catalog.queue_order import LEVELS
+from harvester.db import with_retry
+from harvester.queue.backoff import NO_BACKOFF, Backoff, park
 from harvester.queue.taken_down import TAKEN_DOWN, stored_after_takedown
 
 # Columns a downloader needs: the image and the attribution written beside it.
@@ -122,6 +128,7 @@ class Lease:
     # The items as a JSON array, built by MariaDB: a service passes it on without decoding
     # 500 rows into Python objects and encoding them again.
     items_json: str
+    ends: dict[int, int] = field(default_factory=dict)  # per level: the highest id leased
 
 
 @dataclass(frozen=True)
@@ -154,62 +161,37 @@ class ReportOutcome:
         return dict(self.__dict__)
 
 
-def with_retry(conn, work, attempts: int = 5):
-    """Run `work(cur)` as one transaction, again when it loses a deadlock."""
-    for attempt in range(attempts):
-        try:
-            with conn.cursor() as cur:
-                result = work(cur)
-            conn.commit()
-            return result
-        except pymysql.err.OperationalError as exc:
-            conn.rollback()
-            if exc.args[0] not in LOCK_ERRORS or attempt == attempts - 1:
-                raise
-        except BaseException:
-            conn.rollback()
-            raise
-    raise AssertionError("unreachable")
-
-
 def lease(
     conn,
     worker: str,
     max_items: int,
     seconds: int,
     now: datetime,
-    after: int = 0,
+    after: int | Mapping[int, int] = 0,
     max_open: int = 0,
 ) -> Lease | None:
-    """Up to `max_items` pending photos with catalog ids above `after`, lowest first, under a
-    new lease; None when there is none. Photos another transaction holds are skipped, never
-    waited for. TooManyLeases when the worker holds `max_open` unexpired leases (0: no cap).
-
-    `after` lets a busy service start past the photos it leased a moment ago: they stay in
-    the pending range of the index while they are leased, and every scan from the start
-    would step over them all."""
+    """Up to `max_items` pending photos under a new lease, highest priority level first, in
+    each the lowest ids above its `after` mark (an int: every level's); None when there is
+    none. Photos another transaction holds are skipped, never waited for. TooManyLeases when
+    the worker holds `max_open` unexpired leases (0: no cap). `after` lets a busy service
+    start past the photos it leased a moment ago, which stay in the index's pending range."""
+    marks = after if isinstance(after, Mapping) else dict.fromkeys(LEVELS, after)
 
     def work(cur) -> Lease | None:
         if max_open:
             _check_open_leases(cur, worker, max_open, now)
-        # One statement picks, locks and describes the photos: the derived table's locking
-        # read locks only `images` rows (not the licenses joined outside it). FORCE INDEX:
-        # left to itself, MariaDB reads the index by `state` alone and filters `id > after`
-        # entry by entry from the first pending photo, so every lease would walk all that lies
-        # below the mark (29,100 entries for 100 photos leased 29,000 past the start); forced,
-        # it reads a range that starts at ('pending', after).
-        cur.execute(
-            f"SELECT GROUP_CONCAT(i.id ORDER BY i.id), {ITEMS_JSON}"
-            f" FROM (SELECT {', '.join(ITEM_COLUMNS)} FROM images FORCE INDEX (images_state)"
-            "  WHERE state = 'pending' AND id > %s AND lease_id = 0"
-            "  ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)"
-            f" i {LICENSE_JOIN}",
-            (after, max_items),
-        )
-        id_list, items_json = cur.fetchone()
-        if id_list is None:
+        picked: dict[int, tuple[list[int], str]] = {}
+        for level in LEVELS:
+            wanted = max_items - sum(len(ids) for ids, _ in picked.values())
+            if wanted <= 0:
+                break
+            found = _pick(cur, level, marks.get(level, 0), wanted)
+            if found is not None:
+                picked[level] = found
+        if not picked:
             return None
-        ids = [int(i) for i in id_list.split(",")]
+        ids = sorted(i for level_ids, _ in picked.values() for i in level_ids)
+        id_list = _id_list(ids)
         expires = now + timedelta(seconds=seconds)
         cur.execute(
             "INSERT INTO leases (worker, items, item_ids, created_at, expires_at)"
@@ -217,13 +199,34 @@ def lease(
             (worker, len(ids), id_list, now, expires),
         )
         lease_id = cur.lastrowid
-        cur.execute(
-            f"UPDATE images SET lease_id = %s WHERE id IN ({id_list})",  # MariaDB's own ints
-            (lease_id,),
-        )
-        return Lease(lease_id, worker, expires, ids, items_json)
+        cur.execute(f"UPDATE images SET lease_id = %s WHERE id IN ({id_list})", (lease_id,))
+        # The levels' JSON arrays as one, highest level first, without decoding them.
+        items_json = "[" + ", ".join(part[1:-1] for _, part in picked.values()) + "]"
+        ends = {level: level_ids[-1] for level, (level_ids, _) in picked.items()}
+        return Lease(lease_id, worker, expires, ids, items_json, ends)
 
     return with_retry(conn, work)
+
+
+def _pick(cur, level: int, after: int, limit: int) -> tuple[list[int], str] | None:
+    """Lock and describe up to `limit` pending photos of one priority level above `after`:
+    their ids in order and their items as a JSON array; None when there is none (an index
+    dive). The derived table's locking read locks only `images` rows, not the licenses.
+    FORCE INDEX: left to itself, MariaDB reads the index by `state` alone and filters entry
+    by entry from the first pending photo (29,100 entries for 100 photos leased 29,000 past
+    the start); forced, it reads a range from ('pending', level, after)."""
+    cur.execute(
+        f"SELECT GROUP_CONCAT(i.id ORDER BY i.id), {ITEMS_JSON}"
+        f" FROM (SELECT {', '.join(ITEM_COLUMNS)} FROM images FORCE INDEX (images_state)"
+        "  WHERE state = 'pending' AND priority = %s AND id > %s AND lease_id = 0"
+        "  ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)"
+        f" i {LICENSE_JOIN}",
+        (level, after, limit),
+    )
+    id_list, items_json = cur.fetchone()
+    if id_list is None:
+        return None
+    return [int(i) for i in id_list.split(",")], items_json
 
 
 def _check_open_leases(cur, worker: str, max_open: int, now: datetime) -> None:
@@ -247,9 +250,16 @@ def _check_open_leases(cur, worker: str, max_open: int, now: datetime) -> None:
 
 
 def complete(
-    conn, worker: str, lease_id: int, reports: Sequence[Report], max_attempts: int, now: datetime
+    conn,
+    worker: str,
+    lease_id: int,
+    reports: Sequence[Report],
+    max_attempts: int,
+    now: datetime,
+    backoff: Backoff = NO_BACKOFF,
 ) -> ReportOutcome:
-    """Apply a worker's reports for photos of its lease; see the module docstring."""
+    """Apply a worker's reports for photos of its lease; see the module docstring. A photo
+    requeued by a `retry` waits out `backoff` under a parking lease (`backoff.park`)."""
     ids = [r.id for r in reports]
     counts = Counter(ids)  # linear: `ids.count` per photo was quadratic in a 10,000-item report
     if len(counts) != len(ids):
@@ -283,7 +293,8 @@ def complete(
         changes = _decide(reports, current, lease_id, max_attempts, outcome)
         stored_ids = set(outcome.stored)
         _write_stored(cur, [r for r in reports if r.id in stored_ids], worker, lease_id, now)
-        _write_states(cur, changes)
+        parked = park(cur, outcome.requeued, current, backoff, now)
+        _write_states(cur, changes, parked)
         settled = sum(1 for r in reports if current[r.id][1] == lease_id)
         failed = len(outcome.failed) + len(outcome.gone) + len(outcome.requeued)
         _count_report(cur, lease_id, settled, len(outcome.stored), failed, now)
@@ -389,18 +400,20 @@ def _md5_value(md5: str | None) -> str:
     return "NULL" if md5 is None else f"x'{bytes.fromhex(md5).hex()}'"
 
 
-def _write_states(cur, changes: dict[int, Change]) -> None:
-    """One UPDATE for every changed photo, whatever mix of outcomes the report holds."""
+def _write_states(cur, changes: dict[int, Change], parked: dict[int, int]) -> None:
+    """One UPDATE for every changed photo, whatever mix of outcomes the report holds; a
+    parked photo takes its parking lease, every other one leaves its lease."""
     if not changes:
         return
     state_sql, state_args = _case({image_id: c[0] for image_id, c in changes.items()})
     error_sql, error_args = _case({image_id: c[2] for image_id, c in changes.items()})
+    lease_sql, lease_args = _case({image_id: parked.get(image_id, 0) for image_id in changes})
     bumped = [image_id for image_id, c in changes.items() if c[1]]
     attempts = f", attempts = attempts + (id IN ({_id_list(bumped)}))" if bumped else ""
     cur.execute(
         f"UPDATE images SET state = {state_sql}, last_error = {error_sql}{attempts},"
-        f" lease_id = 0 WHERE id IN ({_id_list(changes)})",
-        [*state_args, *error_args],
+        f" lease_id = {lease_sql} WHERE id IN ({_id_list(changes)})",
+        [*state_args, *error_args, *lease_args],
     )
 
 
@@ -475,32 +488,44 @@ def release(conn, worker: str, lease_id: int, item_ids: Iterable[int] | None, no
     return with_retry(conn, work)
 
 
-def reap(conn, now: datetime, limit: int = 200) -> tuple[int, int]:
-    """Expire active leases past their expiry: their unsettled photos go back to pending.
-    Returns (leases expired, photos requeued). Leases another reaper holds are skipped."""
+class Reaped(NamedTuple):
+    leases: int  # workers' leases that lapsed
+    photos: int  # their unsettled photos, back in the queue
+    waits: int  # parking leases whose backoff ended
+    waited: int  # their photos, back in the queue
 
-    def work(cur) -> tuple[int, int]:
+
+def reap(conn, now: datetime, limit: int = 200) -> Reaped:
+    """Expire active leases past their expiry: their unsettled photos go back to pending.
+    Parking leases (state `backoff`) are reaped alike, counted apart: their photos' backoff
+    ended. Leases another reaper holds are skipped."""
+
+    def work(cur) -> Reaped:
         cur.execute(
-            "SELECT id, item_ids FROM leases WHERE state = 'active' AND expires_at < %s"
+            "SELECT id, item_ids, state = 'backoff' FROM leases"
+            " WHERE state IN ('active', 'backoff') AND expires_at < %s"
             " ORDER BY expires_at LIMIT %s FOR UPDATE SKIP LOCKED",
             (now, limit),
         )
         rows = cur.fetchall()
-        if not rows:
-            return 0, 0
-        lease_ids = [row[0] for row in rows]
-        photo_ids = [int(i) for _, item_ids in rows for i in item_ids.split(",")]
-        cur.execute(
-            f"UPDATE images SET lease_id = 0 WHERE id IN ({_id_list(photo_ids)})"
-            f" AND lease_id IN ({_id_list(lease_ids)})"
-        )
-        requeued = cur.rowcount
-        cur.execute(
-            "UPDATE leases SET state = 'expired', closed_at = %s"
-            f" WHERE id IN ({_id_list(lease_ids)})",
-            (now,),
-        )
-        return len(lease_ids), requeued
+        counts = [0, 0, 0, 0]
+        for parking in (False, True):  # workers' leases, then parking leases: two UPDATEs
+            lease_ids = [row[0] for row in rows if bool(row[2]) == parking]
+            if not lease_ids:
+                continue
+            photo_ids = [i for row in rows if bool(row[2]) == parking for i in row[1].split(",")]
+            cur.execute(
+                f"UPDATE images SET lease_id = 0 WHERE id IN ({_id_list(photo_ids)})"
+                f" AND lease_id IN ({_id_list(lease_ids)})"
+            )
+            counts[2 * parking : 2 * parking + 2] = [len(lease_ids), cur.rowcount]
+        if rows:
+            cur.execute(
+                "UPDATE leases SET state = 'expired', closed_at = %s"
+                f" WHERE id IN ({_id_list(row[0] for row in rows)})",
+                (now,),
+            )
+        return Reaped(*counts)
 
     return with_retry(conn, work)
 
@@ -542,40 +567,3 @@ def _id_list(ids: Iterable[int]) -> str:
 def _sample(ids: list[int], most: int = 10) -> str:
     shown = ", ".join(map(str, ids[:most]))
     return shown + (f" and {len(ids) - most} more" if len(ids) > most else "")
-
-
-# --- Maintenance mode: a switch every service process reads. ---
-
-
-@dataclass(frozen=True)
-class Maintenance:
-    on: bool
-    retry_after: int  # seconds a worker is told to wait before asking again
-
-
-DEFAULT_RETRY_AFTER = 300
-
-
-def get_maintenance(conn) -> Maintenance:
-    with conn.cursor() as cur:
-        cur.execute(
-            "SELECT name, value FROM queue_settings"
-            " WHERE name IN ('maintenance', 'maintenance_retry_after')"
-        )
-        values = dict(cur.fetchall())
-    conn.commit()
-    return Maintenance(
-        on=values.get("maintenance") == "on",
-        retry_after=int(values.get("maintenance_retry_after", DEFAULT_RETRY_AFTER)),
-    )
-
-
-def set_maintenance(conn, on: bool, retry_after: int = DEFAULT_RETRY_AFTER) -> Maintenance:
-    with conn.cursor() as cur:
-        cur.executemany(
-            "INSERT INTO queue_settings (name, value) VALUES (%s, %s)"
-            " ON DUPLICATE KEY UPDATE value = VALUES(value)",
-            [("maintenance", "on" if on else "off"), ("maintenance_retry_after", retry_after)],
-        )
-    conn.commit()
-    return Maintenance(on, retry_after)

@@ -88,6 +88,11 @@ class _SnapshotCollector:
             value=status["items_leased_out"],
         )
         yield GaugeMetricFamily(
+            "ccmirror_queue_items_in_backoff",
+            "Pending photos waiting out a retry's backoff before they are leased again",
+            value=status["items_in_backoff"],
+        )
+        yield GaugeMetricFamily(
             "ccmirror_queue_maintenance", "1 in maintenance mode", value=int(status["maintenance"])
         )
         rate = GaugeMetricFamily(

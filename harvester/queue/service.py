@@ -44,6 +44,7 @@ from harvester.config import QueueSettings, Settings
 from harvester.db import ConnectionPool, DatabaseError
 from harvester.queue import leases as dq
 from harvester.queue.guard import WORKER_KEY, RequestGuard, body_limit, parse_networks
+from harvester.queue.maintenance import DEFAULT_RETRY_AFTER, Maintenance, get_maintenance
 from harvester.queue.metrics import QueueMetrics
 from harvester.queue.page import render_status_page
 from harvester.queue.status import CachedStatus, queue_status
@@ -223,21 +224,24 @@ class QueueService:
         self._leasing: set[str] = set()  # workers with a lease request in flight
         self._leasing_lock = threading.Lock()
         self.metrics = QueueMetrics(self.status)
-        self._maintenance = (dq.Maintenance(False, dq.DEFAULT_RETRY_AFTER), -1e9)
+        self._maintenance = (Maintenance(False, DEFAULT_RETRY_AFTER), -1e9)
         self._status = CachedStatus(self._compute_status)
-        self._leased_up_to = 0
+        self._leased_up_to: dict[int, int] = {}  # per priority level
         self._rescanned = 0.0
+        self.backoff = dq.Backoff(
+            settings.retry_backoff_seconds, settings.retry_backoff_max_seconds
+        )
         self._stop = threading.Event()
         self._reaper: threading.Thread | None = None
 
     # --- switches and reference data, cached ---
 
-    def maintenance(self) -> dq.Maintenance:
+    def maintenance(self) -> Maintenance:
         value, taken = self._maintenance
         now = time.monotonic()
         if now - taken >= 1.0:  # one read a second, shared by all requests
             with self.pool.connection() as conn:
-                value = dq.get_maintenance(conn)
+                value = get_maintenance(conn)
             self._maintenance = (value, now)
         return value
 
@@ -246,18 +250,20 @@ class QueueService:
 
     # --- where the next lease starts looking ---
 
-    def scan_start(self) -> int:
-        """The highest catalog id leased lately, or 0 every `rescan_seconds`: photos that came
-        back to the queue below the mark (retries, lapsed leases) wait at most that long."""
+    def scan_start(self) -> dict[int, int]:
+        """The highest catalog id leased lately of each priority level, or none every
+        `rescan_seconds`: photos that came back to the queue below the marks (retries,
+        lapsed leases) wait at most that long."""
         now = time.monotonic()
         if now - self._rescanned >= self.settings.rescan_seconds:
             self._rescanned = now
-            return 0
-        return self._leased_up_to
+            return {}
+        return dict(self._leased_up_to)
 
     def leased_up_to(self, leased: dq.Lease | None) -> None:
         if leased is not None:
-            self._leased_up_to = max(self._leased_up_to, leased.item_ids[-1])
+            for level, end in leased.ends.items():
+                self._leased_up_to[level] = max(self._leased_up_to.get(level, 0), end)
 
     @contextmanager
     def one_lease_request(self, worker: str) -> Iterator[None]:
@@ -298,9 +304,9 @@ class QueueService:
         expired = requeued = 0
         with self.pool.connection() as conn:
             while True:
-                leases, photos = dq.reap(conn, utc_now())
-                expired, requeued = expired + leases, requeued + photos
-                if leases == 0:
+                reaped = dq.reap(conn, utc_now())
+                expired, requeued = expired + reaped.leases, requeued + reaped.photos
+                if reaped.leases + reaped.waits == 0:
                     break
             retention = timedelta(days=self.settings.lease_retention_days)
             dq.prune_leases(conn, utc_now() - retention)
@@ -398,7 +404,7 @@ def create_app(service: QueueService) -> FastAPI:
         with service.one_lease_request(worker), service.pool.connection() as conn:
             after = service.scan_start()
             leased = dq.lease(conn, worker, count, seconds, utc_now(), after, cap)
-            if leased is None and after:  # nothing past the mark: look from the start
+            if leased is None and any(after.values()):  # nothing past the marks: from the start
                 leased = dq.lease(conn, worker, count, seconds, utc_now(), max_open=cap)
         service.leased_up_to(leased)
         service.metrics.leased(worker, len(leased.item_ids) if leased else 0)
@@ -413,7 +419,13 @@ def create_app(service: QueueService) -> FastAPI:
         # The validated models have the fields of a `dq.Report`; no copy is needed.
         with service.pool.connection() as conn:
             outcome = dq.complete(
-                conn, worker, lease_id, body.items, service.settings.max_attempts, utc_now()
+                conn,
+                worker,
+                lease_id,
+                body.items,
+                service.settings.max_attempts,
+                utc_now(),
+                service.backoff,
             )
         service.metrics.reported(worker, outcome)
         # Lists of ints, encoded as they are: through the response model, 500 ids would be
@@ -460,7 +472,7 @@ class Unauthorized(Exception):
 
 
 def _lease_json(
-    leased: dq.Lease | None, seconds: int | None, maintenance: dq.Maintenance, refused: bool
+    leased: dq.Lease | None, seconds: int | None, maintenance: Maintenance, refused: bool
 ) -> Response:
     """The lease answer. The items are MariaDB's JSON, spliced in as they came: 500 items
     through the response model would cost more than the database work. With no items,

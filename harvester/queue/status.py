@@ -1,7 +1,7 @@
 """What the download queue is doing: counts by state, leases out, per-worker throughput,
 ETA to drain. One snapshot feeds `GET /v1/status`, `GET /metrics` and the status page.
 
-Counting the catalog by state walks its `(state, id)` index, which takes seconds on hundreds
+Counting the catalog by state walks its state index, which takes seconds on hundreds
 of millions of rows, so a snapshot is cached for a while that grows with what it cost.
 Throughput comes from the lease rows (each counts what was stored and failed under it), so it
 survives a restart of the service and adds up across service processes.
@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from harvester.catalog.queue_order import BACKOFF_WORKER
 from harvester.catalog.reconcile import image_counts
 from harvester.db import DatabaseError
 
@@ -35,6 +36,9 @@ def queue_status(conn, now: datetime, known_workers: list[str], maintenance: boo
             " FROM leases WHERE state = 'active'"
         )
         leases, items_out, next_expiry = cur.fetchone()
+        # Parking leases (harvester.queue.backoff.park): photos waiting out a retry's backoff.
+        cur.execute("SELECT COALESCE(SUM(items), 0) FROM leases WHERE state = 'backoff'")
+        in_backoff = int(cur.fetchone()[0])
         cur.execute(
             "SELECT worker, SUM(IF(last_report_at >= %s, stored, 0)),"
             " SUM(IF(last_report_at >= %s, failed, 0)), SUM(stored), SUM(failed)"
@@ -42,7 +46,10 @@ def queue_status(conn, now: datetime, known_workers: list[str], maintenance: boo
             (now - RECENT_WINDOW, now - RECENT_WINDOW, now - HOUR),
         )
         recent = {row[0]: [int(v) for v in row[1:]] for row in cur.fetchall()}
-        cur.execute("SELECT worker, MAX(last_report_at) FROM leases GROUP BY worker")
+        cur.execute(
+            "SELECT worker, MAX(last_report_at) FROM leases WHERE worker <> %s GROUP BY worker",
+            (BACKOFF_WORKER,),
+        )
         last_report = dict(cur.fetchall())
     conn.commit()
     workers = [
@@ -61,6 +68,8 @@ def queue_status(conn, now: datetime, known_workers: list[str], maintenance: boo
         "leases_active": int(leases),
         "items_leased_out": int(items_out),
         "next_lease_expiry": _iso(next_expiry) if next_expiry else None,
+        # Pending photos (counted in `images`) that wait out a retry's backoff.
+        "items_in_backoff": in_backoff,
         "stored_per_second_5m": round(per_second, 2),
         "eta_seconds": round(to_do / per_second) if per_second > 0 else None,
         "workers": workers,

@@ -60,6 +60,7 @@ def format_queue_status(status: dict) -> str:
         f"leases out: {status.get('leases_active')} ({status.get('items_leased_out')} photos),"
         f" {status.get('stored_per_second_5m')} stored/s, ETA "
         + ("unknown" if eta is None else f"{eta}s"),
+        f"retry backoff: {status.get('items_in_backoff', 0)} photos wait to be leased again",
     ]
     lines += [
         f"{row['worker']}: {row.get('stored_per_second_5m')}/s, {row.get('stored_1h')} in 1h"

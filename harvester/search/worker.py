@@ -30,7 +30,7 @@ import pymysql
 
 from harvester.config import Settings
 from harvester.db import DatabaseError, connect
-from harvester.queue.leases import get_maintenance
+from harvester.queue.maintenance import get_maintenance
 from harvester.search.flickr_api import (
     APIError,
     FlickrClient,

@@ -18,7 +18,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
-from harvester.queue.leases import with_retry
+from harvester.db import with_retry
 from harvester.queue.taken_down import TAKEN_DOWN
 
 NSID = re.compile(r"^[0-9]{1,20}@N[0-9]{2}$")  # Flickr's user ids: 12345678@N00

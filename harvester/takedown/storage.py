@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from ccmirror_common.layout import IMAGE_PATH
 from ccmirror_common.s3_errors import s3_errors
 from harvester.config import StorageSettings
-from harvester.queue.leases import with_retry
+from harvester.db import with_retry
 from harvester.queue.taken_down import TAKEN_DOWN
 
 TAKEDOWN_PREFIX = "takedown/"

@@ -234,7 +234,7 @@ def test_a_report_of_only_stored_photos_is_kept_whoever_holds_them_now(queue, sq
 
 
 def test_photos_back_in_the_queue_are_leased_again_when_the_rest_is_out(start_queue, sql):
-    queue = start_queue(rescan_seconds="3600")
+    queue = start_queue(rescan_seconds="3600", retry_backoff_seconds="0")  # back at once
     first = lease(queue, "dl-1", 2)
     ids = [i["id"] for i in first["items"]]
     retried = complete(queue, "dl-1", first["lease_id"], [{"id": ids[0], "result": "retry"}])
@@ -293,7 +293,7 @@ def test_extend_keeps_a_lease_alive_and_release_gives_photos_back(queue, sql):
 
 
 def test_retry_failures_are_capped_and_gone_and_bad_are_final(start_queue, sql):
-    queue = start_queue(max_attempts="2")
+    queue = start_queue(max_attempts="2", retry_backoff_seconds="0")  # no wait between tries
     got = lease(queue, "dl-1", 3)
     retry, gone, bad = (i["id"] for i in got["items"])
     answer = complete(

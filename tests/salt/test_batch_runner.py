@@ -90,12 +90,17 @@ g["__context__"] = {}
 refused = runners["batch.seed"](kind="photos")
 refused_wait = runners["batch.wait"](until="forever")
 refused_yfcc = runners["batch.import_yfcc"](paths="relative/sample.tsv")
+refused_requeue = [runners["batch.requeue"](**kwargs) for kwargs in (
+    {}, {"state": "stored"}, {"state": "failed", "since": "last week"})]
+requeue_args = [g["requeue_arguments"]("failed", "retry: HTTP 5%", datetime.date(2026, 2, 1),
+                                       "True"), g["requeue_arguments"]("gone", None, None, False)]
 print(json.dumps({
     "names": names,
     "docs": {n: runners[n].__doc__ for n in names},
     "table": table, "broken": broken, "errors": errors, "args": args,
     "qargs": qargs, "qstdin": qstdin,
     "refused": refused, "refused_wait": refused_wait, "refused_yfcc": refused_yfcc,
+    "refused_requeue": refused_requeue, "requeue_args": requeue_args,
     "left": [g["tasks_left"](table), g["photos_left"](table),
              g["tasks_left"](broken), g["photos_left"](broken)],
 }, default=str))
@@ -119,6 +124,7 @@ def test_batch_runner_loads_and_builds_its_table(salt_call_bin, tmp_path):
         "batch.db_minion",
         "batch.import_yfcc",
         "batch.reconcile",
+        "batch.requeue",
         "batch.seed",
         "batch.status",
         "batch.wait",
@@ -172,6 +178,16 @@ def test_batch_runner_loads_and_builds_its_table(salt_call_bin, tmp_path):
     assert "until must be one of harvested, downloaded" in seen["refused_wait"]["error"]
     assert seen["refused_yfcc"]["retcode"] == 1
     assert "absolute paths on the db minion" in seen["refused_yfcc"]["error"]
+    no_state, stored, bad_since = seen["refused_requeue"]
+    assert all(r["result"] is False and r["retcode"] == 1 for r in seen["refused_requeue"])
+    assert no_state["error"] == "state must be one of failed, gone, not None"
+    assert stored["error"] == "state must be one of failed, gone, not 'stored'"
+    assert "since must be a UTC date" in bad_since["error"]
+    assert seen["requeue_args"] == [
+        ["requeue", "--json", "--state", "failed", "--error", "retry: HTTP 5%"]
+        + ["--since", "2026-02-01", "--dry-run"],
+        ["requeue", "--json", "--state", "gone"],
+    ]
 
 
 def test_batch_status_through_a_master_asks_the_database_the_queue_and_a_harvester(
