@@ -35,7 +35,10 @@ from tests.integration.test_photo_backup import (
 )
 
 MANIFEST_BEFORE = "manifests/2026/12/01/1.jsonl"  # a fixed day: the key's form, not today
-MANIFEST_AFTER = "manifests/2026/12/01/2.jsonl"
+# A lease made after the backup: the restored queue's leases must start past its id, or a
+# new lease would write its manifest over this one.
+LEASE_AFTER = 1000
+MANIFEST_AFTER = f"manifests/2026/12/01/{LEASE_AFTER}.jsonl"
 
 
 @pytest.fixture
@@ -61,6 +64,22 @@ def site(seaweedfs_factory, mariadb, database, filer_database, sql, tmp_path: Pa
     made = start_site(main, seaweedfs_factory, url, sql, tmp_path)
     yield made
     made.process.stop(10)
+
+
+def next_lease_id(db_url: str) -> int:
+    """The id the queue's next lease gets."""
+    conn = connect(db_url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "INSERT INTO leases (worker, items, item_ids, created_at, expires_at)"
+                " VALUES ('test', 0, '', NOW(6), NOW(6))"
+            )
+            made = cur.lastrowid
+        conn.rollback()
+        return made
+    finally:
+        conn.close()
 
 
 def lose_db_1(mariadb: LocalMariaDB, catalog: str, filer: str) -> None:
@@ -106,6 +125,8 @@ def test_a_lost_db_1_comes_back_from_the_backup_target_with_storages_names(
     assert restored["source"] == "backup" and restored["key"] == made["key"]
     assert sorted(restored["databases"]) == sorted([catalog, filer_database])
     assert rows(site.db_url) == at_backup, "the catalog is the backup's, row for row"
+    assert restored["lease_ids_from"] > LEASE_AFTER, restored
+    assert next_lease_id(site.db_url) == restored["lease_ids_from"]
     for key, data in before.items():
         assert site.latest(key) == data, f"{key}: main reads it again"
     assert all(site.latest(key) is None for key in after), "named after the backup: lost"
