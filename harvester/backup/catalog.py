@@ -60,6 +60,9 @@ DUMP_OPTIONS = (
 )
 ZSTD = ("zstd", "-3", "-T0", "-q", "-c")  # -3: zstd's default, ~4x on the catalog, fast
 STDERR_CHARS = 400
+# How far a restore moves the leases' ids on (_skip_used_lease_ids): more leases than the
+# whole mission makes (500M photos at 100 a lease is 5M), in a BIGINT of 1.8e19.
+LEASE_ID_GAP = 1_000_000_000
 RESTORE_SUFFIX, BEFORE_SUFFIX = "_restore", "_before_restore"
 DATABASE_NAME = re.compile(r"^[A-Za-z0-9_]{1,48}$")  # store.NAME's, room for the suffixes
 
@@ -172,6 +175,7 @@ def restore_catalog(
         done = _restore_one(replace(target, database=backup.database), backup, found, progress)
         read[backup.key] = done["bytes"]
     migrated = _migrate(target)
+    lease_ids_from = _skip_used_lease_ids(target)
     seconds = time.monotonic() - clock
     restored = _photos(target)
     total = sum(read.values())
@@ -185,6 +189,7 @@ def restore_catalog(
         "kept": kept,
         "read": read,
         "migrated": migrated,
+        "lease_ids_from": lease_ids_from,
         "photos": restored,
         "seconds": round(seconds, 3),
         "summary": f"{target.where} restored from {chosen.key} in {found.where}"
@@ -212,6 +217,29 @@ def _restore_one(
             _drop(target, staging)
         raise
     return {"tables": tables, "bytes": size}
+
+
+def _skip_used_lease_ids(target: DatabaseURL) -> int:
+    """Move the restored queue's lease ids LEASE_ID_GAP past the backup's, and return the
+    next one. A restore rewinds `leases`' counter to the backup's, while the leases made
+    after the backup left their manifests, `manifests/<day>/<lease id>.jsonl`, on storage
+    (restore-photos puts them back from the backup target): a new lease with a used id would
+    write its manifest over theirs, and their photos' attribution would be lost. Listing
+    those manifests would need a key that can list `manifests/`, which db-1's catalog key
+    cannot; a gap larger than any number of leases made between two backups needs none."""
+    with _connection(target) as conn, conn.cursor() as cur:
+        table = f"`{target.database}`.leases"
+        # The dump's counter, or past the newest lease if it says less (pruning never
+        # lowers it, but a dump made without table options would).
+        cur.execute(
+            f"SELECT GREATEST((SELECT COALESCE(MAX(id), 0) + 1 FROM {table}),"
+            " (SELECT COALESCE(AUTO_INCREMENT, 1) FROM information_schema.tables"
+            "  WHERE table_schema = %s AND table_name = 'leases'))",
+            (target.database,),
+        )
+        start = int(cur.fetchone()[0]) + LEASE_ID_GAP
+        cur.execute(f"ALTER TABLE {table} AUTO_INCREMENT = {start}")
+        return start
 
 
 def list_catalog_backups(

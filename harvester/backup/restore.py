@@ -76,7 +76,8 @@ class RestoreResult:
             f" {self.checked:,} checked; {unstored.restored:,} photos the catalog has not"
             f" stored {verb} for the storage audit to adopt"
             f" ({unstored.checked:,} of {unstored.walked:,} keys on the backup;"
-            f" skipped: {skipped}) in {self.seconds:.1f} s"
+            f" skipped: {skipped}); {unstored.manifests_restored:,} manifests {verb} (of"
+            f" {unstored.manifests_walked:,} on the backup) in {self.seconds:.1f} s"
         )
         return state
 

@@ -17,6 +17,9 @@ catalog pending, leased or failed, not stored and not sent back by an audit for 
   overwrote has two different copies, and no checksum in the catalog tells which is the
   photo; `deleted`: a copied delete marker, zero bytes; `unreadable`: a copy without bytes).
 
+Then the leases' manifests under `manifests/` on the backup that main lacks (their names went
+with the photos') are put back the same way, so the photos adopted keep their attribution.
+
 It is PUT with the audit's key and its SHA-256 (`x-amz-checksum-sha256`, as the first pass
 and the downloader's push send it). A dry run reads and changes nothing; a re-run finds the
 restored keys on main (or their photos adopted) and restores nothing new.
@@ -62,6 +65,12 @@ class Unstored:
     checked: int = 0
     restored: int = 0
     skipped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SKIP_REASONS, 0))
+    # The leases' manifests main lacks (their names lost with the photos'), put back too.
+    manifests_walked: int = 0
+    manifests_restored: int = 0
+    manifests_skipped: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(SKIP_REASONS, 0)
+    )
     samples: dict[str, list[str]] = field(default_factory=dict)
 
 
@@ -91,7 +100,24 @@ def restore_unstored(
                 progress.show(f"restore-photos, not stored in the catalog: {result.walked:,}"
                               f" backup keys walked ({rate:,.0f}/s), {result.checked:,} not"
                               f" stored, {result.restored:,} restored")  # fmt: skip
+        _manifests(workers, restorer, copy, target, result)
     return result
+
+
+def _manifests(workers, restorer: _Restorer, copy, target, result: Unstored) -> None:
+    """Every manifest on the backup that main lacks, put back when its copies agree: the
+    attribution of the photos pushed after the catalog backup (a manifest is never
+    replaced: one on main stays as it is)."""
+    for page in backup.walk_keys(copy, target, backup.MANIFESTS):
+        result.manifests_walked += len(page)
+        for key, outcome in zip(page, workers.map(restorer.one, page), strict=True):
+            if outcome == RESTORED:
+                result.manifests_restored += 1
+            else:
+                result.manifests_skipped[outcome] += 1
+            sample = result.samples.setdefault(f"manifests_{outcome}", [])
+            if len(sample) < SAMPLES:
+                sample.append(key)
 
 
 def _unstored(conn, page: list[str]) -> list[str]:

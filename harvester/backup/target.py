@@ -36,8 +36,10 @@ if TYPE_CHECKING:
 VERSIONS = ".versions/"
 VERSION_FILE = "v_"
 IMAGES = "images/"  # the layout's images prefix (ccmirror_common/layout.py)
+MANIFESTS = "manifests/"  # its manifests: manifests/<yyyy>/<mm>/<dd>/<name>.jsonl
 PAGE = 1000  # names per listing request
-_HEX_DIR = re.compile(r"^[0-9a-f]{2}$")
+# The folders under each prefix, and how deep: images/<aa>/<bb>/, manifests/<yyyy>/<mm>/<dd>/.
+_LAYOUT = {IMAGES: (re.compile(r"^[0-9a-f]{2}$"), 2), MANIFESTS: (re.compile(r"^\d{2,4}$"), 3)}
 
 
 class BackupTargetError(RuntimeError):
@@ -206,18 +208,19 @@ def _filer_names(target: BackupTargetSettings, folder: str) -> list[str]:
     return [name.removesuffix(VERSIONS[:-1]) for name in names if name.startswith(VERSION_FILE)]
 
 
-def walk_keys(client, target: BackupTargetSettings) -> Iterator[list[str]]:
-    """Every main key with copies on the backup target under `images/`, a page at a time,
-    each key once (`copies_of` then lists its copies, those a delete marker hides too).
+def walk_keys(client, target: BackupTargetSettings, top: str = IMAGES) -> Iterator[list[str]]:
+    """Every main key with copies on the backup target under `top` (IMAGES or MANIFESTS), a
+    page at a time, each key once (`copies_of` then lists its copies, those a delete marker
+    hides too).
 
     S3: one ListObjectsV2 of the images prefix, paged (a key whose copies go on in the next
     page waits for it). The filer (a SeaweedFS backup cluster, whose S3 listing does not show
     the copies) has no recursive listing: its folders of the layout (images/, images/<aa>/,
     images/<aa>/<bb>/: 65,793 at most) are each listed paged, `lastFileName` on, and the
     `<key>.versions` folders in the last are the page."""
-    root = f"{_prefix(target)}{IMAGES}"
+    root = f"{_prefix(target)}{top}"
     if target.filer:
-        yield from _walk_filer(target, root)
+        yield from _walk_filer(target, root, top)
         return
     carried: list[str] = []
     paginator = client.get_paginator("list_objects_v2")
@@ -237,16 +240,26 @@ def walk_keys(client, target: BackupTargetSettings) -> Iterator[list[str]]:
         yield carried
 
 
-def _walk_filer(target: BackupTargetSettings, root: str) -> Iterator[list[str]]:
-    for high in _filer_pages(target, root):
-        for aa in (name for name in high if _HEX_DIR.match(name)):
-            for middle in _filer_pages(target, f"{root}{aa}/"):
-                for bb in (name for name in middle if _HEX_DIR.match(name)):
-                    for names in _filer_pages(target, f"{root}{aa}/{bb}/"):
-                        keys = [f"{IMAGES}{aa}/{bb}/{name.removesuffix(VERSIONS[:-1])}"
-                                for name in names if name.endswith(VERSIONS[:-1])]  # fmt: skip
-                        if keys:
-                            yield keys
+def _walk_filer(target: BackupTargetSettings, root: str, top: str) -> Iterator[list[str]]:
+    folder, depth = _LAYOUT[top]
+    yield from _walk_level(target, root, top, folder, depth)
+
+
+def _walk_level(
+    target: BackupTargetSettings, path: str, relative: str, folder: re.Pattern, depth: int
+) -> Iterator[list[str]]:
+    """The layout's folders below `path` (`relative` to the bucket's root: the key's start),
+    each listed paged; at the bottom, its `<key>.versions` folders are the page."""
+    for names in _filer_pages(target, path):
+        if depth == 0:
+            keys = [relative + name.removesuffix(VERSIONS[:-1])
+                    for name in names if name.endswith(VERSIONS[:-1])]  # fmt: skip
+            if keys:
+                yield keys
+            continue
+        for name in (name for name in names if folder.match(name)):
+            yield from _walk_level(target, f"{path}{name}/", f"{relative}{name}/", folder,
+                                   depth - 1)  # fmt: skip
 
 
 def _filer_entries(target: BackupTargetSettings, folder: str) -> list[str]:

@@ -20,11 +20,25 @@ import pytest
 from harvester.db import connect, parse_db_url
 from harvester.migrate import migrate
 from lab.mission.catalog_images import fill_images
+from lab.processes import seaweedfs_s3 as s3
 from lab.processes.mariadb import LocalMariaDB
 from lab.processes.seaweedfs_process import MySQLFilerStore
 from tests.conftest import run_harvester, wait_for
 from tests.integration.test_catalog_backup import root_url, rows
-from tests.integration.test_photo_backup import CATCH_UP, Site, caught_up, ok_json, start_site
+from tests.integration.test_photo_backup import (
+    CATCH_UP,
+    Site,
+    caught_up,
+    ok_json,
+    put,
+    start_site,
+)
+
+MANIFEST_BEFORE = "manifests/2026/12/01/1.jsonl"  # a fixed day: the key's form, not today
+# A lease made after the backup: the restored queue's leases must start past its id, or a
+# new lease would write its manifest over this one.
+LEASE_AFTER = 1000
+MANIFEST_AFTER = f"manifests/2026/12/01/{LEASE_AFTER}.jsonl"
 
 
 @pytest.fixture
@@ -52,6 +66,22 @@ def site(seaweedfs_factory, mariadb, database, filer_database, sql, tmp_path: Pa
     made.process.stop(10)
 
 
+def next_lease_id(db_url: str) -> int:
+    """The id the queue's next lease gets."""
+    conn = connect(db_url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "INSERT INTO leases (worker, items, item_ids, created_at, expires_at)"
+                " VALUES ('test', 0, '', NOW(6), NOW(6))"
+            )
+            made = cur.lastrowid
+        conn.rollback()
+        return made
+    finally:
+        conn.close()
+
+
 def lose_db_1(mariadb: LocalMariaDB, catalog: str, filer: str) -> None:
     """Both databases gone, then made again empty as a new db-1's states make them: the
     catalog migrated, the filer's database with no table."""
@@ -69,6 +99,8 @@ def test_a_lost_db_1_comes_back_from_the_backup_target_with_storages_names(
     fill_images(conn, 10)  # harvested: in the catalog before the backup, 6 stored before it
     conn.close()
     before = site.store(6, new=False)
+    writer = s3.client(site.main.s3_url, site.writer)
+    put(writer, MANIFEST_BEFORE, b'{"photo_id": 1}\n')  # a lease's attribution, as pushed
     made = ok_json(site.harvester("backup-catalog", "--also-database", filer_database, "--json"))
     keys = {dump["database"]: dump["key"] for dump in made["databases"]}
     assert keys[filer_database].startswith("catalog/also/" + filer_database + "-")
@@ -78,6 +110,7 @@ def test_a_lost_db_1_comes_back_from_the_backup_target_with_storages_names(
     ), "one stamp for both"
     at_backup = rows(site.db_url)
     after = site.store(4, new=False)  # stored after the backup: pending in the restored catalog
+    put(writer, MANIFEST_AFTER, b'{"photo_id": 7}\n')
     wait_for(lambda: caught_up(site), CATCH_UP, "the backup to hold every copy", interval=0.5)
     listed = ok_json(site.harvester("catalog-backups", "--from", "backup", "--json"))
     assert [entry["key"] for entry in listed] == [made["key"]]
@@ -92,6 +125,8 @@ def test_a_lost_db_1_comes_back_from_the_backup_target_with_storages_names(
     assert restored["source"] == "backup" and restored["key"] == made["key"]
     assert sorted(restored["databases"]) == sorted([catalog, filer_database])
     assert rows(site.db_url) == at_backup, "the catalog is the backup's, row for row"
+    assert restored["lease_ids_from"] > LEASE_AFTER, restored
+    assert next_lease_id(site.db_url) == restored["lease_ids_from"]
     for key, data in before.items():
         assert site.latest(key) == data, f"{key}: main reads it again"
     assert all(site.latest(key) is None for key in after), "named after the backup: lost"
@@ -100,6 +135,10 @@ def test_a_lost_db_1_comes_back_from_the_backup_target_with_storages_names(
     # backup, and the audit marks them stored (nothing to fetch from Flickr again).
     photos = ok_json(site.harvester("restore-photos", "--from", "backup", "--json"))
     assert photos["unstored_restored"] == len(after), json.dumps(photos)
+    # and the manifest of the lease pushed after the backup; the one main kept, left alone
+    assert photos["unstored_manifests_restored"] == 1, json.dumps(photos)
+    assert site.latest(MANIFEST_AFTER) == b'{"photo_id": 7}\n'
+    assert photos["unstored_manifests_skipped"]["on_main"] == 1, json.dumps(photos)
     audit = ok_json(run_harvester("audit-storage", "--s3", "--json", "--clock-margin", "0",
                                   env=site.env(), timeout=120))  # fmt: skip
     assert audit["adopted"] == len(after) and audit["missing"] == 0, audit
