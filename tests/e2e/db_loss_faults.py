@@ -1,12 +1,23 @@
-"""db-1's catalog backup in the e2e (#20): `storage.backup_catalog` while the downloaders still
-work (the catalog and the main cluster's filer store, both on db-1). The loss of db-1 after
-the download and its restore from bk-1 (tests/integration/test_db_loss.py runs it with real
-parts) is the next step here: a first run found the manifests of the leases pushed after
-the backup not brought back (branch dbloss-e2e)."""
+"""db-1 lost after the download (#20), in the e2e's lab: a catalog backup is made while the
+downloaders still work (`storage.backup_catalog`: the catalog and the main cluster's filer
+store, both on db-1), the download ends, bk-1 catches up, then db-1's droplet is destroyed
+and made again as Terraform would (same name and, in the lab, the same address), its states
+applied, and `storage.restore_catalog` run: the backup comes from bk-1's copies (main cannot
+list its bucket without its filer store), the photos main lost since the backup come back
+from bk-1 and the audit marks them stored, and a download of one downloader finishes what
+the backup had not seen done (photos gone or failed after it). Nothing stored before the loss
+is fetched again, and the mirror check finds the final state exact."""
 
 from __future__ import annotations
 
+from lab.fleet import faults
+from lab.fleet import lifecycle as fleet
+from lab.fleet.systemd_restarts import SystemdRestarts
 from lab.mission import stages as mission
+from lab.sims.image_host import service as image_service
+
+DB = "db-1"
+FINISHING_DOWNLOADERS = 1
 
 
 def stored_ids(m: mission.Mission) -> dict[int, str]:
@@ -24,3 +35,40 @@ def backup_mid_download(m: mission.Mission) -> dict:
     before = stored_ids(m)
     made = m.salt_run("storage.backup_catalog")
     return {"stored before": before, "backup": made["backup"]}
+
+
+def lose_and_rebuild(m: mission.Mission, storage: tuple[str, ...], weed_units: list[str]) -> dict:
+    """db-1 destroyed (MariaDB: the catalog and the filer store; the queue), made again and
+    restored; then the download finished. SeaweedFS units that crash without their store
+    are restarted as systemd would (the lab's init restarts nothing)."""
+    stored = stored_ids(m)
+    requests_before = image_service.stats(m.config)["requests"]
+    address = m.state().droplets[DB].address
+    with SystemdRestarts(m.config, list(storage), weed_units) as restarts:
+        m.show(f"    fault: {DB}'s droplet destroyed after the download")
+        faults.destroy_droplet(m.config, DB, keep_minion_key=False)
+        fleet.add(m.config, [DB], progress=lambda line: None)
+        new_address = m.state().droplets[DB].address
+        if new_address != address:  # the fleet's facts would change: a fleet-wide highstate
+            raise AssertionError(f"the new {DB} is at {new_address}, not {address}")
+        m.show(f"    {DB} made again at {address}; its highstate, then storage.restore_catalog")
+        outcomes = fleet.highstate(m.config, [DB], progress=lambda line: None, prepare_first=False)
+        restore = m.salt_run("storage.restore_catalog")
+    m.show(f"    the download finished by {FINISHING_DOWNLOADERS} downloader")
+    pillar = {"download": {"count": FINISHING_DOWNLOADERS, "interval": 3, "timeout": 1800}}
+    download = m.orchestrate("orch.download", pillar)
+    requests_after = image_service.stats(m.config)["requests"]
+    again = sorted(
+        photo for photo in stored
+        if requests_after.get(str(photo), 0) > requests_before.get(str(photo), 0)
+    )  # fmt: skip
+    return {
+        "stored at the loss": len(stored),
+        "highstate": outcomes[DB],
+        "restore": restore,
+        "download": download,
+        "fetched again": again,
+        "stored after": len(stored_ids(m)),
+        "crashed and restarted": restarts.restarted,
+        "report": m.check(),
+    }

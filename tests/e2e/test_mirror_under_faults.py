@@ -31,9 +31,11 @@ at 0), and ten photos whose every version the main admin key removed come back f
 truth stored exactly once with the image host's bytes and its manifest line, or classified
 gone/failed as its fault says (lab/mission/mirror_check.py); the storage audit agrees.
 
-Last, testinfra passes against the fleet left, and a second highstate of it changes nothing.
-The core includes a droplet of the master role, so every role's states are applied and
-verified here.
+Then db-1 is lost: its droplet destroyed and made again, `storage.restore_catalog` from the
+backup made mid-download, and the download finished with nothing stored fetched again; the
+mirror is checked again (tests/e2e/db_loss_faults.py). Last, testinfra passes against the
+fleet left, and a second highstate of it changes nothing. The core includes a droplet of the
+master role, so every role's states are applied and verified here.
 
 The lab's site settings (the private root's settings/<role>.sls) make leases lapse in under a minute
 and the harvester's systemd restart it after 5 s, so the lost work comes back while the test
@@ -144,6 +146,7 @@ def run() -> Iterator[dict]:
             for kind in ("good", "truncated")
         }
         seen["destroyed"]["by worker"] = lease_photos_by_worker(m, seen["destroyed"]["lease"])
+        seen["db-1 lost"] = db_loss_faults.lose_and_rebuild(m, STORAGE, WEED_UNITS)
         # What the fleet's sshd looked like before the second highstate: told only when a
         # test below fails (a CI run once found hv-1's sshd inactive here, unexplained).
         seen["sshd_before_second_highstate"] = sshd_states(m, ("master", "db-1", *STORAGE, "hv-1"))
@@ -445,16 +448,30 @@ def test_an_old_tree_was_adopted_and_none_of_its_photos_fetched(run) -> None:
     assert sorted(imported["fetched"]["truncated"]) == sorted(imported["truncated"])
 
 
-def test_a_catalog_backup_mid_download_held_the_catalog_and_the_filer_store(run) -> None:
-    """`storage.backup_catalog` while the downloaders worked (tests/e2e/db_loss_faults.py):
-    the catalog and, beside it with the same stamp, the filer store's database (storage's
-    names of every object), so that a lost db-1 gets both back."""
-    backup = run["catalog backup"]["backup"]
-    dumps = {dump["database"]: dump for dump in backup["databases"]}
-    assert sorted(dumps) == ["ccmirror", "seaweedfs"], backup
-    stamp = backup["key"].removeprefix("catalog/ccmirror-")
-    assert dumps["seaweedfs"]["key"] == f"catalog/also/seaweedfs-{stamp}", backup
-    assert all(dump["bytes"] > 0 for dump in dumps.values()), backup
+def test_db_1_lost_after_the_download_was_rebuilt_from_its_backup_with_nothing_fetched_again(
+    run,
+) -> None:
+    """db-1 destroyed after the download (tests/e2e/db_loss_faults.py): made again, its
+    states applied, `storage.restore_catalog` read the mid-download backup from bk-1 (main
+    could not list its bucket without its filer store) and restored the catalog and the filer
+    store; the photos main lost since came back from bk-1 and the audit marked them stored;
+    one downloader finished what was left. No photo stored before the loss was fetched
+    again, and the mirror check finds every photo stored once or classified."""
+    lost, backup = run["db-1 lost"], run["catalog backup"]["backup"]
+    assert lost["highstate"].ok, (lost["highstate"].errors, lost["highstate"].failed)
+    restore = lost["restore"]
+    assert restore["result"] is True, restore
+    assert restore["restore"]["source"] == "backup", restore["restore"]
+    assert restore["restore"]["key"] == backup["key"], (restore["restore"], backup)
+    assert "seaweedfs" in restore["restore"]["databases"], restore["restore"]
+    assert restore["photos"]["result"] is True, restore["photos"]
+    audit = restore["audit"]["audit"]
+    assert audit["adopted"] > 0 and audit["missing"] == 0 and audit["corrupt"] == 0, audit
+    assert lost["fetched again"] == [], lost["fetched again"][:20]
+    report = lost["report"]
+    assert report.ok, report.problem_text() + "\n" + "\n".join(report.summary_lines())
+    assert report.states["stored"] == run["report"].states["stored"], report.states
+    print(f"SeaweedFS units restarted as systemd would: {lost['crashed and restarted']}")
 
 
 def test_the_backup_caught_up_and_gave_back_photos_lost_on_main(run) -> None:
