@@ -1,20 +1,38 @@
-"""The catalog's coverage of the universe by safety level: signed calls see every level,
-unsigned ones the safe photos only (Flickr: "Un-authed calls can only see Safe content")."""
+"""The harvest's coverage: in time, how far behind now the catalog is (the operator's
+`harvester status` line), and of the universe by safety level: signed calls see every level,
+unsigned ones the safe photos only (Flickr: "Un-authed calls can only see Safe content").
+Counted in what the API calls found, not in the catalog: the YFCC100M sample brings photos
+of every level whatever the calls see."""
 
 from __future__ import annotations
 
+import time
+
+from ccmirror_common.progress import format_catalog_lag
+from harvester.catalog.status import catalog_lag
 from lab.sims.flickr.universe import MODERATE, RESTRICTED, SAFE
 
 SAFETY_NAMES = {SAFE: "safe", MODERATE: "moderate", RESTRICTED: "restricted"}
 
 
 def coverage_line(conn, truth_by_safety: dict[int, list[int]]) -> str:
-    """ "safe 2,550/2,550, moderate 300/300, restricted 150/150": the catalog's photos of each
-    level against the universe's CC photos of that level."""
+    """`safe 2,550/2,550, moderate 300/300, restricted 150/150`: the photos the time-slice
+    and search-text tasks found of each level, against the universe's CC photos of it."""
     with conn.cursor() as cur:
-        cur.execute("SELECT photo_id FROM images")
-        catalog = {row[0] for row in cur.fetchall()}
+        cur.execute(
+            "SELECT photo_id FROM flickr_timeslice_photos"
+            " UNION SELECT photo_id FROM flickr_query_photos"
+        )
+        found = {row[0] for row in cur.fetchall()}
+    conn.commit()
     return ", ".join(
-        f"{SAFETY_NAMES[level]} {len(catalog.intersection(ids)):,}/{len(ids):,}"
+        f"{SAFETY_NAMES[level]} {len(found.intersection(ids)):,}/{len(ids):,}"
         for level, ids in sorted(truth_by_safety.items())
     )
+
+
+def lag_line(conn) -> str:
+    """`harvested up to 2013-06-01T00:49:59Z, 4571d04h behind now`, as `harvester status` says."""
+    line = format_catalog_lag(catalog_lag(conn, int(time.time())))
+    conn.commit()
+    return line

@@ -44,7 +44,7 @@ from lab.fleet import lifecycle as fleet
 from lab.fleet import salt_master, wheelhouse
 from lab.fleet.core import LabConfig, LabError, LabState, lab_lock, load_state
 from lab.mission import mirror_check
-from lab.mission.coverage import coverage_line
+from lab.mission.coverage import coverage_line, lag_line
 from lab.mission.yfcc_from_universe import write_yfcc_sample
 from lab.sims.digitalocean import service as do_fleet
 from lab.sims.flickr import service as flickr_service
@@ -355,6 +355,7 @@ class Mission:
         if self.truth_by_safety:
             with self.catalog() as conn:
                 self.show(f"  coverage:   {coverage_line(conn, self.truth_by_safety)}")
+                self.show(f"  catalog:    {lag_line(conn)}")
         for line in report.summary_lines():
             self.show(f"  {line}")
         if self.audit_result is not None:

@@ -60,6 +60,7 @@ from lab.fleet import faults, salt_master
 from lab.fleet import lifecycle as fleet
 from lab.fleet.systemd_restarts import SystemdRestarts
 from lab.mission import stages as mission
+from lab.mission.coverage import SAFETY_NAMES, coverage_line
 from lab.processes import seaweedfs_s3 as s3
 from lab.sims.digitalocean import service as do_fleet
 from lab.sims.image_host import service as image_service
@@ -131,6 +132,8 @@ def run() -> Iterator[dict]:
         m.harvesters_up()
         m.harvest(during=lambda: kill_harvester_mid_task(m, seen))
         seen["tasks"] = task_states(m)
+        with m.catalog() as conn:
+            seen["coverage"] = coverage_line(conn, m.truth_by_safety)
         seen["import"] = import_faults.import_old_tree(m)
         m.download(during=lambda: faults_during_download(m, seen))
         seen["audit"] = m.audit()
@@ -345,6 +348,18 @@ def test_every_photo_is_stored_once_or_classified(run) -> None:
     assert report.ok, report.problem_text() + "\n" + "\n".join(report.summary_lines())
     assert report.states["stored"] > 2000
     assert report.states.get("gone", 0) > 0 and report.states.get("failed", 0) > 0
+
+
+def test_signed_calls_harvested_every_safety_level(run) -> None:
+    """The harvesters sign their calls: the moderate and restricted CC photos (10% and 5% of
+    the universe, invisible to unsigned calls) are all in the catalog, as the safe ones."""
+    m = run["mission"]
+    assert all(m.truth_by_safety.values()), m.truth_by_safety  # the universe has each level
+    expected = ", ".join(
+        f"{name} {len(m.truth_by_safety[level]):,}/{len(m.truth_by_safety[level]):,}"
+        for level, name in sorted(SAFETY_NAMES.items())
+    )
+    assert run["coverage"] == expected
 
 
 def test_the_killed_harvester_finished_its_task_once(run) -> None:

@@ -50,8 +50,13 @@ def test_harvester_runs_with_its_own_key(host, pillar: dict, minion_id: str) -> 
     assert_secret_file(host, "/etc/ccmirror/harvester.yaml", "ccmirror", "ccmirror")
     key = pillar["harvester"]["flickr"]["api_key"]
     assert key and host.file("/etc/ccmirror/harvester.yaml").contains(key)
-    # Only what it uses: no call is signed yet, so the secret stays on the master.
-    assert "api_secret" not in pillar["harvester"]["flickr"], sorted(pillar["harvester"]["flickr"])
+    flickr = pillar["harvester"]["flickr"]
+    if flickr.get("oauth_token"):  # it signs its calls (every safety level): all it signs with
+        signing = ("api_secret", "oauth_token", "oauth_token_secret")
+        assert all(flickr.get(name) for name in signing), sorted(flickr)
+        assert host.file("/etc/ccmirror/harvester.yaml").contains(flickr["oauth_token"])
+    else:  # unsigned: only what it uses, so the consumer secret stays on the master
+        assert "api_secret" not in flickr, sorted(flickr)
     assert "downloader" not in pillar and "storage" not in pillar
     assert "passwords" not in pillar.get("db", {})  # its own password only, no one else's
 
