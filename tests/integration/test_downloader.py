@@ -29,6 +29,12 @@ VENV_BIN = Path(sys.executable).parent
 CC_BY = License(4, "Attribution License", "https://creativecommons.org/licenses/by/2.0/")
 CC_BY_4 = License(14, "CC BY 4.0", "https://creativecommons.org/licenses/by/4.0/")
 
+# Photos a worker's lease holds; a photo reported `retry` waits out its backoff under a
+# parking lease (harvester/queue/backoff.py), which no worker holds.
+HELD_BY_A_WORKER = (
+    "SELECT COUNT(*) FROM images i JOIN leases l ON l.id = i.lease_id WHERE l.state <> 'backoff'"
+)
+
 
 @dataclass
 class Fleet:

@@ -10,20 +10,18 @@ import signal
 
 from tests.conftest import harvester_env, run_harvester, wait_for
 from tests.integration import test_downloader, test_harvest
-from tests.integration.test_downloader import Fleet, assert_all_stored_once, photo_ids
+from tests.integration.test_downloader import (
+    HELD_BY_A_WORKER,
+    Fleet,
+    assert_all_stored_once,
+    photo_ids,
+)
 from tests.integration.test_harvest import DAY, START, seed_day, start_worker, stored_ids
 
 # The fixtures that start a queue, an image host, storage and the Flickr simulator.
 fleet, host, storage = test_downloader.fleet, test_downloader.host, test_downloader.storage
 sim = test_harvest.sim
 needs_root = test_downloader.pytestmark
-
-
-# Photos a worker's lease holds; a photo reported `retry` waits out its backoff under a
-# parking lease (harvester/queue/backoff.py), which no worker holds.
-HELD_BY_A_WORKER = (
-    "SELECT COUNT(*) FROM images i JOIN leases l ON l.id = i.lease_id WHERE l.state <> 'backoff'"
-)
 
 
 def status(fleet: Fleet) -> dict:

@@ -26,7 +26,13 @@ import pytest
 from lab.sims.image_host.server import jpeg_bytes
 from tests.conftest import wait_for
 from tests.integration import test_downloader
-from tests.integration.test_downloader import Fleet, kill_when, make_fleet, photo_ids
+from tests.integration.test_downloader import (
+    HELD_BY_A_WORKER,
+    Fleet,
+    kill_when,
+    make_fleet,
+    photo_ids,
+)
 
 storage = test_downloader.storage  # a real write-only storage per test
 pytestmark = test_downloader.pytestmark  # sshd and useradd need root
@@ -201,8 +207,13 @@ def test_a_report_refused_for_one_item_sends_the_rest(fleet):
     assert attempts[second] == attempts[fourth] == 1 and attempts[first] == 0
     errors = dict(fleet.sql("SELECT id, last_error FROM images"))
     assert errors[fourth].startswith("retry: \\x1b[31mxxx")
-    # The refused photo went back to the queue at once: no lease holds anything.
-    assert fleet.sql("SELECT COUNT(*) FROM images WHERE lease_id <> 0") == [(0,)]
+    # The refused photo went back to the queue at once: no worker's lease holds anything;
+    # the two retried wait out their backoff under a parking lease.
+    assert fleet.sql(HELD_BY_A_WORKER) == [(0,)]
+    parked = fleet.sql(
+        "SELECT i.id FROM images i JOIN leases l ON l.id = i.lease_id WHERE l.state = 'backoff'"
+    )
+    assert sorted(row[0] for row in parked) == sorted([second, fourth])
     assert not (fleet.spool / "lease").exists()
 
 
