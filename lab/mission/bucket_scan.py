@@ -16,6 +16,8 @@ as S3 lists them) and delete markers. A key whose latest entry is a version is a
 - `probes/...`: `downloader check-storage`'s probe objects: counted, nothing else;
 - `catalog/...`: db-1's catalog backups (harvester/backup/store.py's prefix): counted, nothing
   else;
+- `takedown/<key>`: a taken-down photo's object, moved out of `images/` (`harvester takedown
+  apply`): `taken_down`, by its photo key;
 - anything else is unexpected.
 
 A key whose latest entry is a delete marker is no object: a photo's is `deleted` (the check
@@ -39,6 +41,7 @@ from lab.mission.storage_scan import Digest, StorageScan, digest_of
 PAGE_KEYS = 1000  # S3's most per ListObjectVersions page
 WORKERS = 16
 CATALOG_BACKUPS = "catalog/"  # harvester/backup/store.py PREFIX: db-1's catalog backups
+TAKEN_DOWN = "takedown/"  # harvester/takedown/storage.py: taken-down photos' objects, moved
 T = TypeVar("T")
 MD5_ETAG = re.compile(r'^"?([0-9a-fA-F]{32})"?$')
 
@@ -82,6 +85,8 @@ class Bucket:
                 self.check_history(key, history, scan)
             elif key.startswith("manifests/") and key.endswith(".jsonl"):
                 manifests.append(key)
+            elif key.startswith(TAKEN_DOWN):
+                scan.taken_down.add(key.removeprefix(TAKEN_DOWN))
             elif not key.startswith(("probes/", CATALOG_BACKUPS)):
                 scan.unexpected.append(key)
         for key, data in zip(manifests, self.each(manifests, self.read), strict=True):

@@ -16,12 +16,13 @@ or not). The image host's bytes are a function of the photo id and its `--image-
 every stored file's sha256 is known in advance.
 
 Every ground-truth photo must be `stored` exactly once, or `gone`/`failed` with the class
-its fault gives (the class is the queue's `last_error` prefix: `gone`, `bad`, `retry`). A
+its fault gives (the class is the queue's `last_error` prefix: `gone`, `bad`, `retry`), or
+`taken_down` when the truth says it was taken down (then with no file under `images/`). A
 stored photo has one `stored_images` row, one file at its layout path
 (`ccmirror_common.layout`) whose sha256 and size equal the catalog's and the image host's bytes,
 and a manifest line whose attribution equals the catalog's. Storage holds nothing else under
-`images/` (a bucket: nothing else at all but `manifests/`, `probes/` and `catalog/`, db-1's
-catalog backups). In a bucket, a
+`images/` (a bucket: nothing else at all but `manifests/`, `probes/`, `catalog/`, db-1's
+catalog backups, and `takedown/`, taken-down photos' objects). In a bucket, a
 photo's current version has its first version's bytes (an overwrite the audit restored is
 right again), and a photo whose latest version is a delete marker has no object. The problems
 found are named by PROBLEMS' keys.
@@ -96,6 +97,11 @@ LAB_S3_PORT = 8333  # salt/storage/defaults.yaml storage:seaweedfs:ports:s3
 LAB_S3_READERS = 16  # objects read at once (and the client's connection pool)
 
 
+TAKEN_DOWN = "taken_down"
+CLASSIFIED = ("gone", "failed")  # settled with the class of their failure
+SETTLED = ("stored", *CLASSIFIED, TAKEN_DOWN)
+
+
 class MirrorMismatch(AssertionError):
     """The mirror differs from the ground truth; the message names every kind of problem."""
 
@@ -115,15 +121,21 @@ class GroundTruth:
     # What the image host was told, as POST /_img/faults takes it: "MODE" or {"mode", "times"}.
     faults: Mapping[int, str | Mapping] = field(default_factory=dict)
     image_size: int = 4096  # the image host's --image-size
+    # Photos taken down (`salt-run takedown.add`): `taken_down`, never stored, no object left
+    # under `images/` (one stored before is under `takedown/`).
+    taken_down: Iterable[int] = ()
 
     def __post_init__(self) -> None:
         self.photo_ids = frozenset(int(i) for i in self.photo_ids)
+        self.taken_down = frozenset(int(i) for i in self.taken_down)
         self.faults = {int(k): v for k, v in self.faults.items()}
         unknown = sorted({fault_mode(spec) for spec in self.faults.values()} - set(FAULT_OUTCOMES))
         if unknown:
             raise ValueError(f"fault modes the mirror check does not know: {', '.join(unknown)}")
 
     def expected(self, photo_id: int) -> Expected:
+        if photo_id in self.taken_down:
+            return Expected(frozenset({TAKEN_DOWN}))
         spec = self.faults.get(photo_id)
         if spec is None:
             return Expected(frozenset({"stored"}))
@@ -279,14 +291,14 @@ def check_outcomes(
             continue
         expected = truth.expected(pid)
         fault = f" (fault {expected.mode})" if expected.mode else ""
-        if photo.state not in ("stored", "gone", "failed"):
+        if photo.state not in SETTLED:
             problems["unsettled"].append(f"photo {pid}: {photo.state}{fault}")
         elif photo.state not in expected.states:
             wanted = " or ".join(sorted(expected.states))
             problems["wrong_outcome"].append(
                 f"photo {pid}: {describe(photo)}, expected {wanted}{fault}"
             )
-        elif photo.state != "stored" and error_class(photo.last_error) != expected.error_class:
+        elif photo.state in CLASSIFIED and error_class(photo.last_error) != expected.error_class:
             problems["wrong_class"].append(
                 f"photo {pid}: {describe(photo)}, expected class {expected.error_class}{fault}"
             )

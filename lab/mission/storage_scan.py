@@ -41,6 +41,8 @@ class StorageScan:
     # not the first version's; keys whose latest version is a delete marker.
     overwritten: dict[str, str] = field(default_factory=dict)
     deleted: set[str] = field(default_factory=set)
+    # Photo keys a takedown moved to `takedown/<key>` (harvester/takedown/storage.py).
+    taken_down: set[str] = field(default_factory=set)
     objects: int = 0  # current objects (files) read, partials aside
     bytes: int = 0  # of those objects
     versions: int = 0  # object versions, current or not (a file tree: one per file)

@@ -11,7 +11,7 @@ import hashlib
 import json
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -331,6 +331,44 @@ def test_each_wrongness_is_reported_by_its_name(mirror: Mirror, wrong) -> None:
         assert_mirror_of(mirror)
     for kind in WRONGS[wrong]:
         assert f"{kind} (1): {PROBLEMS[kind]}" in str(raised.value)
+
+
+TAKEN_DOWN = FIRST_ID + 12  # stored, then taken down
+
+
+def take_down(m: Mirror, *, move_file: bool = True) -> None:
+    """What `harvester takedown add` and `apply` leave: the photo `taken_down`, its stored
+    record gone, its file moved out of `images/` (in a bucket, to `takedown/`)."""
+    m.sql("UPDATE images SET state = 'taken_down' WHERE photo_id = %s", TAKEN_DOWN)
+    m.sql(
+        "DELETE s FROM stored_images s JOIN images i ON i.id = s.image_id WHERE i.photo_id = %s",
+        TAKEN_DOWN,
+    )
+    if move_file:
+        m.file(TAKEN_DOWN).unlink()
+
+
+def with_takedown(m: Mirror) -> Mirror:
+    truth = m.truth
+    taken = GroundTruth(truth.photo_ids, truth.faults, truth.image_size, taken_down={TAKEN_DOWN})
+    return replace(m, truth=taken)
+
+
+def test_a_photo_taken_down_as_the_truth_says_passes(mirror: Mirror) -> None:
+    take_down(mirror)
+    report = with_takedown(mirror).check()
+    assert report.ok, report.problem_text()
+    assert report.states["taken_down"] == 1 and report.states["stored"] == PHOTOS - 5
+
+
+def test_a_takedown_the_truth_lacks_or_one_whose_file_stayed_is_a_problem(mirror: Mirror) -> None:
+    take_down(mirror, move_file=False)
+    unknown = mirror.check()  # the truth expects it stored
+    assert {kind for kind, found in unknown.problems.items() if found} == {
+        "wrong_outcome", "unexpected_file",
+    }, unknown.problem_text()  # fmt: skip
+    left = with_takedown(mirror).check()
+    assert {kind for kind, found in left.problems.items() if found} == {"unexpected_file"}
 
 
 def test_partial_transfers_are_noted_not_failed(mirror: Mirror) -> None:
