@@ -115,8 +115,9 @@ def _one_batch(
                 row = cur.fetchone()
             high = low if row[0] is None else int(row[0])
             window = [filters.state, level, low, high]
-            cur.execute(f"SELECT COUNT(*) {base} AND id > %s AND id <= %s", window)
-            result.examined += int(cur.fetchone()[0])
+            if last:  # a full window holds `size` entries: counted again only for the last
+                cur.execute(f"SELECT COUNT(*) {base} AND id > %s AND id <= %s", window)
+            result.examined += int(cur.fetchone()[0]) if last else size
             result.matched += _move(cur, filters, window, result.dry_run)
         conn.commit()
     except BaseException:
