@@ -124,9 +124,16 @@ def free_port_pair(taken: set[int]) -> int:
         highest = HIGHEST_PORT
     for _ in range(200):
         port = random.randint(LOWEST_PORT, highest)
-        if port not in taken and port_is_free(port) and port_is_free(port + GRPC_OFFSET):
+        if not clashes(port, taken) and port_is_free(port) and port_is_free(port + GRPC_OFFSET):
             return port
     raise StorageError("no free port pair found")
+
+
+def clashes(port: int, taken: set[int]) -> bool:
+    """Whether `port` or its gRPC twin is one of the ports (or twins) already chosen: nothing
+    listens on them yet, so they look free, and the later server to start would die on it."""
+    bound = taken | {chosen + GRPC_OFFSET for chosen in taken}
+    return port in bound or port + GRPC_OFFSET in bound
 
 
 @dataclass
