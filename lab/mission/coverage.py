@@ -36,3 +36,12 @@ def lag_line(conn) -> str:
     line = format_catalog_lag(catalog_lag(conn, int(time.time())))
     conn.commit()
     return line
+
+
+def photos_by_source(cur) -> tuple[int, int, int]:
+    """Rows in the time-slice, search-text and YFCC100M source tables."""
+    cur.execute(
+        "SELECT (SELECT COUNT(*) FROM flickr_timeslice_photos),"
+        " (SELECT COUNT(*) FROM flickr_query_photos), (SELECT COUNT(*) FROM yfcc_photos)"
+    )
+    return cur.fetchone()

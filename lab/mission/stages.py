@@ -44,7 +44,7 @@ from lab.fleet import lifecycle as fleet
 from lab.fleet import salt_master, wheelhouse
 from lab.fleet.core import LabConfig, LabError, LabState, lab_lock, load_state
 from lab.mission import mirror_check
-from lab.mission.coverage import coverage_line, lag_line
+from lab.mission.coverage import coverage_line, lag_line, photos_by_source
 from lab.mission.yfcc_from_universe import write_yfcc_sample
 from lab.sims.digitalocean import service as do_fleet
 from lab.sims.flickr import service as flickr_service
@@ -105,6 +105,7 @@ class Mission:
     stages: list[tuple[str, float]] = field(default_factory=list)
     # The universe's CC photos of the harvested range by safety level (set by `harvest`).
     truth_by_safety: dict[int, list[int]] = field(default_factory=dict)
+    taken_down: set[int] = field(default_factory=set)  # photos a takedown withdrew
     start: int = 0  # the harvested range, unix seconds, end exclusive
     end: int = 0
     truth: list[int] = field(default_factory=list)  # the CC photo ids of the range
@@ -343,13 +344,15 @@ class Mission:
     def check(self) -> mirror_check.MirrorReport:
         """The catalog and storage against the ground truth (no stage: it is the lab's look,
         not the operator's)."""
-        truth = mirror_check.GroundTruth(self.truth, self.faults, image_service.IMAGE_SIZE)
+        truth = mirror_check.GroundTruth(
+            self.truth, self.faults, image_service.IMAGE_SIZE, self.taken_down
+        )
         with self.catalog() as conn:
             return mirror_check.check_mirror(conn, mirror_check.lab_storage(self.config), truth)
 
     def summary(self, report: mirror_check.MirrorReport, seconds: float) -> None:
         with self.catalog() as conn, conn.cursor() as cur:
-            api, queries, yfcc = _photos_by_source(cur)
+            api, queries, yfcc = photos_by_source(cur)
         self.show(f"\n== the mirror, {_iso(self.start)} .. {_iso(self.end)} ==")
         self.show(f"  harvested:  time slices {api:,}, search texts {queries:,}, YFCC100M {yfcc:,}")
         if self.truth_by_safety:
@@ -403,7 +406,7 @@ class Mission:
         with self.catalog() as conn, conn.cursor() as cur:
             cur.execute("SELECT state, COUNT(*) FROM search_tasks GROUP BY state")
             tasks = dict(cur.fetchall())
-            api, _, yfcc = _photos_by_source(cur)
+            api, _, yfcc = photos_by_source(cur)
         done = tasks.get("done", 0) + tasks.get("failed", 0)
         return f"tasks {done}/{sum(tasks.values())} done; photos: API {api:,}, YFCC100M {yfcc:,}"
 
@@ -444,15 +447,6 @@ def _beside(work: Callable[[], None] | None) -> Iterator[None]:
             thread.join()
     if failure:
         raise failure[0]
-
-
-def _photos_by_source(cur) -> tuple[int, int, int]:
-    """Rows in the time-slice, search-text and YFCC100M source tables."""
-    cur.execute(
-        "SELECT (SELECT COUNT(*) FROM flickr_timeslice_photos),"
-        " (SELECT COUNT(*) FROM flickr_query_photos), (SELECT COUNT(*) FROM yfcc_photos)"
-    )
-    return cur.fetchone()
 
 
 def _new_flickr_key(signed: bool = False) -> dict[str, str]:
