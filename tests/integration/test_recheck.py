@@ -213,6 +213,12 @@ def test_recheck_flags_deleted_private_and_no_longer_cc_photos_and_clears_them(e
         (relabelled, "not_cc", NOT_CC),
     }
     assert all(r["object"] == f"images/{ids[r['photo_id']]}.jpg" for r in exported)
+    # `harvester status` (and batch.status) counts them for the operator.
+    status = json.loads(ok("status", "--json", env=env).stdout)["rechecks"]
+    assert status["flags"] == {"not_cc": 1, "gone": 1, "private": 1}
+    assert status["last_check"] is not None
+    shown = ok("status", env=env).stdout
+    assert "; flagged: not_cc 1, gone 1, private 1" in shown
 
     # The owner makes the photo public again and the license CC again: the next round clears
     # those flags; a deleted photo stays gone.
