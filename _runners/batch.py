@@ -373,7 +373,11 @@ def status_table(db_minion: str, harvest: dict, queue: dict, fleet: dict) -> dic
         "harvest": (
             {"error": harvest["error"]}
             if "error" in harvest
-            else {"tasks": tasks, "catalog_lag": harvest.get("catalog_lag")}
+            else {
+                "tasks": tasks,
+                "catalog_lag": harvest.get("catalog_lag"),
+                "rechecks": harvest.get("rechecks"),
+            }
         ),
         "catalog": catalog,
         "queue": queue_row,
@@ -416,6 +420,9 @@ def summary_text(table: dict, harvest: dict) -> str:
     if harvest.get("catalog_lag") is not None:
         progress = __utils__["runner_tools.shared_module"]("progress")  # noqa: F821
         lines.append(progress.format_catalog_lag(harvest["catalog_lag"]))
+    if harvest.get("rechecks") is not None:
+        progress = __utils__["runner_tools.shared_module"]("progress")  # noqa: F821
+        lines.append(progress.format_rechecks(harvest["rechecks"]))
     lines += [f"{minion}: {line}" for minion, line in table["fleet"].items()]
     audit = table["storage_audit"]
     lines.append(f"storage audit: {'not run' if audit is None else audit['summary']}")

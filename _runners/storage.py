@@ -292,13 +292,14 @@ def restore_catalog(key=None, force=False, audit=True, timeout=CATALOG_TIMEOUT, 
     databases dumped with it (a SeaweedFS site's filer store: main's names of its objects),
     read from ``from``: ``bucket``, ``backup`` (the backup target's copies) or ``auto`` (the
     bucket when it lists a backup, else the backup target: a lost db-1 took main's names).
-    Then, on a site with a backup target, ``storage.restore from=backup``, and
+    Then ``takedown.replay`` (takedowns made since the backup, recorded in the bucket), on a
+    site with a backup target ``storage.restore from=backup``, and
     ``audit.storage``: photos pushed after the backup are found in the bucket and marked
     stored (not fetched again), and the queue goes on from where the backup stood. Apply
     db-1's states first (a new db-1: MariaDB, the users, the empty schema, the backup
     settings). Refused when the catalog has photos, unless ``force=True``; each backup is
     loaded beside its database and swapped in at once, so a failure leaves it as it was.
-    ``audit=False`` skips both after-steps (run them later).
+    ``audit=False`` skips the after-steps (run them later, ``takedown.replay`` first).
 
     CLI Example::
 
@@ -329,7 +330,15 @@ def restore_catalog(key=None, force=False, audit=True, timeout=CATALOG_TIMEOUT, 
 
 
 def _after_catalog(answer: dict, backed_up: bool) -> dict:
-    """The photos main lost since the backup, from the backup target; then the audit."""
+    """The takedowns made since the backup, from the bucket; the photos main lost since the
+    backup, from the backup target; then the audit. The takedowns first: the other two
+    would put a photo taken down since back into images/."""
+    _progress("taking down again what the bucket records (takedown.replay)")
+    replayed = __salt__["takedown.replay"]()  # noqa: F821 (Salt injects the runners)
+    answer["takedowns"] = replayed
+    if not replayed.get("result"):
+        return _failed(f"restored; replaying takedowns failed: {replayed.get('error')}", **answer)
+    answer["comment"] += f"; takedowns: {replayed['comment']}"
     if backed_up:
         _progress("restoring photos main lacks from the backup (storage.restore from=backup)")
         photos = restore(**{"from": "backup"})

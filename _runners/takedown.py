@@ -6,7 +6,9 @@ download queue, then, on a site whose photos are in an S3 bucket, moves their st
 out of ``images/`` (``harvester takedown apply`` with the audit's settings, the least key that
 can: Read, List and Write on the bucket). ``takedown.list`` shows every takedown and its
 logged steps; ``takedown.apply`` runs the storage step again (``recheck=True``: every
-taken-down photo, for bytes a lapsed lease pushed later).
+taken-down photo, for bytes a lapsed lease pushed later); ``takedown.replay`` adds back the
+takedowns the bucket records (``takedown/requests/``) and a restored catalog lacks, as
+``storage.restore_catalog`` does first.
 
 The programs and configs are those the db states install: ``harvester`` from
 /opt/ccmirror/venv, /etc/ccmirror/migrate.yaml and, on an S3 site, /etc/ccmirror/audit.yaml
@@ -23,7 +25,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-__load__ = ["add", "list_", "apply"]
+__load__ = ["add", "list_", "apply", "replay"]
 __func_alias__ = {"list_": "list"}
 
 DEFAULTS = {
@@ -73,13 +75,14 @@ def _db_minion() -> str:
     return found["minion"]
 
 
-def _storage_step(client, minion: str, *args: str) -> dict[str, Any]:
-    """`takedown apply` when the minion has the audit's settings (an S3 site), else why not."""
+def _storage_step(client, minion: str, action: str, *args: str) -> dict[str, Any]:
+    """`takedown apply` (or `replay`) when the minion has the audit's settings (an S3 site),
+    else why not."""
     has = client.cmd(minion, "file.file_exists", [_setting("audit_config")], tgt_type="list",
                      timeout=CALL_TIMEOUT)  # fmt: skip
     if has.get(minion) is not True:
         return {"skipped": f"no {_setting('audit_config')} on {minion}: not an S3 site"}
-    return _harvester(client, minion, "audit", "apply", *args, timeout=APPLY_TIMEOUT)
+    return _harvester(client, minion, "audit", action, *args, timeout=APPLY_TIMEOUT)
 
 
 def add_arguments(photo, owner, reason, by) -> list[str]:
@@ -111,7 +114,7 @@ def add(photo=None, owner=None, reason=None, by=None):
         minion = _db_minion()
         with __utils__["runner_tools.local_client"](__opts__) as client:  # noqa: F821
             added = _harvester(client, minion, "migrate", *args)
-            storage = _storage_step(client, minion, "--by", str(by or BY))
+            storage = _storage_step(client, minion, "apply", "--by", str(by or BY))
     except TakedownError as error:
         return _failed(str(error), photo=photo, owner=owner)
     return {"result": True, "minion": minion, "takedown": added, "storage": storage}
@@ -154,9 +157,31 @@ def apply(recheck=False, by=None):
     try:
         minion = _db_minion()
         with __utils__["runner_tools.local_client"](__opts__) as client:  # noqa: F821
-            storage = _storage_step(client, minion, *args)
+            storage = _storage_step(client, minion, "apply", *args)
     except TakedownError as error:
         return _failed(str(error))
     if "skipped" in storage:
         return _failed(storage["skipped"])
     return {"result": True, "minion": minion, "storage": storage}
+
+
+def replay(by=None):
+    """
+    Add back every takedown the bucket records (``takedown/requests/``, written by each
+    ``takedown.apply``) that the catalog lacks, with its own reason, requester and time, and
+    move its photos' objects out of ``images/``: a catalog restored from a backup made
+    before a takedown takes it again. ``storage.restore_catalog`` runs it before restoring
+    photos and auditing. Nothing to do on a site without a bucket.
+
+    CLI Example::
+
+        salt-run takedown.replay
+    """
+    try:
+        minion = _db_minion()
+        with __utils__["runner_tools.local_client"](__opts__) as client:  # noqa: F821
+            storage = _storage_step(client, minion, "replay", "--by", str(by or BY))
+    except TakedownError as error:
+        return _failed(str(error))
+    comment = storage.get("skipped") or storage["summary"]
+    return {"result": True, "minion": minion, "storage": storage, "comment": comment}

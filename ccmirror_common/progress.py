@@ -34,8 +34,26 @@ def format_catalog_lag(lag: dict | None) -> str:
     (harvester/catalog/status.py); `batch.status` on the master prints the same line."""
     if not lag or lag.get("harvested_until") is None:
         return "harvested up to: nothing yet (no time slice done from the first on)"
-    until = datetime.fromtimestamp(lag["harvested_until"], UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    until = _utc(lag["harvested_until"])
     return f"harvested up to {until}, {format_duration(lag['lag_seconds'])} behind now"
+
+
+def format_rechecks(rechecks: dict | None) -> str:
+    """The background re-check from `harvester status`'s `rechecks`
+    (harvester/recheck/checks.py): what it flagged, and how fresh its checks are (the oldest
+    check says how long a full round takes at the budget it has)."""
+    flags = (rechecks or {}).get("flags", {})
+    flagged = ", ".join(f"{flag} {count:,}" for flag, count in flags.items()) or "none"
+    if not rechecks or rechecks.get("last_check") is None:
+        return f"re-check: never run; flagged: {flagged}"
+    return (
+        f"re-check: last check {_utc(rechecks['last_check'])}, oldest"
+        f" {_utc(rechecks['oldest_check'])}; flagged: {flagged}"
+    )
+
+
+def _utc(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class ProgressLine:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -12,6 +14,10 @@ import pymysql
 from pymysql.constants import CLIENT
 
 LOCK_ERRORS = (1205, 1213)  # lock wait timeout, deadlock: the transaction may be run again
+# A connection MariaDB dropped (a restart, a failover): a daemon reconnects (`reconnect`).
+DATABASE_GONE = (pymysql.err.OperationalError, pymysql.err.InterfaceError)
+
+log = logging.getLogger(__name__)
 
 
 class DatabaseError(RuntimeError):
@@ -193,3 +199,27 @@ def with_retry(conn, work, attempts: int = 5):
             conn.rollback()
             raise
     raise AssertionError("unreachable")
+
+
+def reconnect(url: str, stop: threading.Event, give_up_after: float, lost: Exception, old=None):
+    """MariaDB went away (`lost`, one of DATABASE_GONE): a new connection once it answers
+    again, tried with a growing wait; DatabaseError after `give_up_after` seconds (the
+    daemon's unit starts it again), None when `stop` is set first."""
+    log.warning("database connection lost (%s); reconnecting", lost.args[-1] if lost.args else lost)
+    if old is not None:
+        with contextlib.suppress(Exception):
+            old.close()
+    deadline = time.monotonic() + give_up_after
+    delay = 0.5
+    while not stop.is_set():
+        try:
+            conn = connect(url)
+        except DatabaseError:
+            if time.monotonic() > deadline:
+                raise
+            stop.wait(delay)
+            delay = min(delay * 2, 30.0)
+            continue
+        log.info("database connection back")
+        return conn
+    return None

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import time
 
-from ccmirror_common.progress import format_catalog_lag
+from ccmirror_common.progress import format_catalog_lag, format_rechecks
 from harvester.audit.storage import audit_line, last_audit
 from harvester.catalog.reconcile import image_counts
 from harvester.config import FlickrSettings
 from harvester.migrate import current_version
+from harvester.recheck.checks import recheck_status
 from harvester.search.increment import harvested_until
 from harvester.search.photos import SOURCE_TABLES
 from harvester.search.tasks import counts_by_state
@@ -98,6 +99,7 @@ def harvest_status(conn, flickr: FlickrSettings | None = None, now: int | None =
         "storage_audit": last_audit(conn),
         "flickr_calls": flickr_signing(flickr),
         "catalog_lag": catalog_lag(conn, int(time.time()) if now is None else now),
+        "rechecks": recheck_status(conn),
     }
 
 
@@ -120,6 +122,7 @@ def format_status(status: dict) -> str:
         f"CC licenses known: {status['cc_licenses']}; schema version {status['schema_version']}",
         f"storage audit: {audit_line(status.get('storage_audit'))}",
         format_catalog_lag(status.get("catalog_lag")),
+        format_rechecks(status.get("rechecks")),
     ]
     if status.get("flickr_calls") == "unsigned":
         lines.append(UNSIGNED_WARNING)

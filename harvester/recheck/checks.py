@@ -170,3 +170,23 @@ def recheck_missed(cur, task_id: int, licenses: str | None) -> None:
         " AND t.last_seen < s.created_at",
         (task_id,),
     )
+
+
+def recheck_status(conn) -> dict:
+    """The background re-check for `harvester status` and `batch.status`: photos flagged, by
+    flag, and the oldest and newest check (epoch seconds, None before the first). Cheap on a
+    500M catalog: image_flags is small, and MIN/MAX read the ends of image_checks' index."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT flag, COUNT(*) FROM image_flags GROUP BY flag")
+        flags = dict.fromkeys(FLAGS, 0) | {flag: int(n) for flag, n in cur.fetchall()}
+        cur.execute(
+            "SELECT UNIX_TIMESTAMP(MIN(checked_at)), UNIX_TIMESTAMP(MAX(checked_at))"
+            " FROM image_checks"
+        )
+        oldest, newest = cur.fetchone()
+    conn.commit()
+    return {
+        "flags": flags,
+        "oldest_check": None if oldest is None else int(oldest),
+        "last_check": None if newest is None else int(newest),
+    }

@@ -33,6 +33,7 @@ def add_parsers(commands) -> None:
 
 
 def cmd_recheck(args: argparse.Namespace, settings: Settings) -> int:
+    from harvester.db import reconnect
     from harvester.recheck.run import recheck
     from harvester.search.flickr_api import FlickrClient
     from harvester.search.licenses import store_licenses
@@ -54,8 +55,11 @@ def cmd_recheck(args: argparse.Namespace, settings: Settings) -> int:
         if out.due():
             out.show(f"{stats.line()} | {stats.checked / out.elapsed:,.1f} photos/s")
 
+    def back(lost: Exception, old):  # MariaDB restarted: wait for it, as the worker does
+        return reconnect(settings.db_url, stop, settings.worker.db_reconnect_seconds, lost, old)
+
     stats = recheck(conn, client, cc, stop=stop, once=args.once, limit=args.limit,
-                    on_progress=progress)  # fmt: skip
+                    on_progress=progress, reconnect=back)  # fmt: skip
     out.show(stats.line(), final=True)
     print(stats.line() + (" (stopped)" if stop.is_set() else ""))
     return 0

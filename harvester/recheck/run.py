@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from harvester.db import DATABASE_GONE
 from harvester.recheck.checks import Stored, Verdict, enrol, pick, record
 from harvester.search.flickr_api import APIError, FlickrClient, Interrupted, TransientError
 
@@ -119,13 +120,24 @@ def recheck(
     now: Callable[[], datetime] = utc_now,
     idle_seconds: float = 60.0,
     on_progress: Callable[[RecheckStats], None] = lambda stats: None,
+    reconnect: Callable[[Exception, object], object | None] | None = None,
 ) -> RecheckStats:
     """Rounds over every stored photo: each round checks the photos last checked before it
-    began (never-checked first). `once`: one round; `limit`: at most that many photos."""
+    began (never-checked first). `once`: one round; `limit`: at most that many photos.
+    `reconnect(lost, conn)`: a new connection after MariaDB went away (None: stop), as
+    `harvester.db.reconnect` makes; without it a lost connection ends the run."""
     stats = RecheckStats(calls_base=client.calls)
     while not stop.is_set():
         began = now()
-        checked = _round(conn, client, cc, began, stats, stop, limit, now, on_progress)
+        try:
+            checked = _round(conn, client, cc, began, stats, stop, limit, now, on_progress)
+        except DATABASE_GONE as lost:
+            if reconnect is None:
+                raise
+            conn = reconnect(lost, conn)  # the round starts again: checked photos are not due
+            if conn is None:
+                break
+            continue
         if once or (limit is not None and stats.checked >= limit):
             break
         if not checked:

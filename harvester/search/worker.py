@@ -26,10 +26,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import pymysql
-
 from harvester.config import Settings
-from harvester.db import DatabaseError, connect
+from harvester.db import DATABASE_GONE, connect, reconnect
 from harvester.queue.maintenance import get_maintenance
 from harvester.search.flickr_api import (
     APIError,
@@ -55,7 +53,6 @@ from harvester.search.walk import next_step
 
 log = logging.getLogger("harvester.search.worker")
 # What PyMySQL raises when the server restarts or the connection drops.
-DATABASE_GONE = (pymysql.err.OperationalError, pymysql.err.InterfaceError)
 
 
 @dataclass
@@ -132,21 +129,10 @@ class Worker:
         """MariaDB went away (a restart, a failover): wait for it to answer again. The task in
         hand stays leased to this worker, which claims it first and resumes from its cursor;
         only the page in flight is fetched again."""
-        log.warning("database connection lost (%s); reconnecting", exc.args[-1])
-        deadline = time.monotonic() + self.settings.worker.db_reconnect_seconds
-        delay = 0.5
-        with contextlib.suppress(Exception):
-            self.conn.close()
-        while not self.stop.is_set():
-            try:
-                self.conn = self.progress.conn = connect(self.settings.db_url)
-                log.info("database connection back")
-                return
-            except DatabaseError:
-                if time.monotonic() > deadline:
-                    raise
-                self.stop.wait(delay)
-                delay = min(delay * 2, 30.0)
+        conn = reconnect(self.settings.db_url, self.stop,
+                         self.settings.worker.db_reconnect_seconds, exc, self.conn)  # fmt: skip
+        if conn is not None:
+            self.conn = self.progress.conn = conn
 
     def work_on(self, task: SearchTask) -> None:
         """Walk one task to its end. The next page is fetched while this one is stored: the

@@ -1,6 +1,7 @@
-"""`harvester takedown add|list|apply`: the parsers and bodies of the takedown commands
-(harvester/cli.py adds them). `add` and `list` need only the database; `apply` needs the bucket
-and a key in the settings' `storage:` (on db-1 the audit's, /etc/ccmirror/audit.yaml)."""
+"""`harvester takedown add|list|apply|replay`: the parsers and bodies of the takedown commands
+(harvester/cli.py adds them). `add` and `list` need only the database; `apply` and `replay`
+need the bucket and a key in the settings' `storage:` (on db-1 the audit's,
+/etc/ccmirror/audit.yaml)."""
 
 from __future__ import annotations
 
@@ -38,6 +39,15 @@ def add_parsers(commands) -> None:
     apply.add_argument("--by", default=None, help="who runs it (default: this user)")
     apply.add_argument("--samples", type=non_negative_int, default=20, help="keys named (20)")
     cli.add_json_option(apply, "print the result as JSON")
+    replay = actions.add_parser(
+        "replay",
+        help="add back the takedowns the bucket records and the catalog lacks (after a"
+        " catalog restore), then apply every takedown",
+    )
+    replay.add_argument("--by", default=None, help="who runs it (default: this user)")
+    replay.add_argument("--samples", type=non_negative_int, default=20, help="keys named (20)")
+    replay.set_defaults(recheck=False, purge=False)
+    cli.add_json_option(replay, "print the result as JSON")
 
 
 def _photo_id(text: str) -> int:
@@ -47,7 +57,8 @@ def _photo_id(text: str) -> int:
 
 
 def cmd_takedown(args: argparse.Namespace, settings: Settings) -> int:
-    return {"add": _add, "list": _list, "apply": _apply}[args.action](args, settings)
+    actions = {"add": _add, "list": _list, "apply": _apply, "replay": _apply}
+    return actions[args.action](args, settings)
 
 
 def _add(args: argparse.Namespace, settings: Settings) -> int:
@@ -81,13 +92,21 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _apply(args: argparse.Namespace, settings: Settings) -> int:
+    """`apply`: the requests into the bucket's ledger, then the due photos' objects moved.
+    `replay` first adds back the ledger's requests the catalog lacks (a restored backup)."""
     from harvester.audit.s3_listing import StorageAuditError, client_for
+    from harvester.takedown.ledger import record_requests, replay_requests
     from harvester.takedown.storage import TakedownStorageError, apply_takedowns
 
+    replay = args.action == "replay"
     try:
         client = client_for(settings.storage)  # missing settings fail before the database
         conn = open_database(settings.db_url)
         try:
+            state = {}
+            if replay:  # before the apply: the photos it takes down are due at once
+                state["replay"] = replay_requests(conn, client, settings.storage).as_dict()
+            recorded = record_requests(conn, client, settings.storage)
             applied = apply_takedowns(
                 conn, client, settings.storage, _user() if args.by is None else args.by,
                 recheck=args.recheck, purge=args.purge, samples=args.samples,
@@ -95,9 +114,14 @@ def _apply(args: argparse.Namespace, settings: Settings) -> int:
         finally:
             conn.close()
     except (StorageAuditError, TakedownStorageError) as error:
-        said = str(error).replace("the S3 audit needs", "takedown apply needs")
+        said = str(error).replace("the S3 audit needs", f"takedown {args.action} needs")
         raise CommandError(said) from None
-    cli.print_state(args, applied.as_dict(), lambda state: state["summary"])
+    state |= applied.as_dict() | {"requests_recorded": recorded}
+    state["summary"] = "; ".join(
+        [*([state["replay"]["summary"]] if replay else []), state["summary"],
+         f"{recorded:,} requests recorded in the bucket"]
+    )  # fmt: skip
+    cli.print_state(args, state, lambda shown: shown["summary"])
     return 0
 
 

@@ -17,7 +17,8 @@ as S3 lists them) and delete markers. A key whose latest entry is a version is a
 - `catalog/...`: db-1's catalog backups (harvester/backup/store.py's prefix): counted, nothing
   else;
 - `takedown/<key>`: a taken-down photo's object, moved out of `images/` (`harvester takedown
-  apply`): `taken_down`, by its photo key;
+  apply`): `taken_down`, by its photo key; `takedown/requests/...`, the requests' records
+  (harvester/takedown/ledger.py): skipped;
 - anything else is unexpected.
 
 A key whose latest entry is a delete marker is no object: a photo's is `deleted` (the check
@@ -42,6 +43,7 @@ PAGE_KEYS = 1000  # S3's most per ListObjectVersions page
 WORKERS = 16
 CATALOG_BACKUPS = "catalog/"  # harvester/backup/store.py PREFIX: db-1's catalog backups
 TAKEN_DOWN = "takedown/"  # harvester/takedown/storage.py: taken-down photos' objects, moved
+TAKEDOWN_REQUESTS = "takedown/requests/"  # harvester/takedown/ledger.py: the requests' records
 T = TypeVar("T")
 MD5_ETAG = re.compile(r'^"?([0-9a-fA-F]{32})"?$')
 
@@ -85,6 +87,8 @@ class Bucket:
                 self.check_history(key, history, scan)
             elif key.startswith("manifests/") and key.endswith(".jsonl"):
                 manifests.append(key)
+            elif key.startswith(TAKEDOWN_REQUESTS):
+                continue  # records of requests, not photos
             elif key.startswith(TAKEN_DOWN):
                 scan.taken_down.add(key.removeprefix(TAKEN_DOWN))
             elif not key.startswith(("probes/", CATALOG_BACKUPS)):

@@ -213,6 +213,12 @@ def test_recheck_flags_deleted_private_and_no_longer_cc_photos_and_clears_them(e
         (relabelled, "not_cc", NOT_CC),
     }
     assert all(r["object"] == f"images/{ids[r['photo_id']]}.jpg" for r in exported)
+    # `harvester status` (and batch.status) counts them for the operator.
+    status = json.loads(ok("status", "--json", env=env).stdout)["rechecks"]
+    assert status["flags"] == {"not_cc": 1, "gone": 1, "private": 1}
+    assert status["last_check"] is not None
+    shown = ok("status", env=env).stdout
+    assert "; flagged: not_cc 1, gone 1, private 1" in shown
 
     # The owner makes the photo public again and the license CC again: the next round clears
     # those flags; a deleted photo stays gone.
@@ -263,6 +269,32 @@ def test_recheck_stops_cleanly_on_sigterm_within_its_call_budget(env, sim, sql):
     assert "recheck: 5 photos, 1 API calls (5.00 photos/call)" in out and "(stopped)" in out
     assert sim.search_calls() - searched == 1
     assert "flickr.photos.getInfo" not in sim.get("/_sim/stats")["calls"]
+
+
+def test_recheck_goes_on_after_mariadb_restarts(env, sim, sql, mariadb):
+    """A MariaDB restart (the e2e's fault) does not end the background re-check: it waits
+    for the database and goes on, as the harvester's worker does."""
+    harvested(env)
+    photos = non_original_photos(sql, 5)
+    store(sql, photos)
+    process = subprocess.Popen(
+        [str(VENV_BIN / "harvester"), "recheck", "--calls-per-hour", "7200"],
+        env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        checked = "SELECT COUNT(*) FROM image_checks WHERE result = 'ok'"
+        wait_for(lambda: sql(checked) == [(5,)], 30, "the first round")
+        mariadb.stop()
+        mariadb.ensure_running()
+        assert sim.change_photos({photos[0]: "deleted"}).status_code == 200
+        wait_for(lambda: flags(sql) == {photos[0]: "gone"}, 60, "a round after the restart")
+        assert process.poll() is None, "still running"
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 0, err
+    assert "database connection lost" in err and "(stopped)" in out
 
 
 # --- the simulator ------------------------------------------------------------------------

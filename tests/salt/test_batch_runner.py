@@ -45,6 +45,8 @@ harvest = {
     "images": {"pending": 700, "leased": 200, "stored": 300},
     "photos_per_second": 12.5, "calls_per_second": 0.4,
     "catalog_lag": {"harvested_until": 1577923199, "lag_seconds": 93784},
+    "rechecks": {"flags": {"not_cc": 3, "gone": 1, "private": 0},
+                 "oldest_check": 1577836800, "last_check": 1577923199},
 }
 queue = {
     "maintenance": False, "images": {"pending": 900, "stored": 300},
@@ -149,6 +151,12 @@ def test_batch_runner_loads_and_builds_its_table(salt_call_bin, tmp_path):
     # How far behind now the catalog is (#21): the done slices' reach, and now minus that.
     assert table["harvest"]["catalog_lag"]["lag_seconds"] == 93784
     assert "harvested up to 2020-01-01T23:59:59Z, 1d02h behind now" in summary.splitlines()
+    # What the background re-check flagged (#21), and how fresh its checks are.
+    assert table["harvest"]["rechecks"]["flags"]["not_cc"] == 3
+    assert (
+        "re-check: last check 2020-01-01T23:59:59Z, oldest 2020-01-01T00:00:00Z;"
+        " flagged: not_cc 3, gone 1, private 0"
+    ) in summary.splitlines()
     assert seen["left"] == [4, 900, None, None]
     assert seen["broken"]["harvest"] == {"error": "harvester: database error"}
     assert seen["broken"]["queue"]["error"] == "Connection refused"

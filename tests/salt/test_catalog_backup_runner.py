@@ -54,7 +54,12 @@ def db_1(site: Site, catalog: str) -> Iterator[tuple[Master, Path]]:
     for name, who in (("backup.yaml", "backup"), ("audit.yaml", "audit")):
         (base / name).write_text(settings(catalog, site, who))
         (base / name).chmod(0o600)
-    master = {"ccmirror_migrate_config": str(migrate), "pillar_roots": {"base": [str(pillar)]}}
+    master = {
+        "ccmirror_migrate_config": str(migrate),
+        "ccmirror_venv": str(VENV),  # the takedown runner's (replay)
+        "ccmirror_audit_config": str(base / "audit.yaml"),
+        "pillar_roots": {"base": [str(pillar)]},
+    }
     ccmirror = {
         "venv": str(VENV),
         "backup_config": str(base / "backup.yaml"),
@@ -75,6 +80,10 @@ def test_db_1_is_rebuilt_from_the_newest_backup_and_the_audit_adopts_the_rest(
     assert made["backup"]["key"].startswith("catalog/") and "backing the catalog up" in progress[0]
     at_backup = rows(catalog)
     after = push(catalog, writer, 10)
+    # A takedown after the backup: the restored catalog must take it again (#21).
+    down = photo_of(catalog, before[0])
+    taken, code, _ = salt.run_json("takedown.add", f"photo={down}", "reason=DMCA 7")
+    assert code == 0 and taken["storage"]["moved"] == 1, taken
 
     # A new db-1: MariaDB, users and the empty schema from its states, on another server.
     for name in ("backup.yaml", "audit.yaml"):
@@ -84,8 +93,10 @@ def test_db_1_is_rebuilt_from_the_newest_backup_and_the_audit_adopts_the_rest(
     restored, code, progress = salt.run_json("storage.restore_catalog", "timeout=600")
     assert code == 0, restored
     assert restored["restore"]["key"] == made["backup"]["key"]
+    assert restored["takedowns"]["storage"]["replay"]["replayed"] == 1, restored["takedowns"]
     audit = restored["audit"]["audit"]
-    assert (audit["adopted"], audit["ok"], audit["requeued"]) == (len(after), len(before), 0)
+    assert (audit["adopted"], audit["ok"], audit["requeued"]) == (len(after), len(before) - 1, 0)
+    assert (audit["restored"], audit["missing"]) == (0, 0), "nothing put back in images/"
     assert "found on storage adopted" in restored["comment"], restored["comment"]
     assert any("auditing storage against the restored catalog" in line for line in progress)
     now = rows(fresh_db)
@@ -94,8 +105,11 @@ def test_db_1_is_rebuilt_from_the_newest_backup_and_the_audit_adopts_the_rest(
     with conn.cursor() as cur:
         cur.execute("SELECT id FROM images WHERE state = 'stored' ORDER BY id")
         stored = [row[0] for row in cur.fetchall()]
+        cur.execute("SELECT state FROM images WHERE id = %s", (before[0],))
+        state = cur.fetchone()[0]
     conn.close()
-    assert stored == sorted(before + after), "pushed after the backup: stored, not pending"
+    assert stored == sorted(before[1:] + after), "pushed after the backup: stored, not pending"
+    assert state == "taken_down", "the takedown made after the backup holds"
 
     again, code, _ = salt.run_json("storage.restore_catalog")
     assert code == 1 and "is not empty" in again["error"], again
@@ -108,3 +122,12 @@ def test_db_1_is_rebuilt_from_the_newest_backup_and_the_audit_adopts_the_rest(
         if path.is_file() and not path.is_symlink() and secret in path.read_bytes()
     ]
     assert holders == [Path("backup.yaml")], holders
+
+
+def photo_of(db_url: str, image_id: int) -> int:
+    conn = connect(db_url)
+    with conn.cursor() as cur:
+        cur.execute("SELECT photo_id FROM images WHERE id = %s", (image_id,))
+        photo = int(cur.fetchone()[0])
+    conn.close()
+    return photo

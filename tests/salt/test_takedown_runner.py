@@ -43,7 +43,7 @@ def test_the_runner_loads_with_its_examples(salt_call_bin, tmp_path):
                             text=True, timeout=120)  # fmt: skip
     assert result.returncode == 0, result.stderr
     seen = json.loads(result.stdout)
-    assert seen["names"] == ["takedown.add", "takedown.apply", "takedown.list"]
+    assert seen["names"] == ["takedown.add", "takedown.apply", "takedown.list", "takedown.replay"]
     for name, doc in seen["docs"].items():
         assert "CLI Example::" in doc and f"salt-run {name}" in doc, name
     assert seen["photo"] == [
