@@ -36,7 +36,10 @@ def split_listen(value: str) -> tuple[str, int]:
         raise ValueError(f"must be host:port, not {value!r}")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
-        ipaddress.IPv6Address(host)  # raises ValueError for a bracketed non-address
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"brackets hold an IPv6 address, not {host!r}") from None
     elif ":" in host:
         raise ValueError(f"an IPv6 address goes in brackets ([::1]:9711), not {value!r}")
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
