@@ -47,6 +47,7 @@ from harvester.search.tasks import (
     PageResult,
     SearchTask,
     claim,
+    counts_by_state,
     fail,
     record_page,
     release,
@@ -104,6 +105,8 @@ class Worker:
         store_licenses(self.conn, licenses)
         self.cc_license_ids = sorted(lic.id for lic in licenses if lic.is_cc)
         log.info("worker %s: CC licenses %s", self.worker_id, self.cc_license_ids)
+        # The task table as this worker sees it from the start; then with each progress line.
+        self.metrics.task_states(counts_by_state(self.conn))
         while not self.stop.is_set():
             try:
                 if not self.work_once():

@@ -11,21 +11,28 @@ import socket
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from harvester.db import connect
+from harvester.search.licenses import store_licenses
+from lab.mission.catalog_images import fill_images
 from lab.processes.child import free_port
+from lab.processes.queue import RunningQueue, spawn
 from lab.sims.flickr.process import RunningSim
 from tests.conftest import VENV_BIN, harvester_env, run_harvester, wait_for
 from tests.integration.test_downloader import (  # noqa: F401 (host, storage: fixtures)
+    CC_BY,
     Fleet,
     host,
     make_fleet,
     photo_ids,
     storage,
 )
+from tests.integration.test_harvest import start_worker
 
 HOUR = 3600
 START = 1577836800  # 2020-01-01, the simulated universe's first day
@@ -93,6 +100,18 @@ def fleet(db_url, sql, tmp_path, storage, host) -> Iterator[Fleet]:  # noqa: F81
     yield from make_fleet(db_url, sql, tmp_path, storage, host, 24)
 
 
+@pytest.fixture
+def queue_only(db_url, tmp_path) -> Iterator[tuple[RunningQueue, Path]]:
+    """A queue with photos to lease, and a spool, for a downloader that must not start."""
+    conn = connect(db_url)
+    store_licenses(conn, [CC_BY])
+    fill_images(conn, 4)
+    conn.close()
+    queue = spawn(db_url, tmp_path / "queue", ["dl-1"])
+    yield queue, tmp_path / "spool"
+    queue.stop()
+
+
 @needs_root
 def test_the_downloader_counts_what_it_stored_and_its_bytes(fleet):
     listen = f"127.0.0.1:{free_port()}"
@@ -136,22 +155,28 @@ def test_a_push_failure_is_counted(fleet):
     assert photo_ids(fleet.sql, "stored") == []
 
 
-def test_the_workers_ok_calls_are_the_simulators_calls(db_url, flickr_sim_factory, sql):
-    sim: RunningSim = flickr_sim_factory("--seed", "7", "--start", "2020-01-01", "--end",
-                                         "2020-01-02", "--rate-limit", "0")  # fmt: skip
-    env = harvester_env(db_url, sim, CCMIRROR_FLICKR_RATE_LIMIT="720000")
+def seeded_sim(factory, db_url: str, seconds: int, **extra: str) -> tuple[RunningSim, dict]:
+    """The simulator, and a harvester's environment with `seconds` of ten-minute slices
+    seeded from the universe's first second."""
+    sim = factory("--seed", "7", "--start", "2020-01-01", "--end", "2020-01-02",
+                  "--rate-limit", "0")  # fmt: skip
+    env = harvester_env(db_url, sim, **extra)
     seeded = run_harvester("seed", "timeslices", "--start", str(START), "--end",
-                           str(START + HOUR), "--stride", "600", env=env)  # fmt: skip
+                           str(START + seconds), "--stride", "600", env=env)  # fmt: skip
     assert seeded.returncode == 0, seeded.stderr
+    return sim, env
+
+
+def start_serving_worker(env: dict) -> tuple[subprocess.Popen, str]:
+    """`harvester work --follow` serving its metrics; the process and its metrics URL."""
     listen = f"127.0.0.1:{free_port()}"
-    url = f"http://{listen}/metrics"
-    proc = subprocess.Popen(
-        [str(VENV_BIN / "harvester"), "work", "--worker", "hv-1", "--follow"],
-        env=env | {"CCMIRROR_METRICS_LISTEN": listen},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_worker("hv-1", env | {"CCMIRROR_METRICS_LISTEN": listen}, "--follow")
+    return proc, f"http://{listen}/metrics"
+
+
+def test_the_workers_ok_calls_are_the_simulators_calls(db_url, flickr_sim_factory, sql):
+    sim, env = seeded_sim(flickr_sim_factory, db_url, HOUR, CCMIRROR_FLICKR_RATE_LIMIT="720000")
+    proc, url = start_serving_worker(env)
     try:
         done = "SELECT COUNT(*) FROM search_tasks WHERE state <> 'done'"
         wait_for(lambda: sql(done)[0][0] == 0, 60, "every task done")
@@ -167,39 +192,38 @@ def test_the_workers_ok_calls_are_the_simulators_calls(db_url, flickr_sim_factor
     assert not [s for s in samples if "outcome" in dict(s[1]) and dict(s[1])["outcome"] != "ok"]
     assert value(samples, "ccmirror_harvester_api_budget_calls_per_hour") == 720000
     assert value(samples, "ccmirror_harvester_rate_limit_wait_seconds_total") is not None
+    # Counted at the start (then with each progress line, every half minute).
+    tasks = by_label(samples, "ccmirror_harvester_search_tasks", "state")
+    assert set(tasks) == {"pending", "running", "done", "failed"} and tasks["pending"] >= 6
     assert refused_connection(url)
 
 
 def test_the_workers_failed_calls_are_counted_by_outcome(db_url, flickr_sim_factory, sql):
-    sim = flickr_sim_factory("--seed", "7", "--start", "2020-01-01", "--end", "2020-01-02",
-                             "--rate-limit", "0")  # fmt: skip
-    env = harvester_env(db_url, sim, CCMIRROR_MAX_ATTEMPTS="1", CCMIRROR_FLICKR_RETRIES="1")
-    seeded = run_harvester("seed", "timeslices", "--start", str(START), "--end",
-                           str(START + 600), env=env)  # fmt: skip
-    assert seeded.returncode == 0, seeded.stderr
-    sim.control(fault_rate=1.0, faults=["5xx"], fault_methods=["flickr.photos.search"])
-    listen = f"127.0.0.1:{free_port()}"
-    url = f"http://{listen}/metrics"
-    proc = subprocess.Popen(
-        [str(VENV_BIN / "harvester"), "work", "--worker", "hv-1", "--follow"],
-        env=env | {"CCMIRROR_METRICS_LISTEN": listen},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    sim, env = seeded_sim(
+        flickr_sim_factory, db_url, 600, CCMIRROR_MAX_ATTEMPTS="1", CCMIRROR_FLICKR_RETRIES="1"
     )
+    sim.control(fault_rate=1.0, faults=["5xx"], fault_methods=["flickr.photos.search"])
+    proc, url = start_serving_worker(env)
     try:
         failed = "SELECT COUNT(*) FROM search_tasks WHERE state = 'failed'"
         wait_for(lambda: sql(failed)[0][0] == 1, 60, "the task failed")
-        search = "flickr.photos.search"
         samples = scrape(url)
     finally:
         stop_cleanly(proc)
+    search = "flickr.photos.search"
     outcomes = by_label(samples, "ccmirror_harvester_api_calls_total", "outcome", method=search)
     assert outcomes == {"http_error": 2}  # the call and its one retry
 
 
-@needs_root
-def test_a_bad_or_taken_metrics_address_stops_the_downloader_before_it_leases(fleet):
+def test_a_bad_or_taken_metrics_address_stops_the_downloader_before_it_starts(queue_only):
+    queue, spool = queue_only
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CCMIRROR_")} | {
+        "CCMIRROR_CONFIG": "/dev/null",
+        "CCMIRROR_QUEUE_URL": queue.url,
+        "CCMIRROR_QUEUE_TOKEN": queue.tokens["dl-1"],
+        "CCMIRROR_SPOOL": str(spool),
+        "CCMIRROR_STORAGE": "ccmirror-storage@127.0.0.1",
+    }
     with taken_address() as in_use:
         for listen, error in (
             ("127.0.0.1", "'listen' must be host:port"),
@@ -207,21 +231,23 @@ def test_a_bad_or_taken_metrics_address_stops_the_downloader_before_it_leases(fl
             ("::1:9712", "an IPv6 address goes in brackets"),
             (in_use, f"cannot listen for metrics on {in_use} (metrics.listen)"),
         ):
-            result = fleet.run("run", "--once", CCMIRROR_METRICS_LISTEN=listen)
+            result = subprocess.run(
+                [str(VENV_BIN / "downloader"), "run", "--once"],
+                env=env | {"CCMIRROR_METRICS_LISTEN": listen},
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
             assert result.returncode == 1, result.stderr
             assert error in result.stderr and len(result.stderr.strip().splitlines()) == 1
-    assert fleet.sql("SELECT COUNT(*) FROM leases")[0][0] == 0
-    assert not (fleet.spool / "lease").exists()
+    assert queue.status()["leases_active"] == 0
+    assert not (spool / "lease").exists() and not (spool / "status.json").exists()
 
 
 def test_a_bad_or_taken_metrics_address_stops_the_worker_before_it_calls(
     db_url, flickr_sim_factory, sql
 ):
-    sim = flickr_sim_factory("--seed", "7", "--start", "2020-01-01", "--end", "2020-01-02")
-    env = harvester_env(db_url, sim)
-    seeded = run_harvester("seed", "timeslices", "--start", str(START), "--end",
-                           str(START + 600), env=env)  # fmt: skip
-    assert seeded.returncode == 0, seeded.stderr
+    sim, env = seeded_sim(flickr_sim_factory, db_url, 600)
     with taken_address() as in_use:
         for listen, error in (
             ("localhost:port", "the port must be 1 to 65535"),
