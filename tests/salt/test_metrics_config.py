@@ -30,29 +30,28 @@ def loopback_site_call(salt_call_bin: Path, tmp_path_factory: pytest.TempPathFac
     return make_salt_call(salt_call_bin, config_dir, [ROOT / "pillar", private])
 
 
-def test_exporters_listen_on_the_private_address_and_the_roles_port(loopback_site_call, tmp_path):
+def listens(salt_call, tmp_path: Path) -> tuple[str, str]:
+    """`metrics.listen` of hv-1's harvester and dl-1's downloader, as each program loads it."""
     from downloader.config import load_settings as downloader_settings
     from harvester.config import load_settings as harvester_settings
 
-    hv = loopback_site_call("hv-1", "state.show_highstate")
-    dl = loopback_site_call("dl-1", "state.show_highstate")
-    harvester = config_of(hv, "harvester-config-file-managed", tmp_path, "harvester")
-    downloader = config_of(dl, "downloader-config-file-managed", tmp_path, "downloader")
-    assert harvester_settings(harvester, environ={}).metrics.listen == "127.0.0.1:9711"
-    assert downloader_settings(downloader, environ={}).metrics.listen == "127.0.0.1:9712"
-
-
-def test_with_no_address_on_the_private_network_nothing_listens(salt_call, tmp_path):
-    from downloader.config import load_settings as downloader_settings
-    from harvester.config import load_settings as harvester_settings
-
-    # The shared site's network (10.250.0.0/24) holds no address of this machine.
     hv = salt_call("hv-1", "state.show_highstate")
     dl = salt_call("dl-1", "state.show_highstate")
     harvester = config_of(hv, "harvester-config-file-managed", tmp_path, "harvester")
     downloader = config_of(dl, "downloader-config-file-managed", tmp_path, "downloader")
-    assert harvester_settings(harvester, environ={}).metrics.listen == ""
-    assert downloader_settings(downloader, environ={}).metrics.listen == ""
+    return (
+        harvester_settings(harvester, environ={}).metrics.listen,
+        downloader_settings(downloader, environ={}).metrics.listen,
+    )
+
+
+def test_exporters_listen_on_the_private_address_and_the_roles_port(loopback_site_call, tmp_path):
+    assert listens(loopback_site_call, tmp_path) == ("127.0.0.1:9711", "127.0.0.1:9712")
+
+
+def test_with_no_address_on_the_private_network_nothing_listens(salt_call, tmp_path):
+    # The shared site's network (10.250.0.0/24) holds no address of this machine.
+    assert listens(salt_call, tmp_path) == ("", "")
 
 
 def test_db_1s_batch_jobs_record_their_success_for_node_exporter(salt_call, tmp_path):
