@@ -15,6 +15,7 @@ min_free_mb: 1024             # no new lease while the spool's disk has less fre
 fetch: {concurrency: 64, per_host: 16, max_bytes: 52428800, timeout: 60,
         allow_hosts: ["*.staticflickr.com", "*.flickr.com"]}   # the only hosts fetched from
 push: {timeout: 120, retry_seconds: 600, concurrency: 16}
+metrics: {listen: "10.0.0.5:9712"}   # Prometheus' scrape address (private); empty: none
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ccmirror_common.hosts import DEFAULT_POLICY, HostPolicy
+from ccmirror_common.metrics_server import MetricsSettings
 from ccmirror_common.settings import ConfigError, Environment, load_into
 from downloader.s3.target import FIELDS as S3_FIELDS
 from downloader.s3.target import S3Target, TargetError
@@ -81,6 +83,7 @@ class Settings:
     lease_attempts: int = 3  # starts that fail to finish one lease before it is quarantined
     fetch: FetchSettings = field(default_factory=FetchSettings)
     push: PushSettings = field(default_factory=PushSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)  # listen: "host:port"
 
     def require(self, *names: str) -> None:
         missing = [n for n in names if not getattr(self, n)]
@@ -113,6 +116,7 @@ ENVIRONMENT: Environment = {
     "CCMIRROR_PUSH_TIMEOUT": ("push", "timeout"),
     "CCMIRROR_PUSH_RETRY_SECONDS": ("push", "retry_seconds"),
     "CCMIRROR_PUSH_CONCURRENCY": ("push", "concurrency"),
+    "CCMIRROR_METRICS_LISTEN": ("metrics", "listen"),
 }
 # An S3 bucket field by field (each overrides the file's; any one makes storage S3).
 S3_ENVIRONMENT = {f"CCMIRROR_STORAGE_{name.upper()}": name for name in S3_FIELDS}

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from downloader.config import Settings
+from downloader.metrics import DownloaderMetrics
 from downloader.queue_client import (
     LeaseLost,
     QueueClient,
@@ -70,10 +71,13 @@ class Daemon:
     stages: Stages
     stop: threading.Event = field(default_factory=threading.Event)
     status: DaemonStatus | None = None
+    metrics: DownloaderMetrics | None = None
 
     def __post_init__(self) -> None:
         if self.status is None:
             self.status = DaemonStatus(self.spool.root, self.settings.worker)
+        if self.metrics is None:  # counted all the same; served when `metrics.listen` is set
+            self.metrics = DownloaderMetrics(self.spool.root)
 
     def run(self, once: bool = False) -> int:
         """Until SIGTERM (or one lease with `once`); 0 on a clean stop."""
@@ -144,7 +148,8 @@ class Daemon:
             self.idle(30, f"spool disk has {free_mb:.0f} MB free, below min_free_mb", wait)
             return None
         try:
-            batch = self.client.lease(self.settings.batch_size, self.settings.lease_seconds)
+            with self.metrics.phase("lease"):
+                batch = self.client.lease(self.settings.batch_size, self.settings.lease_seconds)
         except QueueUnavailable as exc:
             self.status.error("queue", str(exc))
             self.idle(exc.retry_after, str(exc), wait)
@@ -174,20 +179,25 @@ class Daemon:
         self.status.lease(journal)
         with LeaseKeeper(self.client, journal.lease_id, self.settings.lease_seconds):
             if journal.phase == "fetching":
-                with DrainWatch(self.spool.root, self.stop) as halt:
+                with DrainWatch(self.spool.root, self.stop) as halt, self.metrics.phase("fetch"):
                     self.fetch(journal, halt)
-                journal.write_manifest()
+                with self.metrics.phase("verify"):  # what was checked as it came in, listed
+                    journal.write_manifest()
                 journal.set_phase("fetched")
             if journal.phase == "fetched":
                 self.status.write(phase="pushing")
-                if not self.stages.push(journal, self._halt()):
+                with self.metrics.phase("push"):
+                    pushed = self.stages.push(journal, self._halt())
+                if not pushed:
                     # Stopped while storage was away: pushed again at the next start. A clean
                     # stop is no failure of the lease.
                     journal.clear_starts()
                     return
                 journal.set_phase("pushed")
             if journal.phase == "pushed":
-                if not self.report(journal):
+                with self.metrics.phase("report"):
+                    reported = self.report(journal)
+                if not reported:
                     journal.clear_starts()
                     return
                 journal.set_phase("reported")
@@ -262,7 +272,7 @@ class Daemon:
         while todo:
             chunk = todo.pop()
             try:
-                self.client.complete(journal.lease_id, chunk)
+                self.metrics.reported(self.client.complete(journal.lease_id, chunk))
             except QueueUnavailable as exc:
                 self.status.error("queue", str(exc))
                 todo.append(chunk)

@@ -16,8 +16,10 @@ from pathlib import Path
 
 from ccmirror_common import cli
 from ccmirror_common.cli import CommandError
+from ccmirror_common.metrics_server import serving
 from downloader.config import ConfigError, Settings, load_settings
 from downloader.daemon import Daemon
+from downloader.metrics import DownloaderMetrics
 from downloader.push import PushFailed, PushStopped, StorageTarget, push_tree
 from downloader.queue_client import QueueClient, QueueRefused
 from downloader.s3.target import S3Target
@@ -39,7 +41,8 @@ def run_command(args: argparse.Namespace) -> int:
         settings = load_settings(args.config)
         settings.require("queue_url", "queue_token", "storage")
         daemon = build_daemon(settings, stop)
-        return daemon.run(once=args.once)
+        with serving(settings.metrics.listen, daemon.metrics.registry):
+            return daemon.run(once=args.once)
     except (QueueRefused, PushFailed, ValueError) as exc:  # ValueError: a bad URL or target
         raise CommandError(str(exc)) from None
 
@@ -48,7 +51,9 @@ def build_daemon(settings: Settings, stop: threading.Event) -> Daemon:
     spool = Spool(Path(settings.spool))
     status = DaemonStatus(spool.root, settings.worker)
     client = QueueClient(settings.queue_url, settings.queue_token)
-    return Daemon(settings, client, spool, build_stages(settings, status), stop, status)
+    metrics = DownloaderMetrics(spool.root)
+    stages = build_stages(settings, status, metrics)
+    return Daemon(settings, client, spool, stages, stop, status, metrics)
 
 
 def status_command(args: argparse.Namespace) -> int:

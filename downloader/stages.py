@@ -15,6 +15,7 @@ from downloader.config import Settings
 from downloader.daemon import Stages
 from downloader.fetch import Fetcher, FetchItem, FetchResult, FetchSettings, HostLimit, OnDisk
 from downloader.fetch import run_async as run_fetch_loop
+from downloader.metrics import DownloaderMetrics
 from downloader.push import (
     Attempt,
     PushFailed,
@@ -37,15 +38,18 @@ STOP_POLL = 0.2
 LeasePush = Callable[[LeaseJournal, threading.Event, Callable[[Attempt], None]], PushResult]
 
 
-def build_stages(settings: Settings, status: DaemonStatus) -> Stages:
+def build_stages(
+    settings: Settings, status: DaemonStatus, metrics: DownloaderMetrics | None = None
+) -> Stages:
     push_lease = lease_pusher(settings)
     fetch_settings = fetch_settings_from(settings)
+    metrics = metrics or DownloaderMetrics(Path(settings.spool))
 
     def fetch(items: list[dict], journal: LeaseJournal, stop: threading.Event) -> None:
-        run_fetch_loop(_fetch(items, journal, stop, fetch_settings, status))
+        run_fetch_loop(_fetch(items, journal, stop, fetch_settings, status, metrics))
 
     def push(journal: LeaseJournal, stop: threading.Event) -> bool:
-        return _push(journal, stop, push_lease, status)
+        return _push(journal, stop, push_lease, status, metrics)
 
     return Stages(fetch=fetch, push=push)
 
@@ -136,6 +140,7 @@ async def _fetch(
     stop: threading.Event,
     settings: FetchSettings,
     status: DaemonStatus,
+    metrics: DownloaderMetrics,
 ) -> None:
     """Results go to the journal about once a second, so a restart fetches only what has
     none; a stop cancels what is in flight and keeps what finished. A spool that cannot be
@@ -160,6 +165,8 @@ async def _fetch(
         async with Fetcher(journal.files, settings, present=OnDisk(journal.files)) as fetcher:
             async for result in fetcher.stream(wanted):
                 done.append(_journal_entry(result))
+                if result.outcome == "stored" and not result.reused:  # fetched, not found
+                    metrics.fetched_bytes(result.bytes)
 
     task = asyncio.create_task(consume())
     last = time.monotonic()
@@ -192,12 +199,14 @@ def _push(
     stop: threading.Event,
     push_lease: LeasePush,
     status: DaemonStatus,
+    metrics: DownloaderMetrics,
 ) -> bool:
     """Push until it is done, however long storage is away (the spool holds one lease, so
     it stays bounded); False on a stop. A refusal that waiting cannot fix (host key, key,
     rrsync, a bucket or digest the store refuses) is raised: it needs an operator."""
 
     def retrying(attempt: Attempt) -> None:
+        metrics.push_failed()
         status.error("storage", attempt.error)
 
     while not stop.is_set():
@@ -207,6 +216,7 @@ def _push(
         except PushStopped:
             return False
         except PushFailed as exc:
+            metrics.push_failed()  # its last attempt (the earlier ones were `retrying`)
             if not exc.transient:
                 raise
             status.error("storage", str(exc))

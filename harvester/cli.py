@@ -26,6 +26,7 @@ import pymysql
 
 from ccmirror_common import cli
 from ccmirror_common.cli import CommandError, non_negative_int, positive_int
+from ccmirror_common.job_textfile import record_if_set
 from harvester.backup import cli as backup_cli
 from harvester.backup import photos_cli
 from harvester.catalog.status import format_status, harvest_status
@@ -200,14 +201,18 @@ def format_migrated(state: dict) -> str:
 
 
 def cmd_work(args: argparse.Namespace, settings: Settings) -> int:
+    from ccmirror_common.metrics_server import serving
+    from harvester.search.metrics import HarvesterMetrics
     from harvester.search.worker import Worker  # the worker pulls in requests; other commands don't
 
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    open_database(settings.db_url).close()
-    worker = Worker(settings, args.worker, stop=stop, follow=args.follow)
-    stats = worker.run()
+    metrics = HarvesterMetrics(settings.flickr.rate_limit_per_hour)
+    with serving(settings.metrics.listen, metrics.registry):  # bound first, or nothing runs
+        open_database(settings.db_url).close()
+        worker = Worker(settings, args.worker, stop=stop, follow=args.follow, metrics=metrics)
+        stats = worker.run()
     refused = ", ".join(f"{reason} {n:,}" for reason, n in sorted(stats.refused.items()))
     print(
         f"worker {args.worker}: {stats.tasks_done:,} tasks done, {stats.tasks_failed:,} failed,"
@@ -371,8 +376,7 @@ def cmd_audit_storage(args: argparse.Namespace, settings: Settings) -> int:
         )
     except InventoryError as exc:
         raise CommandError(str(exc)) from None
-    cli.print_state(args, result.as_dict(), lambda summary: summary["summary"])
-    return 0
+    return audited(args, settings, result.as_dict())
 
 
 def cmd_audit_bucket(args: argparse.Namespace, settings: Settings) -> int:
@@ -395,7 +399,15 @@ def cmd_audit_bucket(args: argparse.Namespace, settings: Settings) -> int:
         )
     except StorageAuditError as exc:
         raise CommandError(str(exc)) from None
-    cli.print_state(args, result.as_dict(), lambda summary: summary["summary"])
+    return audited(args, settings, result.as_dict())
+
+
+def audited(args: argparse.Namespace, settings: Settings, result: dict) -> int:
+    """An audit that ran to its end: its summary, and (unless a dry run) its success for
+    the alert on an audit that has not run (metrics.textfile_dir)."""
+    if not args.dry_run:
+        record_if_set("audit", settings.metrics.textfile_dir)
+    cli.print_state(args, result, lambda summary: summary["summary"])
     return 0
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ccmirror_common.hosts import DEFAULT_POLICY, HostPolicy
+from ccmirror_common.metrics_server import MetricsSettings
 from ccmirror_common.settings import ConfigError as ConfigError  # what callers catch
 from ccmirror_common.settings import Environment, load_into
 
@@ -155,6 +156,15 @@ class IncrementSettings:
 
 
 @dataclass
+class HarvesterMetricsSettings(MetricsSettings):
+    """`metrics.listen` of `harvester work` (ccmirror_common/metrics_server.py), and where the
+    batch jobs (audit, catalog backup, increment) record their success for node exporter's
+    textfile collector (ccmirror_common/job_textfile.py; empty: nowhere)."""
+
+    textfile_dir: str = ""
+
+
+@dataclass
 class Settings:
     db_url: str = field(default="", repr=False)
     flickr: FlickrSettings = field(default_factory=FlickrSettings)
@@ -165,11 +175,14 @@ class Settings:
     backup_target: BackupTargetSettings = field(default_factory=BackupTargetSettings)
     catalog_backup: CatalogBackupSettings = field(default_factory=CatalogBackupSettings)
     increment: IncrementSettings = field(default_factory=IncrementSettings)
+    metrics: HarvesterMetricsSettings = field(default_factory=HarvesterMetricsSettings)
 
 
 # Environment variable -> (section or None for top level, setting name).
 ENVIRONMENT: Environment = {
     "CCMIRROR_DB_URL": (None, "db_url"),
+    "CCMIRROR_METRICS_LISTEN": ("metrics", "listen"),
+    "CCMIRROR_METRICS_TEXTFILE_DIR": ("metrics", "textfile_dir"),
     "CCMIRROR_FLICKR_API_URL": ("flickr", "api_url"),
     "CCMIRROR_FLICKR_API_KEY": ("flickr", "api_key"),
     **{f"CCMIRROR_FLICKR_{name.upper()}": ("flickr", name) for name in SIGNING_FIELDS},

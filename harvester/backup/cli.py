@@ -9,6 +9,7 @@ import sys
 
 from ccmirror_common import cli
 from ccmirror_common.cli import CommandError, positive_int
+from ccmirror_common.job_textfile import record_if_set
 from ccmirror_common.progress import ProgressLine
 from harvester.backup.sources import SOURCES
 from harvester.backup.store import PREFIX, BackupError
@@ -61,6 +62,7 @@ def cmd_backup_catalog(args: argparse.Namespace, settings: Settings) -> int:
         )
     )
     progress.clear()
+    record_if_set("catalog_backup", settings.metrics.textfile_dir)
     cli.print_state(args, result, lambda summary: summary["summary"])
     return 0
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -46,6 +46,12 @@ class QueueMetrics:
             "Lease requests answered empty in maintenance mode",
             registry=self.registry,
         )
+        # Set by this process's reaper, not the (cached) snapshot: 0 until its first sweep.
+        self._reaped_at = Gauge(
+            "ccmirror_queue_lease_reaper_last_run_timestamp_seconds",
+            "Unix time the lease reaper last finished a sweep",
+            registry=self.registry,
+        )
 
     def leased(self, worker: str, items: int) -> None:
         self._leased.labels(worker).inc(items)
@@ -59,6 +65,9 @@ class QueueMetrics:
     def expired(self, leases: int, items: int) -> None:
         self._expired.inc(leases)
         self._requeued.inc(items)
+
+    def reaper_ran(self, at: float) -> None:
+        self._reaped_at.set(at)
 
     def maintenance_refusal(self) -> None:
         self._refusals.inc()
@@ -95,6 +104,17 @@ class _SnapshotCollector:
         yield GaugeMetricFamily(
             "ccmirror_queue_maintenance", "1 in maintenance mode", value=int(status["maintenance"])
         )
+        yield GaugeMetricFamily(
+            "ccmirror_queue_oldest_lease_age_seconds",
+            "Seconds the oldest active lease has been out (0 when none is)",
+            value=status["oldest_lease_age_seconds"],
+        )
+        if status["catalog_lag_seconds"] is not None:  # absent until a first slice is done
+            yield GaugeMetricFamily(
+                "ccmirror_catalog_lag_seconds",
+                "Seconds between now and the upload time the catalog is harvested up to",
+                value=status["catalog_lag_seconds"],
+            )
         rate = GaugeMetricFamily(
             "ccmirror_queue_worker_stored_per_second",
             "Photos stored per second over the last 5 minutes",

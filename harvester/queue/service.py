@@ -310,6 +310,7 @@ class QueueService:
                     break
             retention = timedelta(days=self.settings.lease_retention_days)
             dq.prune_leases(conn, utc_now() - retention)
+        self.metrics.reaper_ran(time.time())
         if expired:
             log.info("expired %d leases: %d photos back in the queue", expired, requeued)
             self.metrics.expired(expired, requeued)

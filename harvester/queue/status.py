@@ -13,11 +13,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from harvester.catalog.queue_order import BACKOFF_WORKER
 from harvester.catalog.reconcile import image_counts
 from harvester.db import DatabaseError
+from harvester.search.increment import harvested_until
 
 log = logging.getLogger("harvester.queue.status")
 
@@ -32,10 +33,10 @@ def queue_status(conn, now: datetime, known_workers: list[str], maintenance: boo
     images = dict.fromkeys(IMAGE_STATES, 0) | image_counts(conn)
     with conn.cursor() as cur:
         cur.execute(
-            "SELECT COUNT(*), COALESCE(SUM(items - reported), 0), MIN(expires_at)"
-            " FROM leases WHERE state = 'active'"
+            "SELECT COUNT(*), COALESCE(SUM(items - reported), 0), MIN(expires_at),"
+            " MIN(created_at) FROM leases WHERE state = 'active'"
         )
-        leases, items_out, next_expiry = cur.fetchone()
+        leases, items_out, next_expiry, oldest = cur.fetchone()
         # Parking leases (harvester.queue.backoff.park): photos waiting out a retry's backoff.
         cur.execute("SELECT COALESCE(SUM(items), 0) FROM leases WHERE state = 'backoff'")
         in_backoff = int(cur.fetchone()[0])
@@ -52,6 +53,7 @@ def queue_status(conn, now: datetime, known_workers: list[str], maintenance: boo
         )
         last_report = dict(cur.fetchall())
     conn.commit()
+    until = harvested_until(conn)  # what `harvester status` says the catalog lags by
     workers = [
         _worker_row(name, recent.get(name, [0, 0, 0, 0]), last_report.get(name), now)
         for name in sorted(set(known_workers) | set(last_report))
@@ -68,6 +70,11 @@ def queue_status(conn, now: datetime, known_workers: list[str], maintenance: boo
         "leases_active": int(leases),
         "items_leased_out": int(items_out),
         "next_lease_expiry": _iso(next_expiry) if next_expiry else None,
+        # How long the oldest active lease has been out (0 with none): a stuck downloader.
+        "oldest_lease_age_seconds": max(0.0, (now - oldest).total_seconds()) if oldest else 0.0,
+        # `now` (naive UTC) minus the upload second the catalog is harvested up to; None
+        # before the first time slice is done.
+        "catalog_lag_seconds": None if until is None else _unix(now) - until,
         # Pending photos (counted in `images`) that wait out a retry's backoff.
         "items_in_backoff": in_backoff,
         "stored_per_second_5m": round(per_second, 2),
@@ -88,6 +95,10 @@ def _worker_row(name: str, counts: list[int], last: datetime | None, now: dateti
         "last_report": _iso(last) if last else None,
         "seconds_since_report": round((now - last).total_seconds()) if last else None,
     }
+
+
+def _unix(moment: datetime) -> int:
+    return int(moment.replace(tzinfo=UTC).timestamp())
 
 
 def _iso(moment: datetime) -> str:

@@ -22,6 +22,7 @@ from requests_oauthlib import OAuth1
 
 from harvester.config import FlickrSettings
 from harvester.search.licenses import License, parse_licenses
+from harvester.search.metrics import HarvesterMetrics
 from harvester.search.rate_limit import TokenBucket
 
 RETRYABLE_CODES = {105, 201}  # "service currently unavailable"
@@ -80,13 +81,22 @@ class SearchPage:
 
 
 class FlickrClient:
-    def __init__(self, settings: FlickrSettings, stop: threading.Event | None = None) -> None:
+    def __init__(
+        self,
+        settings: FlickrSettings,
+        stop: threading.Event | None = None,
+        metrics: HarvesterMetrics | None = None,
+    ) -> None:
         if not settings.api_key:
             raise FatalError("no Flickr API key: set CCMIRROR_FLICKR_API_KEY or flickr.api_key")
         settings.check_signing()
         self.settings = settings
         self.stop = stop or threading.Event()
-        self.bucket = TokenBucket(settings.rate_limit_per_hour, self.stop)
+        # Counted whether or not anything serves them (`metrics.listen`).
+        self.metrics = metrics or HarvesterMetrics(settings.rate_limit_per_hour)
+        self.bucket = TokenBucket(
+            settings.rate_limit_per_hour, self.stop, on_wait=self.metrics.rate_limit_waited
+        )
         self.session = requests.Session()
         if settings.signed:
             self.session.auth = signer(settings)
@@ -168,12 +178,26 @@ class FlickrClient:
                 self.settings.api_url, data=data, timeout=self.settings.timeout
             )
         except requests.Timeout:
+            self.metrics.api_call(method, "timeout")
             raise TransientError(f"no answer within {self.settings.timeout:g}s") from None
         except requests.ConnectionError as exc:
+            self.metrics.api_call(method, "http_error")
             raise TransientError(f"cannot reach {self.settings.api_url}: {_reason(exc)}") from None
-        return self._payload(response)
+        try:
+            payload = self._payload(response)
+        except FlickrError:
+            limited = response.status_code == 429
+            self.metrics.api_call(method, "rate_limited" if limited else "http_error")
+            raise
+        if payload["stat"] != "ok":
+            self.metrics.api_call(method, "flickr_error")
+            raise stat_error(payload)
+        self.metrics.api_call(method, "ok")
+        return payload
 
     def _payload(self, response: requests.Response) -> dict:
+        """The answer's JSON object, with its `stat`; a FlickrError for anything that is not
+        an answer of the Flickr REST API."""
         if response.status_code == 429 or response.status_code >= 500:
             error = TransientError(f"HTTP {response.status_code}")
             error.retry_after = _retry_after(response)  # type: ignore[attr-defined]
@@ -198,16 +222,6 @@ class FlickrClient:
             ) from None
         if not isinstance(payload, dict) or "stat" not in payload:
             raise FatalError(f"{self.settings.api_url} answered JSON without 'stat': not Flickr")
-        if payload["stat"] != "ok":
-            code = _int(payload.get("code"), -1)
-            message = f"Flickr error {code}: {payload.get('message', '')}"
-            if code in RETRYABLE_CODES:
-                raise TransientError(message)
-            if code in SIGNING_CODES:
-                raise FatalError(f"{message} ({SIGNING_HINT})")
-            if code in FATAL_CODES:
-                raise FatalError(message)
-            raise APIError(message, code)
         return payload
 
     def _backoff(self, attempt: int, last: FlickrError | None) -> float:
@@ -220,6 +234,19 @@ class FlickrClient:
     def _sleep(self, seconds: float) -> None:
         if self.stop.wait(seconds):
             raise Interrupted("stopped while backing off")
+
+
+def stat_error(payload: dict) -> FlickrError:
+    """The error of a `stat: fail` answer, by what its code says about trying again."""
+    code = _int(payload.get("code"), -1)
+    message = f"Flickr error {code}: {payload.get('message', '')}"
+    if code in RETRYABLE_CODES:
+        return TransientError(message)
+    if code in SIGNING_CODES:
+        return FatalError(f"{message} ({SIGNING_HINT})")
+    if code in FATAL_CODES:
+        return FatalError(message)
+    return APIError(message, code)
 
 
 def signer(settings: FlickrSettings) -> OAuth1:

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 from ccmirror_common import cli
 from ccmirror_common.cli import positive_int
+from ccmirror_common.job_textfile import record_if_set
 from harvester.config import Settings
 from harvester.search.increment import HOUR, Increment, seed_increment
 
@@ -56,6 +57,7 @@ def run(args: argparse.Namespace, conn, settings: Settings) -> int:
         stride=args.stride or config.stride,
         default_start=args.start or config.start,
     )
+    record_if_set("increment", settings.metrics.textfile_dir)
     cli.print_state(args, done.as_dict(), format_increment)
     return 0
 

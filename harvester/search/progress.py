@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TextIO
 
 from ccmirror_common.progress import ProgressLine, format_duration
@@ -16,13 +17,18 @@ class HarvestProgress:
         self.label = label
         self.out = ProgressLine(stream)
         self.first_done: int | None = None
+        # Told every count of the task table the line shows (the worker's metrics).
+        self.on_counts: Callable[[dict[str, int]], None] | None = None
 
     def maybe_report(self, calls: int, photos: int) -> None:
         if self.out.due():
             self.report(calls, photos)
 
     def report(self, calls: int, photos: int, final: bool = False) -> None:
-        self.out.show(self.line(counts_by_state(self.conn), calls, photos), final)
+        counts = counts_by_state(self.conn)
+        if self.on_counts is not None:
+            self.on_counts(counts)
+        self.out.show(self.line(counts, calls, photos), final)
 
     def line(self, counts: dict[str, int], calls: int, photos: int) -> str:
         elapsed = self.out.elapsed

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 
 class TokenBucket:
@@ -13,13 +14,19 @@ class TokenBucket:
     burst past what Flickr tolerates.
     """
 
-    def __init__(self, per_hour: float, stop: threading.Event | None = None) -> None:
+    def __init__(
+        self,
+        per_hour: float,
+        stop: threading.Event | None = None,
+        on_wait: Callable[[float], None] | None = None,
+    ) -> None:
         self.rate = per_hour / 3600.0
         self.capacity = max(1.0, per_hour / 60.0)
         self.tokens = self.capacity
         self.updated = time.monotonic()
         self.stop = stop or threading.Event()
         self.lock = threading.Lock()
+        self.on_wait = on_wait  # told the seconds of each wait (the budget's cost in time)
 
     def acquire(self) -> bool:
         """Take one token, waiting as needed; False when the stop event ended the wait."""
@@ -34,5 +41,9 @@ class TokenBucket:
                     self.tokens -= 1.0
                     return True
                 wait = (1.0 - self.tokens) / self.rate
-            if self.stop.wait(wait):
+            started = time.monotonic()
+            stopped = self.stop.wait(wait)
+            if self.on_wait is not None:
+                self.on_wait(time.monotonic() - started)
+            if stopped:
                 return False

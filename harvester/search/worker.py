@@ -37,6 +37,7 @@ from harvester.search.flickr_api import (
     TransientError,
 )
 from harvester.search.licenses import store_licenses
+from harvester.search.metrics import HarvesterMetrics
 from harvester.search.photos import PhotoRow, photo_rows
 from harvester.search.progress import HarvestProgress
 from harvester.search.tasks import (
@@ -44,6 +45,7 @@ from harvester.search.tasks import (
     PageResult,
     SearchTask,
     claim,
+    counts_by_state,
     fail,
     record_page,
     release,
@@ -72,14 +74,17 @@ class Worker:
         stop: threading.Event | None = None,
         progress: HarvestProgress | None = None,
         follow: bool = False,
+        metrics: HarvesterMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.worker_id = worker_id
         self.stop = stop or threading.Event()
         self.follow = follow  # when no task is left: wait for more rather than return
-        self.client = FlickrClient(settings.flickr, self.stop)
+        self.metrics = metrics or HarvesterMetrics(settings.flickr.rate_limit_per_hour)
+        self.client = FlickrClient(settings.flickr, self.stop, self.metrics)
         self.conn = connect(settings.db_url)
         self.progress = progress or HarvestProgress(self.conn, worker_id)
+        self.progress.on_counts = self.metrics.task_states  # the task table, as last counted
         self.stats = WorkerStats()
         self.fetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fetch")
         self.cc_license_ids: list[int] = []
@@ -97,6 +102,8 @@ class Worker:
         store_licenses(self.conn, licenses)
         self.cc_license_ids = sorted(lic.id for lic in licenses if lic.is_cc)
         log.info("worker %s: CC licenses %s", self.worker_id, self.cc_license_ids)
+        # The task table as this worker sees it from the start; then with each progress line.
+        self.metrics.task_states(counts_by_state(self.conn))
         while not self.stop.is_set():
             try:
                 if not self.work_once():
@@ -168,6 +175,7 @@ class Worker:
                 _wait_quietly(fetching)
                 return
             self.stats.photos += len(stored)
+            self.metrics.photos(len(stored))
             self.progress.maybe_report(self.client.calls, self.stats.photos)
             if result.done:
                 self.stats.tasks_done += 1

@@ -25,6 +25,7 @@ db-audit-config-file-absent:
 {%-   endif %}
 {%-   set settings = {
         "db_url": migrate_url,
+        "metrics": {"textfile_dir": db.metrics_textfile_dir},
         "storage": {
           "endpoint": endpoint,
           "bucket": bucket,

@@ -35,6 +35,7 @@ db-backup-config-file-absent:
 {%-   endif %}
 {%-   set settings = {
         "db_url": "mysql://root@localhost/" ~ db.database ~ "?unix_socket=" ~ db.socket,
+        "metrics": {"textfile_dir": db.metrics_textfile_dir},
         "storage": {
           "endpoint": endpoint,
           "bucket": bucket,

@@ -16,6 +16,7 @@ db-migrate-config-file-managed:
     - contents: |
         # Managed by Salt (db): `harvester migrate` on the database server.
         db_url: "{{ migrate_url }}"
+        metrics: {{ {"textfile_dir": db.metrics_textfile_dir} | json }}
 {%- if allow_hosts %}
         fetch: {{ {"allow_hosts": allow_hosts} | json }}
 {%- endif %}

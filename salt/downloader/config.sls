@@ -1,5 +1,6 @@
 {%- from "downloader/map.jinja" import downloader with context %}
 {%- from "ccmirror/map.jinja" import ccmirror with context %}
+{%- from "ccmirror/metrics.jinja" import metrics_listen with context %}
 {%- from "storage/s3_site.jinja" import bucket, endpoint with context %}
 {%- set storage_host = salt["pillar.get"]("site:storage_host") %}
 {%- set storage_port = salt["pillar.get"]("site:storage_port", 22) %}
@@ -12,6 +13,7 @@
       "queue_token": downloader.queue_token,
       "worker": grains["id"],
       "spool": downloader.spool,
+      "metrics": {"listen": metrics_listen(downloader.metrics)},
     } %}
 {%- if backend == "rsync" %}
 {%-   do settings.update({

@@ -1,5 +1,6 @@
 {%- from "harvester/map.jinja" import harvester with context %}
 {%- from "ccmirror/map.jinja" import ccmirror with context %}
+{%- from "ccmirror/metrics.jinja" import metrics_listen with context %}
 {%- set db_host = salt["pillar.get"]("site:db_host") %}
 {%- set db_port = salt["pillar.get"]("site:db_port", 3306) %}
 {#- Every flickr: setting; the secret and the access token only together (signed calls see
@@ -28,6 +29,7 @@ harvester-config-file-managed:
         db_url: "mysql://{{ grains["id"] | urlencode }}:{{ harvester.db_password | urlencode }}@{{ db_host }}:{{ db_port }}/{{ harvester.database }}"
         flickr: {{ flickr | json }}
         worker: {{ harvester.worker | json }}
+        metrics: {{ {"listen": metrics_listen(harvester.metrics)} | json }}
 {%- if allow_hosts %}
         fetch: {{ {"allow_hosts": allow_hosts} | json }}
 {%- endif %}

@@ -56,3 +56,13 @@ def test_stop_ends_the_wait(monkeypatch):
     assert bucket.acquire()
     stop.set()
     assert bucket.acquire() is False
+
+
+def test_each_wait_is_told_with_its_seconds(monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(rate_limit.time, "monotonic", clock.monotonic)
+    waits: list[float] = []
+    bucket = TokenBucket(3600, FakeStop(clock), on_wait=waits.append)
+    for _ in range(90):
+        assert bucket.acquire()
+    assert len(waits) == 30 and abs(sum(waits) - 30.0) < 1e-6  # the metric's seconds
