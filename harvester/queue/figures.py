@@ -34,25 +34,26 @@ _CLASS_OF_ERROR = """CASE
         '^[a-z]+: (not an image|too large|length not as announced|truncated body|malformed)'
         THEN 'verify'
     ELSE 'other' END"""
+# The queries, each an index range (tests/integration/test_operator_page.py checks the plans).
+STORED_SQL = (
+    "SELECT COUNT(*), COALESCE(SUM(stored_at > %s), 0) FROM stored_images"
+    " WHERE stored_at > %s AND stored_at <= %s"
+)
+FAILURES_SQL = (
+    f"SELECT {_CLASS_OF_ERROR} AS class, COUNT(*) FROM images WHERE state = 'failed' GROUP BY class"
+)
 
 
 def stored_since(cur, now: datetime) -> tuple[int, int]:
     """Photos stored in the hour and in the day up to `now` (index-only range)."""
-    cur.execute(
-        "SELECT COUNT(*), COALESCE(SUM(stored_at > %s), 0) FROM stored_images"
-        " WHERE stored_at > %s AND stored_at <= %s",
-        (now - HOUR, now - DAY, now),
-    )
+    cur.execute(STORED_SQL, (now - HOUR, now - DAY, now))
     day, hour = cur.fetchone()
     return int(hour), int(day)
 
 
 def failures_by_class(cur) -> dict[str, int]:
     """Failed photos by the class of their last error, every class present (0 if none)."""
-    cur.execute(
-        f"SELECT {_CLASS_OF_ERROR} AS class, COUNT(*) FROM images"
-        " WHERE state = 'failed' GROUP BY class"
-    )
+    cur.execute(FAILURES_SQL)
     return dict.fromkeys(FAILURE_CLASSES, 0) | {name: int(n) for name, n in cur.fetchall()}
 
 
