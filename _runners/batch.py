@@ -397,9 +397,9 @@ def summary_text(table: dict, harvest: dict) -> str:
         ),
         "photos: "
         + (", ".join(f"{s} {n:,}" for s, n in table["catalog"]["by_source"].items()) or "none"),
-        "catalog: " + ", ".join(f"{s} {n:,}" for s, n in table["catalog"]["by_state"].items()),
         # The words of the queue's page and `harvester status` (ccmirror_common/progress.py).
-        _progress_module().format_mirrored(
+        "catalog: "
+        + _progress_module().format_mirrored(
             table["catalog"]["by_state"], harvest.get("items_in_backoff")
         ),
     ]

@@ -118,9 +118,8 @@ def format_status(status: dict) -> str:
         ),
         f"API calls: {status['api_calls']:,}, now {status['calls_per_second']} calls/s,"
         f" {status['photos_per_second']} photos/s",
-        "catalog: "
-        + (", ".join(f"{state} {n:,}" for state, n in status["images"].items()) or "empty"),
-        format_mirrored(status["images"], status.get("items_in_backoff")),
+        # The catalog by state in the words of the queue's page (ccmirror_common/progress.py).
+        "catalog: " + format_mirrored(status["images"], status.get("items_in_backoff")),
         f"CC licenses known: {status['cc_licenses']}; schema version {status['schema_version']}",
         f"storage audit: {audit_line(status.get('storage_audit'))}",
         format_catalog_lag(status.get("catalog_lag")),

@@ -63,14 +63,15 @@ def queue_status(conn, now: datetime, known_workers: list[str], maintenance: boo
     in_queue = sum(images.values()) - sum(images[s] for s in OUT_OF_QUEUE)
     settled = sum(images[s] for s in SETTLED_STATES)
     words = mirror_words(images, in_backoff)
+    words["mirrored"] = round(words["mirrored"], 6)
     return {
         "as_of": _iso(now),
         "maintenance": maintenance,
         "images": images,
         # Stored of the CC photos that count; `progress` is every settled photo's share
         # (stored, failed or gone: no longer in the queue's way), never called "mirrored".
-        "mirrored": round(words["mirrored"], 6),
-        "mirror": words | {"mirrored": round(words["mirrored"], 6)},
+        "mirrored": words["mirrored"],
+        "mirror": words,
         "progress": round(settled / in_queue, 6) if in_queue else 0.0,
         "leases_active": int(leases),
         "items_leased_out": int(items_out),

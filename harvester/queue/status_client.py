@@ -57,8 +57,7 @@ def format_queue_status(status: dict) -> str:
     eta = status.get("eta_seconds")
     lines = [
         "maintenance " + ("on" if status.get("maintenance") else "off"),
-        "photos: " + ", ".join(f"{state} {n:,}" for state, n in images.items()),
-        format_mirrored(images, status.get("items_in_backoff")),
+        "photos: " + format_mirrored(images, status.get("items_in_backoff")),
         f"leases out: {status.get('leases_active')} ({status.get('items_leased_out')} photos),"
         f" {status.get('stored_per_second_5m')} stored/s, queue drained in "
         + ("unknown" if eta is None else format_duration(eta)),

@@ -174,9 +174,9 @@ def test_the_page_and_both_commands_say_the_same_words(catalog):
     conn = connect(catalog)
     harvest = format_status(harvest_status(conn, now=epoch(NOW)))
     conn.close()
-    assert LINE in harvest.splitlines()
+    assert f"catalog: {LINE}" in harvest.splitlines()
     queue = format_queue_status(status).splitlines()
-    assert LINE in queue
+    assert f"photos: {LINE}" in queue
     assert "stored 10 in the last hour, 25 in 24 h; at 10/h: 4h24m" in queue
 
 

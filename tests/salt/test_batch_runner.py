@@ -150,7 +150,7 @@ def test_batch_runner_loads_and_builds_its_table(salt_call_bin, tmp_path):
     assert "drained in 3m45s" in summary and "storage audit: not run" in summary
     # The words of the queue's page and `harvester status` (ccmirror_common/progress.py).
     assert (
-        "25.0% mirrored (300 of 1,200 CC photos stored); failed 0, gone 0, pending 650,"
+        "catalog: 25.0% mirrored (300 of 1,200 CC photos stored); failed 0, gone 0, pending 650,"
         " leased 200, in backoff 50; not counted: taken down 0, no longer CC 0"
     ) in summary.splitlines()
     assert "stored 1,200 in the last hour, 20,000 in 24 h; at 1,200/h: 45m00s" in summary
