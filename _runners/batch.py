@@ -360,6 +360,8 @@ def status_table(db_minion: str, harvest: dict, queue: dict, fleet: dict) -> dic
             "stored_per_second_5m",
             "eta_seconds",
             "progress",
+            "mirrored",
+            "stored",
         )
     }
     if "error" in queue:
@@ -399,7 +401,11 @@ def summary_text(table: dict, harvest: dict) -> str:
         ),
         "photos: "
         + (", ".join(f"{s} {n:,}" for s, n in table["catalog"]["by_source"].items()) or "none"),
-        "catalog: " + ", ".join(f"{s} {n:,}" for s, n in table["catalog"]["by_state"].items()),
+        # The words of the queue's page and `harvester status` (ccmirror_common/progress.py).
+        "catalog: "
+        + _progress_module().format_mirrored(
+            table["catalog"]["by_state"], harvest.get("items_in_backoff")
+        ),
     ]
     queue = table["queue"]
     if "error" in queue:
@@ -408,21 +414,21 @@ def summary_text(table: dict, harvest: dict) -> str:
         eta = queue.get("eta_seconds")
         lines.append(
             f"queue: {queue.get('leases_active')} leases out ({queue.get('items_leased_out')}"
-            f" photos), {queue.get('stored_per_second_5m')} stored/s, ETA "
+            f" photos), {queue.get('stored_per_second_5m')} stored/s, drained in "
             + (_duration(eta) if eta is not None else "unknown")
             + (" (maintenance)" if queue.get("maintenance") else "")
         )
+        if queue.get("stored"):
+            lines.append(_progress_module().format_stored_rate(queue["stored"]))
     if harvest.get("photos_per_second") is not None:
         lines.append(
             f"harvest: {harvest.get('photos_per_second')} photos/s,"
             f" {harvest.get('calls_per_second')} calls/s"
         )
     if harvest.get("catalog_lag") is not None:
-        progress = __utils__["runner_tools.shared_module"]("progress")  # noqa: F821
-        lines.append(progress.format_catalog_lag(harvest["catalog_lag"]))
+        lines.append(_progress_module().format_catalog_lag(harvest["catalog_lag"]))
     if harvest.get("rechecks") is not None:
-        progress = __utils__["runner_tools.shared_module"]("progress")  # noqa: F821
-        lines.append(progress.format_rechecks(harvest["rechecks"]))
+        lines.append(_progress_module().format_rechecks(harvest["rechecks"]))
     lines += [f"{minion}: {line}" for minion, line in table["fleet"].items()]
     audit = table["storage_audit"]
     lines.append(f"storage audit: {'not run' if audit is None else audit['summary']}")
@@ -481,9 +487,14 @@ def _message(out: dict) -> str:
     return __utils__["runner_tools.last_line"](out)  # noqa: F821
 
 
+def _progress_module():
+    """ccmirror_common/progress.py, loaded by path: the programs' own words and formats."""
+    return __utils__["runner_tools.shared_module"]("progress")  # noqa: F821
+
+
 def _duration(seconds: float) -> str:
     """The programs' own format (ccmirror_common/progress.py), so an ETA reads alike."""
-    return __utils__["runner_tools.shared_module"]("progress").format_duration(seconds)  # noqa: F821
+    return _progress_module().format_duration(seconds)
 
 
 def _date(value, name: str) -> str:

@@ -56,6 +56,67 @@ def _utc(epoch: int) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+# The words every view of the catalog uses (the queue's page, `harvester status`,
+# `harvester queue-status`, `salt-run batch.status`): "mirrored" is what is stored, of every
+# CC photo the catalog knows but those taken down on purpose; the rest stand apart.
+NOT_COUNTED = ("taken_down", "withdrawn")  # taken down for good; no longer CC
+APART = ("failed", "gone", "pending", "leased", "in_backoff")
+
+
+def mirror_words(images: dict, in_backoff: int | None = None) -> dict:
+    """The catalog's photos by state, as the views name them: `stored` of `of` (the CC photos
+    that count) and the `mirrored` share; `pending` without the photos waiting out a retry's
+    backoff, which `in_backoff` counts (None: not known, they stay in `pending`)."""
+    counts = {state: int(images.get(state, 0)) for state in ("stored", *APART, *NOT_COUNTED)}
+    backoff = min(in_backoff or 0, counts["pending"])  # parked photos are pending ones
+    counts["pending"] -= backoff
+    counts["in_backoff"] = backoff
+    of = sum(int(n) for n in images.values()) - sum(counts[s] for s in NOT_COUNTED)
+    share = counts["stored"] / of if of > 0 else 0.0
+    return {"mirrored": share, "of": of, **counts}
+
+
+def format_mirrored(images: dict, in_backoff: int | None = None) -> str:
+    """One line: "37.5% mirrored (12 of 32 CC photos stored); failed 3, gone 2, ..."."""
+    w = mirror_words(images, in_backoff)
+    apart = ", ".join(
+        f"{state.replace('_', ' ')} {w[state]:,}"
+        for state in APART
+        if state != "in_backoff" or in_backoff is not None
+    )
+    return (
+        f"{100 * w['mirrored']:.1f}% mirrored ({w['stored']:,} of {w['of']:,} CC photos"
+        f" stored); {apart}; not counted: taken down {w['taken_down']:,},"
+        f" no longer CC {w['withdrawn']:,}"
+    )
+
+
+def mirror_eta_seconds(stored_last_hour: int, to_do: int) -> float | None:
+    """Seconds to store `to_do` photos at the last hour's rate; None without a rate."""
+    if to_do <= 0:
+        return 0.0
+    return to_do / stored_last_hour * 3600 if stored_last_hour > 0 else None
+
+
+def format_mirror_eta(stored_last_hour: int, to_do: int) -> str:
+    """ "at 1,234/h: 3d04h", "no ETA: nothing stored in the last hour" or "nothing left"."""
+    if to_do <= 0:
+        return "nothing left to store"
+    eta = mirror_eta_seconds(stored_last_hour, to_do)
+    if eta is None:
+        return "no ETA: nothing stored in the last hour"
+    return f"at {stored_last_hour:,}/h: {format_duration(eta)}"
+
+
+def format_stored_rate(stored: dict) -> str:
+    """ "stored 1,234 in the last hour, 20,000 in 24 h; at 1,234/h: 3d04h", from the
+    queue status's `stored` figures."""
+    return (
+        f"stored {stored['last_hour']:,} in the last hour, {stored['last_24h']:,} in 24 h; "
+        + format_mirror_eta(stored["last_hour"], stored["to_do"])
+    )
+
+
 class ProgressLine:
     def __init__(
         self, stream: TextIO | None = None, tty_interval: float = 2.0, interval: float | None = None

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import time
 
-from ccmirror_common.progress import format_catalog_lag, format_rechecks
+from ccmirror_common.progress import format_catalog_lag, format_mirrored, format_rechecks
 from harvester.audit.storage import audit_line, last_audit
 from harvester.catalog.reconcile import image_counts
 from harvester.config import FlickrSettings
 from harvester.migrate import current_version
+from harvester.queue.backoff import items_in_backoff
 from harvester.recheck.checks import recheck_status
 from harvester.search.increment import harvested_until
 from harvester.search.photos import SOURCE_TABLES
@@ -82,6 +83,7 @@ def harvest_status(conn, flickr: FlickrSettings | None = None, now: int | None =
         recent_calls, recent_photos, span = cur.fetchone()
         cur.execute("SELECT COUNT(*) FROM licenses WHERE is_cc")
         cc_licenses = int(cur.fetchone()[0])
+        in_backoff = items_in_backoff(cur)
     conn.commit()
     images = image_counts(conn)
     span = max(int(span or 0), 60)
@@ -91,6 +93,7 @@ def harvest_status(conn, flickr: FlickrSettings | None = None, now: int | None =
         "photos": photos,
         "photos_estimated": estimated,
         "images": images,
+        "items_in_backoff": in_backoff,  # pending photos waiting out a retry's backoff
         "api_calls": calls,
         "photos_fetched": photos_fetched,
         "calls_per_second": round(int(recent_calls) / span, 2),
@@ -117,8 +120,8 @@ def format_status(status: dict) -> str:
         ),
         f"API calls: {status['api_calls']:,}, now {status['calls_per_second']} calls/s,"
         f" {status['photos_per_second']} photos/s",
-        "catalog: "
-        + (", ".join(f"{state} {n:,}" for state, n in status["images"].items()) or "empty"),
+        # The catalog by state in the words of the queue's page (ccmirror_common/progress.py).
+        "catalog: " + format_mirrored(status["images"], status.get("items_in_backoff")),
         f"CC licenses known: {status['cc_licenses']}; schema version {status['schema_version']}",
         f"storage audit: {audit_line(status.get('storage_audit'))}",
         format_catalog_lag(status.get("catalog_lag")),

@@ -54,3 +54,10 @@ def park(
         )
         parked.update(dict.fromkeys(ids, cur.lastrowid))
     return parked
+
+
+def items_in_backoff(cur) -> int:
+    """Photos parked under a parking lease, waiting out a retry's backoff (pending photos);
+    a range of the small leases table's `(state, expires_at)` index."""
+    cur.execute("SELECT COALESCE(SUM(items), 0) FROM leases WHERE state = 'backoff'")
+    return int(cur.fetchone()[0])

@@ -1,5 +1,7 @@
-"""`GET /`: the queue's status page for a person, rendered on the server from the status
-snapshot (plain HTML and CSS, no script, no build step; it reloads itself)."""
+"""`GET /`: the operator's page, rendered on the server from the status snapshot (plain HTML
+and CSS, no script, no build step; it reloads itself). Its words are those of `harvester
+status` and `salt-run batch.status` (ccmirror_common/progress.py): "mirrored" is what is
+stored, and failed, gone, pending, leased and in backoff stand apart."""
 
 from __future__ import annotations
 
@@ -7,10 +9,16 @@ from functools import cache
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from ccmirror_common.progress import format_duration
-from harvester.queue.status import OUT_OF_QUEUE
+from ccmirror_common.progress import (
+    format_catalog_lag,
+    format_duration,
+    format_mirror_eta,
+    format_mirrored,
+)
 
 REFRESH_SECONDS = 10
+# The bar's parts, in the order they are drawn: the CC photos that count, by where they are.
+BAR = ("stored", "failed", "gone", "leased", "in_backoff", "pending")
 
 
 @cache
@@ -21,18 +29,24 @@ def _environment() -> Environment:
     )
     env.filters["duration"] = format_duration
     env.filters["thousands"] = lambda n: f"{n:,}"
+    env.filters["words"] = lambda state: state.replace("_", " ")
     return env
 
 
 def render_status_page(status: dict) -> str:
-    images = status["images"]
-    total = sum(images.values()) - sum(images.get(s, 0) for s in OUT_OF_QUEUE)
-    shares = {
-        state: (100 * images[state] / total if total else 0.0)
-        for state in ("stored", "gone", "failed", "leased", "pending")
-    }
+    words = status["mirror"]
+    stored = status["stored"]
+    shares = {state: (100 * words[state] / words["of"] if words["of"] else 0.0) for state in BAR}
     return (
         _environment()
         .get_template("status.html")
-        .render(status=status, images=images, total=total, shares=shares, refresh=REFRESH_SECONDS)
+        .render(
+            status=status,
+            words=words,
+            shares=shares,
+            summary=format_mirrored(status["images"], status["items_in_backoff"]),
+            eta=format_mirror_eta(stored["last_hour"], stored["to_do"]),
+            lag=format_catalog_lag(status["catalog_lag"]),
+            refresh=REFRESH_SECONDS,
+        )
     )

@@ -1,5 +1,6 @@
 """What the download queue is doing: counts by state, leases out, per-worker throughput,
-ETA to drain. One snapshot feeds `GET /v1/status`, `GET /metrics` and the status page.
+ETA to drain, and the operator page's figures (harvester/queue/figures.py). One snapshot
+feeds `GET /v1/status`, `GET /metrics` and the operator's page.
 
 Counting the catalog by state walks its state index, which takes seconds on hundreds
 of millions of rows, so a snapshot is cached for a while that grows with what it cost.
@@ -15,9 +16,12 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+from ccmirror_common.progress import mirror_words
 from harvester.catalog.queue_order import BACKOFF_WORKER
 from harvester.catalog.reconcile import image_counts
 from harvester.db import DatabaseError
+from harvester.queue.backoff import items_in_backoff
+from harvester.queue.figures import operator_figures
 from harvester.search.increment import harvested_until
 
 log = logging.getLogger("harvester.queue.status")
@@ -37,9 +41,7 @@ def queue_status(conn, now: datetime, known_workers: list[str], maintenance: boo
             " MIN(created_at) FROM leases WHERE state = 'active'"
         )
         leases, items_out, next_expiry, oldest = cur.fetchone()
-        # Parking leases (harvester.queue.backoff.park): photos waiting out a retry's backoff.
-        cur.execute("SELECT COALESCE(SUM(items), 0) FROM leases WHERE state = 'backoff'")
-        in_backoff = int(cur.fetchone()[0])
+        in_backoff = items_in_backoff(cur)
         cur.execute(
             "SELECT worker, SUM(IF(last_report_at >= %s, stored, 0)),"
             " SUM(IF(last_report_at >= %s, failed, 0)), SUM(stored), SUM(failed)"
@@ -62,10 +64,16 @@ def queue_status(conn, now: datetime, known_workers: list[str], maintenance: boo
     to_do = images["pending"] + images["leased"]
     in_queue = sum(images.values()) - sum(images[s] for s in OUT_OF_QUEUE)
     settled = sum(images[s] for s in SETTLED_STATES)
+    words = mirror_words(images, in_backoff)
+    words["mirrored"] = round(words["mirrored"], 6)
     return {
         "as_of": _iso(now),
         "maintenance": maintenance,
         "images": images,
+        # Stored of the CC photos that count; `progress` is every settled photo's share
+        # (stored, failed or gone: no longer in the queue's way), never called "mirrored".
+        "mirrored": words["mirrored"],
+        "mirror": words,
         "progress": round(settled / in_queue, 6) if in_queue else 0.0,
         "leases_active": int(leases),
         "items_leased_out": int(items_out),
@@ -80,6 +88,7 @@ def queue_status(conn, now: datetime, known_workers: list[str], maintenance: boo
         "stored_per_second_5m": round(per_second, 2),
         "eta_seconds": round(to_do / per_second) if per_second > 0 else None,
         "workers": workers,
+        **operator_figures(conn, now, to_do),
     }
 
 

@@ -12,6 +12,7 @@ import json
 import urllib.error
 import urllib.request
 
+from ccmirror_common.progress import format_duration, format_mirrored, format_stored_rate
 from harvester.config import QueueSettings
 
 TIMEOUT_SECONDS = 30
@@ -56,12 +57,14 @@ def format_queue_status(status: dict) -> str:
     eta = status.get("eta_seconds")
     lines = [
         "maintenance " + ("on" if status.get("maintenance") else "off"),
-        "photos: " + ", ".join(f"{state} {n:,}" for state, n in images.items()),
+        "photos: " + format_mirrored(images, status.get("items_in_backoff")),
         f"leases out: {status.get('leases_active')} ({status.get('items_leased_out')} photos),"
-        f" {status.get('stored_per_second_5m')} stored/s, ETA "
-        + ("unknown" if eta is None else f"{eta}s"),
+        f" {status.get('stored_per_second_5m')} stored/s, queue drained in "
+        + ("unknown" if eta is None else format_duration(eta)),
         f"retry backoff: {status.get('items_in_backoff', 0)} photos wait to be leased again",
     ]
+    if status.get("stored"):  # a queue older than the operator's page has no such figures
+        lines.append(format_stored_rate(status["stored"]))
     lines += [
         f"{row['worker']}: {row.get('stored_per_second_5m')}/s, {row.get('stored_1h')} in 1h"
         for row in status.get("workers", [])

@@ -47,11 +47,13 @@ harvest = {
     "catalog_lag": {"harvested_until": 1577923199, "lag_seconds": 93784},
     "rechecks": {"flags": {"not_cc": 3, "gone": 1, "private": 0},
                  "oldest_check": 1577836800, "last_check": 1577923199},
+    "items_in_backoff": 50,
 }
 queue = {
     "maintenance": False, "images": {"pending": 900, "stored": 300},
     "leases_active": 2, "items_leased_out": 200, "stored_per_second_5m": 4.0,
     "eta_seconds": 225, "progress": 0.25,
+    "stored": {"last_hour": 1200, "last_24h": 20000, "to_do": 900, "eta_seconds": 2700},
     "workers": [{"worker": "dl-1", "stored_per_second_5m": 4.0, "stored_1h": 300}],
 }
 fleet = {
@@ -147,7 +149,13 @@ def test_batch_runner_loads_and_builds_its_table(salt_call_bin, tmp_path):
     assert "storage_audit" in table and table["storage_audit"] is None
     summary = table["summary"]
     assert "tasks: pending 3, running 1, done 40, failed 2" in summary
-    assert "ETA 3m45s" in summary and "storage audit: not run" in summary
+    assert "drained in 3m45s" in summary and "storage audit: not run" in summary
+    # The words of the queue's page and `harvester status` (ccmirror_common/progress.py).
+    assert (
+        "catalog: 25.0% mirrored (300 of 1,200 CC photos stored); failed 0, gone 0, pending 650,"
+        " leased 200, in backoff 50; not counted: taken down 0, no longer CC 0"
+    ) in summary.splitlines()
+    assert "stored 1,200 in the last hour, 20,000 in 24 h; at 1,200/h: 45m00s" in summary
     # How far behind now the catalog is (#21): the done slices' reach, and now minus that.
     assert table["harvest"]["catalog_lag"]["lag_seconds"] == 93784
     assert "harvested up to 2020-01-01T23:59:59Z, 1d02h behind now" in summary.splitlines()
