@@ -13,7 +13,7 @@ prometheus-rules-file-directory:
     - mode: "0755"
     - makedirs: True
 
-# Copied as it is (no template: its {{ $labels }} are Prometheus'); promtool checks it
+# Copied as it is (no template: its Go templates are Prometheus'); promtool checks it
 # before it replaces the one in use.
 prometheus-rules-file-managed:
   file.managed:

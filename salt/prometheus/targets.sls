@@ -6,8 +6,6 @@
 {%- from "prometheus/map.jinja" import prometheus with context %}
 {%- set network = salt["pillar.get"]("site:private_network", "") %}
 
-include:
-  - .package
 
 {%- for job, scrape in prometheus.jobs | dictsort %}
 {%-   set entries = [] %}
