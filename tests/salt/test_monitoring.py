@@ -20,6 +20,7 @@ from tests.salt.test_render import args, render
 
 WEBHOOK = "https://hooks.example.invalid/services/T000/B000/throwaway"
 JOBS = {"node": 9100, "harvester": 9711, "downloader": 9712, "queue": 8700}
+ONE_OF_EACH_ROLE = ["master", "db-1", "hv-1", "dl-1", "st-1"]
 
 
 def host_address() -> str:
@@ -67,10 +68,17 @@ def site_on_this_host(salt_call_bin, tmp_path_factory) -> tuple[Path, object]:
 @pytest.fixture(scope="module")
 def highstates(site_on_this_host) -> dict[str, dict]:
     _, salt_call = site_on_this_host
-    return {minion: salt_call(minion, "state.show_highstate") for minion in MINIONS}
+    return {minion: salt_call(minion, "state.show_highstate") for minion in ONE_OF_EACH_ROLE}
 
 
-@pytest.mark.parametrize("minion", MINIONS)
+@pytest.fixture(scope="module")
+def without_address(salt_call) -> dict:
+    """The master's monitoring states on SITE: its network is not this machine's, and its
+    private root has no webhook."""
+    return salt_call("master", "state.show_sls", "node_exporter,prometheus")
+
+
+@pytest.mark.parametrize("minion", ONE_OF_EACH_ROLE)
 def test_every_minion_runs_the_node_exporter_on_its_private_address_only(highstates, minion):
     highstate = highstates[minion]
     assert {
@@ -91,9 +99,9 @@ def test_every_minion_publishes_its_addresses_to_the_mine(salt_call):
     assert pillar["mine_functions"] == {"ccmirror_addresses": {"mine_function": "network.ip_addrs"}}
 
 
-def test_without_an_address_in_the_private_network_it_listens_on_loopback(salt_call):
+def test_without_an_address_in_the_private_network_it_listens_on_loopback(without_address):
     """SITE's network is not this machine's: never 0.0.0.0 or a public address."""
-    highstate = salt_call("master", "state.show_highstate")
+    highstate = without_address
     argv = defaults_args(highstate["node_exporter-defaults-file-managed"])
     assert "--web.listen-address=127.0.0.1:9100" in argv
     prometheus = defaults_args(highstate["prometheus-defaults-file-managed"])
@@ -175,12 +183,10 @@ def test_the_webhook_from_the_private_root_is_alertmanagers_slack_receiver(maste
     assert "--cluster.listen-address=" in argv  # no cluster port on 0.0.0.0:9094
 
 
-def test_no_webhook_is_a_receiver_that_drops_alerts(salt_call, tmp_path):
+def test_no_webhook_is_a_receiver_that_drops_alerts(without_address, tmp_path):
     """SITE's private root has no settings/master.sls: nothing to post to, and the
     config still passes amtool."""
-    state = salt_call("master", "state.show_sls", "prometheus")[
-        "prometheus-alertmanager-config-file-managed"
-    ]
+    state = without_address["prometheus-alertmanager-config-file-managed"]
     config = tmp_path / "alertmanager.yml"
     config.write_text(render(state, "alertmanager.yml"))
     result = tool("amtool", "check-config", str(config))
