@@ -150,6 +150,7 @@ def test_the_rendered_prometheus_config_passes_promtool_with_the_rules_and_targe
     result = tool("promtool", "check", "config", str(config))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS: 14 rules found" in result.stdout  # the rules were found and checked
+    assert "WARNING" not in result.stdout + result.stderr  # every target file is there
     parsed = yaml.safe_load(config.read_text())
     assert {job["job_name"]: job["file_sd_configs"] for job in parsed["scrape_configs"]} == {
         job: [{"files": [str(base / f"{job}.json")]}] for job in JOBS
