@@ -3,7 +3,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 DEBIAN_PACKAGES := mariadb-server mariadb-client openssh-server rsync python3-venv chromium iproute2 util-linux procps \
-	systemd-timesyncd logrotate unattended-upgrades zstd
+	systemd-timesyncd logrotate unattended-upgrades zstd prometheus prometheus-alertmanager prometheus-node-exporter
 
 .PHONY: all lab test lint deps debian-packages clean
 

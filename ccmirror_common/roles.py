@@ -41,8 +41,13 @@ class Role:
         return self.prefix if not self.prefix.endswith("-") else f"{self.prefix}1"
 
 
+# salt/top.sls's `'*'`: what every minion gets besides its role's states.
+EVERY_MINION_STATES = ("common", "node_exporter")
+
 ROLES: tuple[Role, ...] = (
-    Role("master", "master", ("master",), ("master",), (), scaled=False, secrets=False),
+    Role(
+        "master", "master", ("master", "prometheus"), ("master",), (), scaled=False, secrets=False
+    ),
     # The database server also serves the queue and runs the harvester's database commands
     # (migrate, import-yfcc, reconcile, the audit's database side).
     Role(

@@ -14,6 +14,7 @@ base:
   '*':
     - ccmirror
     - common
+    - mine
 {#- An id that is not plain gets the fleet-wide defaults above and nothing else. #}
 {%- if plain_id %}
   'master*':

@@ -2,8 +2,10 @@
 base:
   '*':
     - common
+    - node_exporter
   'master*':
     - master
+    - prometheus
   'db-*':
     - db
     - queue

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ast
 
-from ccmirror_common.roles import ROLES, role_of
+from ccmirror_common.roles import EVERY_MINION_STATES, ROLES, role_of
 from tests.salt.conftest import ROOT, SaltCall
 from tests.unit.terraform_config import core, core_minion_ids, named
 
@@ -21,7 +21,7 @@ from tests.unit.terraform_config import core, core_minion_ids, named
 # core is every role `fleet.up` does not scale (ccmirror_common/roles.py), one droplet
 # resource named as its role, whose ids get the role's states.
 DESIGN_ROLES = {role.name: set(role.states) for role in ROLES if not role.scaled}
-EVERY_MINION = {"common"}
+EVERY_MINION = set(EVERY_MINION_STATES)
 
 
 def roles_from_top(salt_call: SaltCall, minion_id: str) -> set[str]:

@@ -11,7 +11,7 @@ import re
 import jinja2
 import yaml
 
-from ccmirror_common.roles import BY_NAME, ROLES, role_of
+from ccmirror_common.roles import BY_NAME, EVERY_MINION_STATES, ROLES, role_of
 from lab.fleet import droplets
 from lab.fleet import lifecycle as lab_fleet
 from tests.conftest import ROOT
@@ -31,7 +31,7 @@ def constant(path: str, name: str) -> object:
 
 def test_salt_top_applies_each_roles_states_by_its_glob() -> None:
     top = yaml.safe_load((ROOT / "salt" / "top.sls").read_text())["base"]
-    assert top.pop("*") == ["common"]
+    assert top.pop("*") == list(EVERY_MINION_STATES)
     assert top == {role.glob: list(role.states) for role in ROLES}
 
 

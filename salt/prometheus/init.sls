@@ -1,0 +1,5 @@
+include:
+  - .package
+  - .targets
+  - .config
+  - .service
