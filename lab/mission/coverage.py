@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import time
 
-from ccmirror_common.progress import format_catalog_lag
+from ccmirror_common.progress import format_catalog_lag, format_rechecks
 from harvester.catalog.status import catalog_lag
+from harvester.recheck.checks import recheck_status
 from lab.sims.flickr.universe import MODERATE, RESTRICTED, SAFE
 
 SAFETY_NAMES = {SAFE: "safe", MODERATE: "moderate", RESTRICTED: "restricted"}
@@ -29,6 +30,11 @@ def coverage_line(conn, truth_by_safety: dict[int, list[int]]) -> str:
         f"{SAFETY_NAMES[level]} {len(found.intersection(ids)):,}/{len(ids):,}"
         for level, ids in sorted(truth_by_safety.items())
     )
+
+
+def recheck_line(conn) -> str:
+    """`re-check: last check ..., oldest ...; flagged: not_cc 1, gone 0, private 0`."""
+    return format_rechecks(recheck_status(conn))
 
 
 def lag_line(conn) -> str:

@@ -44,7 +44,7 @@ from lab.fleet import lifecycle as fleet
 from lab.fleet import salt_master, wheelhouse
 from lab.fleet.core import LabConfig, LabError, LabState, lab_lock, load_state
 from lab.mission import mirror_check
-from lab.mission.coverage import coverage_line, lag_line, photos_by_source
+from lab.mission.coverage import coverage_line, lag_line, photos_by_source, recheck_line
 from lab.mission.yfcc_from_universe import write_yfcc_sample
 from lab.sims.digitalocean import service as do_fleet
 from lab.sims.flickr import service as flickr_service
@@ -59,6 +59,9 @@ YFCC_ON_DB = "/var/lib/ccmirror/yfcc-sample.tsv"
 # knows how each must end: gone, failed as bad, stored after a retry).
 FAULTS = ("404", "placeholder", "not_image", {"mode": "503", "times": 1}, "410", "html")
 SALT_RUN_SECONDS = 1800
+
+
+RECHECK = {"calls_per_hour": 1800}  # half of a lab key's 3,600 calls an hour
 
 
 @dataclass
@@ -82,7 +85,9 @@ class Options:
 
     @classmethod
     def from_env(cls) -> Options:
-        options = cls()
+        """`make lab`'s options: LAB_* sizes, and the harvesters' background re-check on
+        (pillar harvester:recheck, off by default in a real site's budget)."""
+        options = cls(settings={"harvester": {"harvester": {"recheck": RECHECK}}})
         for name, variable in (
             ("downloaders", "LAB_DOWNLOADERS"),
             ("harvesters", "LAB_HARVESTERS"),
@@ -359,6 +364,7 @@ class Mission:
             with self.catalog() as conn:
                 self.show(f"  coverage:   {coverage_line(conn, self.truth_by_safety)}")
                 self.show(f"  catalog:    {lag_line(conn)}")
+                self.show(f"  {recheck_line(conn)}")
         for line in report.summary_lines():
             self.show(f"  {line}")
         if self.audit_result is not None:

@@ -3,11 +3,19 @@ and no TCP port open beyond those its roles need."""
 
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
 
 from tests.infra.checks import listening_tcp
 
 SSH_PORT = 22
+PRIVATE = "private"  # any address of the site's private network (site:private_network)
+# Prometheus' exporters and servers (salt/node_exporter, salt/prometheus, the daemons'
+# metrics.listen): on the minion's private address only.
+NODE_EXPORTER_PORT = 9100
+METRICS_PORTS = {"harvester": 9711, "downloader": 9712, "prometheus": 9090}
+ALERTMANAGER_PORT = 9093
 
 
 def test_base_packages_are_installed(host) -> None:
@@ -46,7 +54,12 @@ GRPC_OFFSET = 10000
 
 def allowed_ports(roles: set[str], site: dict, minion_id: str) -> dict[int, str]:
     """Port -> the one address it may listen on ('*' for any) for a minion of these roles."""
-    ports = {SSH_PORT: "*"}
+    ports = {SSH_PORT: "*", NODE_EXPORTER_PORT: PRIVATE}
+    for role, port in METRICS_PORTS.items():
+        if role in roles:
+            ports[port] = PRIVATE
+    if "prometheus" in roles:
+        ports[ALERTMANAGER_PORT] = PRIVATE
     if "db" in roles:
         ports[site.get("db_port", 3306)] = site["db_host"]
     if "queue" in roles:
@@ -74,7 +87,10 @@ def test_ports_listen_only_where_they_should(
         if address.startswith("127.") or address == "::1":
             continue  # loopback is the machine's own business
         assert port in allowed, f"{address}:{port} is open on a {sorted(roles)} minion"
-        if allowed[port] != "*":
+        if allowed[port] == PRIVATE:
+            network = ipaddress.ip_network(site["private_network"])
+            assert ipaddress.ip_address(address) in network, f"port {port} listens on {address}"
+        elif allowed[port] != "*":
             assert address == allowed[port], f"port {port} listens on {address}"
     listening = {port for _, port in listening_tcp(host)}
     assert set(allowed) <= listening, f"expected listening: {sorted(allowed)}"
@@ -91,3 +107,22 @@ def test_the_service_account_and_the_code(host) -> None:
     assert host.file("/opt/ccmirror/venv/bin/python").exists
     version = host.run("/opt/ccmirror/venv/bin/pip show ccmirror")
     assert version.rc == 0 and "Name: ccmirror" in version.stdout
+
+
+def test_node_exporter_serves_the_machine_and_the_textfile_directory(host, site: dict) -> None:
+    exporter = host.service("prometheus-node-exporter")
+    assert exporter.is_enabled and exporter.is_running
+    assert host.file("/var/lib/prometheus/node-exporter").is_directory
+    private = [
+        address
+        for address, port in listening_tcp(host)
+        if port == NODE_EXPORTER_PORT
+        and ipaddress.ip_address(address) in ipaddress.ip_network(site["private_network"])
+    ]
+    assert len(private) == 1, private
+    scraped = host.run(
+        "python3 -c 'import sys, urllib.request; "
+        "sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())' "
+        f"http://{private[0]}:{NODE_EXPORTER_PORT}/metrics"
+    )
+    assert scraped.rc == 0 and "node_filesystem_avail_bytes" in scraped.stdout, scraped.stderr

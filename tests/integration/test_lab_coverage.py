@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from harvester.db import connect
 from harvester.migrate import migrate
-from lab.mission.coverage import coverage_line, lag_line
+from lab.mission.coverage import coverage_line, lag_line, recheck_line
 
 SLICE = (1370044800, 1370047799)  # 2013-06-01 00:00 .. 00:49:59
 
@@ -38,6 +38,7 @@ def test_coverage_counts_each_level_found_by_the_api_and_the_lag_line_is_the_sta
 
     assert coverage_line(conn, truth) == "safe 3/3, moderate 2/2, restricted 0/1"
     assert lag_line(conn) == "harvested up to: nothing yet (no time slice done from the first on)"
+    assert recheck_line(conn) == "re-check: never run; flagged: not_cc 0, gone 0, private 0"
     sql(
         "INSERT INTO search_tasks (task_key, source, min_upload, max_upload, cursor_max_upload,"
         " state) VALUES ('s', 'timeslice', %s, %s, %s, 'done')",
