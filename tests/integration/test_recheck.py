@@ -247,6 +247,17 @@ def test_recheck_limit_takes_the_oldest_checked_first(env, sim, sql):
     }
 
 
+CHECKED_OK = "SELECT COUNT(*) FROM image_checks WHERE result = 'ok'"
+
+
+def start_recheck(env: dict[str, str], calls_per_hour: int) -> subprocess.Popen:
+    """The background re-check as its unit runs it: rounds until SIGTERM."""
+    return subprocess.Popen(
+        [str(VENV_BIN / "harvester"), "recheck", "--calls-per-hour", str(calls_per_hour)],
+        env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
 def test_recheck_stops_cleanly_on_sigterm_within_its_call_budget(env, sim, sql):
     harvested(env)
     store(sql, non_original_photos(sql, 5))
@@ -254,13 +265,9 @@ def test_recheck_stops_cleanly_on_sigterm_within_its_call_budget(env, sim, sql):
     # 120 calls an hour: a bucket of two goes out at once (the license table, then one
     # search that finds all five photos CC and public); the next round's first call waits
     # half a minute for the key's rate limiter, and SIGTERM ends that wait.
-    process = subprocess.Popen(
-        [str(VENV_BIN / "harvester"), "recheck", "--calls-per-hour", "120"],
-        env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    process = start_recheck(env, 120)
     try:
-        checked = "SELECT COUNT(*) FROM image_checks WHERE result = 'ok'"
-        wait_for(lambda: sql(checked) == [(5,)], 30, "the first round")
+        wait_for(lambda: sql(CHECKED_OK) == [(5,)], 30, "the first round")
         process.send_signal(signal.SIGTERM)
         out, err = process.communicate(timeout=30)
     finally:
@@ -277,13 +284,9 @@ def test_recheck_goes_on_after_mariadb_restarts(env, sim, sql, mariadb):
     harvested(env)
     photos = non_original_photos(sql, 5)
     store(sql, photos)
-    process = subprocess.Popen(
-        [str(VENV_BIN / "harvester"), "recheck", "--calls-per-hour", "7200"],
-        env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    process = start_recheck(env, 7200)
     try:
-        checked = "SELECT COUNT(*) FROM image_checks WHERE result = 'ok'"
-        wait_for(lambda: sql(checked) == [(5,)], 30, "the first round")
+        wait_for(lambda: sql(CHECKED_OK) == [(5,)], 30, "the first round")
         mariadb.stop()
         mariadb.ensure_running()
         assert sim.change_photos({photos[0]: "deleted"}).status_code == 200
