@@ -109,11 +109,12 @@ class _SnapshotCollector:
             "Seconds the oldest active lease has been out (0 when none is)",
             value=status["oldest_lease_age_seconds"],
         )
-        if status["catalog_lag_seconds"] is not None:  # absent until a first slice is done
+        lag = status["catalog_lag"]["lag_seconds"]  # the operator figures' (queue/figures.py)
+        if lag is not None:  # absent until a first slice is done
             yield GaugeMetricFamily(
                 "ccmirror_catalog_lag_seconds",
                 "Seconds between now and the upload time the catalog is harvested up to",
-                value=status["catalog_lag_seconds"],
+                value=lag,
             )
         rate = GaugeMetricFamily(
             "ccmirror_queue_worker_stored_per_second",

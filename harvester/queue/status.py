@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from ccmirror_common.progress import mirror_words
 from harvester.catalog.queue_order import BACKOFF_WORKER
@@ -22,7 +22,6 @@ from harvester.catalog.reconcile import image_counts
 from harvester.db import DatabaseError
 from harvester.queue.backoff import items_in_backoff
 from harvester.queue.figures import operator_figures
-from harvester.search.increment import harvested_until
 
 log = logging.getLogger("harvester.queue.status")
 
@@ -55,7 +54,6 @@ def queue_status(conn, now: datetime, known_workers: list[str], maintenance: boo
         )
         last_report = dict(cur.fetchall())
     conn.commit()
-    until = harvested_until(conn)  # what `harvester status` says the catalog lags by
     workers = [
         _worker_row(name, recent.get(name, [0, 0, 0, 0]), last_report.get(name), now)
         for name in sorted(set(known_workers) | set(last_report))
@@ -80,9 +78,6 @@ def queue_status(conn, now: datetime, known_workers: list[str], maintenance: boo
         "next_lease_expiry": _iso(next_expiry) if next_expiry else None,
         # How long the oldest active lease has been out (0 with none): a stuck downloader.
         "oldest_lease_age_seconds": max(0.0, (now - oldest).total_seconds()) if oldest else 0.0,
-        # `now` (naive UTC) minus the upload second the catalog is harvested up to; None
-        # before the first time slice is done.
-        "catalog_lag_seconds": None if until is None else _unix(now) - until,
         # Pending photos (counted in `images`) that wait out a retry's backoff.
         "items_in_backoff": in_backoff,
         "stored_per_second_5m": round(per_second, 2),
@@ -104,10 +99,6 @@ def _worker_row(name: str, counts: list[int], last: datetime | None, now: dateti
         "last_report": _iso(last) if last else None,
         "seconds_since_report": round((now - last).total_seconds()) if last else None,
     }
-
-
-def _unix(moment: datetime) -> int:
-    return int(moment.replace(tzinfo=UTC).timestamp())
 
 
 def _iso(moment: datetime) -> str:
