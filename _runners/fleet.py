@@ -9,10 +9,16 @@ gives them their secrets (``secrets.init``), syncs modules, refreshes pillar and
 highstate. ``fleet.down`` / ``fleet.destroy`` drain a droplet's daemon before it goes, then
 delete its minion key, destroy it, forget its secrets and apply at once, on ``db-*`` and
 ``st-*``, the states that render the queue's tokens and storage's authorized keys (its token
-and storage key are refused from then on). ``fleet.list`` joins the droplets the API lists
-with their minions' answers and each downloader's work.
+and storage key are refused from then on). Both rewrite Prometheus' scrape targets on the
+master (``prometheus.targets``): a droplet is scraped once it is up, and no longer once gone.
+``fleet.list`` joins the droplets the API lists with their minions' answers and each
+downloader's work.
 
 Settings: ``ccmirror_fleet`` in the master's own config (_utils/fleet_droplets.py).
+
+Over 500 lines, one module: the runner's four functions share their argument checks and the
+steps below; what they call out to is in _utils/ (fleet_droplets, fleet_join, fleet_minions,
+fleet_storage).
 
 ``count`` of ``fleet.up``: droplets of the role wanted in all; of ``fleet.down``: taken away.
 """
@@ -179,6 +185,7 @@ def up(
         if ready:
             _cloud("tag_droplets")(conf, ready_tag, ready)
     result["ready"] = [t for t in targets if t not in errors]
+    result["scrape_targets"] = _scrape_targets(result["ready"], errors)
     result["result"] = not errors
     if errors:
         __context__["retcode"] = result["retcode"] = 1  # noqa: F821 (Salt injects it)
@@ -287,7 +294,8 @@ def _forget_gone(name: str) -> dict[str, Any]:
     forgotten = bool(__salt__["secrets.forget"](minion=name).get("changed"))  # noqa: F821
     done = [what for what, did in (("minion key", deleted), ("secrets", forgotten)) if did]
     comment = f"no droplet {name}" + (f"; its {' and '.join(done)} deleted" if done else "")
-    return _revoked({"result": True, "comment": comment, "removed": {}}, forgotten)
+    result = {"result": True, "comment": comment, "removed": {}, "key_deleted": deleted}
+    return _revoked(result, forgotten)
 
 
 def list_():
@@ -419,11 +427,26 @@ def _revoked(result: dict[str, Any], forgotten: bool) -> dict[str, Any]:
         if forgotten
         else {}
     )
-    if any(outcome != "ok" for outcome in result["revoked"].values()):
+    removed = [
+        result.get("key_deleted"),
+        *(r.get("key_deleted") for r in result["removed"].values()),
+    ]
+    gone = forgotten or any(removed)
+    result["scrape_targets"] = _scrape_targets([], {}) if gone else {}
+    outcomes = [*result["revoked"].values(), *result["scrape_targets"].values()]
+    if any(outcome != "ok" for outcome in outcomes):
         result["result"] = False
     if not result["result"]:
         __context__["retcode"] = result["retcode"] = 1  # noqa: F821
     return result
+
+
+def _scrape_targets(published: list[str], errors: dict[str, str]) -> dict[str, str]:
+    """Prometheus' targets rewritten for the fleet as it is now (the new minions' addresses
+    published first); a scraper that fails it is named in `errors`."""
+    refreshed = _minions("refresh_scrape_targets")(__opts__, published, _reporter())
+    errors.update({m: f"scrape targets: {why}" for m, why in refreshed.items() if why != "ok"})
+    return refreshed
 
 
 # ---------------------------------------------------------------------------------------

@@ -1,13 +1,15 @@
 """The fleet runner's calls to minions and to the master's minion keys: a command on a list of
 minions, fleet.up's steps once its droplets have their keys (waiting for the minions, their
-secrets, sync, highstate), a daemon drained before its droplet goes, and the states that
-revoke a removed worker's access applied at once. The fleet runner reaches it as
+secrets, sync, highstate), a daemon drained before its droplet goes, the states that
+revoke a removed worker's access applied at once, and Prometheus' scrape targets rewritten
+after the fleet changed. The fleet runner reaches it as
 ``__utils__["fleet_minions.*"]`` (the master's config has ``utils_dirs`` on this checkout's
 ``_utils/``); the master's options and the runner's progress come in as arguments.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import time
 from collections.abc import Callable
 from typing import Any
@@ -22,6 +24,11 @@ HIGHSTATE_TIMEOUT = 1800
 # harvesters: their database logins). New storage nodes are applied with every st-*: the
 # others learn of the node (site:storage_nodes), and db-1 the site's facts.
 CORE_FIRST = {"downloader": "db-* or st-*", "harvester": "db-*", "storage": "db-* or st-*"}
+# The minions that run Prometheus (salt/top.sls) and the state that writes its file_sd
+# targets from the mine (salt/prometheus/targets.sls).
+SCRAPERS = "master*"
+TARGETS_STATE = "prometheus.targets"
+TARGETS_TIMEOUT = 120
 
 
 class Steps:
@@ -151,6 +158,24 @@ def revoke(
                     revoked[target] = f"{what}: {why}"
                 revoked.setdefault(target, "ok")
     return revoked
+
+
+def refresh_scrape_targets(
+    opts: dict, published: list[str], progress: Callable[[str], None]
+) -> dict[str, str]:
+    """Prometheus' targets rewritten on the minions that scrape: `published` (new minions)
+    send their addresses to the mine first, so the rewrite does not wait for their hourly
+    update; a minion whose key is gone no longer matches the mine's globs (Salt matches
+    them against accepted keys), so its targets go. Per scraping minion "ok" or why not;
+    none when the site has no Prometheus."""
+    if published:
+        cmd(opts, published, "mine.update", timeout=60)
+    scrapers = sorted(fnmatch.filter(minion_keys(opts, accepted_only=True), SCRAPERS))
+    if not scrapers:
+        return {}
+    progress(f"Prometheus' scrape targets on {', '.join(scrapers)}: {TARGETS_STATE}")
+    ret = cmd(opts, scrapers, "state.sls", TARGETS_TIMEOUT, arg=[TARGETS_STATE])
+    return {minion: state_failure(ret.get(minion)) or "ok" for minion in scrapers}
 
 
 def step_failure(fun: str, ret: object) -> str | None:

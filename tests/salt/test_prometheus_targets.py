@@ -5,7 +5,8 @@ dl-1 and hv-1, have accepted keys and mine data in the master's cache (as a mini
 `mine.update` leaves it; no process needed). The master minion applies
 `prometheus.targets`, and the file_sd files name exactly those minions, each at its address
 in the site's private network and the job's port. A minion whose key is deleted (what
-`fleet.down` does) is gone from them at the next apply."""
+`fleet.down` does) is gone from them at the next apply. The queue lets the master's address
+in the mine read its metrics (in the lab the salt master's own address is another)."""
 
 from __future__ import annotations
 
@@ -65,6 +66,14 @@ def apply_targets(salt: Master, directory: Path) -> dict[str, dict[str, list[str
     return written
 
 
+def queue_status_allow(salt: Master) -> list[str]:
+    """The queue's `status_allow` as salt/queue/map.jinja makes it on the master minion."""
+    template = '{% from "queue/map.jinja" import queue with context %}{{ queue.status_allow|json }}'
+    answer, code = salt.call("master", "slsutil.renderer", f"string={template}")
+    assert code == 0 and isinstance(answer, list), answer
+    return answer
+
+
 def test_file_sd_targets_follow_the_minions_in_the_mine():
     base = Path(tempfile.mkdtemp(prefix="ccm-prom-"))
     address = host_address()
@@ -90,6 +99,7 @@ def test_file_sd_targets_follow_the_minions_in_the_mine():
             "downloader": {"dl-1": [f"{address}:{PORTS['downloader']}"]},
             "queue": {},
         }
+        assert address in queue_status_allow(salt)  # the master's Prometheus reads /metrics
 
         result = salt.run("salt-key", "-d", "hv-1", "-y")
         assert result.returncode == 0, result.stdout + result.stderr
