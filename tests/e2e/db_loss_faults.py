@@ -29,6 +29,18 @@ def stored_ids(m: mission.Mission) -> dict[int, str]:
         return {int(photo_id): path for photo_id, path in cur.fetchall()}
 
 
+def not_stored(m: mission.Mission, photos: dict[int, str]) -> dict[int, tuple]:
+    """Of `photos`, those the catalog has in another state than stored: (state, lease,
+    attempts, last error, whether a stored record names it)."""
+    with m.catalog() as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT i.photo_id, i.state, i.lease_id, i.attempts, i.last_error,"
+            " s.image_id IS NOT NULL FROM images i"
+            " LEFT JOIN stored_images s ON s.image_id = i.id WHERE i.state <> 'stored'"
+        )
+        return {int(row[0]): tuple(row[1:]) for row in cur.fetchall() if int(row[0]) in photos}
+
+
 def backup_mid_download(m: mission.Mission) -> dict:
     """`storage.backup_catalog` while the downloaders work; the photos stored before it
     (read first: every one is in the dump's snapshot)."""
@@ -54,6 +66,7 @@ def lose_and_rebuild(m: mission.Mission, storage: tuple[str, ...], weed_units: l
         m.show(f"    {DB} made again at {address}; its highstate, then storage.restore_catalog")
         outcomes = fleet.highstate(m.config, [DB], progress=lambda line: None, prepare_first=False)
         restore = m.salt_run("storage.restore_catalog")
+        unsettled = not_stored(m, stored)
     m.show(f"    the download finished by {FINISHING_DOWNLOADERS} downloader")
     pillar = {"download": {"count": FINISHING_DOWNLOADERS, "interval": 3, "timeout": 1800}}
     download = m.orchestrate("orch.download", pillar)
@@ -68,6 +81,8 @@ def lose_and_rebuild(m: mission.Mission, storage: tuple[str, ...], weed_units: l
         "restore": restore,
         "download": download,
         "fetched again": again,
+        # Of the photos stored at the loss, those the restore left other than stored.
+        "restored rows": {photo: row for photo, row in unsettled.items() if photo in again},
         "stored after": len(stored_ids(m)),
         "crashed and restarted": restarts.restarted,
         "report": m.check(),

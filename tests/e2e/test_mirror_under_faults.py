@@ -47,25 +47,22 @@ from __future__ import annotations
 import re
 import secrets
 import time
-from collections.abc import Iterable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 
 import pymysql
 import pytest
 import requests
 import yaml
-from botocore.exceptions import ClientError
 
 from lab.fleet import faults, salt_master
 from lab.fleet import lifecycle as fleet
-from lab.fleet.systemd_restarts import SystemdRestarts
+from lab.mission import mirror_check
 from lab.mission import stages as mission
 from lab.mission.coverage import SAFETY_NAMES, coverage_line
-from lab.processes import seaweedfs_s3 as s3
 from lab.sims.digitalocean import service as do_fleet
 from lab.sims.image_host import service as image_service
 from tests.conftest import wait_for
-from tests.e2e import backup_faults, db_loss_faults, import_faults
+from tests.e2e import backup_faults, db_loss_faults, import_faults, withdrawal_faults
 from tests.e2e.catalog_queries import (
     active_leases,
     downloaded_or_zero,
@@ -79,15 +76,21 @@ from tests.e2e.catalog_queries import (
     task_states,
 )
 from tests.e2e.fleet_reports import infra, infra_failures, sshd_report, sshd_states
+from tests.e2e.storage_faults import (
+    S3_PORT,
+    STORAGE,
+    WEED_UNITS,
+    put_status,
+    refusals,
+    replace_storage_droplet,
+    storage_keys,
+    tamper_as_a_downloader,
+)
 from tests.lab.conftest import make_lab, root_only
 
 pytestmark = root_only
 LINK_DOWN_SECONDS = 60
-STORAGE = ("st-1", "st-2", "st-3")  # SeaweedFS: three masters, a volume server on each
 BACKUP = "bk-1"  # the backup cluster: a SeaweedFS of its own that weed filer.backup fills
-WEED_UNITS = [f"ccmirror-weed-{server}" for server in ("master", "volume", "filer", "s3")]
-S3_PORT = 8333  # salt/storage/defaults.yaml storage:seaweedfs:ports:s3
-KEY_REFUSALS = ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied")
 LEASE_SECONDS = 40
 SITE_SETTINGS = {  # by role: the private root's settings/<role>.sls
     "db": {"queue": {"settings": {"lease_seconds": LEASE_SECONDS}}},
@@ -102,8 +105,15 @@ SITE_SETTINGS = {  # by role: the private root's settings/<role>.sls
             }
         }
     },
-    # Pages of 100: the harvest's tasks have pages enough to be killed between two.
-    "harvester": {"harvester": {"restart_seconds": 5, "flickr": {"per_page": 100}}},
+    # Pages of 100: the harvest's tasks have pages enough to be killed between two. The
+    # background re-check on, with a share of the key's calls (the simulator's limit is off).
+    "harvester": {
+        "harvester": {
+            "restart_seconds": 5,
+            "flickr": {"per_page": 100},
+            "recheck": {"calls_per_hour": 1800},
+        }
+    },
 }
 # Seconds per image while the faults run, so the download outlasts them.
 LATENCY = 15.0
@@ -142,6 +152,11 @@ def run() -> Iterator[dict]:
         seen["storage"] = m.storage_status()
         seen["stored"] = stored(m)
         seen["report"] = m.check()
+        seen["flags"] = withdrawal_faults.flags(m)
+        seen["takedown states"] = withdrawal_faults.takedown_states(
+            m, list(seen["taken down"].values())
+        )
+        seen["moved"] = mirror_check.lab_storage(m.config).scan().taken_down
         # What the tests below read of the catalog and the image host, before db-1 is lost.
         imported = seen["import"]
         seen["import"]["fetched"] = {
@@ -236,6 +251,9 @@ def faults_during_download(m: mission.Mission, seen: dict) -> None:
     m.show("    fault: deploy.release of a new version")
     seen["release"] = release_new_version(m)
     fetching_again(m)
+    # Before the mid-download backup: db-1's loss later restores them.
+    seen["taken down"] = withdrawal_faults.takedowns(m)
+    seen["license changed"] = withdrawal_faults.license_change(m, seen["taken down"])
     seen["pending_after_faults"] = pending(m)
     # Every push since the rotation began went through: none refused for its key.
     seen["push_refusals"] = {minion: refusals(m, minion) for minion in seen["old_storage_keys"]}
@@ -262,71 +280,6 @@ def faults_during_download(m: mission.Mission, seen: dict) -> None:
     # from the photo once db-1 is lost (no checksum then: s3_adopt.py), and is fetched again.
     m.show("    fault: dl-1's S3 key overwrites and deletes stored photos")
     seen["tampered"] = tamper_as_a_downloader(m, seen["catalog backup"]["stored before"].values())
-
-
-def replace_storage_droplet(m: mission.Mission, name: str) -> dict:
-    """A storage droplet gone from the console while the downloaders push (the others keep
-    quorum and a copy of every photo), then what its operator does: forget it, make the
-    storage role whole again, and let SeaweedFS copy what lost a copy. The storage droplets'
-    SeaweedFS units are restarted as systemd would if one crashes meanwhile (a leader master
-    once panicked growing volumes after the loss: the lab's init restarts nothing)."""
-    others = [node for node in STORAGE if node != name]  # the new one's units are Salt's to start
-    with SystemdRestarts(m.config, others, WEED_UNITS) as restarts:
-        faults.destroy_droplet(m.config, name, do_api=do_fleet.service(m.config))
-        pushed_before = stored(m)
-        # Raft elects a new leader among the two masters left, if it was the lost one.
-        wait_for(lambda: stored(m) >= pushed_before + 20, 600, f"pushes to go on without {name}", 1)
-        replaced = {
-            "fleet.destroy": m.salt_run("fleet.destroy", f"name={name}"),
-            "fleet.up": m.salt_run("fleet.up", "role=storage", f"count={len(STORAGE)}"),
-            "storage.repair": m.salt_run("storage.repair"),
-        }
-    return {**replaced, "crashed and restarted": restarts.restarted, "errors": restarts.errors}
-
-
-def tamper_as_a_downloader(m: mission.Mission, among: Iterable[str], photos: int = 10) -> dict:
-    """A stolen downloader key at work: dl-1's own S3 key overwrites half of `photos` stored
-    photos (of the keys `among`) with other bytes and deletes the other half; removing the
-    versions it made (so that nothing older shows) is refused. The audit is to restore every
-    one."""
-    gateway = f"http://{m.state().droplets['st-1'].address}:{S3_PORT}"
-    writer = s3.client(gateway, storage_keys(m)["dl-1"], 1)
-    paths = sorted(among)
-    chosen = paths[:: max(1, len(paths) // photos)][:photos]
-    overwritten, deleted = chosen[: photos // 2], chosen[photos // 2 :]
-    refused = []
-    for path in overwritten:
-        made = writer.put_object(Bucket=s3.IMAGES_BUCKET, Key=path, Body=b"not the photo")
-        refused.append(delete_status(writer, path, made["VersionId"]))
-    for path in deleted:
-        writer.delete_object(Bucket=s3.IMAGES_BUCKET, Key=path)  # a delete marker, no more
-    return {"overwritten": overwritten, "deleted": deleted, "version_deletes": refused}
-
-
-def delete_status(writer, path: str, version_id: str) -> int:
-    """What the gateway answers a delete of one version of `path`."""
-    try:
-        writer.delete_object(Bucket=s3.IMAGES_BUCKET, Key=path, VersionId=version_id)
-    except ClientError as error:
-        return int(error.response["ResponseMetadata"]["HTTPStatusCode"])
-    return 204
-
-
-def refusals(m: mission.Mission, minion: str) -> int:
-    """Pushes the S3 gateway refused for their key in the downloader's log so far."""
-    droplet = m.state().droplets[minion]
-    log = Path(f"/proc/{droplet.pid}/root/var/log/journal/ccmirror-downloader.service.log")
-    text = log.read_text(errors="replace")
-    return sum(text.count(code) for code in KEY_REFUSALS)
-
-
-def storage_keys(m: mission.Mission) -> dict[str, s3.S3Key]:
-    """Each downloader's current S3 key, from its own pillar file."""
-    keys = {}
-    for path in sorted((salt_master.private_pillar(m.config) / "minions").glob("dl-*.sls")):
-        own = yaml.safe_load(path.read_text())["downloader"]["s3"]
-        keys[path.stem] = s3.S3Key(own["access_key"], own["secret_key"])
-    return keys
 
 
 def release_new_version(m: mission.Mission) -> dict:
@@ -360,6 +313,30 @@ def test_signed_calls_harvested_every_safety_level(run) -> None:
         for level, name in sorted(SAFETY_NAMES.items())
     )
     assert run["coverage"] == expected
+
+
+def test_photos_taken_down_mid_download_stay_down_and_the_stored_ones_bytes_moved(run) -> None:
+    """`salt-run takedown.add` of a stored photo and of a pending one while the downloaders
+    worked: both `taken_down` with no stored record (the mirror check also finds no file of
+    theirs under `images/`), and the stored one's object under `takedown/`."""
+    taken = run["taken down"]
+    assert run["takedown states"] == {photo: ("taken_down", False) for photo in taken.values()}, (
+        run["takedown states"]
+    )
+    stored = taken["stored"]
+    assert any(key.rsplit("/", 1)[-1].startswith(f"{stored}.") for key in run["moved"]), run[
+        "moved"
+    ]
+
+
+def test_a_license_changed_on_flickr_mid_run_is_flagged_and_its_photo_kept(run) -> None:
+    """Relabelled "All Rights Reserved" on Flickr while the downloaders worked: the background
+    re-check flagged it `not_cc` (and nothing else), and it is still stored (the mirror
+    check read its bytes)."""
+    photo = run["license changed"]
+    assert run["flags"] == {photo: "not_cc"}, run["flags"]
+    assert photo not in run["mission"].taken_down
+    assert run["report"].ok
 
 
 def test_the_killed_harvester_finished_its_task_once(run) -> None:
@@ -413,16 +390,6 @@ def test_storage_key_rotation_refused_no_push_and_the_old_keys_after(run) -> Non
             assert put_status(gateway, old[minion]) == 403, f"{node}: {minion}'s old key"
 
 
-def put_status(gateway: str, key: s3.S3Key) -> int:
-    """What the S3 gateway answers a put of a probe object with `key`."""
-    writer = s3.client(gateway, key, 1)
-    try:
-        writer.put_object(Bucket=s3.IMAGES_BUCKET, Key="probes/e2e-key-check", Body=b"probe")
-    except ClientError as error:
-        return int(error.response["ResponseMetadata"]["HTTPStatusCode"])
-    return 200
-
-
 def test_release_upgraded_the_running_fleet(run) -> None:
     release = run["release"]
     ret = release["ret"]
@@ -440,7 +407,7 @@ def test_the_audit_restored_what_a_downloaders_key_overwrote_or_deleted(run) -> 
     tampered, audit = run["tampered"], run["audit"]["audit"]
     assert len(tampered["overwritten"]) == len(tampered["deleted"]) == 5, tampered
     assert set(tampered["version_deletes"]) == {403}, tampered
-    assert audit["restored"] == 10, audit
+    assert audit["restored"] == 10, (audit, tampered, run["taken down"], run["license changed"])
     assert audit["missing"] == 0 and audit["corrupt"] == 0, audit
     assert audit["orphans"] == 0, audit
 
@@ -482,7 +449,7 @@ def test_db_1_lost_after_the_download_was_rebuilt_from_its_backup_with_nothing_f
     assert restore["photos"]["result"] is True, restore["photos"]
     audit = restore["audit"]["audit"]
     assert audit["adopted"] > 0 and audit["missing"] == 0 and audit["corrupt"] == 0, audit
-    assert lost["fetched again"] == [], lost["fetched again"][:20]
+    assert lost["fetched again"] == [], (lost["fetched again"][:20], lost["restored rows"])
     report = lost["report"]
     assert report.ok, report.problem_text() + "\n" + "\n".join(report.summary_lines())
     assert report.states["stored"] == run["report"].states["stored"], report.states
