@@ -10,8 +10,9 @@ While the download runs, one after the other (each once the downloaders fetch ag
 the last):
 - `maintenance.on` then `maintenance.off` (no lease stays out while it is on), at full speed;
   then the image host slows down so the download outlasts the rest, and tests/infra runs
-  against the whole fleet while it works;
-- `kill -9` of dl-1's daemon, restarted as a real droplet's systemd would;
+  against the whole fleet while it works; the master's Prometheus scrapes every droplet;
+- `kill -9` of dl-1's daemon, restarted as a real droplet's systemd would once its alert
+  reached the webhook, which is then told it resolved (tests/e2e/monitoring_faults.py);
 - storage unreachable (st-1's link down) for a minute;
 - MariaDB restarted;
 - `kill -9` of st-2's SeaweedFS volume server, restarted as systemd would;
@@ -20,8 +21,11 @@ the last):
   `fleet.up role=storage count=3` (a new st-3) and `storage.repair`: two copies again;
 - `orch.rotate` of the storage key (no push refused; the old keys refused after);
 - `deploy.release` of a new version from the lab's copy of the checkout;
+- `takedown.add` of a stored and of a pending photo, and a stored photo's license changed
+  on Flickr, which the background re-check flags (tests/e2e/withdrawal_faults.py);
 - dl-2's droplet destroyed while it holds a lease (as from DigitalOcean's console), then
-  `fleet.destroy` of the name: the lease lapses and dl-1 downloads its photos;
+  `fleet.destroy` of the name: the lease lapses and dl-1 downloads its photos, and
+  Prometheus no longer scrapes dl-2;
 - `storage.backup_catalog` (the catalog and the filer store), then at full speed again;
 - dl-1's own S3 key (as if stolen) overwrites five stored photos and deletes five; deleting
   the versions it made is refused, and the audit restores every one.
@@ -62,7 +66,14 @@ from lab.mission.coverage import SAFETY_NAMES, coverage_line
 from lab.sims.digitalocean import service as do_fleet
 from lab.sims.image_host import service as image_service
 from tests.conftest import wait_for
-from tests.e2e import backup_faults, db_loss_faults, import_faults, withdrawal_faults
+from tests.e2e import (
+    backup_faults,
+    db_loss_faults,
+    import_faults,
+    monitoring_faults,
+    release_faults,
+    withdrawal_faults,
+)
 from tests.e2e.catalog_queries import (
     active_leases,
     downloaded_or_zero,
@@ -138,6 +149,9 @@ def run() -> Iterator[dict]:
     seen: dict = {"mission": m, "shown": shown}
     try:
         m.core()
+        # Alertmanager's webhook: a receiver on the bridge, which exists from here on.
+        receiver = seen["webhook"] = monitoring_faults.WebhookReceiver(lab.config.host_address)
+        m.options.settings["master"] = monitoring_faults.master_settings(receiver)
         m.secrets_and_core_highstate()
         m.harvesters_up()
         m.harvest(during=lambda: kill_harvester_mid_task(m, seen))
@@ -174,6 +188,8 @@ def run() -> Iterator[dict]:
         )
         yield seen
     finally:
+        if "webhook" in seen:
+            seen["webhook"].stop()
         lab.down()
 
 
@@ -216,9 +232,9 @@ def faults_during_download(m: mission.Mission, seen: dict) -> None:
     # The whole fleet, every role, while it works: tests/infra from the master.
     seen["infra_while_downloading"] = infra(m)
 
-    m.show("    fault: kill -9 of dl-1's daemon")
-    killed = faults.kill_daemon(m.config, "dl-1", "ccmirror-downloader")
-    faults.restart_like_systemd(m.config, killed)
+    seen["scraped"] = monitoring_faults.every_role_scraped(m)
+    m.show("    fault: kill -9 of dl-1's daemon, restarted once its alert reached the webhook")
+    seen["downloader down"] = monitoring_faults.downloader_down(m, seen["webhook"], "dl-1")
     fetching_again(m)
 
     m.show(f"    fault: st-1 unreachable for {LINK_DOWN_SECONDS}s")
@@ -249,7 +265,7 @@ def faults_during_download(m: mission.Mission, seen: dict) -> None:
     fetching_again(m)
 
     m.show("    fault: deploy.release of a new version")
-    seen["release"] = release_new_version(m)
+    seen["release"] = release_faults.release_new_version(m)
     fetching_again(m)
     # Before the mid-download backup: db-1's loss later restores them.
     seen["taken down"] = withdrawal_faults.takedowns(m)
@@ -264,6 +280,7 @@ def faults_during_download(m: mission.Mission, seen: dict) -> None:
     faults.destroy_droplet(m.config, "dl-2", do_api=do_fleet.service(m.config))
     # The operator's clean-up of a droplet gone from the console: its key and secrets.
     seen["destroyed"] = {"lease": lease, "fleet.destroy": m.salt_run("fleet.destroy", "name=dl-2")}
+    seen["dl-2 unscraped after"] = monitoring_faults.destroyed_unscraped(m, "dl-2")
     wait_for(
         lambda: lease_state(m, lease) == "expired",
         LEASE_SECONDS + 60,
@@ -280,20 +297,6 @@ def faults_during_download(m: mission.Mission, seen: dict) -> None:
     # from the photo once db-1 is lost (no checksum then: s3_adopt.py), and is fetched again.
     m.show("    fault: dl-1's S3 key overwrites and deletes stored photos")
     seen["tampered"] = tamper_as_a_downloader(m, seen["catalog backup"]["stored before"].values())
-
-
-def release_new_version(m: mission.Mission) -> dict:
-    """A new patch version in the lab's checkout (pyproject.toml and the pillar's pin move
-    together, as in a release commit), rolled out by `deploy.release`."""
-    checkout = m.checkout
-    pyproject = checkout / "pyproject.toml"
-    old = re.search(r'^version = "([^"]+)"', pyproject.read_text(), re.MULTILINE)[1]
-    major, minor, patch = old.split(".")
-    new = f"{major}.{minor}.{int(patch) + 1}"
-    for path in (pyproject, checkout / "pillar" / "ccmirror.sls"):
-        path.write_text(path.read_text().replace(old, new, 1))
-    ret = m.salt_run("deploy.release", "batch=1", "wait=120")
-    return {"old": old, "new": new, "ret": ret}
 
 
 def test_every_photo_is_stored_once_or_classified(run) -> None:
@@ -531,11 +534,32 @@ def test_a_second_highstate_changes_nothing(run) -> None:
     assert sorted(outcomes) == [BACKUP, "db-1", "hv-1", "master", *STORAGE]
     for outcome in outcomes.values():
         assert outcome.ok, (outcome.minion, outcome.errors, outcome.failed, sshd_report(run))
-        # Prometheus' target files follow the minions (the mine): the master's last highstate
-        # was the core's, before the harvester and downloaders existed (#22: fleet.up/down
-        # do not refresh them yet).
-        changed = [s for s in outcome.changed if not s.startswith("prometheus-targets-")]
-        assert changed == [], (outcome.minion, outcome.changed)
+        assert outcome.changed == [], (outcome.minion, outcome.changed)
+
+
+def test_prometheus_scraped_every_role_and_alerted_on_a_dead_downloader(run) -> None:
+    """tests/e2e/monitoring_faults.py: every droplet's exporters scraped and up (the
+    downloaders fleet.up made, with no hand edit); dl-1's daemon killed: its alert at the
+    webhook after the rule's `for:` and within the bound, resolved once it was back; dl-2
+    destroyed: no longer scraped within a minute."""
+    scraped, down = run["scraped"], run["downloader down"]
+    expected = scraped["expected"]
+    assert expected["downloader"] and expected["harvester"] and expected["queue"], expected
+    up = {
+        job: sorted(m for m, h in seen.items() if h == "up")
+        for job, seen in scraped["seen"].items()
+    }
+    assert {job: up.get(job) for job in expected} == expected, scraped
+    fired = down["fired after"]
+    assert fired is not None, down["posts"]
+    assert monitoring_faults.RULE_FOR_SECONDS <= fired <= monitoring_faults.FIRING_DEADLINE, down
+    assert down["resolved after restart"] is not None, down["posts"]
+    assert run["dl-2 unscraped after"] is not None, "dl-2 still scraped a minute after it went"
+    print(
+        f"alert after {fired:.0f}s (bound {monitoring_faults.FIRING_BOUND}s), resolved"
+        f" {down['resolved after restart']:.0f}s after the restart; dl-2 unscraped after"
+        f" {run['dl-2 unscraped after']:.0f}s; every role scraped after {scraped['seconds']:.0f}s"
+    )
 
 
 def test_the_queue_refuses_requests_without_a_valid_token(run) -> None:
