@@ -2,7 +2,8 @@
 
 Stages, each timed and shown as it goes:
 
-1. core: `lab up` of the static core (db-1, st-1, bk-1; the salt master on the host), the Flickr
+1. core: `lab up` of the static core (db-1, st-1, bk-1, and with `make lab` a droplet of the
+   master role for Prometheus and Alertmanager; the salt master on the host), the Flickr
    simulator (a universe with hot spots, its image URLs on the lab's image host), the image
    host and the DigitalOcean simulator, all on the lab's bridge;
 2. `salt-run secrets.init`, then highstate of the core;
@@ -14,7 +15,8 @@ Stages, each timed and shown as it goes:
 5. `orch.download`: downloaders up through the DigitalOcean simulator, the queue drained,
    downloaders down; some photos fault on the image host on purpose (gone, bad, retried);
 6. `audit.storage`, `fleet.down` of the harvesters;
-7. the check against the ground truth and a summary a person reads in ten seconds.
+7. the check against the ground truth and a summary a person reads in ten seconds, with
+   where the operator's page, Prometheus and Alertmanager are.
 
 The e2e tests drive the same stages one by one and inject faults between them.
 """
@@ -24,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 import shutil
 import subprocess
 import sys
@@ -45,6 +46,7 @@ from lab.fleet import salt_master, wheelhouse
 from lab.fleet.core import LabConfig, LabError, LabState, lab_lock, load_state
 from lab.mission import mirror_check
 from lab.mission.coverage import coverage_line, lag_line, photos_by_source, recheck_line
+from lab.mission.watch import watch_lines
 from lab.mission.yfcc_from_universe import write_yfcc_sample
 from lab.sims.digitalocean import service as do_fleet
 from lab.sims.flickr import service as flickr_service
@@ -85,9 +87,11 @@ class Options:
 
     @classmethod
     def from_env(cls) -> Options:
-        """`make lab`'s options: LAB_* sizes, and the harvesters' background re-check on
-        (pillar harvester:recheck, off by default in a real site's budget)."""
-        options = cls(settings={"harvester": {"harvester": {"recheck": RECHECK}}})
+        """`make lab`'s options: LAB_* sizes, the harvesters' background re-check on
+        (pillar harvester:recheck, off by default in a real site's budget), and a droplet of
+        the master role (Prometheus, Alertmanager)."""
+        settings = {"harvester": {"harvester": {"recheck": RECHECK}}}
+        options = cls(settings=settings, core=("master", *CORE))  # Prometheus: on the master
         for name, variable in (
             ("downloaders", "LAB_DOWNLOADERS"),
             ("harvesters", "LAB_HARVESTERS"),
@@ -210,7 +214,7 @@ class Mission:
         ]  # fmt: skip
         harvesters = range(1, self.options.harvesters + 1)
         # Every harvester signs (an operator runs `harvester flickr-auth` once per key).
-        self.flickr_keys = {f"hv-{n}": _new_flickr_key(signed=True) for n in harvesters}
+        self.flickr_keys = {f"hv-{n}": flickr_service.new_key(signed=True) for n in harvesters}
         issued = [pair["key"] for pair in self.flickr_keys.values()]
         flickr_service.configure(
             self.config, universe_options, issued, list(self.flickr_keys.values())
@@ -375,6 +379,8 @@ class Mission:
             f"{name.split(':')[0].split(' of ')[0]} {t:.0f}s" for name, t in self.stages
         )
         self.show(f"  time:       {seconds:.0f}s ({times})")
+        for line in watch_lines({i: d.address for i, d in self.state().droplets.items()}):
+            self.show(f"  {line}")
         if not report.ok:
             self.show(report.problem_text())
 
@@ -453,17 +459,6 @@ def _beside(work: Callable[[], None] | None) -> Iterator[None]:
             thread.join()
     if failure:
         raise failure[0]
-
-
-def _new_flickr_key(signed: bool = False) -> dict[str, str]:
-    """A throw-away key and secret, as Flickr issues them (32 and 16 hex digits), and, for a
-    key that signs its calls, an access token as `harvester flickr-auth` gets one (its token
-    and token secret: the file `secrets.set_flickr_key from_file=` takes then has all four)."""
-    key = {"key": secrets.token_hex(16), "secret": secrets.token_hex(8)}
-    if signed:
-        key["oauth_token"] = f"{secrets.randbelow(10**17):017d}-{secrets.token_hex(8)}"
-        key["oauth_token_secret"] = secrets.token_hex(8)
-    return key
 
 
 def _json_line(line: str) -> object:

@@ -12,7 +12,6 @@ import pytest
 from oauthlib.oauth1 import Client
 
 from lab.fleet.core import LabConfig
-from lab.mission.stages import _new_flickr_key
 from lab.sims.flickr import service
 from lab.sims.flickr.oauth import Credentials, HttpRequest, OAuthDesk
 from lab.sims.flickr.wire import ApiError
@@ -41,7 +40,7 @@ def config(tmp_path: Path) -> LabConfig:
 
 
 def test_by_default_no_key_signs_and_the_simulator_gets_no_credentials(config):
-    keys = [_new_flickr_key(), _new_flickr_key()]
+    keys = [service.new_key(), service.new_key()]
     service.configure(config, [], [k["key"] for k in keys], keys)
 
     assert all(sorted(k) == ["key", "secret"] for k in keys)
@@ -49,7 +48,7 @@ def test_by_default_no_key_signs_and_the_simulator_gets_no_credentials(config):
 
 
 def test_a_signing_key_reaches_the_simulator_which_checks_its_signatures(config):
-    signing, plain = _new_flickr_key(signed=True), _new_flickr_key()
+    signing, plain = service.new_key(signed=True), service.new_key()
     service.configure(config, [], [signing["key"], plain["key"]], [signing, plain])
     path = config.root / service.CREDENTIALS_FILE
 

@@ -8,6 +8,7 @@ so every restart serves the same photos."""
 from __future__ import annotations
 
 import json
+import secrets
 from pathlib import Path
 
 import yaml
@@ -59,6 +60,17 @@ def configure(
     if signing:
         credentials.touch(mode=0o600)
         credentials.write_text(json.dumps(sim_credentials(signing)))
+
+
+def new_key(signed: bool = False) -> dict[str, str]:
+    """A throw-away key and secret, as Flickr issues them (32 and 16 hex digits), and, for a
+    key that signs its calls, an access token as `harvester flickr-auth` gets one (its token
+    and token secret: the file `secrets.set_flickr_key from_file=` takes then has all four)."""
+    key = {"key": secrets.token_hex(16), "secret": secrets.token_hex(8)}
+    if signed:
+        key["oauth_token"] = f"{secrets.randbelow(10**17):017d}-{secrets.token_hex(8)}"
+        key["oauth_token_secret"] = secrets.token_hex(8)
+    return key
 
 
 def sim_credentials(issued: list[dict]) -> dict:
