@@ -6,10 +6,10 @@ sets a Slack URL).
 
 - Scraped: every droplet's node exporter, the queue, the harvester and each downloader that
   `fleet.up` made, with no hand edit (fleet.up rewrites the targets from the mine).
-- A downloader's daemon killed and left dead: CcmirrorDownloaderDown reaches the webhook
-  no sooner than the rule's `for:` and within two scrape intervals, an evaluation and the
-  group wait after it (the deadline below allows a busy machine more); restarted as systemd
-  would, the resolution follows.
+- A downloader's daemon killed and left dead (the faults after it go on meanwhile):
+  CcmirrorDownloaderDown reaches the webhook no sooner than the rule's `for:` and within
+  two scrape intervals, an evaluation and the group wait after it (the deadline below
+  allows a busy machine more); restarted as systemd would, the resolution follows.
 - `fleet.destroy` of a downloader: no longer a target within a minute.
 """
 
@@ -19,6 +19,8 @@ import contextlib
 import json
 import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -149,6 +151,15 @@ def downloader_down(m: mission.Mission, receiver: WebhookReceiver, minion: str) 
         "resolved": resolved,
         "posts": [(round(p.at - at), p.title, p.text[:200]) for p in receiver.posts],
     }
+
+
+def in_background(work: Callable[[], dict]) -> Callable[[], dict]:
+    """`work` started in a thread; the call returned waits for its result (or raises its
+    exception)."""
+    pool = ThreadPoolExecutor(1)
+    future = pool.submit(work)
+    pool.shutdown(wait=False)
+    return future.result
 
 
 def destroyed_unscraped(m: mission.Mission, minion: str) -> float | None:

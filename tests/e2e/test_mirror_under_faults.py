@@ -233,8 +233,11 @@ def faults_during_download(m: mission.Mission, seen: dict) -> None:
     seen["infra_while_downloading"] = infra(m)
 
     seen["scraped"] = monitoring_faults.every_role_scraped(m)
+    # Dead until its alert comes (minutes): meanwhile the faults below go on with dl-2.
     m.show("    fault: kill -9 of dl-1's daemon, restarted once its alert reached the webhook")
-    seen["downloader down"] = monitoring_faults.downloader_down(m, seen["webhook"], "dl-1")
+    dl_1_down = monitoring_faults.in_background(
+        lambda: monitoring_faults.downloader_down(m, seen["webhook"], "dl-1")
+    )
     fetching_again(m)
 
     m.show(f"    fault: st-1 unreachable for {LINK_DOWN_SECONDS}s")
@@ -258,6 +261,7 @@ def faults_during_download(m: mission.Mission, seen: dict) -> None:
     seen["st-3 replaced"] = replace_storage_droplet(m, "st-3")
     fetching_again(m)
 
+    seen["downloader down"] = dl_1_down()  # every downloader back before the rotation
     m.show("    fault: orch.rotate of the storage key")
     seen["old_storage_keys"] = storage_keys(m)
     m.orchestrate("orch.rotate", {"rotate": {"what": "storage_key"}})
