@@ -90,7 +90,8 @@ def storage(
     (through this runner, slow) or ``auto`` (push when the master allows it; see the
     module docstring). Safe to run twice: a second run finds what the first left. The
     walk's progress (files, bytes, rate, ETA from the last walk) is shown every
-    ``progress_seconds``.
+    ``progress_seconds``. Its end (the audit's counts, or the error) is posted to the
+    operator's webhook (pillar ``monitoring:webhook_url``, if set).
 
     On a site whose storage is an S3 bucket (pillar ``site:storage_backend`` seaweedfs or
     spaces) there is no tree to walk: the database minion lists the bucket's versions

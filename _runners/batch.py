@@ -219,7 +219,8 @@ def reconcile(batch_size=None, restart=False):
     """
     Merge every source into the `images` catalog (``harvester reconcile`` on the database
     minion): new CC photos enter the download queue. A pass stopped midway resumes where it
-    stood; ``restart=True`` starts a new pass. Returns the pass's summary line.
+    stood; ``restart=True`` starts a new pass. Returns the pass's summary line, and posts it
+    (or the error) to the operator's webhook (pillar ``monitoring:webhook_url``, if set).
 
     CLI Example::
 

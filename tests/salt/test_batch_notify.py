@@ -171,9 +171,11 @@ def test_a_failing_webhook_leaves_the_batch_as_it_was_and_its_url_secret(on_db, 
     answer, code, _ = on_db.salt.run_json("batch.wait", "until=harvested", "interval=1")
     assert code == 0 and answer["result"] is True and answer["notify"] == "failed: HTTP 500"
     assert len(receiver.posts) == 2  # it was asked, and said no
-    reconciled, code, _ = on_db.salt.run_json("batch.reconcile")
+    # At debug level too: urllib3 logs each request's path there.
+    reconciled, code, _ = on_db.salt.run_json("batch.reconcile", "--log-file-level=debug")
     assert code == 0 and reconciled["result"] is True, reconciled
     assert reconciled["notify"] == "failed: HTTP 500"
+    assert "Starting new HTTP connection" in on_db.logs()  # urllib3's debug lines are there
 
     closed = f"http://127.0.0.1:{free_port()}{HOOK_PATH}"  # nothing listens there
     on_db.webhook(closed)
