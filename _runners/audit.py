@@ -90,7 +90,8 @@ def storage(
     (through this runner, slow) or ``auto`` (push when the master allows it; see the
     module docstring). Safe to run twice: a second run finds what the first left. The
     walk's progress (files, bytes, rate, ETA from the last walk) is shown every
-    ``progress_seconds``.
+    ``progress_seconds``. Its end (the audit's counts, or the error) is posted to the
+    operator's webhook (pillar ``monitoring:webhook_url``, if set).
 
     On a site whose storage is an S3 bucket (pillar ``site:storage_backend`` seaweedfs or
     spaces) there is no tree to walk: the database minion lists the bucket's versions
@@ -114,14 +115,17 @@ def storage(
         samples = _positive(samples, "samples", zero=True)
         clock_margin = _positive(clock_margin, "clock_margin", zero=True)
         progress_seconds = _positive(progress_seconds, "progress_seconds", zero=True)
-        dry_run = _truthy(dry_run)
+    except AuditError as error:
+        return _failed(str(error))  # bad input: nothing run, nothing posted
+    dry_run = _truthy(dry_run)
+    try:
         with _client() as client:
             db = _db_minion()
             backend = _backend(client, db)
             if backend != "rsync":
                 _refuse_walk_options(backend, full=full, storage=storage, transfer=transfer)
                 checked = (dry_run, samples, clock_margin, timeout, progress_seconds)
-                return _audit_bucket(client, db, backend, *checked, started=started)
+                return _notified(_audit_bucket(client, db, backend, *checked, started=started))
             full, transfer = _truthy(True if full is None else full), transfer or "auto"
             if transfer not in TRANSFERS:
                 choices = ", ".join(TRANSFERS)
@@ -160,23 +164,31 @@ def storage(
             )
             seconds["compare"] = round(time.monotonic() - step, 1)
     except AuditError as error:
-        return _failed(str(error), seconds=seconds)
+        return _notified(_failed(str(error), seconds=seconds))
     seconds["total"] = round(time.monotonic() - started, 1)
     audit = compared["audit"]
-    return {
-        "result": True,
-        "backend": "rsync",
-        "storage": store,
-        "db_minion": db,
-        "comment": audit["summary"],
-        "audit": audit,
-        "transfer": how,
-        "inventory": {
-            key: inventory.get(key)
-            for key in ("files", "bytes", "hashed", "reused", "unreadable", "skipped", "size")
-        },
-        "seconds": seconds,
-    }
+    return _notified(
+        {
+            "result": True,
+            "backend": "rsync",
+            "storage": store,
+            "db_minion": db,
+            "comment": audit["summary"],
+            "audit": audit,
+            "transfer": how,
+            "inventory": {
+                key: inventory.get(key)
+                for key in ("files", "bytes", "hashed", "reused", "unreadable", "skipped", "size")
+            },
+            "seconds": seconds,
+        }
+    )
+
+
+def _notified(ret: dict) -> dict:
+    """`ret` after its end (the summary's counts, or the error) is posted to the operator's
+    webhook (_utils/batch_notify.py)."""
+    return __utils__["batch_notify.with_notice"](__opts__, ret, "audit")  # noqa: F821
 
 
 def _backend(client, db: str) -> str:

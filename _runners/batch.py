@@ -219,7 +219,8 @@ def reconcile(batch_size=None, restart=False):
     """
     Merge every source into the `images` catalog (``harvester reconcile`` on the database
     minion): new CC photos enter the download queue. A pass stopped midway resumes where it
-    stood; ``restart=True`` starts a new pass. Returns the pass's summary line.
+    stood; ``restart=True`` starts a new pass. Returns the pass's summary line, and posts it
+    (or the error) to the operator's webhook (pillar ``monitoring:webhook_url``, if set).
 
     CLI Example::
 
@@ -230,15 +231,19 @@ def reconcile(batch_size=None, restart=False):
     try:
         if batch_size is not None:
             args += ["--batch-size", str(_positive(batch_size, "batch_size"))]
-        if _truthy(restart):
-            args.append("--restart")
+    except BatchError as error:
+        return _failed(str(error))  # bad input: nothing run, nothing posted
+    if _truthy(restart):
+        args.append("--restart")
+    try:
         minion, out = _harvester_on_db(args, "reconcile", RECONCILE_TIMEOUT)
     except BatchError as error:
-        return _failed(str(error))
+        return _notified(_failed(str(error)), "reconcile")
     if out["retcode"] != 0:
-        return _failed(_message(out), minion=minion)
+        return _notified(_failed(_message(out), minion=minion), "reconcile")
     lines = out["stdout"].strip().splitlines()
-    return {"result": True, "minion": minion, "comment": lines[-1] if lines else ""}
+    done = {"result": True, "minion": minion, "comment": lines[-1] if lines else ""}
+    return _notified(done, "reconcile")
 
 
 def requeue(state=None, error=None, since=None, dry_run=False):
@@ -263,23 +268,27 @@ def requeue(state=None, error=None, since=None, dry_run=False):
     return {"result": True, "minion": minion, **_json_or_error(out)}
 
 
-def wait(until="harvested", timeout=86400, interval=30):
+def wait(until="harvested", timeout=86400, interval=30, notify_every=900):
     """
     Poll ``batch.status`` until a stage is finished, for orchestration:
     ``until=harvested`` (no search task pending or running) or ``until=downloaded`` (no
-    photo pending or leased in the queue). Fails after ``timeout`` seconds.
+    photo pending or leased in the queue). Fails after ``timeout`` seconds. Posts to the
+    operator's webhook (pillar ``monitoring:webhook_url``, if set) a line when it starts,
+    one every ``notify_every`` seconds (0: none between) and one at the end.
 
     CLI Example::
 
         salt-run batch.wait until=harvested timeout=3600
-        salt-run batch.wait until=downloaded interval=60
+        salt-run batch.wait until=downloaded interval=60 notify_every=3600
     """
     try:
         if until not in FINISHED:
             raise BatchError(f"until must be one of {', '.join(FINISHED)}, not {until!r}")
         timeout = _positive(timeout, "timeout")
         interval = _positive(interval, "interval")
-    except BatchError as error:
+        notify = __utils__["batch_notify.wait_notices"]  # noqa: F821 (Salt injects it)
+        notices = notify(__opts__, until, notify_every, _duration)
+    except ValueError as error:  # BatchError, or notify_every's
         return _failed(str(error))
     deadline = time.monotonic() + timeout
     while True:
@@ -288,11 +297,13 @@ def wait(until="harvested", timeout=86400, interval=30):
             left = FINISHED[until](table)
         except BatchError as error:
             table, left = {"error": str(error)}, None  # a minion restarting: asked again
+        notices.update(left)
         if left == 0:
-            return {"result": True, "until": until, "comment": until, "status": table}
+            done = {"result": True, "until": until, "comment": until, "status": table}
+            return notices.end(done, left)
         _progress(f"{until}: {'?' if left is None else f'{left:,}'} left")
         if time.monotonic() + interval > deadline:
-            return _failed(f"not {until} after {timeout}s", status=table)
+            return notices.end(_failed(f"not {until} after {timeout}s", status=table), left)
         time.sleep(interval)
 
 
@@ -477,6 +488,11 @@ def _fleet_line(ret) -> str:
     if work.get("drain_requested"):
         line += " (drained)"
     return line
+
+
+def _notified(ret: dict, label: str) -> dict:
+    """`ret` after its end is posted to the operator's webhook (_utils/batch_notify.py)."""
+    return __utils__["batch_notify.with_notice"](__opts__, ret, label)  # noqa: F821
 
 
 def _json_or_error(out: dict) -> dict:

@@ -10,7 +10,8 @@
     are taken away only once the queue has no photo pending or leased: a run that times
     out leaves them working (run it again, or `salt-run fleet.down`). After they go, the
     database's and storage's states are applied: their queue tokens and storage keys are
-    revoked there. #}
+    revoked there. `notify_every`: seconds between the wait's progress lines to the
+    operator's webhook (pillar monitoring:webhook_url; default 900, 0: only start and end). #}
 {%- set download = salt["pillar.get"]("download", {}) %}
 {%- set count = download.get("count", 1) | int %}
 {%- set keep = download.get("keep", 0) | int %}
@@ -32,6 +33,7 @@ orch-download-wait-salt-runner:
     - until: downloaded
     - timeout: {{ download.get("timeout", 86400) | int }}
     - interval: {{ download.get("interval", 30) | int }}
+    - notify_every: {{ download.get("notify_every", 900) | json }}
     - require:
       - salt: orch-download-fleet-up-salt-runner
 {%- if count > keep %}

@@ -12,7 +12,10 @@
     (the reconcile after both merges them: the newest source of a photo wins).
 
     With no `kind`, nothing is seeded: the run waits for the tasks there are, then
-    reconciles (how to finish a harvest interrupted midway). #}
+    reconciles (how to finish a harvest interrupted midway).
+
+    `notify_every`: seconds between the wait's progress lines to the operator's webhook
+    (pillar monitoring:webhook_url; default 900, 0: only its start and end). #}
 {%- set harvest = salt["pillar.get"]("harvest", {}) %}
 {%- set seed_args = ["kind", "start", "end", "stride", "file"] %}
 
@@ -52,6 +55,7 @@ orch-harvest-wait-salt-runner:
     - until: harvested
     - timeout: {{ harvest.get("timeout", 86400) | int }}
     - interval: {{ harvest.get("interval", 30) | int }}
+    - notify_every: {{ harvest.get("notify_every", 900) | json }}
     - require:
       - salt: orch-harvest-workers-salt-function
 

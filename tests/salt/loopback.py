@@ -51,7 +51,12 @@ class Master:
         result = self.run("salt-run", *args, timeout=timeout)
         decoder, text, at, documents = json.JSONDecoder(), result.stdout, 0, []
         while text[at:].strip():
-            document, at = decoder.raw_decode(text, len(text) - len(text[at:].lstrip()))
+            at = len(text) - len(text[at:].lstrip())
+            if text[at] not in "{[":  # a line of Salt's own: "No minions matched the target."
+                newline = text.find("\n", at)
+                at = len(text) if newline < 0 else newline
+                continue
+            document, at = decoder.raw_decode(text, at)
             documents.append(document)
         assert documents and isinstance(documents[-1], dict), result.stdout + result.stderr
         progress = [d["event"]["message"] for d in documents[:-1] if d.get("suffix") == "progress"]

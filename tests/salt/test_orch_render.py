@@ -37,7 +37,10 @@ print(json.dumps({
 """
 CASES = {
     "harvest": ("orch.harvest", "harvest: {kind: timeslices, start: 2004-01-01, end: 2005-01-01}"),
-    "harvest-queries": ("orch.harvest", "harvest: {kind: queries, file: /t.txt, timeout: 60}"),
+    "harvest-queries": (
+        "orch.harvest",
+        "harvest: {kind: queries, file: /t.txt, timeout: 60, notify_every: 0}",
+    ),
     "harvest-resume": ("orch.harvest", "{}"),
     "harvest-yfcc": ("orch.harvest", "harvest: {yfcc: [/srv/a.bz2, /srv/b.tsv]}"),
     "download": ("orch.download", "{download: {count: 3, keep: 1, size: s-1vcpu-1gb}}"),
@@ -138,6 +141,11 @@ def test_harvest_seeds_waits_and_reconciles(orch):
     assert seen[2][2]["until"] == "harvested"
     assert steps(orch, "harvest-queries")[0][2]["file"] == "/t.txt"
     assert steps(orch, "harvest-queries")[2][2]["timeout"] == 60
+    # The webhook's progress lines: every 15 minutes unless the pillar says (0: none between).
+    assert (seen[2][2]["notify_every"], steps(orch, "harvest-queries")[2][2]["notify_every"]) == (
+        900,
+        0,
+    )
     assert [s[0] for s in steps(orch, "harvest-resume")][0] == "orch-harvest-workers-salt-function"
 
 
@@ -164,6 +172,7 @@ def test_download_scales_up_waits_then_down(orch):
     # Down to one of the three, however many are left by then (not "take two away").
     assert seen[2][2]["keep"] == 1
     assert seen[0][2]["size"] == "s-1vcpu-1gb" and seen[1][2]["until"] == "downloaded"
+    assert seen[1][2]["notify_every"] == 900
     assert seen[2][2]["require"] == [{"salt": seen[1][0]}]
     assert [s[2]["name"] for s in steps(orch, "download-all-kept")] == ["fleet.up", "batch.wait"]
 
