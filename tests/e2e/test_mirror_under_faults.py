@@ -545,7 +545,8 @@ def test_prometheus_scraped_every_role_and_alerted_on_a_dead_downloader(run) -> 
     """tests/e2e/monitoring_faults.py: every droplet's exporters scraped and up (the
     downloaders fleet.up made, with no hand edit); dl-1's daemon killed: its alert at the
     webhook after the rule's `for:` and within the bound, resolved once it was back; dl-2
-    destroyed: no longer scraped within a minute."""
+    destroyed: no longer scraped within a minute. The orchestrations' and the audit's
+    progress reached the webhook too."""
     scraped, down = run["scraped"], run["downloader down"]
     expected = scraped["expected"]
     assert expected["downloader"] and expected["harvester"] and expected["queue"], expected
@@ -559,6 +560,12 @@ def test_prometheus_scraped_every_role_and_alerted_on_a_dead_downloader(run) -> 
     assert monitoring_faults.RULE_FOR_SECONDS <= fired <= monitoring_faults.FIRING_DEADLINE, down
     assert down["resolved after restart"] is not None, down["posts"]
     assert run["dl-2 unscraped after"] is not None, "dl-2 still scraped a minute after it went"
+    # The long batches' progress went to the same webhook (_utils/batch_notify.py).
+    texts = [post.text for post in run["webhook"].posts]
+    for stage in ("harvest", "download"):
+        for said in ("waiting until", "finished after"):
+            assert any(t.startswith(f"{stage}: {said}") for t in texts), (stage, said, texts)
+    assert any(t.startswith("audit: ") for t in texts), texts
     print(
         f"alert after {fired:.0f}s (bound {monitoring_faults.FIRING_BOUND}s), resolved"
         f" {down['resolved after restart']:.0f}s after the restart; dl-2 unscraped after"
