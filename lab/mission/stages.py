@@ -256,7 +256,9 @@ class Mission:
         for role, settings in self.options.settings.items():
             directory.mkdir(exist_ok=True)
             (directory / f"{role}.sls").write_text(yaml.safe_dump(settings))
-            self.show(f"    site settings for {role}: {json.dumps(settings)}")
+            shown = {key: "(secret)" if key == "monitoring" else value
+                     for key, value in settings.items()}  # fmt: skip
+            self.show(f"    site settings for {role}: {json.dumps(shown)}")
 
     def harvesters_up(self) -> None:
         count = self.options.harvesters
