@@ -1,7 +1,8 @@
 """Where the operator of `make lab` watches the fleet it made: the queue's page on db-1 (the
 lab's host may read it without a token: it is the site's master_host), and Prometheus and
 Alertmanager on the master droplet (salt/prometheus), at the ports of the formulas'
-defaults."""
+defaults. Debian's Prometheus serves its classic pages (`/classic/...`): the package has no
+React UI."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ def watch_lines(addresses: dict[str, str]) -> list[str]:
     if "master" in addresses:
         master = addresses["master"]
         lines.append(
-            f"prometheus: http://{master}:{PROMETHEUS_PORT}/alerts,"
+            f"prometheus: http://{master}:{PROMETHEUS_PORT}/classic/alerts,"
             f" alertmanager http://{master}:{ALERTMANAGER_PORT}/"
         )
     return lines

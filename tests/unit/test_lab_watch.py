@@ -17,6 +17,6 @@ def test_the_summary_names_the_page_and_prometheus_at_their_droplets() -> None:
     lines = watch_lines({"db-1": "10.213.0.3", "master": "10.213.0.2", "st-1": "10.213.0.4"})
     assert lines == [
         "page:       http://10.213.0.3:8700/ (the operator's page)",
-        "prometheus: http://10.213.0.2:9090/alerts, alertmanager http://10.213.0.2:9093/",
+        "prometheus: http://10.213.0.2:9090/classic/alerts, alertmanager http://10.213.0.2:9093/",
     ]
     assert watch_lines({"db-1": "10.213.0.3"}) == lines[:1]  # no master droplet: no Prometheus
