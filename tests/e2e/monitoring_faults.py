@@ -29,9 +29,9 @@ import requests
 from lab.fleet import faults
 from lab.fleet.lifecycle import LAB_MONITORING
 from lab.mission import stages as mission
+from lab.mission.watch import PROMETHEUS_PORT
 from tests.conftest import wait_for
 
-PROMETHEUS_PORT = 9090  # salt/prometheus/defaults.yaml prometheus:port
 SCRAPE_SECONDS = 5  # LAB_MONITORING
 RULE_FOR_SECONDS = 120  # CcmirrorDownloaderDown's `for: 2m` (salt/prometheus/files/rules/)
 GROUP_WAIT_SECONDS = 5
