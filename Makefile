@@ -28,8 +28,11 @@ lint: deps
 	$(VENV)/bin/yamllint --strict salt pillar .yamllint .salt-lint
 	find salt pillar -name '*.sls' -print0 | xargs -0 $(VENV)/bin/salt-lint
 
+# Two workers, each test file on one of them (`--dist loadfile`): the e2e (one file, half the
+# run and mostly waiting on its lab) goes first, and the rest runs beside it on the other.
+TEST_WORKERS ?= 2
 test: lint
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # The whole mirror through Salt (lab/mission/stages.py); LAB_DOWNLOADERS=, LAB_HARVESTERS=,
 # LAB_PHOTOS= size it. Run twice, the second run replaces the first lab.

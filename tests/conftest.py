@@ -71,16 +71,24 @@ def serving(server: Server) -> Iterator[Server]:
     thread.join()
 
 
+def worker_server(dir_variable: str, dir_name: str, port_variable: str, port: int) -> LocalMariaDB:
+    """A test MariaDB at the datadir and port the variables name (or the defaults), one of its
+    own for each of `make test`'s workers (pytest-xdist's gw0, gw1: port + 100 per worker)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    index = int(worker.removeprefix("gw")) if worker.startswith("gw") else 0
+    base = Path(os.environ.get(dir_variable, Path(tempfile.gettempdir()) / dir_name))
+    if index:
+        base = base.with_name(f"{base.name}-{worker}")
+    return LocalMariaDB(base, port=int(os.environ.get(port_variable, port)) + 100 * index)
+
+
 @pytest.fixture(scope="session")
 def mariadb() -> Iterator[LocalMariaDB]:
     """The tests' own MariaDB (datadir under the temp folder, port 13306 or $CCMIRROR_TEST_DB_PORT),
     started if it does not answer and stopped again at the end if this run started it."""
-    base = Path(
-        os.environ.get(
-            "CCMIRROR_TEST_MARIADB_DIR", Path(tempfile.gettempdir()) / "ccmirror-test-mariadb"
-        )
+    server = worker_server(
+        "CCMIRROR_TEST_MARIADB_DIR", "ccmirror-test-mariadb", "CCMIRROR_TEST_DB_PORT", 13306
     )
-    server = LocalMariaDB(base, port=int(os.environ.get("CCMIRROR_TEST_DB_PORT", "13306")))
     started = server.ensure_running()
     yield server
     if started:

@@ -9,6 +9,7 @@ venv is on the host's root, so every droplet's overlay has the same salt-minion.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -50,7 +51,16 @@ WantedBy=multi-user.target
 def ensure_salt(progress: Callable[[str], None] = print) -> Path:
     """The salt venv, made once with Debian's python3 (pip from PyPI, nothing else), with
     pytest-testinfra beside salt for tests/infra and python-digitalocean for the fleet
-    runner."""
+    runner. One maker at a time: `make test`'s two workers (or a test and `make lab`) may
+    both find it missing on a fresh machine."""
+    SALT_VENV.parent.mkdir(parents=True, exist_ok=True)
+    with open(SALT_VENV.with_name(SALT_VENV.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        make_salt_venv(progress)
+    return SALT_VENV
+
+
+def make_salt_venv(progress: Callable[[str], None]) -> None:
     if not (SALT_VENV / "bin" / "salt-master").exists():
         progress(f"installing {SALT_REQUIREMENT} into {SALT_VENV} (once; a minute or two)")
         python = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else "python3"
@@ -62,7 +72,6 @@ def ensure_salt(progress: Callable[[str], None] = print) -> Path:
     if not any(SALT_VENV.glob("lib/python3*/site-packages/digitalocean")):
         progress(f"installing {', '.join(RUNNER_REQUIREMENTS)} into {SALT_VENV} (once)")
         salt_pip(*RUNNER_REQUIREMENTS)
-    return SALT_VENV
 
 
 def salt_pip(*requirements: str, remove_on_failure: bool = False) -> None:

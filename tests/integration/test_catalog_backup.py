@@ -17,11 +17,9 @@ import json
 import os
 import signal
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from botocore.client import BaseClient
@@ -35,7 +33,7 @@ from lab.mission.catalog_images import fill_images
 from lab.processes import seaweedfs_s3 as s3
 from lab.processes.mariadb import LocalMariaDB
 from lab.processes.seaweedfs import Cluster
-from tests.conftest import harvester_env, run_harvester, wait_for
+from tests.conftest import harvester_env, run_harvester, wait_for, worker_server
 from tests.integration.test_object_store import rendered_identities
 
 BUCKET = s3.IMAGES_BUCKET
@@ -46,12 +44,9 @@ TABLES = ("images", "leases", "stored_images", "queue_settings", "schema_migrati
 @pytest.fixture(scope="module")
 def fresh_mariadb() -> Iterator[LocalMariaDB]:
     """The second server: the new db-1 a restore rebuilds (stopped after if started here)."""
-    base = Path(
-        os.environ.get(
-            "CCMIRROR_TEST_MARIADB2_DIR", Path(tempfile.gettempdir()) / "ccmirror-test-mariadb2"
-        )
+    server = worker_server(
+        "CCMIRROR_TEST_MARIADB2_DIR", "ccmirror-test-mariadb2", "CCMIRROR_TEST_DB2_PORT", 13324
     )
-    server = LocalMariaDB(base, port=int(os.environ.get("CCMIRROR_TEST_DB2_PORT", "13324")))
     started = server.ensure_running()
     yield server
     if started:
