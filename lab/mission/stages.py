@@ -23,7 +23,6 @@ The e2e tests drive the same stages one by one and inject faults between them.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -44,7 +43,8 @@ import yaml
 from lab.fleet import lifecycle as fleet
 from lab.fleet import salt_master, wheelhouse
 from lab.fleet.core import LabConfig, LabError, LabState, lab_lock, load_state
-from lab.mission import mirror_check
+from lab.mission import backup_watch, mirror_check
+from lab.mission.background import beside, not_watching, progress_lines
 from lab.mission.coverage import coverage_line, lag_line, photos_by_source, recheck_line
 from lab.mission.watch import watch_lines
 from lab.mission.yfcc_from_universe import write_yfcc_sample
@@ -84,14 +84,15 @@ class Options:
     # The static core's droplets; "master" adds a droplet of the master role (the lab's
     # own master is the host), so its states are applied and verified too.
     core: tuple[str, ...] = CORE
+    watch_backup: bool = False  # the backup's lag sampled during the download (#20's figure)
 
     @classmethod
     def from_env(cls) -> Options:
         """`make lab`'s options: LAB_* sizes, the harvesters' background re-check on
         (pillar harvester:recheck, off by default in a real site's budget), and a droplet of
-        the master role (Prometheus, Alertmanager)."""
+        the master role (Prometheus, Alertmanager), and the backup's lag watched."""
         settings = {"harvester": {"harvester": {"recheck": RECHECK}}}
-        options = cls(settings=settings, core=("master", *CORE))  # Prometheus: on the master
+        options = cls(settings=settings, core=("master", *CORE), watch_backup=True)
         for name, variable in (
             ("downloaders", "LAB_DOWNLOADERS"),
             ("harvesters", "LAB_HARVESTERS"),
@@ -121,6 +122,7 @@ class Mission:
     faults: dict[int, str | dict] = field(default_factory=dict)  # what the image host does
     audit_result: dict | None = None
     storage_result: dict | None = None
+    backup_lag: backup_watch.BackupLag | None = None
     flickr_keys: dict[str, dict[str, str]] = field(default_factory=dict)  # issued, by minion
 
     # ------------------------------------------------------------------ plumbing
@@ -319,7 +321,7 @@ class Mission:
                     "timeout": 1200,
                 }
             }
-            with self._progress(self._harvest_line), _beside(during):
+            with progress_lines(self.show, self._harvest_line), beside(during):
                 self.orchestrate("orch.harvest", pillar)
         self.truth_by_safety = universe.truth_by_safety(self.start, self.end - 1)
         self.plan_faults(universe.truth(self.start, self.end - 1))
@@ -338,7 +340,12 @@ class Mission:
         count = self.options.downloaders
         with self.stage(f"orch.download with {count} downloaders"):
             pillar = {"download": {"count": count, "interval": 3, "timeout": 1800}}
-            with self._progress(self._download_line), _beside(during):
+            watch = backup_watch.watching if self.options.watch_backup else not_watching
+            with (
+                progress_lines(self.show, self._download_line),
+                beside(during),
+                watch(self.config, self._stored) as self.backup_lag,
+            ):
                 self.orchestrate("orch.download", pillar)
 
     def audit(self) -> dict:
@@ -377,6 +384,8 @@ class Mission:
             self.show(f"  audit:      {self.audit_result.get('comment')}")
         if self.storage_result is not None:
             self.show(f"  seaweedfs:  {self.storage_result.get('comment')}")
+        if self.backup_lag and (self.backup_lag.samples or self.backup_lag.failures):
+            self.show(f"  backup lag: {self.backup_lag.line()}")
         times = ", ".join(
             f"{name.split(':')[0].split(' of ')[0]} {t:.0f}s" for name, t in self.stages
         )
@@ -392,30 +401,6 @@ class Mission:
             self.salt_run("fleet.down", "role=harvester", f"count={count}")
 
     # ------------------------------------------------------------------ progress
-    @contextmanager
-    def _progress(self, line: Callable[[], str], every: float = 5.0) -> Iterator[None]:
-        """A line of progress every `every` seconds while the body runs, when it says
-        something new (else once a minute)."""
-        stop = threading.Event()
-
-        def report() -> None:
-            last, shown = "", 0.0
-            while not stop.wait(every):
-                # The database restarting: the next line will tell.
-                with contextlib.suppress(pymysql.Error, OSError, LabError):
-                    text = line()
-                    if text != last or time.monotonic() - shown >= 60:  # news, or alive
-                        self.show(f"    {text}")
-                        last, shown = text, time.monotonic()
-
-        thread = threading.Thread(target=report, daemon=True)
-        thread.start()
-        try:
-            yield
-        finally:
-            stop.set()
-            thread.join()
-
     def _harvest_line(self) -> str:
         with self.catalog() as conn, conn.cursor() as cur:
             cur.execute("SELECT state, COUNT(*) FROM search_tasks GROUP BY state")
@@ -436,31 +421,13 @@ class Mission:
         shown = ", ".join(f"{state} {n:,}" for state, n in sorted(states.items()))
         return f"catalog: {shown}; {leases} leases out, {in_flight:,} photos in them"
 
+    def _stored(self) -> int:
+        with self.catalog() as conn, conn.cursor() as cur:
+            cur.execute("SELECT COUNT(*) FROM stored_images")
+            return cur.fetchone()[0]
+
     def _indented(self, text: str) -> None:
         self.show(f"    {text}")
-
-
-@contextmanager
-def _beside(work: Callable[[], None] | None) -> Iterator[None]:
-    """`work` in a thread while the body runs; its exception, if any, is raised after."""
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            work()
-        except BaseException as error:  # noqa: BLE001 - handed to the caller
-            failure.append(error)
-
-    thread = threading.Thread(target=run, daemon=True) if work else None
-    if thread:
-        thread.start()
-    try:
-        yield
-    finally:
-        if thread:
-            thread.join()
-    if failure:
-        raise failure[0]
 
 
 def _json_line(line: str) -> object:

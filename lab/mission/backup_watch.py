@@ -1,0 +1,116 @@
+"""The backup's lag while the lab downloads at full speed (#20's figure): `harvester
+backup-lag` on db-1, the command `salt-run storage.status` runs there, every few seconds
+while the download stage runs and after it until bk-1 holds every stored photo.
+
+Each sample also counts the photos stored so far, so the summary can say how fast the
+download went while the backup was that far behind.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from lab.fleet import faults
+from lab.fleet.core import LabConfig, LabError, load_state
+
+# salt/ccmirror/defaults.yaml ccmirror:venv and salt/db/defaults.yaml db:audit_config
+LAG_COMMAND = [
+    "/opt/ccmirror/venv/bin/harvester",
+    "--config",
+    "/etc/ccmirror/audit.yaml",
+    "backup-lag",
+    "--json",
+]
+EVERY_SECONDS = 5.0
+CATCH_UP_SECONDS = 300.0  # the e2e's bound for the backup to hold every stored photo
+
+
+@dataclass
+class Sample:
+    at: float  # seconds since the watch started
+    behind: int  # stored photos not on the backup yet
+    seconds: float  # how long the oldest of them has waited
+    stored: int  # photos stored in the catalog at the time
+
+
+@dataclass
+class BackupLag:
+    samples: list[Sample] = field(default_factory=list)
+    download_seconds: float = 0.0  # when the download stage ended, since the watch started
+    caught_up_after: float | None = None  # seconds after the download's end; None: it did not
+    failures: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        """`at most 1,234 photos and 12.3 s behind while 5,000 photos were stored at 55/s
+        (40 samples); caught up 4 s after the download`."""
+        during = [s for s in self.samples if s.at <= self.download_seconds] or self.samples
+        if not during:
+            return f"not measured ({'; '.join(self.failures[-1:]) or 'no sample'})"
+        stored = during[-1].stored - during[0].stored
+        span = max(during[-1].at - during[0].at, 1e-9)
+        worst = max(during, key=lambda s: s.behind)
+        caught = (
+            f"caught up {self.caught_up_after:.0f} s after the download"
+            if self.caught_up_after is not None
+            else "not caught up"
+        )
+        return (
+            f"at most {worst.behind:,} photos and {max(s.seconds for s in during):.1f} s behind"
+            f" while {stored:,} photos were stored at {stored / span:,.0f}/s"
+            f" ({len(during)} samples); {caught}"
+        )
+
+
+@contextmanager
+def watching(
+    config: LabConfig, stored: Callable[[], int], every: float = EVERY_SECONDS
+) -> Iterator[BackupLag]:
+    """Samples the lag while the body runs, then until it is 0 (at most CATCH_UP_SECONDS);
+    a lab without bk-1 gets an empty record."""
+    lag = BackupLag()
+    state = load_state(config)
+    if state is None or "bk-1" not in state.droplets:
+        yield lag
+        return
+    db = state.droplets["db-1"]
+    started, done = time.monotonic(), threading.Event()
+
+    def sample() -> Sample | None:
+        try:
+            answer = json.loads(faults.run_in(db, LAG_COMMAND, timeout=60))
+            lag.samples.append(
+                Sample(time.monotonic() - started, answer["behind"], answer["seconds"], stored())
+            )
+            return lag.samples[-1]
+        except (LabError, ValueError, KeyError, OSError) as error:  # a sample lost, not the run
+            lag.failures.append(str(error)[:300])
+            return None
+
+    def run() -> None:
+        while not done.wait(every):
+            sample()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield lag
+    finally:
+        done.set()
+        thread.join()
+        lag.download_seconds = time.monotonic() - started
+    catch_up(lag, sample, every)  # only after a download that ended well
+
+
+def catch_up(lag: BackupLag, sample: Callable[[], Sample | None], every: float) -> None:
+    deadline = time.monotonic() + CATCH_UP_SECONDS
+    while time.monotonic() < deadline:
+        last = sample()
+        if last is not None and last.behind == 0:
+            lag.caught_up_after = max(last.at - lag.download_seconds, 0.0)
+            return
+        time.sleep(every)
