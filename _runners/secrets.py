@@ -197,6 +197,14 @@ def rotate(what: str, step: str = "start") -> dict[str, Any]:
                      restarts, its new connections are refused and its task leases wait.
         step=retire  the old passwords are forgotten. Nothing to apply.
 
+    what=backup_keys (the backup cluster's S3 keys: bk-*'s admin, the sink its
+    `weed filer.backup` writes with, and the reader db-1 measures the lag and restores with)
+        step=start   a new pair for each; bk-*'s gateway accepts both. Apply bk-*'s states.
+        step=switch  bk-* (its bucket and filer.backup) and db-1 use the new pairs. Apply
+                     bk-*'s and db-*'s states, then check db-1 reads the backup
+                     (ccmirror_audit_s3.backup_lag).
+        step=retire  the old pairs are forgotten. Apply bk-*'s states: refused from then on.
+
     Returns what changed and the rotation's state ("started", "switched" or "done").
 
     CLI Example::
@@ -204,6 +212,7 @@ def rotate(what: str, step: str = "start") -> dict[str, Any]:
         salt-run secrets.rotate what=storage_key
         salt-run secrets.rotate what=storage_key step=switch
         salt-run secrets.rotate what=storage_key step=retire
+        salt-run secrets.rotate what=backup_keys
     """
     try:
         summary = _writer("rotate_secrets")(_private_root(), what, step)
@@ -285,15 +294,17 @@ def _writer(name: str) -> Any:
     return function
 
 
+# The roles whose states must be applied after each step (the orchestration's cue).
+APPLY_AFTER = {
+    "storage_key": {"start": ["st-*"], "switch": ["dl-*", "db-*"], "retire": ["st-*"]},
+    "queue_tokens": {"start": ["db-*"], "switch": ["dl-*"], "retire": ["db-*"]},
+    "db_passwords": {"start": [], "switch": ["db-*", "hv-*"], "retire": []},
+    "backup_keys": {"start": ["bk-*"], "switch": ["bk-*", "db-*"], "retire": ["bk-*"]},
+}
+
+
 def _apply_after(what: str, step: str) -> list[str]:
-    """The roles whose states must be applied after this step (the orchestration's cue)."""
-    verifier = {"storage_key": "st-*", "queue_tokens": "db-*", "db_passwords": "db-*"}[what]
-    client = {"storage_key": "dl-*", "queue_tokens": "dl-*", "db_passwords": "hv-*"}[what]
-    if what == "db_passwords":
-        return [verifier, client] if step == "switch" else []
-    if what == "storage_key" and step == "switch":
-        return [client, "db-*"]  # db-1's catalog backup key switches with the downloaders'
-    return [client] if step == "switch" else [verifier]
+    return list(APPLY_AFTER[what][step])
 
 
 def _private_root() -> Path:

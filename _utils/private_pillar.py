@@ -13,23 +13,20 @@ with it (lab/fleet/lab_secrets.py, loading this file by path), and the queue's t
 and hash come from ccmirror_common/tokens.py beside it (loaded by path). The fleet runner checks
 a droplet's name with `check_minion_id`. Secret values are never logged nor returned.
 
-Over 500 lines: one writer of one layout whose record, rotation and file helpers go together,
-so that the lab can load it by path; the site facts' checks are site_pillar.py beside it.
+Over 500 lines: one writer of one layout whose record and rotations go together, so that the
+lab can load it by path; the site facts' checks are site_pillar.py beside it, and its file
+helpers (atomic writes, the lock, ssh-keygen) private_files.py.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import importlib.util
 import ipaddress
 import json
 import os
 import re
 import secrets
-import subprocess
-import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -38,7 +35,6 @@ import yaml
 
 RECORD_FILE = "secrets.json"
 LEGACY_RECORD_FILE = "lab-secrets.json"  # the name lab/fleet/lab_secrets.py used before
-LOCK_FILE = ".secrets.lock"
 QUEUE_DB_USER = "queue"
 MIGRATE_DB_USER = "migrate"
 STORAGE_HOST_KEY = "storage-host"
@@ -59,9 +55,11 @@ FLICKR_VALUE = re.compile(r"^[A-Za-z0-9]{1,200}$")
 FLICKR_TOKEN = re.compile(r"^[A-Za-z0-9-]{1,200}$")  # Flickr's: digits, a dash, hex digits
 OAUTH_FIELDS = ("oauth_token", "oauth_token_secret")  # a signing harvester's access token
 ACCESS_KEY_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-HEADER = "# written by the secrets runner (_runners/secrets.py) from secrets.json: do not edit\n"
 
-# What each rotation renews: per minion role prefix, and in the record's `db` section.
+# A rotation's section for the record's shared key pairs (`keys`): no minion id is "keys".
+KEYS = "keys"
+# What each rotation renews: per minion role prefix, in the record's `db` section, and (KEYS)
+# whole key pairs of its `keys`.
 ROTATED_FIELDS: dict[str, dict[str, tuple[str, ...]]] = {
     "queue_tokens": {"dl-": ("queue_token",)},
     "storage_key": {
@@ -69,6 +67,8 @@ ROTATED_FIELDS: dict[str, dict[str, tuple[str, ...]]] = {
         "db": BACKUP_KEY_FIELDS,
     },
     "db_passwords": {"hv-": ("db_password",), "db": ("migrate_password", "queue_password")},
+    # The backup cluster's keys: bk-*'s gateway accepts both during the rotation.
+    "backup_keys": {KEYS: tuple(BACKUP_S3_KEYS.values())},
 }
 STEPS = ("start", "switch", "retire")
 STARTED, SWITCHED = "started", "switched"
@@ -93,7 +93,7 @@ def write_private_root(
         check_minion_id(minion_id)
     # Checked before the root is made: a refused first run leaves nothing behind.
     site_facts({**_recorded_site(directory, load_record(directory)), **(site or {})})
-    with _locked(directory):
+    with _FILES.locked(directory):
         record = load_record(directory)
         facts = site_facts({**_recorded_site(directory, record), **(site or {})})
         record["site"] = facts
@@ -123,7 +123,7 @@ def store_flickr_key(
                 "all digits)"
             )
     directory = Path(directory)
-    with _locked(directory):
+    with _FILES.locked(directory):
         record = load_record(directory, must_exist=True)
         own = record["minions"].get(minion_id)
         if own is None:
@@ -140,7 +140,7 @@ def forget_minion(directory: Path, minion_id: str) -> bool:
     longer list its token hash and key. True when it was known."""
     check_minion_id(minion_id)
     directory = Path(directory)
-    with _locked(directory):
+    with _FILES.locked(directory):
         record = load_record(directory, must_exist=True)
         known = record["minions"].pop(minion_id, None) is not None
         if known and minion_id.startswith("dl-"):
@@ -164,13 +164,13 @@ def rotate_secrets(directory: Path, what: str, step: str = "start") -> dict[str,
     if step not in STEPS:
         raise SecretsError(f"step must be one of {', '.join(STEPS)}, not {step!r}")
     directory = Path(directory)
-    with _locked(directory):
+    with _FILES.locked(directory):
         record = load_record(directory, must_exist=True)
         rotation = record["rotations"].get(what)
         if step == "start":
             changed = _start_rotation(record, what)
             started = record["rotations"][what]
-            if not started["minions"] and not started["db"]:
+            if not any(started.get(section) for section in ("minions", "db", KEYS)):
                 del record["rotations"][what]  # nothing of that kind exists yet
         elif step == "switch":
             if rotation is None:
@@ -213,7 +213,7 @@ def change_storage_nodes(
         except ValueError:
             raise SecretsError(f"{node_id}: {address!r} is not an IP address") from None
     directory = Path(directory)
-    with _locked(directory):
+    with _FILES.locked(directory):
         record = load_record(directory, must_exist=True)
         before = _recorded_site(directory, record)
         facts = _SITE.changed_storage_nodes(before, add, drop, volumes)
@@ -246,6 +246,8 @@ SITE_DEFAULTS = _SITE.SITE_DEFAULTS
 site_facts = _SITE.site_facts
 pin_storage_masters = _SITE.pin_storage_masters
 check_minion_id = _SITE.check_minion_id
+# Atomic 0600 writes, the writer's lock, YAML blocks, ssh-keygen (private_files.py).
+_FILES = _load_by_path("_utils/private_files.py", "ccmirror_private_files")
 
 
 def minion_pillar(record: dict[str, Any], minion_id: str) -> dict[str, Any]:
@@ -278,11 +280,10 @@ def minion_pillar(record: dict[str, Any], minion_id: str) -> dict[str, Any]:
             "queue": {"tokens": {other: _token_hashes(record, other) for other in downloaders}},
             "storage_audit": dict(record["keys"][STORAGE_AUDIT]),
             "catalog_backup": _backup_key(record, _in_use),
-            "backup_target": dict(record["keys"][BACKUP_S3_KEYS["reader"]]),
+            "backup_target": dict(_in_use(record, "backup_keys", KEYS, BACKUP_S3_KEYS["reader"])),
         }
     if minion_id.startswith("bk-"):
-        keys = {name: dict(record["keys"][key]) for name, key in BACKUP_S3_KEYS.items()}
-        return {"storage": {"s3_identities": keys}}
+        return {"storage": {"s3_identities": _backup_identities(record)}}
     if minion_id.startswith("st-"):
         host_key = record["keys"][STORAGE_HOST_KEY]
         authorized: dict[str, str] = {}
@@ -379,19 +380,37 @@ def _s3_identities(record: dict[str, Any], downloaders: list[str]) -> dict[str, 
     return identities
 
 
-def _current(record: dict[str, Any], minion_id: str | None, field: str) -> str:
-    return record["db"][field] if minion_id is None else record["minions"][minion_id][field]
+def _backup_identities(record: dict[str, Any]) -> dict[str, dict]:
+    """What bk-*'s gateway accepts: its admin, the sink and the reader, each with its other
+    key too during a backup_keys rotation (grouped by name in s3.json, as the downloaders')."""
+    identities = {}
+    for name, key in BACKUP_S3_KEYS.items():
+        identities[name] = dict(_in_use(record, "backup_keys", KEYS, key))
+        other = _not_in_use(record, "backup_keys", KEYS, key)
+        if other:
+            identities[f"{name}.{_other_label(record, 'backup_keys')}"] = dict(other)
+    return identities
 
 
-def _next(record: dict[str, Any], what: str, minion_id: str | None, field: str) -> str | None:
+def _current(record: dict[str, Any], owner: str | None, field: str) -> Any:
+    """The value in the record: `owner` is a minion id, None for `db`, or KEYS."""
+    if owner is None or owner == KEYS:
+        return record["db" if owner is None else KEYS][field]
+    return record["minions"][owner][field]
+
+
+def _next(record: dict[str, Any], what: str, owner: str | None, field: str) -> Any:
     rotation = record["rotations"].get(what)
     if rotation is None:
         return None
-    section = rotation["db"] if minion_id is None else rotation["minions"].get(minion_id, {})
+    if owner is None or owner == KEYS:
+        section = rotation.get("db" if owner is None else KEYS, {})
+    else:
+        section = rotation["minions"].get(owner, {})
     return section.get(field)
 
 
-def _in_use(record: dict[str, Any], what: str, minion_id: str | None, field: str) -> str:
+def _in_use(record: dict[str, Any], what: str, minion_id: str | None, field: str) -> Any:
     """The value clients use: the next one once its rotation is switched."""
     upcoming = _next(record, what, minion_id, field)
     if upcoming and record["rotations"][what]["step"] == SWITCHED:
@@ -399,7 +418,7 @@ def _in_use(record: dict[str, Any], what: str, minion_id: str | None, field: str
     return _current(record, minion_id, field)
 
 
-def _not_in_use(record: dict[str, Any], what: str, minion_id: str | None, field: str) -> str:
+def _not_in_use(record: dict[str, Any], what: str, minion_id: str | None, field: str) -> Any:
     """During a rotation, the value verifiers accept besides the one in use; else ""."""
     upcoming = _next(record, what, minion_id, field)
     if not upcoming:
@@ -433,13 +452,11 @@ def _ensure_secrets(record: dict[str, Any], minion_id: str, throwaway_flickr_key
         own.setdefault("queue_token", _new_value("queue_token"))
         _fill_next(own, ROTATED_FIELDS["storage_key"]["dl-"], minion_id)
     if STORAGE_HOST_KEY not in record["keys"]:
-        private, public = _ssh_keygen("ccmirror-storage-host")
+        private, public = _FILES.ssh_keygen("ccmirror-storage-host")
         record["keys"][STORAGE_HOST_KEY] = {"private": private, "public": public}
     for name in (STORAGE_ADMIN, STORAGE_AUDIT, *BACKUP_S3_KEYS.values()):
-        record["keys"].setdefault(
-            name,
-            {"access_key": _new_value("s3_access_key"), "secret_key": _new_value("s3_secret_key")},
-        )
+        if name not in record["keys"]:
+            record["keys"][name] = _new_key_pair()
     for field in ("migrate_password", "queue_password", "filer_password", *BACKUP_KEY_FIELDS):
         record["db"].setdefault(field, _new_value(field))
 
@@ -454,6 +471,10 @@ def _new_value(field: str) -> str:
     return secrets.token_urlsafe(24)  # the database passwords
 
 
+def _new_key_pair() -> dict[str, str]:
+    return {"access_key": _new_value("s3_access_key"), "secret_key": _new_value("s3_secret_key")}
+
+
 def _start_rotation(record: dict[str, Any], what: str) -> bool:
     """Make a next value for every field `what` renews that has none yet (a re-run, or a
     minion added since the start, gets what is missing). Once switched, nothing changes."""
@@ -464,6 +485,11 @@ def _start_rotation(record: dict[str, Any], what: str) -> bool:
     for prefix, fields in ROTATED_FIELDS[what].items():
         if prefix == "db":
             changed |= _fill_next(rotation["db"], fields, "db")
+            continue
+        if prefix == KEYS:
+            pairs = rotation.setdefault(KEYS, {})
+            for name in (name for name in fields if name not in pairs):
+                pairs[name], changed = _new_key_pair(), True
             continue
         for minion_id in sorted(record["minions"]):
             if minion_id.startswith(prefix):
@@ -477,7 +503,9 @@ def _fill_next(section: dict[str, str], fields: tuple[str, ...], owner: str) -> 
     if all(field in section for field in fields):
         return False
     if "ssh_private_key" in fields and "ssh_private_key" not in section:
-        section["ssh_private_key"], section["ssh_public_key"] = _ssh_keygen(f"ccmirror-{owner}")
+        section["ssh_private_key"], section["ssh_public_key"] = _FILES.ssh_keygen(
+            f"ccmirror-{owner}"
+        )
     for field in fields:
         section.setdefault(field, _new_value(field))
     return True
@@ -490,6 +518,7 @@ def _retire_rotation(record: dict[str, Any], what: str) -> bool:
     if rotation["step"] != SWITCHED:
         raise SecretsError(f"the rotation of {what} is not switched yet: run step=switch first")
     record["db"].update(rotation["db"])
+    record["keys"].update(rotation.get(KEYS, {}))
     for minion_id, values in rotation["minions"].items():
         if minion_id in record["minions"]:
             record["minions"][minion_id].update(values)
@@ -517,10 +546,10 @@ def _save_and_render(directory: Path, record: dict[str, Any]) -> list[str]:
     for minion_id in sorted(record["minions"]):  # a record from an older release: what is new
         _ensure_secrets(record, minion_id, throwaway_flickr_keys=False)
     text = json.dumps(record, indent=1, sort_keys=True)
-    if _write_if_changed(directory / RECORD_FILE, text, 0o600):
+    if _FILES.write_if_changed(directory / RECORD_FILE, text, 0o600):
         changed.append(RECORD_FILE)
     (directory / LEGACY_RECORD_FILE).unlink(missing_ok=True)
-    if _write_if_changed(directory / "site.sls", _sls({"site": record["site"]}), 0o644):
+    if _FILES.write_if_changed(directory / "site.sls", _FILES.sls({"site": record["site"]}), 0o644):
         changed.append("site.sls")
     minions_dir = directory / "minions"
     minions_dir.mkdir(exist_ok=True)
@@ -528,73 +557,6 @@ def _save_and_render(directory: Path, record: dict[str, Any]) -> list[str]:
     for minion_id in sorted(record["minions"]):
         pillar = minion_pillar(record, minion_id)
         path = minions_dir / f"{minion_id}.sls"
-        if pillar and _write_if_changed(path, _sls(pillar), 0o600):
+        if pillar and _FILES.write_if_changed(path, _FILES.sls(pillar), 0o600):
             changed.append(f"minions/{minion_id}.sls")
     return changed
-
-
-def _sls(data: dict[str, Any]) -> str:
-    return HEADER + yaml.dump(data, Dumper=_BlockDumper, default_flow_style=False, sort_keys=True)
-
-
-class _BlockDumper(yaml.SafeDumper):
-    """Multi-line strings (private keys) as `|` blocks, as a person would write them."""
-
-
-def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
-    style = "|" if "\n" in value else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-_BlockDumper.add_representer(str, _represent_str)
-
-
-def _write_if_changed(path: Path, text: str, mode: int) -> bool:
-    """Atomically, with its mode set before it is visible: no reader sees half a file, and
-    no secret is ever world-readable, whatever the umask. An equal file is left alone (its
-    mode corrected), so a second run changes nothing."""
-    try:
-        same = path.read_text(encoding="utf-8") == text
-    except FileNotFoundError:
-        same = False
-    if same:
-        if path.stat().st_mode & 0o777 == mode:
-            return False
-        os.chmod(path, mode)
-        return True
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    return True
-
-
-@contextlib.contextmanager
-def _locked(directory: Path) -> Iterator[None]:
-    """The root made (0700) and held by one writer at a time: two runners started together
-    must not each save a record without the other's secrets."""
-    directory.mkdir(parents=True, exist_ok=True)
-    os.chmod(directory, 0o700)
-    fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
-def _ssh_keygen(comment: str) -> tuple[str, str]:
-    """A new ed25519 key pair (private, public), made in a private temporary directory."""
-    with tempfile.TemporaryDirectory(prefix="ccmirror-secrets-") as tmp:
-        path = Path(tmp) / "key"
-        subprocess.run(
-            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
-            check=True,
-            capture_output=True,
-        )
-        return path.read_text(), path.with_suffix(".pub").read_text().strip()

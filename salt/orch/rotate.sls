@@ -1,11 +1,13 @@
 {#- orch.rotate: one secret rotated with zero downtime, every step of `secrets.rotate`
     followed by the states it names (see _runners/secrets.py's `rotate`), each step only
     after the one before succeeded; a storage key is checked with a real push by every
-    downloader before the old one is retired, and again after.
+    downloader before the old one is retired, and again after, and the backup keys by db-1
+    reading the backup cluster.
 
     salt-run state.orchestrate orch.rotate pillar='{rotate: {what: storage_key} }'
     salt-run state.orchestrate orch.rotate pillar='{rotate: {what: queue_tokens} }'
     salt-run state.orchestrate orch.rotate pillar='{rotate: {what: db_passwords} }'
+    salt-run state.orchestrate orch.rotate pillar='{rotate: {what: backup_keys} }'
 
     A failure stops the run with the rotation where it stood: the old secret still works
     until `retire`, and running the same orchestration again completes it. #}
@@ -28,8 +30,20 @@
     "switch": [["db-*", ["db", "queue"]], ["hv-*", ["harvester"]]],
     "retire": [],
   },
+  "backup_keys": {
+    "start": [["bk-*", ["backup"]]],
+    "switch": [["bk-*", ["backup"]], ["db-*", ["db"]]],
+    "retire": [["bk-*", ["backup"]]],
+  },
 } %}
-{%- set checks_storage = {"storage_key": ["switch", "retire"]} %}
+{#- After which steps a real use of the new secret is checked: a push by every downloader,
+    db-1 reading the backup cluster. #}
+{%- set checks = {
+  "storage_key": {"switch": ["dl-*", "ccmirror.check_storage"],
+                  "retire": ["dl-*", "ccmirror.check_storage"]},
+  "backup_keys": {"switch": ["db-*", "ccmirror_audit_s3.backup_lag"],
+                  "retire": ["db-*", "ccmirror_audit_s3.backup_lag"]},
+} %}
 
 {%- if what not in plans %}
 
@@ -61,15 +75,16 @@ orch-rotate-{{ step }}-{{ target | replace("-*", "") }}-salt-state:
       - salt: {{ previous[-1] }}
 {%- do previous.append("orch-rotate-" ~ step ~ "-" ~ target | replace("-*", "") ~ "-salt-state") %}
 {%- endfor %}
-{%- if step in checks_storage.get(what, []) %}
+{%- if step in checks.get(what, {}) %}
+{%- set target, function = checks[what][step] %}
 
-orch-rotate-{{ step }}-check-storage-salt-function:
+orch-rotate-{{ step }}-check-salt-function:
   salt.function:
-    - name: ccmirror.check_storage
-    - tgt: "dl-*"
+    - name: {{ function }}
+    - tgt: "{{ target }}"
     - require:
       - salt: {{ previous[-1] }}
-{%- do previous.append("orch-rotate-" ~ step ~ "-check-storage-salt-function") %}
+{%- do previous.append("orch-rotate-" ~ step ~ "-check-salt-function") %}
 {%- endif %}
 {%- endfor %}
 {%- endif %}

@@ -51,6 +51,7 @@ CASES = {
     "maintenance-bad": ("orch.maintenance", "{maintenance: sideways}"),
     "rotate-storage": ("orch.rotate", "{rotate: {what: storage_key}}"),
     "rotate-tokens": ("orch.rotate", "{rotate: {what: queue_tokens}}"),
+    "rotate-backup": ("orch.rotate", "{rotate: {what: backup_keys}}"),
     "rotate-db": ("orch.rotate", "{rotate: {what: db_passwords}}"),
     "rotate-bad": ("orch.rotate", "{rotate: {what: everything}}"),
     "deploy": ("orch.deploy", "{deploy: {batch: 25%, wait: 600}}"),
@@ -211,6 +212,26 @@ def test_rotate_applies_states_between_steps_and_checks_storage(orch):
     ]
     bad = steps(orch, "rotate-bad")
     assert len(bad) == 1 and "everything" in bad[0][2]["comment"]
+
+
+def test_rotating_the_backup_keys_applies_bk_and_db_and_checks_db_reads_the_backup(orch):
+    seen = steps(orch, "rotate-backup")
+    assert [(s[1], s[2].get("step") or s[2].get("tgt")) for s in seen] == [
+        ("salt.runner", "start"),
+        ("salt.state", "bk-*"),
+        ("salt.runner", "switch"),
+        ("salt.state", "bk-*"),
+        ("salt.state", "db-*"),  # the reader key: backup lag and restores
+        ("salt.function", "db-*"),
+        ("salt.runner", "retire"),
+        ("salt.state", "bk-*"),
+        ("salt.function", "db-*"),
+    ]
+    for before, after in zip(seen, seen[1:], strict=False):
+        assert after[2]["require"] == [{"salt": before[0]}], after
+    assert {s[2]["name"] for s in seen if s[1] == "salt.function"} == {
+        "ccmirror_audit_s3.backup_lag"
+    }
 
 
 def test_deploy_releases_in_batches(orch):

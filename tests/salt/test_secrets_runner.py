@@ -50,7 +50,7 @@ for kind, *rest in json.load(sys.stdin):
 json.dump(results, sys.stdout)
 """
 RUNNER_FUNCTIONS = ("forget", "init", "rotate", "set_flickr_key", "storage_nodes")
-MINIONS = ["master", "db-1", "hv-1", "hv-2", "dl-1", "dl-2", "st-1"]
+MINIONS = ["master", "db-1", "hv-1", "hv-2", "dl-1", "dl-2", "st-1", "bk-1"]
 SITE = "{db_host: 10.250.0.2, storage_host: 10.250.0.3, private_network: 10.250.0.0/24}"
 
 
@@ -204,7 +204,9 @@ def test_init_writes_each_minion_its_own_file_and_a_second_run_changes_nothing(
     assert returned["missing_flickr_key"] == ["hv-1", "hv-2"]  # real keys come from the user
     assert mode(master.private) == 0o700 and mode(master.private / "minions") == 0o700
     written = sorted(p.name for p in (master.private / "minions").iterdir())
-    assert written == ["db-1.sls", "dl-1.sls", "dl-2.sls", "hv-1.sls", "hv-2.sls", "st-1.sls"]
+    assert written == [
+        "bk-1.sls", "db-1.sls", "dl-1.sls", "dl-2.sls", "hv-1.sls", "hv-2.sls", "st-1.sls"
+    ]  # fmt: skip
     assert all(mode(master.private / "minions" / name) == 0o600 for name in written)
     assert mode(master.private / "secrets.json") == 0o600
     assert not [s for s in every_secret(master.record()) if s in output]
@@ -386,6 +388,43 @@ def test_rotate_storage_key_adds_switches_then_retires(initialised: Master, tmp_
     assert backup_accepted(pillars[4]) == {"backup": new_backup}
     assert backup_in_use(pillars[4]) == new_backup
     assert not reretired["changed"] and reretired["state"] == "done"
+
+
+def test_rotate_backup_keys_bk1_accepts_both_until_retired(initialised: Master):
+    """The backup cluster's admin, sink and reader keys: bk-1's gateway accepts the old and
+    the new pair between start and retire; bk-1 itself and db-1 (the reader) switch; no
+    other minion's pillar changes."""
+    steps = ["start", "start", "switch", "retire"]
+    ids = ["bk-1", "db-1", "st-1", "dl-1"]
+    before, *results = rotation(initialised, "backup_keys", ids, steps)
+    (started, restarted, switched, retired), pillars = results[0::2], results[1::2]
+
+    def accepted(seen: dict) -> dict[str, str]:
+        identities = seen["bk-1"]["storage"]["s3_identities"]
+        return {label: key["access_key"] for label, key in identities.items()}
+
+    def reader(seen: dict) -> str:
+        return seen["db-1"]["backup_target"]["access_key"]
+
+    old = accepted(before)
+    assert sorted(old) == ["admin", "reader", "sink"] and reader(before) == old["reader"]
+    assert started["apply"] == ["bk-*"] and started["state"] == "started"
+    assert not restarted["changed"] and pillars[1] == pillars[0]
+    new = {name: accepted(pillars[0])[f"{name}.next"] for name in old}
+    assert accepted(pillars[0]) == old | {f"{name}.next": new[name] for name in old}
+    assert all(new[name] != old[name] for name in old) and reader(pillars[0]) == old["reader"]
+
+    assert switched["apply"] == ["bk-*", "db-*"] and switched["state"] == "switched"
+    assert accepted(pillars[2]) == new | {f"{name}.previous": old[name] for name in old}
+    assert reader(pillars[2]) == new["reader"]
+    assert pillars[2]["bk-1"]["storage"]["s3_identities"]["sink"]["access_key"] == new["sink"]
+
+    assert retired["apply"] == ["bk-*"] and retired["state"] == "done"
+    assert accepted(pillars[3]) == new and reader(pillars[3]) == new["reader"]
+    for unconcerned in ("st-1", "dl-1"):
+        assert all(seen[unconcerned] == before[unconcerned] for seen in pillars), unconcerned
+    keys = initialised.record()["keys"]
+    assert {name: keys[f"backup-{name}"]["access_key"] for name in old} == new
 
 
 def test_rotate_queue_tokens_keeps_both_hashes_until_retired(initialised: Master):
@@ -587,7 +626,7 @@ def test_storage_nodes_change_under_the_writers_lock(tmp_path: Path):
     write_lab_secrets(tmp_path, ["st-1"], site)
     writer = plain_util("private_pillar")
     outcome: dict = {}
-    with writer._locked(tmp_path):
+    with writer._FILES.locked(tmp_path):
         stale = writer.load_record(tmp_path)
         change = threading.Thread(
             target=lambda: outcome.update(
