@@ -57,9 +57,14 @@ def beside(work: Callable[[], None] | None) -> Iterator[None]:
         thread.start()
     try:
         yield
-    finally:
+    except BaseException as error:
         if thread:
             thread.join()
+        if failure:  # often the cause: say it beside the body's own error
+            error.add_note(f"and beside it: {failure[0]!r}")
+        raise
+    if thread:
+        thread.join()
     if failure:
         raise failure[0]
 

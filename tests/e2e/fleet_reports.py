@@ -4,11 +4,14 @@ and the droplets' sshd as the replacement systemctl sees it."""
 from __future__ import annotations
 
 import subprocess
+import time
 
 from lab.fleet import faults
 from lab.fleet import lifecycle as fleet
 from lab.mission import stages as mission
 
+# testinfra's run, during the download on two shared cores (one CI run: over 600 s, unexplained).
+INFRA_SECONDS = 1200
 SSHD_PROBE = (
     "systemctl is-active ssh; cat /run/ssh.service.status 2>&1; ls -ld /run/sshd 2>&1;"
     " ps -eo pid,ppid,lstart,args | grep -v ' ps -eo';"
@@ -30,9 +33,12 @@ def sshd_states(m: mission.Mission, minions: tuple[str, ...]) -> dict[str, str]:
 
 
 def infra(m: mission.Mission) -> subprocess.CompletedProcess:
-    """`pytest tests/infra --hosts='salt://*'` from the lab's master."""
+    """`pytest tests/infra --hosts='salt://*'` from the lab's master, its time shown."""
     argv, env = fleet.infra_command(m.config, ["-q", "-p", "no:cacheprovider", "-rA"])
-    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
+    started = time.monotonic()
+    result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=INFRA_SECONDS)
+    m.show(f"    testinfra from the master: {time.monotonic() - started:.0f}s")
+    return result
 
 
 def infra_failures(result: subprocess.CompletedProcess) -> str:

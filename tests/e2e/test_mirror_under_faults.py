@@ -86,6 +86,7 @@ from tests.e2e.catalog_queries import (
     task_between_pages,
     task_states,
 )
+from tests.e2e.fault_pacing import fetching_again, full_speed_on_failure, show
 from tests.e2e.fleet_reports import infra, infra_failures, sshd_report, sshd_states
 from tests.e2e.storage_faults import (
     S3_PORT,
@@ -128,7 +129,6 @@ SITE_SETTINGS = {  # by role: the private root's settings/<role>.sls
 }
 # Seconds per image while the faults run, so the download outlasts them.
 LATENCY = 15.0
-FETCHED_AGAIN = 25  # image requests after a fault before the next one
 SUMMARY_LINE = re.compile(r"^\s+(\S+)\s+(ok|FAILED)\s+\d+ states, \d+ changed, \d+ failed$", re.M)
 
 
@@ -159,7 +159,8 @@ def run() -> Iterator[dict]:
         with m.catalog() as conn:
             seen["coverage"] = coverage_line(conn, m.truth_by_safety)
         seen["import"] = import_faults.import_old_tree(m)
-        m.download(during=lambda: faults_during_download(m, seen))
+        faults = full_speed_on_failure(m, lambda: faults_during_download(m, seen))
+        m.download(during=faults)
         seen["audit"] = m.audit()
         seen["backup caught up"] = backup_faults.backup_caught_up(m)
         seen["backup restore"] = backup_faults.lose_and_restore(m, stored_paths(m))
@@ -191,23 +192,6 @@ def run() -> Iterator[dict]:
         if "webhook" in seen:
             seen["webhook"].stop()
         lab.down()
-
-
-def show(shown: list[str], line: str) -> None:
-    print(f"{time.strftime('%H:%M:%S')} {line}", flush=True)  # where the minutes go
-    shown.append(line)
-
-
-def fetching_again(m: mission.Mission, timeout: float = 240) -> None:
-    """The downloaders fetch again after a fault: FETCHED_AGAIN more image requests. (A
-    photo counts as stored only when its whole lease is pushed, minutes at this latency.)"""
-    target = image_service.stats(m.config)["total"] + FETCHED_AGAIN
-    wait_for(
-        lambda: image_service.stats(m.config)["total"] >= target,
-        timeout,
-        "the downloaders to fetch again",
-        1,
-    )
 
 
 def kill_harvester_mid_task(m: mission.Mission, seen: dict) -> None:
