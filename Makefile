@@ -28,9 +28,10 @@ lint: deps
 	$(VENV)/bin/yamllint --strict salt pillar .yamllint .salt-lint
 	find salt pillar -name '*.sls' -print0 | xargs -0 $(VENV)/bin/salt-lint
 
-# Two workers, each test file on one of them (`--dist loadfile`): the e2e (one file, half the
-# run and mostly waiting on its lab) goes first, and the rest runs beside it on the other.
-TEST_WORKERS ?= 2
+# TEST_WORKERS=2: two workers, each test file on one of them (`--dist loadfile`), the e2e (one
+# file, half the run) beside the rest: 42 minutes instead of 65. Not the default yet: on 2
+# shared cores two of three such runs failed, each on other time-bound tests (README).
+TEST_WORKERS ?= 0
 test: lint
 	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
