@@ -67,9 +67,3 @@ def beside(work: Callable[[], None] | None) -> Iterator[None]:
         thread.join()
     if failure:
         raise failure[0]
-
-
-@contextmanager
-def not_watching(*_: object) -> Iterator[None]:
-    """The stand-in for a watch the options turned off (backup_watch.watching's shape)."""
-    yield None

@@ -8,6 +8,7 @@ download went while the backup was that far behind.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -16,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from lab.fleet import faults
-from lab.fleet.core import LabConfig, LabError, load_state
+from lab.fleet.core import LabConfig, LabError, load_state, wait_for
 
 # salt/ccmirror/defaults.yaml ccmirror:venv and salt/db/defaults.yaml db:audit_config
 LAG_COMMAND = [
@@ -107,10 +108,12 @@ def watching(
 
 
 def catch_up(lag: BackupLag, sample: Callable[[], Sample | None], every: float) -> None:
-    deadline = time.monotonic() + CATCH_UP_SECONDS
-    while time.monotonic() < deadline:
+    """Samples until one is at 0 (`caught_up_after` set), or CATCH_UP_SECONDS have passed."""
+
+    def at_zero() -> Sample | None:
         last = sample()
-        if last is not None and last.behind == 0:
-            lag.caught_up_after = max(last.at - lag.download_seconds, 0.0)
-            return
-        time.sleep(every)
+        return last if last is not None and last.behind == 0 else None
+
+    with contextlib.suppress(LabError):  # not caught up: the line says so
+        last = wait_for(at_zero, CATCH_UP_SECONDS, "the backup to catch up", every)
+        lag.caught_up_after = max(last.at - lag.download_seconds, 0.0)

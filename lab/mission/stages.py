@@ -23,6 +23,7 @@ The e2e tests drive the same stages one by one and inject faults between them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -44,7 +45,7 @@ from lab.fleet import lifecycle as fleet
 from lab.fleet import salt_master, wheelhouse
 from lab.fleet.core import LabConfig, LabError, LabState, lab_lock, load_state
 from lab.mission import backup_watch, mirror_check
-from lab.mission.background import beside, not_watching, progress_lines
+from lab.mission.background import beside, progress_lines
 from lab.mission.coverage import coverage_line, lag_line, photos_by_source, recheck_line
 from lab.mission.watch import watch_lines
 from lab.mission.yfcc_from_universe import write_yfcc_sample
@@ -340,11 +341,15 @@ class Mission:
         count = self.options.downloaders
         with self.stage(f"orch.download with {count} downloaders"):
             pillar = {"download": {"count": count, "interval": 3, "timeout": 1800}}
-            watch = backup_watch.watching if self.options.watch_backup else not_watching
+            watch = (
+                backup_watch.watching(self.config, self._stored)
+                if self.options.watch_backup
+                else contextlib.nullcontext()
+            )
             with (
                 progress_lines(self.show, self._download_line),
                 beside(during),
-                watch(self.config, self._stored) as self.backup_lag,
+                watch as self.backup_lag,
             ):
                 self.orchestrate("orch.download", pillar)
 
