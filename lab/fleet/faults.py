@@ -320,13 +320,19 @@ def destroy_droplet(
         lab_fleet.remove(config, droplet_id, progress=lambda line: None)
     else:
         delete_through_api(do_api, droplet_id)
+    # The lab's removal deletes the key last (`salt-key -d`, in the simulator's worker when
+    # `do_api`): put back before that, it would be gone again under fleet.destroy's feet.
     wait_for(
-        lambda: not droplet.alive() and not in_lab(config, droplet_id),
+        lambda: (
+            not droplet.alive()
+            and not in_lab(config, droplet_id)
+            and (key is None or not key_file.exists())
+        ),
         timeout,
         f"{droplet_id}: the droplet to be destroyed",
         interval=0.2,
     )
-    if key is not None and not key_file.exists():
+    if key is not None:
         key_file.write_bytes(key)
         os.chmod(key_file, 0o644)
 

@@ -17,12 +17,25 @@
 {%-     do entries.append(dict(targets=[private[0] ~ ":" ~ scrape.port], labels=dict(minion=minion))) %}
 {%-   endfor %}
 
+{#-   Written beside, then published by a rename: Salt's own write renames a 0600 file into
+      place and chmods it after, and a Prometheus woken by the rename cannot read it, and
+      skips the chmod's event; the change would wait for file_sd's next re-read. #}
+{%-   set published = prometheus.targets_dir ~ "/" ~ job ~ ".json" %}
+{%-   set staged = prometheus.targets_dir ~ "/staged/" ~ job ~ ".json" %}
+
 prometheus-targets-{{ job }}-file-managed:
   file.managed:
-    - name: {{ prometheus.targets_dir }}/{{ job }}.json
+    - name: {{ staged }}
     - contents: {{ (entries | json) | json }}
     - user: root
     - group: root
     - mode: "0644"
     - makedirs: True
+
+prometheus-targets-{{ job }}-cmd-run:
+  cmd.run:
+    - name: install -m 0644 {{ staged }} {{ published }}.new && mv -f {{ published }}.new {{ published }}
+    - unless: cmp -s {{ staged }} {{ published }}
+    - require:
+      - file: prometheus-targets-{{ job }}-file-managed
 {%- endfor %}

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -26,7 +27,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import requests
 
-from lab.fleet import faults
+from lab.fleet import faults, salt_master
 from lab.fleet.lifecycle import LAB_MONITORING
 from lab.mission import stages as mission
 from lab.mission.watch import PROMETHEUS_PORT
@@ -42,6 +43,8 @@ FIRING_DEADLINE = FIRING_BOUND + 60
 RESOLVED_DEADLINE = 90  # the restart, a scrape, an evaluation, a group interval
 TARGETS_DEADLINE = 60  # "scraped within a minute"; gone within one
 DOWN_ALERT = "CcmirrorDownloaderDown"
+TARGETS_DIR = "/etc/prometheus/targets"  # salt/prometheus/defaults.yaml
+MINE_FUNCTION = "ccmirror_addresses"  # pillar/mine.sls
 
 
 @dataclass
@@ -162,9 +165,10 @@ def in_background(work: Callable[[], dict]) -> Callable[[], dict]:
     return future.result
 
 
-def destroyed_unscraped(m: mission.Mission, minion: str) -> float | None:
-    """Seconds until `minion` (just removed by fleet.destroy) is no target of any job; None
-    if it still was after a minute."""
+def destroyed_unscraped(m: mission.Mission, minion: str) -> dict:
+    """Seconds until `minion` (just removed by fleet.destroy) is no target of any job (None
+    if it still was after a minute); when it was, what the master had: the jobs that still
+    scraped it, its targets files and the mine's answer."""
     started = time.monotonic()
     try:
         wait_for(
@@ -174,8 +178,30 @@ def destroyed_unscraped(m: mission.Mission, minion: str) -> float | None:
             1,
         )
     except AssertionError:
-        return None
-    return time.monotonic() - started
+        return {"seconds": None, "master had": _scrape_sources(m, minion)}
+    return {"seconds": time.monotonic() - started}
+
+
+def _scrape_sources(m: mission.Mission, minion: str) -> dict[str, object]:
+    """Where a stale target came from: Prometheus' jobs that list `minion`, the master
+    droplet's targets files, the master's accepted keys and what its mine answers."""
+    master = faults.find_droplet(m.config, "master")
+    mine = salt_master.salt_command(
+        m.config, "salt", ["--out=json", "master", "mine.get", "*", MINE_FUNCTION]
+    )
+    found: dict[str, object] = {
+        "jobs": sorted(job for job, seen in targets(m).items() if minion in seen),
+        "accepted keys": sorted(p.name for p in salt_master.minion_keys_dir(m.config).iterdir()),
+    }
+    try:
+        found["targets files"] = faults.run_in(
+            master, ["sh", "-c", f"ls -l --time-style=+%T {TARGETS_DIR}; cat {TARGETS_DIR}/*.json"]
+        )[-3000:]
+        answer = subprocess.run(mine, capture_output=True, text=True, timeout=60)
+        found["mine"] = (answer.stdout + answer.stderr)[-2000:]
+    except Exception as error:  # noqa: BLE001 (a diagnosis: whatever it found is kept)
+        found["error"] = f"{type(error).__name__}: {error}"[-500:]
+    return found
 
 
 def _wait_post(

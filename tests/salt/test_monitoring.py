@@ -144,8 +144,10 @@ def test_the_rendered_prometheus_config_passes_promtool_with_the_rules_and_targe
     )
     for job in JOBS:
         state = args(states[f"prometheus-targets-{job}-file-managed"])
-        assert state["name"] == str(base / f"{job}.json")
-        Path(state["name"]).write_text(state["contents"])
+        assert state["name"] == str(base / "staged" / f"{job}.json")
+        published = args(states[f"prometheus-targets-{job}-cmd-run"])["name"]
+        assert published.endswith(f"mv -f {base}/{job}.json.new {base}/{job}.json"), published
+        (base / f"{job}.json").write_text(state["contents"])
     config = tmp_path / "prometheus.yml"
     config.write_text(render(states["prometheus-config-file-managed"], "prometheus.yml"))
     result = tool("promtool", "check", "config", str(config))
@@ -155,7 +157,7 @@ def test_the_rendered_prometheus_config_passes_promtool_with_the_rules_and_targe
     assert "WARNING" not in result.stdout + result.stderr  # every target file is there
     parsed = yaml.safe_load(config.read_text())
     assert {job["job_name"]: job["file_sd_configs"] for job in parsed["scrape_configs"]} == {
-        job: [{"files": [str(base / f"{job}.json")]}] for job in JOBS
+        job: [{"files": [str(base / f"{job}.json")], "refresh_interval": "30s"}] for job in JOBS
     }
     alertmanagers = parsed["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
     assert alertmanagers == [f"{host_address()}:9093"]

@@ -5,21 +5,28 @@ dl-1 and hv-1, have accepted keys and mine data in the master's cache (as a mini
 `mine.update` leaves it; no process needed). The master minion applies
 `prometheus.targets`, and the file_sd files name exactly those minions, each at its address
 in the site's private network and the job's port. A minion whose key is deleted (what
-`fleet.down` does) is gone from them at the next apply. The queue lets the master's address
-in the mine read its metrics (in the lab the salt master's own address is another)."""
+`fleet.down` does) is gone from them at the next apply, and a real Prometheus, run as its
+own user with file_sd's five-minute re-read, drops it within seconds: the files are
+published readable, so the watch's event suffices. The queue lets the master's address in
+the mine read its metrics (in the lab the salt master's own address is another)."""
 
 from __future__ import annotations
 
 import json
+import os
+import pwd
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import requests
 import yaml
 
 from lab.fleet.salt_master import SALT_VENV, write_file
 from tests.conftest import wait_for
-from tests.salt.loopback import Master, salt_on_loopback, throwaway_keys
+from tests.salt.loopback import Master, free_port, salt_on_loopback, start, stop, throwaway_keys
 from tests.salt.test_monitoring import host_address
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -66,6 +73,48 @@ def apply_targets(salt: Master, directory: Path) -> dict[str, dict[str, list[str
     return written
 
 
+@contextmanager
+def prometheus_reading(targets: Path, base: Path) -> Iterator[str]:
+    """Debian's Prometheus as the `prometheus` user (as the package runs it), a job per
+    target file with file_sd's default re-read (five minutes): its API's URL."""
+    config = base / "prometheus.yml"
+    jobs = [
+        {"job_name": job, "file_sd_configs": [{"files": [f"{targets}/{job}.json"]}]}
+        for job in PORTS
+    ]
+    config.write_text(yaml.safe_dump({"scrape_configs": jobs}))
+    data = base / "tsdb"
+    data.mkdir()
+    os.chown(data, *_prometheus_user())
+    url = f"http://127.0.0.1:{free_port()}"
+    argv = ["runuser", "-u", "prometheus", "--", "prometheus", f"--config.file={config}"]
+    argv += [f"--storage.tsdb.path={data}", f"--web.listen-address={url.removeprefix('http://')}"]
+    process = start(argv, base / "prometheus.log")
+    try:
+        wait_for(lambda: _answers(url), 60, "Prometheus to answer")
+        yield url
+    finally:
+        stop([process], grace=10)
+
+
+def _prometheus_user() -> tuple[int, int]:
+    entry = pwd.getpwnam("prometheus")
+    return entry.pw_uid, entry.pw_gid
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(f"{url}/-/ready", timeout=5).status_code == 200
+    except requests.ConnectionError:
+        return False
+
+
+def scraped_minions(url: str, job: str) -> list[str]:
+    """The minion labels of `job`'s active targets in Prometheus."""
+    answer = requests.get(f"{url}/api/v1/targets", timeout=10).json()["data"]["activeTargets"]
+    return sorted(t["labels"]["minion"] for t in answer if t["labels"]["job"] == job)
+
+
 def queue_status_allow(salt: Master) -> list[str]:
     """The queue's `status_allow` as salt/queue/map.jinja makes it on the master minion."""
     template = '{% from "queue/map.jinja" import queue with context %}{{ queue.status_allow|json }}'
@@ -101,8 +150,22 @@ def test_file_sd_targets_follow_the_minions_in_the_mine():
         }
         assert address in queue_status_allow(salt)  # the master's Prometheus reads /metrics
 
-        result = salt.run("salt-key", "-d", "hv-1", "-y")
-        assert result.returncode == 0, result.stdout + result.stderr
-        written = apply_targets(salt, targets)
-        assert sorted(written["node"]) == ["dl-1", "master"]
-        assert written["harvester"] == {} and sorted(written["downloader"]) == ["dl-1"]
+        os.chmod(base, 0o755)  # Prometheus' user reads the targets below it
+        with prometheus_reading(targets, base) as prometheus:
+            everyone = ["dl-1", "hv-1", "master"]
+            wait_for(lambda: scraped_minions(prometheus, "node") == everyone, 30, "them scraped")
+
+            result = salt.run("salt-key", "-d", "hv-1", "-y")
+            assert result.returncode == 0, result.stdout + result.stderr
+            written = apply_targets(salt, targets)
+            assert sorted(written["node"]) == ["dl-1", "master"]
+            assert written["harvester"] == {} and sorted(written["downloader"]) == ["dl-1"]
+            # Within seconds, not at file_sd's re-read five minutes on.
+            wait_for(
+                lambda: (
+                    scraped_minions(prometheus, "node") == ["dl-1", "master"]
+                    and scraped_minions(prometheus, "harvester") == []
+                ),
+                30,
+                "hv-1 to leave Prometheus' targets",
+            )
