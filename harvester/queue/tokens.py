@@ -127,11 +127,14 @@ class TokenStore:
         return sorted(set(self._by_hash.values()))
 
     def _stat(self) -> tuple | None:
+        """What says the file changed. Its ctime too: Salt renames a 0600 root file into
+        place and sets owner and mode after, and a read in between fails; the chown and
+        chmod change only the ctime, and the file must be read again then."""
         try:
             st = self.path.stat()
         except OSError:
             return None
-        return (st.st_ino, st.st_mtime_ns, st.st_size)
+        return (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
 
     def _load(self, tokens: dict[str, Hashes], signature: tuple | None) -> None:
         self._by_hash = {
