@@ -12,7 +12,7 @@ import requests
 
 from lab import CHECKOUT
 from lab.processes import child
-from lab.sims.digitalocean.server import READY, TOKEN_ENV
+from lab.sims.digitalocean.server import READY, STOP_SECONDS, TOKEN_ENV
 
 
 @dataclass
@@ -45,7 +45,7 @@ class RunningDoSim:
         return response.json()
 
     def stop(self) -> int | None:
-        return child.stop(self.process, timeout=70)
+        return child.stop(self.process, timeout=STOP_SECONDS + 20)  # its own wait, and exit
 
 
 def spawn(

@@ -48,7 +48,8 @@ from lab.sims.digitalocean.routes import route
 READY = "do_sim listening on "
 TOKEN_ENV = "CCMIRROR_DO_TOKEN"
 MAX_BODY = 1024 * 1024
-STOP_SECONDS = 60.0  # a lab droplet being made when SIGTERM comes is let finish
+# A lab droplet being made when SIGTERM comes is let finish: over a minute on a busy machine.
+STOP_SECONDS = 150.0
 UNAUTHORIZED = "Unable to authenticate you."
 RATE_LIMITED = "API Rate limit exceeded."
 
