@@ -19,6 +19,7 @@ from typing import TypeVar
 
 import pymysql
 import pytest
+import requests
 
 from harvester.db import connect
 from lab.processes.mariadb import LocalMariaDB
@@ -46,6 +47,18 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str, interva
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def prometheus_targets(url: str) -> dict[str, dict[str, str]]:
+    """What the Prometheus at `url` scrapes now: job -> its targets' `minion` label -> health
+    (up, down, unknown)."""
+    answer = requests.get(f"{url}/api/v1/targets", timeout=10)
+    answer.raise_for_status()
+    found: dict[str, dict[str, str]] = {}
+    for target in answer.json()["data"]["activeTargets"]:
+        labels = target["labels"]
+        found.setdefault(labels["job"], {})[labels.get("minion", "?")] = target["health"]
+    return found
 
 
 Server = TypeVar("Server", bound=socketserver.BaseServer)

@@ -25,13 +25,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import requests
-
 from lab.fleet import faults, salt_master
 from lab.fleet.lifecycle import LAB_MONITORING
 from lab.mission import stages as mission
 from lab.mission.watch import PROMETHEUS_PORT
-from tests.conftest import wait_for
+from tests.conftest import prometheus_targets, wait_for
 
 SCRAPE_SECONDS = 5  # LAB_MONITORING
 RULE_FOR_SECONDS = 120  # CcmirrorDownloaderDown's `for: 2m` (salt/prometheus/files/rules/)
@@ -105,13 +103,7 @@ def targets(m: mission.Mission) -> dict[str, dict[str, str]]:
     """What the master's Prometheus scrapes now: job -> minion -> health (up, down,
     unknown)."""
     address = m.state().droplets["master"].address
-    answer = requests.get(f"http://{address}:{PROMETHEUS_PORT}/api/v1/targets", timeout=10)
-    answer.raise_for_status()
-    found: dict[str, dict[str, str]] = {}
-    for target in answer.json()["data"]["activeTargets"]:
-        labels = target["labels"]
-        found.setdefault(labels["job"], {})[labels.get("minion", "?")] = target["health"]
-    return found
+    return prometheus_targets(f"http://{address}:{PROMETHEUS_PORT}")
 
 
 def every_role_scraped(m: mission.Mission) -> dict:

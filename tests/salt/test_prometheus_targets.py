@@ -25,7 +25,7 @@ import requests
 import yaml
 
 from lab.fleet.salt_master import SALT_VENV, write_file
-from tests.conftest import wait_for
+from tests.conftest import prometheus_targets, wait_for
 from tests.salt.loopback import Master, free_port, salt_on_loopback, start, stop, throwaway_keys
 from tests.salt.test_monitoring import host_address
 
@@ -85,7 +85,8 @@ def prometheus_reading(targets: Path, base: Path) -> Iterator[str]:
     config.write_text(yaml.safe_dump({"scrape_configs": jobs}))
     data = base / "tsdb"
     data.mkdir()
-    os.chown(data, *_prometheus_user())
+    user = pwd.getpwnam("prometheus")
+    os.chown(data, user.pw_uid, user.pw_gid)
     url = f"http://127.0.0.1:{free_port()}"
     argv = ["runuser", "-u", "prometheus", "--", "prometheus", f"--config.file={config}"]
     argv += [f"--storage.tsdb.path={data}", f"--web.listen-address={url.removeprefix('http://')}"]
@@ -97,11 +98,6 @@ def prometheus_reading(targets: Path, base: Path) -> Iterator[str]:
         stop([process], grace=10)
 
 
-def _prometheus_user() -> tuple[int, int]:
-    entry = pwd.getpwnam("prometheus")
-    return entry.pw_uid, entry.pw_gid
-
-
 def _answers(url: str) -> bool:
     try:
         return requests.get(f"{url}/-/ready", timeout=5).status_code == 200
@@ -111,8 +107,7 @@ def _answers(url: str) -> bool:
 
 def scraped_minions(url: str, job: str) -> list[str]:
     """The minion labels of `job`'s active targets in Prometheus."""
-    answer = requests.get(f"{url}/api/v1/targets", timeout=10).json()["data"]["activeTargets"]
-    return sorted(t["labels"]["minion"] for t in answer if t["labels"]["job"] == job)
+    return sorted(prometheus_targets(url).get(job, {}))
 
 
 def queue_status_allow(salt: Master) -> list[str]:
