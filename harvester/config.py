@@ -123,8 +123,10 @@ class StorageSettings:
 class BackupTargetSettings:
     """The backup target that `weed filer.backup` copies every new object of the images bucket
     into (salt/backup/files/replication.toml.jinja), for `harvester backup-lag` and
-    `restore-photos`. Its key is a reader's (Read and List on the backup bucket), never the
-    sink's (Write only). Backup keys are `<directory><main key>.versions/v_<main version id>`.
+    `restore-photos`. Its key is a reader's (Read and List on the backup bucket); the sink's
+    (Write only, `sink_access_key`) is for `backup-check`'s copies alone, made of what
+    filer.backup left out where filer.backup puts it. Backup keys are
+    `<directory><main key>.versions/v_<main version id>`.
     `filer`: the backup cluster's filer URL when the target is SeaweedFS, whose S3 listing
     hides keys under `<key>.versions/` (a managed S3 such as Spaces lists them: leave it empty)."""
 
@@ -135,6 +137,8 @@ class BackupTargetSettings:
     secret_key: str = field(default="", repr=False)
     directory: str = "/"  # the sink's `directory`
     filer: str = ""
+    sink_access_key: str = field(default="", repr=False)
+    sink_secret_key: str = field(default="", repr=False)
 
 
 @dataclass
@@ -216,7 +220,16 @@ ENVIRONMENT: Environment = {
     "CCMIRROR_STORAGE_SECRET_KEY": ("storage", "secret_key"),
     **{
         f"CCMIRROR_BACKUP_TARGET_{name.upper()}": ("backup_target", name)
-        for name in ("endpoint", "bucket", "region", "access_key", "secret_key", "directory")
+        for name in (
+            "endpoint",
+            "bucket",
+            "region",
+            "access_key",
+            "secret_key",
+            "directory",
+            "sink_access_key",
+            "sink_secret_key",
+        )
     },
     "CCMIRROR_BACKUP_TARGET_FILER": ("backup_target", "filer"),
 }

@@ -1,15 +1,17 @@
-"""`harvester backup-lag` and `restore-photos`: the parsers and bodies of the photo backup's
-commands (harvester/cli.py adds them). Main's bucket and key are the settings' `storage:`
-(the audit's: Read, List and Write on it); the backup target's are `backup_target:` (a
-reader's key on the backup bucket). On db-1 both are in the audit's settings file."""
+"""`harvester backup-lag`, `backup-check` and `restore-photos`: the parsers and bodies of the
+photo backup's commands (harvester/cli.py adds them). Main's bucket and key are the settings'
+`storage:` (the audit's: Read, List and Write on it); the backup target's are
+`backup_target:` (a reader's key on the backup bucket, and the sink's for backup-check's
+copies). On db-1 both are in the audit's settings file."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from datetime import timedelta
 
 from ccmirror_common import cli
-from ccmirror_common.cli import CommandError
+from ccmirror_common.cli import CommandError, non_negative_int
 from ccmirror_common.progress import ProgressLine
 from harvester.config import Settings
 
@@ -21,6 +23,15 @@ def add_parsers(commands) -> None:
         "backup-lag", help="how far the backup target is behind the catalog (photos, seconds)"
     )
     cli.add_json_option(lag, "print the lag as JSON")
+    check = commands.add_parser(
+        "backup-check",
+        help="compare the backup target with every stored photo and manifest, exactly, and"
+        " copy from main what it lacks",
+    )
+    check.add_argument("--dry-run", action="store_true", help="count, copy nothing")
+    check.add_argument("--margin-minutes", type=non_negative_int, default=10,
+                       help="leave photos stored this recently to filer.backup (10)")  # fmt: skip
+    cli.add_json_option(check, "print the result as JSON")
     restore = commands.add_parser(
         "restore-photos",
         help="copy stored photos missing or changed in the bucket back from the backup target,"
@@ -38,6 +49,21 @@ def cmd_backup_lag(args: argparse.Namespace, settings: Settings) -> int:
     lag = _guarded(lambda conn: backup_lag(conn, settings.storage, settings.backup_target),
                    settings)  # fmt: skip
     cli.print_state(args, lag.as_dict(), lambda state: state["summary"])
+    return 0
+
+
+def cmd_backup_check(args: argparse.Namespace, settings: Settings) -> int:
+    from harvester.backup.completeness import check_backup
+
+    progress = ProgressLine(sys.stderr)
+    margin = timedelta(minutes=args.margin_minutes)
+    result = _guarded(
+        lambda conn: check_backup(conn, settings.storage, settings.backup_target,
+                                  dry_run=args.dry_run, margin=margin, progress=progress),
+        settings,
+    )  # fmt: skip
+    progress.clear()
+    cli.print_state(args, result.as_dict(), lambda state: state["summary"])
     return 0
 
 
@@ -71,4 +97,8 @@ def _guarded(work, settings: Settings):
         raise CommandError(str(error)) from None
 
 
-COMMANDS = {"backup-lag": cmd_backup_lag, "restore-photos": cmd_restore_photos}
+COMMANDS = {
+    "backup-lag": cmd_backup_lag,
+    "backup-check": cmd_backup_check,
+    "restore-photos": cmd_restore_photos,
+}

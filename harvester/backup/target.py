@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
@@ -58,6 +59,19 @@ def target_client(target: BackupTargetSettings):
         return client_for(target)  # the same settings' shape as `storage:`
     except StorageAuditError as error:
         raise BackupTargetError(str(error)) from None
+
+
+def writer_client(target: BackupTargetSettings):
+    """A boto3 client for the backup target with the sink's key (Write only): what
+    backup-check's copies are made with, as filer.backup makes its own."""
+    if not target.sink_access_key or not target.sink_secret_key:
+        raise BackupTargetError(
+            "backup_target.sink_access_key is not set (harvester.yaml `backup_target:`, or"
+            " CCMIRROR_BACKUP_TARGET_SINK_ACCESS_KEY): no key to copy to the backup with"
+        )
+    writer = replace(target, access_key=target.sink_access_key,
+                     secret_key=target.sink_secret_key)  # fmt: skip
+    return target_client(writer)
 
 
 def main_client(storage: StorageSettings):

@@ -13,6 +13,7 @@ import base64
 import hashlib
 import json
 import subprocess
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -181,6 +182,58 @@ def test_stored_photos_reach_the_backup_and_the_lag_says_how_far_behind(site):
         assert reader.get_object(Bucket=BACKUP_BUCKET, Key=copy)["Body"].read() == data
 
 
+def test_backup_check_finds_what_filer_backup_left_out_and_copies_it_from_main(site, tmp_path):
+    """A hole behind the backup's front: photos whose events filer.backup never wrote (here
+    its checkpoint moved past them with its own -timeAgo, as a skipped 404 or a lost event
+    does). backup-lag sees the front, at 0; backup-check sees the hole and fills it."""
+    site.store(4)
+    wait_for(lambda: caught_up(site), CATCH_UP, "the backup to catch up", interval=0.5)
+    site.process.stop(10)
+    hole = site.store(3)
+    manifest = "manifests/2026/12/06/77.jsonl"
+    hole[manifest] = b'{"photo_id": 1}\n'
+    put(s3.client(site.main.s3_url, site.writer), manifest, hole[manifest])
+    time.sleep(3)  # -timeAgo=2s below: the new filer.backup starts after them
+    sink = s3.storage_setting(site.backup, site.sink, BACKUP_BUCKET)
+    site.process = start_backup(tmp_path / "resumed", site.main, sink, extra_args=("-timeAgo=2s",))
+    after = site.store(2)
+    wait_for(lambda: caught_up(site), CATCH_UP, "the backup's front to pass the hole", 0.5)
+    assert all(backed_up(site, key, version) for key, version in main_versions(site, after))
+    assert not any(backed_up(site, key, version) for key, version in main_versions(site, hole))
+
+    check = ("backup-check", "--margin-minutes", "0", "--json")
+    dry = ok_json(site.harvester(*check, "--dry-run"))
+    assert (dry["checked"], dry["missing"], dry["filled"], dry["whole"]) == (9, 3, 0, False), dry
+    assert (dry["manifests_checked"], dry["manifests_missing"]) == (1, 1), dry
+    assert sorted(dry["samples"]["missing photos"]) == sorted(hole)[:3], dry  # images/ first
+    assert dry["samples"]["missing manifests"] == [manifest], dry
+    refused = site.harvester(*check)  # no sink key: nothing to copy with
+    assert refused.returncode == 1 and "sink_access_key is not set" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert not any(backed_up(site, key, version) for key, version in main_versions(site, hole))
+
+    filled = ok_json(
+        site.harvester(
+            *check,
+            SINK_ACCESS_KEY=site.sink.access_key,
+            SINK_SECRET_KEY=site.sink.secret_key,
+        )
+    )
+    assert (filled["missing"], filled["filled"], filled["whole"]) == (3, 4, True), filled
+    reader = s3.client(site.backup.s3_url, site.reader)
+    for key, version in main_versions(site, hole):
+        copy = reader.get_object(Bucket=BACKUP_BUCKET, Key=f"{key}.versions/v_{version}")
+        assert copy["Body"].read() == hole[key], key
+    again = ok_json(site.harvester(*check, "--dry-run"))
+    assert (again["checked"], again["missing"], again["whole"]) == (9, 0, True), again
+
+
+def main_versions(site: Site, stored: dict[str, bytes]) -> list[tuple[str, str]]:
+    admin = site.main_admin()
+    return [(key, admin.head_object(Bucket=s3.IMAGES_BUCKET, Key=key)["VersionId"])
+            for key in sorted(stored)]  # fmt: skip
+
+
 def test_restore_brings_back_deleted_and_overwritten_photos_from_the_backup(site):
     stored = site.store(6)
     keys = sorted(stored)
@@ -240,7 +293,7 @@ def test_a_bad_backup_target_is_one_clear_error_and_changes_nothing(site, overri
     victim = sorted(stored)[0]
     s3.client(site.main.s3_url, site.writer).delete_object(Bucket=s3.IMAGES_BUCKET, Key=victim)
     before = site.versions()
-    for command in (("restore-photos", "--from", "backup"), ("backup-lag",)):
+    for command in (("restore-photos", "--from", "backup"), ("backup-lag",), ("backup-check",)):
         result = site.harvester(*command, **override)
         assert result.returncode != 0
         assert message in result.stderr, result.stderr
