@@ -17,6 +17,9 @@ has, the catalog's migrate login and an S3 key that reads and writes the bucket.
 ``harvester backup-lag`` and ``restore-photos --from backup`` (harvester/backup/) with the same
 settings file, which then carries ``backup_target:`` (the backup bucket and a reader's key)
 beside ``storage:``; restore's progress goes out as ``{"audit": "restore"}`` events.
+``backup_check`` (``salt-run audit.backup``) runs ``harvester backup-check``: the backup
+compared exactly with the catalog and main's manifests, what it lacks copied with the sink's
+key (``backup_target:``'s ``sink_access_key``); its progress is ``{"audit": "backup"}``.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from datetime import UTC, datetime
 log = logging.getLogger(__name__)
 
 __virtualname__ = "ccmirror_audit_s3"
-__load__ = ["audit", "import_tree", "backup_lag", "restore_photos"]
+__load__ = ["audit", "import_tree", "backup_lag", "backup_check", "restore_photos"]
 # Replaced by Salt's loader when it loads the module; named here for readers and linters.
 __salt__: dict = {}
 __opts__: dict = {}
@@ -47,6 +50,7 @@ PROGRESS_TAG = "ccmirror/audit/progress"
 EVENT_KIND = "s3"  # the runner tells this audit's events from a walk's by it
 IMPORT_KIND = "import"  # storage.import's events
 RESTORE_KIND = "restore"  # storage.restore's events
+BACKUP_KIND = "backup"  # audit.backup's events
 LAG_TIMEOUT = 300
 IMPORT_REPORTS = "/var/lib/ccmirror/imports"  # import-<utc>.jsonl: the files not uploaded
 SAMPLE = 20
@@ -245,6 +249,34 @@ def backup_lag(timeout=LAG_TIMEOUT):
     if isinstance(argv, dict):
         return argv
     return _harvester_json(argv, _positive(timeout, LAG_TIMEOUT), RESTORE_KIND, "backup-lag")
+
+
+def backup_check(dry_run=False, margin_minutes=10, timeout=AUDIT_TIMEOUT):
+    """
+    On the database minion: whether the backup target holds a copy of every photo stored
+    ``margin_minutes`` before now and of every manifest main lists, by one walk of the
+    backup's keys (``harvester backup-check``); what it lacks is copied from main's versions
+    with the sink's key, where ``weed filer.backup`` would have put it. ``dry_run=True``
+    counts and copies nothing; a second run finds nothing missing. Progress as
+    ``{"audit": "backup"}`` events.
+
+    CLI Example::
+
+        salt db-1 ccmirror_audit_s3.backup_check dry_run=True
+        salt db-1 ccmirror_audit_s3.backup_check
+    """
+    try:
+        margin = int(margin_minutes)
+    except (TypeError, ValueError):
+        margin = -1
+    if margin < 0:
+        return _failed(f"margin_minutes is a whole number of minutes >= 0, not {margin_minutes!r}")
+    argv = _settings_argv("backup-check", "--margin-minutes", str(margin))
+    if isinstance(argv, dict):
+        return argv
+    if _bool(dry_run):
+        argv.append("--dry-run")
+    return _harvester_json(argv, _positive(timeout, AUDIT_TIMEOUT), BACKUP_KIND, "backup-check")
 
 
 def restore_photos(dry_run=False, timeout=AUDIT_TIMEOUT):

@@ -19,6 +19,11 @@ The inventory reaches the database minion one of two ways (``transfer=``):
   nothing from the master's config, but Salt's job path moves only ~0.1 MB/s (measured
   here: a million files' inventory in about ten minutes).
 
+``audit.backup`` audits the backup target (``weed filer.backup``'s copy, #20) the same
+way: ``ccmirror_audit_s3.backup_check`` on the database minion walks the backup's keys once,
+names every stored photo and manifest it lacks, and copies them from main with the sink's
+key. ``storage.status``'s lag sees only the backup's front; this sees a hole behind it.
+
 The database minion is found as ``batch`` finds it: the first ``db-*`` with the migrate
 config (master option ``ccmirror_migrate_config``).
 """
@@ -33,7 +38,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-__load__ = ["storage"]
+__load__ = ["storage", "backup"]
 
 STORAGE_MINIONS = "st-*"
 CALL_TIMEOUT = 120
@@ -183,6 +188,52 @@ def storage(
             "seconds": seconds,
         }
     )
+
+
+def backup(dry_run=False, margin_minutes=10, timeout=7 * DAY):
+    """
+    Audit the backup target against the catalog: one walk of the backup's keys on the
+    database minion, every photo stored more than ``margin_minutes`` ago and every manifest
+    main lists looked up in it, and what it lacks copied from main (each version, where
+    ``weed filer.backup`` puts it, with the sink's key: it adds, it cannot remove). Answers
+    ``missing`` and ``manifests_missing`` (found), ``filled`` (copied), ``not_on_main``
+    (missing on main too: ``audit.storage``'s to requeue) and ``whole``. ``dry_run=True``
+    copies nothing. A second run finds nothing missing. Refused on a site with no backup
+    target. Its end is posted to the operator's webhook, as ``audit.storage``'s.
+
+    CLI Example::
+
+        salt-run audit.backup dry_run=True
+        salt-run audit.backup
+    """
+    try:
+        timeout = _positive(timeout, "timeout")
+        margin = _positive(margin_minutes, "margin_minutes", zero=True)
+    except AuditError as error:
+        return _failed(str(error))
+    dry_run = _truthy(dry_run)
+    try:
+        with _client() as client:
+            db = _db_minion()
+            has_backup = __utils__["runner_tools.has_backup"]  # noqa: F821
+            if _backend(client, db) == "rsync" or not has_backup(client, db, CALL_TIMEOUT):
+                raise AuditError("this site has no backup target (pillar site:backup_nodes or"
+                                 " site:backup_endpoint) to audit")  # fmt: skip
+            client.cmd([db], "saltutil.sync_all", tgt_type="list", timeout=CALL_TIMEOUT)
+            _progress(f"auditing the backup target from {db}" + (" (dry run)" if dry_run else ""))
+            kwarg = {"dry_run": dry_run, "margin_minutes": margin, "timeout": timeout}
+
+            def line_of(data: dict) -> str | None:
+                return data.get("message") if data.get("audit") == "backup" else None
+
+            answer = _watched(client, db, "ccmirror_audit_s3.backup_check", kwarg,
+                              timeout + 60, line_of)  # fmt: skip
+    except AuditError as error:
+        return _notified(_failed(str(error)))
+    check = answer["backup-check"]
+    counts = ("missing", "manifests_missing", "filled", "not_on_main", "whole")
+    return _notified({"result": True, "db_minion": db, "comment": check["summary"],
+                      **{name: check[name] for name in counts}, "backup": check})  # fmt: skip
 
 
 def _notified(ret: dict) -> dict:

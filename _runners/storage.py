@@ -405,9 +405,7 @@ def _backup_lag(client, timeout: float) -> dict | None:
 
 
 def _has_backup(client, db: str, timeout: float) -> bool:
-    """Whether the site has a backup target (bk-* nodes or another S3), as db-1's pillar says."""
-    site = _answer(client, db, "pillar.get", {"key": "site"}, timeout) or {}
-    return bool(site.get("backup_nodes") or site.get("backup_endpoint"))
+    return __utils__["runner_tools.has_backup"](client, db, timeout)  # noqa: F821
 
 
 def _db_minion() -> str:

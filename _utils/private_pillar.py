@@ -280,7 +280,7 @@ def minion_pillar(record: dict[str, Any], minion_id: str) -> dict[str, Any]:
             "queue": {"tokens": {other: _token_hashes(record, other) for other in downloaders}},
             "storage_audit": dict(record["keys"][STORAGE_AUDIT]),
             "catalog_backup": _backup_key(record, _in_use),
-            "backup_target": dict(_in_use(record, "backup_keys", KEYS, BACKUP_S3_KEYS["reader"])),
+            "backup_target": _backup_target_keys(record),
         }
     if minion_id.startswith("bk-"):
         return {"storage": {"s3_identities": _backup_identities(record)}}
@@ -378,6 +378,14 @@ def _s3_identities(record: dict[str, Any], downloaders: list[str]) -> dict[str, 
         if other_key:
             identities[f"{other}.{_other_label(record, 'storage_key')}"] = other_key
     return identities
+
+
+def _backup_target_keys(record: dict[str, Any]) -> dict[str, Any]:
+    """db-1's keys on the backup cluster: the reader's (backup-lag, restores), and the sink's
+    (Write only) for `audit.backup`'s copies of what filer.backup left out."""
+    keys: dict[str, Any] = dict(_in_use(record, "backup_keys", KEYS, BACKUP_S3_KEYS["reader"]))
+    keys["sink"] = dict(_in_use(record, "backup_keys", KEYS, BACKUP_S3_KEYS["sink"]))
+    return keys
 
 
 def _backup_identities(record: dict[str, Any]) -> dict[str, dict]:

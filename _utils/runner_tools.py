@@ -29,6 +29,7 @@ __load__ = [
     "reporter",
     "local_client",
     "refresh_pillar",
+    "has_backup",
     "shared_module",
     "watched_call",
     "run_command",
@@ -80,6 +81,14 @@ def refresh_pillar(client: Any, minions: list[str], timeout: float) -> dict[str,
 
 
 _SHARED: dict[str, ModuleType] = {}
+
+
+def has_backup(client: Any, db: str, timeout: float) -> bool:
+    """Whether the site has a backup target (bk-* nodes, or another S3), as the database
+    minion's pillar says (storage.status's lag and audit.backup both ask)."""
+    ret = client.cmd(db, "pillar.get", ["site"], tgt_type="list", timeout=int(timeout))
+    site = ret.get(db) or {}
+    return bool(site.get("backup_nodes") or site.get("backup_endpoint"))
 
 
 def shared_module(name: str) -> ModuleType:

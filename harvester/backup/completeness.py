@@ -187,8 +187,9 @@ def _settle(result: Completeness, keys: list[str], workers, filler, kind: str) -
         result.missing += len(keys)
     else:
         result.manifests_missing += len(keys)
-    result.samples.setdefault(f"missing {kind}", []).extend(keys)
-    del result.samples[f"missing {kind}"][SAMPLES:]
+    if keys:
+        named = result.samples.setdefault(f"missing {kind}", [])
+        named.extend(keys[: SAMPLES - len(named)])
     if filler.writer is None:
         return
     for key, outcome in zip(keys, workers.map(filler.one, keys), strict=True):
@@ -196,9 +197,8 @@ def _settle(result: Completeness, keys: list[str], workers, filler, kind: str) -
             result.filled += 1
         else:
             result.not_on_main += 1
-            result.samples.setdefault(NOT_ON_MAIN, [])
-            if len(result.samples[NOT_ON_MAIN]) < SAMPLES:
-                result.samples[NOT_ON_MAIN].append(key)
+            named = result.samples.setdefault(NOT_ON_MAIN, [])
+            named.extend([key][: SAMPLES - len(named)])
 
 
 class _Filler:

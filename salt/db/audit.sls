@@ -35,12 +35,19 @@ db-audit-config-file-absent:
         },
       } %}
 {#-   The backup target (#20), when the site has one: db-1 measures its lag and restores
-      photos from it with the backup cluster's reader key. #}
+      photos from it with the backup cluster's reader key, and `salt-run audit.backup`
+      copies what filer.backup left out with the sink's (pillar backup_target:sink, Write
+      only; here alone, not in the catalog backup's settings). #}
 {%-   if backup_target %}
 {%-     if not backup_target.access_key %}
 {%-       do salt["test.exception"]("pillar backup_target is not set (the private pillar root)") %}
 {%-     endif %}
-{%-     do settings.update({"backup_target": backup_target}) %}
+{%-     set sink = salt["pillar.get"]("backup_target:sink", {}) %}
+{%-     set target = dict(backup_target) %}
+{%-     if sink.get("access_key") %}
+{%-       do target.update({"sink_access_key": sink.access_key, "sink_secret_key": sink.secret_key}) %}
+{%-     endif %}
+{%-     do settings.update({"backup_target": target}) %}
 {%-   endif %}
 
 db-audit-config-file-managed:

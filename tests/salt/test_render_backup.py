@@ -112,14 +112,17 @@ def test_the_backup_gateway_knows_its_own_keys_only(backup_site):
     assert all(key["secret_key"] not in main_text for key in keys.values())
 
 
-def test_db_1_measures_and_restores_with_the_backup_readers_key(backup_site, tmp_path):
+def test_db_1_measures_and_restores_with_the_readers_key_and_fills_with_the_sinks(
+    backup_site, tmp_path
+):
     from harvester.config import load_settings
 
     root, highstates = backup_site
     state = args(highstates["db-1"]["db-audit-config-file-managed"])
     settings = yaml.safe_load(state["contents"])
     reader = own(root, "bk-1")["storage"]["s3_identities"]["reader"]
-    assert settings["backup_target"] == {
+    sink = own(root, "bk-1")["storage"]["s3_identities"]["sink"]
+    target = {
         "endpoint": f"http://{BACKUP_ADDRESS}:8333",
         "bucket": "images",
         "region": "us-east-1",
@@ -127,11 +130,18 @@ def test_db_1_measures_and_restores_with_the_backup_readers_key(backup_site, tmp
         "secret_key": reader["secret_key"],
         "filer": f"http://{BACKUP_ADDRESS}:8888",  # its S3 listing hides the copies' keys
     }
-    assert own(root, "db-1")["backup_target"] == reader
-    # The catalog's restore reads the backup's copies when db-1 was lost with main's names.
+    # audit.backup copies what filer.backup left out with the sink's key (Write only).
+    assert settings["backup_target"] == target | {
+        "sink_access_key": sink["access_key"],
+        "sink_secret_key": sink["secret_key"],
+    }
+    assert own(root, "db-1")["backup_target"] == reader | {"sink": sink}
+    # The catalog's restore reads the backup's copies when db-1 was lost with main's names;
+    # its settings have no need of the sink's key, and do not have it.
     backup = args(highstates["db-1"]["db-backup-config-file-managed"])["contents"]
-    assert yaml.safe_load(backup)["backup_target"] == settings["backup_target"]
+    assert yaml.safe_load(backup)["backup_target"] == target
     (tmp_path / "audit.yaml").write_text(state["contents"])
-    load_settings(tmp_path / "audit.yaml", environ={})  # the harvester still reads it
-    sink = own(root, "bk-1")["storage"]["s3_identities"]["sink"]
-    assert sink["secret_key"] not in json.dumps(highstates["db-1"])
+    loaded = load_settings(tmp_path / "audit.yaml", environ={})  # the harvester reads it
+    assert loaded.backup_target.sink_access_key == sink["access_key"]
+    admin = own(root, "bk-1")["storage"]["s3_identities"]["admin"]
+    assert admin["secret_key"] not in json.dumps(highstates["db-1"])

@@ -418,6 +418,7 @@ def test_rotate_backup_keys_bk1_accepts_both_until_retired(initialised: Master):
     assert accepted(pillars[2]) == new | {f"{name}.previous": old[name] for name in old}
     assert reader(pillars[2]) == new["reader"]
     assert pillars[2]["bk-1"]["storage"]["s3_identities"]["sink"]["access_key"] == new["sink"]
+    assert pillars[2]["db-1"]["backup_target"]["sink"]["access_key"] == new["sink"]
 
     assert retired["apply"] == ["bk-*"] and retired["state"] == "done"
     assert accepted(pillars[3]) == new and reader(pillars[3]) == new["reader"]

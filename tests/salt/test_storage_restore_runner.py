@@ -1,12 +1,15 @@
-"""`salt-run storage.restore from=backup` and db-1's `ccmirror_audit_s3.backup_lag` through a
-real salt-master and a real db-1 minion on loopback: db-1 runs `harvester backup-lag` and
-`restore-photos --from backup` with the audit's settings file, which carries `backup_target:`
-(a second SeaweedFS cluster that `weed filer.backup` copies the test's bucket into)."""
+"""`salt-run storage.restore from=backup`, `audit.backup` and db-1's
+`ccmirror_audit_s3.backup_lag` through a real salt-master and a real db-1 minion on loopback:
+db-1 runs `harvester backup-lag`, `backup-check` and `restore-photos --from backup` with the
+audit's settings file, which carries `backup_target:` (a second SeaweedFS cluster that `weed
+filer.backup` copies the test's bucket into, and the sink's key for backup-check's copies)."""
 
 from __future__ import annotations
 
 import json
 import subprocess
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -23,11 +26,16 @@ BACKUP_BUCKET = "backup"
 RUNNER = Path(__file__).resolve().parents[2] / "_runners" / "storage.py"
 
 
-def test_restore_from_the_backup_through_a_master(
-    s3_site, seaweedfs_factory, db_url, sql, tmp_path
-):
-    salt, store = s3_site
-    main, bucket = store.bucket.cluster, store.name
+@dataclass
+class BackupCluster:
+    cluster: object
+    sink: s3.S3Key  # filer.backup's and audit.backup's: Write only
+    reader: s3.S3Key
+
+
+def backup_cluster(seaweedfs_factory, salt) -> BackupCluster:
+    """A second SeaweedFS cluster with a bucket made as the images bucket is, its sink and
+    reader keys, and db-1's audit settings pointed at it (salt/db/audit.sls's shape)."""
     backup = seaweedfs_factory(volume_servers=1, replication="000")
     s3.create_images_bucket(s3.admin_client(backup), BACKUP_BUCKET)
     sink, reader = s3.new_key(), s3.new_key()
@@ -35,15 +43,61 @@ def test_restore_from_the_backup_through_a_master(
     s3.add_identity(backup, "reader", reader, BACKUP_BUCKET, ("Read", "List"))
     s3.wait_known(backup, reader, BACKUP_BUCKET)
     s3.wait_known(backup, sink, BACKUP_BUCKET)
-    process = start_backup(
-        tmp_path / "filer-backup", main, s3.storage_setting(backup, sink, BACKUP_BUCKET), bucket
-    )
+    settings = yaml.safe_load(salt.audit_config.read_text())
+    settings["backup_target"] = s3.storage_setting(backup, reader, BACKUP_BUCKET) | {
+        "filer": backup.filer_url,
+        "sink_access_key": sink.access_key,
+        "sink_secret_key": sink.secret_key,
+    }
+    salt.audit_config.write_text(yaml.safe_dump(settings))
+    return BackupCluster(backup, sink, reader)
+
+
+def follow(site: BackupCluster, main, bucket: str, base: Path, *extra: str):
+    """`weed filer.backup` from main's `bucket` into the backup cluster."""
+    target = s3.storage_setting(site.cluster, site.sink, BACKUP_BUCKET)
+    return start_backup(base, main, target, bucket, extra_args=extra)
+
+
+def test_audit_backup_finds_and_fills_a_hole_through_a_master(
+    s3_site, seaweedfs_factory, db_url, sql, tmp_path
+):
+    """Photos filer.backup never copied (its checkpoint moved past them): `audit.backup`
+    names them, copies them from main with the sink's key, and a second run finds none."""
+    salt, store = s3_site
+    site = backup_cluster(seaweedfs_factory, salt)
+    refused, code, _ = salt.run_json("audit.backup")
+    assert code == 1 and "no backup target" in refused["error"], refused
+    (salt.base / "pillar" / "site.sls").write_text(yaml.safe_dump({"site": {
+        "storage_backend": "seaweedfs", "backup_endpoint": site.cluster.s3_url}}))  # fmt: skip
+    refused, code, _ = salt.run_json("audit.backup", "margin_minutes=-1")
+    assert code == 1 and "margin_minutes" in refused["error"], refused
+
+    conn_setup(db_url)
+    keys = BucketMirror(db_url, sql, store).store()
+    time.sleep(3)  # -timeAgo=2s: filer.backup starts after every one of them
+    process = follow(site, store.bucket.cluster, store.name, tmp_path / "fb", "-timeAgo=2s")
     try:
-        settings = yaml.safe_load(salt.audit_config.read_text())
-        settings["backup_target"] = s3.storage_setting(backup, reader, BACKUP_BUCKET) | {
-            "filer": backup.filer_url
-        }
-        salt.audit_config.write_text(yaml.safe_dump(settings))
+        dry, code, _ = salt.run_json("audit.backup", "dry_run=True", "margin_minutes=0")
+        assert code == 0 and (dry["missing"], dry["filled"]) == (len(keys), 0), dry
+        assert dry["whole"] is False and dry["comment"] == dry["backup"]["summary"], dry
+        filled, code, _ = salt.run_json("audit.backup", "margin_minutes=0")
+        assert code == 0 and (filled["filled"], filled["whole"]) == (len(keys), True), filled
+        again, code, _ = salt.run_json("audit.backup", "dry_run=True", "margin_minutes=0")
+        assert code == 0 and (again["missing"], again["whole"]) == (0, True), again
+        assert again["backup"]["checked"] == len(keys), again
+    finally:
+        process.stop(10)
+
+
+def test_restore_from_the_backup_through_a_master(
+    s3_site, seaweedfs_factory, db_url, sql, tmp_path
+):
+    salt, store = s3_site
+    main, bucket = store.bucket.cluster, store.name
+    site = backup_cluster(seaweedfs_factory, salt)
+    process = follow(site, main, bucket, tmp_path / "filer-backup")
+    try:
         conn_setup(db_url)
         mirror = BucketMirror(db_url, sql, store)
         keys = mirror.store()
