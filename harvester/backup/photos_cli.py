@@ -12,6 +12,7 @@ from datetime import timedelta
 
 from ccmirror_common import cli
 from ccmirror_common.cli import CommandError, non_negative_int
+from ccmirror_common.job_textfile import record_if_set
 from ccmirror_common.progress import ProgressLine
 from harvester.config import Settings
 
@@ -63,6 +64,8 @@ def cmd_backup_check(args: argparse.Namespace, settings: Settings) -> int:
         settings,
     )  # fmt: skip
     progress.clear()
+    if result.whole and not args.dry_run:  # CcmirrorBackupCheckNotRun watches it
+        record_if_set("backup_check", settings.metrics.textfile_dir)
     cli.print_state(args, result.as_dict(), lambda state: state["summary"])
     return 0
 

@@ -18,7 +18,14 @@ include:
 db-audit-config-file-absent:
   file.absent:
     - name: {{ db.audit_config }}
-{%- else %}
+{%- endif %}
+{%- if backend == "rsync" or not backup_target %}
+
+db-backup-check-schedule-absent:
+  schedule.absent:
+    - name: ccmirror-backup-check
+{%- endif %}
+{%- if backend != "rsync" %}
 {%-   set key = salt["pillar.get"]("storage_audit", {}) %}
 {%-   if not (key.get("access_key") and key.get("secret_key")) %}
 {%-     do salt["test.exception"]("pillar storage_audit is not set (the private pillar root)") %}
@@ -62,4 +69,22 @@ db-audit-config-file-managed:
     - show_changes: False
     - require:
       - file: ccmirror-config-dir-file-directory
+{%-   if backup_target %}
+
+{#- The backup target's audit, daily by the minion's schedule (as the catalog backup's, in
+    salt/db/backup.sls): filer.backup's holes behind its front copied from main; its success
+    is the textfile series CcmirrorBackupCheckNotRun watches. #}
+db-backup-check-schedule-present:
+  schedule.present:
+    - name: ccmirror-backup-check
+    - function: ccmirror_audit_s3.backup_check
+    - job_kwargs:
+        margin_minutes: {{ db.backup_check.margin_minutes | int }}
+    - hours: {{ db.backup_check.every_hours | int }}
+    - splay: {{ db.backup_check.splay | int }}
+    - maxrunning: 1
+    - run_on_start: False
+    - require:
+      - file: db-audit-config-file-managed
+{%-   endif %}
 {%- endif %}

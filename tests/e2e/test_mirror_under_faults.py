@@ -163,6 +163,7 @@ def run() -> Iterator[dict]:
         m.download(during=faults)
         seen["audit"] = m.audit()
         seen["backup caught up"] = backup_faults.backup_caught_up(m)
+        seen["backup audited"] = backup_faults.audited(m)
         seen["backup restore"] = backup_faults.lose_and_restore(m, stored_paths(m))
         seen["storage"] = m.storage_status()
         seen["stored"] = stored(m)
@@ -448,10 +449,12 @@ def test_db_1_lost_after_the_download_was_rebuilt_from_its_backup_with_nothing_f
 
 
 def test_the_backup_caught_up_and_gave_back_photos_lost_on_main(run) -> None:
-    """bk-1 held every stored photo within CAUGHT_UP_SECONDS of the download's end; photos
+    """bk-1 held every stored photo within CAUGHT_UP_SECONDS of the download's end, and after
+    `audit.backup` exactly every stored photo and manifest; photos
     whose every version the main admin key removed came back from it, fetched from nowhere,
     and a second restore found nothing to do. (The mirror check then reads their bytes.)"""
     assert run["backup caught up"]["last"]["behind"] == 0, run["backup caught up"]
+    backup_faults.assert_whole(run["backup audited"])
     restore = run["backup restore"]
     lost = restore["lost"]
     assert len(lost) == backup_faults.LOST_PHOTOS and restore["missing after the delete"] == lost

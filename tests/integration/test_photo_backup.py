@@ -212,14 +212,18 @@ def test_backup_check_finds_what_filer_backup_left_out_and_copies_it_from_main(s
     assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
     assert not any(backed_up(site, key, version) for key, version in main_versions(site, hole))
 
-    filled = ok_json(
-        site.harvester(
-            *check,
-            SINK_ACCESS_KEY=site.sink.access_key,
-            SINK_SECRET_KEY=site.sink.secret_key,
-        )
-    )
+    textfiles = tmp_path / "textfiles"  # node exporter's: CcmirrorBackupCheckNotRun's series
+    textfiles.mkdir()
+    sink_key = {"SINK_ACCESS_KEY": site.sink.access_key, "SINK_SECRET_KEY": site.sink.secret_key}
+    env = site.env(**sink_key) | {"CCMIRROR_METRICS_TEXTFILE_DIR": str(textfiles)}
+    assert ok_json(run_harvester(*check, "--dry-run", env=env, timeout=120))["filled"] == 0
+    assert not list(textfiles.iterdir()), "a dry run is no audit of the backup"
+    filled = ok_json(run_harvester(*check, env=env, timeout=120))
     assert (filled["missing"], filled["filled"], filled["whole"]) == (3, 4, True), filled
+    assert (
+        "ccmirror_job_last_success_timestamp_seconds"
+        in (textfiles / "ccmirror_backup_check.prom").read_text()
+    )
     reader = s3.client(site.backup.s3_url, site.reader)
     for key, version in main_versions(site, hole):
         copy = reader.get_object(Bucket=BACKUP_BUCKET, Key=f"{key}.versions/v_{version}")

@@ -457,6 +457,9 @@ def test_db_1_backs_the_catalog_up_on_a_schedule_with_its_own_key_on_an_s3_site_
     assert args(rsync_db["db-backup-schedule-absent"])["name"] == "ccmirror-catalog-backup"
     assert "db-backup-schedule-present" not in rsync_db
     assert "db-backup-config-file-managed" not in rsync_db
+    # No backup target on either site: no backup check (tests/salt/test_render_backup.py).
+    for site_db in (rsync_db, s3_highstates["db-1"]):
+        assert args(site_db["db-backup-check-schedule-absent"])["name"] == "ccmirror-backup-check"
 
     root, _ = s3_site
     db = s3_highstates["db-1"]

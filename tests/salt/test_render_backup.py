@@ -145,3 +145,8 @@ def test_db_1_measures_and_restores_with_the_readers_key_and_fills_with_the_sink
     assert loaded.backup_target.sink_access_key == sink["access_key"]
     admin = own(root, "bk-1")["storage"]["s3_identities"]["admin"]
     assert admin["secret_key"] not in json.dumps(highstates["db-1"])
+    # ... which the minion's schedule runs every day, leaving the last hour to filer.backup.
+    schedule = args(highstates["db-1"]["db-backup-check-schedule-present"])
+    assert schedule["function"] == "ccmirror_audit_s3.backup_check", schedule
+    assert (schedule["hours"], schedule["job_kwargs"]) == (24, {"margin_minutes": 60}), schedule
+    assert "db-backup-check-schedule-absent" not in highstates["db-1"]
