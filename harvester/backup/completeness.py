@@ -49,7 +49,7 @@ CREATE TEMPORARY TABLE backup_keys (
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci
 """  # the collation of stored_images.path, so that the join below uses the key
 MISSING_SQL = (
-    "SELECT s.image_id, s.path FROM stored_images s"
+    "SELECT s.image_id, s.path, s.stored_at FROM stored_images s"
     " LEFT JOIN backup_keys b ON b.object_key = s.path"
     " WHERE b.object_key IS NULL AND s.stored_at < %s AND s.image_id > %s"
     " ORDER BY s.image_id LIMIT %s"
@@ -64,6 +64,10 @@ class Completeness:
     backup_keys: int = 0  # image keys the backup holds copies of
     checked: int = 0  # stored photos checked
     missing: int = 0  # of those, with no copy on the backup
+    # The oldest missing photo's stored_at, and how long before the check it was stored: the
+    # backup's lag, exactly (backup-lag's front search cannot see photos behind its front).
+    oldest_missing: str = ""
+    behind_seconds: float = 0.0
     manifests_checked: int = 0
     manifests_missing: int = 0
     filled: int = 0  # photos and manifests whose copies were made (not in a dry run)
@@ -80,8 +84,9 @@ class Completeness:
     def as_dict(self) -> dict:
         state = asdict(self) | {"whole": self.whole}
         verb = "would copy" if self.dry_run else "copied"
+        oldest = f", the oldest {self.behind_seconds:,.0f} s old" if self.missing else ""
         state["summary"] = (
-            f"backup check: {self.missing:,} of {self.checked:,} stored photos and"
+            f"backup check: {self.missing:,} of {self.checked:,} stored photos{oldest} and"
             f" {self.manifests_missing:,} of {self.manifests_checked:,} manifests not on the"
             f" backup ({self.backup_keys:,} image keys there); {verb} {self.filled:,},"
             f" {self.not_on_main:,} not on main either; stored before {self.cutoff}; in"
@@ -105,17 +110,23 @@ def check_backup(
     main, copy = backup.reachable_clients(storage, target)
     writer = None if dry_run else backup.writer_client(target)
     result = Completeness(dry_run)
-    cutoff = _now(conn) - margin
+    checked_at = _now(conn)
+    cutoff = checked_at - margin
     result.cutoff = f"{cutoff:%Y-%m-%d %H:%M:%S}"
     with conn.cursor() as cur:
         cur.execute("DROP TEMPORARY TABLE IF EXISTS backup_keys")
         cur.execute(KEYS_DDL)
     _load_backup_keys(conn, copy, target, result, progress)
     filler = _Filler(main, writer, storage, target)
+    oldest: datetime | None = None
     with ThreadPoolExecutor(WORKERS) as workers:
-        for page in _missing_photos(conn, cutoff):
-            _settle(result, page, workers, filler, "photos")
+        for rows in _missing_photos(conn, cutoff):
+            oldest = min(stored_at for _, stored_at in [*rows, ("", oldest or rows[0][1])])
+            _settle(result, [path for path, _ in rows], workers, filler, "photos")
         _check_manifests(conn, main, storage, result, workers, filler)
+    if oldest is not None:
+        result.oldest_missing = f"{oldest:%Y-%m-%d %H:%M:%S}"
+        result.behind_seconds = round(max((checked_at - oldest).total_seconds(), 0.0), 1)
     result.checked = _stored_before(conn, cutoff)
     with conn.cursor() as cur:
         cur.execute("DROP TEMPORARY TABLE backup_keys")
@@ -145,7 +156,8 @@ def _load_backup_keys(conn, copy, target, result: Completeness, progress) -> Non
                               f" backup ({rate:,.0f}/s)")  # fmt: skip
 
 
-def _missing_photos(conn, cutoff: datetime) -> Iterator[list[str]]:
+def _missing_photos(conn, cutoff: datetime) -> Iterator[list[tuple[str, datetime]]]:
+    """The stored photos the backup has no key of, (path, stored_at) a page at a time."""
     last = 0
     while True:
         with conn.cursor() as cur:
@@ -155,7 +167,7 @@ def _missing_photos(conn, cutoff: datetime) -> Iterator[list[str]]:
         if not rows:
             return
         last = rows[-1][0]
-        yield [path for _, path in rows]
+        yield [(path, stored_at) for _, path, stored_at in rows]
 
 
 def _stored_before(conn, cutoff: datetime) -> int:

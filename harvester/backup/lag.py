@@ -9,6 +9,10 @@ newest photo whose version has its copy on the backup (one ListObjectVersions on
 photo's version ids, a HEAD of the copy on the backup): the photos stored after it are behind,
 and the oldest of them has waited `seconds`. A photo whose key main no longer has counts as
 backed up (the audit's to find, not the backup's to hold back).
+
+The assumption holds while filer.backup follows a steady download; its catch-up after a
+reconnect replays several filers' logs in another order, and photos behind the front are then
+still on their way, unseen here. `backup-check` (completeness.py) counts them exactly.
 """
 
 from __future__ import annotations

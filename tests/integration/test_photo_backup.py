@@ -205,6 +205,7 @@ def test_backup_check_finds_what_filer_backup_left_out_and_copies_it_from_main(s
     dry = ok_json(site.harvester(*check, "--dry-run"))
     assert (dry["checked"], dry["missing"], dry["filled"], dry["whole"]) == (9, 3, 0, False), dry
     assert (dry["manifests_checked"], dry["manifests_missing"]) == (1, 1), dry
+    assert dry["behind_seconds"] >= 3 and dry["oldest_missing"], dry  # slept 3 s above
     assert sorted(dry["samples"]["missing photos"]) == sorted(hole)[:3], dry  # images/ first
     assert dry["samples"]["missing manifests"] == [manifest], dry
     refused = site.harvester(*check)  # no sink key: nothing to copy with
@@ -230,6 +231,7 @@ def test_backup_check_finds_what_filer_backup_left_out_and_copies_it_from_main(s
         assert copy["Body"].read() == hole[key], key
     again = ok_json(site.harvester(*check, "--dry-run"))
     assert (again["checked"], again["missing"], again["whole"]) == (9, 0, True), again
+    assert (again["behind_seconds"], again["oldest_missing"]) == (0, ""), again
 
 
 def main_versions(site: Site, stored: dict[str, bytes]) -> list[tuple[str, str]]:

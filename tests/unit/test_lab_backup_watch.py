@@ -43,11 +43,15 @@ def test_a_watch_without_samples_says_why() -> None:
     assert "not caught up" in BackupLag([Sample(1, 5, 1.0, 10)], 2.0).line()
 
 
-def test_catch_up_waits_for_a_sample_at_zero(monkeypatch) -> None:
-    answers = iter([Sample(20.0, 40, 3.0, 500), None, Sample(24.0, 0, 0.0, 500)])
+def test_catch_up_waits_for_the_front_at_zero_and_then_the_exact_check(monkeypatch) -> None:
+    """The front search at 0 is not enough: photos behind it may still be on their way,
+    which only the exact check (a walk of the backup's keys) sees."""
+    answers = iter([Sample(20.0, 40, 3.0, 500), None, Sample(24.0, 0, 0.0, 500),
+                    Sample(25.0, 0, 0.0, 500)])  # fmt: skip
+    checks = iter([None, 27.0])  # the first found photos missing
     lag = BackupLag(download_seconds=18.0)
-    catch_up(lag, lambda: next(answers), every=0)
-    assert lag.caught_up_after == 6.0
+    catch_up(lag, lambda: next(answers), every=0, exact=lambda: next(checks))
+    assert lag.caught_up_after == 9.0
 
 
 def test_a_lab_without_bk1_is_not_sampled(tmp_path: Path) -> None:
