@@ -1,17 +1,18 @@
 """`harvester backup-check`: whether the backup target holds a copy of every stored photo and
-of every manifest main lists, exactly, and with `--fill` (the default of `salt-run
-audit.backup`) the copies it lacks made from main's own versions.
+of every manifest main lists, exactly, and (unless `--dry-run`; `salt-run audit.backup`) the
+copies it lacks made from main's own versions.
 
-`backup-lag` is a binary search over the catalog's store order: it sees the backup's front,
-not a hole behind it. `weed filer.backup` follows one main filer's aggregated metadata log,
-and a hole is what it leaves when an event never reaches that log or a chunk read fails as a
-404 (which it skips): an e2e run under faults found 2 of 10 photos lost on main missing on
-the backup too, with the lag at 0. This check is what says the backup is whole:
+`backup-lag` is a binary search over the catalog's store order: it sees the backup's front.
+`weed filer.backup` follows one main filer's aggregated metadata log; catching up after a
+reconnect it copies in another order, so photos behind the front can still be on their way
+(an e2e run found 2 of 10 photos lost on main not yet on the backup, with the lag at 0), and
+it skips for good an event whose chunk read answers 404. This check is what says the backup
+is whole:
 
 - the backup's image keys (one paged walk, harvester/backup/target.py `walk_keys`) go into a
   temporary table; the catalog's stored photos with no key there are missing (photos stored
-  after the walk began, less a margin, are left for the next check: filer.backup may not have
-  reached them yet);
+  after the check began, less a margin, are left for the next check: filer.backup may not
+  have reached them yet); `behind_seconds` is the oldest missing one's age: the exact lag;
 - main's manifests (one paged listing) are looked up in the same table.
 
 A missing photo's or manifest's versions on main are each copied to where filer.backup would
@@ -40,8 +41,8 @@ from harvester.config import BackupTargetSettings, StorageSettings
 WORKERS = 16
 SAMPLES = 20
 BATCH = 1000  # missing photos fetched from the catalog at a time
-# Photos stored this long before the walk began are expected on the backup: the lag under a
-# full-speed download stays well inside it (the closing note of #20 has the figures).
+# Photos stored this long before the check began are expected on the backup: filer.backup's
+# lag under a full-speed lab download stays well inside it (README, "the backup target").
 DEFAULT_MARGIN = timedelta(minutes=10)
 KEYS_DDL = """
 CREATE TEMPORARY TABLE backup_keys (
@@ -135,7 +136,7 @@ def check_backup(
 
 
 def _now(conn) -> datetime:
-    """The database's clock: `stored_at` is written by it (the queue's reports)."""
+    """The database's clock: the cutoff and the ages are measured by one clock."""
     with conn.cursor() as cur:
         cur.execute("SELECT UTC_TIMESTAMP(6)")
         return cur.fetchone()[0]
