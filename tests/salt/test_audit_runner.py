@@ -281,12 +281,14 @@ def test_runner_and_module_load_through_salt_with_a_cli_example_each(salt_call_b
     assert result.returncode == 0, result.stderr
     seen = json.loads(result.stdout)
     assert seen["names"] == [
+        "audit.backup",
         "audit.storage",
         "ccmirror_audit.compare",
         "ccmirror_audit.inventory",
         "ccmirror_audit.read_chunk",
         "ccmirror_audit.write_chunk",
         "ccmirror_audit_s3.audit",
+        "ccmirror_audit_s3.backup_check",
         "ccmirror_audit_s3.backup_lag",
         "ccmirror_audit_s3.import_tree",
         "ccmirror_audit_s3.restore_photos",
