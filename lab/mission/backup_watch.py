@@ -126,7 +126,7 @@ def catch_up(
     lag: BackupLag,
     sample: Callable[[], Sample | None],
     every: float,
-    exact: Callable[[], float | None] = lambda: None,
+    exact: Callable[[], float | None],
 ) -> None:
     """Samples until one is at 0 and then the exact check finds the backup whole
     (`caught_up_after` set, from the exact check's time), or CATCH_UP_SECONDS have passed."""
