@@ -1,9 +1,8 @@
 """The backup cluster (#20) in the e2e: bk-1's `weed filer.backup` catches up with every photo
 the faulted download stored, `audit.backup` finds and copies what it left out for good (a
 serial run: 3 photos passed over when it resumed after st-1's cut-off), then photos lost on
-the main cluster
-(every version removed with the main admin key, as an operator's mistake) come back from it
-with `storage.restore from=backup`, with no image fetched again."""
+the main cluster (every version removed with the main admin key, as an operator's mistake)
+come back from it with `storage.restore from=backup`, with no image fetched again."""
 
 from __future__ import annotations
 
