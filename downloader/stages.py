@@ -58,7 +58,7 @@ def lease_pusher(settings: Settings) -> LeasePush:
     """The push the `storage` setting names: an S3 mapping, else rsync to user@host."""
     storage = settings.storage
     if isinstance(storage, S3Target):
-        from downloader.s3.push import push_objects  # botocore only where S3 is used
+        from downloader.s3.push import push_objects  # loaded only where S3 is used
 
         def put_lease(journal: LeaseJournal, stop: threading.Event, on_retry) -> PushResult:
             return push_objects(

@@ -1,6 +1,7 @@
-"""One S3 PUT: botocore's SigV4 signer over the downloader's own asyncio HTTP client
-(downloader/fetch/http/), the one its GETs use: about half the client CPU per small photo of
-the same signer over urllib3 and threads (bench/s3_push_vs_fetch.py; README, the S3 paragraph).
+"""One S3 PUT: a SigV4 signature (downloader/s3/sigv4.py) over the downloader's own asyncio
+HTTP client (downloader/fetch/http/), the one its GETs use: about half the client CPU per
+small photo of botocore's signer over urllib3 and threads, and the signature a tenth of
+botocore's (bench/s3_push_vs_fetch.py; README, the S3 paragraph).
 
 Each PUT carries the file's SHA-256 twice: as `x-amz-checksum-sha256` (base64), which the
 store checks against the bytes it received and refuses with BadDigest, storing nothing; and
@@ -9,7 +10,7 @@ as the signed `x-amz-content-sha256` (hex), so the signature covers the digest (
 The digest is the one the fetch stage computed while streaming the photo (the journal has
 it), so a push does not hash a photo again and a photo changed in the spool since it was
 fetched is refused by the store instead of stored. boto3 would hash every body again for the
-signature; the signer alone, told the digest, does not (`KnownDigestSigner`).
+signature; the signer, told the digest, does not.
 
 What a failed PUT means is `PutError.transient`: a refused, reset or timed-out connection, a
 malformed answer, a 5xx, SlowDown or RequestTimeout may pass; a refused key or signature, a
@@ -25,11 +26,9 @@ import re
 from pathlib import Path
 from urllib.parse import quote
 
-from botocore.auth import S3SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
-
 from downloader.fetch.http import BadUrl, HttpClient, HttpError, Response
+from downloader.fetch.http.target import Target
+from downloader.s3.sigv4 import Signer
 from downloader.s3.target import S3Target
 
 TRANSIENT_CODES = {"SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable"}
@@ -57,13 +56,6 @@ class PutError(Exception):
         self.status = status
 
 
-class KnownDigestSigner(S3SigV4Auth):
-    """SigV4 for S3 with the payload's SHA-256 given, not computed from the body again."""
-
-    def payload(self, request: AWSRequest) -> str:
-        return request.context["payload_sha256"]
-
-
 class ObjectWriter:
     """PUTs into one bucket through one keep-alive pool: `async with writer:` opens the pool
     on the running loop (and closes it), then any number of tasks call `put_file`."""
@@ -80,9 +72,12 @@ class ObjectWriter:
         self.connections = connections
         self.timeout = timeout
         self.connect_timeout = connect_timeout
-        self._signer = KnownDigestSigner(
-            Credentials(target.access_key, target.secret_key), "s3", target.region
-        )
+        self._signer = Signer(target.access_key, target.secret_key, target.region)
+        self._bucket_url = f"{target.base_url}/{target.bucket}/"
+        # The Host line the HTTP client sends, which the signature covers; the endpoint has
+        # no path (S3Target.check), so a key's path is /<bucket>/<key>.
+        self._host = Target(self._bucket_url, b"", "PUT").host_header
+        self._bucket_path = f"/{target.bucket}/"
         self._client: HttpClient | None = None
 
     async def __aenter__(self) -> ObjectWriter:
@@ -125,18 +120,18 @@ class ObjectWriter:
 
     def signed_put(self, key: str, sha256_hex: str, size: int) -> tuple[str, dict[str, str]]:
         """The URL and headers of a PUT of `size` bytes with that digest, signed now."""
-        url = f"{self.target.base_url}/{self.target.bucket}/{quote(key, safe='/~')}"
-        request = AWSRequest(
-            method="PUT",
-            url=url,
-            headers={"x-amz-checksum-sha256": base64.b64encode(bytes.fromhex(sha256_hex)).decode()},
+        quoted = quote(key, safe="/~")
+        checksum = base64.b64encode(bytes.fromhex(sha256_hex)).decode()
+        headers = self._signer.sign(
+            "PUT",
+            self._host,
+            self._bucket_path + quoted,
+            {"x-amz-checksum-sha256": checksum},
+            sha256_hex,
         )
-        request.context["payload_sha256"] = sha256_hex
-        self._signer.add_auth(request)
-        headers = dict(request.headers.items())
         headers["Content-Length"] = str(size)  # outside the signature, as S3 allows
         headers["Content-Type"] = CONTENT_TYPES.get(Path(key).suffix, "application/octet-stream")
-        return url, headers
+        return self._bucket_url + quoted, headers
 
 
 def refusal(key: str, status: int, body: bytes) -> PutError:

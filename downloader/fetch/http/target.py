@@ -44,7 +44,7 @@ class Target:
     """A parsed URL: where to connect and what to send (the request's head; `fixed_headers`
     are the header lines after Host, ending with the empty line)."""
 
-    __slots__ = ("url", "scheme", "host", "port", "key", "request")
+    __slots__ = ("url", "scheme", "host", "port", "key", "request", "host_header")
 
     def __init__(self, url: str, fixed_headers: bytes, method: str = "GET") -> None:
         try:
@@ -68,6 +68,7 @@ class Target:
         name = f"[{host}]" if ":" in host else host
         host_header = name if self.port == default else f"{name}:{self.port}"
         self.url = url
+        self.host_header = host_header  # as sent: what a signature covers
         self.scheme = scheme
         self.host = host
         self.key = (scheme, host, self.port)
