@@ -7,7 +7,7 @@ are served by a private nginx on loopback, as bench/fetch.py serves them. Each r
   connections, sha256 while streaming, files written flat as in the spool under `--spool`,
   tmpfs by default: its fastest, so the hardest rate for a push to keep up with);
 - then the very files it wrote are pushed, each to its storage-layout key, by each of:
-  - asyncio: `downloader.s3.push.push_objects`, botocore's SigV4 signer over the fetch's own
+  - asyncio: `downloader.s3.push.push_objects`, its own SigV4 signer over the fetch's own
     asyncio HTTP client (downloader/fetch/http/), N PUTs in flight for each N of
     `--push-concurrency` (asyncio-N);
   - urllib3: the sender it replaced, the same signer over a urllib3 pool and a thread per PUT
@@ -475,6 +475,22 @@ def report(results: dict[str, list[dict]], args) -> None:
             f"{name:11} / fetch: {spread(rate, '.2f')}x the photos/s (same run), "
             f"{statistics.median(values(name, 'cpu_ms_per_photo')) / fetch_cpu:.2f}x the CPU"
             f" per photo ({'keeps up' if statistics.median(rate) >= 1 else 'does NOT keep up'})"
+        )
+    # Where each side's cores would be its own (a fleet): the downloader's one core bounds
+    # its stage at 1 / (its CPU per photo); the store needs its CPU per PUT times the rate.
+    fetch_rate = statistics.median(values("fetch", "photos_per_s"))
+    s3_pushers = [name for name in results if name not in ("fetch", "rsync")]
+    print(f"one downloader core: fetch {1000 / fetch_cpu:,.0f} photos/s", end="")
+    for name in s3_pushers:
+        cpu = statistics.median(values(name, "cpu_ms_per_photo"))
+        print(f", {name} {1000 / cpu:,.0f} ({fetch_cpu / cpu:.2f}x the fetch)", end="")
+    print()
+    for name in s3_pushers:
+        store = statistics.median(values(name, "server_ms_per_photo"))
+        print(
+            f"{name:11}: the store spent {store:.2f} ms of CPU per PUT: "
+            f"{fetch_rate * store / 1000:.1f} cores of it keep up with this fetch's "
+            f"{fetch_rate:,.0f} photos/s"
         )
     rsync = statistics.median(values("rsync", "photos_per_s"))
     rsync_cpu = statistics.median(values("rsync", "cpu_ms_per_photo"))
