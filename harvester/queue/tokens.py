@@ -66,20 +66,36 @@ def read_tokens(path: Path) -> dict[str, Hashes]:
 
 def write_tokens(path: Path, tokens: dict[str, Hashes]) -> None:
     """Replace the file atomically (a reader never sees half of it), readable by owner and
-    group only."""
+    group only. A file replaced keeps its owner and group: root running `harvester token
+    add` on the queue's file must not leave it unreadable to the service, which would keep
+    the old tokens (a revoked one valid). Raises TokenError, the file unchanged, when they
+    cannot be kept."""
     path.parent.mkdir(parents=True, exist_ok=True)
     text = "# ccmirror queue tokens: worker -> sha256 of its bearer token\n" + yaml.safe_dump(
         {"tokens": dict(sorted(tokens.items()))}, default_flow_style=False
     )
+    owner = path.stat() if path.exists() else None
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             out.write(text)
         os.chmod(temp, 0o640)
+        if owner is not None:
+            _keep_owner(temp, path, owner)
         os.replace(temp, path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
+
+
+def _keep_owner(temp: str, path: Path, owner: os.stat_result) -> None:
+    try:
+        os.chown(temp, owner.st_uid, owner.st_gid)
+    except PermissionError:
+        raise TokenError(
+            f"tokens file {path}: cannot keep its owner {owner.st_uid} and group "
+            f"{owner.st_gid} (run as root or as its owner in its group); nothing changed"
+        ) from None
 
 
 def add_token(path: Path, worker: str, *, replace: bool = False) -> str:
