@@ -235,19 +235,24 @@ def import_tree(
     return _harvester_json(argv, numbers[3], IMPORT_KIND, "import")
 
 
-def backup_lag(timeout=LAG_TIMEOUT):
+def backup_lag(probe_sink=False, timeout=LAG_TIMEOUT):
     """
     On the database minion: how far the backup target (``weed filer.backup``'s) is behind the
     catalog, in photos and seconds (``harvester backup-lag``, a binary search over the store
     order with a few dozen probes), with the audit settings' ``backup_target:``.
+    ``probe_sink=True`` also PUTs ``probes/<minion>/sink.txt`` with the sink's key, which
+    backup-check copies with: ``orch.rotate`` checks both backup keys db-1 holds this way.
 
     CLI Example::
 
         salt db-1 ccmirror_audit_s3.backup_lag
+        salt db-1 ccmirror_audit_s3.backup_lag probe_sink=True
     """
     argv = _settings_argv("backup-lag")
     if isinstance(argv, dict):
         return argv
+    if _bool(probe_sink):
+        argv.append("--probe-sink")
     return _harvester_json(argv, _positive(timeout, LAG_TIMEOUT), RESTORE_KIND, "backup-lag")
 
 

@@ -7,6 +7,7 @@ copies). On db-1 both are in the audit's settings file."""
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
 from datetime import timedelta
 
@@ -22,6 +23,9 @@ SOURCES = ("backup",)  # where restore-photos copies from: the backup target
 def add_parsers(commands) -> None:
     lag = commands.add_parser(
         "backup-lag", help="how far the backup target is behind the catalog (photos, seconds)"
+    )
+    lag.add_argument(
+        "--probe-sink", action="store_true", help="also PUT a probe with the sink's key"
     )
     cli.add_json_option(lag, "print the lag as JSON")
     check = commands.add_parser(
@@ -46,10 +50,18 @@ def add_parsers(commands) -> None:
 
 def cmd_backup_lag(args: argparse.Namespace, settings: Settings) -> int:
     from harvester.backup.lag import backup_lag
+    from harvester.backup.target import probe_sink
 
-    lag = _guarded(lambda conn: backup_lag(conn, settings.storage, settings.backup_target),
-                   settings)  # fmt: skip
-    cli.print_state(args, lag.as_dict(), lambda state: state["summary"])
+    target = settings.backup_target
+
+    def measure(conn) -> dict:
+        state = backup_lag(conn, settings.storage, target).as_dict()
+        if args.probe_sink:
+            state["sink_probe"] = probe_sink(target, socket.gethostname())
+            state["summary"] += f"; the sink's key wrote {state['sink_probe']}"
+        return state
+
+    cli.print_state(args, _guarded(measure, settings), lambda state: state["summary"])
     return 0
 
 

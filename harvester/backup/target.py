@@ -22,6 +22,7 @@ hide a copy behind a delete marker but not remove it, and a hidden copy is read 
 from __future__ import annotations
 
 import base64
+import hashlib
 import re
 from collections.abc import Iterator
 from dataclasses import replace
@@ -72,6 +73,21 @@ def writer_client(target: BackupTargetSettings):
     writer = replace(target, access_key=target.sink_access_key,
                      secret_key=target.sink_secret_key)  # fmt: skip
     return target_client(writer)
+
+
+def probe_sink(target: BackupTargetSettings, name: str) -> str:
+    """One PUT with the sink's key at `probes/<name>/sink.txt` on the backup bucket (a new
+    version each time: nothing overwritten): whether the sink's key as these settings have it
+    still writes, which backup-check's copies need (after a rotation of the backup keys, say).
+    The key written; BackupTargetError when the key is missing or refused."""
+    client = writer_client(target)
+    key = f"probes/{name}/sink.txt"
+    body = f"sink key probe from {name}\n".encode()
+    checksum = base64.b64encode(hashlib.sha256(body).digest()).decode()
+    where = f"s3://{target.bucket} at {target.endpoint}"
+    with s3_errors(f"the sink's key cannot write to the backup target {where}", BackupTargetError):
+        client.put_object(Bucket=target.bucket, Key=key, Body=body, ChecksumSHA256=checksum)
+    return key
 
 
 def main_client(storage: StorageSettings):

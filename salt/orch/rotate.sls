@@ -37,12 +37,13 @@
   },
 } %}
 {#- After which steps a real use of the new secret is checked: a push by every downloader,
-    db-1 reading the backup cluster. #}
+    db-1 reading the backup cluster (its reader's key) and writing a probe there (its sink's
+    key, which backup-check copies with). [target, function, its keyword arguments] #}
 {%- set checks = {
-  "storage_key": {"switch": ["dl-*", "ccmirror.check_storage"],
-                  "retire": ["dl-*", "ccmirror.check_storage"]},
-  "backup_keys": {"switch": ["db-*", "ccmirror_audit_s3.backup_lag"],
-                  "retire": ["db-*", "ccmirror_audit_s3.backup_lag"]},
+  "storage_key": {"switch": ["dl-*", "ccmirror.check_storage", {}],
+                  "retire": ["dl-*", "ccmirror.check_storage", {}]},
+  "backup_keys": {"switch": ["db-*", "ccmirror_audit_s3.backup_lag", {"probe_sink": True}],
+                  "retire": ["db-*", "ccmirror_audit_s3.backup_lag", {"probe_sink": True}]},
 } %}
 
 {%- if what not in plans %}
@@ -76,12 +77,15 @@ orch-rotate-{{ step }}-{{ target | replace("-*", "") }}-salt-state:
 {%- do previous.append("orch-rotate-" ~ step ~ "-" ~ target | replace("-*", "") ~ "-salt-state") %}
 {%- endfor %}
 {%- if step in checks.get(what, {}) %}
-{%- set target, function = checks[what][step] %}
+{%- set target, function, kwargs = checks[what][step] %}
 
 orch-rotate-{{ step }}-check-salt-function:
   salt.function:
     - name: {{ function }}
     - tgt: "{{ target }}"
+{%- if kwargs %}
+    - kwarg: {{ kwargs | json }}
+{%- endif %}
     - require:
       - salt: {{ previous[-1] }}
 {%- do previous.append("orch-rotate-" ~ step ~ "-check-salt-function") %}

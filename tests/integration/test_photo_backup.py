@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -306,6 +307,27 @@ def test_a_bad_backup_target_is_one_clear_error_and_changes_nothing(site, overri
         assert "Traceback" not in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert site.versions() == before
+
+
+def test_backup_lag_probes_the_sink_key_that_backup_check_copies_with(site):
+    """What `orch.rotate` checks after switching and retiring the backup keys: db-1's reader
+    key reads the backup and its sink key still writes there."""
+    lag = ["backup-lag", "--probe-sink", "--json"]
+    refused = site.harvester(*lag)  # no sink key in the settings
+    assert refused.returncode == 1 and "sink_access_key is not set" in refused.stderr
+    sink = {"SINK_ACCESS_KEY": site.sink.access_key, "SINK_SECRET_KEY": site.sink.secret_key}
+    wrong = site.harvester(*lag, **sink | {"SINK_SECRET_KEY": "a-retired-secret-key"})
+    assert wrong.returncode == 1, wrong.stderr
+    assert "the sink's key cannot write to the backup target" in wrong.stderr, wrong.stderr
+    assert len(wrong.stderr.strip().splitlines()) == 1 and "Traceback" not in wrong.stderr
+
+    state = ok_json(site.harvester(*lag, **sink))
+    probe = f"probes/{socket.gethostname()}/sink.txt"
+    assert state["sink_probe"] == probe and state["behind"] == 0, state
+    reader = s3.client(site.backup.s3_url, site.reader)
+    body = reader.get_object(Bucket=BACKUP_BUCKET, Key=probe)["Body"].read()
+    assert body == f"sink key probe from {socket.gethostname()}\n".encode()
+    assert "sink_probe" not in site.lag(), "without --probe-sink nothing is written"
 
 
 def backed_up(site: Site, key: str, version_id: str) -> bool:

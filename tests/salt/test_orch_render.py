@@ -214,7 +214,7 @@ def test_rotate_applies_states_between_steps_and_checks_storage(orch):
     assert len(bad) == 1 and "everything" in bad[0][2]["comment"]
 
 
-def test_rotating_the_backup_keys_applies_bk_and_db_and_checks_db_reads_the_backup(orch):
+def test_rotating_the_backup_keys_applies_bk_and_db_and_checks_db_reads_and_writes_it(orch):
     seen = steps(orch, "rotate-backup")
     assert [(s[1], s[2].get("step") or s[2].get("tgt")) for s in seen] == [
         ("salt.runner", "start"),
@@ -229,9 +229,10 @@ def test_rotating_the_backup_keys_applies_bk_and_db_and_checks_db_reads_the_back
     ]
     for before, after in zip(seen, seen[1:], strict=False):
         assert after[2]["require"] == [{"salt": before[0]}], after
-    assert {s[2]["name"] for s in seen if s[1] == "salt.function"} == {
-        "ccmirror_audit_s3.backup_lag"
-    }
+    checks = [s[2] for s in seen if s[1] == "salt.function"]
+    assert [(c["name"], c["kwarg"]) for c in checks] == [
+        ("ccmirror_audit_s3.backup_lag", {"probe_sink": True}),  # the sink's key writes too
+    ] * 2
 
 
 def test_deploy_releases_in_batches(orch):

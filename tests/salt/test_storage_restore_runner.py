@@ -86,6 +86,9 @@ def test_audit_backup_finds_and_fills_a_hole_through_a_master(
         again, code, _ = salt.run_json("audit.backup", "dry_run=True", "margin_minutes=0")
         assert code == 0 and (again["missing"], again["whole"]) == (0, True), again
         assert again["backup"]["checked"] == len(keys), again
+        # What orch.rotate checks after a rotation of the backup keys: the sink's writes too.
+        probed, code = salt.call("db-1", "ccmirror_audit_s3.backup_lag", "probe_sink=True")
+        assert code == 0 and probed["backup-lag"]["sink_probe"].endswith("/sink.txt"), probed
     finally:
         process.stop(10)
 
