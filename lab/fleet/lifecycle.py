@@ -18,7 +18,7 @@ import yaml
 from ccmirror_common.roles import ROLES
 from lab import CHECKOUT
 from lab.fleet import droplets, salt_master, wheelhouse
-from lab.fleet.core import LabConfig, LabError, LabState, lab_lock, load_state
+from lab.fleet.core import LabConfig, LabError, LabState, enter_command, lab_lock, load_state
 from lab.fleet.lab_secrets import write_lab_secrets
 from lab.sims.flickr import service as flickr_service
 from lab.sims.image_host import service as image_service
@@ -277,7 +277,34 @@ def apply_highstate(
         if process.wait() not in (0, 1):
             raise LabError("highstate: " + "\n".join(lines[-20:]))
         returns = json.loads(Path(out.name).read_text() or "{}")
-    return {minion: summarize(minion, returns.get(minion)) for minion in targets}
+    outcomes = {minion: summarize(minion, returns.get(minion)) for minion in targets}
+    explain_dead_units(config, returns, outcomes)
+    return outcomes
+
+
+def explain_dead_units(
+    config: LabConfig, returns: dict, outcomes: dict[str, MinionOutcome]
+) -> None:
+    """A service state that found its unit dead gets the unit's last log lines among its
+    failures: the lab of a failed run is gone by the time anyone looks."""
+    state = load_state(config)
+    for minion, ret in returns.items():
+        droplet = state.droplets.get(minion) if state else None
+        if droplet is None or minion not in outcomes or not isinstance(ret, dict):
+            continue
+        for chunk in ret.values():
+            if chunk.get("result") is True or "is dead" not in str(chunk.get("comment", "")):
+                continue
+            log = f"/var/log/journal/{chunk.get('name')}.service.log"
+            try:
+                tail = subprocess.run(
+                    enter_command(droplet, ["tail", "-n", "20", log]),
+                    capture_output=True, text=True, timeout=30,
+                )  # fmt: skip
+                lines = (tail.stdout + tail.stderr).strip()
+            except (OSError, subprocess.SubprocessError) as exc:
+                lines = f"(not read: {exc})"
+            outcomes[minion].failed.append(f"{log}, its last lines:\n{lines[-3000:]}")
 
 
 def summarize(minion: str, ret: object) -> MinionOutcome:
