@@ -162,6 +162,7 @@ class Cluster:
             result = subprocess.run(
                 [
                     self.weed,
+                    f"-config_dir={self.base_dir / 'filer' / 'config'}",  # its key, if any
                     "shell",
                     f"-master={self.master_addresses}",
                     f"-filer={self.filer.address}",
@@ -276,6 +277,9 @@ class Cluster:
         config_dir = directory / "config"
         config_dir.mkdir(parents=True, exist_ok=True)
         write_private(config_dir / "filer.toml", filer_toml(self.settings.filer_store, directory))
+        if self.settings.filer_write_key:
+            security = f'[jwt.filer_signing]\nkey = "{self.settings.filer_write_key}"\n'
+            write_private(config_dir / "security.toml", security)
         args = [
             self.weed, f"-config_dir={config_dir}", "filer", f"-ip={HOST}", f"-ip.bind={HOST}",
             f"-port={port}", f"-master={self.master_addresses}", f"-dataCenter={DATA_CENTER}",
@@ -291,8 +295,11 @@ class Cluster:
         write_private(
             config, json.dumps(admin_config(self.admin_access_key, self.admin_secret_key))
         )
+        # The filer's config directory: its security.toml, when there is one, is the gateway's.
+        config_dir = self.base_dir / "filer" / "config"
         args = [
-            self.weed, "s3", f"-ip.bind={HOST}", f"-port={port}", f"-filer={self.filer.address}",
+            self.weed, f"-config_dir={config_dir}", "s3", f"-ip.bind={HOST}", f"-port={port}",
+            f"-filer={self.filer.address}",
             f"-config={config}", "-port.iceberg=0", "-port.lance=0",
             f"-localSocket={directory / 's3.sock'}",
         ]  # fmt: skip

@@ -71,6 +71,9 @@ class ClusterSettings:
     first_port: int | None = None  # None: free ports anywhere; else first_port, +1, ...
     weed: str | None = None  # the binary; None: the venv's, then PATH
     stop_timeout: float = 20.0
+    # The filer's HTTP writes and deletes need a token signed by this key (security.toml's
+    # jwt.filer_signing, which the gateway signs with too), as on the backup node; "": none
+    filer_write_key: str = field(default="", repr=False)
 
 
 def weed_binary(explicit: str | None = None) -> str:

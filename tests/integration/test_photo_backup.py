@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import secrets
 import socket
 import subprocess
 import time
@@ -20,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import requests
 from botocore.exceptions import ClientError
 
 from ccmirror_common.layout import IMAGE_PATH, image_path
@@ -140,7 +142,9 @@ def site(seaweedfs_factory, db_url, sql, tmp_path: Path):
 def start_site(main: Cluster, seaweedfs_factory, db_url: str, sql, tmp_path: Path) -> Site:
     """The backup cluster beside `main`, the four keys, and `weed filer.backup` between them
     (the caller stops it: `site.process.stop`)."""
-    backup = seaweedfs_factory(volume_servers=1, replication="000")
+    # bk-1's filer takes writes only with its own node's key (salt/storage/seaweedfs/config.sls)
+    backup = seaweedfs_factory(volume_servers=1, replication="000",
+                               filer_write_key=secrets.token_hex(32))  # fmt: skip
     s3.create_images_bucket(s3.admin_client(backup), BACKUP_BUCKET)  # as the lead's Salt does
     keys = {name: s3.new_key() for name in ("writer", "auditor", "sink", "reader")}
     s3.add_identity(main, "writer", keys["writer"])
@@ -307,6 +311,35 @@ def test_a_bad_backup_target_is_one_clear_error_and_changes_nothing(site, overri
         assert "Traceback" not in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert site.versions() == before
+
+
+def test_db_1_lists_the_backup_through_its_filer_but_cannot_write_or_delete_there(site):
+    """db-1 reaches bk-1's filer to list the copies (backup-check, restores). Without bk-1's
+    own key a write or delete there is refused: a compromised db-1 cannot remove the copies
+    past the bucket's object lock. The gateway, which signs with that key, still writes."""
+    stored = site.store(2)
+    wait_for(lambda: caught_up(site), CATCH_UP, "the backup to catch up", interval=0.5)
+    key = sorted(stored)[0]
+    version = site.main_admin().head_object(Bucket=s3.IMAGES_BUCKET, Key=key)["VersionId"]
+    folder = f"{site.backup.filer_url}/buckets/{BACKUP_BUCKET}/{key}.versions"
+    listed = requests.get(f"{folder}/", headers={"Accept": "application/json"}, timeout=30)
+    assert listed.status_code == 200, listed.text
+    (name,) = [entry["FullPath"].rsplit("/", 1)[-1] for entry in listed.json()["Entries"]]
+    assert name.startswith(f"v_{version}")  # the copy (in a versioned bucket: its folder)
+    for refused in (
+        requests.delete(f"{folder}/{name}?recursive=true", timeout=30),
+        requests.delete(f"{site.backup.filer_url}/buckets/{BACKUP_BUCKET}?recursive=true",
+                        timeout=30),
+        requests.post(f"{folder}/planted", files={"file": ("planted", b"x")}, timeout=30),
+    ):  # fmt: skip
+        assert refused.status_code == 401, (refused.request.method, refused.status_code)
+    reader = s3.client(site.backup.s3_url, site.reader)
+    copy = reader.get_object(Bucket=BACKUP_BUCKET, Key=f"{key}.versions/v_{version}")
+    assert copy["Body"].read() == stored[key]
+    probe = ok_json(site.harvester("backup-lag", "--probe-sink", "--json",
+                                   SINK_ACCESS_KEY=site.sink.access_key,
+                                   SINK_SECRET_KEY=site.sink.secret_key))  # fmt: skip
+    assert probe["sink_probe"].endswith("/sink.txt")  # through the gateway: signed, taken
 
 
 def test_backup_lag_probes_the_sink_key_that_backup_check_copies_with(site):

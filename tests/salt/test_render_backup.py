@@ -5,6 +5,9 @@ cluster's reader key and nothing else of it; the main cluster's nodes know none 
 from __future__ import annotations
 
 import json
+import os
+import stat
+import subprocess
 import tomllib
 from pathlib import Path
 
@@ -73,6 +76,34 @@ def test_the_backup_node_runs_a_one_node_seaweedfs_of_its_own_and_filer_backup(b
     # Its data volume (Terraform's backup_volumes) is mounted at the storage root first.
     mount = args(bk["storage-volume-root-mount-mounted"])
     assert (mount["name"], mount["device"]) == ("/srv/ccmirror-storage", BACKUP_VOLUME)
+
+
+def test_the_backup_filer_takes_writes_only_with_a_key_made_on_the_node(backup_site, tmp_path):
+    """db-1 lists the backup's names through bk-1's filer; a write or delete there needs a
+    token signed by a key bk-1 makes once for itself, never in pillar or in Salt's data."""
+    _, highstates = backup_site
+    bk = highstates["bk-1"]
+    guard = args(bk["storage-weed-filer-guard-cmd-run"])
+    assert guard["creates"] == "/etc/seaweedfs/security.toml"
+    filer = args(bk["storage-weed-filer-service-running"])
+    assert {"cmd": "storage-weed-filer-guard-cmd-run"} in filer["watch"]
+    restart = args(bk["storage-weed-s3-restart-cmd-run"])  # the gateway signs with it
+    assert restart["onchanges"] == [{"cmd": "storage-weed-filer-guard-cmd-run"}]
+    assert "try-restart ccmirror-weed-s3" in restart["name"]
+    for main in ("st-1", "db-1"):
+        assert not [k for k in highstates[main] if "guard" in k or "s3-restart" in k], main
+    # The command itself, run into a directory of this test's: a 0600 TOML with a fresh key.
+    command = guard["name"].replace("/etc/seaweedfs", str(tmp_path))
+    command = command.replace("seaweedfs:seaweedfs", f"{os.getuid()}:{os.getgid()}")
+    keys = []
+    for _ in range(2):
+        (tmp_path / "security.toml").unlink(missing_ok=True)
+        subprocess.run(["sh", "-c", command], check=True)
+        made = tmp_path / "security.toml"
+        assert stat.S_IMODE(made.stat().st_mode) == 0o600
+        keys.append(tomllib.loads(made.read_text())["jwt"]["filer_signing"]["key"])
+    assert all(len(key) == 64 and int(key, 16) for key in keys) and keys[0] != keys[1]
+    assert keys[0] not in json.dumps(bk), "the key is made on the node, not rendered"
 
 
 def test_filer_backup_follows_the_main_filer_and_never_sends_a_delete(backup_site):

@@ -83,3 +83,23 @@ storage-weed-s3-config-file-managed:
     - show_changes: False
     - require:
       - file: storage-weed-config-dir-file-directory
+{%- if weed.is_backup %}
+
+{#- The backup cluster's filer takes HTTP writes and deletes only with a token signed by a key
+    made here, once, and never leaving this node (its S3 gateway signs with it: every weed
+    here reads /etc/seaweedfs/security.toml). db-1 reaches this filer to list the backup's
+    names (GETs, unsigned), and without the key a compromised db-1 could otherwise delete every
+    copy through it, past the bucket's object lock. #}
+storage-weed-filer-guard-cmd-run:
+  cmd.run:
+    - name: >-
+        umask 077 &&
+        key=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n') &&
+        printf '# Made once by Salt (storage): the filer write key, of this node only\n[jwt.filer_signing]\nkey = "%s"\n' "$key"
+        > {{ weed.config_dir }}/security.toml.new &&
+        chown {{ weed.user }}:{{ weed.group }} {{ weed.config_dir }}/security.toml.new &&
+        mv {{ weed.config_dir }}/security.toml.new {{ weed.config_dir }}/security.toml
+    - creates: {{ weed.config_dir }}/security.toml
+    - require:
+      - file: storage-weed-config-dir-file-directory
+{%- endif %}

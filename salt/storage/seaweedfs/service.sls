@@ -76,4 +76,20 @@ storage-weed-{{ server.name }}-service-running:
 {%-   elif server.name == "s3" %}
       - file: storage-weed-s3-config-file-managed
 {%-   endif %}
+{%-   if weed.is_backup and server.name == "filer" %}
+      - cmd: storage-weed-filer-guard-cmd-run  # the write key it checks
+{%-   endif %}
 {%- endfor %}
+{%- if weed.is_backup %}
+
+{#- The gateway signs its filer requests with the write key, read at start only (its reload,
+    SIGHUP, re-reads the identities alone): a gateway already running when the key is made
+    (a node from before the key) restarts; on a new node it starts after, with it. #}
+storage-weed-s3-restart-cmd-run:
+  cmd.run:
+    - name: systemctl try-restart ccmirror-weed-s3
+    - onchanges:
+      - cmd: storage-weed-filer-guard-cmd-run
+    - require_in:
+      - service: storage-weed-s3-service-running
+{%- endif %}
