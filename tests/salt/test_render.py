@@ -520,6 +520,12 @@ def test_pinned_masters_stay_the_peers_when_a_master_goes_and_a_node_comes(
     assert "storage-weed-master-unit-file-managed" not in st4
     volume = render(st4["storage-weed-volume-unit-file-managed"], "volume")
     assert f"-mserver={peers.removeprefix('-peers=')}" in volume and "-ip=10.250.0.11" in volume
+    # The shared filer store: the first master's filer makes it; another waits for it, since
+    # a filer finding it empty copies from a peer and exits when that one does not answer.
+    first = render(st1["storage-weed-filer-unit-file-managed"], "filer")
+    other = render(st4["storage-weed-filer-unit-file-managed"], "filer")
+    assert "SELECT 1 FROM filemeta" not in first and "SELECT 1 FROM filemeta" in other
+    assert "TimeoutStartSec=660" in first and "TimeoutStartSec=660" in other
 
     # A replacement st-3 at a new address: a volume server; the peers keep the old one.
     writer().change_storage_nodes(root, add={"st-3": "10.250.0.12"})

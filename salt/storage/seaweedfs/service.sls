@@ -16,8 +16,11 @@
       "wait_for_db": False, "reload": False,
       "exec": weed.weed ~ " volume " ~ bind ~ " -port=" ~ port.volume ~ " -dir=" ~ weed.data_dir
               ~ " -max=" ~ weed.max_volumes ~ " -mserver=" ~ weed.master_list}) %}
+{#- The shared store's first filer: the first master's; the others wait for it (the unit). #}
+{%- set makes_store = weed.address == weed.masters[0] %}
 {%- do servers.append({"name": "filer", "after": ["ccmirror-weed-volume"],
       "wait_for_db": weed.filer_store == "mysql2",
+      "wait_for_store": weed.filer_store == "mysql2" and not makes_store,
       "reload": False,
       "exec": weed.weed ~ " -config_dir=" ~ weed.config_dir ~ " filer " ~ bind ~ " -port=" ~ port.filer
               ~ " -master=" ~ weed.master_list ~ " -defaultReplicaPlacement=" ~ weed.replication}) %}
@@ -43,6 +46,7 @@ storage-weed-{{ server.name }}-unit-file-managed:
         after: {{ server.after | json }}
         exec_start: {{ server.exec | json }}
         wait_for_db: {{ server.wait_for_db }}
+        wait_for_store: {{ server.get("wait_for_store", False) }}
         reload: {{ server.reload }}
     - user: root
     - group: root
