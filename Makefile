@@ -30,7 +30,7 @@ lint: deps
 
 # TEST_WORKERS=2: two workers, each test file on one of them (`--dist loadfile`), the e2e (one
 # file, half the run) beside the rest: 42 minutes instead of 65. Not the default yet: on 2
-# shared cores four of five such runs failed, each on other time-bound tests (README).
+# shared cores most such runs have failed, each on other time-bound tests (README).
 TEST_WORKERS ?= 0
 test: lint
 	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
