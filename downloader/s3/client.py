@@ -1,6 +1,6 @@
 """One S3 PUT: a SigV4 signature (downloader/s3/sigv4.py) over the downloader's own asyncio
 HTTP client (downloader/fetch/http/), the one its GETs use: about half the client CPU per
-small photo of botocore's signer over urllib3 and threads, and the signature a tenth of
+small photo of botocore's signer over urllib3 and threads, and the signature a sixth of
 botocore's (bench/s3_push_vs_fetch.py; README, the S3 paragraph).
 
 Each PUT carries the file's SHA-256 twice: as `x-amz-checksum-sha256` (base64), which the
