@@ -49,6 +49,16 @@ mount -t tmpfs -o mode=700 tmpfs "$r$lab"
 mkdir -p "$r/run/systemd/system" "$r/run/lock"
 exec chroot "$r" /usr/bin/systemctl init
 """
+# The droplet's systemctl: docker-systemctl-replacement, imported from this directory.
+SYSTEMCTL_MODULE_DIR = Path("/usr/lib/ccmirror-lab")
+SYSTEMCTL_WRAPPER = f"""#! /usr/bin/env python3
+import sys
+
+sys.path.insert(0, "{SYSTEMCTL_MODULE_DIR}")
+import systemctl3
+
+sys.exit(systemctl3.main())
+"""
 Seed = Callable[[Droplet, Path], None]  # writes a droplet's own files into its upper layer
 
 
@@ -130,10 +140,14 @@ def prepare_layers(directory: Path, droplet_id: str, hosts: str) -> None:
         sub.mkdir(parents=True, exist_ok=True)
     scripts = replacement_dir()
     (upper / "usr" / "bin").mkdir(parents=True, exist_ok=True)
-    for name, source in (("systemctl", "systemctl3.py"), ("journalctl", "journalctl3.py")):
-        target = upper / "usr" / "bin" / name
-        shutil.copyfile(scripts / source, target)
-        os.chmod(target, 0o755)
+    # systemctl imports the replacement from a module directory rather than running it as a
+    # script: Python then keeps its bytecode, where it compiled the 345 KB script on every
+    # call (0.16 s of CPU; a highstate's `service.running` calls systemctl about six times).
+    modules = upper / SYSTEMCTL_MODULE_DIR.relative_to("/")
+    modules.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(scripts / "systemctl3.py", modules / "systemctl3.py")
+    _executable(upper / "usr" / "bin" / "systemctl", SYSTEMCTL_WRAPPER)
+    _executable(upper / "usr" / "bin" / "journalctl", (scripts / "journalctl3.py").read_text())
     # The replacement journalctl runs `systemctl3.py log UNIT` from its own directory.
     (upper / "usr" / "bin" / "systemctl3.py").symlink_to("systemctl")
     etc = upper / "etc"
@@ -150,6 +164,11 @@ def prepare_layers(directory: Path, droplet_id: str, hosts: str) -> None:
     for directory in hidden:
         directory.mkdir(parents=True, exist_ok=True)
         os.setxattr(directory, "trusted.overlay.opaque", b"y")
+
+
+def _executable(path: Path, text: str) -> None:
+    path.write_text(text)
+    os.chmod(path, 0o755)
 
 
 def replacement_dir() -> Path:

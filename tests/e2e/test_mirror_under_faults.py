@@ -8,6 +8,8 @@ and download, `storage.import` adopts an old tree of 10,000 files on db-1
 
 While the download runs, one after the other (each once the downloaders fetch again after
 the last):
+- a stored photo's license changed on Flickr, which the background re-check flags while the
+  faults below go on (awaited before the takedowns' end; tests/e2e/withdrawal_faults.py);
 - `maintenance.on` then `maintenance.off` (no lease stays out while it is on), at full speed;
   then the image host slows down so the download outlasts the rest, and tests/infra runs
   against the whole fleet while it works; the master's Prometheus scrapes every droplet;
@@ -21,8 +23,7 @@ the last):
   `fleet.up role=storage count=3` (a new st-3) and `storage.repair`: two copies again;
 - `orch.rotate` of the storage key (no push refused; the old keys refused after);
 - `deploy.release` of a new version from the lab's copy of the checkout;
-- `takedown.add` of a stored and of a pending photo, and a stored photo's license changed
-  on Flickr, which the background re-check flags (tests/e2e/withdrawal_faults.py);
+- `takedown.add` of a stored and of a pending photo;
 - dl-2's droplet destroyed while it holds a lease (as from DigitalOcean's console), then
   `fleet.destroy` of the name: the lease lapses and dl-1 downloads its photos, and
   Prometheus no longer scrapes dl-2;
@@ -207,6 +208,8 @@ def kill_harvester_mid_task(m: mission.Mission, seen: dict) -> None:
 def faults_during_download(m: mission.Mission, seen: dict) -> None:
     # Stored by the downloaders: the import before the download stored photos of its own.
     wait_for(lambda: downloaded_or_zero(m) >= 100, 600, "the downloaders to store photos", 1)
+    # Flagged by the background re-check while the faults below run (awaited before the backup).
+    seen["license changed"] = withdrawal_faults.license_change(m)
     # At full speed, so that the drain takes seconds, not a slow lease's minutes.
     m.show("    fault: maintenance on, then off")
     m.salt_run("maintenance.on", "wait=120")
@@ -257,8 +260,8 @@ def faults_during_download(m: mission.Mission, seen: dict) -> None:
     seen["release"] = release_faults.release_new_version(m)
     fetching_again(m)
     # Before the mid-download backup: db-1's loss later restores them.
-    seen["taken down"] = withdrawal_faults.takedowns(m)
-    seen["license changed"] = withdrawal_faults.license_change(m, seen["taken down"])
+    seen["taken down"] = withdrawal_faults.takedowns(m, seen["license changed"])
+    withdrawal_faults.wait_flagged(m, seen["license changed"])
     seen["pending_after_faults"] = pending(m)
     # Every push since the rotation began went through: none refused for its key.
     seen["push_refusals"] = {minion: refusals(m, minion) for minion in seen["old_storage_keys"]}

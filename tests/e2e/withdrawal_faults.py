@@ -9,7 +9,9 @@
   `ccmirror-recheck` unit on hv-1) must flag it `not_cc` in `image_flags`, its object kept
   and its state `stored`.
 
-They run before the mid-download catalog backup, so that db-1's loss later restores them."""
+The license changes first, as the faults begin; the re-check's flag is awaited only before the
+mid-download catalog backup, so that the re-check's round runs beside the other faults. All of
+it is done before that backup, so that db-1's loss later restores it."""
 
 from __future__ import annotations
 
@@ -27,18 +29,19 @@ STORED_BY_A_LEASE = (
     "SELECT i.photo_id FROM images i JOIN stored_images s ON s.image_id = i.id"
     " WHERE i.state = 'stored' AND s.lease_id <> 0 ORDER BY i.id"
 )
+STORED = "SELECT photo_id FROM images WHERE state = 'stored' ORDER BY id"
 # The last in the queue: not leased before the takedown lands.
 WAITING_LAST = (
     "SELECT photo_id FROM images WHERE state = 'pending' AND lease_id = 0 ORDER BY id DESC"
 )
 
 
-def takedowns(m: mission.Mission) -> dict[str, int]:
+def takedowns(m: mission.Mission, license_changed: int) -> dict[str, int]:
     """One stored photo and one pending, unleased photo taken down; both without an image
     host fault, so that their end state is the takedown's alone."""
-    faulted = set(m.faults)
-    stored = _first(m, STORED_BY_A_LEASE, faulted)
-    waiting = _first(m, WAITING_LAST, faulted)
+    skip = set(m.faults) | {license_changed}
+    stored = _first(m, STORED_BY_A_LEASE, skip)
+    waiting = _first(m, WAITING_LAST, skip)
     taken = {"stored": stored, "pending": waiting}
     for kind, photo in taken.items():
         m.show(f"    fault: takedown of a {kind} photo ({photo})")
@@ -47,23 +50,25 @@ def takedowns(m: mission.Mission) -> dict[str, int]:
     return taken
 
 
-def license_change(m: mission.Mission, taken: dict[str, int]) -> int:
-    """A stored photo relabelled "All Rights Reserved" on Flickr; waits for the re-check
-    to flag it. Returns its id."""
-    skip = set(m.faults) | set(taken.values())
-    photo = _first(m, "SELECT photo_id FROM images WHERE state = 'stored' ORDER BY id", skip)
+def license_change(m: mission.Mission) -> int:
+    """A stored photo relabelled "All Rights Reserved" on Flickr. Returns its id."""
+    photo = _first(m, STORED, set(m.faults))
     m.show(f"    fault: photo {photo}'s license changed to All Rights Reserved on Flickr")
     base = flickr_service.api_url(m.config).removesuffix("/services/rest/")
     change = {str(photo): ALL_RIGHTS_RESERVED}
     answer = requests.post(f"{base}/_sim/photos", json=change, timeout=10)
     answer.raise_for_status()
+    return photo
+
+
+def wait_flagged(m: mission.Mission, photo: int) -> None:
+    """Until the background re-check flags the photo whose license left CC."""
     wait_for(
         lambda: flag_of(m, photo) == "not_cc",
         FLAG_SECONDS,
         "the background re-check to flag the photo whose license left CC",
         5,
     )
-    return photo
 
 
 def flag_of(m: mission.Mission, photo: int) -> str | None:
