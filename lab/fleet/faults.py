@@ -137,6 +137,22 @@ def main_pid(droplet: Droplet, unit: str) -> int:
     return int(value) if value.isdigit() else 0
 
 
+def recorded_main_pid(droplet: Droplet, unit: str) -> int:
+    """The main pid the replacement systemctl recorded for the unit (its `/run/UNIT.status`
+    file, read from the host: no process started in the droplet), or 0. A hint for pollers:
+    `main_pid` is the word of the droplet's systemctl."""
+    name = unit if unit.endswith(".service") else f"{unit}.service"
+    try:
+        text = Path(f"/proc/{droplet.pid}/root/run/{name}.status").read_text()
+    except OSError:
+        return 0
+    for line in text.splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "MainPID" and value.strip().isdigit():
+            return int(value.strip())
+    return 0
+
+
 def new_main_pid(droplet: Droplet, unit: str, old: int) -> int:
     pid = main_pid(droplet, unit)
     return pid if pid and pid != old and host_pid(droplet, pid) else 0

@@ -62,6 +62,12 @@ YFCC_ON_DB = "/var/lib/ccmirror/yfcc-sample.tsv"
 # knows how each must end: gone, failed as bad, stored after a retry).
 FAULTS = ("404", "placeholder", "not_image", {"mode": "503", "times": 1}, "410", "html")
 SALT_RUN_SECONDS = 1800
+# Seconds between batch.wait's looks at the fleet. Each look is three jobs on db-1 and one on
+# every worker, most starting a CLI there: one `batch.status` took 8.5 s in the e2e's busy
+# lab. Every 3 s, the looks kept the lab's cores busy for the whole download, slowing each
+# fault's highstate beside them.
+HARVEST_WAIT_INTERVAL = 5  # the harvest lasts a minute or less
+DOWNLOAD_WAIT_INTERVAL = 20
 
 
 RECHECK = {"calls_per_hour": 1800}  # half of a lab key's 3,600 calls an hour
@@ -318,7 +324,7 @@ class Mission:
                     "end": self.end,
                     "stride": BUCKET,
                     "yfcc": [YFCC_ON_DB],
-                    "interval": 3,
+                    "interval": HARVEST_WAIT_INTERVAL,
                     "timeout": 1200,
                 }
             }
@@ -340,7 +346,9 @@ class Mission:
         """`during` runs beside the orchestration (the e2e tests' faults)."""
         count = self.options.downloaders
         with self.stage(f"orch.download with {count} downloaders"):
-            pillar = {"download": {"count": count, "interval": 3, "timeout": 1800}}
+            pillar = {
+                "download": {"count": count, "interval": DOWNLOAD_WAIT_INTERVAL, "timeout": 1800}
+            }
             watch = (
                 backup_watch.watching(self.config, self._stored)
                 if self.options.watch_backup

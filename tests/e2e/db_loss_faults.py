@@ -68,7 +68,8 @@ def lose_and_rebuild(m: mission.Mission, storage: tuple[str, ...], weed_units: l
         restore = m.salt_run("storage.restore_catalog")
         unsettled = not_stored(m, stored)
     m.show(f"    the download finished by {FINISHING_DOWNLOADERS} downloader")
-    pillar = {"download": {"count": FINISHING_DOWNLOADERS, "interval": 3, "timeout": 1800}}
+    wait = {"interval": mission.DOWNLOAD_WAIT_INTERVAL, "timeout": 1800}
+    pillar = {"download": {"count": FINISHING_DOWNLOADERS, **wait}}
     download = m.orchestrate("orch.download", pillar)
     requests_after = image_service.stats(m.config)["requests"]
     again = sorted(

@@ -20,6 +20,7 @@ import requests
 from lab.fleet import faults
 from lab.fleet.core import LabError
 from lab.fleet.pids import pids_in_namespaces
+from lab.fleet.systemd_restarts import restart_crashed
 from lab.mission.mirror_check import lab_catalog, lab_storage_root
 from lab.sims.digitalocean.service import start_simulator
 from tests.conftest import VENV_BIN, wait_for
@@ -89,6 +90,28 @@ def test_kill_daemon_kills_the_main_process_and_the_lab_init_leaves_it_dead(
     assert is_active(lab, "dl-1", UNIT) == "active"
     host_pid = faults.host_pid(lab_droplet(lab, "dl-1"), new_pid)
     assert Path(f"/proc/{host_pid}/cmdline").read_bytes() == b"sleep\x00601\x00"
+
+
+def test_systemd_restarts_leaves_a_running_unit_and_starts_a_crashed_one_again(
+    lab: TestLab,
+) -> None:
+    """What the e2e's faults run beside them: a running unit is known from the init's record
+    (read from the host), a crashed one is started again, with its new pid recorded."""
+    unit = "ccmirror-fx-crash.service"
+    lab.shell("st-1", "sh", "-c", f"cat > /etc/systemd/system/{unit} << 'EOF'\n{UNIT_FILE}EOF")
+    lab.shell("st-1", "systemctl", "enable", "--now", unit)
+    droplet = lab_droplet(lab, "st-1")
+    running = faults.main_pid(droplet, unit)
+    assert running and faults.recorded_main_pid(droplet, unit) == running
+    assert restart_crashed(droplet, unit) is False
+    assert faults.main_pid(droplet, unit) == running
+
+    killed = faults.kill_daemon(lab.config, "st-1", unit)
+    assert restart_crashed(droplet, unit) is True
+    again = faults.main_pid(droplet, unit)
+    assert again and again != killed.pid and faults.host_pid(droplet, again)
+    assert faults.recorded_main_pid(droplet, unit) == again
+    assert faults.recorded_main_pid(droplet, "ccmirror-nothing") == 0
 
 
 def test_kill_daemon_of_a_stopped_unit_is_refused(lab: TestLab) -> None:
