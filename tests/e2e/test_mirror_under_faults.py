@@ -448,7 +448,7 @@ def test_db_1_lost_after_the_download_was_rebuilt_from_its_backup_with_nothing_f
     report = lost["report"]
     assert report.ok, report.problem_text() + "\n" + "\n".join(report.summary_lines())
     assert report.states["stored"] == run["report"].states["stored"], report.states
-    print(f"SeaweedFS units restarted as systemd would: {lost['crashed and restarted']}")
+    print(f"Units restarted as systemd would: {lost['crashed and restarted']}")
 
 
 def test_the_backup_caught_up_and_gave_back_photos_lost_on_main(run) -> None:
