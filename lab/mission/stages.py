@@ -73,6 +73,11 @@ DOWNLOAD_WAIT_INTERVAL = 20
 RECHECK = {"calls_per_hour": 1800}  # half of a lab key's 3,600 calls an hour
 
 
+def download_pillar(count: int) -> dict:
+    """orch.download's pillar for `count` downloaders, at the lab's pace."""
+    return {"download": {"count": count, "interval": DOWNLOAD_WAIT_INTERVAL, "timeout": 1800}}
+
+
 @dataclass
 class Options:
     downloaders: int = 2
@@ -346,9 +351,7 @@ class Mission:
         """`during` runs beside the orchestration (the e2e tests' faults)."""
         count = self.options.downloaders
         with self.stage(f"orch.download with {count} downloaders"):
-            pillar = {
-                "download": {"count": count, "interval": DOWNLOAD_WAIT_INTERVAL, "timeout": 1800}
-            }
+            pillar = download_pillar(count)
             watch = (
                 backup_watch.watching(self.config, self._stored)
                 if self.options.watch_backup

@@ -75,9 +75,7 @@ def lose_and_rebuild(m: mission.Mission, storage: tuple[str, ...], weed_units: l
         restore = m.salt_run("storage.restore_catalog")
         unsettled = not_stored(m, stored)
     m.show(f"    the download finished by {FINISHING_DOWNLOADERS} downloader")
-    wait = {"interval": mission.DOWNLOAD_WAIT_INTERVAL, "timeout": 1800}
-    pillar = {"download": {"count": FINISHING_DOWNLOADERS, **wait}}
-    download = m.orchestrate("orch.download", pillar)
+    download = m.orchestrate("orch.download", mission.download_pillar(FINISHING_DOWNLOADERS))
     requests_after = image_service.stats(m.config)["requests"]
     again = sorted(
         photo for photo in stored

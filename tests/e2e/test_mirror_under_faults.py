@@ -9,7 +9,8 @@ and download, `storage.import` adopts an old tree of 10,000 files on db-1
 While the download runs, one after the other (each once the downloaders fetch again after
 the last):
 - a stored photo's license changed on Flickr, which the background re-check flags while the
-  faults below go on (awaited before the takedowns' end; tests/e2e/withdrawal_faults.py);
+  faults below go on (awaited after the takedowns, before the mid-download backup;
+  tests/e2e/withdrawal_faults.py);
 - `maintenance.on` then `maintenance.off` (no lease stays out while it is on), at full speed;
   then the image host slows down so the download outlasts the rest, and tests/infra runs
   against the whole fleet while it works; the master's Prometheus scrapes every droplet;
